@@ -1,0 +1,216 @@
+"""``easload`` command line: run, target, wbxml decode/encode.
+
+Exit status: 0 success, 1 the run finished but failed its checks, 2 a usage
+error (bad scenario, missing file, bad flag) -- always one clear line, never a
+traceback for a user's mistake.
+"""
+
+import argparse
+import asyncio
+import logging
+import sys
+from pathlib import Path
+
+import orjson
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+DEFAULT_METRICS = "127.0.0.1:9477"
+
+
+class UsageError(Exception):
+    pass
+
+
+def _loop_factory():
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop
+
+
+def _arun(coro):
+    with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+        return runner.run(coro)
+
+
+# --------------------------------------------------------------------------- run
+
+
+def cmd_run(args):
+    from loadgen import metrics, scenario as scenario_mod
+    from loadgen.engine import run
+    from loadgen.report import summary_text
+
+    path = args.scenario or scenario_mod.default_scenario_path()
+    sc = scenario_mod.load(path)
+    if args.duration is not None:
+        sc.duration = args.duration
+    if args.devices is not None:
+        if args.devices < 1:
+            raise UsageError("--devices must be at least 1")
+        sc.population.devices = args.devices
+        sc.auth.users = max(sc.auth.users, -(-args.devices // sc.population.devices_per_user))
+    if args.target:
+        sc.target.url = args.target
+    if args.insecure:
+        sc.target.insecure = True
+    if sc.target.insecure:
+        print("WARNING: TLS certificate verification is disabled (insecure = true)", file=sys.stderr)
+    listen = args.metrics_listen
+    if listen is None:  # the default: 127.0.0.1:9477, or a free port when that one is taken
+        try:
+            port = metrics.serve(DEFAULT_METRICS)
+            listen = DEFAULT_METRICS
+        except OSError:
+            listen = "127.0.0.1:0"
+            port = metrics.serve(listen)
+            print("note: %s is in use; metrics moved to port %d" % (DEFAULT_METRICS, port), file=sys.stderr)
+    elif listen:
+        try:
+            port = metrics.serve(listen)
+        except (OSError, ValueError) as exc:
+            raise UsageError("--metrics-listen %s: %s" % (listen, exc)) from None
+    if listen:
+        print("metrics on http://%s:%d/metrics" % (listen.rpartition(":")[0] or "127.0.0.1", port), file=sys.stderr)
+    where = "embedded target" if sc.target.embedded else sc.target.url
+    print("easload: scenario %s (%s): %d devices for %.0f s against %s"
+          % (sc.name, path, sc.population.devices, sc.duration, where), file=sys.stderr)
+    try:
+        result = _arun(run(sc, progress=not args.quiet))
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return EXIT_FAILED
+    target_label = "embedded (%s)" % result.target_url if sc.target.embedded else result.target_url
+    print(summary_text(result.stats, sc.name, target_label, len(result.devices)))
+    if args.json:
+        data = result.stats.to_dict(scenario=sc.name, target=None if not sc.target.embedded else "embedded")
+        Path(args.json).write_bytes(orjson.dumps(data, option=orjson.OPT_INDENT_2))
+    if listen and args.linger > 0:
+        import time
+
+        time.sleep(args.linger)
+    metrics.shutdown()
+    return EXIT_OK
+
+
+# --------------------------------------------------------------------------- target
+
+
+def cmd_target(args):
+    from loadgen.target.server import serve_forever
+    from loadgen.target.state import TargetState
+
+    state = TargetState(users=args.users, user_pattern=args.user_pattern, password_pattern=args.password_pattern,
+                        allow_non_provisionable=args.allow_non_provisionable, no_policy=args.no_policy,
+                        refresh_interval_min=args.policy_refresh_minutes)
+    host, _, port = args.listen.rpartition(":")
+    try:
+        port = int(port)
+    except ValueError:
+        raise UsageError("--listen must be HOST:PORT, not %r" % args.listen) from None
+
+    def ready(url):
+        print("easload target listening on %s (users %s / %s, %d users)"
+              % (url, args.user_pattern, "<password pattern>", args.users), file=sys.stderr, flush=True)
+
+    try:
+        _arun(serve_forever(host or "127.0.0.1", port, state, ready))
+    except KeyboardInterrupt:
+        pass
+    except OSError as exc:
+        raise UsageError("cannot listen on %s: %s" % (args.listen, exc)) from None
+    return EXIT_OK
+
+
+# --------------------------------------------------------------------------- wbxml
+
+
+def _read_input(name, binary):
+    if name == "-":
+        return sys.stdin.buffer.read() if binary else sys.stdin.read()
+    try:
+        return Path(name).read_bytes() if binary else Path(name).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise UsageError("%s: %s" % (name, exc.strerror or exc)) from None
+
+
+def cmd_wbxml(args):
+    import _wbxml
+
+    if args.action == "decode":
+        data = _read_input(args.file, True)
+        try:
+            tree = _wbxml.decode(data)
+        except _wbxml.WBXMLError as exc:
+            raise UsageError("%s: %s" % (args.file, exc)) from None
+        sys.stdout.write(_wbxml.to_xml(tree))
+    else:
+        text = _read_input(args.file, False)
+        try:
+            data = _wbxml.encode(_wbxml.from_xml(text))
+        except _wbxml.WBXMLError as exc:
+            raise UsageError("%s: %s" % (args.file, exc)) from None
+        sys.stdout.buffer.write(data)
+    return EXIT_OK
+
+
+# --------------------------------------------------------------------------- main
+
+
+def _parser():
+    p = argparse.ArgumentParser(prog="easload", description="Load generator for Exchange ActiveSync servers")
+    p.add_argument("-v", "--verbose", action="store_true", help="log debug information")
+    sub = p.add_subparsers(dest="command")
+
+    r = sub.add_parser("run", help="run a scenario (default: scenarios/smoke.toml against the embedded target)")
+    r.add_argument("scenario", nargs="?", help="scenario TOML file")
+    r.add_argument("--duration", type=float, help="override the scenario's duration (seconds)")
+    r.add_argument("--devices", type=int, help="override the number of devices")
+    r.add_argument("--target", help="EAS URL (https://host/Microsoft-Server-ActiveSync) instead of the scenario's")
+    r.add_argument("--insecure", action="store_true", help="do not verify TLS certificates (not recommended)")
+    r.add_argument("--metrics-listen", default=None,
+                   help="HOST:PORT of the Prometheus endpoint (default 127.0.0.1:9477; '' to disable)")
+    r.add_argument("--linger", type=float, default=0.0, help="keep the metrics endpoint up this long after the run")
+    r.add_argument("--json", help="write the summary as JSON to this file")
+    r.add_argument("-q", "--quiet", action="store_true", help="no progress line")
+    r.set_defaults(func=cmd_run)
+
+    t = sub.add_parser("target", help="run the embedded EAS target on its own")
+    t.add_argument("--listen", default="127.0.0.1:8443", help="HOST:PORT (default 127.0.0.1:8443)")
+    t.add_argument("--users", type=int, default=1000)
+    t.add_argument("--user-pattern", default="user{n}")
+    t.add_argument("--password-pattern", default="Pass{n}!")
+    t.add_argument("--allow-non-provisionable", action="store_true")
+    t.add_argument("--no-policy", action="store_true")
+    t.add_argument("--policy-refresh-minutes", type=int, default=0)
+    t.set_defaults(func=cmd_target)
+
+    w = sub.add_parser("wbxml", help="decode WBXML to XML or encode XML to WBXML")
+    w.add_argument("action", choices=("decode", "encode"))
+    w.add_argument("file", help="input file, or - for standard input")
+    w.set_defaults(func=cmd_wbxml)
+    return p
+
+
+def main(argv=None):
+    parser = _parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.command is None:
+        # "easload" alone: the quick start's default job
+        args = parser.parse_args(["run", *([] if argv is None else argv)])
+    from loadgen.scenario import ScenarioError
+
+    try:
+        return args.func(args)
+    except (ScenarioError, UsageError) as exc:
+        print("easload: %s" % exc, file=sys.stderr)
+        return EXIT_USAGE
+    except BrokenPipeError:
+        return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

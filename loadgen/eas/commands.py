@@ -1,0 +1,184 @@
+"""Request builders and response parsers for the EAS commands a device uses.
+
+Requests that differ only in one or two values are pre-encoded once as
+``_wbxml.Template`` objects; a builder call only splices the values in.
+
+Every parser returns the command's root ``Status`` the same way (``status``),
+so that the caller can recognise the in-band re-provision statuses 140-145
+(MS-ASCMD 2.2.2, seed 000) whatever the command.
+"""
+
+from dataclasses import dataclass
+
+from _wbxml import Slot, Template, encode, findtext
+from loadgen.eas.policy import policy_from_tree
+from loadgen.eas.versions import POLICY_TYPE_WBXML
+
+# Commands in the order of MS-ASHTTP 2.2.1.1.1.2 (code used by the base64 query form).
+COMMAND_CODES = {
+    "Sync": 0, "SendMail": 1, "SmartForward": 2, "SmartReply": 3, "GetAttachment": 4,
+    "FolderSync": 9, "FolderCreate": 10, "FolderDelete": 11, "FolderUpdate": 12,
+    "MoveItems": 13, "GetItemEstimate": 14, "MeetingResponse": 15, "Search": 16,
+    "Settings": 17, "Ping": 18, "ItemOperations": 19, "Provision": 20,
+    "ResolveRecipients": 21, "ValidateCert": 22, "Find": 23,
+}
+
+DEVICE_INFO_FIELDS = (
+    "Model", "IMEI", "FriendlyName", "OS", "OSLanguage", "PhoneNumber", "MobileOperator", "UserAgent",
+)
+
+
+def device_information(info):
+    """``Settings:DeviceInformation`` with a ``Set`` of the given fields (in spec order)."""
+    fields = [("Settings:" + name, info[name]) for name in DEVICE_INFO_FIELDS if info.get(name)]
+    if "EnableOutboundSMS" in info:
+        fields.append(("Settings:EnableOutboundSMS", str(info["EnableOutboundSMS"])))
+    return ("Settings:DeviceInformation", [("Settings:Set", fields)])
+
+
+def _policies(policy_type, *inner):
+    return ("Provision:Policies", [("Provision:Policy", [("Provision:PolicyType", policy_type), *inner])])
+
+
+def provision_initial(device_info=None, policy_type=POLICY_TYPE_WBXML):
+    """Initial Provision request (bytes); DeviceInformation only when given (14.1+)."""
+    children = []
+    if device_info is not None:
+        children.append(device_information(device_info))
+    children.append(_policies(policy_type))
+    return encode(("Provision:Provision", children))
+
+
+# Acknowledgement: PolicyKey MUST come before Status (MS-ASPROV 2.2.2.41).
+_ACK = Template(("Provision:Provision", [_policies(
+    POLICY_TYPE_WBXML, ("Provision:PolicyKey", Slot("key")), ("Provision:Status", Slot("status")))]))
+
+
+def provision_ack(temporary_key, ack_status):
+    return _ACK.render(temporary_key, str(int(ack_status)))
+
+
+_WIPE_ACK = Template(("Provision:Provision", [("Provision:RemoteWipe", [("Provision:Status", Slot("status"))])]))
+_ACCOUNT_WIPE_ACK = Template(
+    ("Provision:Provision", [("Provision:AccountOnlyRemoteWipe", [("Provision:Status", Slot("status"))])]))
+
+
+def remote_wipe_ack(status, account_only=False):
+    """The device's acknowledgement of a (account-only) remote wipe (seed 000, MS-ASPROV 4.2)."""
+    return (_ACCOUNT_WIPE_ACK if account_only else _WIPE_ACK).render(str(int(status)))
+
+
+def settings_device_information(device_info):
+    """Settings request that sets DeviceInformation (12.1/14.0, seed 000 ABQ section)."""
+    return encode(("Settings:Settings", [device_information(device_info)]))
+
+
+_FOLDERSYNC = Template(("FolderHierarchy:FolderSync", [("FolderHierarchy:SyncKey", Slot("key"))]))
+
+
+def foldersync(sync_key="0"):
+    return _FOLDERSYNC.render(sync_key)
+
+
+# --------------------------------------------------------------------------- parsers
+
+
+def root_status(tree):
+    """The integer Status directly under the root, or None."""
+    if tree is None or type(tree[1]) is not list:
+        return None
+    for tag, content in tree[1]:
+        if tag.endswith(":Status") and type(content) is str:
+            try:
+                return int(content.split()[0])
+            except (ValueError, IndexError):
+                return None
+    return None
+
+
+@dataclass
+class ProvisionResponse:
+    status: int | None
+    policy_status: int | None = None
+    policy_type: str | None = None
+    policy_key: str | None = None
+    policy: dict | None = None  # EASProvisionDoc settings, initial response only
+    remote_wipe: bool = False
+    account_only_wipe: bool = False
+    device_info_status: int | None = None
+
+
+def _int_or_none(text):
+    try:
+        return int(text.split()[0]) if text else None
+    except (ValueError, IndexError):
+        return None
+
+
+def parse_provision(tree):
+    if tree is None or tree[0] != "Provision:Provision":
+        raise ValueError("not a Provision response: root %r" % (tree and tree[0],))
+    result = ProvisionResponse(status=root_status(tree))
+    for tag, content in tree[1] if type(tree[1]) is list else ():
+        if tag == "Provision:RemoteWipe":
+            result.remote_wipe = True
+        elif tag == "Provision:AccountOnlyRemoteWipe":
+            result.account_only_wipe = True
+        elif tag == "Settings:DeviceInformation":
+            result.device_info_status = _int_or_none(findtext((tag, content), "Settings:Status"))
+        elif tag == "Provision:Policies" and type(content) is list:
+            for ptag, pcontent in content:
+                if ptag != "Provision:Policy" or type(pcontent) is not list:
+                    continue
+                policy = (ptag, pcontent)
+                result.policy_type = findtext(policy, "Provision:PolicyType")
+                result.policy_status = _int_or_none(findtext(policy, "Provision:Status"))
+                key = findtext(policy, "Provision:PolicyKey")
+                result.policy_key = key.strip() if key is not None else None
+                for dtag, dcontent in pcontent:
+                    if dtag == "Provision:Data" and type(dcontent) is list:
+                        for doc in dcontent:
+                            if doc[0] == "Provision:EASProvisionDoc":
+                                result.policy = policy_from_tree(doc)
+                break
+    return result
+
+
+@dataclass
+class Folder:
+    server_id: str
+    parent_id: str
+    display_name: str
+    type: int
+
+
+@dataclass
+class FolderSyncResponse:
+    status: int | None
+    sync_key: str | None
+    added: list
+    changed: int = 0
+    deleted: int = 0
+
+
+def parse_foldersync(tree):
+    if tree is None or tree[0] != "FolderHierarchy:FolderSync":
+        raise ValueError("not a FolderSync response: root %r" % (tree and tree[0],))
+    result = FolderSyncResponse(status=root_status(tree), sync_key=findtext(tree, "FolderHierarchy:SyncKey"), added=[])
+    for tag, content in tree[1] if type(tree[1]) is list else ():
+        if tag != "FolderHierarchy:Changes" or type(content) is not list:
+            continue
+        for ctag, ccontent in content:
+            if ctag == "FolderHierarchy:Add":
+                node = (ctag, ccontent)
+                result.added.append(Folder(
+                    findtext(node, "FolderHierarchy:ServerId", ""),
+                    findtext(node, "FolderHierarchy:ParentId", "0"),
+                    findtext(node, "FolderHierarchy:DisplayName", ""),
+                    _int_or_none(findtext(node, "FolderHierarchy:Type")) or 0,
+                ))
+            elif ctag == "FolderHierarchy:Update":
+                result.changed += 1
+            elif ctag == "FolderHierarchy:Delete":
+                result.deleted += 1
+    return result

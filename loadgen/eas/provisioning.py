@@ -1,0 +1,350 @@
+"""The device-side provisioning state machine, sans-I/O (in the manner of h11).
+
+The caller owns the socket and the clock.  It asks :meth:`Provisioner.start`
+for the first request, sends it, hands the answer (HTTP status, headers,
+decoded body) to :meth:`Provisioner.receive` and gets back either the next
+request to send or an outcome.  Ordinary commands' answers go through
+:func:`classify` which says whether the server wants the device to provision,
+is refusing it, is throttling it, and so on.
+
+Transition table (state, input -> action, next state).  Sources: seed 000
+(two-step exchange, Policy/Provision statuses, 139-145, remote wipe), MS-ASPROV
+3.1.5.1, eas-protocol-facts.md (a) (165, Tencent's missing Provision/Status).
+
+======================  ==============================================  =============================================
+state                   input                                           action -> next state
+======================  ==============================================  =============================================
+IDLE                    start()                                         initial Provision, key "0" -> AWAIT_POLICY
+AWAIT_POLICY            200, RemoteWipe / AccountOnlyRemoteWipe         wipe ack (1, or 2 if wipe fails) -> AWAIT_WIPE_ACK
+AWAIT_POLICY            200, Status 1 (or absent), Policy Status 1      ack (temp key, compliance status) -> AWAIT_ACK
+AWAIT_POLICY            200, Policy Status 2 (no policy)                Provisioned(no_policy) -> PROVISIONED
+AWAIT_POLICY            200, Policy Status 3 / 4                        Failed(unknown type / corrupt) -> FAILED
+AWAIT_POLICY            200, Policy Status 5                            initial Provision, key "0" (bounded) -> AWAIT_POLICY
+AWAIT_POLICY            200, Status 165 (DeviceInformationRequired)     Settings(DeviceInformation) -> AWAIT_DEVINFO
+AWAIT_DEVINFO           any                                             initial Provision -> AWAIT_POLICY
+AWAIT_ACK               200, Status 1, Policy Status 1 (final key)      Provisioned(final key) -> PROVISIONED
+AWAIT_ACK               200, RemoteWipe                                 wipe ack -> AWAIT_WIPE_ACK
+AWAIT_ACK               200, Policy Status 5 (wrong key)                initial Provision, key "0" (bounded) -> AWAIT_POLICY
+AWAIT_WIPE_ACK          any answer                                      Wiped(ack status) -> WIPED
+AWAIT_*                 Status 2 (protocol error)                       Failed(protocol error) -> FAILED
+AWAIT_*                 Status 3 (server error), HTTP 5xx but 503       Retry(backoff) -> IDLE
+AWAIT_*                 HTTP 503                                        Retry(Retry-After / backoff, throttle reason) -> IDLE
+AWAIT_*                 Status 139 / 141 / 145 (200 or 403)             Refused(status, retry interval) -> REFUSED
+AWAIT_*                 Status 129 / HTTP 403 + 129                     Blocked -> BLOCKED
+AWAIT_*                 Status 140                                      initial Provision (wipe pending) -> AWAIT_POLICY
+AWAIT_*                 HTTP 401                                        Failed(auth) -> FAILED
+AWAIT_*                 HTTP 451 + X-MS-Location                        Redirect(url) -> IDLE
+AWAIT_*                 undecodable body / other HTTP status            Failed(...) -> FAILED
+======================  ==============================================  =============================================
+
+The state after an outcome is where the device stands; :meth:`start` may be
+called again from any state but AWAIT_* (re-provisioning on 142/143/144/449).
+"""
+
+from dataclasses import dataclass
+from enum import Enum
+
+from loadgen.eas import commands
+from loadgen.eas.policy import Capabilities, applied, evaluate
+from loadgen.eas.status import REFUSED_STATUSES, REPROVISION_STATUSES, AckStatus, PolicyStatus, RemoteWipeAck
+
+
+class State(Enum):
+    IDLE = "idle"
+    AWAIT_POLICY = "await_policy"
+    AWAIT_DEVINFO = "await_devinfo"
+    AWAIT_ACK = "await_ack"
+    AWAIT_WIPE_ACK = "await_wipe_ack"
+    PROVISIONED = "provisioned"
+    REFUSED = "refused"
+    BLOCKED = "blocked"
+    WIPED = "wiped"
+    FAILED = "failed"
+
+
+# ----------------------------------------------------------------- actions and outcomes
+
+
+@dataclass(frozen=True)
+class Send:
+    """Send ``command`` with ``body``; header X-MS-PolicyKey = ``policy_key`` (omit if None)."""
+
+    command: str
+    body: bytes
+    policy_key: str | None
+    phase: str  # initial / ack / wipe_ack / device_info
+
+
+@dataclass(frozen=True)
+class Provisioned:
+    policy_key: str
+    ack_status: int  # 0 when no policy was acknowledged
+    no_policy: bool = False
+
+
+@dataclass(frozen=True)
+class Wiped:
+    ack_status: int
+    account_only: bool
+
+
+@dataclass(frozen=True)
+class Refused:
+    status: int  # 139 / 141 / 145, or 403 for a bare 403
+    retry_after: float
+
+
+@dataclass(frozen=True)
+class Blocked:
+    status: int
+
+
+@dataclass(frozen=True)
+class Retry:
+    after: float
+    reason: str
+
+
+@dataclass(frozen=True)
+class Redirect:
+    location: str
+
+
+@dataclass(frozen=True)
+class Failed:
+    reason: str
+
+
+def _header(headers, name):
+    if not headers:
+        return None
+    value = headers.get(name)
+    if value is None:
+        value = headers.get(name.lower())
+    return value
+
+
+def retry_after(headers, default):
+    value = _header(headers, "Retry-After")
+    try:
+        return max(0.0, float(value)) if value is not None else default
+    except ValueError:
+        return default
+
+
+class Provisioner:
+    """One device's provisioning conversation.  See the module docstring."""
+
+    MAX_RESTARTS = 3
+
+    def __init__(self, version, caps=None, device_info=None, retry_interval=3600.0, retry_backoff=5.0):
+        self.version = version
+        self.caps = caps or Capabilities()
+        self.device_info = device_info
+        self.retry_interval = float(retry_interval)
+        self.retry_backoff = float(retry_backoff)
+        self.state = State.IDLE
+        self.policy_key = None  # final key, None until provisioned
+        self.temporary_key = None
+        self.policy = None  # settings of the last EASProvisionDoc
+        self.applied = None  # AppliedPolicy once acknowledged
+        self.ack_status = None
+        self.unmet = ()
+        self._restarts = 0
+        self._initial_body = None
+        self._devinfo_sent = False
+
+    # -- requests
+
+    def _initial(self):
+        if self._initial_body is None:
+            info = self.device_info if self.version.device_info_in_provision else None
+            self._initial_body = commands.provision_initial(info, self.version.policy_type)
+        self.state = State.AWAIT_POLICY
+        self.temporary_key = None
+        # A provisionable device announces itself with X-MS-PolicyKey: 0 (seed 001).
+        return Send("Provision", self._initial_body, "0", "initial")
+
+    def start(self):
+        if self.state in (State.AWAIT_POLICY, State.AWAIT_ACK, State.AWAIT_WIPE_ACK, State.AWAIT_DEVINFO):
+            raise RuntimeError("provisioning already in progress (%s)" % self.state.value)
+        self._restarts = 0
+        return self._initial()
+
+    # -- answers
+
+    def receive(self, http_status, headers, tree):
+        state = self.state
+        if state not in (State.AWAIT_POLICY, State.AWAIT_ACK, State.AWAIT_WIPE_ACK, State.AWAIT_DEVINFO):
+            raise RuntimeError("no provisioning request outstanding (%s)" % state.value)
+        if state is State.AWAIT_WIPE_ACK:
+            # The device acknowledged first and wipes now, whatever the answer (seed 000).
+            return self._finish(State.WIPED, self._wipe_outcome)
+        if state is State.AWAIT_DEVINFO:
+            return self._initial()
+        if http_status == 200:
+            if tree is None:
+                return self._finish(State.FAILED, Failed("empty Provision response"))
+            try:
+                resp = commands.parse_provision(tree)
+            except ValueError as exc:
+                return self._finish(State.FAILED, Failed(str(exc)))
+            return self._on_provision(resp)
+        return self._on_http_error(http_status, headers, tree)
+
+    def _on_http_error(self, http_status, headers, tree):
+        status = commands.root_status(tree)
+        if http_status == 503:
+            reason = _header(headers, "X-MS-ASThrottle") or "503"
+            return self._finish(State.IDLE, Retry(retry_after(headers, self.retry_backoff), reason))
+        if http_status == 401:
+            return self._finish(State.FAILED, Failed("authentication failed (401)"))
+        if http_status == 451:
+            location = _header(headers, "X-MS-Location")
+            if location:
+                return self._finish(State.IDLE, Redirect(location))
+            return self._finish(State.FAILED, Failed("451 without X-MS-Location"))
+        if http_status == 403:
+            if status == 129:
+                return self._finish(State.BLOCKED, Blocked(129))
+            if status == 140:
+                return self._restart()
+            return self._finish(State.REFUSED, Refused(status or 403, self.retry_interval))
+        if http_status == 449:
+            return self._restart()
+        if 500 <= http_status < 600:
+            return self._finish(State.IDLE, Retry(self.retry_backoff, "http_%d" % http_status))
+        return self._finish(State.FAILED, Failed("unexpected HTTP %d on Provision" % http_status))
+
+    def _restart(self):
+        self._restarts += 1
+        if self._restarts > self.MAX_RESTARTS:
+            return self._finish(State.FAILED, Failed("provisioning restarted too often"))
+        return self._initial()
+
+    def _on_provision(self, resp):
+        if resp.remote_wipe or resp.account_only_wipe:
+            ack = RemoteWipeAck.FAILURE if self.caps.remote_wipe_fails else RemoteWipeAck.SUCCESS
+            self._wipe_outcome = Wiped(int(ack), resp.account_only_wipe and not resp.remote_wipe)
+            self.state = State.AWAIT_WIPE_ACK
+            body = commands.remote_wipe_ack(ack, account_only=self._wipe_outcome.account_only)
+            return Send("Provision", body, self.policy_key or "0", "wipe_ack")
+        status = resp.status if resp.status is not None else 1  # Tencent omits it (facts (a))
+        if status == 2:
+            return self._finish(State.FAILED, Failed("Provision status 2 (protocol error)"))
+        if status == 3:
+            return self._finish(State.IDLE, Retry(self.retry_backoff, "provision_server_error"))
+        if status in REFUSED_STATUSES:
+            return self._finish(State.REFUSED, Refused(status, self.retry_interval))
+        if status == 129:
+            return self._finish(State.BLOCKED, Blocked(129))
+        if status == 165 and not self._devinfo_sent and self.device_info is not None:
+            self._devinfo_sent = True
+            self.state = State.AWAIT_DEVINFO
+            return Send("Settings", commands.settings_device_information(self.device_info), "0", "device_info")
+        if status in REPROVISION_STATUSES:
+            return self._restart()
+        if status != 1:
+            return self._finish(State.FAILED, Failed("Provision status %d" % status))
+        pstatus = resp.policy_status
+        if pstatus == PolicyStatus.POLICY_KEY_MISMATCH:
+            return self._restart()
+        if pstatus == PolicyStatus.UNKNOWN_POLICY_TYPE:
+            return self._finish(State.FAILED, Failed("server does not know policy type %s" % self.version.policy_type))
+        if pstatus == PolicyStatus.POLICY_DATA_CORRUPT:
+            return self._finish(State.FAILED, Failed("policy data corrupt on the server: contact the administrator"))
+        if self.state is State.AWAIT_POLICY:
+            if pstatus == PolicyStatus.NO_POLICY:
+                self.policy_key = resp.policy_key or "0"
+                self.ack_status = 0
+                return self._finish(State.PROVISIONED, Provisioned(self.policy_key, 0, no_policy=True))
+            if pstatus != PolicyStatus.SUCCESS or not resp.policy_key:
+                return self._finish(State.FAILED, Failed("Policy status %s without a policy key" % pstatus))
+            self.temporary_key = resp.policy_key
+            self.policy = resp.policy or {}
+            compliance = evaluate(self.policy, self.caps)
+            self.ack_status = int(compliance.status)
+            self.unmet = compliance.unmet
+            self.state = State.AWAIT_ACK
+            return Send("Provision", commands.provision_ack(resp.policy_key, compliance.status), resp.policy_key, "ack")
+        # AWAIT_ACK
+        if pstatus not in (PolicyStatus.SUCCESS, None) or not resp.policy_key:
+            return self._finish(State.FAILED, Failed("acknowledgement answered with Policy status %s" % pstatus))
+        self.policy_key = resp.policy_key
+        self.applied = applied(self.policy or {})
+        return self._finish(State.PROVISIONED, Provisioned(resp.policy_key, self.ack_status))
+
+    def _finish(self, state, outcome):
+        self.state = state
+        if state is State.WIPED:
+            self.policy_key = None
+            self.policy = None
+            self.applied = None
+        return outcome
+
+    def forget(self):
+        """Factory reset: the device forgets key, policy and history."""
+        self.__init__(self.version, self.caps, self.device_info, self.retry_interval, self.retry_backoff)
+
+
+# ----------------------------------------------------------------- ordinary commands
+
+
+@dataclass(frozen=True)
+class Reaction:
+    """What an ordinary command's answer means for the device.
+
+    kind: ok | reprovision | refused | blocked | throttled | redirect | auth | error
+    """
+
+    kind: str
+    status: int | None = None  # EAS status in the root, if any
+    trigger: str | None = None  # reprovision trigger: "449", "140", "142", "143", "144"
+    wait: float = 0.0
+    detail: str | None = None
+
+
+OK = "ok"
+
+
+def classify(http_status, headers, tree, retry_interval=3600.0, backoff=5.0):
+    """Classify an ordinary command's answer (FolderSync, Sync, Ping, Settings ...).
+
+    12.x servers say "provision" with a bare HTTP 449; 14.0+ Exchange with HTTP
+    200 and Status 140/142/143/144 in the command's root, and refuses with HTTP
+    403 and 139/141/145 (eas-protocol-facts.md (a), Command.IsPolicyCompliant).
+    """
+    status = commands.root_status(tree) if tree is not None else None
+    if http_status == 200:
+        if status in REPROVISION_STATUSES:
+            return Reaction("reprovision", status, str(status))
+        if status in REFUSED_STATUSES:
+            return Reaction("refused", status, wait=retry_interval)
+        if status == 129:
+            return Reaction("blocked", status)
+        return Reaction(OK, status)
+    if http_status == 449:
+        return Reaction("reprovision", status, "449")
+    if http_status == 403:
+        if status in REPROVISION_STATUSES:
+            return Reaction("reprovision", status, str(status))
+        if status == 129:
+            return Reaction("blocked", status)
+        return Reaction("refused", status or 403, wait=retry_interval)
+    if http_status == 503:
+        reason = _header(headers, "X-MS-ASThrottle") or "unspecified"
+        return Reaction("throttled", status, wait=retry_after(headers, backoff), detail=reason)
+    if http_status == 451:
+        location = _header(headers, "X-MS-Location")
+        if location:
+            return Reaction("redirect", detail=location)
+        return Reaction("error", detail="451 without X-MS-Location")
+    if http_status == 401:
+        return Reaction("auth", detail="401")
+    return Reaction("error", status, wait=backoff, detail="http_%d" % http_status)
+
+
+__all__ = [
+    "AckStatus", "Blocked", "Failed", "Provisioned", "Provisioner", "Reaction", "Redirect", "Refused",
+    "Retry", "Send", "State", "Wiped", "classify",
+]

@@ -1,0 +1,193 @@
+"""The engine: population, ramp, one task per device, progress, shutdown.
+
+It owns time and concurrency (asyncio, on uvloop when available); devices own
+their identity and policy key; ``loadgen.eas`` owns the protocol rules.
+"""
+
+import asyncio
+import random
+import sys
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass
+
+from loadgen import metrics
+from loadgen.device import Device
+from loadgen.eas import versions
+from loadgen.profiles import PROFILES, identity
+from loadgen.report import Stats
+from loadgen.transport import Transport
+
+
+def _weighted_picker(weights, rng):
+    names = list(weights)
+    cumulative = []
+    total = 0.0
+    for name in names:
+        total += float(weights[name])
+        cumulative.append(total)
+
+    def pick():
+        x = rng.random() * total
+        for name, edge in zip(names, cumulative):
+            if x < edge:
+                return name
+        return names[-1]
+
+    return pick
+
+
+def build_population(scenario, base_url):
+    """The scenario's devices, deterministic for its seed (ids, versions, profiles)."""
+    pop = scenario.population
+    auth = scenario.auth
+    rng = random.Random(scenario.seed)
+    pick_version = _weighted_picker(pop.versions, rng)
+    pick_profile = _weighted_picker(pop.profiles, rng)
+    think_rng = random.Random(scenario.seed ^ 0x5EED)
+    stats = Stats()
+    devices = []
+    for i in range(pop.devices):
+        user_index, slot = divmod(i, pop.devices_per_user)
+        version = versions.get(pick_version())
+        profile = PROFILES[pick_profile()]
+        ident = identity(scenario.seed, user_index, slot, profile)
+        devices.append(Device(
+            i, auth.user.format(n=user_index), auth.password.format(n=user_index), version, profile, ident,
+            base_url, scenario.load, stats, think_rng, auth.domain,
+        ))
+    return devices, stats
+
+
+@dataclass
+class RunResult:
+    stats: Stats
+    devices: list
+    target_url: str
+    target: object = None  # the embedded Target, when one was started
+    interrupted: bool = False
+
+
+class Progress:
+    """A live progress line on a terminal; a line every 5 s otherwise."""
+
+    def __init__(self, stream, duration, devices, enabled=True):
+        self.stream = stream
+        self.duration = duration
+        self.devices = devices
+        self.enabled = enabled
+        self.tty = enabled and hasattr(stream, "isatty") and stream.isatty()
+        self._last_total = 0
+        self._last_time = None
+        self._last_print = 0.0
+
+    def line(self, elapsed, stats, final=False):
+        now = time.monotonic()
+        rate = 0.0
+        if final:
+            rate = stats.total / elapsed if elapsed > 0 else 0.0  # whole-run average
+        elif self._last_time is not None and now > self._last_time:
+            rate = (stats.total - self._last_total) / (now - self._last_time)
+        self._last_total, self._last_time = stats.total, now
+        states = Counter(d.state for d in self.devices)
+        top = ", ".join("%s %d" % kv for kv in states.most_common(4))
+        return "[%5.1fs/%.0fs] devices %d (%s) | requests %d (%.0f/s) | errors %d" % (
+            elapsed, self.duration, len(self.devices), top, stats.total, rate, stats.errors())
+
+    def tick(self, elapsed, stats, final=False):
+        for state, n in Counter(d.state for d in self.devices).items():
+            metrics.DEVICES.labels(state).set(n)
+        if not self.enabled:
+            return
+        text = self.line(elapsed, stats, final)
+        if self.tty:
+            self.stream.write("\r\x1b[K" + text + ("\n" if final else ""))
+            self.stream.flush()
+        elif final or elapsed - self._last_print >= 5.0:
+            self._last_print = elapsed
+            self.stream.write(text + "\n")
+            self.stream.flush()
+
+
+async def run(scenario, *, target_url=None, progress=True, stream=None, target_state=None):
+    """Run ``scenario``; starts the embedded target when it names no URL."""
+    stream = stream or sys.stderr
+    runner = None
+    target = None
+    if target_url is None:
+        if scenario.target.embedded:
+            from loadgen.target.server import start_target
+            from loadgen.target.state import TargetState
+
+            if target_state is None:
+                target_state = TargetState(
+                    users=scenario.auth.users, user_pattern=scenario.auth.user,
+                    password_pattern=scenario.auth.password, no_policy=scenario.target.no_policy,
+                    allow_non_provisionable=scenario.target.allow_non_provisionable,
+                    refresh_interval_min=scenario.target.policy_refresh_minutes, seed=scenario.seed)
+            runner, target, target_url = await start_target(scenario.target.listen, 0, target_state)
+        else:
+            target_url = scenario.target.url
+    devices, stats = build_population(scenario, target_url)
+    metrics.RUN_INFO.labels(uuid.uuid4().hex[:12], scenario.name, _version()).set(1)
+    transport = Transport(timeout=scenario.load.timeout, insecure=scenario.target.insecure,
+                          ca_file=scenario.target.ca_file)
+    await transport.start()
+    loop = asyncio.get_running_loop()
+    t0 = loop.time()
+    deadline = t0 + scenario.duration
+    prog = Progress(stream, scenario.duration, devices, progress)
+    stats.started = time.time()
+    n = len(devices)
+    ramp = min(scenario.load.ramp_up, scenario.duration)
+
+    async def start_device(device, delay):
+        if delay > 0:
+            await asyncio.sleep(delay)
+        if loop.time() < deadline:
+            await device.run(transport, deadline)
+
+    tasks = [asyncio.create_task(start_device(d, ramp * i / n)) for i, d in enumerate(devices)]
+    interrupted = False
+    try:
+        while loop.time() < deadline:
+            await asyncio.sleep(min(1.0, max(0.0, deadline - loop.time())))
+            prog.tick(loop.time() - t0, stats)
+        pending = [t for t in tasks if not t.done()]
+        if pending:
+            await asyncio.wait(pending, timeout=scenario.load.graceful_stop)
+    except asyncio.CancelledError:
+        interrupted = True
+    finally:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        stats.ended = time.time()
+        prog.tick(loop.time() - t0, stats, final=True)
+        await transport.close()
+        if runner is not None:
+            await runner.cleanup()
+    for t in tasks:
+        if not t.cancelled() and t.exception() is not None:
+            raise t.exception()
+    stats.final_states = Counter(d.state for d in devices)
+    return RunResult(stats, devices, target_url, target, interrupted)
+
+
+def _version():
+    try:
+        from importlib.metadata import version
+
+        return version("easload")
+    except Exception:
+        return "unknown"
+
+
+def install_uvloop():
+    try:
+        import uvloop
+    except ImportError:
+        return False
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    return True

@@ -1,0 +1,92 @@
+"""Device capability profiles (named data) and deterministic device identities.
+
+An identity is derived from (scenario seed, user index, slot) only, so repeated
+runs reuse the same DeviceIds and partnerships instead of exhausting the
+mailbox's device limit (status 177, eas-protocol-facts.md (f)).
+"""
+
+import hashlib
+from dataclasses import dataclass
+
+from loadgen.eas.policy import Capabilities
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    caps: Capabilities
+    device_type: str
+    model: str
+    os: str
+    user_agent: str
+    operator: str = "ContosoTelecom"
+    language: str = "English"
+
+
+PROFILES = {
+    "modern": Profile(
+        "modern", Capabilities(), "SmartPhone", "Contoso X12", "Contoso Phone 12.4.1", "ContosoPhone/12.4",
+    ),
+    "legacy": Profile(
+        "legacy", Capabilities(device_encryption=False, storage_card=True, storage_card_encryption=False,
+                               internet_sharing=False),
+        "PocketPC", "Contoso WM65", "Windows Mobile 6.5", "MSFT-PPC/5.2.5082",
+    ),
+    "no_encryption": Profile(
+        "no_encryption", Capabilities(device_encryption=False), "Android", "Fabrikam A3", "Android 9.0.0",
+        "Android-EAS/9.0",
+    ),
+    "no_password": Profile(
+        "no_password", Capabilities(password=False), "Tablet", "Fabrikam Tab 2", "FabrikamOS 3.1", "FabTab/3.1",
+    ),
+    "non_provisionable": Profile(
+        "non_provisionable", Capabilities(provisionable=False), "DesktopClient", "Woodgrove Mail",
+        "Linux 6.1", "WoodgroveMail/1.0",
+    ),
+    "externally_managed": Profile(
+        "externally_managed", Capabilities(externally_managed=True), "iPhone", "Contoso MDM Phone",
+        "iOS 17.1", "Apple-iPhone/2101.1",
+    ),
+}
+
+
+def _luhn_digit(digits):
+    total = 0
+    for i, ch in enumerate(reversed(digits)):
+        d = int(ch)
+        if i % 2 == 0:  # every second digit from the right of the payload
+            d *= 2
+            if d > 9:
+                d -= 9
+        total += d
+    return str((10 - total % 10) % 10)
+
+
+def luhn_valid(number):
+    return number.isdigit() and _luhn_digit(number[:-1]) == number[-1]
+
+
+@dataclass(frozen=True)
+class Identity:
+    device_id: str
+    device_type: str
+    imei: str
+    info: dict  # DeviceInformation fields (Settings:Set)
+
+
+def identity(seed, user_index, slot, profile):
+    digest = hashlib.sha256(("%d/%d/%d" % (seed, user_index, slot)).encode()).hexdigest()
+    device_id = digest[:32].upper()
+    payload = "35" + str(int(digest[32:48], 16))[-12:].zfill(12)  # 14 digits, TAC-like prefix
+    imei = payload + _luhn_digit(payload)
+    info = {
+        "Model": profile.model,
+        "IMEI": imei,
+        "FriendlyName": "%s %d-%d" % (profile.model, user_index, slot),
+        "OS": profile.os,
+        "OSLanguage": profile.language,
+        "PhoneNumber": "+1555%07d" % (int(digest[48:56], 16) % 10_000_000),
+        "MobileOperator": profile.operator,
+        "UserAgent": profile.user_agent,  # matches the User-Agent header (seed 000)
+    }
+    return Identity(device_id, profile.device_type, imei, info)

@@ -1,0 +1,273 @@
+"""Scenario files (TOML, read with tomllib) validated into typed objects.
+
+Every mistake in a scenario file becomes a :class:`ScenarioError` whose one-line
+message names the file, the line and the key, e.g.
+``scenarios/x.toml:12: unknown key 'thinktime' in [load] (known: ...)``.
+"""
+
+import os
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from loadgen.eas import versions
+from loadgen.profiles import PROFILES
+
+
+class ScenarioError(Exception):
+    """A scenario file that cannot be used; the message is meant for the user."""
+
+
+@dataclass
+class TargetConfig:
+    url: str = "embedded"  # "embedded" or https://host/Microsoft-Server-ActiveSync
+    insecure: bool = False
+    ca_file: str | None = None
+    # embedded target only
+    allow_non_provisionable: bool = False
+    no_policy: bool = False
+    policy_refresh_minutes: int = 0
+    listen: str = "127.0.0.1"
+
+    @property
+    def embedded(self):
+        return self.url == "embedded"
+
+
+@dataclass
+class AuthConfig:
+    user: str = "user{n}"
+    password: str = "Pass{n}!"
+    password_env: str | None = None  # take the password pattern from this variable
+    domain: str = ""
+    users: int = 100
+
+
+@dataclass
+class PopulationConfig:
+    devices: int = 200
+    devices_per_user: int = 2
+    versions: dict = field(default_factory=lambda: {"14.1": 1})
+    profiles: dict = field(default_factory=lambda: {"modern": 1})
+
+
+@dataclass
+class LoadConfig:
+    ramp_up: float = 5.0  # seconds over which the devices start
+    think_time: float = 2.0  # mean seconds between a device's commands
+    timeout: float = 60.0  # per request
+    retry_interval: float = 3600.0  # after 139/141/145 (seed 000: once per hour)
+    graceful_stop: float = 5.0
+
+
+@dataclass
+class Scenario:
+    name: str
+    path: str
+    duration: float = 20.0
+    seed: int = 1
+    description: str = ""
+    target: TargetConfig = field(default_factory=TargetConfig)
+    auth: AuthConfig = field(default_factory=AuthConfig)
+    population: PopulationConfig = field(default_factory=PopulationConfig)
+    load: LoadConfig = field(default_factory=LoadConfig)
+
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
+_UNITS = {None: 1.0, "s": 1.0, "ms": 0.001, "m": 60.0, "h": 3600.0}
+
+
+class _Reader:
+    def __init__(self, path, text):
+        self.path = path
+        self.lines = text.splitlines()
+
+    def line_of(self, section, key):
+        """Best-effort line number of ``key`` in ``[section]`` (0 if not found)."""
+        current = ""
+        pattern = re.compile(r"^\s*(?:\"?%s\"?)\s*=" % re.escape(key)) if key else None
+        for number, line in enumerate(self.lines, 1):
+            stripped = line.strip()
+            header = re.match(r"^\[\s*([^\]]+?)\s*\]", stripped)
+            if header:
+                current = header.group(1)
+                if key is None and current == section:
+                    return number
+                continue
+            if pattern and current == section and pattern.match(line):
+                return number
+        return 0
+
+    def fail(self, section, key, message):
+        line = self.line_of(section, key)
+        where = "%s:%d" % (self.path, line) if line else str(self.path)
+        return ScenarioError("%s: %s" % (where, message))
+
+    def section(self, data, name, known):
+        value = data.get(name, {})
+        if not isinstance(value, dict):
+            raise self.fail("", name, "[%s] must be a table" % name)
+        for key in value:
+            if key not in known:
+                raise self.fail(name, key, "unknown key '%s' in [%s] (known: %s)" % (key, name, ", ".join(sorted(known))))
+        return value
+
+    def number(self, section, table, key, default, *, minimum=None, integer=False):
+        if key not in table:
+            return default
+        value = table[key]
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise self.fail(section, key, "'%s' must be a number, not %r" % (key, value))
+        if integer and not isinstance(value, int):
+            raise self.fail(section, key, "'%s' must be a whole number, not %r" % (key, value))
+        if minimum is not None and value < minimum:
+            raise self.fail(section, key, "'%s' must be at least %s, not %r" % (key, minimum, value))
+        return value
+
+    def seconds(self, section, table, key, default):
+        if key not in table:
+            return default
+        value = table[key]
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            seconds = float(value)
+        elif isinstance(value, str) and _DURATION.match(value):
+            number, unit = _DURATION.match(value).groups()
+            seconds = float(number) * _UNITS[unit]
+        else:
+            raise self.fail(section, key, "'%s' must be a duration like 20, \"20s\", \"5m\" or \"1h\", not %r" % (key, value))
+        if seconds < 0:
+            raise self.fail(section, key, "'%s' must not be negative" % key)
+        return seconds
+
+    def string(self, section, table, key, default):
+        if key not in table:
+            return default
+        value = table[key]
+        if not isinstance(value, str):
+            raise self.fail(section, key, "'%s' must be a string, not %r" % (key, value))
+        return value
+
+    def boolean(self, section, table, key, default):
+        if key not in table:
+            return default
+        value = table[key]
+        if not isinstance(value, bool):
+            raise self.fail(section, key, "'%s' must be true or false, not %r" % (key, value))
+        return value
+
+    def weights(self, section, table, key, default, allowed, what):
+        if key not in table:
+            return default
+        value = table[key]
+        if not isinstance(value, dict) or not value:
+            raise self.fail(section, key, "'%s' must be a table of %s = weight" % (key, what))
+        for name, weight in value.items():
+            if name not in allowed:
+                raise self.fail(section, key, "unknown %s '%s' in '%s' (known: %s)" % (what, name, key, ", ".join(allowed)))
+            if isinstance(weight, bool) or not isinstance(weight, (int, float)) or weight < 0:
+                raise self.fail(section, key, "weight of '%s' in '%s' must be a number >= 0" % (name, key))
+        if sum(value.values()) <= 0:
+            raise self.fail(section, key, "weights in '%s' add up to 0" % key)
+        return dict(value)
+
+
+_TOP = {"name", "description", "duration", "seed", "target", "auth", "population", "load"}
+_TARGET = {"url", "insecure", "ca_file", "allow_non_provisionable", "no_policy", "policy_refresh_minutes", "listen"}
+_AUTH = {"user", "password", "password_env", "domain", "users"}
+_POPULATION = {"devices", "devices_per_user", "versions", "profiles"}
+_LOAD = {"ramp_up", "think_time", "timeout", "retry_interval", "graceful_stop"}
+
+
+def parse(text, path="<scenario>"):
+    """Validate scenario TOML text into a :class:`Scenario`."""
+    r = _Reader(path, text)
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ScenarioError("%s: not valid TOML: %s" % (path, exc)) from None
+    for key in data:
+        if key not in _TOP:
+            raise r.fail("", key, "unknown key '%s' (known: %s)" % (key, ", ".join(sorted(_TOP))))
+    s = Scenario(name=r.string("", data, "name", Path(str(path)).stem), path=str(path))
+    s.description = r.string("", data, "description", "")
+    s.duration = r.seconds("", data, "duration", s.duration)
+    s.seed = int(r.number("", data, "seed", s.seed, integer=True))
+
+    t = r.section(data, "target", _TARGET)
+    s.target = TargetConfig(
+        url=r.string("target", t, "url", "embedded"),
+        insecure=r.boolean("target", t, "insecure", False),
+        ca_file=r.string("target", t, "ca_file", None),
+        allow_non_provisionable=r.boolean("target", t, "allow_non_provisionable", False),
+        no_policy=r.boolean("target", t, "no_policy", False),
+        policy_refresh_minutes=int(r.number("target", t, "policy_refresh_minutes", 0, minimum=0, integer=True)),
+        listen=r.string("target", t, "listen", "127.0.0.1"),
+    )
+    if s.target.url != "embedded" and not re.match(r"^https?://", s.target.url):
+        raise r.fail("target", "url", "'url' must be \"embedded\" or an http(s):// URL, not %r" % s.target.url)
+
+    a = r.section(data, "auth", _AUTH)
+    s.auth = AuthConfig(
+        user=r.string("auth", a, "user", "user{n}"),
+        password=r.string("auth", a, "password", "Pass{n}!"),
+        password_env=r.string("auth", a, "password_env", None),
+        domain=r.string("auth", a, "domain", ""),
+        users=int(r.number("auth", a, "users", 100, minimum=1, integer=True)),
+    )
+    if s.auth.password_env:
+        value = os.environ.get(s.auth.password_env)
+        if value is None:
+            raise r.fail("auth", "password_env", "environment variable %s (named by 'password_env') is not set"
+                         % s.auth.password_env)
+        s.auth.password = value
+    for key, pattern in (("user", s.auth.user), ("password", s.auth.password)):
+        try:
+            pattern.format(n=0)
+        except (KeyError, IndexError, ValueError):
+            raise r.fail("auth", key, "'%s' may only use the placeholder {n}" % key) from None
+
+    p = r.section(data, "population", _POPULATION)
+    s.population = PopulationConfig(
+        devices=int(r.number("population", p, "devices", 200, minimum=1, integer=True)),
+        devices_per_user=int(r.number("population", p, "devices_per_user", 2, minimum=1, integer=True)),
+        versions=r.weights("population", p, "versions", {"14.1": 1}, versions.SIMULATED, "protocol version"),
+        profiles=r.weights("population", p, "profiles", {"modern": 1}, tuple(PROFILES), "profile"),
+    )
+    if s.population.devices > s.auth.users * s.population.devices_per_user:
+        raise r.fail("population", "devices", "%d devices need more than %d users x %d devices per user"
+                     % (s.population.devices, s.auth.users, s.population.devices_per_user))
+
+    lo = r.section(data, "load", _LOAD)
+    s.load = LoadConfig(
+        ramp_up=r.seconds("load", lo, "ramp_up", 5.0),
+        think_time=r.seconds("load", lo, "think_time", 2.0),
+        timeout=r.seconds("load", lo, "timeout", 60.0),
+        retry_interval=r.seconds("load", lo, "retry_interval", 3600.0),
+        graceful_stop=r.seconds("load", lo, "graceful_stop", 5.0),
+    )
+    if s.load.timeout <= 0:
+        raise r.fail("load", "timeout", "'timeout' must be greater than 0")
+    return s
+
+
+def load(path):
+    """Read and validate a scenario file; ScenarioError with a clear line otherwise."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ScenarioError("%s: no such scenario file" % path) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ScenarioError("%s: cannot read: %s" % (path, exc)) from None
+    return parse(text, str(path))
+
+
+def default_scenario_path():
+    """scenarios/smoke.toml from the checkout, or the copy installed with the package."""
+    here = Path(__file__).resolve().parent
+    for candidate in (Path.cwd() / "scenarios" / "smoke.toml", here.parent / "scenarios" / "smoke.toml",
+                      here / "scenarios" / "smoke.toml"):
+        if candidate.is_file():
+            return candidate
+    raise ScenarioError("scenarios/smoke.toml not found: pass a scenario file")

@@ -1,0 +1,1 @@
+"""The embedded EAS target that plays Exchange (aiohttp.web)."""

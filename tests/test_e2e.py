@@ -1,0 +1,123 @@
+"""End to end: scenarios run in-process against the embedded target over real loopback HTTP."""
+
+import asyncio
+import os
+import subprocess
+import sys
+
+import pytest
+
+from loadgen import engine, scenario
+from loadgen.target.state import TargetState
+
+
+def make(devices=30, duration=3, versions='{ "14.1" = 1 }', profiles='{ modern = 1 }', extra=""):
+    text = f"""
+name = "e2e"
+duration = {duration}
+seed = 5
+[auth]
+users = {devices}
+[population]
+devices = {devices}
+devices_per_user = 1
+versions = {versions}
+profiles = {profiles}
+[load]
+ramp_up = 0.5
+think_time = 0.2
+timeout = 10
+graceful_stop = 2
+{extra}
+"""
+    return scenario.parse(text, "e2e.toml")
+
+
+def run(sc, **kw):
+    return asyncio.run(engine.run(sc, progress=False, **kw))
+
+
+@pytest.mark.parametrize("version", ["12.0", "12.1", "14.0", "14.1", "16.0", "16.1"])
+def test_every_device_ends_provisioned_with_the_final_key(version):
+    result = run(make(devices=20, versions='{ "%s" = 1 }' % version))
+    state = result.target.state
+    assert result.stats.errors() == 0
+    assert {d.state for d in result.devices} == {"provisioned"}
+    for d in result.devices:
+        assert d.prov.policy_key == state.policy_key
+        assert d.folders == 10  # the whole hierarchy arrived
+        record = state.devices[(d.user, d.ident.device_id)]
+        assert record.ack_status == 1 and record.acked_key == state.policy_key
+        if version == "12.0":
+            assert record.device_info == {}
+        else:  # in Provision (14.1+) or through Settings (12.1 / 14.0)
+            assert record.device_info["Model"] == d.profile.model
+    assert result.stats.provisionings[("provisioned", "1")] == 20
+    fs = result.stats.requests[("FolderSync", "200")]
+    assert fs > 20  # FolderSync cycles after the first one
+
+
+def test_policy_change_mid_run_reprovisions_everyone():
+    state = TargetState(users=20, seed=2)
+
+    async def scenario_with_change():
+        sc = make(devices=20, duration=4, versions='{ "14.1" = 1, "12.1" = 1 }')
+        task = asyncio.create_task(engine.run(sc, progress=False, target_state=state))
+        await asyncio.sleep(2.0)
+        state.change_policy(MinDevicePasswordLength=6)
+        return await task
+
+    result = asyncio.run(scenario_with_change())
+    assert {d.state for d in result.devices} == {"provisioned"}
+    assert all(d.prov.policy_key == state.policy_key for d in result.devices)
+    triggers = result.stats.reprovisions
+    assert triggers["144"] > 0 and triggers["449"] > 0  # 14.1 in-band, 12.1 bare 449
+    assert result.stats.errors() == 0
+
+
+def test_partial_success_device_is_refused_and_waits():
+    result = run(make(devices=6, profiles='{ no_encryption = 1 }'), target_state=TargetState(
+        users=6, policy=dict(__import__("loadgen.eas.policy", fromlist=["x"]).SEED_POLICY,
+                             RequireDeviceEncryption="1")))
+    assert {d.state for d in result.devices} == {"refused"}
+    assert result.stats.provisionings[("refused_139", "2")] == 6
+    # waits the retry interval (1 h by default) instead of looping
+    assert result.stats.requests[("Provision", "200")] == 12
+
+
+def test_non_provisionable_devices():
+    result = run(make(devices=5, profiles='{ non_provisionable = 1 }', duration=2))
+    assert {d.state for d in result.devices} == {"refused"}  # 141: not allowed by default
+    result = run(make(devices=5, profiles='{ non_provisionable = 1 }', duration=2,
+                      extra="[target]\nallow_non_provisionable = true\n"))
+    assert {d.state for d in result.devices} == {"unprovisioned"}
+    assert result.stats.errors() == 0 and not result.stats.provisionings
+
+
+def test_remote_wipe_during_run():
+    state = TargetState(users=4, seed=9)
+
+    async def go():
+        task = asyncio.create_task(engine.run(make(devices=4, duration=3), progress=False, target_state=state))
+        await asyncio.sleep(1.5)
+        for record in list(state.devices.values())[:2]:
+            state.request_wipe(record)
+        return await task
+
+    result = asyncio.run(go())
+    states = sorted(d.state for d in result.devices)
+    assert states == ["provisioned", "provisioned", "wiped", "wiped"]
+    assert result.stats.wipes["1"] == 2 and result.stats.reprovisions["140"] == 2
+
+
+def test_cli_run_prints_summary_and_exits_0(tmp_path):
+    f = tmp_path / "tiny.toml"
+    f.write_text('duration = 2\n[population]\ndevices = 10\n[load]\nramp_up = 0.2\nthink_time = 0.3\n')
+    out = subprocess.run([sys.executable, "-m", "loadgen", "run", str(f), "--metrics-listen", "127.0.0.1:0",
+                          "--json", str(tmp_path / "s.json")],
+                         capture_output=True, text=True, timeout=60, env=dict(os.environ))
+    assert out.returncode == 0, out.stderr
+    assert "Requests by command and HTTP status" in out.stdout
+    assert "Latency by command" in out.stdout and "provisioned" in out.stdout
+    assert "Pass" not in out.stdout + out.stderr  # no credentials anywhere
+    assert (tmp_path / "s.json").stat().st_size > 0

@@ -1,0 +1,59 @@
+"""Scenario files: typed values, and one clear line for every mistake."""
+
+import pytest
+
+from loadgen import scenario
+from loadgen.cli import main
+from loadgen.scenario import ScenarioError
+
+
+def test_smoke_scenario_loads():
+    s = scenario.load(scenario.default_scenario_path())
+    assert s.name == "smoke" and s.population.devices == 200 and s.duration == 20.0
+    assert s.target.embedded
+
+
+def test_durations_and_defaults():
+    s = scenario.parse('duration = "2m"\n[load]\nthink_time = "500ms"\n', "x.toml")
+    assert s.duration == 120.0 and s.load.think_time == 0.5 and s.load.retry_interval == 3600.0
+
+
+@pytest.mark.parametrize("text,needle", [
+    ('name = "x"\nbogus = 1\n', "x.toml:2: unknown key 'bogus'"),
+    ('[load]\nramp_up = 1\nthinktime = 2\n', "x.toml:3: unknown key 'thinktime' in [load]"),
+    ('[population]\ndevices = "many"\n', "x.toml:2: 'devices' must be a number"),
+    ('[population]\nversions = { "13.0" = 1 }\n', "unknown protocol version '13.0'"),
+    ('[population]\nprofiles = { nokia = 1 }\n', "unknown profile 'nokia'"),
+    ('duration = "soon"\n', "x.toml:1: 'duration' must be a duration"),
+    ('[target]\nurl = "ftp://x"\n', "x.toml:2: 'url' must be"),
+    ('[auth]\nuser = "u{m}"\n', "'user' may only use the placeholder {n}"),
+    ('[auth]\npassword_env = "EASLOAD_TEST_UNSET_VAR"\n', "EASLOAD_TEST_UNSET_VAR"),
+    ('[auth]\nusers = 1\n[population]\ndevices = 5\ndevices_per_user = 2\n', "5 devices need more than"),
+    ('name = \n', "not valid TOML"),
+])
+def test_errors_name_file_line_and_key(text, needle):
+    with pytest.raises(ScenarioError) as info:
+        scenario.parse(text, "x.toml")
+    assert needle in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_cli_missing_file_exit_2_one_line(capsys):
+    assert main(["run", "missing.toml"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["easload: missing.toml: no such scenario file"]
+
+
+def test_cli_unknown_key_exit_2(tmp_path, capsys):
+    f = tmp_path / "bad.toml"
+    f.write_text('[load]\nthinktime = 1\n')
+    assert main(["run", str(f)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "bad.toml:2" in err[0] and "thinktime" in err[0]
+
+
+def test_cli_wbxml_decode_bad_input_exit_2(tmp_path, capsys):
+    f = tmp_path / "x.wbxml"
+    f.write_bytes(b"\x03\x01\x6a\x00\x00\x07")
+    assert main(["wbxml", "decode", str(f)]) == 2
+    assert "at byte" in capsys.readouterr().err

@@ -1,0 +1,236 @@
+"""The WBXML codec, run against both twins (pure and compiled)."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import _wbxml
+from _wbxml import Slot, errors, from_xml, to_xml
+from _wbxml.codepages import PAGES
+
+HEADER = bytes([0x03, 0x01, 0x6A, 0x00])
+
+# FolderSync with SyncKey 0 -- the first FolderSync every client sends (FolderHierarchy page 7:
+# FolderSync 0x16, SyncKey 0x12; MS-ASWBXML 2.1.2.1.8).
+FOLDERSYNC_0 = HEADER + bytes([0x00, 0x07, 0x56, 0x52, 0x03, 0x30, 0x00, 0x01, 0x01])
+
+
+def test_known_answer_foldersync(codec):
+    tree = ("FolderHierarchy:FolderSync", [("FolderHierarchy:SyncKey", "0")])
+    assert codec.encode(tree) == FOLDERSYNC_0
+    assert codec.decode(FOLDERSYNC_0) == tree
+
+
+def test_known_answer_seed_provision_ack_prefix(codec):
+    # Seed 001 shows the first bytes of the acknowledgement a hand-built client sends:
+    # 03,01,106,00,00,14,69,70,71,72,03,77,83,45,69,65 (Provision page 14: Provision 0x05,
+    # Policies 0x06, Policy 0x07, PolicyType 0x08, then STR_I "MS-EA...").
+    tree = ("Provision:Provision", [("Provision:Policies", [("Provision:Policy", [
+        ("Provision:PolicyType", "MS-EAS-Provisioning-WBXML"),
+        ("Provision:PolicyKey", "1234567890"),
+        ("Provision:Status", "1")])])])
+    data = codec.encode(tree)
+    assert list(data[:16]) == [3, 1, 106, 0, 0, 14, 69, 70, 71, 72, 3, 77, 83, 45, 69, 65]
+    assert codec.decode(data) == tree
+
+
+SEED_INITIAL = ("Provision:Provision", [
+    ("Settings:DeviceInformation", [("Settings:Set", [
+        ("Settings:Model", "CONTOSO"), ("Settings:IMEI", "123456789012345"),
+        ("Settings:FriendlyName", "Matt's Phone"), ("Settings:OS", "Contoso Phone1.0.1234"),
+        ("Settings:OSLanguage", "English"), ("Settings:PhoneNumber", "555-555-1234"),
+        ("Settings:MobileOperator", "ContosoTelecom"), ("Settings:UserAgent", "ContosoPhone1"),
+        ("Settings:EnableOutboundSMS", "1")])]),
+    ("Provision:Policies", [("Provision:Policy", [("Provision:PolicyType", "MS-EAS-Provisioning-WBXML")])]),
+])
+
+
+def test_seed_initial_provision_round_trip(codec):
+    data = codec.encode(SEED_INITIAL)
+    assert data.startswith(HEADER)
+    assert codec.decode(data) == SEED_INITIAL
+    # page switches: Provision (14) -> Settings (18) -> Provision (14)
+    assert data.count(bytes([0x00, 18])) == 1 and data.count(bytes([0x00, 14])) == 2
+
+
+def test_empty_elements_opaque_and_empty_content(codec):
+    tree = ("Provision:Provision", [
+        ("Provision:RemoteWipe", None),
+        ("Provision:Status", ""),
+        ("Provision:Policies", []),
+        ("Provision:Data", b"\x00\x01binary\xff"),
+    ])
+    data = codec.encode(tree)
+    assert codec.decode(data) == tree
+    # RemoteWipe without content flag: token 0x0C alone
+    assert bytes([0x0C]) in data
+
+
+def test_unicode_text(codec):
+    tree = ("Settings:Settings", [("Settings:FriendlyName", "Téléphone de Zoë 📱")])
+    assert codec.decode(codec.encode(tree)) == tree
+
+
+def test_decode_accepts_string_table_and_multibyte_public_id(codec):
+    # public id 0 -> string table index; charset 106; string table "abc\0"; STR_T 0
+    data = bytes([0x03, 0x00, 0x00, 0x6A, 0x04]) + b"abc\x00" + bytes([0x00, 0x07, 0x56, 0x52, 0x83, 0x00, 0x01, 0x01])
+    assert codec.decode(data) == ("FolderHierarchy:FolderSync", [("FolderHierarchy:SyncKey", "abc")])
+    # multi-byte public id 0x81 0x01 (= 129)
+    data = bytes([0x03, 0x81, 0x01, 0x6A, 0x00]) + FOLDERSYNC_0[4:]
+    assert codec.decode(data)[0] == "FolderHierarchy:FolderSync"
+
+
+def test_entity(codec):
+    data = HEADER + bytes([0x00, 0x07, 0x56, 0x52, 0x02, 0x81, 0x00, 0x01, 0x01])  # ENTITY 128
+    assert codec.decode(data) == ("FolderHierarchy:FolderSync", [("FolderHierarchy:SyncKey", "\x80")])
+
+
+BAD = [
+    (b"", errors.TruncatedError),
+    (b"\x03\x01", errors.TruncatedError),
+    (b"\x47\x01\x6a\x00\x45\x01", errors.HeaderError),  # wrong version
+    (b"\x03\x01\x04\x00\x45\x01", errors.HeaderError),  # charset 4 (latin-1)
+    (HEADER, errors.TruncatedError),  # no root
+    (HEADER + b"\x00\x07\x56\x52\x03\x30", errors.TruncatedError),  # unterminated string
+    (HEADER + b"\x00\x07\x56\x52\x03\x30\x00\x01", errors.TruncatedError),  # unclosed root
+    (HEADER + b"\x00\x63\x45\x01", errors.UnknownTokenError),  # page 99
+    (HEADER + b"\x00\x07\x7f\x01", errors.UnknownTokenError),  # token 0x3f on page 7
+    (HEADER + b"\x00\x07\xd6\x01", errors.UnsupportedError),  # attributes
+    (HEADER + b"\x00\x07\x56\x04\x00\x01", errors.UnsupportedError),  # LITERAL
+    (HEADER + b"\x00\x07\x56\x52\x03\xff\xfe\x00\x01\x01", errors.EncodingError),  # invalid UTF-8
+    (HEADER + b"\x00\x07\x56\x52\xc3\x8f\xff\xff\xff\x7f", errors.WBXMLError),  # mb_u_int32 overflow
+    (HEADER + b"\x00\x07\x56\x52\xc3\x10ab\x01\x01", errors.TruncatedError),  # opaque past the end
+    (HEADER + b"\x01", errors.NestingError),  # END without element
+    (FOLDERSYNC_0 + b"\x01", errors.WBXMLError),  # trailing data
+    (HEADER + b"\x00\x07\x56\x52\x03\x30\x00\x52\x01\x01\x01", errors.WBXMLError),  # mixed text + element
+]
+
+
+@pytest.mark.parametrize("data,error", BAD)
+def test_malformed_input_gives_clear_error_with_offset(codec, data, error):
+    with pytest.raises(error) as info:
+        codec.decode(data)
+    assert isinstance(info.value, errors.WBXMLError)
+    assert info.value.offset >= 0 or error is errors.WBXMLError
+
+
+def test_nesting_limit(codec):
+    depth = _wbxml.MAX_DEPTH + 1
+    data = HEADER + b"\x00\x07" + b"\x56" * depth + b"\x01" * depth
+    with pytest.raises(errors.NestingError):
+        codec.decode(data)
+    ok = HEADER + b"\x00\x07" + b"\x56" * _wbxml.MAX_DEPTH + b"\x01" * _wbxml.MAX_DEPTH
+    assert codec.decode(ok)[0] == "FolderHierarchy:FolderSync"
+
+
+def test_encode_rejects_bad_trees(codec):
+    for bad in [("Nope:Tag", None), ("Provision:Provision", 5), ("Provision:Provision", [("x",)]),
+                ("Provision:Provision", "a\x00b"), "Provision:Provision"]:
+        with pytest.raises(errors.TreeError):
+            codec.encode(bad)
+
+
+def test_template_matches_full_encode(codec):
+    tpl = codec.Template(("Provision:Provision", [("Provision:Policies", [("Provision:Policy", [
+        ("Provision:PolicyType", "MS-EAS-Provisioning-WBXML"),
+        ("Provision:PolicyKey", Slot("key")), ("Provision:Status", Slot("status"))])])]))
+    assert tpl.names == ("key", "status")
+    for key in ("1", "3942919513", "é" * 10):
+        full = codec.encode(("Provision:Provision", [("Provision:Policies", [("Provision:Policy", [
+            ("Provision:PolicyType", "MS-EAS-Provisioning-WBXML"),
+            ("Provision:PolicyKey", key), ("Provision:Status", "1")])])]))
+        assert tpl.render(key, "1") == full
+    with pytest.raises(errors.TreeError):
+        tpl.render("only-one")
+    with pytest.raises(errors.TreeError):
+        tpl.render("a\x00", "1")
+
+
+def test_codepages_table_is_consistent():
+    assert [p[0] for p in PAGES] == list(range(26))
+    for number, name, ns, aliases, section, tags in PAGES:
+        assert section.startswith("MS-ASWBXML")
+        assert all(0x05 <= t <= 0x3F for t in tags)
+        assert len(set(tags.values())) == len(tags), name
+
+
+def test_no_extensions_env_selects_pure_module():
+    env = dict(os.environ, EASLOAD_NO_EXTENSIONS="1")
+    out = subprocess.run([sys.executable, "-c", "import _wbxml; print(_wbxml.IMPLEMENTATION, _wbxml.decode.__module__)"],
+                         env=env, capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["python", "_wbxml._pure"]
+
+
+def test_compiled_selected_when_built():
+    from conftest import COMPILED
+
+    if COMPILED is None:
+        pytest.skip("compiled codec not built")
+    assert _wbxml.IMPLEMENTATION == "cython"
+
+
+# --------------------------------------------------------------------------- XML form
+
+
+def test_xml_form_round_trip_with_namespaces():
+    text = to_xml(SEED_INITIAL)
+    assert '<Provision xmlns="Provision:" xmlns:settings="Settings:">' in text
+    assert "<settings:Model>CONTOSO</settings:Model>" in text
+    assert from_xml(text) == SEED_INITIAL
+    tree = ("Email2:ConversationId", b"\x01\x02\xff")
+    assert from_xml(to_xml(tree)) == tree
+
+
+def test_xml_form_accepts_legacy_aliases_and_rejects_unknown():
+    tree = from_xml('<Sync xmlns="AirSync:" xmlns:m="POOMMAIL:"><Collections/></Sync>')
+    assert tree == ("AirSync:Sync", [("AirSync:Collections", None)])
+    with pytest.raises(errors.TreeError):
+        from_xml('<Sync xmlns="Bogus:"/>')
+    with pytest.raises(errors.TreeError):
+        from_xml("<not closed")
+
+
+# --------------------------------------------------------------------------- properties
+
+ALL_TAGS = _wbxml.tag_names()
+
+
+def _elements():
+    leaf = st.tuples(st.sampled_from(ALL_TAGS), st.one_of(
+        st.none(), st.text(alphabet=st.characters(blacklist_characters="\x00", blacklist_categories=("Cs",))),
+        st.binary(max_size=64)))
+    return st.recursive(leaf, lambda kids: st.tuples(st.sampled_from(ALL_TAGS), st.lists(kids, max_size=5)),
+                        max_leaves=40)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_elements())
+def test_property_round_trip_and_twins_agree(tree):
+    from conftest import COMPILED
+
+    data = _wbxml._pure.encode(tree)
+    assert _wbxml._pure.decode(data) == tree
+    if COMPILED is not None:
+        assert COMPILED.encode(tree) == data
+        assert COMPILED.decode(data) == tree
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.binary(max_size=80))
+def test_property_random_bytes_twins_agree_on_verdict(blob):
+    from conftest import COMPILED
+
+    def verdict(mod, data):
+        try:
+            return ("ok", mod.decode(data))
+        except errors.WBXMLError as exc:
+            return (type(exc).__name__, exc.offset)
+
+    for data in (blob, HEADER + blob, FOLDERSYNC_0[:6] + blob):
+        expected = verdict(_wbxml._pure, data)
+        if COMPILED is not None:
+            assert verdict(COMPILED, data) == expected
