@@ -43,14 +43,13 @@ MAX_DEPTH = 512
 
 HEADER = b"\x03\x01\x6a\x00"  # version 1.3, public id 1 (unknown), UTF-8, no string table
 
+# Global tokens (WBXML 1.3 section 7.1).  EAS never uses LITERAL*, EXT_* or PI.
 _SWITCH_PAGE = 0x00
 _END = 0x01
 _ENTITY = 0x02
 _STR_I = 0x03
 _STR_T = 0x83
 _OPAQUE = 0xC3
-# Global tokens EAS never uses: LITERAL*, EXT_I_*, EXT_T_*, EXT_*, PI.
-_UNSUPPORTED = frozenset((0x04, 0x40, 0x41, 0x42, 0x43, 0x44, 0x80, 0x81, 0x82, 0x84, 0xC0, 0xC1, 0xC2, 0xC4))
 
 
 def _build_tables():
@@ -144,6 +143,8 @@ def decode(data):
 
 
 def _decode(data):
+    # Token values are written as literals (not the named constants above) so that
+    # the compiled twin compares C integers instead of looking up module globals.
     n = len(data)
     pos, strtbl = _read_header(data, n)
     names = _NAMES[0]
@@ -153,15 +154,51 @@ def _decode(data):
     root = None
     while pos < n:
         b = data[pos]
-        if b == _SWITCH_PAGE:
-            if pos + 1 >= n:
-                raise TruncatedError("document ends inside SWITCH_PAGE", pos)
-            p = data[pos + 1]
-            names = _NAMES[p]
-            if names is None:
-                raise UnknownTokenError("unknown code page %d" % p, pos + 1)
-            pos += 2
-        elif b == _END:
+        token = b & 0x3F
+        if token >= 5:  # a tag (global tokens are 0x00-0x04 in each of the four columns)
+            if b & 0x80:
+                raise UnsupportedError("attributes are not used by EAS (tag byte 0x%02x)" % b, pos)
+            tag = names[token]
+            if tag is None:
+                raise UnknownTokenError("unknown tag token 0x%02x" % token, pos)
+            pos += 1
+            if b & 0x40:
+                if depth >= 512:  # MAX_DEPTH
+                    raise NestingError("elements nested deeper than %d" % MAX_DEPTH, pos - 1)
+                tags.append(tag)
+                contents.append(None)
+                depth += 1
+                continue
+            element = (tag, None)
+            if depth == 0:
+                root = element
+                break
+            cur = contents[depth - 1]
+            if cur is None:
+                contents[depth - 1] = [element]
+            elif type(cur) is list:
+                cur.append(element)
+            else:
+                raise UnsupportedError("element mixed with text or opaque data", pos - 1)
+        elif b == 0x03:  # STR_I
+            end = data.find(b"\x00", pos + 1)
+            if end < 0:
+                raise TruncatedError("unterminated inline string", pos)
+            if depth == 0:
+                raise WBXMLError("text outside the root element", pos)
+            try:
+                text = data[pos + 1 : end].decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise EncodingError("invalid UTF-8 in string: " + exc.reason, pos + 1 + exc.start) from None
+            cur = contents[depth - 1]
+            if cur is None:
+                contents[depth - 1] = text
+            elif type(cur) is str:
+                contents[depth - 1] = cur + text
+            else:
+                raise UnsupportedError("text mixed with elements or opaque data", pos)
+            pos = end + 1
+        elif b == 0x01:  # END
             if depth == 0:
                 raise NestingError("END without an open element", pos)
             depth -= 1
@@ -173,22 +210,22 @@ def _decode(data):
             if depth == 0:
                 root = element
                 break
-            cur = contents[-1]
+            cur = contents[depth - 1]
             if cur is None:
-                contents[-1] = [element]
+                contents[depth - 1] = [element]
             elif type(cur) is list:
                 cur.append(element)
             else:
                 raise UnsupportedError("element mixed with text or opaque data", pos - 1)
-        elif b == _STR_I:
-            end = data.find(b"\x00", pos + 1)
-            if end < 0:
-                raise TruncatedError("unterminated inline string", pos)
-            if depth == 0:
-                raise WBXMLError("text outside the root element", pos)
-            _add_text(contents, _utf8(data[pos + 1 : end], pos + 1), pos)
-            pos = end + 1
-        elif b == _OPAQUE:
+        elif b == 0x00:  # SWITCH_PAGE
+            if pos + 1 >= n:
+                raise TruncatedError("document ends inside SWITCH_PAGE", pos)
+            p = data[pos + 1]
+            names = _NAMES[p]
+            if names is None:
+                raise UnknownTokenError("unknown code page %d" % p, pos + 1)
+            pos += 2
+        elif b == 0xC3:  # OPAQUE
             start = pos
             length, pos = _read_mb(data, pos + 1, n)
             if length > n - pos:
@@ -196,15 +233,15 @@ def _decode(data):
             if depth == 0:
                 raise WBXMLError("opaque data outside the root element", start)
             chunk = data[pos : pos + length]
-            cur = contents[-1]
+            cur = contents[depth - 1]
             if cur is None:
-                contents[-1] = chunk
+                contents[depth - 1] = chunk
             elif type(cur) is bytes:
-                contents[-1] = cur + chunk
+                contents[depth - 1] = cur + chunk
             else:
                 raise UnsupportedError("opaque data mixed with text or elements", start)
             pos += length
-        elif b == _STR_T:
+        elif b == 0x83:  # STR_T
             start = pos
             offset, pos = _read_mb(data, pos + 1, n)
             if offset >= len(strtbl):
@@ -215,7 +252,7 @@ def _decode(data):
             if depth == 0:
                 raise WBXMLError("text outside the root element", start)
             _add_text(contents, _utf8(strtbl[offset:end], start), start)
-        elif b == _ENTITY:
+        elif b == 0x02:  # ENTITY
             start = pos
             code, pos = _read_mb(data, pos + 1, n)
             if depth == 0:
@@ -223,33 +260,8 @@ def _decode(data):
             if code > 0x10FFFF or 0xD800 <= code <= 0xDFFF:
                 raise EncodingError("entity is not a Unicode scalar value", start)
             _add_text(contents, chr(code), start)
-        elif b in _UNSUPPORTED:
+        else:  # LITERAL*, EXT_*, PI
             raise UnsupportedError("global token 0x%02x is not used by EAS" % b, pos)
-        else:
-            if b & 0x80:
-                raise UnsupportedError("attributes are not used by EAS (tag byte 0x%02x)" % b, pos)
-            tag = names[b & 0x3F]
-            if tag is None:
-                raise UnknownTokenError("unknown tag token 0x%02x" % (b & 0x3F), pos)
-            pos += 1
-            if b & 0x40:
-                if depth >= MAX_DEPTH:
-                    raise NestingError("elements nested deeper than %d" % MAX_DEPTH, pos - 1)
-                tags.append(tag)
-                contents.append(None)
-                depth += 1
-            else:
-                element = (tag, None)
-                if depth == 0:
-                    root = element
-                    break
-                cur = contents[-1]
-                if cur is None:
-                    contents[-1] = [element]
-                elif type(cur) is list:
-                    cur.append(element)
-                else:
-                    raise UnsupportedError("element mixed with text or opaque data", pos - 1)
     if root is None:
         if depth:
             raise TruncatedError("document ends inside <%s>" % tags[-1], n)
@@ -279,7 +291,7 @@ def _write_mb(out, value):
 def _encode_element(out, element, page, depth, slots):
     if type(element) is not tuple or len(element) != 2:
         raise TreeError("an element must be a (tag, content) tuple, not %r" % (element,))
-    if depth > MAX_DEPTH:
+    if depth > 512:  # MAX_DEPTH
         raise NestingError("elements nested deeper than %d" % MAX_DEPTH)
     tag, content = element
     try:
@@ -287,7 +299,7 @@ def _encode_element(out, element, page, depth, slots):
     except (KeyError, TypeError):
         raise TreeError("unknown tag %r" % (tag,)) from None
     if number != page:
-        out.append(_SWITCH_PAGE)
+        out.append(0x00)  # SWITCH_PAGE
         out.append(number)
         page = number
     if content is None:
@@ -302,23 +314,23 @@ def _encode_element(out, element, page, depth, slots):
             raise TreeError("text of <%s> cannot be encoded as UTF-8" % tag) from None
         if b"\x00" in raw:
             raise TreeError("text of <%s> contains a NUL character" % tag)
-        out.append(_STR_I)
+        out.append(0x03)  # STR_I
         out += raw
         out.append(0)
     elif kind is list:
         for child in content:
             page = _encode_element(out, child, page, depth + 1, slots)
     elif kind is bytes or kind is bytearray:
-        out.append(_OPAQUE)
+        out.append(0xC3)  # OPAQUE
         _write_mb(out, len(content))
         out += content
     elif kind is Slot and slots is not None:
-        out.append(_STR_I)
+        out.append(0x03)  # STR_I
         slots.append((len(out), content.name))
         out.append(0)
     else:
         raise TreeError("content of <%s> must be None, str, bytes or a list, not %s" % (tag, kind.__name__))
-    out.append(_END)
+    out.append(0x01)  # END
     return page
 
 
