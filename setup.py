@@ -1,7 +1,7 @@
 """Build the Cython twin of the WBXML codec; fall back to pure Python.
 
-``_wbxml/_codec.py`` is a link to ``_wbxml/_pure.py``; Cython compiles it with
-the C types of ``_wbxml/_codec.pxd`` into the extension ``_wbxml._codec``.
+Cython compiles ``_wbxml/_codec.pyx`` (the C-level twin of ``_wbxml/_pure.py``)
+into the extension ``_wbxml._codec``.
 When Cython or a C compiler is missing, or ``EASLOAD_NO_EXTENSIONS`` is set, the
 package installs without it and ``_wbxml`` uses the pure twin.
 """
@@ -46,7 +46,7 @@ def extensions():
         return []
     from setuptools import Extension
 
-    ext = Extension("_wbxml._codec", ["_wbxml/_codec.py"], extra_compile_args=["-O2"])
+    ext = Extension("_wbxml._codec", ["_wbxml/_codec.pyx"], extra_compile_args=["-O2"])
     try:
         return _cythonize(cythonize, ext)
     except Exception as exc:  # a Cython error must not make the package uninstallable
@@ -59,8 +59,6 @@ def _cythonize(cythonize, ext):
         [ext],
         compiler_directives={
             "language_level": "3",
-            # bounds checks and negative indexing stay on: the source is also
-            # plain Python and relies on both (e.g. contents[-1]).
             "binding": False,
         },
         quiet=True,

@@ -4,8 +4,8 @@ Public API: :func:`encode`, :func:`decode`, :class:`Template`, :class:`Slot`,
 tree helpers (:func:`find`, :func:`findtext`, ...), the XML text form
 (:func:`to_xml`, :func:`from_xml`) and the :class:`WBXMLError` family.
 
-The compiled twin (``_wbxml._codec``, built by Cython from the same source as
-``_wbxml._pure``) is used when it is importable; the pure one otherwise, or
+The compiled twin (``_wbxml._codec``, built by Cython from ``_codec.pyx``) is
+used when it is importable; the pure one otherwise, or
 when ``EASLOAD_NO_EXTENSIONS`` is set to a non-empty value (the pattern of
 multidict/yarl/aiohttp).  ``IMPLEMENTATION`` tells which one is active.
 """
@@ -34,8 +34,7 @@ def _load_compiled():
         from _wbxml import _codec
     except ImportError:
         return None
-    # _codec.py is the pure source itself (a link) when the extension was not
-    # built: only a real extension module counts as compiled.
+    # only a real extension module counts as compiled
     if (_codec.__file__ or "").endswith(".py"):
         return None
     return _codec
@@ -48,13 +47,14 @@ IMPLEMENTATION = "cython" if _compiled is not None else "python"
 encode = _impl.encode
 decode = _impl.decode
 Template = _impl.Template
+extract = _impl.extract
 MAX_DEPTH = _pure.MAX_DEPTH
 tag_names = _pure.tag_names
 
 from _wbxml.xmlform import from_xml, to_xml  # noqa: E402  (needs encode/decode above)
 
 __all__ = [
-    "IMPLEMENTATION", "MAX_DEPTH", "encode", "decode", "Template", "Slot", "tag_names",
+    "IMPLEMENTATION", "MAX_DEPTH", "encode", "decode", "extract", "Template", "Slot", "tag_names",
     "children", "find", "findall", "findtext", "iter_elements", "to_xml", "from_xml",
     "WBXMLError", "TruncatedError", "HeaderError", "UnknownTokenError", "UnsupportedError",
     "EncodingError", "NestingError", "TreeError",

@@ -1,9 +1,8 @@
 """WBXML 1.3 codec for Exchange ActiveSync: the readable reference twin.
 
-This one source is used twice: imported as plain Python (``_wbxml._pure``) and
-compiled by Cython as ``_wbxml._codec`` (``_codec.py`` is a link to this file and
-``_codec.pxd`` adds C types).  One source of truth, two builds, no drift — the
-pattern of aiohttp's ``_websocket/reader_py.py``.
+The compiled twin ``_wbxml._codec`` (``_codec.pyx``) has the same API and
+behaviour, written against the C API for speed; the tests and
+bench/fuzz_wbxml.py hold the two to identical trees, bytes and errors.
 
 Tree form (cheap to build, to walk and to compare across twins): an element is
 a 2-tuple ``(tag, content)`` where ``tag`` is the interned qualified name
@@ -269,6 +268,24 @@ def _decode(data):
     if pos != n:
         raise WBXMLError("data after the root element", pos)
     return root
+
+
+def extract(data, wanted):
+    """Texts of the ``wanted`` tags, in document order: ``{tag: [text, ...]}``.
+
+    The compiled twin finds them without building the tree; this reference
+    decodes the whole document and walks it.
+    """
+    wanted = frozenset(wanted)
+    result = {}
+    stack = [decode(data)]
+    while stack:
+        tag, content = stack.pop()
+        if type(content) is list:
+            stack.extend(reversed(content))
+        elif tag in wanted and type(content) is str:
+            result.setdefault(tag, []).append(content)
+    return result
 
 
 # --------------------------------------------------------------------------- encode

@@ -108,11 +108,12 @@ def main():
     req = _pure.encode(req_tree)
     print("documents: provision response %d B, provision request %d B, sync response %d B"
           % (len(prov), len(req), len(sync)))
-    print("%-34s %-7s %12s %10s" % ("operation", "twin", "ns/doc", "MB/s"))
+    print("%-38s %-7s %12s %10s" % ("operation", "twin", "ns/doc", "MB/s"))
     results = {}
     for name, mod in twins:
         tpl = mod.Template(provision_request_tree())
         values = tuple(INFO.values())
+        wanted = ("Provision:Status", "Provision:PolicyKey")
         assert tpl.render(*values) == req
         cases = [
             ("decode provision response", lambda: mod.decode(prov), len(prov)),
@@ -120,16 +121,20 @@ def main():
             ("encode provision request (template)", lambda: tpl.render(*values), len(req)),
             ("ack request (template, 2 slots)", lambda: commands.provision_ack("2488355417", 1), 60),
             ("decode sync response (100 mails)", lambda: mod.decode(sync), len(sync)),
+            ("extract Status+PolicyKey (provision)", lambda: mod.extract(prov, wanted), len(prov)),
         ]
         for label, fn, size in cases:
             t = timeit(fn, args.seconds)
             results[(label, name)] = t
-            print("%-34s %-7s %12.0f %10.1f" % (label, name, t * 1e9, size / t / 1e6))
+            print("%-38s %-7s %12.0f %10.1f" % (label, name, t * 1e9, size / t / 1e6))
     if _compiled is not None:
         print()
         for label in ("decode provision response", "encode provision request (full)",
                       "decode sync response (100 mails)"):
             print("speed-up %-34s %5.1fx" % (label, results[(label, "pure")] / results[(label, "cython")]))
+        print("extract vs full decode (cython)             %5.1fx" % (
+            results[("decode provision response", "cython")]
+            / results[("extract Status+PolicyKey (provision)", "cython")]))
     else:
         print("(compiled twin not built: pure only)")
 
