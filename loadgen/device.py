@@ -12,6 +12,7 @@ redirects (451) and authentication failures (401) until the run ends.
 """
 
 import asyncio
+import re
 
 import _wbxml
 from _wbxml import WBXMLError
@@ -19,6 +20,7 @@ from loadgen.eas import commands
 from loadgen.eas.provisioning import (
     Blocked, Failed, Provisioned, Provisioner, Redirect, Refused, Retry, Send, Wiped, classify,
 )
+from loadgen.profiles import identity
 from loadgen.transport import DeviceEndpoint
 
 # Final / current states reported by the engine.
@@ -34,13 +36,16 @@ THROTTLED = "throttled"
 FAILED = "failed"
 AUTH_FAILED = "auth_failed"
 
-_BACKOFF = 5.0
 _MAX_REPROVISION_STREAK = 3  # 449/142/144 right after provisioning: stop looping (seed 000, 12.1 note)
 
 
 class Device:
-    def __init__(self, index, user, password, version, profile, ident, base_url, load, stats, rng, domain=""):
+    def __init__(self, index, user, password, version, profile, ident, base_url, load, stats, rng, domain="",
+                 origin=None):
         self.index = index
+        self.origin = origin  # (seed, user index, slot): where the identity comes from
+        self.generation = 0  # factory resets so far
+        self.base_url = base_url
         self.user = user
         self.version = version
         self.profile = profile
@@ -48,22 +53,28 @@ class Device:
         self.load = load
         self.stats = stats
         self.rng = rng
-        self.endpoint = DeviceEndpoint(base_url, user, password, ident.device_id, ident.device_type,
-                                       version.text, profile.user_agent, domain)
         self._password = password
         self._domain = domain
-        self.prov = Provisioner(version, profile.caps, ident.info, retry_interval=load.retry_interval,
-                                retry_backoff=_BACKOFF)
+        self._enrol(ident)
         self.state = NEW
+        self.backoff_until = 0.0
         self.detail = None
+        self.alive = True
+        self._sent = 0
+
+    def _enrol(self, ident):
+        """Start as a factory-fresh device with identity ``ident``."""
+        self.ident = ident
+        self.endpoint = DeviceEndpoint(self.base_url, self.user, self._password, ident.device_id, ident.device_type,
+                                       self.version.text, self.profile.user_agent, self._domain)
+        self.prov = Provisioner(self.version, self.profile.caps, ident.info, retry_interval=self.load.retry_interval,
+                                retry_backoff=self.load.backoff)
         self.folder_key = "0"
         self.folders = 0
         self.devinfo_sent = False
-        self.need_provision = profile.caps.provisionable
+        self.need_provision = self.profile.caps.provisionable
         self.trigger = None
         self.reprovision_streak = 0
-        self.alive = True
-        self._sent = 0
 
     # -- plumbing
 
@@ -76,8 +87,18 @@ class Device:
         return loop.time() < deadline
 
     async def _exchange(self, transport, command, body, policy_key):
+        loop = asyncio.get_running_loop()
+        if self.backoff_until > loop.time():
+            await asyncio.sleep(self.backoff_until - loop.time())
         resp = await transport.post(self.endpoint, command, body, policy_key)
         self._sent = len(body)
+        backoff = resp.headers.get("X-MS-BackOffDuration") if resp.status else None
+        if backoff:
+            ms = _backoff_ms(backoff)
+            if ms > 0:
+                # Exchange's budget back-off suggestion: honour it before the next request
+                self.backoff_until = loop.time() + ms / 1000.0
+                self.stats.throttle("BackOffDuration")
         tree = None
         if resp.status and resp.body and "wbxml" in resp.headers.get("Content-Type", "wbxml"):
             try:
@@ -102,7 +123,7 @@ class Device:
             if resp.status == 0:
                 self._record(action.command, resp, "timeout" if resp.error == "timeout" else "conn_error")
                 self.prov.state = self.prov.state.__class__.IDLE
-                await self._sleep(_BACKOFF, deadline)
+                await self._sleep(self.load.backoff, deadline)
                 return False
             result = self.prov.receive(resp.status, resp.headers, tree)
             status = commands.root_status(tree)
@@ -124,7 +145,7 @@ class Device:
             self._record(action.command, resp, "ok", status)
             stats.wipe(result.ack_status)
             self.state = WIPED
-            self.alive = False
+            await self._after_wipe(deadline)
             return False
         if isinstance(result, Refused):
             self._record(action.command, resp, "refused", status)
@@ -157,6 +178,20 @@ class Device:
         self.alive = False
         return False
 
+    async def _after_wipe(self, deadline):
+        """Stop for good, or re-enrol later as a factory-fresh device (scenario's reenrol_after)."""
+        if self.load.reenrol_after is None or self.origin is None:
+            self.alive = False
+            return
+        if not await self._sleep(self.load.reenrol_after, deadline):
+            self.alive = False
+            return
+        self.generation += 1
+        seed, user_index, slot = self.origin
+        self._enrol(identity(seed, user_index, slot, self.profile, self.generation))
+        self.state = NEW
+        self.stats.reenrolment()
+
     def _redirect(self, location):
         base = location if "://" in location else "https://%s/Microsoft-Server-ActiveSync" % location
         self.endpoint = DeviceEndpoint(base, self.user, self._password, self.ident.device_id,
@@ -171,9 +206,9 @@ class Device:
         resp, tree = await self._exchange(transport, name, body, key)
         if resp.status == 0:
             self._record(name, resp, "timeout" if resp.error == "timeout" else "conn_error")
-            await self._sleep(_BACKOFF, deadline)
+            await self._sleep(self.load.backoff, deadline)
             return None
-        reaction = classify(resp.status, resp.headers, tree, self.load.retry_interval, _BACKOFF)
+        reaction = classify(resp.status, resp.headers, tree, self.load.retry_interval, self.load.backoff)
         kind = reaction.kind
         if kind == "ok":
             outcome = "ok" if reaction.status in (None, 1) else "eas_error"
@@ -263,3 +298,19 @@ def _http_outcome(status):
     if status >= 500:
         return "http_5xx"
     return "http_%d" % status
+
+
+_NUMBER = re.compile(r"-?\d+")
+
+
+def _backoff_ms(value):
+    """X-MS-BackOffDuration in milliseconds (0 when absent or not positive).
+
+    The header's exact format is not in the stored specification excerpts
+    (unverified): the last integer in the value is taken as milliseconds, which
+    reads both a bare number and a prefixed form such as "L/-470".
+    """
+    found = _NUMBER.findall(value)
+    if not found:
+        return 0
+    return max(0, int(found[-1]))

@@ -55,7 +55,7 @@ def build_population(scenario, base_url):
         ident = identity(scenario.seed, user_index, slot, profile)
         devices.append(Device(
             i, auth.user.format(n=user_index), auth.password.format(n=user_index), version, profile, ident,
-            base_url, scenario.load, stats, think_rng, auth.domain,
+            base_url, scenario.load, stats, think_rng, auth.domain, origin=(scenario.seed, user_index, slot),
         ))
     return devices, stats
 
@@ -172,6 +172,8 @@ async def run(scenario, *, target_url=None, progress=True, stream=None, target_s
         if not t.cancelled() and t.exception() is not None:
             raise t.exception()
     stats.final_states = Counter(d.state for d in devices)
+    stats.compliance = Counter(d.prov.ack_status for d in devices if d.prov.ack_status)
+    stats.unmet = Counter(name for d in devices for name in d.prov.unmet)
     return RunResult(stats, devices, target_url, target, interrupted)
 
 

@@ -74,8 +74,11 @@ class Identity:
     info: dict  # DeviceInformation fields (Settings:Set)
 
 
-def identity(seed, user_index, slot, profile):
-    digest = hashlib.sha256(("%d/%d/%d" % (seed, user_index, slot)).encode()).hexdigest()
+def identity(seed, user_index, slot, profile, generation=0):
+    """The device in ``slot`` of user ``user_index``; ``generation`` counts factory resets
+    (a wiped device that re-enrols comes back as a new device with new ids)."""
+    key = "%d/%d/%d" % (seed, user_index, slot) + ("/%d" % generation if generation else "")
+    digest = hashlib.sha256(key.encode()).hexdigest()
     device_id = digest[:32].upper()
     payload = "35" + str(int(digest[32:48], 16))[-12:].zfill(12)  # 14 digits, TAC-like prefix
     imei = payload + _luhn_digit(payload)

@@ -34,6 +34,9 @@ class Stats:
         self.wipes = Counter()  # ack status -> n
         self.throttled = Counter()  # reason -> n
         self.malformed = Counter()  # command -> n
+        self.reenrolments = 0
+        self.compliance = Counter()  # acknowledgement status the devices sent -> devices
+        self.unmet = Counter()  # policy the devices could not apply -> devices
         self.bytes_sent = 0
         self.bytes_received = 0
         self.final_states = Counter()
@@ -77,6 +80,9 @@ class Stats:
         self.throttled[reason] += 1
         metrics.THROTTLED.labels(reason).inc()
 
+    def reenrolment(self):
+        self.reenrolments += 1
+
     def malformed_response(self, command):
         self.malformed[command] += 1
         metrics.MALFORMED.labels(command).inc()
@@ -114,6 +120,9 @@ class Stats:
             "provisionings": {"%s ack=%s" % k: v for k, v in sorted(self.provisionings.items())},
             "reprovisions": dict(sorted(self.reprovisions.items())),
             "remote_wipes": dict(sorted(self.wipes.items())),
+            "reenrolments": self.reenrolments,
+            "compliance": {str(k): v for k, v in sorted(self.compliance.items())},
+            "unmet_policies": dict(sorted(self.unmet.items())),
             "throttled": dict(sorted(self.throttled.items())),
             "malformed_responses": dict(sorted(self.malformed.items())),
             "bytes_sent": self.bytes_sent,
@@ -172,6 +181,12 @@ def summary_text(stats, scenario_name, target, devices_total):
         extra.append(("Throttling by reason", ("reason", "count"), sorted(stats.throttled.items())))
     if stats.malformed:
         extra.append(("Malformed responses", ("command", "count"), sorted(stats.malformed.items())))
+    if stats.compliance:
+        names = {1: "success", 2: "partial success", 3: "failure", 4: "externally managed"}
+        extra.append(("Policy compliance (acknowledgement the devices sent)", ("ack status", "devices"),
+                      [("%d %s" % (k, names.get(k, "")), n) for k, n in sorted(stats.compliance.items())]))
+    if stats.unmet:
+        extra.append(("Policies the devices could not apply", ("policy", "devices"), sorted(stats.unmet.items())))
     if stats.wipes:
         extra.append(("Remote wipes by ack status", ("ack status", "count"), sorted(stats.wipes.items())))
     for title, headers, rows in extra:

@@ -59,6 +59,8 @@ class LoadConfig:
     timeout: float = 60.0  # per request
     retry_interval: float = 3600.0  # after 139/141/145 (seed 000: once per hour)
     graceful_stop: float = 5.0
+    backoff: float = 5.0  # after a timeout, a connection error or a server error
+    reenrol_after: float | None = None  # a wiped device re-enrols as a new device after this; None: never
 
 
 @dataclass
@@ -176,7 +178,7 @@ _TOP = {"name", "description", "duration", "seed", "target", "auth", "population
 _TARGET = {"url", "insecure", "ca_file", "allow_non_provisionable", "no_policy", "policy_refresh_minutes", "listen"}
 _AUTH = {"user", "password", "password_env", "domain", "users"}
 _POPULATION = {"devices", "devices_per_user", "versions", "profiles"}
-_LOAD = {"ramp_up", "think_time", "timeout", "retry_interval", "graceful_stop"}
+_LOAD = {"ramp_up", "think_time", "timeout", "retry_interval", "graceful_stop", "backoff", "reenrol_after"}
 
 
 def parse(text, path="<scenario>"):
@@ -245,6 +247,8 @@ def parse(text, path="<scenario>"):
         timeout=r.seconds("load", lo, "timeout", 60.0),
         retry_interval=r.seconds("load", lo, "retry_interval", 3600.0),
         graceful_stop=r.seconds("load", lo, "graceful_stop", 5.0),
+        backoff=r.seconds("load", lo, "backoff", 5.0),
+        reenrol_after=r.seconds("load", lo, "reenrol_after", None),
     )
     if s.load.timeout <= 0:
         raise r.fail("load", "timeout", "'timeout' must be greater than 0")

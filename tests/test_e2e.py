@@ -121,3 +121,27 @@ def test_cli_run_prints_summary_and_exits_0(tmp_path):
     assert "Latency by command" in out.stdout and "provisioned" in out.stdout
     assert "Pass" not in out.stdout + out.stderr  # no credentials anywhere
     assert (tmp_path / "s.json").stat().st_size > 0
+
+
+def test_wiped_device_reenrols_as_a_new_device():
+    state = TargetState(users=2, seed=4)
+
+    async def go():
+        sc = make(devices=2, duration=3, extra="reenrol_after = 0.3\n")
+        task = asyncio.create_task(engine.run(sc, progress=False, target_state=state))
+        await asyncio.sleep(1.0)
+        state.request_wipe(list(state.devices.values())[0])
+        return await task
+
+    result = asyncio.run(go())
+    assert {d.state for d in result.devices} == {"provisioned"}
+    wiped = [d for d in result.devices if d.generation == 1]
+    assert len(wiped) == 1 and result.stats.reenrolments == 1 and result.stats.wipes["1"] == 1
+    assert (wiped[0].user, wiped[0].ident.device_id) in state.devices  # a new partnership
+    assert len(state.devices) == 3
+
+
+def test_backoff_duration_header_parsing():
+    from loadgen.device import _backoff_ms
+
+    assert _backoff_ms("250") == 250 and _backoff_ms("L/-470") == 0 and _backoff_ms("") == 0

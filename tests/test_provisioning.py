@@ -226,3 +226,13 @@ def test_classify_other_reactions():
     assert classify(451, {"X-MS-Location": "https://x/"}, None).kind == "redirect"
     assert classify(401, {}, None).kind == "auth"
     assert classify(500, {}, None).kind == "error"
+
+
+def test_policy_document_in_ack_answer_is_a_new_policy_not_a_final_key():
+    # found by tests/test_device_property.py: Data only comes with an initial answer (MS-ASPROV 2.2.2.24)
+    p, _ = started()
+    p.receive(200, {}, provision_response(key="T1"))
+    again = p.receive(200, {}, provision_response(key="T2"))
+    assert isinstance(again, Send) and again.phase == "ack" and again.policy_key == "T2"
+    assert p.policy_key is None and p.state is State.AWAIT_ACK
+    assert p.receive(200, {}, provision_response(key="F1", data=False)) == Provisioned("F1", 1)

@@ -25,6 +25,7 @@ AWAIT_DEVINFO           any                                             initial 
 AWAIT_ACK               200, Status 1, Policy Status 1 (final key)      Provisioned(final key) -> PROVISIONED
 AWAIT_ACK               200, RemoteWipe                                 wipe ack -> AWAIT_WIPE_ACK
 AWAIT_ACK               200, Policy Status 5 (wrong key)                initial Provision, key "0" (bounded) -> AWAIT_POLICY
+AWAIT_ACK               200, a new policy document (Data) and key       ack of the new policy (bounded) -> AWAIT_ACK
 AWAIT_WIPE_ACK          any answer                                      Wiped(ack status) -> WIPED
 AWAIT_*                 Status 2 (protocol error)                       Failed(protocol error) -> FAILED
 AWAIT_*                 Status 3 (server error), HTTP 5xx but 503       Retry(backoff) -> IDLE
@@ -253,6 +254,13 @@ class Provisioner:
             return self._finish(State.FAILED, Failed("server does not know policy type %s" % self.version.policy_type))
         if pstatus == PolicyStatus.POLICY_DATA_CORRUPT:
             return self._finish(State.FAILED, Failed("policy data corrupt on the server: contact the administrator"))
+        if self.state is State.AWAIT_ACK and resp.policy is not None and pstatus == PolicyStatus.SUCCESS:
+            # Data belongs only to the answer to an initial request (MS-ASPROV 2.2.2.24):
+            # a policy document here is a new policy with a new temporary key, not a final key.
+            self._restarts += 1
+            if self._restarts > self.MAX_RESTARTS:
+                return self._finish(State.FAILED, Failed("provisioning restarted too often"))
+            self.state = State.AWAIT_POLICY
         if self.state is State.AWAIT_POLICY:
             if pstatus == PolicyStatus.NO_POLICY:
                 self.policy_key = resp.policy_key or "0"
