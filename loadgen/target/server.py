@@ -5,10 +5,20 @@ a policy or provisioning error goes in the command's root Status with HTTP 200
 when the request's version can carry that code in-band (14.0 up to 163, 14.1
 and later up to 177); otherwise the bare HTTP code (449 "Retry after sending a
 PROVISION command", 403) is sent, as to every 12.x device.
+
+Order of the checks for an EAS POST (each cited where it is implemented):
+query (400) -> authentication (401) -> protocol version (400) -> device
+partnership limit (177) -> throttling (503) -> WBXML decode (102) -> remote
+wipe / policy (IsPolicyCompliant, state.py) -> unknown command (501) ->
+Allow/Block/Quarantine (129) -> the command.  A catch-all middleware turns any
+unexpected exception into a logged 500 with no traceback in the body, and
+applies the injected faults (faults.py).
 """
 
 import asyncio
 import logging
+import socket
+import struct
 
 from aiohttp import web
 
@@ -17,7 +27,14 @@ from _wbxml import Slot, Template, WBXMLError, encode, find, findtext
 from loadgen.eas import versions
 from loadgen.eas.commands import root_status
 from loadgen.eas.policy import policy_to_tree
-from loadgen.target.state import WIPE_ACKNOWLEDGED, WIPE_PENDING, WIPE_SENT, TargetState
+from loadgen.target import abq
+from loadgen.target.faults import Faults
+from loadgen.target.mailbox import INBOX_ID
+from loadgen.target.sync import SyncResponder
+from loadgen.target.state import (
+    WIPE_ACKNOWLEDGED, WIPE_PENDING, WIPE_SENT, WIPE_WIPED, TargetState,
+)
+from loadgen.target.throttle import COMMAND_FREQUENCY, OUT_OF_BUDGETS
 
 log = logging.getLogger("easload.target")
 
@@ -30,6 +47,9 @@ SUPPORTED_COMMANDS = ",".join((
     "Provision", "ResolveRecipients", "ValidateCert",
 ))
 SERVER_HEADERS = {"MS-Server-ActiveSync": "15.1", "Cache-Control": "private"}
+KNOWN_COMMANDS = frozenset(SUPPORTED_COMMANDS.split(",")) | {"Find", "OPTIONS"}
+# Quarantine model (see Target._abq).
+QUARANTINE_ALLOWED = frozenset({"Settings", "FolderSync"})
 
 # Command name -> (code page, root tag) for in-band error envelopes.
 _ROOTS = {
@@ -74,6 +94,21 @@ _SETTINGS_OK = encode(("Settings:Settings", [
 _PROVISION_WIPE = encode(("Provision:Provision", [("Provision:Status", "1"), ("Provision:RemoteWipe", None)]))
 _PROVISION_ACCOUNT_WIPE = encode(
     ("Provision:Provision", [("Provision:Status", "1"), ("Provision:AccountOnlyRemoteWipe", None)]))
+_SETTINGS_USERINFO = Template(("Settings:Settings", [
+    ("Settings:Status", "1"), ("Settings:UserInformation", [("Settings:Status", "1"), ("Settings:Get", [
+        ("Settings:EmailAddresses", [("Settings:SMTPAddress", Slot("smtp"))])])])]))
+# 14.1+: Get/Accounts/Account/{UserDisplayName, EmailAddresses/{SMTPAddress, PrimarySmtpAddress}}
+# (MS-ASCMD 2.2.3.3 Account, 2.2.3.4 Accounts, 2.2.3.137 PrimarySmtpAddress: 14.1 and later).
+_SETTINGS_USERINFO_141 = Template(("Settings:Settings", [
+    ("Settings:Status", "1"), ("Settings:UserInformation", [("Settings:Status", "1"), ("Settings:Get", [
+        ("Settings:Accounts", [("Settings:Account", [
+            ("Settings:UserDisplayName", Slot("name")),
+            ("Settings:EmailAddresses", [("Settings:SMTPAddress", Slot("smtp")),
+                                         ("Settings:PrimarySmtpAddress", Slot("primary"))])])])])])]))
+_PING_EXPIRED = encode(("Ping:Ping", [("Ping:Status", "1")]))
+_PING_CHANGED = Template(("Ping:Ping", [("Ping:Status", "2"), ("Ping:Folders", [("Ping:Folder", Slot("id"))])]))
+_PING_BOUND = Template(("Ping:Ping", [("Ping:Status", "5"), ("Ping:HeartbeatInterval", Slot("hbi"))]))
+_PING_MAXFOLDERS = Template(("Ping:Ping", [("Ping:Status", "6"), ("Ping:MaxFolders", Slot("max"))]))
 _PROVISION_WIPE_ACKED = encode(("Provision:Provision", [("Provision:Status", "1")]))
 _ACK_RESPONSE = Template(("Provision:Provision", [("Provision:Status", "1"), ("Provision:Policies", [
     ("Provision:Policy", [("Provision:PolicyType", Slot("type")), ("Provision:Status", Slot("status")),
@@ -82,24 +117,75 @@ _POLICY_STATUS_ONLY = Template(("Provision:Provision", [("Provision:Status", "1"
     ("Provision:Policy", [("Provision:PolicyType", Slot("type")), ("Provision:Status", Slot("status"))])])]))
 
 
+class Histogram:
+    """Fixed-bucket latency histogram per command (exposed by metrics.py; no per-request allocation)."""
+
+    BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300,
+               600, 1200, 1800, 3600)
+
+    def __init__(self):
+        self.data = {}  # label -> [bucket counts..., +Inf count, sum]
+
+    def observe(self, label, seconds):
+        row = self.data.get(label)
+        if row is None:
+            row = self.data[label] = [0] * (len(self.BUCKETS) + 1) + [0.0]
+        for i, bound in enumerate(self.BUCKETS):
+            if seconds <= bound:
+                row[i] += 1
+                break
+        else:
+            row[len(self.BUCKETS)] += 1
+        row[-1] += seconds
+
+
+def _command_label(command):
+    return command if command in KNOWN_COMMANDS else "other"
+
+
 class Target:
     """aiohttp application around a :class:`TargetState`."""
 
-    def __init__(self, state=None, folders=DEFAULT_FOLDERS):
+    def __init__(self, state=None, folders=DEFAULT_FOLDERS, faults=None):
         self.state = state or TargetState()
         self.folders = folders
+        self.folder_ids = frozenset(f[0] for f in folders)
         self._foldersync_full = _foldersync_full(folders)
         self._policy_template = None
         self._policy_template_version = None
-        self.counters = {}  # (command, http status, eas status) -> count
-        self.app = web.Application(client_max_size=16 * 1024 * 1024)
+        self._sync = SyncResponder(folders)
+        self.faults = faults or Faults()
+        self.counters = {}  # (command, http status, eas status) -> count; command bounded (KNOWN_COMMANDS)
+        self.throttled = {}  # X-MS-ASThrottle reason -> count
+        self.durations = Histogram()  # request duration by command, Ping excluded
+        self.ping_durations = Histogram()  # Ping is held on purpose: its own histogram
+        self.held_pings = 0
+        self._ping_futures = set()
+        self.app = web.Application(client_max_size=16 * 1024 * 1024, middlewares=[self._middleware])
         self.app.router.add_route("OPTIONS", "/Microsoft-Server-ActiveSync", self.options)
         self.app.router.add_route("POST", "/Microsoft-Server-ActiveSync", self.post)
+        self.app.on_shutdown.append(self._on_shutdown)
+
+    # -- admin actions that belong to the HTTP side
+
+    def set_faults(self, **cfg):
+        """Admin: replace the fault injection configuration (faults.py); {} turns faults off."""
+        self.faults.configure(**cfg)
+        return self.faults.to_dict()
+
+    def expire_pings(self):
+        """Answer every held Ping now (Status 1); used at shutdown."""
+        for fut in list(self._ping_futures):
+            if not fut.done():
+                fut.set_result(None)
+
+    async def _on_shutdown(self, app):
+        self.expire_pings()
 
     # -- helpers
 
     def _count(self, command, http_status, eas_status):
-        key = (command, http_status, eas_status)
+        key = (_command_label(command), http_status, eas_status)
         self.counters[key] = self.counters.get(key, 0) + 1
 
     def _wbxml(self, command, body, eas_status=None):
@@ -120,6 +206,12 @@ class Target:
         self._count(command, http_status, None)
         return web.Response(status=http_status, text=text, headers=headers)
 
+    def _throttled(self, command, reason, retry_after):
+        """HTTP 503 + X-MS-ASThrottle + Retry-After, no EAS status (facts (c), throttle.py)."""
+        self.throttled[reason] = self.throttled.get(reason, 0) + 1
+        return self._plain(command, 503, "Service Unavailable",
+                           {**SERVER_HEADERS, "X-MS-ASThrottle": reason, "Retry-After": str(retry_after)})
+
     def _policy_response(self):
         state = self.state
         if self._policy_template_version != state.policy_version:
@@ -134,6 +226,76 @@ class Target:
             ]))
             self._policy_template_version = state.policy_version
         return self._policy_template
+
+    # -- middleware: timing, faults, catch-all
+
+    @web.middleware
+    async def _middleware(self, request, handler):
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        command = request.query.get("Cmd") or request.method
+        try:
+            faults = self.faults
+            if faults.active and faults.applies(command) and request.method == "POST":
+                resp = await self._with_faults(request, handler, command)
+            else:
+                resp = await handler(request)
+        except web.HTTPException:
+            raise
+        except Exception:  # no traceback in the body (issue item 7); the log has it
+            log.exception("unexpected error while answering %s", _command_label(command))
+            resp = self._plain(command, 500, "Internal Server Error")
+        label = _command_label(command)
+        if label == "Ping":
+            self.ping_durations.observe(label, loop.time() - start)
+        else:
+            self.durations.observe(label, loop.time() - start)
+        return resp
+
+    async def _with_faults(self, request, handler, command):
+        faults = self.faults
+        delay = faults.delay()
+        if delay > 0:
+            faults.hit("latency")
+            await asyncio.sleep(delay)
+        if faults.chance(faults.reset_rate):
+            faults.hit("reset")
+            self._count(command, 0, None)
+            _reset(request)
+            return web.Response(status=500)  # never reaches the client: the connection is gone
+        code = faults.error_status()
+        if code is not None:
+            faults.hit("http_%d" % code)
+            headers = {"Retry-After": str(faults.retry_after)} if code == 503 else None
+            return self._plain(command, code, "injected fault", headers)
+        resp = await handler(request)
+        if isinstance(resp, web.Response) and resp.content_type == WBXML and resp.body:
+            kind, body = faults.mangle(resp.body)
+            if kind is not None:
+                faults.hit(kind)
+                resp.body = body
+            trickle = faults.trickle
+            if trickle and faults.chance(trickle["rate"]):
+                faults.hit("trickle")
+                resp = await self._trickle(request, resp, int(trickle["chunk"]), float(trickle["interval"]))
+        if faults.close_after_response:
+            faults.hit("close")
+            await resp.prepare(request)
+            await resp.write_eof()
+            request.protocol.force_close()  # after the response: no Connection: close header was sent
+        return resp
+
+    @staticmethod
+    async def _trickle(request, resp, chunk, interval):
+        body = bytes(resp.body)
+        out = web.StreamResponse(status=resp.status, headers=resp.headers)
+        out.content_length = len(body)
+        await out.prepare(request)
+        for i in range(0, len(body), max(1, chunk)):
+            await out.write(body[i:i + chunk])
+            await asyncio.sleep(interval)
+        await out.write_eof()
+        return out
 
     # -- handlers
 
@@ -157,12 +319,34 @@ class Target:
         device_type = query.get("DeviceType")
         if not command or not user_param or not device_id or not device_type:
             return self._plain(command or "unknown", 400, "Cmd, User, DeviceId and DeviceType are required")
-        user = self.state.authenticate(request.headers.get("Authorization"))
+        state = self.state
+        user = state.authenticate(request.headers.get("Authorization"))
         if user is None:
             return self._unauthorized(command)
         version = versions.VERSIONS.get(request.headers.get("MS-ASProtocolVersion", ""))
         if version is None:
             return self._plain(command, 400, "unsupported MS-ASProtocolVersion")
+        record = state.device(user, device_id, device_type)
+        if record is None:
+            # EasMaxDevices reached: 177 MaximumDevicesReached, in-band only from 14.1
+            # (SetErrorResponse, facts (a)/(f)); otherwise a bare 403.
+            return self._error(command, version, 403, 177)
+        throttle = state.throttle
+        if not throttle.acquire(user):  # EasMaxConcurrency (throttle.py)
+            return self._throttled(command, OUT_OF_BUDGETS, throttle.retry_after)
+        try:
+            allowed, backoff, retry = throttle.spend((user, device_id))
+            if not allowed:
+                return self._throttled(command, COMMAND_FREQUENCY, retry)
+            resp = await self._dispatch(request, command, record, version)
+            if backoff is not None:
+                resp.headers["X-MS-BackOffDuration"] = backoff
+            return resp
+        finally:
+            throttle.release(user)
+
+    async def _dispatch(self, request, command, record, version):
+        state = self.state
         body = await request.read()
         tree = None
         if body:
@@ -170,21 +354,56 @@ class Target:
                 tree = _wbxml.decode(body)
             except WBXMLError:
                 return self._error(command, version, 400, 102)  # InvalidWBXML
-        record = self.state.device(user, device_id, device_type)
         record.version = version.text
+        record.user_agent = request.headers.get("User-Agent")
+        record.last_seen = state.clock()
+        record.requests += 1
+        state.contact(record)
         key = request.headers.get("X-MS-PolicyKey")
         if command == "Provision":
             return self.provision(record, version, key, tree)
         if command == "Ping" and not version.ping_policy_checked:
             pass  # Exchange checks Ping only from 14.0
         else:
-            verdict = self.state.check(record, key)
+            verdict = state.check(record, key)
             if verdict is not None:
                 return self._error(command, version, *verdict)
         handler = self._handlers.get(command)
         if handler is None:
             return self._error(command, version, 501, 137)  # CommandNotSupported
+        if command != "Settings" and not state.access_list.trivial:
+            refused = self._abq(command, record, version)
+            if refused is not None:
+                return refused
+        if command == "Ping":
+            return await self.ping(record, version, tree)
         return handler(self, record, version, tree)
+
+    def _abq(self, command, record, version):
+        """Allow/Block/Quarantine after the policy check (abq.py for the sequence).
+
+        Blocked: 129 DeviceIsBlockedForThisUser, HTTP 403 envelope (in-band for 14.x as
+        every SetErrorResponse), with ``X-MS-ASThrottle: <DeviceAccessStateReason>``
+        (Exchange adds it for admin blocks too, facts (a)).
+
+        Quarantined -- the model chosen here, because Exchange's exact quarantine
+        behaviour is unverified (facts, ABQ notes; Exchange routes it through an
+        undocumented HandleQuarantinedState): Provision, Settings and FolderSync are
+        answered normally, so the device can provision, identify itself (which an
+        admin needs to decide) and see its folders; Sync, Ping and every other
+        command get 129 with the same envelope as a block.  This is the
+        conservative choice: a load test never counts mail delivered to a
+        quarantined device as success, and "Blocked/quarantined devices surface as
+        Status 129 / HTTP 403-like failures" is the documented symptom.  The
+        quarantine notice Exchange puts in the Inbox is not simulated.  Releasing
+        (``TargetState.release``) adds a personal Allow exemption, as Exchange does.
+        """
+        access = self.state.access(record)
+        if access == abq.ALLOW or (access == abq.QUARANTINE and command in QUARANTINE_ALLOWED):
+            return None
+        resp = self._error(command, version, 403, 129)
+        resp.headers["X-MS-ASThrottle"] = record.access_reason
+        return resp
 
     def provision(self, record, version, key, tree):
         state = self.state
@@ -192,17 +411,22 @@ class Target:
             return self._wbxml("Provision", _STATUS_TEMPLATES["Provision"].render("2"), 2)
         wipe = find(tree, "Provision:RemoteWipe") or find(tree, "Provision:AccountOnlyRemoteWipe")
         if wipe is not None:
-            if record.wipe == WIPE_SENT:
-                record.wipe = WIPE_ACKNOWLEDGED
-                try:
-                    record.wipe_ack_status = int(findtext(wipe, "Provision:Status") or 0)
-                except ValueError:
-                    record.wipe_ack_status = 0
+            try:
+                status = int(findtext(wipe, "Provision:Status") or 0)
+            except ValueError:
+                status = 0
+            state.acknowledge_wipe(record, status)  # sent -> acknowledged
             return self._wbxml("Provision", _PROVISION_WIPE_ACKED, 1)
         if record.wipe in (WIPE_PENDING, WIPE_SENT):
+            # pending -> sent: RemoteWipe in the Provision response (MS-ASPROV 3.2.5.1.2.1,
+            # seed 000 "Remote Wipe"); AccountOnlyRemoteWipe only for 16.1 (MS-ASPROV
+            # 2.2.2.1), a full wipe for every other version.
             record.wipe = WIPE_SENT
+            record.wipe_account_only = record.wipe_account_only and version.text == "16.1"
             body = _PROVISION_ACCOUNT_WIPE if record.wipe_account_only else _PROVISION_WIPE
             return self._wbxml("Provision", body, 1)
+        if record.wipe in (WIPE_ACKNOWLEDGED, WIPE_WIPED):
+            return self._error("Provision", version, 403, 140)  # refused until an admin clears it
         policy = find(tree, "Provision:Policies/Provision:Policy")
         if policy is None:
             return self._wbxml("Provision", _STATUS_TEMPLATES["Provision"].render("2"), 2)
@@ -213,7 +437,7 @@ class Target:
         if ack_key is None:  # initial request
             info = find(tree, "Settings:DeviceInformation/Settings:Set")
             if info is not None:
-                record.device_info = {t.partition(":")[2]: v for t, v in info[1] if type(v) is str}
+                state.set_device_info(record, {t.partition(":")[2]: v for t, v in info[1] if type(v) is str})
             if version.device_info_in_provision and not record.device_info.get("Model"):
                 return self._wbxml("Provision", _STATUS_TEMPLATES["Provision"].render("165"), 165)
             if state.no_policy:
@@ -241,34 +465,151 @@ class Target:
         return self._wbxml("FolderSync", _FOLDERSYNC_BADKEY, 9)
 
     def settings(self, record, version, tree):
-        info = find(tree, "Settings:DeviceInformation/Settings:Set") if tree is not None else None
+        """Settings: DeviceInformation Set (12.1/14.0 send it here, seed 000 "ABQ";
+        ABQ is re-evaluated with it) and UserInformation Get (MS-ASCMD 2.2.3.189)."""
+        if tree is None or tree[0] != "Settings:Settings":
+            return self._wbxml("Settings", _STATUS_TEMPLATES["Settings"].render("2"), 2)  # protocol error
+        info = find(tree, "Settings:DeviceInformation/Settings:Set")
+        userinfo = find(tree, "Settings:UserInformation/Settings:Get")
+        if userinfo is None:
+            if info is not None:
+                self.state.set_device_info(record, {t.partition(":")[2]: v for t, v in info[1] if type(v) is str})
+            return self._wbxml("Settings", _SETTINGS_OK, 1)
+        state = self.state
+        smtp = state.smtp_address(record.user)
         if info is not None:
-            record.device_info = {t.partition(":")[2]: v for t, v in info[1] if type(v) is str}
-        return self._wbxml("Settings", _SETTINGS_OK, 1)
+            state.set_device_info(record, {t.partition(":")[2]: v for t, v in info[1] if type(v) is str})
+        if version.number >= 141:
+            body = _SETTINGS_USERINFO_141.render(record.user, smtp, smtp)
+        else:
+            body = _SETTINGS_USERINFO.render(smtp)
+        if info is not None:  # both in one request: splice the DeviceInformation status in
+            tree_out = _wbxml.decode(body)
+            tree_out[1].insert(1, ("Settings:DeviceInformation", [("Settings:Status", "1")]))
+            body = encode(tree_out)
+        return self._wbxml("Settings", body, 1)
 
-    _handlers = {"FolderSync": foldersync, "Settings": settings}
+    def sync(self, record, version, tree):
+        body, status = self._sync.respond(record, self.state.mailbox(record.user), tree)
+        if body is None:
+            return self._wbxml("Sync", _STATUS_TEMPLATES["Sync"].render(str(status)), status)
+        return self._wbxml("Sync", body, 1)
+
+    async def ping(self, record, version, tree):
+        """Ping (MS-ASCMD 2.2.1.13; statuses from facts (d)).
+
+        HeartbeatInterval and the folder list are cached per device and may be
+        omitted later (3 when nothing is cached).  Outside ``ping_min..ping_max``
+        (Exchange 60..3540 s): Status 5 with the violated bound.  More folders than
+        ``ping_max_folders``: Status 6 with MaxFolders.  A folder id the hierarchy
+        does not have: Status 7 (FolderSync required).  Otherwise the request is held
+        until new mail arrives for the user in a watched folder (Status 2 with that
+        folder; at once when the device's Inbox sync state is already behind) or the
+        heartbeat expires (Status 1).
+        """
+        state = self.state
+        interval = folders = None
+        if tree is not None:
+            if tree[0] != "Ping:Ping":
+                return self._wbxml("Ping", _STATUS_TEMPLATES["Ping"].render("4"), 4)
+            interval = findtext(tree, "Ping:HeartbeatInterval")
+            folder_list = find(tree, "Ping:Folders")
+            if folder_list is not None:
+                folders = tuple(findtext(f, "Ping:Id") for f in folder_list[1] or () if f[0] == "Ping:Folder")
+        if interval is not None:
+            try:
+                interval = int(interval)
+            except ValueError:
+                return self._wbxml("Ping", _STATUS_TEMPLATES["Ping"].render("4"), 4)
+            if interval < state.ping_min:
+                return self._wbxml("Ping", _PING_BOUND.render(str(state.ping_min)), 5)
+            if interval > state.ping_max:
+                return self._wbxml("Ping", _PING_BOUND.render(str(state.ping_max)), 5)
+            record.ping_interval = interval
+        if folders is not None:
+            if len(folders) > state.ping_max_folders:
+                return self._wbxml("Ping", _PING_MAXFOLDERS.render(str(state.ping_max_folders)), 6)
+            if not all(f in self.folder_ids for f in folders):
+                return self._wbxml("Ping", _STATUS_TEMPLATES["Ping"].render("7"), 7)
+            record.ping_folders = folders
+        if record.ping_interval is None or not record.ping_folders:
+            return self._wbxml("Ping", _STATUS_TEMPLATES["Ping"].render("3"), 3)
+        box = state.mailbox(record.user)
+        watches_inbox = INBOX_ID in record.ping_folders
+        if watches_inbox:
+            sync = record.sync.get(INBOX_ID)
+            if sync is not None and sync[1] < len(box.inbox):
+                return self._wbxml("Ping", _PING_CHANGED.render(INBOX_ID), 2)
+        loop = asyncio.get_running_loop()
+        fut = loop.create_future()
+        if watches_inbox:
+            box.waiters.add(fut)
+        self._ping_futures.add(fut)
+        timer = loop.call_later(record.ping_interval, _expire, fut)
+        self.held_pings += 1
+        try:
+            changed = await fut
+        finally:
+            self.held_pings -= 1
+            timer.cancel()
+            box.waiters.discard(fut)
+            self._ping_futures.discard(fut)
+        if changed is not None:
+            return self._wbxml("Ping", _PING_CHANGED.render(changed), 2)
+        return self._wbxml("Ping", _PING_EXPIRED, 1)
+
+    _handlers = {"FolderSync": foldersync, "Settings": settings, "Sync": sync, "Ping": ping}
 
 
-async def start_target(host="127.0.0.1", port=0, state=None):
+def _expire(fut):
+    if not fut.done():
+        fut.set_result(None)
+
+
+def _reset(request):
+    """Reset the TCP connection (RST): SO_LINGER 0, then abort."""
+    transport = request.transport
+    if transport is None:
+        return
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        except OSError:
+            pass
+    transport.abort()
+
+
+async def start_target(host="127.0.0.1", port=0, state=None, *, faults=None, reuse_port=None):
     """Start a target on ``host:port`` (0: a free port).  Returns (runner, target, url)."""
-    target = Target(state)
-    runner = web.AppRunner(target.app, access_log=None, handle_signals=False)
+    target = Target(state, faults=faults)
+    runner = web.AppRunner(target.app, access_log=None, handle_signals=False, handler_cancellation=True,
+                           shutdown_timeout=2.0)
     await runner.setup()
-    site = web.TCPSite(runner, host, port, reuse_address=True)
+    site = web.TCPSite(runner, host, port, reuse_address=True, reuse_port=reuse_port, backlog=4096)
     await site.start()
     sockets = site._server.sockets  # the actual port when 0 was asked
     actual = sockets[0].getsockname()[1]
     return runner, target, "http://%s:%d/Microsoft-Server-ActiveSync" % (host, actual)
 
 
-async def serve_forever(host, port, state, ready=None):
+async def serve_forever(host, port, state, ready=None, admin=None, admin_token=None):
+    """Run the target (and, with ``admin=(host, port)``, its admin API) until cancelled."""
     runner, target, url = await start_target(host, port, state)
+    admin_runner = None
+    if admin is not None:
+        from loadgen.target.admin import start_admin
+
+        admin_runner, admin_url, admin_token = await start_admin(admin[0], admin[1], target, admin_token)
+        log.info("admin API on %s", admin_url)  # the token is never logged
     if ready is not None:
         ready(url)
     try:
         while True:
             await asyncio.sleep(3600)
     finally:
+        if admin_runner is not None:
+            await admin_runner.cleanup()
         await runner.cleanup()
 
 

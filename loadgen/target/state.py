@@ -16,9 +16,19 @@ The per-request policy decision follows Exchange's own ``Command.IsPolicyComplia
 The last successful provisioning time is signed with a per-server salt
 (PolicyDataSalt, seed 003): a timestamp whose signature does not verify counts
 as "never provisioned".
+
+Besides the policy: mailboxes (generated pattern or a CSV file of user,password),
+the remote wipe lifecycle none -> pending -> sent -> acknowledged -> wiped
+(grommunio ``SYNC_PROVISION_RWSTATUS_*``, eas-protocol-facts.md (i); a wiped
+device id stays refused until an admin clears it), Allow/Block/Quarantine
+(abq.py), the device partnership limit per mailbox (EasMaxDevices, default 100,
+facts (e)/(f)), a small Inbox per user (mailbox.py), Ping bounds (facts (d)) and
+throttling (throttle.py).  Every admin action is a plain method here, so the
+engine can schedule them in-process; the admin HTTP API (admin.py) calls them.
 """
 
 import base64
+import csv
 import hashlib
 import hmac
 import os
@@ -27,6 +37,9 @@ import time
 from dataclasses import dataclass, field
 
 from loadgen.eas.policy import SEED_POLICY
+from loadgen.target import abq
+from loadgen.target.mailbox import Mailbox
+from loadgen.target.throttle import Throttle
 
 WIPE_NONE = "none"
 WIPE_PENDING = "pending"
@@ -52,6 +65,33 @@ class DeviceRecord:
     device_info: dict = field(default_factory=dict)
     folder_sync_key: int = 0
     provisions: int = 0
+    user_agent: str | None = None  # User-Agent header of the last request
+    wipe_requested_at: float | None = None
+    wipe_acked_at: float | None = None
+    access: str = abq.ALLOW  # last ABQ decision
+    access_reason: str = abq.REASON_GLOBAL
+    access_version: int = 0  # AccessList.version the decision was made with (0: stale)
+    sync: dict = field(default_factory=dict)  # collection id -> [key, pos, previous key, previous pos]
+    ping_interval: int | None = None  # cached HeartbeatInterval (MS-ASCMD 2.2.3.88.1)
+    ping_folders: tuple = ()  # cached Ping folder ids
+    first_seen: float = 0.0
+    last_seen: float = 0.0
+    requests: int = 0
+
+    def provisioning_state(self, policy_key):
+        if self.acked_key is None:
+            return "unprovisioned"
+        return "provisioned" if self.acked_key == policy_key else "stale_key"
+
+    def to_dict(self, policy_key):
+        return {
+            "user": self.user, "device_id": self.device_id, "device_type": self.device_type,
+            "version": self.version, "provisioning": self.provisioning_state(policy_key),
+            "ack_status": self.ack_status, "wipe": self.wipe, "wipe_account_only": self.wipe_account_only,
+            "wipe_ack_status": self.wipe_ack_status, "access": self.access, "access_reason": self.access_reason,
+            "device_info": dict(self.device_info), "user_agent": self.user_agent,
+            "first_seen": self.first_seen, "last_seen": self.last_seen, "requests": self.requests,
+        }
 
 
 def _new_key(rng):
@@ -65,10 +105,29 @@ class TargetState:
 
     def __init__(self, users=1000, user_pattern="user{n}", password_pattern="Pass{n}!", *,
                  policy=None, no_policy=False, allow_non_provisionable=False,
-                 refresh_interval_min=0, seed=None, clock=time.time):
+                 refresh_interval_min=0, seed=None, clock=time.time, users_csv=None, domain="example.com",
+                 max_devices=100, inbox_items=5, ping_min=60, ping_max=3540, ping_max_folders=300,
+                 abq_default=abq.ALLOW, abq_rules=(), max_concurrency=10, command_rate=20.0,
+                 command_burst=600.0):
         self.rng = random.Random(seed)
+        self.seed = seed
         self.clock = clock
-        self.passwords = {user_pattern.format(n=n): password_pattern.format(n=n) for n in range(users)}
+        if users_csv is not None:
+            self.passwords = read_users_csv(users_csv)
+        else:
+            self.passwords = {user_pattern.format(n=n): password_pattern.format(n=n) for n in range(users)}
+        self.domain = domain
+        # EasMaxDevices: 100 on Exchange 2013+ (ThrottlingPolicyDefaults, facts (e)/(f)); None: unlimited
+        self.max_devices = max_devices
+        self.inbox_items = inbox_items
+        # Ping HeartbeatInterval bounds: Exchange 60..3540 s (facts (d)); lower them in tests
+        self.ping_min = ping_min
+        self.ping_max = ping_max
+        self.ping_max_folders = ping_max_folders
+        self.access_list = abq.AccessList(abq_default, abq_rules)
+        self.throttle = Throttle(max_concurrency, command_rate, command_burst)
+        self.mailboxes = {}
+        self.user_devices = {}  # user -> number of device partnerships
         self.policy = dict(policy) if policy is not None else dict(SEED_POLICY)
         self.no_policy = no_policy
         self.allow_non_provisionable = allow_non_provisionable
@@ -103,14 +162,50 @@ class TargetState:
             self._auth_cache[header] = name
         return name
 
+    @classmethod
+    def from_csv(cls, path, **kw):
+        """A state whose mailboxes are the rows ``user,password`` of a CSV file."""
+        return cls(users_csv=path, **kw)
+
     # -- devices
 
     def device(self, user, device_id, device_type):
+        """The partnership (user, device id); a new one is created unless the mailbox
+        already has ``max_devices`` partnerships (then None: status 177)."""
         key = (user, device_id)
         record = self.devices.get(key)
         if record is None:
+            n = self.user_devices.get(user, 0)
+            if self.max_devices is not None and n >= self.max_devices:
+                return None
             record = self.devices[key] = DeviceRecord(user, device_id, device_type)
+            record.first_seen = self.clock()
+            self.user_devices[user] = n + 1
         return record
+
+    def find_devices(self, device_id, user=None):
+        if user is not None:
+            record = self.devices.get((user, device_id))
+            return [record] if record is not None else []
+        return [r for r in self.devices.values() if r.device_id == device_id]
+
+    def remove_device(self, record):
+        """Admin (Remove-MobileDevice): forget the partnership, freeing a slot."""
+        if self.devices.pop((record.user, record.device_id), None) is not None:
+            n = self.user_devices.get(record.user, 1) - 1
+            if n > 0:
+                self.user_devices[record.user] = n
+            else:
+                self.user_devices.pop(record.user, None)
+
+    def list_devices(self):
+        key = self.policy_key
+        for record in self.devices.values():
+            self.access(record)
+        return [r.to_dict(key) for r in self.devices.values()]
+
+    def smtp_address(self, user):
+        return user if "@" in user else "%s@%s" % (user, self.domain)
 
     # -- policy
 
@@ -175,8 +270,124 @@ class TargetState:
     # -- remote wipe
 
     def request_wipe(self, record, account_only=False):
+        """Admin: wipe the device at its next request (none -> pending).
+
+        AccountOnlyRemoteWipe exists only in 16.1 (MS-ASPROV 2.2.2.1); other
+        versions get a full RemoteWipe (decided again when the wipe is sent, as
+        the version may change)."""
         record.wipe = WIPE_PENDING
-        record.wipe_account_only = account_only
+        record.wipe_account_only = bool(account_only) and record.version in ("", "16.1")
+        record.wipe_requested_at = self.clock()
+        record.wipe_ack_status = None
+
+    def acknowledge_wipe(self, record, status):
+        """The device's RemoteWipe/Status (seed 000: 1 = will wipe, 2 = could not): sent -> acknowledged."""
+        if record.wipe == WIPE_SENT:
+            record.wipe = WIPE_ACKNOWLEDGED
+            record.wipe_ack_status = status
+            record.wipe_acked_at = self.clock()
+
+    def contact(self, record):
+        """Any request after a successful wipe acknowledgement is the wiped device coming
+        back (it wiped itself, facts (i): "-> WIPED"): acknowledged -> wiped.  The id then
+        stays refused (403 / 140) until :meth:`clear_wipe`."""
+        if record.wipe == WIPE_ACKNOWLEDGED and record.wipe_ack_status == 1:
+            record.wipe = WIPE_WIPED
+
+    def wipe_fraction(self, fraction, seed=None, account_only=False):
+        """Admin: wipe a random ``fraction`` of the known devices; returns them."""
+        records = sorted(self.devices.values(), key=lambda r: (r.user, r.device_id))
+        n = round(len(records) * float(fraction))
+        chosen = random.Random(seed).sample(records, n) if n else []
+        for record in chosen:
+            self.request_wipe(record, account_only)
+        return chosen
+
+    def clear_wipe(self, record):
+        """Admin: clear a wipe; the device id may connect again and must provision afresh."""
+        record.wipe = WIPE_NONE
+        record.wipe_account_only = False
+        record.wipe_ack_status = None
+        record.temporary_key = record.acked_key = record.last_policy_sig = None
+        record.last_policy_time = record.ack_status = None
+        record.folder_sync_key = 0
+        record.sync.clear()
+
+    # -- Allow/Block/Quarantine (abq.py)
+
+    def access(self, record):
+        """(access level, reason) of a device, cached until the ABQ config or the device info changes."""
+        access_list = self.access_list
+        if record.access_version != access_list.version:
+            record.access, record.access_reason = access_list.evaluate(record)
+            record.access_version = access_list.version
+        return record.access
+
+    def set_device_info(self, record, info):
+        record.device_info = info
+        record.access_version = 0  # re-evaluate ABQ with the new information
+
+    def set_abq(self, default=None, rules=None, allowed_ids=None, blocked_ids=None):
+        """Admin: organisation default access level, device access rules, personal exemptions."""
+        al = self.access_list
+        if default is not None:
+            al.default = abq.level(default)
+        if rules is not None:
+            al.rules = [r if isinstance(r, abq.AccessRule) else abq.AccessRule.make(**r) for r in rules]
+        if allowed_ids is not None:
+            al.allowed_ids = set(allowed_ids)
+        if blocked_ids is not None:
+            al.blocked_ids = set(blocked_ids)
+        al.changed()
+        return al.to_dict()
+
+    def allow_device(self, device_id):
+        """Admin: personal exemption allowing this device id (also releases it from quarantine)."""
+        self.access_list.blocked_ids.discard(device_id)
+        self.access_list.allowed_ids.add(device_id)
+        self.access_list.changed()
+
+    release = allow_device  # Exchange's "Allow" on a quarantined device is a personal exemption
+
+    def block_device(self, device_id):
+        """Admin: personal exemption blocking this device id."""
+        self.access_list.allowed_ids.discard(device_id)
+        self.access_list.blocked_ids.add(device_id)
+        self.access_list.changed()
+
+    # -- mail
+
+    def mailbox(self, user):
+        box = self.mailboxes.get(user)
+        if box is None:
+            box = self.mailboxes[user] = Mailbox(user, self.smtp_address(user), self.seed, self.inbox_items)
+        return box
+
+    def deliver_mail(self, user, count=1):
+        """Admin: ``count`` new messages in ``user``'s Inbox; wakes that user's held Pings."""
+        if user not in self.passwords:
+            raise KeyError(user)
+        self.mailbox(user).add(int(count))
+
+    def deliver_mail_fraction(self, fraction, count=1, seed=None):
+        """Admin: new mail for a random ``fraction`` of all users; returns how many users got mail."""
+        users = sorted(self.passwords)
+        n = round(len(users) * float(fraction))
+        chosen = random.Random(seed).sample(users, n) if n else []
+        for user in chosen:
+            self.mailbox(user).add(int(count))
+        return len(chosen)
+
+    # -- reporting
+
+    def state_counts(self):
+        """Devices by (provisioning, access, wipe) state, for the admin API and metrics."""
+        key = self.policy_key
+        result = {}
+        for record in self.devices.values():
+            k = (record.provisioning_state(key), self.access(record), record.wipe)
+            result[k] = result.get(k, 0) + 1
+        return result
 
     def counts(self):
         """Devices by provisioning / wipe state (for admin and metrics)."""
@@ -192,3 +403,20 @@ class TargetState:
                 state = "stale_key"
             result[state] = result.get(state, 0) + 1
         return result
+
+
+def read_users_csv(path):
+    """``user,password`` rows (a header row naming ``user`` is skipped); blank lines ignored."""
+    passwords = {}
+    with open(path, newline="", encoding="utf-8") as f:
+        for n, row in enumerate(csv.reader(f)):
+            if not row or not row[0].strip() or row[0].lstrip().startswith("#"):
+                continue
+            if n == 0 and row[0].strip().lower() in ("user", "username", "login"):
+                continue
+            if len(row) < 2:
+                raise ValueError("%s:%d: expected user,password" % (path, n + 1))
+            passwords[row[0].strip()] = row[1]
+    if not passwords:
+        raise ValueError("%s: no users" % (path,))
+    return passwords

@@ -1,0 +1,208 @@
+"""Admin API of the embedded target: JSON over HTTP on its own aiohttp app and site.
+
+Bound to 127.0.0.1 by default; every ``/admin/*`` request needs
+``Authorization: Bearer <token>`` (a random token is generated when none is
+given; it is returned to the caller and never logged).  ``GET /metrics``
+(Prometheus text, metrics.py) needs no token.
+
+Endpoints (all call plain methods of TargetState / Target, which the engine can
+also call in-process):
+
+POST /admin/policy    {"settings": {...}, "allow_non_provisionable": b, "no_policy": b,
+                       "refresh_interval_min": n}     -> state.change_policy(**settings)
+POST /admin/wipe      {"device_id": id [, "user": u]} or {"fraction": f, "seed": s}; "account_only": b
+POST /admin/clear_wipe {"device_id": id [, "user": u]}
+POST /admin/abq       {"default": "Allow|Block|Quarantine", "rules": [{characteristic, query, access}],
+                       "allowed_ids": [...], "blocked_ids": [...], "allow": id, "block": id}
+POST /admin/release   {"device_id": id}                -> state.release (personal Allow exemption)
+POST /admin/remove_device {"device_id": id [, "user": u]}
+POST /admin/mail      {"user": u, "count": n} or {"fraction": f, "count": n, "seed": s}
+POST /admin/faults    faults.py configuration ({} turns faults off)
+POST /admin/throttle  {"max_concurrency", "rate", "burst", "low_water", "retry_after"}
+GET  /admin/devices   every partnership with provisioning, access and wipe state and device info
+GET  /admin/counters  requests by (command, HTTP status, EAS status), device states, throttling, faults
+"""
+
+import hmac
+import json
+import logging
+import secrets
+
+from aiohttp import web
+
+from loadgen.target.metrics import exposition, make_registry
+
+log = logging.getLogger("easload.target.admin")
+
+
+def _json(data, status=200):
+    return web.json_response(data, status=status)
+
+
+class BadRequest(Exception):
+    pass
+
+
+class Admin:
+    def __init__(self, target, token=None):
+        self.target = target
+        self.state = target.state
+        self.token = token or secrets.token_urlsafe(24)
+        self._expected = ("Bearer " + self.token).encode()
+        self.registry = make_registry(target)
+        self.app = web.Application(middlewares=[self._auth])
+        r = self.app.router
+        r.add_get("/metrics", self.metrics)
+        r.add_post("/admin/policy", self._wrap(self.policy))
+        r.add_post("/admin/wipe", self._wrap(self.wipe))
+        r.add_post("/admin/clear_wipe", self._wrap(self.clear_wipe))
+        r.add_post("/admin/abq", self._wrap(self.abq))
+        r.add_post("/admin/release", self._wrap(self.release))
+        r.add_post("/admin/remove_device", self._wrap(self.remove_device))
+        r.add_post("/admin/mail", self._wrap(self.mail))
+        r.add_post("/admin/faults", self._wrap(self.faults))
+        r.add_post("/admin/throttle", self._wrap(self.throttle))
+        r.add_get("/admin/devices", self._wrap(self.devices))
+        r.add_get("/admin/counters", self._wrap(self.counters))
+
+    @web.middleware
+    async def _auth(self, request, handler):
+        if request.path.startswith("/admin"):
+            given = request.headers.get("Authorization", "").encode()
+            if not hmac.compare_digest(given, self._expected):
+                return _json({"error": "unauthorized"}, 401)
+        try:
+            return await handler(request)
+        except web.HTTPException:
+            raise
+        except Exception:
+            log.exception("admin request %s failed", request.path)
+            return _json({"error": "internal error"}, 500)
+
+    def _wrap(self, method):
+        async def handler(request):
+            data = {}
+            if request.method == "POST":
+                raw = await request.read()
+                if raw:
+                    try:
+                        data = json.loads(raw)
+                    except ValueError:
+                        return _json({"error": "body is not JSON"}, 400)
+                if not isinstance(data, dict):
+                    return _json({"error": "body must be a JSON object"}, 400)
+            try:
+                return _json(method(data))
+            except (BadRequest, ValueError, TypeError, KeyError) as exc:
+                return _json({"error": str(exc) or type(exc).__name__}, 400)
+        return handler
+
+    # -- endpoints (plain functions of a dict; usable without HTTP too)
+
+    def _records(self, data):
+        device_id = data.get("device_id")
+        if not device_id:
+            raise BadRequest("device_id is required")
+        records = self.state.find_devices(device_id, data.get("user"))
+        if not records:
+            raise BadRequest("no device %r" % (device_id,))
+        return records
+
+    def policy(self, data):
+        state = self.state
+        for flag in ("allow_non_provisionable", "no_policy"):
+            if flag in data:
+                setattr(state, flag, bool(data[flag]))
+        if "refresh_interval_min" in data:
+            state.refresh_interval_min = float(data["refresh_interval_min"])
+        settings = data.get("settings") or {}
+        if not isinstance(settings, dict):
+            raise BadRequest("settings must be an object")
+        if settings:
+            state.change_policy(**settings)
+        return {"policy_version": state.policy_version, "policy": state.policy}
+
+    def wipe(self, data):
+        account_only = bool(data.get("account_only", False))
+        if "fraction" in data:
+            records = self.state.wipe_fraction(float(data["fraction"]), data.get("seed"), account_only)
+        else:
+            records = self._records(data)
+            for record in records:
+                self.state.request_wipe(record, account_only)
+        return {"wiped": [[r.user, r.device_id] for r in records]}
+
+    def clear_wipe(self, data):
+        records = self._records(data)
+        for record in records:
+            self.state.clear_wipe(record)
+        return {"cleared": len(records)}
+
+    def abq(self, data):
+        state = self.state
+        result = state.set_abq(default=data.get("default"), rules=data.get("rules"),
+                               allowed_ids=data.get("allowed_ids"), blocked_ids=data.get("blocked_ids"))
+        if data.get("allow"):
+            state.allow_device(data["allow"])
+        if data.get("block"):
+            state.block_device(data["block"])
+        return state.access_list.to_dict() if data.get("allow") or data.get("block") else result
+
+    def release(self, data):
+        if not data.get("device_id"):
+            raise BadRequest("device_id is required")
+        self.state.release(data["device_id"])
+        return {"released": data["device_id"]}
+
+    def remove_device(self, data):
+        records = self._records(data)
+        for record in records:
+            self.state.remove_device(record)
+        return {"removed": len(records)}
+
+    def mail(self, data):
+        count = int(data.get("count", 1))
+        if "fraction" in data:
+            return {"users": self.state.deliver_mail_fraction(float(data["fraction"]), count, data.get("seed"))}
+        if not data.get("user"):
+            raise BadRequest("user or fraction is required")
+        self.state.deliver_mail(data["user"], count)
+        return {"users": 1}
+
+    def faults(self, data):
+        return self.target.set_faults(**data)
+
+    def throttle(self, data):
+        return self.state.throttle.configure(**data)
+
+    def devices(self, data):
+        return {"devices": self.state.list_devices()}
+
+    def counters(self, data):
+        target = self.target
+        return {
+            "requests": [{"command": c, "http_status": h, "eas_status": e, "count": n}
+                         for (c, h, e), n in sorted(target.counters.items(), key=lambda kv: str(kv[0]))],
+            "devices": [{"provisioning": p, "access": a, "wipe": w, "count": n}
+                        for (p, a, w), n in sorted(self.state.state_counts().items())],
+            "held_pings": target.held_pings,
+            "throttled": dict(target.throttled),
+            "faults": dict(target.faults.injected),
+        }
+
+    async def metrics(self, request):
+        return web.Response(body=exposition(self.registry),
+                            headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
+
+
+async def start_admin(host="127.0.0.1", port=0, target=None, token=None):
+    """Start the admin API for ``target``.  Returns (runner, url, token)."""
+    admin = Admin(target, token)
+    runner = web.AppRunner(admin.app, access_log=None, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port, reuse_address=True)
+    await site.start()
+    actual = site._server.sockets[0].getsockname()[1]
+    url = "http://%s:%d" % (host, actual)
+    runner.admin = admin
+    return runner, url, admin.token

@@ -1,0 +1,90 @@
+"""Exchange-style throttling: per-user concurrency and a per-device command budget.
+
+* ``EasMaxConcurrency`` (Exchange 2013+ on-premises default **10**, Exchange Online
+  4; eas-protocol-facts.md (e), ThrottlingPolicyDefaults): "how many concurrent
+  connections an Exchange ActiveSync user can have against an Exchange server at
+  one time. A connection is held from the moment a request is received until a
+  response is sent in its entirety" (New-ThrottlingPolicy documentation).  So a
+  held **Ping counts** for its whole heartbeat: that is the choice here too.
+  Over the limit: HTTP 503, ``X-MS-ASThrottle: OutOfBudgets`` (the
+  DeviceAccessStateReason Exchange sends for budget exhaustion, facts (c)) and
+  ``Retry-After``.
+* A per-device command budget as a token bucket (``burst`` commands, refilled at
+  ``rate`` commands/s).  It stands in for Exchange's EasMaxBurst / EasRechargeRate /
+  EasCutoffBalance (which budget server time, not commands) and the
+  CommandFrequency auto-block.  Empty bucket: HTTP 503, ``X-MS-ASThrottle:
+  CommandFrequency``, ``Retry-After`` = seconds until one token is back.  While the
+  bucket is below ``low_water`` of its capacity every response carries
+  ``X-MS-BackOffDuration`` (Exchange adds it to every response as a back-off
+  suggestion, facts (c)); its value here is milliseconds until the bucket is back
+  to ``low_water`` -- Exchange's exact value format is unverified.
+  Defaults (burst 600, 20 commands/s) are far above what a simulated device does,
+  so normal scenarios are never throttled.
+"""
+
+import math
+
+OUT_OF_BUDGETS = "OutOfBudgets"
+COMMAND_FREQUENCY = "CommandFrequency"
+
+
+class Throttle:
+    __slots__ = ("max_concurrency", "rate", "burst", "low_water", "retry_after", "active", "buckets", "clock")
+
+    def __init__(self, max_concurrency=10, rate=20.0, burst=600.0, low_water=0.2, retry_after=30, clock=None):
+        import time
+
+        self.max_concurrency = max_concurrency  # None or 0: unlimited
+        self.rate = float(rate) if rate else 0.0  # 0: no command budget
+        self.burst = float(burst)
+        self.low_water = float(low_water)
+        self.retry_after = int(retry_after)
+        self.active = {}  # user -> concurrent requests
+        self.buckets = {}  # (user, device id) -> [tokens, last time]
+        self.clock = clock or time.monotonic
+
+    def configure(self, **kw):
+        for name in ("max_concurrency", "rate", "burst", "low_water", "retry_after"):
+            if name in kw and kw[name] is not None:
+                setattr(self, name, type(getattr(self, name))(kw[name]) if name != "max_concurrency"
+                        else int(kw[name]))
+        return self.to_dict()
+
+    def to_dict(self):
+        return {"max_concurrency": self.max_concurrency, "rate": self.rate, "burst": self.burst,
+                "low_water": self.low_water, "retry_after": self.retry_after}
+
+    def acquire(self, user):
+        """Count a request in; False when the user is over EasMaxConcurrency (nothing counted)."""
+        n = self.active.get(user, 0)
+        if self.max_concurrency and n >= self.max_concurrency:
+            return False
+        self.active[user] = n + 1
+        return True
+
+    def release(self, user):
+        n = self.active.get(user, 1) - 1
+        if n > 0:
+            self.active[user] = n
+        else:
+            self.active.pop(user, None)
+
+    def spend(self, key):
+        """Take one token: (allowed, header value for X-MS-BackOffDuration or None, retry seconds)."""
+        if not self.rate:
+            return True, None, 0
+        now = self.clock()
+        bucket = self.buckets.get(key)
+        if bucket is None:
+            bucket = self.buckets[key] = [self.burst, now]
+        tokens = min(self.burst, bucket[0] + (now - bucket[1]) * self.rate)
+        bucket[1] = now
+        if tokens < 1.0:
+            bucket[0] = tokens
+            return False, None, max(1, math.ceil((1.0 - tokens) / self.rate))
+        tokens -= 1.0
+        bucket[0] = tokens
+        low = self.burst * self.low_water
+        if tokens < low:
+            return True, str(int((low - tokens) / self.rate * 1000)), 0
+        return True, None, 0
