@@ -2,6 +2,7 @@
 """Differential mutation fuzzer for the WBXML codec twins.
 
     python bench/fuzz_wbxml.py [--count 1000000] [--seed N] [--seconds S] [--jobs J]
+    python bench/fuzz_wbxml.py --replay 03016a0045020001   # one reproducer, both twins
 
 Runs the pure twin (``_wbxml._pure``) and, when it is built, the compiled twin
 (``_wbxml._codec`` as an extension module, not the ``.py`` fallback) over
@@ -733,20 +734,23 @@ def main(argv=None):
     ap.add_argument("--slow", type=float, default=0.5, help="per-input time guard: report slower inputs")
     ap.add_argument("--hang", type=float, default=30.0, help="kill a worker stuck this long on 256 inputs")
     ap.add_argument("--pure-only", action="store_true", help="do not use the compiled twin")
+    ap.add_argument("--replay", metavar="HEX", help="check one reproducer (hex) with both twins and exit")
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--state", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.worker:
         return worker(args)
+    if args.replay:
+        codecs = [_pure] + ([load_compiled()] if load_compiled() and not args.pure_only else [])
+        data = bytes.fromhex(args.replay)
+        vclass, problems = check_input(codecs, data)
+        for codec in codecs:
+            print("%-8s %s" % (_name(codec), _describe(verdict(codec, data))))
+        for sig, detail in problems:
+            print("PROBLEM %s\n  %s" % (sig, detail))
+        return 1 if problems else 0
     args.jobs = max(1, min(args.jobs, args.count or 1))
     return run(args)
-
-
-def replay(hexdata):
-    """Decode one reproducer with both twins (for use from a Python prompt)."""
-    data = bytes.fromhex(hexdata)
-    codecs = [_pure] + ([load_compiled()] if load_compiled() else [])
-    return [(_name(c), verdict(c, data)) for c in codecs]
 
 
 if __name__ == "__main__":
