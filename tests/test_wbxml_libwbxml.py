@@ -56,7 +56,8 @@ KNOWN_LIBWBXML_NAMESPACE_DIFFERENCES = {
 # (page, tag) -> why libwbxml 0.11.8 disagrees with codepages.PAGES.
 _OLD = "libwbxml uses the older (pre-MS-ASWBXML) name "
 _RECUR = "libwbxml prefixes the recurrence child with 'Recurrence_' (older spec: "
-_NOTAG = "not in libwbxml's table (token decoded as 'unknown', name cannot be encoded)"
+_NOTAG = ("not in libwbxml's page: the token decodes as 'unknown'; xml2wbxml refuses the name, or "
+          "encodes the same name of another page (e.g. Calendar:Attachment -> Email:Attachment)")
 _BINARY = ("libwbxml flags it BINARY: shows STR_I text as base64 and base64-decodes XML text into OPAQUE; "
            "MS-ASWBXML/MS-ASCMD type it as a (base64) string, so it is not in our OPAQUE_TAGS")
 KNOWN_LIBWBXML_DIFFERENCES = {
@@ -204,8 +205,11 @@ class LibWBXML:
                 f.write(xml_text)
             r = subprocess.run([XML2WBXML, "-a", "-n", "-v", "1.3", "-o", dst, src],
                                capture_output=True, timeout=30)
-            ok = r.returncode == 0 and os.path.exists(dst)
-            self._cache[key] = open(dst, "rb").read() if ok else None
+            if r.returncode == 0 and os.path.exists(dst):
+                with open(dst, "rb") as f:
+                    self._cache[key] = f.read()
+            else:
+                self._cache[key] = None
         return self._cache[key]
 
     def decode(self, data):
@@ -247,7 +251,7 @@ def tag_key(tag):
 
 
 def realistic_documents():
-    """Multi-page documents of the kind easload sends and receives (no opaque data)."""
+    """Multi-page documents of the kind easload sends and receives (the Sync has opaque data)."""
     policy_response = ("Provision:Provision", [
         ("Provision:Status", "1"),
         ("Provision:Policies", [("Provision:Policy", [
