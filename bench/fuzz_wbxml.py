@@ -573,6 +573,7 @@ def minimize(codecs, data, signature, budget=3000):
 
 
 def worker(args):
+    faulthandler.enable()  # a segfault in the compiled twin prints where it happened
     codecs = [_pure]
     compiled = load_compiled()
     if compiled is not None and not args.pure_only:
@@ -720,7 +721,7 @@ def run(args):
                 print("    reproducer hex (%d bytes): %s" % (len(hexdata) // 2,
                                                              hexdata if len(hexdata) <= 2048 else
                                                              hexdata[:2048] + "...(truncated)"))
-    else:
+    elif not bad_exit:
         print("no disagreement, crash, hang or round-trip failure")
     return 1 if (findings or bad_exit) else 0
 
