@@ -86,6 +86,14 @@ async def provisioned(session, url, version="14.1", device="DEV1", auth_header=A
     return c
 
 
+async def wait_held(tgt, n):
+    for _ in range(500):
+        if tgt.held_pings >= n:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("Pings not held")
+
+
 @pytest.fixture
 async def make_target():
     runners = []
@@ -428,8 +436,7 @@ async def test_ping_returns_2_when_mail_arrives_while_held(make_target):
     c = await provisioned(session, url)
     other = await provisioned(session, url, device="DEV2")
     task = asyncio.create_task(c.post("Ping", ping_request(20), key=c.key))
-    while tgt.held_pings < 1:
-        await asyncio.sleep(0.01)
+    await wait_held(tgt, 1)
     tgt.state.deliver_mail("user2", 1)  # another user: does not wake this Ping
     await asyncio.sleep(0.05)
     assert not task.done()
@@ -466,8 +473,7 @@ async def test_concurrency_limit_counts_held_pings(make_target):
     b = await provisioned(session, url, device="B")
     c = await provisioned(session, url, device="C")
     held = [asyncio.create_task(x.post("Ping", ping_request(20), key=x.key)) for x in (a, b)]
-    while tgt.held_pings < 2:
-        await asyncio.sleep(0.01)
+    await wait_held(tgt, 2)
     status, headers, _ = await c.post("FolderSync", commands.foldersync("0"), key=c.key)
     assert status == 503 and headers["X-MS-ASThrottle"] == "OutOfBudgets" and int(headers["Retry-After"]) > 0
     # another user is not affected

@@ -35,6 +35,9 @@ from loadgen.target.metrics import exposition, make_registry
 log = logging.getLogger("easload.target.admin")
 
 
+ADMIN_KEY = web.AppKey("admin", object)
+
+
 def _json(data, status=200):
     return web.json_response(data, status=status)
 
@@ -198,11 +201,11 @@ class Admin:
 async def start_admin(host="127.0.0.1", port=0, target=None, token=None):
     """Start the admin API for ``target``.  Returns (runner, url, token)."""
     admin = Admin(target, token)
+    admin.app[ADMIN_KEY] = admin  # reachable from the runner: runner.app[ADMIN_KEY]
     runner = web.AppRunner(admin.app, access_log=None, handle_signals=False)
     await runner.setup()
     site = web.TCPSite(runner, host, port, reuse_address=True)
     await site.start()
     actual = site._server.sockets[0].getsockname()[1]
     url = "http://%s:%d" % (host, actual)
-    runner.admin = admin
     return runner, url, admin.token

@@ -55,7 +55,8 @@ class Faults:
         self.rng = random.Random(seed)
         self.active = bool(self.latency or self.error_rates or self.reset_rate or self.malformed_rate
                            or self.truncated_rate or self.trickle or self.close_after_response)
-        self.injected = {}  # fault kind -> count
+        if not hasattr(self, "injected"):
+            self.injected = {}  # fault kind -> count; kept across configurations (a Prometheus counter)
         return self
 
     def applies(self, command):

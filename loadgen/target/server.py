@@ -170,6 +170,7 @@ class Target:
 
     def set_faults(self, **cfg):
         """Admin: replace the fault injection configuration (faults.py); {} turns faults off."""
+        Faults(**cfg)  # validate first: a bad configuration changes nothing
         self.faults.configure(**cfg)
         return self.faults.to_dict()
 
