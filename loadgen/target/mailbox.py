@@ -22,40 +22,64 @@ _SENDERS = ("Alice Example", "Bob Contoso", "Carol Fabrikam", "Dan Northwind", "
 _WORDS = ("the", "report", "is", "attached", "please", "review", "before", "our", "next", "meeting", "thanks",
           "for", "your", "help", "with", "this", "project", "we", "should", "discuss", "budget", "timeline")
 _EPOCH = datetime(2026, 1, 5, 8, 0, tzinfo=timezone.utc)
+_rng = random.Random(0)
+# One text generated once; a message body is a slice of it (cheap for 100,000 mailboxes).
+_TEXT = " ".join(_rng.choice(_WORDS) for _ in range(2000))
+del _rng
 
 
 class Message:
-    __slots__ = ("server_id", "subject", "sender", "sender_addr", "received", "body")
+    """A generated message: only its number and one random draw are stored; the
+    fields are derived when a Sync renders it."""
 
-    def __init__(self, server_id, subject, sender, sender_addr, received, body):
-        self.server_id = server_id
-        self.subject = subject
-        self.sender = sender
-        self.sender_addr = sender_addr
-        self.received = received  # MS-ASDTYPE 2.3 date-time string
-        self.body = body
+    __slots__ = ("n", "r")
+
+    def __init__(self, n, r):
+        self.n = n
+        self.r = r
+
+    @property
+    def server_id(self):
+        return "%s:%d" % (INBOX_ID, self.n + 1)
+
+    @property
+    def subject(self):
+        return _SUBJECTS[int(self.r * 7877) % len(_SUBJECTS)]
+
+    @property
+    def sender(self):
+        return _SENDERS[int(self.r * len(_SENDERS))]
+
+    @property
+    def sender_addr(self):
+        return self.sender.split()[0].lower() + "@example.com"
+
+    @property
+    def received(self):  # MS-ASDTYPE 2.3 date-time
+        when = _EPOCH + timedelta(minutes=7 * self.n + int(self.r * 6))
+        return when.strftime("%Y-%m-%dT%H:%M:%S.000Z")
+
+    @property
+    def body(self):
+        start = _TEXT.find(" ", int(self.r * 7919) % 9000) + 1
+        length = 100 + int(self.r * 104729) % 600
+        return _TEXT[start:start + length].strip().capitalize() + "."
 
 
 class Mailbox:
-    __slots__ = ("user", "address", "inbox", "rng", "waiters")
+    __slots__ = ("user", "address", "inbox", "base", "waiters")
 
     def __init__(self, user, address, seed, initial):
         self.user = user
         self.address = address
         self.inbox = []
-        self.rng = random.Random(zlib.crc32(("%s|%s" % (seed, user)).encode()))
+        self.base = zlib.crc32(("%s|%s" % (seed, user)).encode())
         self.waiters = set()  # futures of held Pings of this user's devices
         self.add(initial, wake=False)
 
     def _message(self, n):
-        rng = self.rng
-        sender = rng.choice(_SENDERS)
-        words = " ".join(rng.choice(_WORDS) for _ in range(rng.randint(20, 120)))
-        when = _EPOCH + timedelta(minutes=7 * n + rng.randint(0, 6))
-        return Message(
-            "%s:%d" % (INBOX_ID, n + 1), rng.choice(_SUBJECTS), sender,
-            sender.split()[0].lower() + "@example.com", when.strftime("%Y-%m-%dT%H:%M:%S.000Z"),
-            words.capitalize() + ".")
+        # a cheap deterministic draw in [0, 1) per (mailbox, message number)
+        return Message(n, ((self.base ^ (n * 0x9E3779B1)) * 0x85EBCA6B % 0xFFFFFFFB) / 0xFFFFFFFB)
 
     def add(self, count, wake=True):
         base = len(self.inbox)
