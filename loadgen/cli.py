@@ -53,6 +53,8 @@ def cmd_run(args):
         sc.auth.users = max(sc.auth.users, -(-args.devices // sc.population.devices_per_user))
     if args.target:
         sc.target.url = args.target
+    if args.transport:
+        sc.load.transport = args.transport
     if args.insecure:
         sc.target.insecure = True
     if sc.target.insecure:
@@ -169,6 +171,7 @@ def _parser():
     r.add_argument("--devices", type=int, help="override the number of devices")
     r.add_argument("--target", help="EAS URL (https://host/Microsoft-Server-ActiveSync) instead of the scenario's")
     r.add_argument("--insecure", action="store_true", help="do not verify TLS certificates (not recommended)")
+    r.add_argument("--transport", choices=("lean", "aiohttp"), help="devices' HTTP client (default: lean)")
     r.add_argument("--metrics-listen", default=None,
                    help="HOST:PORT of the Prometheus endpoint (default 127.0.0.1:9477; '' to disable)")
     r.add_argument("--linger", type=float, default=0.0, help="keep the metrics endpoint up this long after the run")

@@ -96,8 +96,6 @@ class Progress:
             elapsed, self.duration, len(self.devices), top, stats.total, rate, stats.errors())
 
     def tick(self, elapsed, stats, final=False):
-        for state, n in Counter(d.state for d in self.devices).items():
-            metrics.DEVICES.labels(state).set(n)
         if not self.enabled:
             return
         text = self.line(elapsed, stats, final)
@@ -130,9 +128,10 @@ async def run(scenario, *, target_url=None, progress=True, stream=None, target_s
         else:
             target_url = scenario.target.url
     devices, stats = build_population(scenario, target_url)
-    metrics.RUN_INFO.labels(uuid.uuid4().hex[:12], scenario.name, _version()).set(1)
-    transport = Transport(timeout=scenario.load.timeout, insecure=scenario.target.insecure,
-                          ca_file=scenario.target.ca_file)
+    metrics.attach(stats, lambda: Counter(d.state for d in devices), run_id=uuid.uuid4().hex[:12],
+                   scenario=scenario.name, version=_version())
+    transport = Transport(scenario.load.transport, timeout=scenario.load.timeout,
+                          insecure=scenario.target.insecure, ca_file=scenario.target.ca_file)
     await transport.start()
     loop = asyncio.get_running_loop()
     t0 = loop.time()

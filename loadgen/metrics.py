@@ -1,48 +1,117 @@
-"""Prometheus metrics of a run (prometheus-client), created once at import.
+"""Prometheus metrics of a run, read from the run's statistics at scrape time.
 
 Conventions (../shared/reference/observability-conventions.md): one prefix
 ``easload_``, base units, ``_total`` counters, ``_seconds`` histograms, label
 values bounded by design (command, outcome, HTTP status code, EAS status,
 state, trigger, reason).  Never a device id, user, URL or policy key.
 
+The devices update only plain counters in :class:`loadgen.report.Stats`; this
+collector turns them into metric families when Prometheus scrapes.  That costs
+nothing per request (prometheus-client's labelled children take a lock and a
+label lookup per ``inc``, measured at ~60 us per request with all metrics of a
+request), and the values are exactly those of the end-of-run summary.
+
 Ping is held by the server on purpose for up to the heartbeat interval, so its
 duration goes to its own histogram and never into request-latency SLOs.
 """
 
+import threading
+
 import prometheus_client as prom
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
-REGISTRY = prom.CollectorRegistry(auto_describe=True)
+from loadgen.report import LATENCY_BUCKETS
 
-# 5 ms .. 1 h: the longest Ping heartbeat Exchange allows is 3,540 s (facts (d)).
-LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1200, 1800, 3600)
+REGISTRY = prom.CollectorRegistry(auto_describe=False)
 
-REQUESTS = prom.Counter(
-    "easload_requests", "EAS requests sent, by command, outcome and HTTP status code",
-    ["command", "outcome", "http_status"], registry=REGISTRY)
-REQUEST_DURATION = prom.Histogram(
-    "easload_request_duration_seconds", "Request duration (send to full response) by command and outcome; Ping excluded",
-    ["command", "outcome"], buckets=LATENCY_BUCKETS, registry=REGISTRY)
-PING_DURATION = prom.Histogram(
-    "easload_ping_duration_seconds", "Ping duration (held by the server on purpose) by outcome",
-    ["outcome"], buckets=LATENCY_BUCKETS, registry=REGISTRY)
-EAS_STATUS = prom.Counter(
-    "easload_eas_status", "EAS Status values seen in command roots, by command", ["command", "status"], registry=REGISTRY)
-DEVICES = prom.Gauge("easload_devices", "Simulated devices by state", ["state"], registry=REGISTRY)
-PROVISIONINGS = prom.Counter(
-    "easload_provisionings", "Provisioning conversations by result and acknowledgement status",
-    ["result", "ack_status"], registry=REGISTRY)
-REPROVISIONS = prom.Counter(
-    "easload_reprovisions", "Re-provisionings by trigger (449, 140, 142, 143, 144)", ["trigger"], registry=REGISTRY)
-REMOTE_WIPES = prom.Counter("easload_remote_wipes", "Remote wipes acknowledged, by ack status", ["ack_status"],
-                            registry=REGISTRY)
-THROTTLED = prom.Counter("easload_throttled", "Throttling answers by reason (X-MS-ASThrottle)", ["reason"],
-                         registry=REGISTRY)
-BYTES_SENT = prom.Counter("easload_sent_bytes", "Request body bytes sent", registry=REGISTRY)
-BYTES_RECEIVED = prom.Counter("easload_received_bytes", "Response body bytes received", registry=REGISTRY)
-MALFORMED = prom.Counter("easload_malformed_responses", "Responses that could not be decoded, by command",
-                         ["command"], registry=REGISTRY)
-RUN_INFO = prom.Gauge("easload_run_info", "Information about the run (value 1)", ["run_id", "scenario", "version"],
-                      registry=REGISTRY)
+_BUCKET_LABELS = [repr(float(b)) if b != int(b) else "%.1f" % b for b in LATENCY_BUCKETS] + ["+Inf"]
+
+
+class RunCollector:
+    """Exposes the current run (set with :func:`attach`)."""
+
+    def __init__(self):
+        self.stats = None
+        self.device_states = None  # callable -> {state: n}
+        self.info = {}
+        self._lock = threading.Lock()
+
+    def attach(self, stats, device_states, info):
+        with self._lock:
+            self.stats, self.device_states, self.info = stats, device_states, dict(info)
+
+    def collect(self):
+        with self._lock:
+            stats, device_states, info = self.stats, self.device_states, self.info
+        info_family = GaugeMetricFamily("easload_run_info", "Information about the run (value 1)",
+                                        labels=sorted(info))
+        if info:
+            info_family.add_metric([info[k] for k in sorted(info)], 1)
+        yield info_family
+        if stats is None:
+            return
+        by_key = dict(stats.by_key)  # a snapshot: the event loop keeps counting meanwhile
+        requests = CounterMetricFamily("easload_requests", "EAS requests sent, by command, outcome and HTTP status",
+                                       labels=["command", "outcome", "http_status"])
+        for (command, outcome, status), n in sorted(by_key.items()):
+            requests.add_metric([command, outcome, status], n)
+        yield requests
+        duration = HistogramMetricFamily(
+            "easload_request_duration_seconds",
+            "Request duration (send to full response) by command and outcome; Ping excluded",
+            labels=["command", "outcome"])
+        ping = HistogramMetricFamily("easload_ping_duration_seconds",
+                                     "Ping duration (held by the server on purpose) by outcome", labels=["outcome"])
+        for (command, outcome), counts in sorted(list(stats.buckets.items())):
+            cumulative, buckets = 0, []
+            for label, n in zip(_BUCKET_LABELS, list(counts)):
+                cumulative += n
+                buckets.append((label, cumulative))
+            total = stats.sums.get((command, outcome), 0.0)
+            if command == "Ping":
+                ping.add_metric([outcome], buckets, total)
+            else:
+                duration.add_metric([command, outcome], buckets, total)
+        yield duration
+        yield ping
+        yield _counter("easload_eas_status", "EAS Status values seen in command roots, by command",
+                       ["command", "status"], ((c, str(s), n) for (c, s), n in list(stats.eas_statuses.items())))
+        yield _counter("easload_provisionings", "Provisioning conversations by result and acknowledgement status",
+                       ["result", "ack_status"], ((r, a, n) for (r, a), n in list(stats.provisionings.items())))
+        yield _counter("easload_reprovisions", "Re-provisionings by trigger (449, 140, 142, 143, 144)",
+                       ["trigger"], ((t, n) for t, n in list(stats.reprovisions.items())))
+        yield _counter("easload_remote_wipes", "Remote wipes acknowledged, by acknowledgement status",
+                       ["ack_status"], ((a, n) for a, n in list(stats.wipes.items())))
+        yield _counter("easload_throttled", "Throttling answers and back-off requests, by reason (X-MS-ASThrottle)",
+                       ["reason"], ((r, n) for r, n in list(stats.throttled.items())))
+        yield _counter("easload_malformed_responses", "Responses that could not be decoded, by command",
+                       ["command"], ((c, n) for c, n in list(stats.malformed.items())))
+        yield _counter("easload_reenrolments", "Wiped devices that re-enrolled as new devices", [],
+                       [(stats.reenrolments,)])
+        yield _counter("easload_sent_bytes", "Request body bytes sent", [], [(stats.bytes_sent,)])
+        yield _counter("easload_received_bytes", "Response body bytes received", [], [(stats.bytes_received,)])
+        devices = GaugeMetricFamily("easload_devices", "Simulated devices by state", labels=["state"])
+        if device_states is not None:
+            for state, n in sorted(device_states().items()):
+                devices.add_metric([state], n)
+        yield devices
+
+
+def _counter(name, documentation, labels, rows):
+    family = CounterMetricFamily(name, documentation, labels=labels)
+    for row in sorted(rows):
+        family.add_metric(list(row[:-1]), row[-1])
+    return family
+
+
+COLLECTOR = RunCollector()
+REGISTRY.register(COLLECTOR)
+
+
+def attach(stats, device_states, **info):
+    """Expose ``stats`` (and device states, a callable) from now on."""
+    COLLECTOR.attach(stats, device_states, info)
+
 
 _servers = []
 
@@ -62,3 +131,8 @@ def shutdown():
         server.shutdown()
         server.server_close()
         thread.join(timeout=5)
+
+
+def exposition():
+    """The current metrics as Prometheus text (for tests and `--json` companions)."""
+    return prom.generate_latest(REGISTRY).decode("utf-8")

@@ -61,6 +61,7 @@ class LoadConfig:
     graceful_stop: float = 5.0
     backoff: float = 5.0  # after a timeout, a connection error or a server error
     reenrol_after: float | None = None  # a wiped device re-enrols as a new device after this; None: never
+    transport: str = "lean"  # lean (asyncio.Protocol + httptools) or aiohttp
 
 
 @dataclass
@@ -178,7 +179,7 @@ _TOP = {"name", "description", "duration", "seed", "target", "auth", "population
 _TARGET = {"url", "insecure", "ca_file", "allow_non_provisionable", "no_policy", "policy_refresh_minutes", "listen"}
 _AUTH = {"user", "password", "password_env", "domain", "users"}
 _POPULATION = {"devices", "devices_per_user", "versions", "profiles"}
-_LOAD = {"ramp_up", "think_time", "timeout", "retry_interval", "graceful_stop", "backoff", "reenrol_after"}
+_LOAD = {"ramp_up", "think_time", "timeout", "retry_interval", "graceful_stop", "backoff", "reenrol_after", "transport"}
 
 
 def parse(text, path="<scenario>"):
@@ -249,7 +250,10 @@ def parse(text, path="<scenario>"):
         graceful_stop=r.seconds("load", lo, "graceful_stop", 5.0),
         backoff=r.seconds("load", lo, "backoff", 5.0),
         reenrol_after=r.seconds("load", lo, "reenrol_after", None),
+        transport=r.string("load", lo, "transport", "lean"),
     )
+    if s.load.transport not in ("lean", "aiohttp"):
+        raise r.fail("load", "transport", "'transport' must be \"lean\" or \"aiohttp\", not %r" % s.load.transport)
     if s.load.timeout <= 0:
         raise r.fail("load", "timeout", "'timeout' must be greater than 0")
     return s

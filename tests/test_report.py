@@ -1,0 +1,64 @@
+"""Statistics, the fast HDR recorder, and the Prometheus exposition of a run."""
+
+from hdrh.histogram import HdrHistogram
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from prometheus_client.parser import text_string_to_metric_families
+
+from loadgen import metrics
+from loadgen.report import Recorder, Stats
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(min_value=1, max_value=3_600_000_000), min_size=1, max_size=200))
+def test_recorder_matches_hdrh_record_value(values):
+    fast = Recorder()
+    ref = HdrHistogram(1, 3_600_000_000, 3)
+    for v in values:
+        fast.record(v)
+        ref.record_value(v)
+    hist = fast.histogram()
+    assert list(hist.counts) == list(ref.counts)
+    assert (hist.get_total_count(), hist.get_min_value(), hist.get_max_value()) == \
+        (ref.get_total_count(), ref.get_min_value(), ref.get_max_value())
+    for p in (50, 90, 99, 99.9, 100):
+        assert hist.get_value_at_percentile(p) == ref.get_value_at_percentile(p)
+
+
+def scrape():
+    return {m.name: m for m in text_string_to_metric_families(metrics.exposition())}
+
+
+def test_exposition_reads_the_stats():
+    stats = Stats()
+    stats.record("FolderSync", 200, "ok", 0.003, 13, 40, 1)
+    stats.record("FolderSync", 200, "ok", 0.2, 13, 40, 1)
+    stats.record("FolderSync", 449, "reprovision", 0.01, 13, 0)
+    stats.record("Ping", 200, "ok", 300.0, 20, 10, 1)
+    stats.provisioning("provisioned", 1)
+    stats.reprovision("449")
+    metrics.attach(stats, lambda: {"provisioned": 3, "refused": 1}, run_id="r1", scenario="t", version="0")
+    fams = scrape()
+    req = {tuple(sorted(s.labels.items())): s.value for s in fams["easload_requests"].samples
+           if s.name == "easload_requests_total"}
+    assert req[(("command", "FolderSync"), ("http_status", "200"), ("outcome", "ok"))] == 2
+    assert req[(("command", "FolderSync"), ("http_status", "449"), ("outcome", "reprovision"))] == 1
+    buckets = {s.labels["le"]: s.value for s in fams["easload_request_duration_seconds"].samples
+               if s.name.endswith("_bucket") and s.labels["outcome"] == "ok"}
+    assert buckets["0.005"] == 1 and buckets["0.25"] == 2 and buckets["+Inf"] == 2
+    ping = [s for s in fams["easload_ping_duration_seconds"].samples if s.name.endswith("_count")]
+    assert ping[0].value == 1
+    assert not any(s.labels.get("command") == "Ping" for s in fams["easload_request_duration_seconds"].samples)
+    devices = {s.labels["state"]: s.value for s in fams["easload_devices"].samples}
+    assert devices == {"provisioned": 3, "refused": 1}
+    assert [s.value for s in fams["easload_sent_bytes"].samples if s.name.endswith("_total")] == [59]
+    assert fams["easload_reprovisions"].samples[0].labels == {"trigger": "449"}
+
+
+def test_summary_views():
+    stats = Stats()
+    stats.record("Provision", 200, "ok", 0.001, 10, 10)
+    stats.record("Provision", 0, "timeout", 30.0, 10, 0)
+    assert stats.requests == {("Provision", "200"): 1, ("Provision", "timeout"): 1}
+    assert stats.errors() == 1
+    assert stats.percentiles("Provision")["count"] == 2
