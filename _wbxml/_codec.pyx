@@ -157,6 +157,8 @@ cdef tuple _decode(bytes data):
                 contents.append(None)
                 depth += 1
                 continue
+            if depth >= C_MAX_DEPTH:  # an empty element one level too deep (the encoder's limit)
+                raise NestingError("elements nested deeper than %d" % C_MAX_DEPTH, pos - 1)
             element = (tag, None)
             if depth == 0:
                 root = element
@@ -235,7 +237,7 @@ cdef tuple _decode(bytes data):
             _mb(buf, n, &pos, &value)
             if depth == 0:
                 raise WBXMLError("entity outside the root element", start)
-            if value > 0x10FFFF or 0xD800 <= value <= 0xDFFF:
+            if value == 0 or value > 0x10FFFF or 0xD800 <= value <= 0xDFFF:  # NUL cannot be encoded back
                 raise EncodingError("entity is not a Unicode scalar value", start)
             _add_text(contents, depth, chr(<int>value), start)
         else:

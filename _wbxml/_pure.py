@@ -168,6 +168,8 @@ def _decode(data):
                 contents.append(None)
                 depth += 1
                 continue
+            if depth >= 512:  # an empty element one level too deep (the encoder's limit)
+                raise NestingError("elements nested deeper than %d" % MAX_DEPTH, pos - 1)
             element = (tag, None)
             if depth == 0:
                 root = element
@@ -256,7 +258,7 @@ def _decode(data):
             code, pos = _read_mb(data, pos + 1, n)
             if depth == 0:
                 raise WBXMLError("entity outside the root element", start)
-            if code > 0x10FFFF or 0xD800 <= code <= 0xDFFF:
+            if code == 0 or code > 0x10FFFF or 0xD800 <= code <= 0xDFFF:  # NUL cannot be encoded back
                 raise EncodingError("entity is not a Unicode scalar value", start)
             _add_text(contents, chr(code), start)
         else:  # LITERAL*, EXT_*, PI

@@ -270,3 +270,12 @@ def test_property_extract_twins_agree(tree, wanted):
     expected = _wbxml._pure.extract(data, wanted)
     if COMPILED is not None:
         assert COMPILED.extract(data, wanted) == expected
+
+
+def test_fuzz_findings_decode_only_what_encodes(codec):
+    # bench/fuzz_wbxml.py found documents that decoded but could not be encoded back.
+    with pytest.raises(errors.EncodingError):  # ENTITY 0: a NUL character
+        codec.decode(bytes.fromhex("03016a0045020001"))
+    deep_empty = HEADER + b"\x45" * 512 + b"\x05" + b"\x01" * 512  # empty element at level 513
+    with pytest.raises(errors.NestingError):
+        codec.decode(deep_empty)
