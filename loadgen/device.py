@@ -36,6 +36,8 @@ THROTTLED = "throttled"
 FAILED = "failed"
 AUTH_FAILED = "auth_failed"
 
+FAILED_CMD = object()  # an ordinary command that did not succeed
+_SYNC_TEMPLATES = {}  # (body type, truncation, window) -> Template, shared by all devices
 _MAX_REPROVISION_STREAK = 3  # 449/142/144 right after provisioning: stop looping (seed 000, 12.1 note)
 
 
@@ -71,6 +73,11 @@ class Device:
                                 retry_backoff=self.load.backoff)
         self.folder_key = "0"
         self.folders = 0
+        self.inbox = None
+        self.sync_key = "0"
+        self.pending_sync = False
+        self.items = 0
+        self.heartbeat = self.load.heartbeat
         self.devinfo_sent = False
         self.need_provision = self.profile.caps.provisionable
         self.trigger = None
@@ -86,11 +93,11 @@ class Device:
         await asyncio.sleep(min(seconds, remaining))
         return loop.time() < deadline
 
-    async def _exchange(self, transport, command, body, policy_key):
+    async def _exchange(self, transport, command, body, policy_key, timeout=None):
         loop = asyncio.get_running_loop()
         if self.backoff_until > loop.time():
             await asyncio.sleep(self.backoff_until - loop.time())
-        resp = await transport.post(self.endpoint, command, body, policy_key)
+        resp = await transport.post(self.endpoint, command, body, policy_key, timeout)
         self._sent = len(body)
         backoff = resp.headers.get("X-MS-BackOffDuration") if resp.status else None
         if backoff:
@@ -200,18 +207,19 @@ class Device:
 
     # -- ordinary commands
 
-    async def command(self, transport, name, body, deadline):
-        """Send an ordinary command; returns the decoded tree on success, None otherwise."""
+    async def command(self, transport, name, body, deadline, ok_statuses=(1,), timeout=None):
+        """Send an ordinary command; the decoded tree (None for an empty body) on
+        success, ``FAILED`` when the answer sent the device elsewhere."""
         key = self.prov.policy_key if self.profile.caps.provisionable else None
-        resp, tree = await self._exchange(transport, name, body, key)
+        resp, tree = await self._exchange(transport, name, body, key, timeout)
         if resp.status == 0:
             self._record(name, resp, "timeout" if resp.error == "timeout" else "conn_error")
             await self._sleep(self.load.backoff, deadline)
-            return None
+            return FAILED_CMD
         reaction = classify(resp.status, resp.headers, tree, self.load.retry_interval, self.load.backoff)
         kind = reaction.kind
         if kind == "ok":
-            outcome = "ok" if reaction.status in (None, 1) else "eas_error"
+            outcome = "ok" if reaction.status is None or reaction.status in ok_statuses else "eas_error"
             self._record(name, resp, outcome, reaction.status)
             self.reprovision_streak = 0
             return tree
@@ -246,13 +254,12 @@ class Device:
             self.alive = False
         else:
             await self._sleep(reaction.wait, deadline)
-        return None
+        return FAILED_CMD
 
     # -- life
 
     async def run(self, transport, deadline):
         loop = asyncio.get_running_loop()
-        load = self.load
         while self.alive and loop.time() < deadline:
             if self.need_provision:
                 if not await self.provision(transport, deadline):
@@ -265,27 +272,125 @@ class Device:
                 # before the first FolderSync (seed 000, ABQ section)
                 tree = await self.command(transport, "Settings",
                                           commands.settings_device_information(self.ident.info), deadline)
-                if tree is None:
+                if tree is FAILED_CMD:
                     continue
                 self.devinfo_sent = True
-            if self.folder_key != "0":
-                think = self.rng.expovariate(1.0 / load.think_time) if load.think_time > 0 else 0.0
-                if not await self._sleep(think, deadline):
+            if self.folder_key == "0" or self.load.mode == "foldersync":
+                if self.folder_key != "0" and not await self._think(deadline):
                     break
-            tree = await self.command(transport, "FolderSync", commands.foldersync(self.folder_key), deadline)
-            if tree is None:
+                await self._foldersync(transport, deadline)
                 continue
-            try:
-                fs = commands.parse_foldersync(tree)
-            except ValueError:
-                self.stats.malformed_response("FolderSync")
+            if self.inbox is None:  # no Inbox in the hierarchy: nothing to sync, keep polling the hierarchy
+                if await self._think(deadline):
+                    await self._foldersync(transport, deadline)
                 continue
-            if fs.status == 1 and fs.sync_key:
-                self.folder_key = fs.sync_key
-                self.folders += len(fs.added)
-            elif fs.status == 9:  # invalid sync key: start the hierarchy again
-                self.folder_key = "0"
-                self.folders = 0
+            if self.sync_key == "0" or self.pending_sync:
+                await self._sync(transport, deadline)
+            elif self.load.mode == "ping":
+                await self._ping(transport, deadline)
+            else:  # poll: Sync the Inbox every think time
+                if not await self._think(deadline):
+                    break
+                self.pending_sync = True
+
+    async def _think(self, deadline):
+        think = self.load.think_time
+        if think > 0:
+            think = self.rng.expovariate(1.0 / think)
+        return await self._sleep(think, deadline)
+
+    async def _foldersync(self, transport, deadline):
+        tree = await self.command(transport, "FolderSync", commands.foldersync(self.folder_key), deadline)
+        if tree is FAILED_CMD:
+            return
+        try:
+            fs = commands.parse_foldersync(tree)
+        except ValueError:
+            self.stats.malformed_response("FolderSync")
+            return
+        if fs.status == 1 and fs.sync_key:
+            if self.folder_key == "0":
+                self.inbox = None
+            self.folder_key = fs.sync_key
+            self.folders += len(fs.added)
+            for folder in fs.added:
+                if folder.type == 2 and self.inbox is None:  # the Inbox (MS-ASCMD 2.2.3.186.3)
+                    self.inbox = folder.server_id
+                    self.sync_key = "0"
+        elif fs.status == 9:  # invalid sync key: start the hierarchy again
+            self.folder_key = "0"
+            self.folders = 0
+
+    def _sync_template(self):
+        applied = self.prov.applied
+        body_type = 2 if self.load.html_bodies and (applied is None or applied.allow_html) else 1
+        truncation = self.load.body_truncation
+        if applied is not None:
+            # a user preference never goes above the policy's limit (KB; -1 unlimited) (seed 000)
+            limit_kb = applied.max_html_truncation_kb if body_type == 2 else applied.max_body_truncation_kb
+            if limit_kb >= 0 and (truncation <= 0 or truncation > limit_kb * 1024):
+                truncation = limit_kb * 1024
+        key = (body_type, truncation, self.load.window_size)
+        template = _SYNC_TEMPLATES.get(key)
+        if template is None:
+            template = _SYNC_TEMPLATES[key] = commands.sync_template(body_type, truncation, self.load.window_size)
+        return template
+
+    async def _sync(self, transport, deadline):
+        if self.sync_key == "0":
+            body = commands.sync_initial(self.inbox)
+        else:
+            body = self._sync_template().render(self.sync_key, self.inbox)
+        tree = await self.command(transport, "Sync", body, deadline)
+        if tree is FAILED_CMD:
+            return
+        try:
+            resp = commands.parse_sync(tree)
+        except ValueError:
+            self.stats.malformed_response("Sync")
+            return
+        if resp.status == 1:
+            if resp.sync_key:
+                first = self.sync_key == "0"
+                self.sync_key = resp.sync_key
+                self.items += resp.added
+                # after the initial Sync, fetch; then again while the server has more
+                self.pending_sync = first or resp.more_available
+            else:
+                self.pending_sync = False
+        elif resp.status == 3:  # invalid sync key: start the folder again (MS-ASCMD 2.2.3.177.17)
+            self.sync_key = "0"
+        elif resp.status == 12:  # the hierarchy changed: FolderSync first
+            self.folder_key = "0"
+            self.folders = 0
+        else:
+            self.pending_sync = False
+            await self._sleep(self.load.backoff, deadline)
+
+    async def _ping(self, transport, deadline):
+        heartbeat = self.heartbeat
+        tree = await self.command(transport, "Ping", commands.ping(heartbeat, self.inbox), deadline,
+                                  ok_statuses=(1, 2), timeout=heartbeat + self.load.timeout)
+        if tree is FAILED_CMD:
+            return
+        try:
+            resp = commands.parse_ping(tree)
+        except ValueError:
+            self.stats.malformed_response("Ping")
+            await self._sleep(self.load.backoff, deadline)
+            return
+        status = resp.status
+        if status == 2:  # changes: Sync the folders it names
+            self.pending_sync = True
+        elif status == 1:  # heartbeat expired without changes: Ping again
+            pass
+        elif status == 5 and resp.heartbeat:  # out of the server's bounds: take the bound it gave
+            self.heartbeat = resp.heartbeat
+        elif status == 7:  # folder hierarchy sync required
+            self.folder_key = "0"
+            self.folders = 0
+        else:
+            await self._sleep(self.load.backoff, deadline)
 
 
 def _http_outcome(status):

@@ -123,7 +123,8 @@ async def run(scenario, *, target_url=None, progress=True, stream=None, target_s
                     users=scenario.auth.users, user_pattern=scenario.auth.user,
                     password_pattern=scenario.auth.password, no_policy=scenario.target.no_policy,
                     allow_non_provisionable=scenario.target.allow_non_provisionable,
-                    refresh_interval_min=scenario.target.policy_refresh_minutes, seed=scenario.seed)
+                    refresh_interval_min=scenario.target.policy_refresh_minutes, seed=scenario.seed,
+                    ping_min=scenario.target.ping_min, ping_max=scenario.target.ping_max)
             runner, target, target_url = await start_target(scenario.target.listen, 0, target_state)
         else:
             target_url = scenario.target.url
@@ -148,6 +149,8 @@ async def run(scenario, *, target_url=None, progress=True, stream=None, target_s
             await device.run(transport, deadline)
 
     tasks = [asyncio.create_task(start_device(d, ramp * i / n)) for i, d in enumerate(devices)]
+    if target is not None and scenario.target.mail_per_user_per_hour > 0:
+        tasks.append(asyncio.create_task(_deliver_mail(target_state, scenario, deadline)))
     interrupted = False
     try:
         while loop.time() < deadline:
@@ -174,6 +177,22 @@ async def run(scenario, *, target_url=None, progress=True, stream=None, target_s
     stats.compliance = Counter(d.prov.ack_status for d in devices if d.prov.ack_status)
     stats.unmet = Counter(name for d in devices for name in d.prov.unmet)
     return RunResult(stats, devices, target_url, target, interrupted)
+
+
+async def _deliver_mail(state, scenario, deadline):
+    """New mail in the embedded target at the scenario's rate (Poisson), waking held Pings."""
+    loop = asyncio.get_running_loop()
+    rng = random.Random(scenario.seed ^ 0x3A11)
+    users = sorted(state.passwords)
+    per_second = scenario.target.mail_per_user_per_hour * len(users) / 3600.0
+    tick = 0.25
+    while loop.time() < deadline:
+        await asyncio.sleep(tick)
+        # Poisson arrivals in one tick, by counting exponential gaps
+        t = rng.expovariate(per_second)
+        while t < tick:
+            state.deliver_mail(rng.choice(users))
+            t += rng.expovariate(per_second)
 
 
 def _version():

@@ -29,6 +29,9 @@ class TargetConfig:
     no_policy: bool = False
     policy_refresh_minutes: int = 0
     listen: str = "127.0.0.1"
+    ping_min: int = 60  # Exchange's heartbeat bounds (facts (d)); lower them for short rehearsals
+    ping_max: int = 3540
+    mail_per_user_per_hour: float = 0.0  # new mail the embedded target delivers while the run goes
 
     @property
     def embedded(self):
@@ -62,6 +65,11 @@ class LoadConfig:
     backoff: float = 5.0  # after a timeout, a connection error or a server error
     reenrol_after: float | None = None  # a wiped device re-enrols as a new device after this; None: never
     transport: str = "lean"  # lean (asyncio.Protocol + httptools) or aiohttp
+    mode: str = "ping"  # ping (Direct Push), poll (Sync every think time), foldersync (hierarchy polling)
+    heartbeat: float = 480.0  # Ping HeartbeatInterval asked for (s); Exchange allows 60..3540
+    window_size: int = 25  # Sync WindowSize
+    body_truncation: int = 5120  # bytes asked for; clamped to the policy's limit
+    html_bodies: bool = False  # ask for HTML bodies (only where AllowHTMLEmail permits)
 
 
 @dataclass
@@ -176,10 +184,12 @@ class _Reader:
 
 
 _TOP = {"name", "description", "duration", "seed", "target", "auth", "population", "load"}
-_TARGET = {"url", "insecure", "ca_file", "allow_non_provisionable", "no_policy", "policy_refresh_minutes", "listen"}
+_TARGET = {"url", "insecure", "ca_file", "allow_non_provisionable", "no_policy", "policy_refresh_minutes", "listen",
+           "ping_min", "ping_max", "mail_per_user_per_hour"}
 _AUTH = {"user", "password", "password_env", "domain", "users"}
 _POPULATION = {"devices", "devices_per_user", "versions", "profiles"}
-_LOAD = {"ramp_up", "think_time", "timeout", "retry_interval", "graceful_stop", "backoff", "reenrol_after", "transport"}
+_LOAD = {"ramp_up", "think_time", "timeout", "retry_interval", "graceful_stop", "backoff", "reenrol_after", "transport", "mode",
+         "heartbeat", "window_size", "body_truncation", "html_bodies"}
 
 
 def parse(text, path="<scenario>"):
@@ -206,6 +216,9 @@ def parse(text, path="<scenario>"):
         no_policy=r.boolean("target", t, "no_policy", False),
         policy_refresh_minutes=int(r.number("target", t, "policy_refresh_minutes", 0, minimum=0, integer=True)),
         listen=r.string("target", t, "listen", "127.0.0.1"),
+        ping_min=int(r.number("target", t, "ping_min", 60, minimum=1, integer=True)),
+        ping_max=int(r.number("target", t, "ping_max", 3540, minimum=1, integer=True)),
+        mail_per_user_per_hour=float(r.number("target", t, "mail_per_user_per_hour", 0.0, minimum=0)),
     )
     if s.target.url != "embedded" and not re.match(r"^https?://", s.target.url):
         raise r.fail("target", "url", "'url' must be \"embedded\" or an http(s):// URL, not %r" % s.target.url)
@@ -251,7 +264,14 @@ def parse(text, path="<scenario>"):
         backoff=r.seconds("load", lo, "backoff", 5.0),
         reenrol_after=r.seconds("load", lo, "reenrol_after", None),
         transport=r.string("load", lo, "transport", "lean"),
+        mode=r.string("load", lo, "mode", "ping"),
+        heartbeat=r.seconds("load", lo, "heartbeat", 480.0),
+        window_size=int(r.number("load", lo, "window_size", 25, minimum=1, integer=True)),
+        body_truncation=int(r.number("load", lo, "body_truncation", 5120, minimum=0, integer=True)),
+        html_bodies=r.boolean("load", lo, "html_bodies", False),
     )
+    if s.load.mode not in ("ping", "poll", "foldersync"):
+        raise r.fail("load", "mode", "'mode' must be \"ping\", \"poll\" or \"foldersync\", not %r" % s.load.mode)
     if s.load.transport not in ("lean", "aiohttp"):
         raise r.fail("load", "transport", "'transport' must be \"lean\" or \"aiohttp\", not %r" % s.load.transport)
     if s.load.timeout <= 0:

@@ -11,11 +11,14 @@ from loadgen import engine, scenario
 from loadgen.target.state import TargetState
 
 
-def make(devices=30, duration=3, versions='{ "14.1" = 1 }', profiles='{ modern = 1 }', extra=""):
+def make(devices=30, duration=3, versions='{ "14.1" = 1 }', profiles='{ modern = 1 }', extra="", mode="poll",
+         target=""):
     text = f"""
 name = "e2e"
 duration = {duration}
 seed = 5
+[target]
+{target}
 [auth]
 users = {devices}
 [population]
@@ -28,6 +31,7 @@ ramp_up = 0.5
 think_time = 0.2
 timeout = 10
 graceful_stop = 2
+mode = "{mode}"
 {extra}
 """
     return scenario.parse(text, "e2e.toml")
@@ -53,8 +57,9 @@ def test_every_device_ends_provisioned_with_the_final_key(version):
         else:  # in Provision (14.1+) or through Settings (12.1 / 14.0)
             assert record.device_info["Model"] == d.profile.model
     assert result.stats.provisionings[("provisioned", "1")] == 20
-    fs = result.stats.requests[("FolderSync", "200")]
-    assert fs > 20  # FolderSync cycles after the first one
+    assert result.stats.requests[("FolderSync", "200")] == 20  # the hierarchy once per device
+    assert result.stats.requests[("Sync", "200")] > 40  # initial Sync, fetch, then polling
+    assert all(d.items == 5 for d in result.devices)  # the generated Inbox arrived
 
 
 def test_policy_change_mid_run_reprovisions_everyone():
@@ -89,7 +94,7 @@ def test_non_provisionable_devices():
     result = run(make(devices=5, profiles='{ non_provisionable = 1 }', duration=2))
     assert {d.state for d in result.devices} == {"refused"}  # 141: not allowed by default
     result = run(make(devices=5, profiles='{ non_provisionable = 1 }', duration=2,
-                      extra="[target]\nallow_non_provisionable = true\n"))
+                      target="allow_non_provisionable = true"))
     assert {d.state for d in result.devices} == {"unprovisioned"}
     assert result.stats.errors() == 0 and not result.stats.provisionings
 
@@ -145,3 +150,37 @@ def test_backoff_duration_header_parsing():
     from loadgen.device import _backoff_ms
 
     assert _backoff_ms("250") == 250 and _backoff_ms("L/-470") == 0 and _backoff_ms("") == 0
+
+
+def test_direct_push_pings_wake_on_new_mail_and_sync():
+    sc = make(devices=10, duration=4, mode="ping", extra='heartbeat = "2s"',
+              target="ping_min = 1\nmail_per_user_per_hour = 3600")
+    result = run(sc)
+    st = result.stats
+    assert st.errors() == 0
+    assert st.eas_statuses[("Ping", 2)] > 0  # woken by new mail
+    assert st.eas_statuses[("Ping", 1)] >= 0
+    # a Sync follows every Ping that found changes (but those at the very end of the run)
+    assert st.requests[("Sync", "200")] >= 20 + st.eas_statuses[("Ping", 2)] - 10
+    assert all(d.items >= 5 for d in result.devices)
+
+
+def test_heartbeat_out_of_bounds_takes_the_servers_bound():
+    sc = make(devices=2, duration=3, mode="ping", extra='heartbeat = "1s"', target="ping_min = 2")
+    result = run(sc)
+    assert result.stats.eas_statuses[("Ping", 5)] == 2  # once per device, then the bound is used
+    assert all(d.heartbeat == 2 for d in result.devices)
+
+
+def test_sync_truncation_is_clamped_to_the_policy():
+    from loadgen.device import Device
+
+    state = TargetState(users=2, policy=dict(__import__("loadgen.eas.policy", fromlist=["x"]).SEED_POLICY,
+                                             MaxEmailBodyTruncationSize="1"))
+    result = run(make(devices=2, duration=2), target_state=state)
+    d = result.devices[0]
+    assert isinstance(d, Device) and d.prov.applied.max_body_truncation_kb == 1
+    body = d._sync_template().render("1", "1")
+    tree = __import__("_wbxml").decode(body)
+    assert __import__("_wbxml").findtext(tree, "AirSync:Collections/AirSync:Collection/AirSync:Options/"
+                                         "AirSyncBase:BodyPreference/AirSyncBase:TruncationSize") == "1024"

@@ -10,7 +10,7 @@ so that the caller can recognise the in-band re-provision statuses 140-145
 
 from dataclasses import dataclass
 
-from _wbxml import Slot, Template, encode, findtext
+from _wbxml import Slot, Template, encode, find, findtext
 from loadgen.eas.policy import policy_from_tree
 from loadgen.eas.versions import POLICY_TYPE_WBXML
 
@@ -182,3 +182,95 @@ def parse_foldersync(tree):
             elif ctag == "FolderHierarchy:Delete":
                 result.deleted += 1
     return result
+
+
+# --------------------------------------------------------------------------- Sync (MS-ASCMD 2.2.1.21)
+
+_SYNC_INITIAL = Template(("AirSync:Sync", [("AirSync:Collections", [("AirSync:Collection", [
+    ("AirSync:SyncKey", "0"), ("AirSync:CollectionId", Slot("collection"))])])]))
+
+
+def sync_initial(collection_id):
+    """The first Sync of a folder: SyncKey 0 creates the sync state, no items come back."""
+    return _SYNC_INITIAL.render(collection_id)
+
+
+def sync_template(body_type, truncation_bytes, window_size):
+    """A pre-encoded Sync for one collection with GetChanges and a BodyPreference.
+
+    ``render(sync_key, collection_id)``.  ``truncation_bytes`` <= 0 asks for no
+    truncation (the element is left out).
+    """
+    preference = [("AirSyncBase:Type", str(body_type))]
+    if truncation_bytes > 0:
+        preference.append(("AirSyncBase:TruncationSize", str(truncation_bytes)))
+    return Template(("AirSync:Sync", [("AirSync:Collections", [("AirSync:Collection", [
+        ("AirSync:SyncKey", Slot("key")), ("AirSync:CollectionId", Slot("collection")),
+        ("AirSync:DeletesAsMoves", "1"), ("AirSync:GetChanges", None), ("AirSync:WindowSize", str(window_size)),
+        ("AirSync:Options", [("AirSyncBase:BodyPreference", preference)]),
+    ])])]))
+
+
+@dataclass
+class SyncResponse:
+    status: int | None  # Sync-level Status (errors only), else the collection's Status
+    sync_key: str | None = None
+    added: int = 0
+    changed: int = 0
+    deleted: int = 0
+    more_available: bool = False
+
+
+def parse_sync(tree):
+    """A Sync response; ``None`` (an empty body) means nothing changed."""
+    if tree is None:
+        return SyncResponse(status=1)
+    if tree[0] != "AirSync:Sync":
+        raise ValueError("not a Sync response: root %r" % (tree[0],))
+    top = root_status(tree)
+    collection = find(tree, "AirSync:Collections/AirSync:Collection")
+    if collection is None:
+        return SyncResponse(status=top)
+    result = SyncResponse(status=top if top is not None else _int_or_none(findtext(collection, "AirSync:Status")),
+                          sync_key=findtext(collection, "AirSync:SyncKey"))
+    for tag, content in collection[1] if type(collection[1]) is list else ():
+        if tag == "AirSync:MoreAvailable":
+            result.more_available = True
+        elif tag == "AirSync:Commands" and type(content) is list:
+            for ctag, _c in content:
+                if ctag == "AirSync:Add":
+                    result.added += 1
+                elif ctag == "AirSync:Change":
+                    result.changed += 1
+                elif ctag in ("AirSync:Delete", "AirSync:SoftDelete"):
+                    result.deleted += 1
+    return result
+
+
+# --------------------------------------------------------------------------- Ping (MS-ASCMD 2.2.1.13)
+
+_PING = Template(("Ping:Ping", [("Ping:HeartbeatInterval", Slot("interval")), ("Ping:Folders", [
+    ("Ping:Folder", [("Ping:Id", Slot("folder")), ("Ping:Class", "Email")])])]))
+
+
+def ping(heartbeat_s, folder_id):
+    """A full Ping (heartbeat and folder), accepted whether or not the server cached one."""
+    return _PING.render(str(int(heartbeat_s)), folder_id)
+
+
+@dataclass
+class PingResponse:
+    status: int | None
+    heartbeat: int | None = None  # the allowed bound with Status 5
+    folders: tuple = ()  # folders with changes with Status 2
+    max_folders: int | None = None
+
+
+def parse_ping(tree):
+    if tree is None or tree[0] != "Ping:Ping":
+        raise ValueError("not a Ping response: root %r" % (tree and tree[0],))
+    folders = find(tree, "Ping:Folders")
+    ids = tuple(c for t, c in (folders[1] if folders is not None and type(folders[1]) is list else ())
+                if t == "Ping:Folder" and type(c) is str)
+    return PingResponse(root_status(tree), _int_or_none(findtext(tree, "Ping:HeartbeatInterval")), ids,
+                        _int_or_none(findtext(tree, "Ping:MaxFolders")))
