@@ -100,29 +100,50 @@ def cmd_run(args):
 
 
 def cmd_target(args):
+    import secrets
+
     from loadgen.target.server import serve_forever
     from loadgen.target.state import TargetState
 
-    state = TargetState(users=args.users, user_pattern=args.user_pattern, password_pattern=args.password_pattern,
-                        allow_non_provisionable=args.allow_non_provisionable, no_policy=args.no_policy,
-                        refresh_interval_min=args.policy_refresh_minutes)
-    host, _, port = args.listen.rpartition(":")
+    kw = dict(allow_non_provisionable=args.allow_non_provisionable, no_policy=args.no_policy,
+              refresh_interval_min=args.policy_refresh_minutes, max_devices=args.max_devices,
+              ping_min=args.ping_min, ping_max=args.ping_max, abq_default=args.abq_default,
+              max_concurrency=args.max_concurrency, command_rate=args.command_rate, command_burst=args.command_burst)
     try:
-        port = int(port)
-    except ValueError:
-        raise UsageError("--listen must be HOST:PORT, not %r" % args.listen) from None
+        if args.users_csv:
+            state = TargetState.from_csv(args.users_csv, **kw)
+        else:
+            state = TargetState(users=args.users, user_pattern=args.user_pattern,
+                                password_pattern=args.password_pattern, **kw)
+    except (OSError, ValueError, KeyError) as exc:
+        raise UsageError(str(exc)) from None
+    host, port = _host_port(args.listen, "--listen")
+    admin = None
+    token = args.admin_token or secrets.token_urlsafe(24)
+    if args.admin_listen:
+        admin = _host_port(args.admin_listen, "--admin-listen")
 
-    def ready(url):
-        print("easload target listening on %s (users %s / %s, %d users)"
-              % (url, args.user_pattern, "<password pattern>", args.users), file=sys.stderr, flush=True)
+    def ready(url, admin_url=None):
+        print("easload target listening on %s (%d users)" % (url, len(state.passwords)), file=sys.stderr, flush=True)
+        if admin_url is not None:
+            shown = "(the one given)" if args.admin_token else token
+            print("admin API and /metrics on %s  bearer token: %s" % (admin_url, shown), file=sys.stderr, flush=True)
 
     try:
-        _arun(serve_forever(host or "127.0.0.1", port, state, ready))
+        _arun(serve_forever(host, port, state, ready, admin=admin, admin_token=token))
     except KeyboardInterrupt:
         pass
     except OSError as exc:
-        raise UsageError("cannot listen on %s: %s" % (args.listen, exc)) from None
+        raise UsageError("cannot listen: %s" % exc) from None
     return EXIT_OK
+
+
+def _host_port(value, flag):
+    host, _, port = value.rpartition(":")
+    try:
+        return host.strip("[]") or "127.0.0.1", int(port)
+    except ValueError:
+        raise UsageError("%s must be HOST:PORT, not %r" % (flag, value)) from None
 
 
 # --------------------------------------------------------------------------- wbxml
@@ -187,6 +208,18 @@ def _parser():
     t.add_argument("--allow-non-provisionable", action="store_true")
     t.add_argument("--no-policy", action="store_true")
     t.add_argument("--policy-refresh-minutes", type=int, default=0)
+    t.add_argument("--users-csv", help="users from a CSV file (user,password) instead of the pattern")
+    t.add_argument("--admin-listen", default="127.0.0.1:8444",
+                   help="HOST:PORT of the admin API and /metrics (default 127.0.0.1:8444; '' to disable)")
+    t.add_argument("--admin-token", help="bearer token of the admin API (default: generated, printed once)")
+    t.add_argument("--max-devices", type=int, default=100, help="device partnerships per mailbox (status 177)")
+    t.add_argument("--ping-min", type=int, default=60, help="smallest Ping HeartbeatInterval (s)")
+    t.add_argument("--ping-max", type=int, default=3540, help="largest Ping HeartbeatInterval (s)")
+    t.add_argument("--abq-default", default="Allow", choices=("Allow", "Block", "Quarantine"),
+                   help="organisation default access level")
+    t.add_argument("--max-concurrency", type=int, default=10, help="concurrent requests per user (503 beyond)")
+    t.add_argument("--command-rate", type=float, default=20.0, help="per-device command budget refill (/s)")
+    t.add_argument("--command-burst", type=float, default=600.0, help="per-device command budget size")
     t.set_defaults(func=cmd_target)
 
     w = sub.add_parser("wbxml", help="decode WBXML to XML or encode XML to WBXML")

@@ -604,7 +604,7 @@ async def serve_forever(host, port, state, ready=None, admin=None, admin_token=N
         admin_runner, admin_url, admin_token = await start_admin(admin[0], admin[1], target, admin_token)
         log.info("admin API on %s", admin_url)  # the token is never logged
     if ready is not None:
-        ready(url)
+        ready(url, admin_url if admin is not None else None)
     try:
         while True:
             await asyncio.sleep(3600)
