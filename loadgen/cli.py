@@ -1,8 +1,9 @@
 """``easload`` command line: run, target, wbxml decode/encode.
 
-Exit status: 0 success, 1 the run finished but failed its checks, 2 a usage
-error (bad scenario, missing file, bad flag) -- always one clear line, never a
-traceback for a user's mistake.
+Exit status: 0 success (every threshold passed), 1 a threshold failed or the
+run was interrupted, 2 a usage error (bad scenario, missing file, bad flag) --
+always one clear line, never a traceback for a user's mistake --, 3 the target
+never answered.
 """
 
 import argparse
@@ -14,6 +15,7 @@ from pathlib import Path
 import orjson
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_UNREACHABLE = 3
 DEFAULT_METRICS = "127.0.0.1:9477"
 
 
@@ -40,7 +42,7 @@ def _arun(coro):
 def cmd_run(args):
     from loadgen import metrics, scenario as scenario_mod
     from loadgen.engine import run
-    from loadgen.report import summary_text
+    from loadgen.report import evaluate_thresholds, junit_xml, summary_text, thresholds_text
 
     path = args.scenario or scenario_mod.default_scenario_path()
     sc = scenario_mod.load(path)
@@ -79,20 +81,62 @@ def cmd_run(args):
     print("easload: scenario %s (%s): %d devices for %.0f s against %s"
           % (sc.name, path, sc.population.devices, sc.duration, where), file=sys.stderr)
     try:
-        result = _arun(run(sc, progress=not args.quiet))
+        result = _arun(run(sc, progress=not args.quiet, handle_signals=True))
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
+        metrics.shutdown()
         return EXIT_FAILED
+    stats = result.stats
     target_label = "embedded (%s)" % result.target_url if sc.target.embedded else result.target_url
-    print(summary_text(result.stats, sc.name, target_label, len(result.devices)))
-    if args.json:
-        data = result.stats.to_dict(scenario=sc.name, target=None if not sc.target.embedded else "embedded")
-        Path(args.json).write_bytes(orjson.dumps(data, option=orjson.OPT_INDENT_2))
+    print(summary_text(stats, sc.name, target_label, len(result.devices)))
+    verdicts = evaluate_thresholds(stats, sc.thresholds)
+    if verdicts:
+        print()
+        print(thresholds_text(verdicts))
+    data = stats.to_dict(scenario=sc.name, target="embedded" if sc.target.embedded else _safe_url(sc.target.url))
+    data["seed"] = sc.seed
+    data["devices_total"] = len(result.devices)
+    data["thresholds"] = [{"threshold": str(t), "value": v, "passed": ok} for t, v, ok in verdicts]
+    try:
+        if args.json:
+            Path(args.json).write_bytes(orjson.dumps(data, option=orjson.OPT_INDENT_2))
+        if args.out:
+            out = Path(args.out)
+            out.mkdir(parents=True, exist_ok=True)
+            (out / "summary.json").write_bytes(orjson.dumps(data, option=orjson.OPT_INDENT_2))
+            (out / "junit.xml").write_text(junit_xml(sc.name, verdicts, stats.ended - stats.started))
+    except OSError as exc:
+        raise UsageError("cannot write results: %s" % exc) from None
     if listen and args.linger > 0:
         import time
 
         time.sleep(args.linger)
     metrics.shutdown()
+    answered = sum(n for (_c, _o, status), n in stats.by_key.items() if status.isdigit())
+    if stats.total and not answered:
+        print("easload: the target never answered (%s): check the URL, the network and TLS" % where,
+              file=sys.stderr)
+        return EXIT_UNREACHABLE
+    if any(not ok for _t, _v, ok in verdicts) or result.interrupted:
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+def _safe_url(url):
+    """The URL without user info or query (never credentials in a report)."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    return "%s://%s%s" % (parts.scheme, parts.hostname or "", parts.path)
+
+
+def cmd_validate(args):
+    from loadgen import scenario as scenario_mod
+
+    for path in args.scenarios:
+        sc = scenario_mod.load(path)
+        print("%s: ok (%s: %d devices, %.0f s, %d thresholds, %d events)"
+              % (path, sc.name, sc.population.devices, sc.duration, len(sc.thresholds), len(sc.events)))
     return EXIT_OK
 
 
@@ -197,6 +241,7 @@ def _parser():
                    help="HOST:PORT of the Prometheus endpoint (default 127.0.0.1:9477; '' to disable)")
     r.add_argument("--linger", type=float, default=0.0, help="keep the metrics endpoint up this long after the run")
     r.add_argument("--json", help="write the summary as JSON to this file")
+    r.add_argument("--out", help="directory for summary.json and junit.xml (one test case per threshold)")
     r.add_argument("-q", "--quiet", action="store_true", help="no progress line")
     r.set_defaults(func=cmd_run)
 
@@ -221,6 +266,10 @@ def _parser():
     t.add_argument("--command-rate", type=float, default=20.0, help="per-device command budget refill (/s)")
     t.add_argument("--command-burst", type=float, default=600.0, help="per-device command budget size")
     t.set_defaults(func=cmd_target)
+
+    v = sub.add_parser("validate", help="check scenario files without running them")
+    v.add_argument("scenarios", nargs="+")
+    v.set_defaults(func=cmd_validate)
 
     w = sub.add_parser("wbxml", help="decode WBXML to XML or encode XML to WBXML")
     w.add_argument("action", choices=("decode", "encode"))

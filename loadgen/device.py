@@ -31,6 +31,7 @@ NO_POLICY = "no_policy"  # the server has no policy for the device (Policy Statu
 UNPROVISIONED = "unprovisioned"  # non-provisionable device allowed without a policy
 REFUSED = "refused"
 BLOCKED = "blocked"
+QUARANTINED = "quarantined"
 WIPED = "wiped"
 THROTTLED = "throttled"
 FAILED = "failed"
@@ -63,6 +64,7 @@ class Device:
         self.detail = None
         self.alive = True
         self._sent = 0
+        self.in_flight = None  # the command whose answer the device is waiting for
 
     def _enrol(self, ident):
         """Start as a factory-fresh device with identity ``ident``."""
@@ -97,7 +99,9 @@ class Device:
         loop = asyncio.get_running_loop()
         if self.backoff_until > loop.time():
             await asyncio.sleep(self.backoff_until - loop.time())
+        self.in_flight = command
         resp = await transport.post(self.endpoint, command, body, policy_key, timeout)
+        self.in_flight = None
         self._sent = len(body)
         backoff = resp.headers.get("X-MS-BackOffDuration") if resp.status else None
         if backoff:
@@ -241,8 +245,15 @@ class Device:
             self.need_provision = self.profile.caps.provisionable
             self.trigger = None
         elif kind == "blocked":
-            self.state = BLOCKED
-            self.alive = False
+            if name in ("Sync", "Ping") and self.folder_key != "0":
+                # 129 after the hierarchy was allowed: quarantine (Exchange lets a quarantined
+                # device provision and see its folders; see loadgen/target/server.py _abq).  The
+                # device keeps that limited life and asks again later: an admin may release it.
+                self.state = QUARANTINED
+                await self._sleep(self.load.quarantine_retry, deadline)
+            else:
+                self.state = BLOCKED
+                self.alive = False
         elif kind == "throttled":
             self.stats.throttle(reaction.detail)
             self.state = THROTTLED
@@ -265,7 +276,7 @@ class Device:
                 if not await self.provision(transport, deadline):
                     continue
                 self.trigger = None
-            elif self.state in (NEW, REFUSED, THROTTLED):
+            elif self.state in (NEW, REFUSED, THROTTLED, QUARANTINED):
                 self.state = UNPROVISIONED if not self.profile.caps.provisionable else PROVISIONED
             if self.version.device_info_via_settings and not self.devinfo_sent:
                 # 12.1 / 14.0: DeviceInformation through Settings, after provisioning and

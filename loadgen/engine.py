@@ -6,6 +6,8 @@ their identity and policy key; ``loadgen.eas`` owns the protocol rules.
 
 import asyncio
 import random
+import shlex
+import signal
 import sys
 import time
 import uuid
@@ -108,7 +110,7 @@ class Progress:
             self.stream.flush()
 
 
-async def run(scenario, *, target_url=None, progress=True, stream=None, target_state=None):
+async def run(scenario, *, target_url=None, progress=True, stream=None, target_state=None, handle_signals=False):
     """Run ``scenario``; starts the embedded target when it names no URL."""
     stream = stream or sys.stderr
     runner = None
@@ -151,17 +153,38 @@ async def run(scenario, *, target_url=None, progress=True, stream=None, target_s
     tasks = [asyncio.create_task(start_device(d, ramp * i / n)) for i, d in enumerate(devices)]
     if target is not None and scenario.target.mail_per_user_per_hour > 0:
         tasks.append(asyncio.create_task(_deliver_mail(target_state, scenario, deadline)))
+    if scenario.events:
+        tasks.append(asyncio.create_task(_run_events(scenario, target, t0, deadline, stats)))
+    stop = asyncio.Event()
+    handled = []
+    if handle_signals:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                loop.add_signal_handler(sig, stop.set)
+                handled.append(sig)
+            except (NotImplementedError, RuntimeError):
+                pass
     interrupted = False
     try:
-        while loop.time() < deadline:
-            await asyncio.sleep(min(1.0, max(0.0, deadline - loop.time())))
+        while loop.time() < deadline and not stop.is_set():
+            try:
+                await asyncio.wait_for(stop.wait(), min(1.0, max(0.0, deadline - loop.time())))
+            except asyncio.TimeoutError:
+                pass
             prog.tick(loop.time() - t0, stats)
+        if stop.is_set():
+            interrupted = True  # stop starting work; what is in flight gets the graceful stop time
         pending = [t for t in tasks if not t.done()]
         if pending:
             await asyncio.wait(pending, timeout=scenario.load.graceful_stop)
     except asyncio.CancelledError:
         interrupted = True
     finally:
+        for sig in handled:
+            loop.remove_signal_handler(sig)
+        for d in devices:  # requests still in flight when the run is cut: accounted as cancelled
+            if d.in_flight is not None:
+                stats.cancelled[d.in_flight] += 1
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -176,6 +199,7 @@ async def run(scenario, *, target_url=None, progress=True, stream=None, target_s
     stats.final_states = Counter(d.state for d in devices)
     stats.compliance = Counter(d.prov.ack_status for d in devices if d.prov.ack_status)
     stats.unmet = Counter(name for d in devices for name in d.prov.unmet)
+    stats.interrupted = interrupted
     return RunResult(stats, devices, target_url, target, interrupted)
 
 
@@ -193,6 +217,48 @@ async def _deliver_mail(state, scenario, deadline):
         while t < tick:
             state.deliver_mail(rng.choice(users))
             t += rng.expovariate(per_second)
+
+
+async def _run_events(scenario, target, t0, deadline, stats):
+    """The scenario's events at their times; each outcome is kept for the summary."""
+    loop = asyncio.get_running_loop()
+    for event in scenario.events:
+        delay = t0 + event.at - loop.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        if loop.time() >= deadline:
+            return
+        try:
+            result = await _apply_event(event, target, scenario.seed)
+        except Exception as exc:  # a bad event argument must not end the run
+            result = "failed: %s" % exc
+        stats.events.append((round(loop.time() - t0, 3), event.action, result))
+
+
+async def _apply_event(event, target, seed):
+    args = event.args
+    if event.action == "command":
+        proc = await asyncio.create_subprocess_exec("/bin/sh", "-c", args["run"], stdout=asyncio.subprocess.DEVNULL,
+                                                    stderr=asyncio.subprocess.DEVNULL)
+        code = await proc.wait()
+        return "exit %d: %s" % (code, shlex.split(args["run"])[0] if args["run"].strip() else "")
+    state = target.state
+    if event.action == "change_policy":
+        state.change_policy(**args.get("settings", {}))
+        return "policy changed (%s)" % ", ".join(sorted(args.get("settings", {})))
+    if event.action == "wipe":
+        wiped = state.wipe_fraction(args.get("fraction", 0.0), seed=seed, account_only=args.get("account_only", False))
+        return "%d devices to wipe" % len(wiped)
+    if event.action == "mail":
+        users = state.deliver_mail_fraction(args.get("fraction", 1.0), args.get("count", 1), seed=seed)
+        return "mail for %d users" % users
+    if event.action == "abq":
+        state.set_abq(**args)
+        return "access rules set"
+    if event.action == "faults":
+        target.set_faults(**args.get("settings", {}))
+        return "faults %s" % (", ".join(sorted(args.get("settings", {}))) or "off")
+    raise ValueError("unknown action %s" % event.action)
 
 
 def _version():

@@ -87,6 +87,9 @@ class Stats:
         self.bytes_sent = 0
         self.bytes_received = 0
         self.final_states = Counter()
+        self.cancelled = Counter()  # command -> requests in flight when the run was cut
+        self.events = []  # (seconds into the run, action, result)
+        self.interrupted = False
         self.total = 0
         self.failures = 0  # requests whose outcome is not ok / reprovision
 
@@ -178,6 +181,8 @@ class Stats:
             "by_command_outcome": {"%s %s" % k: v for k, v in sorted(self.outcomes.items())},
             "eas_statuses": {"%s %s" % k: v for k, v in sorted(self.eas_statuses.items())},
             "latency": {cmd: self.percentiles(cmd) for cmd in sorted(self.latency)},
+            # HDR histograms (hdrh's compressed base64 form, microseconds) so runs and shards can be merged
+            "histograms": {cmd: self.latency[cmd].histogram().encode().decode("ascii") for cmd in sorted(self.latency)},
             "devices": dict(sorted(self.final_states.items())),
             "provisionings": {"%s ack=%s" % k: v for k, v in sorted(self.provisionings.items())},
             "reprovisions": dict(sorted(self.reprovisions.items())),
@@ -189,7 +194,81 @@ class Stats:
             "malformed_responses": dict(sorted(self.malformed.items())),
             "bytes_sent": self.bytes_sent,
             "bytes_received": self.bytes_received,
+            "cancelled_in_flight": dict(sorted(self.cancelled.items())),
+            "events": [{"at_s": t, "action": a, "result": r} for t, a, r in self.events],
+            "interrupted": self.interrupted,
         }
+
+
+_OK_OUTCOMES = ("ok", "reprovision")
+
+
+def threshold_value(stats, metric):
+    """The value a threshold metric names, or None when the run produced no data for it."""
+    group, _, name = metric.partition(".")
+    elapsed = max(1e-9, (stats.ended or time.time()) - stats.started)
+    if group == "errors":
+        if name == "rate":
+            return stats.failures / stats.total if stats.total else None
+        if name == "count":
+            return float(stats.failures)
+    elif group == "requests":
+        if name == "rate":
+            return stats.total / elapsed
+        if name == "count":
+            return float(stats.total)
+    elif group == "devices":
+        total = sum(stats.final_states.values())
+        return stats.final_states.get(name, 0) / total if total else None
+    elif group == "provisionings":
+        return float(sum(n for (result, _ack), n in stats.provisionings.items() if result == name))
+    elif group == "reprovisions":
+        return float(stats.reprovisions.get(name, 0))
+    elif group == "throttled":
+        return float(stats.throttled.get(name, 0))
+    if group in stats.latency:
+        rec = stats.latency[group]
+        if name == "count":
+            return float(rec.total)
+        if name == "errors":
+            return float(sum(n for (c, o, _s), n in stats.by_key.items() if c == group and o not in _OK_OUTCOMES))
+        hist = rec.histogram()
+        if name == "max":
+            return hist.get_max_value() / 1e6
+        if name.startswith("p"):
+            return hist.get_value_at_percentile(float(name[1:])) / 1e6
+    return None
+
+
+_OPS = {"<": lambda a, b: a < b, "<=": lambda a, b: a <= b, ">": lambda a, b: a > b,
+        ">=": lambda a, b: a >= b, "==": lambda a, b: a == b}
+
+
+def evaluate_thresholds(stats, thresholds):
+    """[(threshold, value or None, passed)]: a metric without data fails, it never passes."""
+    results = []
+    for th in thresholds:
+        value = threshold_value(stats, th.metric)
+        results.append((th, value, value is not None and _OPS[th.op](value, th.limit)))
+    return results
+
+
+def junit_xml(scenario_name, results, elapsed):
+    """One test case per threshold (JUnit XML for CI job pages)."""
+    from xml.sax.saxutils import quoteattr
+
+    failures = sum(1 for _t, _v, ok in results if not ok)
+    lines = ['<?xml version="1.0" encoding="UTF-8"?>',
+             '<testsuites><testsuite name=%s tests="%d" failures="%d" time="%.3f">'
+             % (quoteattr("easload." + scenario_name), len(results), failures, elapsed)]
+    for th, value, ok in results:
+        lines.append('  <testcase classname=%s name=%s>' % (quoteattr("easload." + scenario_name), quoteattr(str(th))))
+        if not ok:
+            msg = "no data for %s" % th.metric if value is None else "%s = %g" % (th.metric, value)
+            lines.append('    <failure message=%s/>' % quoteattr(msg))
+        lines.append('  </testcase>')
+    lines.append("</testsuite></testsuites>")
+    return "\n".join(lines) + "\n"
 
 
 def _table(headers, rows):
@@ -251,8 +330,37 @@ def summary_text(stats, scenario_name, target, devices_total):
         extra.append(("Policies the devices could not apply", ("policy", "devices"), sorted(stats.unmet.items())))
     if stats.wipes:
         extra.append(("Remote wipes by ack status", ("ack status", "count"), sorted(stats.wipes.items())))
+    if stats.events:
+        extra.append(("Events", ("at (s)", "action", "result"), [(t, a, r) for t, a, r in stats.events]))
+    sent = Counter()
+    answered = Counter()
+    timeouts = Counter()
+    transport_errors = Counter()
+    for (command, outcome, status), n in stats.by_key.items():
+        sent[command] += n
+        if status.isdigit():
+            answered[command] += n
+        elif outcome == "timeout":
+            timeouts[command] += n
+        else:
+            transport_errors[command] += n
+    for command, n in stats.cancelled.items():
+        sent[command] += n
+    extra.append(("Accounting (sent = answered + transport errors + timeouts + cancelled at the end)",
+                  ("command", "sent", "answered", "transport errors", "timeouts", "cancelled"),
+                  [(c, sent[c], answered[c], transport_errors[c], timeouts[c], stats.cancelled[c]) for c in sorted(sent)]))
     for title, headers, rows in extra:
         out.append("")
         out.append(title)
         out.append(_table(headers, rows))
+    if stats.interrupted:
+        out.append("")
+        out.append("The run was interrupted before its end.")
     return "\n".join(out)
+
+
+def thresholds_text(results):
+    if not results:
+        return ""
+    rows = [(str(th), "no data" if v is None else "%g" % v, "pass" if ok else "FAIL") for th, v, ok in results]
+    return "Thresholds\n" + _table(("threshold", "value", "verdict"), rows)

@@ -5,6 +5,7 @@ message names the file, the line and the key, e.g.
 ``scenarios/x.toml:12: unknown key 'thinktime' in [load] (known: ...)``.
 """
 
+import difflib
 import os
 import re
 import tomllib
@@ -70,6 +71,7 @@ class LoadConfig:
     window_size: int = 25  # Sync WindowSize
     body_truncation: int = 5120  # bytes asked for; clamped to the policy's limit
     html_bodies: bool = False  # ask for HTML bodies (only where AllowHTMLEmail permits)
+    quarantine_retry: float = 300.0  # a quarantined device asks again after this
 
 
 @dataclass
@@ -83,6 +85,45 @@ class Scenario:
     auth: AuthConfig = field(default_factory=AuthConfig)
     population: PopulationConfig = field(default_factory=PopulationConfig)
     load: LoadConfig = field(default_factory=LoadConfig)
+    thresholds: list = field(default_factory=list)  # [Threshold]
+    events: list = field(default_factory=list)  # [Event], sorted by time
+
+
+@dataclass(frozen=True)
+class Threshold:
+    """``metric op limit``, e.g. ``Provision.p99 < 0.5`` (seconds), ``errors.rate < 0.01``."""
+
+    metric: str
+    op: str
+    limit: float
+
+    def __str__(self):
+        return "%s %s %g" % (self.metric, self.op, self.limit)
+
+
+@dataclass(frozen=True)
+class Event:
+    """An action at a time of the run: on the embedded target, or a shell command for a real server."""
+
+    at: float
+    action: str
+    args: dict
+
+
+# Threshold metrics: <command>.<stat> (seconds or count), errors.rate/count, devices.<state> (fraction),
+# requests.rate/count, provisionings.<result> / reprovisions.<trigger> / throttled.<reason> (counts).
+THRESHOLD_STATS = ("p50", "p90", "p95", "p99", "max", "count", "errors")
+THRESHOLD_GROUPS = ("errors", "requests", "devices", "provisionings", "reprovisions", "throttled")
+_THRESHOLD = re.compile(r"^\s*(<=|>=|==|<|>)\s*(-?\d+(?:\.\d+)?)\s*$")
+EVENT_ACTIONS = {
+    # action: allowed arguments
+    "change_policy": {"settings"},
+    "wipe": {"fraction", "account_only"},
+    "mail": {"fraction", "count"},
+    "abq": {"default", "rules", "allowed_ids", "blocked_ids"},
+    "faults": {"settings"},
+    "command": {"run"},
+}
 
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
@@ -100,7 +141,7 @@ class _Reader:
         pattern = re.compile(r"^\s*(?:\"?%s\"?)\s*=" % re.escape(key)) if key else None
         for number, line in enumerate(self.lines, 1):
             stripped = line.strip()
-            header = re.match(r"^\[\s*([^\]]+?)\s*\]", stripped)
+            header = re.match(r"^\[\[?\s*([^\]]+?)\s*\]", stripped)
             if header:
                 current = header.group(1)
                 if key is None and current == section:
@@ -121,7 +162,9 @@ class _Reader:
             raise self.fail("", name, "[%s] must be a table" % name)
         for key in value:
             if key not in known:
-                raise self.fail(name, key, "unknown key '%s' in [%s] (known: %s)" % (key, name, ", ".join(sorted(known))))
+                hint = difflib.get_close_matches(key, known, 1)
+                raise self.fail(name, key, "unknown key '%s' in [%s]%s (known: %s)" % (
+                    key, name, " (did you mean '%s'?)" % hint[0] if hint else "", ", ".join(sorted(known))))
         return value
 
     def number(self, section, table, key, default, *, minimum=None, integer=False):
@@ -183,13 +226,13 @@ class _Reader:
         return dict(value)
 
 
-_TOP = {"name", "description", "duration", "seed", "target", "auth", "population", "load"}
+_TOP = {"name", "description", "duration", "seed", "target", "auth", "population", "load", "thresholds", "events"}
 _TARGET = {"url", "insecure", "ca_file", "allow_non_provisionable", "no_policy", "policy_refresh_minutes", "listen",
            "ping_min", "ping_max", "mail_per_user_per_hour"}
 _AUTH = {"user", "password", "password_env", "domain", "users"}
 _POPULATION = {"devices", "devices_per_user", "versions", "profiles"}
 _LOAD = {"ramp_up", "think_time", "timeout", "retry_interval", "graceful_stop", "backoff", "reenrol_after", "transport", "mode",
-         "heartbeat", "window_size", "body_truncation", "html_bodies"}
+         "heartbeat", "window_size", "body_truncation", "html_bodies", "quarantine_retry"}
 
 
 def parse(text, path="<scenario>"):
@@ -201,7 +244,9 @@ def parse(text, path="<scenario>"):
         raise ScenarioError("%s: not valid TOML: %s" % (path, exc)) from None
     for key in data:
         if key not in _TOP:
-            raise r.fail("", key, "unknown key '%s' (known: %s)" % (key, ", ".join(sorted(_TOP))))
+            hint = difflib.get_close_matches(key, _TOP, 1)
+            raise r.fail("", key, "unknown key '%s'%s (known: %s)" % (
+                key, " (did you mean '%s'?)" % hint[0] if hint else "", ", ".join(sorted(_TOP))))
     s = Scenario(name=r.string("", data, "name", Path(str(path)).stem), path=str(path))
     s.description = r.string("", data, "description", "")
     s.duration = r.seconds("", data, "duration", s.duration)
@@ -269,6 +314,7 @@ def parse(text, path="<scenario>"):
         window_size=int(r.number("load", lo, "window_size", 25, minimum=1, integer=True)),
         body_truncation=int(r.number("load", lo, "body_truncation", 5120, minimum=0, integer=True)),
         html_bodies=r.boolean("load", lo, "html_bodies", False),
+        quarantine_retry=r.seconds("load", lo, "quarantine_retry", 300.0),
     )
     if s.load.mode not in ("ping", "poll", "foldersync"):
         raise r.fail("load", "mode", "'mode' must be \"ping\", \"poll\" or \"foldersync\", not %r" % s.load.mode)
@@ -276,6 +322,47 @@ def parse(text, path="<scenario>"):
         raise r.fail("load", "transport", "'transport' must be \"lean\" or \"aiohttp\", not %r" % s.load.transport)
     if s.load.timeout <= 0:
         raise r.fail("load", "timeout", "'timeout' must be greater than 0")
+
+    th = data.get("thresholds", {})
+    if not isinstance(th, dict):
+        raise r.fail("", "thresholds", "[thresholds] must be a table of metric = \"< limit\"")
+    for metric, expr in th.items():
+        group, _, stat = metric.partition(".")
+        known = group in THRESHOLD_GROUPS or stat in THRESHOLD_STATS
+        if not stat or not known:
+            hint = difflib.get_close_matches(stat, THRESHOLD_STATS, 1)
+            raise r.fail("thresholds", metric, "unknown threshold metric '%s': use <command>.<%s> or %s.<name>%s"
+                         % (metric, "|".join(THRESHOLD_STATS), "|".join(THRESHOLD_GROUPS),
+                            " (did you mean '%s.%s'?)" % (group, hint[0]) if hint else ""))
+        m = _THRESHOLD.match(expr) if isinstance(expr, str) else None
+        if not m:
+            raise r.fail("thresholds", metric, "threshold '%s' must look like \"< 0.5\" (<, <=, >, >=, ==), not %r"
+                         % (metric, expr))
+        s.thresholds.append(Threshold(metric, m.group(1), float(m.group(2))))
+
+    events = data.get("events", [])
+    if not isinstance(events, list):
+        raise r.fail("", "events", "'events' must be an array of tables: [[events]]")
+    for i, ev in enumerate(events):
+        where = "events[%d]" % i
+        if not isinstance(ev, dict) or "at" not in ev or "action" not in ev:
+            raise r.fail("", "events", "%s needs 'at' and 'action'" % where)
+        action = ev["action"]
+        if action not in EVENT_ACTIONS:
+            hint = difflib.get_close_matches(str(action), EVENT_ACTIONS, 1)
+            raise r.fail("events", "action", "%s: unknown action %r (known: %s)%s" % (
+                where, action, ", ".join(EVENT_ACTIONS), " (did you mean '%s'?)" % hint[0] if hint else ""))
+        args = {k: v for k, v in ev.items() if k not in ("at", "action")}
+        for key in args:
+            if key not in EVENT_ACTIONS[action]:
+                raise r.fail("events", key, "%s: '%s' does not take '%s' (it takes: %s)" % (
+                    where, action, key, ", ".join(sorted(EVENT_ACTIONS[action]))))
+        if action != "command" and not s.target.embedded:
+            raise r.fail("events", "action", "%s: '%s' acts on the embedded target; for a real server use "
+                         "action = \"command\" with run = \"...\"" % (where, action))
+        at = r.seconds("events", ev, "at", 0.0)
+        s.events.append(Event(at, action, args))
+    s.events.sort(key=lambda e: e.at)
     return s
 
 

@@ -24,7 +24,7 @@ from loadgen.transport import Response
 
 VALID_STATES = {device_mod.NEW, device_mod.PROVISIONING, device_mod.PROVISIONED, device_mod.NO_POLICY,
                 device_mod.UNPROVISIONED, device_mod.REFUSED, device_mod.BLOCKED, device_mod.WIPED,
-                device_mod.THROTTLED, device_mod.FAILED, device_mod.AUTH_FAILED}
+                device_mod.THROTTLED, device_mod.FAILED, device_mod.AUTH_FAILED, device_mod.QUARANTINED}
 
 
 def prov(status="1", pstatus="1", key=None, data=True, wipe=None):

@@ -184,3 +184,59 @@ def test_sync_truncation_is_clamped_to_the_policy():
     tree = __import__("_wbxml").decode(body)
     assert __import__("_wbxml").findtext(tree, "AirSync:Collections/AirSync:Collection/AirSync:Options/"
                                          "AirSyncBase:BodyPreference/AirSyncBase:TruncationSize") == "1024"
+
+
+def test_thresholds_events_out_dir_and_exit_status(tmp_path):
+    f = tmp_path / "t.toml"
+    f.write_text('duration = 3\n[population]\ndevices = 6\n[load]\nramp_up = 0.2\nthink_time = 0.3\nmode = "poll"\n'
+                 '[thresholds]\n"Provision.p99" = "< 5"\n"devices.provisioned" = ">= 0.99"\n"errors.rate" = "< 0.01"\n'
+                 '[[events]]\nat = 1.5\naction = "change_policy"\nsettings = { MinDevicePasswordLength = 6 }\n')
+    out = subprocess.run([sys.executable, "-m", "loadgen", "run", str(f), "--metrics-listen", "", "-q",
+                          "--out", str(tmp_path / "res")], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "Thresholds" in out.stdout and "FAIL" not in out.stdout and "policy changed" in out.stdout
+    import orjson
+
+    data = orjson.loads((tmp_path / "res" / "summary.json").read_bytes())
+    assert data["reprovisions"]["144"] == 6 and all(t["passed"] for t in data["thresholds"])
+    assert "Provision" in data["histograms"]
+    junit = (tmp_path / "res" / "junit.xml").read_text()
+    assert junit.count("<testcase") == 3 and "<failure" not in junit
+    # a threshold that fails, and one whose metric has no data: exit 1
+    f.write_text(f.read_text().replace('"Provision.p99" = "< 5"', '"Provision.p99" = "< 0.000001"\n"Ping.p50" = "< 1"'))
+    out = subprocess.run([sys.executable, "-m", "loadgen", "run", str(f), "--metrics-listen", "", "-q",
+                          "--out", str(tmp_path / "res2")], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 1
+    junit = (tmp_path / "res2" / "junit.xml").read_text()
+    assert junit.count("<failure") == 2 and "no data for Ping.p50" in junit
+
+
+def test_unreachable_target_exits_3(tmp_path):
+    import socket
+
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    f = tmp_path / "u.toml"
+    f.write_text('duration = 1.5\n[target]\nurl = "http://127.0.0.1:%d/Microsoft-Server-ActiveSync"\n'
+                 '[population]\ndevices = 2\n[load]\nramp_up = 0\nbackoff = 0.2\n' % port)
+    out = subprocess.run([sys.executable, "-m", "loadgen", "run", str(f), "--metrics-listen", "", "-q"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 3 and "never answered" in out.stderr
+
+
+def test_sigterm_still_prints_the_summary(tmp_path):
+    import signal
+    import time
+
+    f = tmp_path / "s.toml"
+    f.write_text('duration = 60\n[population]\ndevices = 4\n[load]\nramp_up = 0\nthink_time = 0.2\nmode = "poll"\n'
+                 'graceful_stop = 1\n')
+    proc = subprocess.Popen([sys.executable, "-m", "loadgen", "run", str(f), "--metrics-listen", "", "-q"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(3)
+    proc.send_signal(signal.SIGTERM)
+    stdout, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 1
+    assert "interrupted" in stdout and "Accounting" in stdout

@@ -57,3 +57,36 @@ def test_cli_wbxml_decode_bad_input_exit_2(tmp_path, capsys):
     f.write_bytes(b"\x03\x01\x6a\x00\x00\x07")
     assert main(["wbxml", "decode", str(f)]) == 2
     assert "at byte" in capsys.readouterr().err
+
+
+def test_thresholds_and_events_parse():
+    s = scenario.parse('[thresholds]\n"Provision.p99" = "< 0.5"\n"errors.rate" = "<= 0.01"\n'
+                       '"devices.provisioned" = ">= 0.99"\n'
+                       '[[events]]\nat = "10s"\naction = "change_policy"\nsettings = { MinDevicePasswordLength = 6 }\n'
+                       '[[events]]\nat = 5\naction = "wipe"\nfraction = 0.1\n', "x.toml")
+    assert [str(t) for t in s.thresholds] == ["Provision.p99 < 0.5", "errors.rate <= 0.01", "devices.provisioned >= 0.99"]
+    assert [(e.at, e.action) for e in s.events] == [(5.0, "wipe"), (10.0, "change_policy")]
+
+
+@pytest.mark.parametrize("text,needle", [
+    ('[thresholds]\n"Provision.p98" = "< 1"\n', "x.toml:2: unknown threshold metric 'Provision.p98'"),
+    ('[thresholds]\n"errors.rate" = "about 1"\n', "must look like"),
+    ('[[events]]\nat = 1\naction = "wipes"\n', "unknown action 'wipes'"),
+    ('[[events]]\nat = 1\naction = "wipes"\n', "did you mean 'wipe'"),
+    ('[[events]]\nat = 1\naction = "wipe"\nfractoin = 1\n', "x.toml:4: events[0]: 'wipe' does not take 'fractoin'"),
+    ('[target]\nurl = "https://x/"\n[[events]]\nat = 1\naction = "wipe"\n', "use action = \"command\""),
+    ('[load]\nthink_tim = 1\n', "did you mean 'think_time'"),
+])
+def test_threshold_and_event_errors(text, needle):
+    with pytest.raises(ScenarioError) as info:
+        scenario.parse(text, "x.toml")
+    assert needle in str(info.value)
+
+
+def test_every_shipped_scenario_validates(capsys):
+    from pathlib import Path
+
+    files = sorted(str(p) for p in (Path(__file__).parent.parent / "scenarios").glob("*.toml"))
+    assert len(files) >= 7
+    assert main(["validate", *files]) == 0
+    assert capsys.readouterr().out.count(": ok (") == len(files)
