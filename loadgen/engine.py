@@ -74,7 +74,7 @@ class RunResult:
 class Progress:
     """A live progress line on a terminal; a line every 5 s otherwise."""
 
-    def __init__(self, stream, duration, devices, enabled=True):
+    def __init__(self, stream, duration, devices, enabled=True, interval=1.0):
         self.stream = stream
         self.duration = duration
         self.devices = devices
@@ -83,6 +83,8 @@ class Progress:
         self._last_total = 0
         self._last_time = None
         self._last_print = 0.0
+        self._last_sample = 0.0
+        self.interval = interval
 
     def line(self, elapsed, stats, final=False):
         now = time.monotonic()
@@ -98,6 +100,9 @@ class Progress:
             elapsed, self.duration, len(self.devices), top, stats.total, rate, stats.errors())
 
     def tick(self, elapsed, stats, final=False):
+        if final or elapsed - self._last_sample >= self.interval - 1e-6:
+            self._last_sample = elapsed
+            stats.sample(elapsed, Counter(d.state for d in self.devices))
         if not self.enabled:
             return
         text = self.line(elapsed, stats, final)
@@ -139,7 +144,7 @@ async def run(scenario, *, target_url=None, progress=True, stream=None, target_s
     loop = asyncio.get_running_loop()
     t0 = loop.time()
     deadline = t0 + scenario.duration
-    prog = Progress(stream, scenario.duration, devices, progress)
+    prog = Progress(stream, scenario.duration, devices, progress, scenario.load.sample_interval)
     stats.started = time.time()
     n = len(devices)
     ramp = min(scenario.load.ramp_up, scenario.duration)
@@ -168,7 +173,7 @@ async def run(scenario, *, target_url=None, progress=True, stream=None, target_s
     try:
         while loop.time() < deadline and not stop.is_set():
             try:
-                await asyncio.wait_for(stop.wait(), min(1.0, max(0.0, deadline - loop.time())))
+                await asyncio.wait_for(stop.wait(), min(prog.interval, 1.0, max(0.0, deadline - loop.time())))
             except asyncio.TimeoutError:
                 pass
             prog.tick(loop.time() - t0, stats)

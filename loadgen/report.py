@@ -89,6 +89,9 @@ class Stats:
         self.final_states = Counter()
         self.cancelled = Counter()  # command -> requests in flight when the run was cut
         self.events = []  # (seconds into the run, action, result)
+        self.interval_latency = {}  # command -> Recorder since the last sample
+        self.series = []  # one sample per interval (see sample())
+        self._last = {}
         self.interrupted = False
         self.total = 0
         self.failures = 0  # requests whose outcome is not ok / reprovision
@@ -105,7 +108,12 @@ class Stats:
         if rec is None:
             rec = self.latency[command] = Recorder()
         us = int(seconds * 1_000_000)
-        rec.record(_LOW_US if us < _LOW_US else (_HIGH_US if us > _HIGH_US else us))
+        us = _LOW_US if us < _LOW_US else (_HIGH_US if us > _HIGH_US else us)
+        rec.record(us)
+        rec = self.interval_latency.get(command)
+        if rec is None:
+            rec = self.interval_latency[command] = Recorder()
+        rec.record(us)
         hkey = (command, outcome)
         counts = self.buckets.get(hkey)
         if counts is None:
@@ -135,6 +143,33 @@ class Stats:
 
     def malformed_response(self, command):
         self.malformed[command] += 1
+
+    def sample(self, elapsed, device_states):
+        """Close one interval of the time series: counts since the last sample, devices by
+        state, and per-command latency of the interval (percentiles and the HDR histogram,
+        so that percentiles over time stay exact when runs are merged)."""
+        current = {
+            "requests": {"%s %s" % (c, o): n for (c, o), n in self.outcomes.items()},
+            "provisionings": {"%s ack=%s" % k: n for k, n in self.provisionings.items()},
+            "reprovisions": dict(self.reprovisions),
+            "throttled": dict(self.throttled),
+            "wipes": dict(self.wipes),
+        }
+        point = {"t": round(elapsed, 3), "devices": dict(device_states)}
+        for name, values in current.items():
+            last = self._last.get(name, {})
+            point[name] = {k: v - last.get(k, 0) for k, v in values.items() if v - last.get(k, 0)}
+        self._last = current
+        latency = {}
+        for command, rec in self.interval_latency.items():
+            hist = rec.histogram()
+            latency[command] = {"count": rec.total, "p50_ms": hist.get_value_at_percentile(50) / 1000,
+                                "p90_ms": hist.get_value_at_percentile(90) / 1000,
+                                "p99_ms": hist.get_value_at_percentile(99) / 1000,
+                                "hdr": hist.encode().decode("ascii")}
+        point["latency"] = latency
+        self.interval_latency = {}
+        self.series.append(point)
 
     # -- views
 
@@ -196,6 +231,7 @@ class Stats:
             "bytes_received": self.bytes_received,
             "cancelled_in_flight": dict(sorted(self.cancelled.items())),
             "events": [{"at_s": t, "action": a, "result": r} for t, a, r in self.events],
+            "series": self.series,
             "interrupted": self.interrupted,
         }
 

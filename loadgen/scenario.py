@@ -72,6 +72,7 @@ class LoadConfig:
     body_truncation: int = 5120  # bytes asked for; clamped to the policy's limit
     html_bodies: bool = False  # ask for HTML bodies (only where AllowHTMLEmail permits)
     quarantine_retry: float = 300.0  # a quarantined device asks again after this
+    sample_interval: float = 1.0  # time series interval (summary.json, the HTML report)
 
 
 @dataclass
@@ -232,7 +233,7 @@ _TARGET = {"url", "insecure", "ca_file", "allow_non_provisionable", "no_policy",
 _AUTH = {"user", "password", "password_env", "domain", "users"}
 _POPULATION = {"devices", "devices_per_user", "versions", "profiles"}
 _LOAD = {"ramp_up", "think_time", "timeout", "retry_interval", "graceful_stop", "backoff", "reenrol_after", "transport", "mode",
-         "heartbeat", "window_size", "body_truncation", "html_bodies", "quarantine_retry"}
+         "heartbeat", "window_size", "body_truncation", "html_bodies", "quarantine_retry", "sample_interval"}
 
 
 def parse(text, path="<scenario>"):
@@ -315,7 +316,10 @@ def parse(text, path="<scenario>"):
         body_truncation=int(r.number("load", lo, "body_truncation", 5120, minimum=0, integer=True)),
         html_bodies=r.boolean("load", lo, "html_bodies", False),
         quarantine_retry=r.seconds("load", lo, "quarantine_retry", 300.0),
+        sample_interval=r.seconds("load", lo, "sample_interval", 1.0),
     )
+    if s.load.sample_interval <= 0:
+        raise r.fail("load", "sample_interval", "'sample_interval' must be greater than 0")
     if s.load.mode not in ("ping", "poll", "foldersync"):
         raise r.fail("load", "mode", "'mode' must be \"ping\", \"poll\" or \"foldersync\", not %r" % s.load.mode)
     if s.load.transport not in ("lean", "aiohttp"):

@@ -200,6 +200,10 @@ def test_thresholds_events_out_dir_and_exit_status(tmp_path):
     data = orjson.loads((tmp_path / "res" / "summary.json").read_bytes())
     assert data["reprovisions"]["144"] == 6 and all(t["passed"] for t in data["thresholds"])
     assert "Provision" in data["histograms"]
+    series = data["series"]  # one sample a second, the last one at the end
+    assert len(series) >= 3 and all(sum(p["devices"].values()) == 6 for p in series)
+    assert sum(n for p in series for k, n in p["requests"].items()) == data["requests"]
+    assert sum(p["reprovisions"].get("144", 0) for p in series) == 6
     junit = (tmp_path / "res" / "junit.xml").read_text()
     assert junit.count("<testcase") == 3 and "<failure" not in junit
     # a threshold that fails, and one whose metric has no data: exit 1
