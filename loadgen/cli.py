@@ -57,6 +57,8 @@ def cmd_run(args):
         sc.target.url = args.target
     if args.transport:
         sc.load.transport = args.transport
+    if args.workers < 1:
+        raise UsageError("--workers must be at least 1")
     if args.insecure:
         sc.target.insecure = True
     if sc.target.insecure:
@@ -81,7 +83,12 @@ def cmd_run(args):
     print("easload: scenario %s (%s): %d devices for %.0f s against %s"
           % (sc.name, path, sc.population.devices, sc.duration, where), file=sys.stderr)
     try:
-        result = _arun(run(sc, progress=not args.quiet, handle_signals=True))
+        if args.workers > 1:
+            from loadgen.workers import run_workers
+
+            result = _arun(run_workers(sc, args.workers, progress=not args.quiet))
+        else:
+            result = _arun(run(sc, progress=not args.quiet, handle_signals=True))
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         metrics.shutdown()
@@ -237,6 +244,8 @@ def _parser():
     r.add_argument("--target", help="EAS URL (https://host/Microsoft-Server-ActiveSync) instead of the scenario's")
     r.add_argument("--insecure", action="store_true", help="do not verify TLS certificates (not recommended)")
     r.add_argument("--transport", choices=("lean", "aiohttp"), help="devices' HTTP client (default: lean)")
+    r.add_argument("--workers", type=int, default=1,
+                   help="worker processes, each a deterministic shard of the devices (default 1)")
     r.add_argument("--metrics-listen", default=None,
                    help="HOST:PORT of the Prometheus endpoint (default 127.0.0.1:9477; '' to disable)")
     r.add_argument("--linger", type=float, default=0.0, help="keep the metrics endpoint up this long after the run")

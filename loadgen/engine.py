@@ -40,8 +40,12 @@ def _weighted_picker(weights, rng):
     return pick
 
 
-def build_population(scenario, base_url):
-    """The scenario's devices, deterministic for its seed (ids, versions, profiles)."""
+def build_population(scenario, base_url, shard=0, shards=1):
+    """The scenario's devices, deterministic for its seed (ids, versions, profiles).
+
+    With ``shards`` > 1 only the devices ``i`` with ``i % shards == shard`` are built;
+    versions and profiles are still drawn for every device in order, so a device has
+    the same identity, version and profile whatever the number of shards."""
     pop = scenario.population
     auth = scenario.auth
     rng = random.Random(scenario.seed)
@@ -54,12 +58,25 @@ def build_population(scenario, base_url):
         user_index, slot = divmod(i, pop.devices_per_user)
         version = versions.get(pick_version())
         profile = PROFILES[pick_profile()]
+        if i % shards != shard:
+            continue
         ident = identity(scenario.seed, user_index, slot, profile)
         devices.append(Device(
             i, auth.user.format(n=user_index), auth.password.format(n=user_index), version, profile, ident,
             base_url, scenario.load, stats, think_rng, auth.domain, origin=(scenario.seed, user_index, slot),
         ))
     return devices, stats
+
+
+def embedded_state(scenario):
+    """The embedded target's state for a scenario (its users, policy options, Ping bounds)."""
+    from loadgen.target.state import TargetState
+
+    return TargetState(
+        users=scenario.auth.users, user_pattern=scenario.auth.user, password_pattern=scenario.auth.password,
+        no_policy=scenario.target.no_policy, allow_non_provisionable=scenario.target.allow_non_provisionable,
+        refresh_interval_min=scenario.target.policy_refresh_minutes, seed=scenario.seed,
+        ping_min=scenario.target.ping_min, ping_max=scenario.target.ping_max)
 
 
 @dataclass
@@ -115,7 +132,8 @@ class Progress:
             self.stream.flush()
 
 
-async def run(scenario, *, target_url=None, progress=True, stream=None, target_state=None, handle_signals=False):
+async def run(scenario, *, target_url=None, progress=True, stream=None, target_state=None, handle_signals=False,
+              shard=(0, 1), on_tick=None, attach_metrics=True):
     """Run ``scenario``; starts the embedded target when it names no URL."""
     stream = stream or sys.stderr
     runner = None
@@ -123,21 +141,16 @@ async def run(scenario, *, target_url=None, progress=True, stream=None, target_s
     if target_url is None:
         if scenario.target.embedded:
             from loadgen.target.server import start_target
-            from loadgen.target.state import TargetState
 
             if target_state is None:
-                target_state = TargetState(
-                    users=scenario.auth.users, user_pattern=scenario.auth.user,
-                    password_pattern=scenario.auth.password, no_policy=scenario.target.no_policy,
-                    allow_non_provisionable=scenario.target.allow_non_provisionable,
-                    refresh_interval_min=scenario.target.policy_refresh_minutes, seed=scenario.seed,
-                    ping_min=scenario.target.ping_min, ping_max=scenario.target.ping_max)
+                target_state = embedded_state(scenario)
             runner, target, target_url = await start_target(scenario.target.listen, 0, target_state)
         else:
             target_url = scenario.target.url
-    devices, stats = build_population(scenario, target_url)
-    metrics.attach(stats, lambda: Counter(d.state for d in devices), run_id=uuid.uuid4().hex[:12],
-                   scenario=scenario.name, version=_version())
+    devices, stats = build_population(scenario, target_url, *shard)
+    if attach_metrics:
+        metrics.attach(stats, lambda: Counter(d.state for d in devices), run_id=uuid.uuid4().hex[:12],
+                       scenario=scenario.name, version=_version())
     transport = Transport(scenario.load.transport, timeout=scenario.load.timeout,
                           insecure=scenario.target.insecure, ca_file=scenario.target.ca_file)
     await transport.start()
@@ -146,7 +159,6 @@ async def run(scenario, *, target_url=None, progress=True, stream=None, target_s
     deadline = t0 + scenario.duration
     prog = Progress(stream, scenario.duration, devices, progress, scenario.load.sample_interval)
     stats.started = time.time()
-    n = len(devices)
     ramp = min(scenario.load.ramp_up, scenario.duration)
 
     async def start_device(device, delay):
@@ -155,10 +167,14 @@ async def run(scenario, *, target_url=None, progress=True, stream=None, target_s
         if loop.time() < deadline:
             await device.run(transport, deadline)
 
-    tasks = [asyncio.create_task(start_device(d, ramp * i / n)) for i, d in enumerate(devices)]
+    # device i of the whole population starts at ramp * i / total, whatever the shard
+    total = scenario.population.devices
+    tasks = [asyncio.create_task(start_device(d, ramp * d.index / total)) for d in devices]
     if target is not None and scenario.target.mail_per_user_per_hour > 0:
         tasks.append(asyncio.create_task(_deliver_mail(target_state, scenario, deadline)))
-    if scenario.events:
+    # events act once: on the embedded target this process started, or (a shell command for a real
+    # server) in the first shard
+    if scenario.events and (target is not None or (not scenario.target.embedded and shard[0] == 0)):
         tasks.append(asyncio.create_task(_run_events(scenario, target, t0, deadline, stats)))
     stop = asyncio.Event()
     handled = []
@@ -177,6 +193,8 @@ async def run(scenario, *, target_url=None, progress=True, stream=None, target_s
             except asyncio.TimeoutError:
                 pass
             prog.tick(loop.time() - t0, stats)
+            if on_tick is not None:
+                on_tick(stats, devices, False)
         if stop.is_set():
             interrupted = True  # stop starting work; what is in flight gets the graceful stop time
         pending = [t for t in tasks if not t.done()]
@@ -205,6 +223,8 @@ async def run(scenario, *, target_url=None, progress=True, stream=None, target_s
     stats.compliance = Counter(d.prov.ack_status for d in devices if d.prov.ack_status)
     stats.unmet = Counter(name for d in devices for name in d.prov.unmet)
     stats.interrupted = interrupted
+    if on_tick is not None:
+        on_tick(stats, devices, True)
     return RunResult(stats, devices, target_url, target, interrupted)
 
 

@@ -1,0 +1,244 @@
+"""Multi-process runs: ``--workers N`` shards of one population, merged exactly.
+
+Each worker process runs its own event loop (uvloop) and the devices ``i`` with
+``i % N == w``; identities, versions and profiles do not depend on N (see
+``engine.build_population``).  The parent runs the embedded target (when the
+scenario uses it), the scenario's events, the progress line and the Prometheus
+endpoint.  Workers send the parent a snapshot of their cumulative counters every
+sample interval (cheap dicts over a multiprocessing queue -- nothing per request);
+the parent's :class:`~loadgen.report.Stats` is the sum of the latest snapshots, so
+the metrics of N workers are one endpoint with correct totals.  At the end each
+worker sends its HDR histograms (encoded) and time series; the parent merges
+them (histograms added, so percentiles are those of all requests).
+"""
+
+import asyncio
+import multiprocessing
+import queue as queue_mod
+import sys
+import uuid
+from collections import Counter
+
+from hdrh.histogram import HdrHistogram
+
+from loadgen import metrics
+from loadgen.report import Stats
+
+_COUNTERS = ("eas_statuses", "provisionings", "reprovisions", "wipes", "throttled", "malformed", "cancelled")
+_SCALARS = ("reenrolments", "bytes_sent", "bytes_received", "total", "failures")
+
+
+def _snapshot(stats, devices, final):
+    snap = {
+        "by_key": dict(stats.by_key),
+        "buckets": {k: list(v) for k, v in stats.buckets.items()},
+        "sums": dict(stats.sums),
+        "devices": dict(Counter(d.state for d in devices)),
+    }
+    for name in _COUNTERS:
+        snap[name] = dict(getattr(stats, name))
+    for name in _SCALARS:
+        snap[name] = getattr(stats, name)
+    if final:
+        snap["final"] = True
+        snap["histograms"] = {c: r.histogram().encode() for c, r in stats.latency.items()}
+        snap["series"] = stats.series
+        snap["final_states"] = dict(stats.final_states)
+        snap["compliance"] = dict(stats.compliance)
+        snap["unmet"] = dict(stats.unmet)
+        snap["started"], snap["ended"] = stats.started, stats.ended
+        snap["interrupted"] = stats.interrupted
+    return snap
+
+
+def _worker(scenario, url, shard, shards, out):
+    from loadgen.cli import _loop_factory
+    from loadgen.engine import run
+
+    def on_tick(stats, devices, final):
+        out.put((shard, _snapshot(stats, devices, final)))
+
+    try:
+        with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+            runner.run(run(scenario, target_url=url, progress=False, handle_signals=True, shard=(shard, shards),
+                           on_tick=on_tick, attach_metrics=False))
+    except BaseException as exc:  # report, never hang the parent
+        out.put((shard, {"error": "%s: %s" % (type(exc).__name__, exc)}))
+
+
+class _HistogramView:
+    """Stands for a Recorder in a merged Stats: ``histogram()`` and ``total``."""
+
+    def __init__(self, hist):
+        self.hist = hist
+        self.total = hist.get_total_count()
+
+    def histogram(self):
+        return self.hist
+
+
+def _merge_into(stats, snaps):
+    """Set ``stats``' counters to the sum of the workers' latest snapshots."""
+    stats.by_key = {}
+    stats.buckets = {}
+    stats.sums = {}
+    for name in _COUNTERS:
+        setattr(stats, name, Counter())
+    for name in _SCALARS:
+        setattr(stats, name, 0)
+    for snap in snaps:
+        for k, v in snap["by_key"].items():
+            stats.by_key[k] = stats.by_key.get(k, 0) + v
+        for k, counts in snap["buckets"].items():
+            mine = stats.buckets.setdefault(k, [0] * len(counts))
+            for i, c in enumerate(counts):
+                mine[i] += c
+        for k, v in snap["sums"].items():
+            stats.sums[k] = stats.sums.get(k, 0.0) + v
+        for name in _COUNTERS:
+            getattr(stats, name).update(snap[name])
+        for name in _SCALARS:
+            setattr(stats, name, getattr(stats, name) + snap[name])
+
+
+def _merge_final(stats, finals):
+    _merge_into(stats, finals)
+    merged = {}
+    for snap in finals:
+        for command, encoded in snap["histograms"].items():
+            hist = HdrHistogram.decode(encoded)
+            if command in merged:
+                merged[command].add(hist)
+            else:
+                merged[command] = hist
+    stats.latency = {c: _HistogramView(h) for c, h in merged.items()}
+    stats.final_states = sum((Counter(s["final_states"]) for s in finals), Counter())
+    stats.compliance = sum((Counter(s["compliance"]) for s in finals), Counter())
+    stats.unmet = sum((Counter(s["unmet"]) for s in finals), Counter())
+    stats.started = min(s["started"] for s in finals)
+    stats.ended = max(s["ended"] for s in finals)
+    stats.interrupted = stats.interrupted or any(s["interrupted"] for s in finals)
+    stats.series = merge_series([s["series"] for s in finals])
+
+
+def merge_series(all_series):
+    """Merge time series point by point (same interval index): counts added, HDR merged."""
+    merged = []
+    for i in range(max((len(s) for s in all_series), default=0)):
+        points = [s[i] for s in all_series if i < len(s)]
+        point = {"t": max(p["t"] for p in points)}
+        for name in ("devices", "requests", "provisionings", "reprovisions", "throttled", "wipes"):
+            total = Counter()
+            for p in points:
+                total.update(p.get(name, {}))
+            point[name] = dict(total)
+        latency = {}
+        for p in points:
+            for command, lat in p.get("latency", {}).items():
+                hist = HdrHistogram.decode(lat["hdr"])
+                if command in latency:
+                    latency[command].add(hist)
+                else:
+                    latency[command] = hist
+        point["latency"] = {c: {"count": h.get_total_count(), "p50_ms": h.get_value_at_percentile(50) / 1000,
+                                "p90_ms": h.get_value_at_percentile(90) / 1000,
+                                "p99_ms": h.get_value_at_percentile(99) / 1000,
+                                "hdr": h.encode().decode("ascii")} for c, h in latency.items()}
+        merged.append(point)
+    return merged
+
+
+class _Devices:
+    """What the progress line needs of the population: a state per device."""
+
+    def __init__(self):
+        self.states = {}
+
+    def counts(self):
+        total = Counter()
+        for c in self.states.values():
+            total.update(c)
+        return total
+
+
+async def run_workers(scenario, workers, *, progress=True, stream=None, target_state=None):
+    """Run ``scenario`` over ``workers`` processes; returns an engine.RunResult."""
+    from loadgen.engine import RunResult, _deliver_mail, _run_events, _version
+
+    stream = stream or sys.stderr
+    loop = asyncio.get_running_loop()
+    runner = target = None
+    url = scenario.target.url
+    if scenario.target.embedded:
+        from loadgen.engine import embedded_state
+        from loadgen.target.server import start_target
+
+        target_state = target_state or embedded_state(scenario)
+        runner, target, url = await start_target(scenario.target.listen, 0, target_state)
+    stats = Stats()
+    views = _Devices()
+    metrics.attach(stats, views.counts, run_id=uuid.uuid4().hex[:12], scenario=scenario.name, version=_version())
+    ctx = multiprocessing.get_context("spawn")
+    out = ctx.Queue()
+    procs = [ctx.Process(target=_worker, args=(scenario, url, w, workers, out), daemon=True) for w in range(workers)]
+    for p in procs:
+        p.start()
+    t0 = loop.time()
+    deadline = t0 + scenario.duration
+    side = []
+    if target is not None:
+        if scenario.events:
+            side.append(asyncio.create_task(_run_events(scenario, target, t0, deadline, stats)))
+        if scenario.target.mail_per_user_per_hour > 0:
+            side.append(asyncio.create_task(_deliver_mail(target.state, scenario, deadline)))
+    latest, finals, errors = {}, {}, []
+    last_print = 0.0
+    interrupted = False
+    try:
+        while len(finals) + len(errors) < workers:
+            try:
+                shard, snap = await loop.run_in_executor(None, out.get, True, 0.5)
+            except queue_mod.Empty:
+                if not any(p.is_alive() for p in procs) and out.empty():
+                    errors.append("a worker ended without its results")
+                    break
+                continue
+            except asyncio.CancelledError:
+                interrupted = True
+                continue
+            if "error" in snap:
+                errors.append("worker %d: %s" % (shard, snap["error"]))
+                continue
+            latest[shard] = snap
+            views.states[shard] = snap["devices"]
+            if snap.get("final"):
+                finals[shard] = snap
+            _merge_into(stats, list(latest.values()))
+            now = loop.time()
+            if progress and now - last_print >= (1.0 if stream.isatty() else 5.0):
+                last_print = now
+                states = ", ".join("%s %d" % kv for kv in views.counts().most_common(4))
+                stream.write("[%5.1fs/%.0fs] %d workers | devices %d (%s) | requests %d | errors %d\n" % (
+                    now - t0, scenario.duration, workers, scenario.population.devices, states, stats.total,
+                    stats.failures))
+                stream.flush()
+    finally:
+        events = list(stats.events)
+        for task in side:
+            task.cancel()
+        await asyncio.gather(*side, return_exceptions=True)
+        for p in procs:
+            p.join(timeout=10)
+            if p.is_alive():
+                p.terminate()
+        if runner is not None:
+            await runner.cleanup()
+    if errors:
+        raise RuntimeError("; ".join(errors))
+    _merge_final(stats, [finals[w] for w in sorted(finals)])
+    stats.events = events
+    stats.interrupted = stats.interrupted or interrupted
+    return RunResult(stats, [None] * scenario.population.devices, url, target, stats.interrupted)
+
+
+__all__ = ["run_workers", "merge_series"]
