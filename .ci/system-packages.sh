@@ -2,11 +2,23 @@
 # System (Debian) packages the tests need:
 #   libwbxml2-utils -- xml2wbxml / wbxml2xml, the independent WBXML implementation
 #                      tests/test_wbxml_libwbxml.py compares the codec with.
-# Idempotent: does nothing when the tools are already on PATH.  Uses sudo only
-# when not root and sudo exists; fails loudly when it cannot install.
+#   prometheus      -- /usr/bin/prometheus and promtool: the real server
+#                      tests/test_prometheus_real.py scrapes a run with, and
+#                      checks deploy/prometheus/prometheus.yml and the Grafana
+#                      dashboard's queries against.
+# Idempotent: does nothing when all the tools are already there (installs only
+# the packages whose tools are missing).  Uses sudo only when not root and sudo
+# exists; fails loudly when it cannot install.
 set -euo pipefail
 
-if command -v xml2wbxml >/dev/null 2>&1 && command -v wbxml2xml >/dev/null 2>&1; then
+missing=()
+if ! { command -v xml2wbxml && command -v wbxml2xml; } >/dev/null 2>&1; then
+    missing+=(libwbxml2-utils)
+fi
+if ! { [ -x /usr/bin/prometheus ] && command -v promtool; } >/dev/null 2>&1; then
+    missing+=(prometheus)
+fi
+if [ "${#missing[@]}" -eq 0 ]; then
     exit 0
 fi
 
@@ -15,12 +27,13 @@ if [ "$(id -u)" -eq 0 ]; then
 elif command -v sudo >/dev/null 2>&1; then
     SUDO="sudo -n env DEBIAN_FRONTEND=noninteractive"
 else
-    echo "system-packages.sh: need root or sudo to install libwbxml2-utils" >&2
+    echo "system-packages.sh: need root or sudo to install ${missing[*]}" >&2
     exit 1
 fi
 
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
-$SUDO apt-get install -y -qq --no-install-recommends libwbxml2-utils
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
 
-command -v xml2wbxml >/dev/null 2>&1 && command -v wbxml2xml >/dev/null 2>&1
+command -v xml2wbxml >/dev/null 2>&1 && command -v wbxml2xml >/dev/null 2>&1 \
+    && [ -x /usr/bin/prometheus ] && command -v promtool >/dev/null 2>&1
