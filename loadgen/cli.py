@@ -63,6 +63,10 @@ def cmd_run(args):
         sc.target.insecure = True
     if sc.target.insecure:
         print("WARNING: TLS certificate verification is disabled (insecure = true)", file=sys.stderr)
+    if not sc.target.embedded and not _is_loopback(sc.target.url) and sc.population.devices > SAFE_DEVICES \
+            and not args.yes:
+        raise UsageError("%d devices against %s, which is not on this machine: pass --yes to confirm the load test"
+                         % (sc.population.devices, _safe_url(sc.target.url)))
     listen = args.metrics_listen
     if listen is None:  # the default: 127.0.0.1:9477, or a free port when that one is taken
         try:
@@ -129,12 +133,92 @@ def cmd_run(args):
     return EXIT_OK
 
 
+SAFE_DEVICES = 10
+
+
+def _is_loopback(url):
+    import ipaddress
+    from urllib.parse import urlsplit
+
+    host = urlsplit(url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def _safe_url(url):
     """The URL without user info or query (never credentials in a report)."""
     from urllib.parse import urlsplit
 
     parts = urlsplit(url)
     return "%s://%s%s" % (parts.scheme, parts.hostname or "", parts.path)
+
+
+def cmd_probe(args):
+    import os
+
+    from loadgen.probe import Probe
+
+    password = token = None
+    if args.token_file:
+        try:
+            token = open(args.token_file, encoding="utf-8").read().strip()
+        except OSError as exc:
+            raise UsageError("--token-file: %s" % (exc.strerror or exc)) from None
+    else:
+        password = os.environ.get(args.password_env)
+        if password is None:
+            raise UsageError("set the password in the environment variable %s (or use --password-env / --token-file)"
+                             % args.password_env)
+    if not args.url.startswith(("http://", "https://")):
+        raise UsageError("the URL must start with https:// (or http://), not %r" % args.url)
+    if args.version not in ("12.0", "12.1", "14.0", "14.1", "16.0", "16.1"):
+        raise UsageError("--version must be one of 12.0, 12.1, 14.0, 14.1, 16.0, 16.1")
+    trace = None
+    try:
+        trace = open(args.trace, "w", encoding="utf-8") if args.trace else None
+    except OSError as exc:
+        raise UsageError("--trace: %s" % (exc.strerror or exc)) from None
+    try:
+        probe = Probe(args.url, args.user, password, token, args.version, args.profile, args.ca, args.insecure,
+                      args.heartbeat, trace=trace)
+        return _arun(probe.run())
+    finally:
+        if trace is not None:
+            trace.close()
+
+
+def cmd_devices(args):
+    """The partnerships a scenario creates, for the Exchange admin to remove afterwards."""
+    from loadgen import scenario as scenario_mod
+    from loadgen.engine import build_population
+
+    sc = scenario_mod.load(args.scenario)
+    shard, shards = 0, 1
+    if args.shard:
+        try:
+            shard, shards = (int(x) for x in args.shard.split("/"))
+            assert 0 <= shard < shards
+        except (ValueError, AssertionError):
+            raise UsageError("--shard must be I/N with 0 <= I < N, not %r" % args.shard) from None
+    devices, _ = build_population(sc, "http://127.0.0.1/Microsoft-Server-ActiveSync", shard, shards)
+    rows = [(d.user, d.ident.device_id, d.ident.device_type, d.profile.model) for d in devices]
+    if args.format == "csv":
+        print("user,device_id,device_type,model")
+        for row in rows:
+            print(",".join(row))
+        return EXIT_OK
+    print("# Removes the Exchange ActiveSync partnerships created by easload scenario %r (seed %d)." % (sc.name, sc.seed))
+    print("# Runs with -WhatIf by default: remove -WhatIf below once the list is what you expect.")
+    print("$easloadDeviceIds = @(")
+    print(",\n".join('  "%s"' % device_id for _u, device_id, _t, _m in rows))
+    print(")")
+    print("Get-MobileDevice -ResultSize Unlimited | Where-Object { $easloadDeviceIds -contains $_.DeviceId } |")
+    print("  Remove-MobileDevice -Confirm:$false -WhatIf")
+    return EXIT_OK
 
 
 def cmd_validate(args):
@@ -244,6 +328,8 @@ def _parser():
     r.add_argument("--target", help="EAS URL (https://host/Microsoft-Server-ActiveSync) instead of the scenario's")
     r.add_argument("--insecure", action="store_true", help="do not verify TLS certificates (not recommended)")
     r.add_argument("--transport", choices=("lean", "aiohttp"), help="devices' HTTP client (default: lean)")
+    r.add_argument("--yes", action="store_true", help="confirm a load test of more than %d devices on a server "
+                   "that is not on this machine" % SAFE_DEVICES)
     r.add_argument("--workers", type=int, default=1,
                    help="worker processes, each a deterministic shard of the devices (default 1)")
     r.add_argument("--metrics-listen", default=None,
@@ -275,6 +361,26 @@ def _parser():
     t.add_argument("--command-rate", type=float, default=20.0, help="per-device command budget refill (/s)")
     t.add_argument("--command-burst", type=float, default=600.0, help="per-device command budget size")
     t.set_defaults(func=cmd_target)
+
+    pr = sub.add_parser("probe", help="one device walks OPTIONS, Provision, Settings, FolderSync, Sync and Ping, "
+                        "printing every exchange decoded")
+    pr.add_argument("url", help="https://host/Microsoft-Server-ActiveSync")
+    pr.add_argument("--user", required=True, help="user name (DOMAIN\\user or UPN)")
+    pr.add_argument("--password-env", default="EAS_PASSWORD", help="environment variable holding the password")
+    pr.add_argument("--token-file", help="OAuth bearer token in a file (instead of a password)")
+    pr.add_argument("--version", default="14.1")
+    pr.add_argument("--profile", default="modern", help="device capability profile")
+    pr.add_argument("--ca", help="CA bundle to verify the server's certificate")
+    pr.add_argument("--insecure", action="store_true", help="do not verify the certificate (not recommended)")
+    pr.add_argument("--heartbeat", type=int, default=60, help="Ping heartbeat (s)")
+    pr.add_argument("--trace", help="write every exchange and verdict as JSON lines to this file")
+    pr.set_defaults(func=cmd_probe)
+
+    dv = sub.add_parser("devices", help="list the partnerships a scenario creates (csv) or a PowerShell cleanup")
+    dv.add_argument("scenario")
+    dv.add_argument("--shard", help="I/N: only this shard's devices")
+    dv.add_argument("--format", choices=("csv", "powershell"), default="csv")
+    dv.set_defaults(func=cmd_devices)
 
     v = sub.add_parser("validate", help="check scenario files without running them")
     v.add_argument("scenarios", nargs="+")

@@ -1,0 +1,279 @@
+"""``easload probe``: one device walks the whole enrolment against a server and says
+what it sees, with the WBXML decoded (the diagnostic client of seed 001, as a command).
+
+Steps: OPTIONS, Provision (both steps), Settings/DeviceInformation (12.1/14.0),
+FolderSync, a Sync of the Inbox (initial and fetch) and a short Ping.  Every
+request and response is printed: method, URL (query decoded), headers with
+credentials redacted, status, timing and the body as indented XML.  Each step
+ends with a verdict and, where something is off, plain advice.
+"""
+
+import asyncio
+import base64
+import json
+import ssl
+import time
+from urllib.parse import parse_qsl, urlsplit
+
+import aiohttp
+
+import _wbxml
+from loadgen.eas import commands, versions
+from loadgen.eas.provisioning import Failed, Provisioned, Provisioner, Refused, Retry, Send, Wiped, classify
+from loadgen.profiles import PROFILES, identity
+from loadgen.transport import WBXML, make_ssl_context
+
+REDACTED = "<redacted>"
+_SECRET_HEADERS = {"authorization", "proxy-authorization", "cookie", "set-cookie"}
+
+
+class Probe:
+    def __init__(self, url, user, password=None, token=None, version="14.1", profile="modern", ca=None,
+                 insecure=False, heartbeat=60, out=print, trace=None, timeout=30.0):
+        self.url = url
+        self.user = user
+        self.version = versions.get(version)
+        self.profile = PROFILES[profile]
+        self.ident = identity(0, 0, 0, self.profile)
+        self.auth = ("Bearer " + token) if token else "Basic " + base64.b64encode(
+            ("%s:%s" % (user, password or "")).encode()).decode()
+        self.ssl = make_ssl_context(insecure, ca)
+        self.heartbeat = heartbeat
+        self.out = out
+        self.trace = trace
+        self.timeout = timeout
+        self.ok = True
+        self.policy_key = None
+
+    # -- output
+
+    def say(self, text=""):
+        self.out(text)
+
+    def verdict(self, step, good, message, advice=None):
+        mark = "OK  " if good else "FAIL"
+        self.say("==> [%s] %s: %s" % (mark, step, message))
+        if advice:
+            self.say("    advice: %s" % advice)
+        if not good:
+            self.ok = False
+        if self.trace is not None:
+            self.trace.write(json.dumps({"type": "verdict", "step": step, "ok": good, "message": message,
+                                         "advice": advice}) + "\n")
+
+    def _headers_text(self, headers):
+        return ["    %s: %s" % (k, REDACTED if k.lower() in _SECRET_HEADERS else v) for k, v in headers.items()]
+
+    def _body_text(self, body, content_type):
+        if not body:
+            return "    (no body)"
+        if "wbxml" in (content_type or ""):
+            try:
+                return "\n".join("    " + line for line in _wbxml.to_xml(_wbxml.decode(body)).splitlines())
+            except _wbxml.WBXMLError as exc:
+                return "    (malformed WBXML: %s) %s" % (exc, body[:64].hex())
+        return "    " + body[:500].decode("utf-8", "replace")
+
+    # -- one exchange
+
+    async def exchange(self, session, method, command, body=b"", policy_key=None, timeout=None):
+        if command:
+            url = "%s?Cmd=%s&User=%s&DeviceId=%s&DeviceType=%s" % (
+                self.url, command, self.user, self.ident.device_id, self.ident.device_type)
+        else:
+            url = self.url
+        headers = {"Authorization": self.auth, "MS-ASProtocolVersion": self.version.text,
+                   "User-Agent": self.profile.user_agent}
+        if body:
+            headers["Content-Type"] = WBXML
+        if policy_key is not None:
+            headers["X-MS-PolicyKey"] = policy_key
+        parts = urlsplit(url)
+        self.say("")
+        self.say("--> %s %s" % (method, parts.path))
+        for k, v in parse_qsl(parts.query):
+            self.say("    ?%s=%s" % (k, v))
+        self.say("\n".join(self._headers_text(headers)))
+        self.say(self._body_text(body, WBXML))
+        t0 = time.perf_counter()
+        try:
+            async with session.request(method, url, data=body or None, headers=headers, allow_redirects=False,
+                                       timeout=aiohttp.ClientTimeout(total=timeout or self.timeout)) as resp:
+                data = await resp.read()
+                status, rheaders = resp.status, resp.headers
+        except aiohttp.ClientConnectorCertificateError:
+            raise ProbeError("the server's certificate is not trusted", "pass --ca FILE with your CA bundle "
+                             "(or --insecure to skip verification, not recommended)") from None
+        except (aiohttp.ClientSSLError, ssl.SSLError) as exc:
+            raise ProbeError("TLS failed: %s" % type(exc).__name__, "check the URL scheme and --ca") from None
+        except aiohttp.ServerDisconnectedError:
+            raise ProbeError("the server closed the connection without answering",
+                             "a proxy or load balancer may be in the way") from None
+        except asyncio.TimeoutError:
+            raise ProbeError("no answer within %.0f s" % (timeout or self.timeout), "check the URL and the network") \
+                from None
+        except aiohttp.ClientError as exc:
+            raise ProbeError("cannot connect: %s" % type(exc).__name__, "check the host name, port and firewall") \
+                from None
+        elapsed = time.perf_counter() - t0
+        self.say("<-- %d %s (%.1f ms)" % (status, getattr(resp, "reason", "") or "", elapsed * 1000))
+        self.say("\n".join(self._headers_text(rheaders)))
+        self.say(self._body_text(data, rheaders.get("Content-Type")))
+        tree = None
+        if data and "wbxml" in rheaders.get("Content-Type", ""):
+            try:
+                tree = _wbxml.decode(data)
+            except _wbxml.WBXMLError:
+                tree = None
+        if self.trace is not None:
+            self.trace.write(json.dumps({
+                "type": "exchange", "method": method, "command": command, "status": status,
+                "elapsed_ms": round(elapsed * 1000, 2),
+                "request_headers": {k: (REDACTED if k.lower() in _SECRET_HEADERS else v) for k, v in headers.items()},
+                "response_headers": {k: (REDACTED if k.lower() in _SECRET_HEADERS else v) for k, v in rheaders.items()},
+                "request_xml": _wbxml.to_xml(_wbxml.decode(body)) if body else None,
+                "response_xml": _wbxml.to_xml(tree) if tree is not None else None}) + "\n")
+        return status, rheaders, tree
+
+    # -- the walk
+
+    async def run(self):
+        connector = aiohttp.TCPConnector(ssl=self.ssl, limit=2)
+        async with aiohttp.ClientSession(connector=connector) as session:
+            try:
+                await self._walk(session)
+            except ProbeError as exc:
+                self.verdict("connection", False, exc.message, exc.advice)
+        self.say("")
+        self.say("probe verdict: %s" % ("this device can provision and sync" if self.ok else "problems found"))
+        return 0 if self.ok else 1
+
+    async def _walk(self, session):
+        status, headers, _ = await self.exchange(session, "OPTIONS", None)
+        if status == 401:
+            self.verdict("OPTIONS", False, "401 Unauthorized", _AUTH_ADVICE)
+            return
+        if status != 200:
+            self.verdict("OPTIONS", False, "HTTP %d" % status, "is this the Microsoft-Server-ActiveSync URL?")
+            return
+        served = [v.strip() for v in headers.get("MS-ASProtocolVersions", "").split(",") if v.strip()]
+        cmds = [c.strip() for c in headers.get("MS-ASProtocolCommands", "").split(",") if c.strip()]
+        if self.version.text not in served:
+            self.verdict("OPTIONS", False, "the server does not offer version %s (offers %s)"
+                         % (self.version.text, ", ".join(served) or "none"), "pass --version with one it offers")
+            return
+        if "Provision" not in cmds:
+            self.verdict("OPTIONS", True, "versions %s" % ", ".join(served),
+                         "the server's OPTIONS lists no Provision command: it may not enforce policies")
+        else:
+            self.verdict("OPTIONS", True, "versions %s; %d commands" % (", ".join(served), len(cmds)))
+
+        prov = Provisioner(self.version, self.profile.caps, self.ident.info, retry_interval=3600)
+        action = prov.start()
+        outcome = None
+        for _ in range(8):
+            status, headers, tree = await self.exchange(session, "POST", action.command, action.body,
+                                                        action.policy_key)
+            if status == 401:
+                self.verdict("Provision", False, "401 Unauthorized", _AUTH_ADVICE)
+                return
+            result = prov.receive(status, headers, tree)
+            if isinstance(result, Send):
+                if result.phase == "ack":
+                    self.verdict("Provision (policy)", True, "temporary key %s; the device answers %d%s" % (
+                        result.policy_key, prov.ack_status, " (cannot apply: %s)" % ", ".join(prov.unmet)
+                        if prov.unmet else ""))
+                action = result
+                continue
+            outcome = result
+            break
+        if isinstance(outcome, Provisioned):
+            if outcome.no_policy:
+                self.verdict("Provision", True, "no policy for this device (Policy Status 2)",
+                             "the server has no policy for this device: provisioning is skipped")
+            else:
+                self.verdict("Provision (acknowledgement)", True, "final policy key %s" % outcome.policy_key)
+            self.policy_key = outcome.policy_key
+        elif isinstance(outcome, Refused):
+            self.verdict("Provision", False, "refused with status %s" % outcome.status,
+                         "the policy does not allow this device (139 partial, 141 no key, 145 externally "
+                         "managed): ask the administrator or allow non-provisionable devices")
+            return
+        elif isinstance(outcome, Wiped):
+            self.verdict("Provision", False, "the server asked this device to wipe itself (acknowledged)",
+                         "a remote wipe is pending for this device id: clear it on the server")
+            return
+        elif isinstance(outcome, (Retry, Failed)) or outcome is None:
+            reason = getattr(outcome, "reason", "no outcome")
+            self.verdict("Provision", False, str(reason), "HTTP 449 on Provision means the server wants "
+                         "provisioning but did not accept ours" if "restarted" in str(reason) else None)
+            return
+        else:
+            self.verdict("Provision", False, "unexpected: %r" % (outcome,))
+            return
+
+        key = self.policy_key
+        if self.version.device_info_via_settings:
+            status, headers, tree = await self.exchange(session, "POST", "Settings",
+                                                        commands.settings_device_information(self.ident.info), key)
+            self._check("Settings", status, headers, tree)
+        status, headers, tree = await self.exchange(session, "POST", "FolderSync", commands.foldersync("0"), key)
+        if not self._check("FolderSync", status, headers, tree):
+            return
+        fs = commands.parse_foldersync(tree)
+        inbox = next((f for f in fs.added if f.type == 2), None)
+        self.verdict("FolderSync", fs.status == 1, "%d folders%s" % (len(fs.added), ", Inbox is %s" % inbox.server_id
+                                                                      if inbox else ", no Inbox"))
+        if inbox is None:
+            return
+        status, headers, tree = await self.exchange(session, "POST", "Sync", commands.sync_initial(inbox.server_id),
+                                                    key)
+        if not self._check("Sync", status, headers, tree):
+            return
+        first = commands.parse_sync(tree)
+        if first.sync_key:
+            body = commands.sync_template(1, 5120, 25).render(first.sync_key, inbox.server_id)
+            status, headers, tree = await self.exchange(session, "POST", "Sync", body, key)
+            if self._check("Sync", status, headers, tree):
+                resp = commands.parse_sync(tree)
+                self.verdict("Sync", resp.status == 1, "%d items in the Inbox window" % resp.added)
+        status, headers, tree = await self.exchange(session, "POST", "Ping", commands.ping(self.heartbeat,
+                                                    inbox.server_id), key, timeout=self.heartbeat + 30)
+        if self._check("Ping", status, headers, tree):
+            ping = commands.parse_ping(tree)
+            if ping.status == 5:
+                self.verdict("Ping", True, "heartbeat %d s is out of the server's bounds; it allows %s s"
+                             % (self.heartbeat, ping.heartbeat), "use --heartbeat %s" % ping.heartbeat)
+            else:
+                self.verdict("Ping", ping.status in (1, 2), "status %s" % ping.status)
+
+    def _check(self, step, status, headers, tree):
+        reaction = classify(status, headers, tree)
+        if reaction.kind == "ok" and reaction.status in (None, 1, 2):
+            return True
+        if reaction.kind == "ok":
+            self.verdict(step, False, "status %s" % reaction.status)
+        elif reaction.kind == "reprovision":
+            self.verdict(step, False, "the server wants provisioning again (%s) right after provisioning"
+                         % reaction.trigger, "HTTP 449 on %s: the server wants provisioning; it may not accept "
+                         "the policy key it gave" % step if reaction.trigger == "449" else None)
+        elif reaction.kind == "throttled":
+            self.verdict(step, False, "throttled (%s), retry after %.0f s" % (reaction.detail, reaction.wait))
+        elif reaction.kind == "blocked":
+            self.verdict(step, False, "blocked or quarantined (129)", "Allow/Block/Quarantine: ask the "
+                         "administrator to allow this device type or release it")
+        elif reaction.kind == "auth":
+            self.verdict(step, False, "401 Unauthorized", _AUTH_ADVICE)
+        else:
+            self.verdict(step, False, "HTTP %d%s" % (status, " status %s" % reaction.status if reaction.status else ""))
+        return False
+
+
+_AUTH_ADVICE = "401: check the user name format (DOMAIN\\user or UPN) and the password"
+
+
+class ProbeError(Exception):
+    def __init__(self, message, advice=None):
+        super().__init__(message)
+        self.message = message
+        self.advice = advice
