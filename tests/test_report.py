@@ -62,3 +62,26 @@ def test_summary_views():
     assert stats.requests == {("Provision", "200"): 1, ("Provision", "timeout"): 1}
     assert stats.errors() == 1
     assert stats.percentiles("Provision")["count"] == 2
+
+
+def test_promtool_check_metrics_is_clean():
+    import os
+    import shutil
+    import subprocess
+
+    import pytest
+
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        if os.environ.get("EASLOAD_REQUIRE_PROMETHEUS"):
+            pytest.fail("promtool is not installed (EASLOAD_REQUIRE_PROMETHEUS is set)")
+        pytest.skip("promtool not installed")
+    stats = Stats()
+    for cmd, status, outcome in (("Sync", 200, "ok"), ("Ping", 200, "ok"), ("Provision", 503, "throttled")):
+        stats.record(cmd, status, outcome, 0.02, 10, 10, 1)
+    stats.provisioning("provisioned", 1)
+    stats.reprovision("144")
+    stats.throttle("OutOfBudgets")
+    metrics.attach(stats, lambda: {"provisioned": 1}, run_id="r", scenario="s", version="v")
+    out = subprocess.run([promtool, "check", "metrics"], input=metrics.exposition(), capture_output=True, text=True)
+    assert out.returncode == 0 and not out.stdout.strip() and not out.stderr.strip(), out.stdout + out.stderr
