@@ -1,0 +1,259 @@
+"""The HTML report (loadgen.htmlreport) from a real run against the embedded target."""
+
+import asyncio
+import copy
+import re
+from html.parser import HTMLParser
+
+import orjson
+import pytest
+from hdrh.histogram import HdrHistogram
+
+from loadgen import engine, htmlreport, scenario
+from loadgen.report import evaluate_thresholds
+
+SCENARIO = """
+name = "report-test"
+duration = 3
+seed = 21
+[target]
+ping_min = 1
+[auth]
+users = 12
+[population]
+devices = 12
+devices_per_user = 1
+versions = { "14.1" = 2, "12.1" = 1 }
+[load]
+ramp_up = 0.3
+think_time = 0.2
+timeout = 10
+graceful_stop = 1
+mode = "poll"
+[[events]]
+at = 1.5
+action = "change_policy"
+settings = { MinDevicePasswordLength = 6 }
+[thresholds]
+"errors.rate" = "< 0.01"
+"reprovisions.144" = ">= 1"
+"Sync.p99" = "< 0.000001"
+"""
+
+
+def run_summary(text=SCENARIO):
+    """What ``easload run --out`` writes to summary.json, from an in-process run."""
+    sc = scenario.parse(text, "report-test.toml")
+    result = asyncio.run(engine.run(sc, progress=False))
+    verdicts = evaluate_thresholds(result.stats, sc.thresholds)
+    data = result.stats.to_dict(scenario=sc.name, target="embedded")
+    data["seed"] = sc.seed
+    data["devices_total"] = len(result.devices)
+    data["thresholds"] = [{"threshold": str(t), "value": v, "passed": ok} for t, v, ok in verdicts]
+    return orjson.loads(orjson.dumps(data))  # exactly what a saved summary.json reads back as
+
+
+@pytest.fixture(scope="module")
+def summary():
+    return run_summary()
+
+
+class _Collect(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.tags = []  # (tag, attrs)
+        self.text = []
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append((tag, dict(attrs)))
+
+    def handle_startendtag(self, tag, attrs):
+        self.tags.append((tag, dict(attrs)))
+
+    def handle_data(self, data):
+        self.text.append(data)
+
+
+def parse(doc):
+    p = _Collect()
+    p.feed(doc)
+    return p
+
+
+def table_list(doc, name):
+    """[[cells]] of the table data-table=name."""
+    m = re.search(r"<table data-table=\"%s\"[^>]*>(.*?)</table>" % re.escape(name), doc, re.S)
+    assert m, "no table %s" % name
+    body = m.group(1).split("<tbody>", 1)[1]
+    return [[re.sub(r"<[^>]+>", "", c) for c in re.findall(r"<t[hd][^>]*>(.*?)</t[hd]>", row, re.S)]
+            for row in re.findall(r"<tr[^>]*>(.*?)</tr>", body, re.S)]
+
+
+def table_rows(doc, name):
+    """{first cell: [other cells]} of the table data-table=name."""
+    return {cells[0]: cells[1:] for cells in table_list(doc, name)}
+
+
+def assert_self_contained(doc):
+    p = parse(doc)
+    for tag, attrs in p.tags:
+        for attr in ("src", "href", "xlink:href", "action", "data", "poster"):
+            value = attrs.get(attr)
+            if value is not None:
+                assert not re.match(r"\s*(https?:)?//", value), (tag, attr, value)
+        assert not (tag == "script" and "src" in attrs), attrs
+        assert not (tag == "link" and attrs.get("rel") in ("stylesheet", "preload", "import")), attrs
+        assert tag not in ("iframe", "object", "embed", "img"), tag
+    assert "@import" not in doc and not re.search(r"url\(\s*['\"]?(https?:)?//", doc)
+
+
+def test_report_of_a_real_run(summary, tmp_path):
+    doc = htmlreport.render([summary])
+    assert doc.startswith("<!DOCTYPE html>") and doc.rstrip().endswith("</html>")
+    assert_self_contained(doc)
+    # header: scenario, target, seed, verdict, each threshold's value against its limit
+    assert "report-test" in doc and "embedded" in doc and "<dd>21</dd>" in doc
+    assert "FAIL: 1 of 3 thresholds" in doc  # Sync.p99 < 1 us cannot pass
+    th = table_rows(doc, "thresholds")
+    assert set(th) == {"errors.rate", "reprovisions.144", "Sync.p99"}
+    assert th["errors.rate"] == ["0", "&lt;", "0.01", "✔ pass"]
+    assert th["reprovisions.144"][0] == "%g" % summary["reprovisions"]["144"] and th["Sync.p99"][-1] == "✘ FAIL"
+    # the event, as a marker on every time chart
+    assert summary["events"] and summary["events"][0]["action"] == "change_policy"
+    charts = doc.count('class="chart timechart"')
+    assert charts >= 6
+    assert doc.count('class="event-marker" data-action="change_policy"') == charts
+    # every command of the run has its throughput line and its latency chart
+    for command in summary["latency"]:
+        assert "%s latency (ms)" % command in doc
+    assert doc.count("<svg") >= charts + 2
+    # the final tables carry the numbers of summary.json
+    req = table_list(doc, "requests")
+    assert {"%s %s" % (c, s): int(n.replace(",", "")) for c, s, n in req} == summary["by_command_status"]
+    lat = table_rows(doc, "latency")
+    for command, p in summary["latency"].items():
+        assert lat[command] == ["{:,}".format(p["count"])] + ["%.1f" % p[k] for k in ("p50_ms", "p90_ms", "p99_ms",
+                                                                                      "max_ms")]
+    assert table_rows(doc, "reprovisions")["144"] == [str(summary["reprovisions"]["144"])]
+    assert 'data-key="requests">%d<' % summary["requests"] in doc
+
+
+def test_malicious_strings_are_escaped(summary):
+    evil = copy.deepcopy(summary)
+    bad = '<script>alert(1)</script><img src=x onerror=alert(2)>"\'&'
+    evil["scenario"] = bad
+    evil["target"] = "https://x.example/</title><script>alert(3)</script>"
+    evil["events"] = [{"at_s": 1.0, "action": "wipe<b>", "result": bad}]
+    evil["by_command_status"]["<svg onload=alert(4)> 200"] = 3
+    evil["devices"]["<i>evil</i>"] = 1
+    evil["series"][0]["devices"]["</desc><script>alert(5)</script>"] = 2
+    evil["series"][0]["requests"]["<b>Cmd</b> ok"] = 1
+    evil["thresholds"].append({"threshold": "<x> < 1", "value": None, "passed": False})
+    doc = htmlreport.render([evil])
+    # exactly the report's own script and its JSON chart data; no element of the data made it through
+    p = parse(doc)
+    scripts = [a for t, a in p.tags if t == "script"]
+    assert len(scripts) == doc.count('class="chart-data"') + 1
+    assert all(a.get("type") == "application/json" for a in scripts[:-1])
+    assert not any(t in ("img", "i", "b") and a for t, a in p.tags if t == "img")
+    assert "<script>alert" not in doc and "<img" not in doc and "<svg onload" not in doc and "<i>evil" not in doc
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in doc
+    assert not any(k.startswith("on") for _t, a in p.tags for k in a)
+    assert "\\u003cb\\u003eCmd" in doc  # in the JSON data of the charts too
+    assert_self_contained(doc)
+
+
+def test_merging_two_results_adds_counts_and_recomputes_percentiles(summary):
+    other = copy.deepcopy(summary)
+    other["started"] = summary["started"] + 0.4  # another machine, started a little later
+    m = htmlreport.merge([summary, other])
+    assert m["requests"] == 2 * summary["requests"] and m["shards"] == 2
+    assert m["by_command_status"] == {k: 2 * n for k, n in summary["by_command_status"].items()}
+    assert m["reprovisions"] == {k: 2 * n for k, n in summary["reprovisions"].items()}
+    assert m["devices_total"] == 2 * summary["devices_total"]
+    assert m["events"] == [{"at_s": e["at_s"], "action": e["action"], "result": e["result"]} for e in summary["events"]]
+    for command, p in summary["latency"].items():
+        assert m["latency"][command]["count"] == 2 * p["count"]
+        assert m["latency"][command]["p99_ms"] == pytest.approx(p["p99_ms"])  # same data twice: same percentiles
+    # the time series: every request of both, each interval's HDR merged
+    total = sum(n for p in m["points"] for n in p["requests"].values())
+    assert total == 2 * sum(n for p in summary["series"] for n in p["requests"].values())
+    lat = [p["latency"][c]["count"] for p in m["points"] for c in p["latency"]]
+    assert sum(lat) == 2 * sum(x["count"] for p in summary["series"] for x in p["latency"].values())
+    # thresholds judged again on the merged numbers
+    assert [t["threshold"] for t in m["thresholds"]] == [t["threshold"] for t in summary["thresholds"]]
+    assert [t["passed"] for t in m["thresholds"]] == [t["passed"] for t in summary["thresholds"]]
+    doc = htmlreport.render([summary, other])
+    assert "Merged from" in doc and 'id="shards"' in doc and "<details>" in doc
+    assert table_rows(doc, "reprovisions")["144"] == [str(2 * summary["reprovisions"]["144"])]
+    assert_self_contained(doc)
+
+
+def test_merging_recomputes_interval_percentiles_from_hdr():
+    def hist(values):
+        h = HdrHistogram(1, 3_600_000_000, 3)
+        for v in values:
+            h.record_value(v)
+        return h
+
+    def summ(values, started):
+        h = hist(values)
+        enc = h.encode().decode("ascii")
+        lat = {"count": len(values), "p50_ms": h.get_value_at_percentile(50) / 1000,
+               "p90_ms": h.get_value_at_percentile(90) / 1000, "p99_ms": h.get_value_at_percentile(99) / 1000,
+               "max_ms": h.get_max_value() / 1000}
+        return {"scenario": "s", "seed": 1, "target": "t", "started": started, "elapsed_s": 1.0,
+                "requests": len(values), "errors": 0, "by_command_status": {"Sync 200": len(values)},
+                "latency": {"Sync": lat}, "histograms": {"Sync": enc},
+                "series": [{"t": 1.0, "devices": {"provisioned": 1}, "requests": {"Sync ok": len(values)},
+                            "latency": {"Sync": dict(lat, hdr=enc)}}]}
+
+    fast = [1000] * 90  # 1 ms
+    slow = [200_000] * 10  # 200 ms
+    m = htmlreport.merge([summ(fast, 100.0), summ(slow, 100.0)])
+    assert m["latency"]["Sync"]["p50_ms"] == pytest.approx(1.0, rel=1e-3)
+    assert m["latency"]["Sync"]["p99_ms"] == pytest.approx(200.0, rel=1e-3)
+    (point,) = m["points"]
+    assert point["latency"]["Sync"]["count"] == 100 and point["latency"]["Sync"]["p90_ms"] == pytest.approx(1.0, rel=1e-3)
+    assert point["latency"]["Sync"]["p99_ms"] == pytest.approx(200.0, rel=1e-3)  # not an average of two p99s
+    assert point["devices"] == {"provisioned": 2}
+    assert "<svg" in htmlreport.render([summ(fast, 100.0), summ(slow, 100.0)])
+
+
+def test_merging_refuses_different_runs(summary):
+    other = copy.deepcopy(summary)
+    other["seed"] = 22
+    with pytest.raises(ValueError, match="different seeds"):
+        htmlreport.render([summary, other])
+    other = copy.deepcopy(summary)
+    other["scenario"] = "something-else"
+    with pytest.raises(ValueError, match="different scenarios"):
+        htmlreport.merge([summary, other])
+    with pytest.raises(ValueError, match="no result"):
+        htmlreport.render([])
+    with pytest.raises(ValueError, match="not an easload summary"):
+        htmlreport.render([{"foo": 1}])
+
+
+def test_write_and_size_of_a_long_run(summary, tmp_path):
+    # an hour at one sample a second: the lines are drawn from combined intervals (at most MAX_POINTS)
+    series = []
+    base = summary["series"][1:-1] or summary["series"]
+    for i in range(3600):
+        p = copy.deepcopy(base[i % len(base)])
+        p["t"] = float(i + 1)
+        series.append(p)
+    long = dict(summary, series=series, elapsed_s=3600.0)
+    size = htmlreport.write([long], tmp_path / "long.html")
+    doc = (tmp_path / "long.html").read_text(encoding="utf-8")
+    assert size == len(doc.encode("utf-8")) and size < 1_500_000
+    m = htmlreport.merge([long])
+    assert len(m["points"]) <= htmlreport.MAX_POINTS and m["interval_s"] == 6.0
+    assert sum(n for p in m["points"] for n in p["requests"].values()) == \
+        sum(n for p in series for n in p["requests"].values())
+    print("report of a 1-hour run (1 s samples): %d bytes" % size)
+
+
+def test_a_run_without_series_or_thresholds_still_renders():
+    doc = htmlreport.render([{"scenario": "bare", "target": None, "started": 0, "elapsed_s": 0, "requests": 0}])
+    assert "PASS (no thresholds)" in doc and "nothing to draw" in doc
