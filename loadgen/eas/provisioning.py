@@ -133,6 +133,31 @@ def retry_after(headers, default):
         return default
 
 
+_POLICIES = {}  # one dict per distinct policy, shared by every device that holds it
+_APPLIED = {}
+
+
+def _shared(policy):
+    """The same policy as ``policy``, shared: thousands of devices hold one copy (read-only)."""
+    key = tuple(sorted(policy.items(), key=lambda kv: kv[0]))
+    found = _POLICIES.get(key)
+    if found is None:
+        if len(_POLICIES) > 1000:
+            _POLICIES.clear()
+        found = _POLICIES[key] = policy
+    return found
+
+
+def _shared_applied(policy):
+    key = id(policy)
+    found = _APPLIED.get(key)
+    if found is None or found[0] is not policy:
+        if len(_APPLIED) > 1000:
+            _APPLIED.clear()
+        found = _APPLIED[key] = (policy, applied(policy))
+    return found[1]
+
+
 class Provisioner:
     """One device's provisioning conversation.  See the module docstring."""
 
@@ -269,7 +294,7 @@ class Provisioner:
             if pstatus != PolicyStatus.SUCCESS or not resp.policy_key:
                 return self._finish(State.FAILED, Failed("Policy status %s without a policy key" % pstatus))
             self.temporary_key = resp.policy_key
-            self.policy = resp.policy or {}
+            self.policy = _shared(resp.policy or {})
             compliance = evaluate(self.policy, self.caps)
             self.ack_status = int(compliance.status)
             self.unmet = compliance.unmet
@@ -279,7 +304,7 @@ class Provisioner:
         if pstatus not in (PolicyStatus.SUCCESS, None) or not resp.policy_key:
             return self._finish(State.FAILED, Failed("acknowledgement answered with Policy status %s" % pstatus))
         self.policy_key = resp.policy_key
-        self.applied = applied(self.policy or {})
+        self.applied = _shared_applied(self.policy or {})
         return self._finish(State.PROVISIONED, Provisioned(resp.policy_key, self.ack_status))
 
     def _finish(self, state, outcome):
