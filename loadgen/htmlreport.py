@@ -90,14 +90,18 @@ def _merge_hdr(encoded_list):
 
 
 def _interval(summaries):
-    diffs = []
+    """The sampling interval: the mean spacing of the samples (the last one, at the very end of the
+    run, may be short), so that numbering them does not drift from their times."""
+    spans = []
     for s in summaries:
         ts = [p["t"] for p in s.get("series") or ()]
-        diffs.extend(b - a for a, b in zip(ts, ts[1:]) if b > a)
-    if not diffs:
+        if len(ts) >= 3:
+            spans.append((ts[-2] - ts[0]) / (len(ts) - 2))
+        elif len(ts) == 2 and ts[1] > ts[0]:
+            spans.append(ts[1] - ts[0])
+    if not spans:
         return 1.0
-    diffs.sort()
-    return max(0.001, round(diffs[len(diffs) // 2], 3))
+    return max(0.001, round(sum(spans) / len(spans), 3))
 
 
 def _threshold_value(m, metric, hists):
@@ -217,9 +221,10 @@ def merge(summaries):
                 except (ValueError, KeyError):
                     value, passed = None, False
             m["thresholds"].append({"threshold": text, "value": value, "passed": passed})
-    m["points"], m["interval_s"] = _align(summaries, start0, end)
-    m["shard_points"] = [_align([s], start0, end, width=m["interval_s"])[0] for s in summaries] \
-        if len(summaries) > 1 else []
+    grid = _grid(summaries, start0)
+    m["interval_s"] = round(grid[0] * grid[1], 3)
+    m["points"] = _align(summaries, start0, grid)
+    m["shard_points"] = [_align([s], start0, grid) for s in summaries] if len(summaries) > 1 else []
     m["shard_info"] = [{"target": s.get("target"), "started": s.get("started"), "elapsed_s": s.get("elapsed_s"),
                         "requests": s.get("requests") or 0, "errors": s.get("errors") or 0,
                         "requests_per_s": s.get("requests_per_s") or 0.0, "devices_total": s.get("devices_total"),
@@ -229,42 +234,49 @@ def merge(summaries):
     return m
 
 
-def _align(summaries, start0, end, width=None):
-    """The series of several summaries on one time axis: [(t, dt, point)], t the end of each interval."""
-    base = _interval(summaries) if width is None else width
-    last_k = 0
-    raw = []
+def _grid(summaries, start0):
+    """(interval, combining factor, number of points) of the merged time axis."""
+    base = _interval(summaries)
+    last = 0
+    for s in summaries:
+        shift = int(round(((s.get("started") or start0) - start0) / base))
+        last = max(last, shift + len(s.get("series") or ()))
+    return base, max(1, math.ceil(last / MAX_POINTS)), last
+
+
+def _align(summaries, start0, grid):
+    """The series of several summaries on one time axis, at most MAX_POINTS points.
+
+    A shard's i-th sample is the i-th interval of its run (as loadgen.workers.merge_series has
+    it), shifted by the shard's later start; ``factor`` consecutive intervals are combined.  Each
+    point has its time ``t`` (end of its interval(s) into the merged run) and length ``dt``."""
+    base, factor, last = grid
+    n = math.ceil(last / factor)
+    buckets = [None] * n
     for si, s in enumerate(summaries):
         off = (s.get("started") or start0) - start0
-        for p in s.get("series") or ():
-            k = max(1, int(round((off + p["t"]) / base)))
-            raw.append((k, si, p))
-            last_k = max(last_k, k)
-    if width is None:
-        factor = max(1, math.ceil(last_k / MAX_POINTS))
-        width = base * factor
-    else:
-        factor = 1
-    n = math.ceil(last_k / factor) if last_k else 0
-    buckets = [None] * n
-    for k, si, p in raw:
-        i = math.ceil(k / factor) - 1
-        b = buckets[i]
-        if b is None:
-            b = buckets[i] = {"counts": {name: Counter() for name in _SERIES_COUNTS}, "devices": {}, "latency": {}}
-        for name in _SERIES_COUNTS:
-            b["counts"][name].update(p.get(name) or {})
-        b["devices"][si] = p.get("devices") or {}  # a gauge: the last of each shard in the interval
-        for cmd, lat in (p.get("latency") or {}).items():
-            b["latency"].setdefault(cmd, []).append(lat)
+        shift = int(round(off / base))
+        for i, p in enumerate(s.get("series") or ()):
+            b_i = (shift + i) // factor
+            b = buckets[b_i]
+            if b is None:
+                b = buckets[b_i] = {"counts": {name: Counter() for name in _SERIES_COUNTS}, "devices": {},
+                                    "latency": {}, "t": 0.0}
+            b["t"] = max(b["t"], off + p["t"])
+            for name in _SERIES_COUNTS:
+                b["counts"][name].update(p.get(name) or {})
+            b["devices"][si] = p.get("devices") or {}  # a gauge: the last of each shard in the interval
+            for cmd, lat in (p.get("latency") or {}).items():
+                b["latency"].setdefault(cmd, []).append(lat)
+    width = base * factor
     points = []
-    end_rel = end - start0
+    prev = 0.0
     for i, b in enumerate(buckets):
-        t = (i + 1) * width
-        dt = width
-        if i == n - 1 and end_rel > i * width:
-            dt = min(width, max(end_rel - i * width, width / 10))
-        point = {"t": round(min(t, max(end_rel, t - width)), 3), "dt": dt}
+        t = b["t"] if b is not None else prev + width
+        if i == 0 and b is not None:
+            prev = max(0.0, t - width)
+        point = {"t": round(t, 3), "dt": max(t - prev, width / 10)}
+        prev = t
         if b is None:
             point.update({name: {} for name in _SERIES_COUNTS})
             point["devices"] = None
@@ -286,7 +298,7 @@ def _align(summaries, start0, end, width=None):
                     latency[cmd] = _percentiles(_merge_hdr([x["hdr"] for x in lats]))
             point["latency"] = latency
         points.append(point)
-    return points, round(width, 3)
+    return points
 
 
 # ---------------------------------------------------------------- SVG charts
@@ -481,11 +493,14 @@ def _time_chart(ids, title, unit, times, series, events, tmax, kind="line", log=
                 pen = True
             out.append('<path class="mark line%s" stroke="%s" d="%s"><title>%s</title></path>'
                        % (" dashed" if dashed else "", colour, "".join(d), esc(name)))
-            if len(times) <= 60:
-                for t, v in zip(times, values):
-                    if v is not None:
-                        out.append('<circle class="dot" cx="%s" cy="%s" r="2" fill="%s"/>'
-                                   % (_num(axis.x(t)), _num(axis.y(v)), colour))
+            for i, (t, v) in enumerate(zip(times, values)):
+                if v is None:
+                    continue
+                alone = (i == 0 or values[i - 1] is None) and (i == len(values) - 1 or values[i + 1] is None)
+                if alone or len(times) <= 60:  # a point with no neighbour draws no line: a dot shows it
+                    out.append('<circle class="%s" cx="%s" cy="%s" r="%s" fill="%s"/>'
+                               % ("mark dot" if alone else "dot", _num(axis.x(t)), _num(axis.y(v)),
+                                  "3" if alone else "2", colour))
     elif kind == "stack":
         base = [0.0] * len(times)
         for name, colour, values, _d in series:
@@ -848,11 +863,17 @@ def _shards(ids, m, tmax, events, ccol):
     for i, pts in enumerate(m["shard_points"], 1):
         vals = [None] * len(times)
         for j, p in enumerate(pts[:len(times)]):
-            vals[j] = sum(p["requests"].values()) / p["dt"]
+            vals[j] = None if p["devices"] is None else sum(p["requests"].values()) / p["dt"]
         series.append(("result %d" % i, scol["result %d" % i], vals, False))
     chart = _time_chart(ids, "Requests per second by result", "req/s", times, series, events, tmax)
+    lat_rows = [("result %d" % i, c, p.get("count", 0), "%.1f" % p.get("p50_ms", 0), "%.1f" % p.get("p90_ms", 0),
+                 "%.1f" % p.get("p99_ms", 0), "%.1f" % p.get("max_ms", 0))
+                for i, s in enumerate(m["shard_info"], 1) for c, p in sorted(s["latency"].items())]
+    lat = _table("shard_latency", "Latency by result and command (ms)",
+                 ("result", "command", "count", "p50", "p90", "p99", "max"), lat_rows, numeric_from=2)
     return ('<section id="shards"><h2>Per shard</h2><details><summary>%d merged results: show each one</summary>'
-            '%s%s</details></section>' % (len(m["shard_info"]), chart, table))
+            '<div class="grid">%s</div><div class="tables">%s%s</div></details></section>'
+            % (len(m["shard_info"]), chart, table, lat))
 
 
 def _summary_tables(m):
