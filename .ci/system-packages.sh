@@ -6,6 +6,8 @@
 #                      tests/test_prometheus_real.py scrapes a run with, and
 #                      checks deploy/prometheus/prometheus.yml and the Grafana
 #                      dashboard's queries against.
+#   chromium        -- /usr/bin/chromium: the headless browser
+#                      tests/test_htmlreport_browser.py renders the HTML report in.
 # Idempotent: does nothing when all the tools are already there (installs only
 # the packages whose tools are missing).  Uses sudo only when not root and sudo
 # exists; fails loudly when it cannot install.
@@ -17,6 +19,9 @@ if ! { command -v xml2wbxml && command -v wbxml2xml; } >/dev/null 2>&1; then
 fi
 if ! { [ -x /usr/bin/prometheus ] && command -v promtool; } >/dev/null 2>&1; then
     missing+=(prometheus)
+fi
+if ! [ -x /usr/bin/chromium ]; then
+    missing+=(chromium)
 fi
 if [ "${#missing[@]}" -eq 0 ]; then
     exit 0
@@ -33,7 +38,15 @@ fi
 
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
-$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+# chromium with its recommended packages (fonts), the others without
+nonbrowser=()
+for p in "${missing[@]}"; do [ "$p" = chromium ] || nonbrowser+=("$p"); done
+if [ "${#nonbrowser[@]}" -gt 0 ]; then
+    $SUDO apt-get install -y -qq --no-install-recommends "${nonbrowser[@]}"
+fi
+if [[ " ${missing[*]} " == *" chromium "* ]]; then
+    $SUDO apt-get install -y -qq chromium
+fi
 
 command -v xml2wbxml >/dev/null 2>&1 && command -v wbxml2xml >/dev/null 2>&1 \
-    && [ -x /usr/bin/prometheus ] && command -v promtool >/dev/null 2>&1
+    && [ -x /usr/bin/prometheus ] && command -v promtool >/dev/null 2>&1 && [ -x /usr/bin/chromium ]

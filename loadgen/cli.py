@@ -108,6 +108,10 @@ def cmd_run(args):
     data["seed"] = sc.seed
     data["devices_total"] = len(result.devices)
     data["thresholds"] = [{"threshold": str(t), "value": v, "passed": ok} for t, v, ok in verdicts]
+    data["versions"] = sc.population.versions
+    data["mode"] = sc.load.mode
+    data["model"] = sc.load.model
+    data["easload_version"] = _package_version()
     try:
         if args.json:
             Path(args.json).write_bytes(orjson.dumps(data, option=orjson.OPT_INDENT_2))
@@ -116,6 +120,11 @@ def cmd_run(args):
             out.mkdir(parents=True, exist_ok=True)
             (out / "summary.json").write_bytes(orjson.dumps(data, option=orjson.OPT_INDENT_2))
             (out / "junit.xml").write_text(junit_xml(sc.name, verdicts, stats.ended - stats.started))
+        if args.report:
+            from loadgen import htmlreport
+
+            size = htmlreport.write([data], args.report)
+            print("report: %s (%.0f KiB)" % (args.report, size / 1024), file=sys.stderr)
     except OSError as exc:
         raise UsageError("cannot write results: %s" % exc) from None
     if listen and args.linger > 0:
@@ -218,6 +227,37 @@ def cmd_devices(args):
     print(")")
     print("Get-MobileDevice -ResultSize Unlimited | Where-Object { $easloadDeviceIds -contains $_.DeviceId } |")
     print("  Remove-MobileDevice -Confirm:$false -WhatIf")
+    return EXIT_OK
+
+
+def _package_version():
+    from loadgen.engine import _version
+
+    return _version()
+
+
+def cmd_report(args):
+    """Render saved or merged summary.json files as one self-contained HTML report."""
+    from loadgen import htmlreport
+
+    summaries = []
+    for name in args.results:
+        path = Path(name)
+        if path.is_dir():
+            path = path / "summary.json"
+        try:
+            summaries.append(orjson.loads(path.read_bytes()))
+        except OSError as exc:
+            raise UsageError("%s: %s" % (path, exc.strerror or exc)) from None
+        except orjson.JSONDecodeError as exc:
+            raise UsageError("%s: not a summary.json (%s)" % (path, exc)) from None
+    try:
+        size = htmlreport.write(summaries, args.output)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    except OSError as exc:
+        raise UsageError("%s: %s" % (args.output, exc.strerror or exc)) from None
+    print("report: %s (%.0f KiB) from %d result(s)" % (args.output, size / 1024, len(summaries)), file=sys.stderr)
     return EXIT_OK
 
 
@@ -337,6 +377,7 @@ def _parser():
     r.add_argument("--linger", type=float, default=0.0, help="keep the metrics endpoint up this long after the run")
     r.add_argument("--json", help="write the summary as JSON to this file")
     r.add_argument("--out", help="directory for summary.json and junit.xml (one test case per threshold)")
+    r.add_argument("--report", help="write a self-contained HTML report to this file")
     r.add_argument("-q", "--quiet", action="store_true", help="no progress line")
     r.set_defaults(func=cmd_run)
 
@@ -381,6 +422,11 @@ def _parser():
     dv.add_argument("--shard", help="I/N: only this shard's devices")
     dv.add_argument("--format", choices=("csv", "powershell"), default="csv")
     dv.set_defaults(func=cmd_devices)
+
+    rp = sub.add_parser("report", help="HTML report from saved (or several shards') summary.json files")
+    rp.add_argument("results", nargs="+", help="summary.json files or the --out directories holding them")
+    rp.add_argument("-o", "--output", default="report.html")
+    rp.set_defaults(func=cmd_report)
 
     v = sub.add_parser("validate", help="check scenario files without running them")
     v.add_argument("scenarios", nargs="+")

@@ -65,6 +65,9 @@ class Device:
         self.alive = True
         self._sent = 0
         self.in_flight = None  # the command whose answer the device is waiting for
+        self.intended_start = None  # loop time the schedule meant the device to start
+        self.actual_start = None
+        self.enrolled = False
 
     def _enrol(self, ident):
         """Start as a factory-fresh device with identity ``ident``."""
@@ -149,6 +152,11 @@ class Device:
         if isinstance(result, Provisioned):
             self._record(action.command, resp, "ok", status)
             stats.provisioning("no_policy" if result.no_policy else "provisioned", result.ack_status)
+            if not self.enrolled and self.intended_start is not None:
+                # enrolment time from the intended start (no coordinated omission) and from the actual one
+                now = asyncio.get_running_loop().time()
+                stats.enrolment(now - self.intended_start, now - self.actual_start)
+            self.enrolled = True
             self.state = NO_POLICY if result.no_policy else PROVISIONED
             self.need_provision = False
             return True

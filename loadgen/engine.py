@@ -5,6 +5,7 @@ their identity and policy key; ``loadgen.eas`` owns the protocol rules.
 """
 
 import asyncio
+import math
 import random
 import shlex
 import signal
@@ -66,6 +67,44 @@ def build_population(scenario, base_url, shard=0, shards=1):
             base_url, scenario.load, stats, think_rng, auth.domain, origin=(scenario.seed, user_index, slot),
         ))
     return devices, stats
+
+
+def schedule(scenario):
+    """Start offset (s) of every device of the population; None for one that never arrives.
+
+    closed: device i starts at ramp_up * i / devices.  open: devices arrive at the
+    scenario's rate -- ``arrival_rate`` at first, then linear ramps to each stage's
+    target over its duration (k6's ramping-arrival-rate), holding the last rate
+    until the end; arrival n (from 0) happens when the integral of the rate reaches n.
+    """
+    total = scenario.population.devices
+    load = scenario.load
+    if load.model == "closed":
+        ramp = min(load.ramp_up, scenario.duration)
+        return [ramp * i / total for i in range(total)]
+    segments = []  # (start, duration, r0, r1)
+    t, rate = 0.0, load.arrival_rate
+    for duration, target in load.stages:
+        segments.append((t, duration, rate, target))
+        t, rate = t + duration, target
+    if t < scenario.duration:
+        segments.append((t, scenario.duration - t, rate, rate))
+    offsets = []
+    done = 0.0  # arrivals before the current segment
+    for start, duration, r0, r1 in segments:
+        if duration <= 0:
+            continue
+        in_segment = (r0 + r1) / 2.0 * duration
+        while len(offsets) < total and len(offsets) < done + in_segment - 1e-9:
+            need = len(offsets) - done  # arrivals into this segment: r0 x + (r1 - r0) x^2 / (2 D)
+            a = (r1 - r0) / (2.0 * duration)
+            if abs(a) < 1e-12:
+                x = need / r0 if r0 > 0 else 0.0
+            else:
+                x = (-r0 + math.sqrt(max(0.0, r0 * r0 + 4 * a * need))) / (2 * a)
+            offsets.append(start + min(max(x, 0.0), duration))
+        done += in_segment
+    return offsets + [None] * (total - len(offsets))
 
 
 def embedded_state(scenario):
@@ -159,17 +198,22 @@ async def run(scenario, *, target_url=None, progress=True, stream=None, target_s
     deadline = t0 + scenario.duration
     prog = Progress(stream, scenario.duration, devices, progress, scenario.load.sample_interval)
     stats.started = time.time()
-    ramp = min(scenario.load.ramp_up, scenario.duration)
+
+    late_after = 0.1  # a device starting more than 100 ms after its intended time is a late start
 
     async def start_device(device, delay):
         if delay > 0:
             await asyncio.sleep(delay)
-        if loop.time() < deadline:
+        now = loop.time()
+        if now < deadline:
+            device.intended_start = t0 + delay
+            device.actual_start = now
+            stats.start_lag(now - device.intended_start, late_after)
             await device.run(transport, deadline)
 
-    # device i of the whole population starts at ramp * i / total, whatever the shard
-    total = scenario.population.devices
-    tasks = [asyncio.create_task(start_device(d, ramp * d.index / total)) for d in devices]
+    # device i of the whole population starts at its scheduled time, whatever the shard
+    offsets = schedule(scenario)
+    tasks = [asyncio.create_task(start_device(d, offsets[d.index])) for d in devices if offsets[d.index] is not None]
     if target is not None and scenario.target.mail_per_user_per_hour > 0:
         tasks.append(asyncio.create_task(_deliver_mail(target_state, scenario, deadline)))
     # events act once: on the embedded target this process started, or (a shell command for a real

@@ -82,6 +82,7 @@ class Stats:
         self.throttled = Counter()  # reason -> n
         self.malformed = Counter()  # command -> n
         self.reenrolments = 0
+        self.late_starts = 0  # devices that started more than 100 ms after their intended time
         self.compliance = Counter()  # acknowledgement status the devices sent -> devices
         self.unmet = Counter()  # policy the devices could not apply -> devices
         self.bytes_sent = 0
@@ -125,6 +126,24 @@ class Stats:
         self.bytes_received += received
         if eas_status is not None:
             self.eas_statuses[(command, eas_status)] += 1
+
+    def _observe(self, name, seconds):
+        rec = self.latency.get(name)
+        if rec is None:
+            rec = self.latency[name] = Recorder()
+        us = int(seconds * 1_000_000)
+        rec.record(_LOW_US if us < _LOW_US else (_HIGH_US if us > _HIGH_US else us))
+
+    def enrolment(self, corrected, uncorrected):
+        """First provisioning of a device: from its intended start (what a user waiting for the
+        phone sees, so a slow server cannot hide behind late starts) and from its actual start."""
+        self._observe("Enrolment", corrected)
+        self._observe("EnrolmentUncorrected", uncorrected)
+
+    def start_lag(self, lag, late_after):
+        self._observe("StartLag", max(lag, 0.0))
+        if lag > late_after:
+            self.late_starts += 1
 
     def provisioning(self, result, ack_status):
         self.provisionings[(result, str(ack_status))] += 1
@@ -223,6 +242,7 @@ class Stats:
             "reprovisions": dict(sorted(self.reprovisions.items())),
             "remote_wipes": dict(sorted(self.wipes.items())),
             "reenrolments": self.reenrolments,
+            "late_starts": self.late_starts,
             "compliance": {str(k): v for k, v in sorted(self.compliance.items())},
             "unmet_policies": dict(sorted(self.unmet.items())),
             "throttled": dict(sorted(self.throttled.items())),
@@ -332,7 +352,8 @@ def summary_text(stats, scenario_name, target, devices_total):
     out.append(_table(("command", "status", "count"),
                       [(cmd, status, n) for (cmd, status), n in sorted(stats.requests.items())]))
     out.append("")
-    out.append("Latency by command (ms; Ping is held by the server on purpose)")
+    out.append("Latency by command (ms; Ping is held by the server on purpose; Enrolment = first provisioning "
+               "from the intended start, StartLag = schedule lag; %d late starts)" % stats.late_starts)
     rows = []
     for cmd in sorted(stats.latency):
         p = stats.percentiles(cmd)

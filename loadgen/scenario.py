@@ -73,6 +73,9 @@ class LoadConfig:
     html_bodies: bool = False  # ask for HTML bodies (only where AllowHTMLEmail permits)
     quarantine_retry: float = 300.0  # a quarantined device asks again after this
     sample_interval: float = 1.0  # time series interval (summary.json, the HTML report)
+    model: str = "closed"  # closed: the devices start over ramp_up; open: devices arrive at a rate
+    arrival_rate: float = 10.0  # open model: arrivals (new device enrolments) per second at the start
+    stages: list = field(default_factory=list)  # open model: [(duration s, target rate)], linear ramps (k6)
 
 
 @dataclass
@@ -233,7 +236,8 @@ _TARGET = {"url", "insecure", "ca_file", "allow_non_provisionable", "no_policy",
 _AUTH = {"user", "password", "password_env", "domain", "users"}
 _POPULATION = {"devices", "devices_per_user", "versions", "profiles"}
 _LOAD = {"ramp_up", "think_time", "timeout", "retry_interval", "graceful_stop", "backoff", "reenrol_after", "transport", "mode",
-         "heartbeat", "window_size", "body_truncation", "html_bodies", "quarantine_retry", "sample_interval"}
+         "heartbeat", "window_size", "body_truncation", "html_bodies", "quarantine_retry", "sample_interval",
+         "model", "arrival_rate", "stages"}
 
 
 def parse(text, path="<scenario>"):
@@ -317,7 +321,20 @@ def parse(text, path="<scenario>"):
         html_bodies=r.boolean("load", lo, "html_bodies", False),
         quarantine_retry=r.seconds("load", lo, "quarantine_retry", 300.0),
         sample_interval=r.seconds("load", lo, "sample_interval", 1.0),
+        model=r.string("load", lo, "model", "closed"),
+        arrival_rate=float(r.number("load", lo, "arrival_rate", 10.0, minimum=0)),
     )
+    if s.load.model not in ("closed", "open"):
+        raise r.fail("load", "model", "'model' must be \"closed\" or \"open\", not %r" % s.load.model)
+    stages = lo.get("stages", [])
+    if not isinstance(stages, list):
+        raise r.fail("load", "stages", "'stages' must be an array like [{ duration = \"10s\", target = 100 }]")
+    for i, stage in enumerate(stages):
+        if not isinstance(stage, dict) or set(stage) != {"duration", "target"}:
+            raise r.fail("load", "stages", "stages[%d] must be { duration = \"10s\", target = <arrivals/s> }" % i)
+        duration = r.seconds("load", stage, "duration", 0.0)
+        target = r.number("load", stage, "target", 0.0, minimum=0)
+        s.load.stages.append((duration, float(target)))
     if s.load.sample_interval <= 0:
         raise r.fail("load", "sample_interval", "'sample_interval' must be greater than 0")
     if s.load.mode not in ("ping", "poll", "foldersync"):

@@ -25,7 +25,7 @@ from loadgen import metrics
 from loadgen.report import Stats
 
 _COUNTERS = ("eas_statuses", "provisionings", "reprovisions", "wipes", "throttled", "malformed", "cancelled")
-_SCALARS = ("reenrolments", "bytes_sent", "bytes_received", "total", "failures")
+_SCALARS = ("reenrolments", "bytes_sent", "bytes_received", "total", "failures", "late_starts")
 
 
 def _snapshot(stats, devices, final):

@@ -244,3 +244,49 @@ def test_sigterm_still_prints_the_summary(tmp_path):
     stdout, _ = proc.communicate(timeout=30)
     assert proc.returncode == 1
     assert "interrupted" in stdout and "Accounting" in stdout
+
+
+def test_open_model_schedule_follows_the_rate():
+    from loadgen.engine import schedule
+
+    sc = scenario.parse('duration = 10\n[population]\ndevices = 1000\n[auth]\nusers = 1000\n'
+                        '[load]\nmodel = "open"\narrival_rate = 10\n'
+                        'stages = [ { duration = "4s", target = 30 }, { duration = "2s", target = 30 } ]\n', "o.toml")
+    offsets = schedule(sc)
+    arrived = [o for o in offsets if o is not None]
+    # 4 s ramping 10 -> 30 (80), 2 s at 30 (60), then 4 s holding 30 (120): 260 arrivals
+    assert len(arrived) == 260 and arrived == sorted(arrived)
+    assert sum(1 for o in arrived if o < 4.0) == 80 and arrived[0] == 0.0
+    assert all(o is None for o in offsets[len(arrived):])
+    closed = schedule(scenario.parse('[population]\ndevices = 4\n[load]\nramp_up = 2\n', "c.toml"))
+    assert closed == [0.0, 0.5, 1.0, 1.5]
+
+
+def test_open_model_run_records_enrolment_from_the_intended_start():
+    sc = make(devices=30, duration=3, extra='model = "open"\narrival_rate = 15')
+    result = run(sc)
+    st = result.stats
+    arrived = [d for d in result.devices if d.intended_start is not None]
+    assert 40 > len(arrived) >= 30  # 3 s at 15/s is 45 arrivals, capped by the 30-device pool
+    assert st.latency["Enrolment"].total == st.latency["EnrolmentUncorrected"].total == 30
+    assert st.percentiles("Enrolment")["max_ms"] >= st.percentiles("EnrolmentUncorrected")["max_ms"]
+    assert st.latency["StartLag"].total == 30
+
+
+def test_run_report_and_report_command(tmp_path):
+    f = tmp_path / "r.toml"
+    f.write_text('duration = 2\n[population]\ndevices = 4\n[load]\nramp_up = 0.2\nthink_time = 0.3\nmode = "poll"\n')
+    out = subprocess.run([sys.executable, "-m", "loadgen", "run", str(f), "--metrics-listen", "", "-q",
+                          "--out", str(tmp_path / "o"), "--report", str(tmp_path / "r.html")],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    html = (tmp_path / "r.html").read_text()
+    assert html.startswith("<!DOCTYPE html>") or html.lower().startswith("<!doctype html>")
+    out = subprocess.run([sys.executable, "-m", "loadgen", "report", str(tmp_path / "o"), str(tmp_path / "o"),
+                          "-o", str(tmp_path / "m.html")], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and "from 2 result(s)" in out.stderr
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    out = subprocess.run([sys.executable, "-m", "loadgen", "report", str(bad), "-o", str(tmp_path / "x.html")],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1
