@@ -42,6 +42,7 @@ def _snapshot(stats, devices, final):
     if final:
         snap["final"] = True
         snap["histograms"] = {c: r.histogram().encode() for c, r in stats.latency.items()}
+        snap["timings"] = {c: r.histogram().encode() for c, r in stats.timings.items()}
         snap["series"] = stats.series
         snap["final_states"] = dict(stats.final_states)
         snap["compliance"] = dict(stats.compliance)
@@ -112,6 +113,15 @@ def _merge_final(stats, finals):
             else:
                 merged[command] = hist
     stats.latency = {c: _HistogramView(h) for c, h in merged.items()}
+    timings = {}
+    for snap in finals:
+        for name, encoded in snap.get("timings", {}).items():
+            hist = HdrHistogram.decode(encoded)
+            if name in timings:
+                timings[name].add(hist)
+            else:
+                timings[name] = hist
+    stats.timings = {c: _HistogramView(h) for c, h in timings.items()}
     stats.final_states = sum((Counter(s["final_states"]) for s in finals), Counter())
     stats.compliance = sum((Counter(s["compliance"]) for s in finals), Counter())
     stats.unmet = sum((Counter(s["unmet"]) for s in finals), Counter())
