@@ -59,6 +59,11 @@ def cmd_run(args):
         sc.load.transport = args.transport
     if args.workers < 1:
         raise UsageError("--workers must be at least 1")
+    shard = _shard(args)
+    if shard != (0, 1) and args.workers > 1:
+        raise UsageError("--shard/--shards and --workers do not combine: run one shard per process or pod")
+    if args.start_at:
+        _wait_until(args.start_at)
     if args.insecure:
         sc.target.insecure = True
     if sc.target.insecure:
@@ -92,7 +97,7 @@ def cmd_run(args):
 
             result = _arun(run_workers(sc, args.workers, progress=not args.quiet))
         else:
-            result = _arun(run(sc, progress=not args.quiet, handle_signals=True))
+            result = _arun(run(sc, progress=not args.quiet, handle_signals=True, shard=shard))
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         metrics.shutdown()
@@ -108,6 +113,7 @@ def cmd_run(args):
     data["seed"] = sc.seed
     data["devices_total"] = len(result.devices)
     data["thresholds"] = [{"threshold": str(t), "value": v, "passed": ok} for t, v, ok in verdicts]
+    data["shard"] = list(shard)
     data["versions"] = sc.population.versions
     data["mode"] = sc.load.mode
     data["model"] = sc.load.model
@@ -227,6 +233,105 @@ def cmd_devices(args):
     print(")")
     print("Get-MobileDevice -ResultSize Unlimited | Where-Object { $easloadDeviceIds -contains $_.DeviceId } |")
     print("  Remove-MobileDevice -Confirm:$false -WhatIf")
+    return EXIT_OK
+
+
+def _shard(args):
+    """(index, count) from --shard I/N, or --shards N with the index from JOB_COMPLETION_INDEX."""
+    import os
+
+    if args.shard and args.shards:
+        raise UsageError("give --shard I/N or --shards N, not both")
+    if args.shard:
+        try:
+            index, count = (int(x) for x in args.shard.split("/"))
+        except ValueError:
+            raise UsageError("--shard must be I/N, not %r" % args.shard) from None
+    elif args.shards:
+        count = args.shards
+        raw = os.environ.get("JOB_COMPLETION_INDEX")
+        if raw is None:
+            raise UsageError("--shards needs the shard index in JOB_COMPLETION_INDEX (set by a Kubernetes Indexed Job)")
+        try:
+            index = int(raw)
+        except ValueError:
+            raise UsageError("JOB_COMPLETION_INDEX must be a number, not %r" % raw) from None
+    else:
+        return (0, 1)
+    if not 0 <= index < count:
+        raise UsageError("shard index %d is outside 0..%d" % (index, count - 1))
+    return (index, count)
+
+
+def _wait_until(when):
+    """Sleep until ``when`` (unix seconds or RFC 3339) so that shards start together."""
+    import time
+    from datetime import datetime
+
+    try:
+        target = float(when)
+    except ValueError:
+        try:
+            target = datetime.fromisoformat(when.replace("Z", "+00:00")).timestamp()
+        except ValueError:
+            raise UsageError("--start-at must be unix seconds or an RFC 3339 time, not %r" % when) from None
+    delay = target - time.time()
+    if delay > 0:
+        print("waiting %.1f s for the common start time" % delay, file=sys.stderr)
+        time.sleep(delay)
+    elif delay < -5:
+        print("warning: the start time passed %.0f s ago; starting now" % -delay, file=sys.stderr)
+
+
+def cmd_merge(args):
+    from loadgen.merge import MergeError, merge
+    from loadgen.report import evaluate_thresholds, junit_xml, summary_text, thresholds_text
+    from loadgen.scenario import Threshold, _THRESHOLD
+
+    summaries = []
+    for name in args.results:
+        path = Path(name)
+        if path.is_dir():
+            path = path / "summary.json"
+        try:
+            summaries.append(orjson.loads(path.read_bytes()))
+        except OSError as exc:
+            raise UsageError("%s: %s" % (path, exc.strerror or exc)) from None
+        except orjson.JSONDecodeError as exc:
+            raise UsageError("%s: not a summary.json (%s)" % (path, exc)) from None
+    try:
+        stats, shards, first = merge(summaries)
+    except MergeError as exc:
+        raise UsageError(str(exc)) from None
+    thresholds = []
+    for t in first.get("thresholds", []):
+        metric, op, limit = t["threshold"].rsplit(" ", 2)
+        if _THRESHOLD.match("%s %s" % (op, limit)):
+            thresholds.append(Threshold(metric, op, float(limit)))
+    print(summary_text(stats, first["scenario"], first.get("target"), shards["devices_total"]))
+    verdicts = evaluate_thresholds(stats, thresholds)
+    if verdicts:
+        print()
+        print(thresholds_text(verdicts))
+    if not shards["complete"]:
+        print("\nwarning: %d of %d shards merged (%s)" % (len(shards["shards_merged"]), shards["shards_total"],
+                                                         shards["shards_merged"]), file=sys.stderr)
+    data = stats.to_dict(scenario=first["scenario"], target=first.get("target"))
+    for key in ("seed", "versions", "mode", "model", "easload_version"):
+        data[key] = first.get(key)
+    data.update(shards)
+    data["shard"] = [0, 1]
+    data["thresholds"] = [{"threshold": str(t), "value": v, "passed": ok} for t, v, ok in verdicts]
+    if args.out:
+        out = Path(args.out)
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+            (out / "summary.json").write_bytes(orjson.dumps(data, option=orjson.OPT_INDENT_2))
+            (out / "junit.xml").write_text(junit_xml(first["scenario"], verdicts, stats.ended - stats.started))
+        except OSError as exc:
+            raise UsageError("cannot write results: %s" % exc) from None
+    if any(not ok for _t, _v, ok in verdicts) or stats.interrupted or not shards["complete"]:
+        return EXIT_FAILED
     return EXIT_OK
 
 
@@ -368,6 +473,9 @@ def _parser():
     r.add_argument("--target", help="EAS URL (https://host/Microsoft-Server-ActiveSync) instead of the scenario's")
     r.add_argument("--insecure", action="store_true", help="do not verify TLS certificates (not recommended)")
     r.add_argument("--transport", choices=("lean", "aiohttp"), help="devices' HTTP client (default: lean)")
+    r.add_argument("--shard", help="I/N: run only shard I of N of the population (ids and rates as in the whole)")
+    r.add_argument("--shards", type=int, help="N shards, the index from JOB_COMPLETION_INDEX (Kubernetes Indexed Job)")
+    r.add_argument("--start-at", help="start at this time (unix seconds or RFC 3339) so that shards start together")
     r.add_argument("--yes", action="store_true", help="confirm a load test of more than %d devices on a server "
                    "that is not on this machine" % SAFE_DEVICES)
     r.add_argument("--workers", type=int, default=1,
@@ -422,6 +530,11 @@ def _parser():
     dv.add_argument("--shard", help="I/N: only this shard's devices")
     dv.add_argument("--format", choices=("csv", "powershell"), default="csv")
     dv.set_defaults(func=cmd_devices)
+
+    mg = sub.add_parser("merge", help="merge shard results exactly, evaluate the thresholds, exit 0/1/2")
+    mg.add_argument("results", nargs="+", help="summary.json files or --out directories of the shards")
+    mg.add_argument("--out", help="directory for the merged summary.json and junit.xml")
+    mg.set_defaults(func=cmd_merge)
 
     rp = sub.add_parser("report", help="HTML report from saved (or several shards') summary.json files")
     rp.add_argument("results", nargs="+", help="summary.json files or the --out directories holding them")

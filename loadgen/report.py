@@ -232,6 +232,10 @@ class Stats:
             "requests": self.total,
             "requests_per_s": round(self.total / elapsed, 1) if elapsed > 0 else 0.0,
             "errors": self.errors(),
+            # (command, outcome, HTTP status or error label, n): the raw counters, mergeable exactly
+            "by_key": [[c, o, st, n] for (c, o, st), n in sorted(self.by_key.items())],
+            "provisionings_raw": [[r, a, n] for (r, a), n in sorted(self.provisionings.items())],
+            "cancelled_raw": dict(self.cancelled),
             "by_command_status": {"%s %s" % k: v for k, v in sorted(self.requests.items())},
             "by_command_outcome": {"%s %s" % k: v for k, v in sorted(self.outcomes.items())},
             "eas_statuses": {"%s %s" % k: v for k, v in sorted(self.eas_statuses.items())},

@@ -1,0 +1,102 @@
+"""``easload merge``: shard results (summary.json) merged exactly into one.
+
+Counts add up; HDR histograms (per command, per timing and per time-series
+interval) are added, so percentiles are those of all requests, never an average
+of shard percentiles.  Results of different scenarios, seeds, easload versions
+or shard counts, or the same shard twice, are refused.
+"""
+
+from collections import Counter
+
+from hdrh.histogram import HdrHistogram
+
+from loadgen.report import Stats
+from loadgen.workers import merge_series
+
+
+class MergeError(ValueError):
+    pass
+
+
+class _View:
+    def __init__(self, hist):
+        self.hist = hist
+        self.total = hist.get_total_count()
+
+    def histogram(self):
+        return self.hist
+
+
+def _hists(encoded):
+    return {name: HdrHistogram.decode(value) for name, value in encoded.items()}
+
+
+def merge(summaries):
+    """A Stats holding the exact union of the shards' results, and the shard description."""
+    if not summaries:
+        raise MergeError("nothing to merge")
+    first = summaries[0]
+    for key in ("scenario", "seed", "easload_version"):
+        values = {repr(s.get(key)) for s in summaries}
+        if len(values) > 1:
+            raise MergeError("cannot merge results of different %ss: %s" % (key.replace("_", " "), ", ".join(sorted(values))))
+    shards = [tuple(s.get("shard") or (0, 1)) for s in summaries]
+    if len({n for _i, n in shards}) > 1:
+        raise MergeError("cannot merge results with different shard counts: %s" % sorted(set(shards)))
+    if len(set(shards)) != len(shards):
+        raise MergeError("the same shard appears twice: %s" % sorted(s for s in shards if shards.count(s) > 1))
+    for s in summaries:
+        if "by_key" not in s:
+            raise MergeError("a result without raw counters (written by an older easload?)")
+    stats = Stats()
+    stats.by_key = {}
+    for s in summaries:
+        for c, o, st, n in s["by_key"]:
+            stats.by_key[(c, o, st)] = stats.by_key.get((c, o, st), 0) + n
+        for r, a, n in s["provisionings_raw"]:
+            stats.provisionings[(r, a)] += n
+        for key, n in s["eas_statuses"].items():
+            c, _, st = key.rpartition(" ")
+            stats.eas_statuses[(c, int(st))] += n
+        stats.reprovisions.update(s["reprovisions"])
+        stats.throttled.update(s["throttled"])
+        stats.wipes.update(s["remote_wipes"])
+        stats.malformed.update(s["malformed_responses"])
+        stats.cancelled.update(s.get("cancelled_raw", {}))
+        stats.final_states.update(s["devices"])
+        stats.compliance.update({int(k): v for k, v in s["compliance"].items()})
+        stats.unmet.update(s["unmet_policies"])
+        stats.reenrolments += s["reenrolments"]
+        stats.late_starts += s.get("late_starts", 0)
+        stats.bytes_sent += s["bytes_sent"]
+        stats.bytes_received += s["bytes_received"]
+        stats.interrupted = stats.interrupted or s.get("interrupted", False)
+    stats.total = sum(stats.by_key.values())
+    stats.failures = sum(n for (_c, o, _s), n in stats.by_key.items() if o not in ("ok", "reprovision"))
+    for attr, key in (("latency", "histograms"), ("timings", "timing_histograms")):
+        merged = {}
+        for s in summaries:
+            for name, hist in _hists(s.get(key, {})).items():
+                if name in merged:
+                    merged[name].add(hist)
+                else:
+                    merged[name] = hist
+        setattr(stats, attr, {name: _View(h) for name, h in merged.items()})
+    stats.started = min(s["started"] for s in summaries)
+    stats.ended = max(s["started"] + s["elapsed_s"] for s in summaries)
+    stats.series = merge_series([s.get("series", []) for s in summaries])
+    seen = set()
+    for s in summaries:
+        for e in s.get("events", []):
+            key = (e["at_s"], e["action"], e["result"])
+            if key not in seen:
+                seen.add(key)
+                stats.events.append(key)
+    stats.events.sort()
+    total_shards = shards[0][1]
+    return stats, {"shards_merged": sorted(i for i, _n in shards), "shards_total": total_shards,
+                   "complete": len(shards) == total_shards, "devices_total": sum(s.get("devices_total", 0)
+                                                                                 for s in summaries)}, first
+
+
+__all__ = ["merge", "MergeError", "Counter"]
