@@ -283,13 +283,10 @@ def _wait_until(when):
         print("warning: the start time passed %.0f s ago; starting now" % -delay, file=sys.stderr)
 
 
-def cmd_merge(args):
-    from loadgen.merge import MergeError, merge
-    from loadgen.report import evaluate_thresholds, junit_xml, summary_text, thresholds_text
-    from loadgen.scenario import Threshold, _THRESHOLD
-
+def _load_summaries(names):
+    """summary.json files (or --out directories holding one), with one-line errors."""
     summaries = []
-    for name in args.results:
+    for name in names:
         path = Path(name)
         if path.is_dir():
             path = path / "summary.json"
@@ -299,6 +296,15 @@ def cmd_merge(args):
             raise UsageError("%s: %s" % (path, exc.strerror or exc)) from None
         except orjson.JSONDecodeError as exc:
             raise UsageError("%s: not a summary.json (%s)" % (path, exc)) from None
+    return summaries
+
+
+def cmd_merge(args):
+    from loadgen.merge import MergeError, merge
+    from loadgen.report import evaluate_thresholds, junit_xml, summary_text, thresholds_text
+    from loadgen.scenario import Threshold, _THRESHOLD
+
+    summaries = _load_summaries(args.results)
     try:
         stats, shards, first = merge(summaries)
     except MergeError as exc:
@@ -345,17 +351,7 @@ def cmd_report(args):
     """Render saved or merged summary.json files as one self-contained HTML report."""
     from loadgen import htmlreport
 
-    summaries = []
-    for name in args.results:
-        path = Path(name)
-        if path.is_dir():
-            path = path / "summary.json"
-        try:
-            summaries.append(orjson.loads(path.read_bytes()))
-        except OSError as exc:
-            raise UsageError("%s: %s" % (path, exc.strerror or exc)) from None
-        except orjson.JSONDecodeError as exc:
-            raise UsageError("%s: not a summary.json (%s)" % (path, exc)) from None
+    summaries = _load_summaries(args.results)
     try:
         size = htmlreport.write(summaries, args.output)
     except ValueError as exc:

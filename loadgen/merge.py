@@ -6,25 +6,15 @@ of shard percentiles.  Results of different scenarios, seeds, easload versions
 or shard counts, or the same shard twice, are refused.
 """
 
-from collections import Counter
-
 from hdrh.histogram import HdrHistogram
 
 from loadgen.report import Stats
+from loadgen.workers import _HistogramView as _View
 from loadgen.workers import merge_series
 
 
 class MergeError(ValueError):
     pass
-
-
-class _View:
-    def __init__(self, hist):
-        self.hist = hist
-        self.total = hist.get_total_count()
-
-    def histogram(self):
-        return self.hist
 
 
 def _hists(encoded):
@@ -99,4 +89,4 @@ def merge(summaries):
                                                                                  for s in summaries)}, first
 
 
-__all__ = ["merge", "MergeError", "Counter"]
+__all__ = ["merge", "MergeError"]
