@@ -39,11 +39,26 @@ def _arun(coro):
 # --------------------------------------------------------------------------- run
 
 
+def _raise_file_limit():
+    """Each device holds up to two connections: take the hard open-file limit as the soft one."""
+    try:
+        import resource
+
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if hard == resource.RLIM_INFINITY:
+            hard = 1 << 20
+        if soft != resource.RLIM_INFINITY and soft < hard:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    except (ImportError, ValueError, OSError):
+        pass
+
+
 def cmd_run(args):
     from loadgen import metrics, scenario as scenario_mod
     from loadgen.engine import run
     from loadgen.report import evaluate_thresholds, junit_xml, summary_text, thresholds_text
 
+    _raise_file_limit()
     path = args.scenario or scenario_mod.default_scenario_path()
     sc = scenario_mod.load(path)
     if args.duration is not None:
@@ -381,6 +396,7 @@ def cmd_target(args):
     from loadgen.target.server import serve_forever
     from loadgen.target.state import TargetState
 
+    _raise_file_limit()
     kw = dict(allow_non_provisionable=args.allow_non_provisionable, no_policy=args.no_policy,
               refresh_interval_min=args.policy_refresh_minutes, max_devices=args.max_devices,
               ping_min=args.ping_min, ping_max=args.ping_max, abq_default=args.abq_default,
