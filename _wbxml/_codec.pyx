@@ -32,6 +32,11 @@ cdef extern from "Python.h":
     const char* PyUnicode_AsUTF8AndSize(object unicode, Py_ssize_t* size) except NULL
 
 cdef tuple NAMES = _NAMES
+# KNOWN[page * 64 + token]: the code page defines that tag (the extractor checks tokens in C)
+cdef unsigned char KNOWN[256 * 64]
+for _page in range(256):
+    for _token in range(64):
+        KNOWN[_page * 64 + _token] = 1 if NAMES[_page] is not None and NAMES[_page][_token] is not None else 0
 cdef dict TOKENS = _TOKENS
 cdef Py_ssize_t C_MAX_DEPTH = MAX_DEPTH
 cdef object SlotType = Slot
@@ -58,7 +63,18 @@ cdef inline int _mb(const unsigned char* buf, Py_ssize_t n, Py_ssize_t* pos, uns
             return 0
 
 
+# Short ASCII values ("0", "1", "-1", "14" ...) dominate policy documents and statuses:
+# one- and two-character strings come from prebuilt tables instead of new allocations.
+cdef tuple ONE_CHAR = tuple(chr(i) for i in range(128))
+cdef dict TWO_CHARS = {(a << 8) | b: chr(a) + chr(b) for a in range(32, 127) for b in range(32, 127)}
+
+
 cdef str _utf8(const unsigned char* buf, Py_ssize_t start, Py_ssize_t end, Py_ssize_t offset):
+    cdef Py_ssize_t length = end - start
+    if length == 1 and buf[start] < 128:
+        return <str>ONE_CHAR[buf[start]]
+    if length == 2 and 32 <= buf[start] < 127 and 32 <= buf[start + 1] < 127:
+        return <str>TWO_CHARS[(buf[start] << 8) | buf[start + 1]]
     try:
         return PyUnicode_DecodeUTF8(<const char*>buf + start, end - start, NULL)
     except UnicodeDecodeError as exc:
@@ -462,7 +478,110 @@ def extract(data, wanted):
             data = bytes(data)
         else:
             raise TypeError("extract() needs bytes, not %s" % type(data).__name__)
-    return _extract(<bytes>data, frozenset(wanted))
+    cdef int codes[32]
+    cdef int count = 0
+    cached = _WANTED.get(wanted) if type(wanted) is tuple else None
+    if cached is None:
+        wanted_set = frozenset(wanted)
+        ints = tuple((<tuple>TOKENS[t])[0] * 64 + (<tuple>TOKENS[t])[1] for t in wanted_set if t in TOKENS)
+        cached = (wanted_set, ints)
+        if type(wanted) is tuple and len(_WANTED) < 1024:
+            _WANTED[wanted] = cached
+    wanted_set, ints = cached
+    if len(ints) > 32:
+        return _extract(<bytes>data, wanted_set)
+    for code in ints:
+        codes[count] = code
+        count += 1
+    return _extract_codes(<bytes>data, codes, count, wanted_set)
+
+
+cdef dict _WANTED = {}  # wanted tuple -> (frozenset, token codes): the caller's constant tag lists
+
+
+cdef dict _extract_codes(bytes data, int* codes, int count, frozenset wanted):
+    """The extractor's fast path: tokens compared as integers, Python objects only for hits."""
+    cdef const unsigned char* buf = <const unsigned char*>PyBytes_AS_STRING(data)
+    cdef Py_ssize_t n = PyBytes_GET_SIZE(data)
+    cdef Py_ssize_t tbl_start = 0, tbl_len = 0, pos, depth = 0, end, capture_depth = -1
+    cdef unsigned long long value
+    cdef unsigned char b, token
+    cdef const unsigned char* hit
+    cdef int page = 0, code, i, capture_code = -1
+    cdef bint captured = False
+    cdef dict result = {}
+    pos = _header(buf, n, &tbl_start, &tbl_len)
+    while pos < n:
+        b = buf[pos]
+        token = b & 0x3F
+        if token >= 5:
+            if b & 0x80:
+                raise UnsupportedError("attributes are not used by EAS (tag byte 0x%02x)" % b, pos)
+            code = page * 64 + token
+            if not KNOWN[code]:
+                raise UnknownTokenError("unknown tag token 0x%02x" % token, pos)
+            pos += 1
+            if b & 0x40:
+                if depth >= C_MAX_DEPTH:
+                    raise NestingError("elements nested deeper than %d" % C_MAX_DEPTH, pos - 1)
+                depth += 1
+                captured = False
+                capture_code = -1
+                for i in range(count):
+                    if codes[i] == code:
+                        capture_code = code
+                        capture_depth = depth
+                        break
+            elif depth == 0:
+                return result
+        elif b == 0x03:
+            hit = <const unsigned char*>memchr(buf + pos + 1, 0, n - pos - 1)
+            if hit == NULL:
+                raise TruncatedError("unterminated inline string", pos)
+            end = hit - buf
+            if capture_code >= 0 and capture_depth == depth:
+                tag = (<tuple>NAMES[capture_code >> 6])[capture_code & 63]
+                text = _utf8(buf, pos + 1, end, pos + 1)
+                lst = result.get(tag)
+                if lst is None:
+                    result[tag] = [text]
+                elif captured:
+                    (<list>lst)[len(<list>lst) - 1] += text
+                else:
+                    (<list>lst).append(text)
+                captured = True
+            pos = end + 1
+        elif b == 0x01:
+            if depth == 0:
+                raise NestingError("END without an open element", pos)
+            depth -= 1
+            capture_code = -1
+            captured = False
+            pos += 1
+            if depth == 0:
+                return result
+        elif b == 0x00:
+            if pos + 1 >= n:
+                raise TruncatedError("document ends inside SWITCH_PAGE", pos)
+            if NAMES[buf[pos + 1]] is None:
+                raise UnknownTokenError("unknown code page %d" % buf[pos + 1], pos + 1)
+            page = buf[pos + 1]
+            pos += 2
+        elif b == 0xC3:
+            start = pos
+            pos += 1
+            _mb(buf, n, &pos, &value)
+            if value > <unsigned long long>(n - pos):
+                raise TruncatedError("opaque data longer than the document", start)
+            pos += <Py_ssize_t>value
+        elif b == 0x83 or b == 0x02:
+            if capture_code >= 0:
+                return _extract_slow(data, wanted)
+            pos += 1
+            _mb(buf, n, &pos, &value)
+        else:
+            raise UnsupportedError("global token 0x%02x is not used by EAS" % b, pos)
+    raise TruncatedError("document ends inside an element", n)
 
 
 cdef dict _extract(bytes data, frozenset wanted):

@@ -270,6 +270,7 @@ def test_property_extract_twins_agree(tree, wanted):
     expected = _wbxml._pure.extract(data, wanted)
     if COMPILED is not None:
         assert COMPILED.extract(data, wanted) == expected
+        assert COMPILED.extract(data, tuple(wanted)) == expected  # the cached fast path
 
 
 def test_fuzz_findings_decode_only_what_encodes(codec):
