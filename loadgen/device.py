@@ -16,7 +16,7 @@ import re
 
 import _wbxml
 from _wbxml import WBXMLError
-from loadgen.eas import commands
+from loadgen.eas import commands, password as passwords
 from loadgen.eas.provisioning import (
     Blocked, Failed, Provisioned, Provisioner, Redirect, Refused, Retry, Send, Wiped, classify,
 )
@@ -65,6 +65,9 @@ class Device:
         self.alive = True
         self._sent = 0
         self.in_flight = None  # the command whose answer the device is waiting for
+        self.password = passwords.Password(profile.caps.initial_password) if profile.caps.password else None
+        self.password_history = ()
+        self.password_serial = 0
         self.intended_start = None  # loop time the schedule meant the device to start
         self.actual_start = None
         self.enrolled = False
@@ -83,6 +86,7 @@ class Device:
         self.pending_sync = False
         self.items = 0
         self.heartbeat = self.load.heartbeat
+        self.fumbled = False  # the profile's failed unlocks happen once per enrolment
         self.devinfo_sent = False
         self.need_provision = self.profile.caps.provisionable
         self.trigger = None
@@ -152,6 +156,8 @@ class Device:
         if isinstance(result, Provisioned):
             self._record(action.command, resp, "ok", status)
             stats.provisioning("no_policy" if result.no_policy else "provisioned", result.ack_status)
+            if not result.no_policy:
+                self._check_password()
             if not self.enrolled and self.intended_start is not None:
                 # enrolment time from the intended start (no coordinated omission) and from the actual one
                 now = asyncio.get_running_loop().time()
@@ -197,6 +203,33 @@ class Device:
         self.alive = False
         return False
 
+    def _check_password(self):
+        """After (re-)provisioning: does the user's password still satisfy the policy? (seed 000)"""
+        applied = self.prov.applied
+        broken = passwords.violations(self.password, applied)
+        if not broken:
+            return
+        for rule in broken:
+            self.stats.password_changes[rule] += 1
+        self.password_serial += 1
+        self.password_history = (self.password_history + (self.password,))[-max(applied.history, 1):]
+        self.password = passwords.replace(self.password, applied, self.password_history,
+                                          self.index * 1000 + self.password_serial)
+
+    async def _unlock_fumble(self, deadline):
+        """The profile's failed unlocks: code word at CodeWordFrequency, local wipe at the threshold (seed 003)."""
+        self.fumbled = True
+        applied = self.prov.applied
+        code_word, wiped = passwords.unlock_attempts(self.profile.caps.failed_unlocks,
+                                                     applied.max_failed_attempts if applied else 0)
+        if code_word:
+            self.stats.code_words += 1
+        if wiped:
+            # the device wipes itself: policy key and sync state are gone (no server involved)
+            self.stats.local_wipes += 1
+            self.state = WIPED
+            await self._after_wipe(deadline)
+
     async def _after_wipe(self, deadline):
         """Stop for good, or re-enrol later as a factory-fresh device (scenario's reenrol_after)."""
         if self.load.reenrol_after is None or self.origin is None:
@@ -241,7 +274,9 @@ class Device:
             if self.reprovision_streak > _MAX_REPROVISION_STREAK or not self.profile.caps.provisionable:
                 # provisioning does not satisfy the server: behave as refused, retry hourly
                 self.state = REFUSED
-                self.detail = "re-provision loop (%s)" % reaction.trigger
+                # seed 000 (12.1): "suggest that the user contact their administrator", retry hourly
+                self.detail = "server keeps asking for provisioning (%s): contact the administrator" % reaction.trigger
+                self.stats.provisioning("loop_%s" % reaction.trigger, self.prov.ack_status or 0)
                 await self._sleep(self.load.retry_interval, deadline)
                 self.reprovision_streak = 0
             self.need_provision = self.profile.caps.provisionable
@@ -302,6 +337,10 @@ class Device:
             if self.inbox is None:  # no Inbox in the hierarchy: nothing to sync, keep polling the hierarchy
                 if await self._think(deadline):
                     await self._foldersync(transport, deadline)
+                continue
+            if (self.profile.caps.failed_unlocks and not self.fumbled and self.sync_key != "0"
+                    and self.prov.applied is not None):
+                await self._unlock_fumble(deadline)
                 continue
             if self.sync_key == "0" or self.pending_sync:
                 await self._sync(transport, deadline)

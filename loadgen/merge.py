@@ -58,6 +58,9 @@ def merge(summaries):
         stats.unmet.update(s["unmet_policies"])
         stats.reenrolments += s["reenrolments"]
         stats.late_starts += s.get("late_starts", 0)
+        stats.password_changes.update(s.get("password_changes", {}))
+        stats.code_words += s.get("code_word_requests", 0)
+        stats.local_wipes += s.get("local_wipes", 0)
         stats.bytes_sent += s["bytes_sent"]
         stats.bytes_received += s["bytes_received"]
         stats.interrupted = stats.interrupted or s.get("interrupted", False)

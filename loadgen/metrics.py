@@ -88,6 +88,12 @@ class RunCollector:
                        ["command"], ((c, n) for c, n in list(stats.malformed.items())))
         yield _counter("easload_reenrolments", "Wiped devices that re-enrolled as new devices", [],
                        [(stats.reenrolments,)])
+        yield _counter("easload_password_changes", "Password changes the policy required, by the rule broken",
+                       ["reason"], ((r, n) for r, n in list(stats.password_changes.items())))
+        yield _counter("easload_code_word_requests", "Code word requests after CodeWordFrequency failed unlocks",
+                       [], [(stats.code_words,)])
+        yield _counter("easload_local_wipes", "Devices that wiped themselves after too many failed unlocks", [],
+                       [(stats.local_wipes,)])
         yield _counter("easload_sent_bytes", "Request body bytes sent", [], [(stats.bytes_sent,)])
         yield _counter("easload_received_bytes", "Response body bytes received", [], [(stats.bytes_received,)])
         devices = GaugeMetricFamily("easload_devices", "Simulated devices by state", labels=["state"])

@@ -43,6 +43,10 @@ PROFILES = {
         "non_provisionable", Capabilities(provisionable=False), "DesktopClient", "Woodgrove Mail",
         "Linux 6.1", "WoodgroveMail/1.0",
     ),
+    "fumbler": Profile(
+        "fumbler", Capabilities(failed_unlocks=12), "SmartPhone", "Contoso X9", "Contoso Phone 11.2.0",
+        "ContosoPhone/11.2",
+    ),
     "externally_managed": Profile(
         "externally_managed", Capabilities(externally_managed=True), "iPhone", "Contoso MDM Phone",
         "iOS 17.1", "Apple-iPhone/2101.1",

@@ -84,6 +84,9 @@ class Stats:
         self.malformed = Counter()  # command -> n
         self.reenrolments = 0
         self.late_starts = 0  # devices that started more than 100 ms after their intended time
+        self.password_changes = Counter()  # rule the old password broke -> changes
+        self.code_words = 0  # code word requests after CodeWordFrequency failed unlocks
+        self.local_wipes = 0  # wipes after MaxDevicePasswordFailedAttempts failed unlocks
         self.compliance = Counter()  # acknowledgement status the devices sent -> devices
         self.unmet = Counter()  # policy the devices could not apply -> devices
         self.bytes_sent = 0
@@ -252,6 +255,9 @@ class Stats:
             "remote_wipes": dict(sorted(self.wipes.items())),
             "reenrolments": self.reenrolments,
             "late_starts": self.late_starts,
+            "password_changes": dict(sorted(self.password_changes.items())),
+            "code_word_requests": self.code_words,
+            "local_wipes": self.local_wipes,
             "compliance": {str(k): v for k, v in sorted(self.compliance.items())},
             "unmet_policies": dict(sorted(self.unmet.items())),
             "throttled": dict(sorted(self.throttled.items())),
@@ -403,6 +409,10 @@ def summary_text(stats, scenario_name, target, devices_total):
                       [("%d %s" % (k, names.get(k, "")), n) for k, n in sorted(stats.compliance.items())]))
     if stats.unmet:
         extra.append(("Policies the devices could not apply", ("policy", "devices"), sorted(stats.unmet.items())))
+    if stats.password_changes or stats.local_wipes or stats.code_words:
+        rows = [("password change required: %s" % k, n) for k, n in sorted(stats.password_changes.items())]
+        rows += [("code word requested", stats.code_words), ("local wipe (failed unlocks)", stats.local_wipes)]
+        extra.append(("Living by the policy", ("event", "count"), rows))
     if stats.wipes:
         extra.append(("Remote wipes by ack status", ("ack status", "count"), sorted(stats.wipes.items())))
     if stats.events:

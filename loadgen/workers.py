@@ -24,8 +24,10 @@ from hdrh.histogram import HdrHistogram
 from loadgen import metrics
 from loadgen.report import Stats
 
-_COUNTERS = ("eas_statuses", "provisionings", "reprovisions", "wipes", "throttled", "malformed", "cancelled")
-_SCALARS = ("reenrolments", "bytes_sent", "bytes_received", "total", "failures", "late_starts")
+_COUNTERS = ("eas_statuses", "provisionings", "reprovisions", "wipes", "throttled", "malformed", "cancelled",
+             "password_changes")
+_SCALARS = ("reenrolments", "bytes_sent", "bytes_received", "total", "failures", "late_starts", "code_words",
+            "local_wipes")
 
 
 def _snapshot(stats, devices, final):

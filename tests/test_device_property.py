@@ -138,3 +138,24 @@ def test_device_never_sends_a_command_without_its_final_key(script, version, pro
     assert dev.state in VALID_STATES
     if dev.prov.policy_key is not None and dev.state == device_mod.PROVISIONED and not dev.prov.policy_key == "0":
         assert dev.prov.policy_key in server.final_keys
+
+
+def test_reprovision_loop_stops_and_says_so():
+    # the server keeps answering 449 right after every successful provisioning (seed 000, 12.1 note)
+    script = ["policy", "ack_ok", "ok", "ok"] + ["http_449", "policy", "ack_ok"] * 4 + ["http_449", "policy", "ack_ok"]
+    server = HostileServer(script)
+    profile = PROFILES["modern"]
+    load = LoadConfig(think_time=0.0, retry_interval=3600.0, mode="poll")
+    stats = Stats()
+    dev = InstantDevice(0, "user0", "pw", versions.get("12.1"), profile, identity(1, 0, 0, profile),
+                        "https://t/Microsoft-Server-ActiveSync", load, stats, random.Random(1), origin=(1, 0, 0))
+
+    async def go():
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 0.3
+        while server.script and dev.alive and loop.time() < deadline:
+            await dev.run(server, min(deadline, loop.time() + 0.05))
+
+    asyncio.run(go())
+    assert stats.provisionings[("loop_449", "1")] == 1
+    assert "contact the administrator" in dev.detail

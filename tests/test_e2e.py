@@ -291,3 +291,40 @@ def test_run_report_and_report_command(tmp_path):
     out = subprocess.run([sys.executable, "-m", "loadgen", "report", str(bad), "-o", str(tmp_path / "x.html")],
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1
+
+
+def test_opaque_policy_keys_round_trip():
+    state = TargetState(users=4, opaque_keys=True, seed=3)
+    result = run(make(devices=4, duration=2), target_state=state)
+    assert len(state.policy_key) == 40 and not state.policy_key.isdigit()
+    assert {d.state for d in result.devices} == {"provisioned"}
+    assert all(d.prov.policy_key == state.policy_key for d in result.devices) and result.stats.errors() == 0
+
+
+def test_password_rechecked_after_policy_change():
+    state = TargetState(users=6, seed=5)
+
+    async def go():
+        task = asyncio.create_task(engine.run(make(devices=6, duration=3.5), progress=False, target_state=state))
+        await asyncio.sleep(1.5)
+        state.change_policy(MinDevicePasswordLength=8, AlphanumericDevicePasswordRequired=1,
+                            MinDevicePasswordComplexCharacters=3, AllowSimpleDevicePassword=0)
+        return await task
+
+    result = asyncio.run(go())
+    from loadgen.eas.password import violations
+
+    st = result.stats
+    # "2580" is 4 digits: too short, not alphanumeric, not complex (2580 is not simple)
+    assert st.password_changes == {"too_short": 6, "not_alphanumeric": 6, "not_complex": 6}
+    assert all(violations(d.password, d.prov.applied) == () for d in result.devices)
+    assert all(len(d.password.text) >= 8 for d in result.devices)
+
+
+def test_failed_unlocks_code_word_then_local_wipe_and_reenrolment():
+    result = run(make(devices=3, duration=4, profiles='{ fumbler = 1 }', extra="reenrol_after = 0.5"))
+    st = result.stats
+    # 12 failed unlocks against MaxDevicePasswordFailedAttempts 8: code word at 4, wipe at 8
+    assert st.local_wipes >= 3 and st.code_words >= 3 and st.reenrolments >= 3
+    assert all(d.generation >= 1 for d in result.devices)
+    assert st.wipes == {}  # local wipes are not remote wipes

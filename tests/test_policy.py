@@ -75,3 +75,21 @@ def test_identity_is_deterministic_and_imei_is_luhn_valid():
     assert len(a.imei) == 15 and luhn_valid(a.imei)
     assert a.info["UserAgent"] == prof.user_agent
     assert luhn_valid("490154203237518") and not luhn_valid("490154203237519")
+
+
+def test_password_rules_and_replacement():
+    from loadgen.eas.password import Password, replace, unlock_attempts, violations
+
+    strict = applied(with_(MinDevicePasswordLength=8, AlphanumericDevicePasswordRequired=1,
+                           MinDevicePasswordComplexCharacters=3, AllowSimpleDevicePassword=0, DevicePasswordHistory=2))
+    assert violations(Password("1234"), strict) == ("too_short", "not_alphanumeric", "not_complex", "simple")
+    assert violations(Password("1111"), applied(with_(AllowSimpleDevicePassword=0))) == ("simple",)
+    assert violations(Password("2580"), applied(SEED)) == ()
+    assert violations(None, applied(SEED)) == ("no_password",)
+    assert violations(Password("1"), applied(with_(DevicePasswordEnabled=0))) == ()
+    new = replace(Password("1234"), strict, (), 1)
+    assert violations(new, strict) == ()
+    other = replace(new, strict, (new,), 1)
+    assert other != new and violations(other, strict) == ()  # not in the history
+    assert unlock_attempts(3, 8) == (False, False) and unlock_attempts(4, 8) == (True, False)
+    assert unlock_attempts(8, 8) == (True, True) and unlock_attempts(20, 0) == (False, False)

@@ -117,6 +117,8 @@ class Capabilities:
     # features present that the device cannot switch off when the policy says 0
     cannot_disable: frozenset = field(default_factory=frozenset)
     remote_wipe_fails: bool = False  # acknowledges a wipe with 2
+    initial_password: str = "2580"  # the user's password before any policy (simulated, not a secret)
+    failed_unlocks: int = 0  # consecutive failed unlock attempts the user makes once (0: never)
 
 
 @dataclass(frozen=True)
@@ -182,6 +184,9 @@ class AppliedPolicy:
     max_html_truncation_kb: int
     allow_html: bool
     attachments: bool
+    min_complex_chars: int = 0
+    allow_simple: bool = True
+    history: int = 0
 
     @property
     def code_word_frequency(self):
@@ -207,6 +212,9 @@ def applied(policy):
         max_html_truncation_kb=_int(policy.get("MaxEmailHTMLBodyTruncationSize"), -1),
         allow_html=policy.get("AllowHTMLEmail", "1") != "0",
         attachments=policy.get("AttachmentsEnabled", "1") != "0",
+        min_complex_chars=_int(policy.get("MinDevicePasswordComplexCharacters"), 0),
+        allow_simple=policy.get("AllowSimpleDevicePassword", "1") != "0",
+        history=_int(policy.get("DevicePasswordHistory"), 0),
     )
 
 

@@ -94,6 +94,14 @@ class DeviceRecord:
         }
 
 
+_OPAQUE_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~"
+
+
+def _new_opaque_key(rng):
+    # MS-ASPROV 2.2.2.42: up to 64 characters allowed in an HTTP header; not every server uses integers
+    return "".join(rng.choice(_OPAQUE_ALPHABET) for _ in range(40))
+
+
 def _new_key(rng):
     # MS-ASPROV 2.2.2.42: a string <= 64 chars, SHOULD be the string form of a uint32;
     # never 0 (0 means "not provisioned").
@@ -108,8 +116,9 @@ class TargetState:
                  refresh_interval_min=0, seed=None, clock=time.time, users_csv=None, domain="example.com",
                  max_devices=100, inbox_items=5, ping_min=60, ping_max=3540, ping_max_folders=300,
                  abq_default=abq.ALLOW, abq_rules=(), max_concurrency=10, command_rate=20.0,
-                 command_burst=600.0):
+                 command_burst=600.0, opaque_keys=False):
         self.rng = random.Random(seed)
+        self.opaque_keys = opaque_keys
         self.seed = seed
         self.clock = clock
         if users_csv is not None:
@@ -132,13 +141,16 @@ class TargetState:
         self.no_policy = no_policy
         self.allow_non_provisionable = allow_non_provisionable
         self.refresh_interval_min = refresh_interval_min
-        self.policy_key = _new_key(self.rng)
+        self.policy_key = self._key()
         self.policy_version = 1
         self._salt = os.urandom(16)  # PolicyDataSalt
         self.devices = {}
         self._auth_cache = {}
 
     # -- authentication
+
+    def _key(self):
+        return _new_opaque_key(self.rng) if self.opaque_keys else _new_key(self.rng)
 
     def authenticate(self, header):
         """The user name for an ``Authorization: Basic ...`` header, or None."""
@@ -212,7 +224,7 @@ class TargetState:
     def change_policy(self, **settings):
         """Admin: change settings; the policy key changes with the policy."""
         self.policy.update({k: (None if v is None else str(v)) for k, v in settings.items()})
-        self.policy_key = _new_key(self.rng)
+        self.policy_key = self._key()
         self.policy_version += 1
 
     def _sign(self, record, when):
@@ -220,7 +232,7 @@ class TargetState:
         return hmac.new(self._salt, msg, hashlib.sha256).hexdigest()
 
     def issue_temporary_key(self, record):
-        record.temporary_key = _new_key(self.rng)
+        record.temporary_key = self._key()
         return record.temporary_key
 
     def acknowledge(self, record, key, ack_status):
