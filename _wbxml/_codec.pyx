@@ -489,7 +489,7 @@ def extract(data, wanted):
             _WANTED[wanted] = cached
     wanted_set, ints = cached
     if len(ints) > 32:
-        return _extract(<bytes>data, wanted_set)
+        return _extract_slow(<bytes>data, wanted_set)  # more than 32 tags: walk a full decode
     for code in ints:
         codes[count] = code
         count += 1
@@ -576,93 +576,6 @@ cdef dict _extract_codes(bytes data, int* codes, int count, frozenset wanted):
             pos += <Py_ssize_t>value
         elif b == 0x83 or b == 0x02:
             if capture_code >= 0:
-                return _extract_slow(data, wanted)
-            pos += 1
-            _mb(buf, n, &pos, &value)
-        else:
-            raise UnsupportedError("global token 0x%02x is not used by EAS" % b, pos)
-    raise TruncatedError("document ends inside an element", n)
-
-
-cdef dict _extract(bytes data, frozenset wanted):
-    cdef const unsigned char* buf = <const unsigned char*>PyBytes_AS_STRING(data)
-    cdef Py_ssize_t n = PyBytes_GET_SIZE(data)
-    cdef Py_ssize_t tbl_start = 0, tbl_len = 0, pos, depth = 0, end, capture_depth = -1
-    cdef unsigned long long value
-    cdef unsigned char b, token
-    cdef const unsigned char* hit
-    cdef tuple names
-    cdef dict result = {}
-    cdef object capture = None
-    cdef bint captured = False
-    pos = _header(buf, n, &tbl_start, &tbl_len)
-    names = <tuple>NAMES[0]
-    while pos < n:
-        b = buf[pos]
-        token = b & 0x3F
-        if token >= 5:
-            if b & 0x80:
-                raise UnsupportedError("attributes are not used by EAS (tag byte 0x%02x)" % b, pos)
-            tag = names[token]
-            if tag is None:
-                raise UnknownTokenError("unknown tag token 0x%02x" % token, pos)
-            pos += 1
-            if b & 0x40:
-                if depth >= C_MAX_DEPTH:
-                    raise NestingError("elements nested deeper than %d" % C_MAX_DEPTH, pos - 1)
-                depth += 1
-                captured = False
-                if tag in wanted:
-                    capture = tag
-                    capture_depth = depth
-                else:
-                    capture = None
-            elif depth == 0:
-                return result
-        elif b == 0x03:
-            hit = <const unsigned char*>memchr(buf + pos + 1, 0, n - pos - 1)
-            if hit == NULL:
-                raise TruncatedError("unterminated inline string", pos)
-            end = hit - buf
-            if capture is not None and capture_depth == depth:
-                text = _utf8(buf, pos + 1, end, pos + 1)
-                lst = result.get(capture)
-                if lst is None:
-                    result[capture] = [text]
-                elif captured:  # a second STR_I piece of the same text
-                    (<list>lst)[len(<list>lst) - 1] += text
-                else:
-                    (<list>lst).append(text)
-                captured = True
-            pos = end + 1
-        elif b == 0x01:
-            if depth == 0:
-                raise NestingError("END without an open element", pos)
-            depth -= 1
-            capture = None
-            captured = False
-            pos += 1
-            if depth == 0:
-                return result
-        elif b == 0x00:
-            if pos + 1 >= n:
-                raise TruncatedError("document ends inside SWITCH_PAGE", pos)
-            obj = NAMES[buf[pos + 1]]
-            if obj is None:
-                raise UnknownTokenError("unknown code page %d" % buf[pos + 1], pos + 1)
-            names = <tuple>obj
-            pos += 2
-        elif b == 0xC3:
-            start = pos
-            pos += 1
-            _mb(buf, n, &pos, &value)
-            if value > <unsigned long long>(n - pos):
-                raise TruncatedError("opaque data longer than the document", start)
-            pos += <Py_ssize_t>value
-        elif b == 0x83 or b == 0x02:
-            if capture is not None:
-                # string-table references and entities in a wanted text: rare
-                # enough (EAS peers use STR_I) to take the full decoder's path
                 return _extract_slow(data, wanted)
             pos += 1
             _mb(buf, n, &pos, &value)
