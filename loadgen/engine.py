@@ -137,12 +137,12 @@ class Progress:
         self.enabled = enabled
         self.tty = enabled and hasattr(stream, "isatty") and stream.isatty()
         self._last_total = 0
-        self._last_time = None
+        self._last_time = time.monotonic()  # the rate covers the time since the previous line
         self._last_print = 0.0
         self._last_sample = 0.0
         self.interval = interval
 
-    def line(self, elapsed, stats, final=False):
+    def line(self, elapsed, stats, final=False, states=None):
         now = time.monotonic()
         rate = 0.0
         if final:
@@ -150,25 +150,30 @@ class Progress:
         elif self._last_time is not None and now > self._last_time:
             rate = (stats.total - self._last_total) / (now - self._last_time)
         self._last_total, self._last_time = stats.total, now
-        states = Counter(d.state for d in self.devices)
+        if states is None:
+            states = Counter(d.state for d in self.devices)
         top = ", ".join("%s %d" % kv for kv in states.most_common(4))
         return "[%5.1fs/%.0fs] devices %d (%s) | requests %d (%.0f/s) | errors %d" % (
             elapsed, self.duration, len(self.devices), top, stats.total, rate, stats.errors())
 
     def tick(self, elapsed, stats, final=False):
-        if final or elapsed - self._last_sample >= self.interval - 1e-6:
-            self._last_sample = elapsed
-            stats.sample(elapsed, Counter(d.state for d in self.devices))
-        if not self.enabled:
+        sample = final or elapsed - self._last_sample >= self.interval - 1e-6
+        show = self.enabled and (self.tty or final or elapsed - self._last_print >= 5.0)
+        if not (sample or show):
             return
-        text = self.line(elapsed, stats, final)
+        states = Counter(d.state for d in self.devices)  # once per tick: O(devices)
+        if sample:
+            self._last_sample = elapsed
+            stats.sample(elapsed, states)
+        if not show:
+            return
+        text = self.line(elapsed, stats, final, states)
         if self.tty:
             self.stream.write("\r\x1b[K" + text + ("\n" if final else ""))
-            self.stream.flush()
-        elif final or elapsed - self._last_print >= 5.0:
+        else:
             self._last_print = elapsed
             self.stream.write(text + "\n")
-            self.stream.flush()
+        self.stream.flush()
 
 
 async def run(scenario, *, target_url=None, progress=True, stream=None, target_state=None, handle_signals=False,
