@@ -84,6 +84,9 @@ class Stats:
         self.malformed = Counter()  # command -> n
         self.reenrolments = 0
         self.late_starts = 0  # devices that started more than 100 ms after their intended time
+        self.starts = 0  # devices started (open model: arrivals), for the metrics' arrival rate
+        self.lag_buckets = [0] * (len(LATENCY_BUCKETS) + 1)  # schedule lag per LATENCY_BUCKETS slot (+Inf last)
+        self.lag_sum = 0.0
         self.password_changes = Counter()  # rule the old password broke -> changes
         self.code_words = 0  # code word requests after CodeWordFrequency failed unlocks
         self.local_wipes = 0  # wipes after MaxDevicePasswordFailedAttempts failed unlocks
@@ -145,7 +148,11 @@ class Stats:
         self._observe("EnrolmentUncorrected", uncorrected)
 
     def start_lag(self, lag, late_after):
-        self._observe("StartLag", max(lag, 0.0))
+        lag = max(lag, 0.0)
+        self._observe("StartLag", lag)
+        self.starts += 1
+        self.lag_buckets[bisect_left(LATENCY_BUCKETS, lag)] += 1
+        self.lag_sum += lag
         if lag > late_after:
             self.late_starts += 1
 
