@@ -409,11 +409,14 @@ def cmd_target(args):
                                 password_pattern=args.password_pattern, **kw)
     except (OSError, ValueError, KeyError) as exc:
         raise UsageError(str(exc)) from None
-    host, port = _host_port(args.listen, "--listen")
     admin = None
     token = args.admin_token or secrets.token_urlsafe(24)
     if args.admin_listen:
         admin = _host_port(args.admin_listen, "--admin-listen")
+    listens = args.listen or ["127.0.0.1:8443"]
+    if args.processes != 1 or len(listens) > 1:
+        return _target_cluster(args, kw, listens, admin, token, len(state.passwords))
+    host, port = _host_port(listens[0], "--listen")
 
     def ready(url, admin_url=None):
         print("easload target listening on %s (%d users)" % (url, len(state.passwords)), file=sys.stderr, flush=True)
@@ -426,6 +429,39 @@ def cmd_target(args):
     except KeyboardInterrupt:
         pass
     except OSError as exc:
+        raise UsageError("cannot listen: %s" % exc) from None
+    return EXIT_OK
+
+
+def _target_cluster(args, kw, listens, admin, token, users):
+    """``easload target --processes N``: users sharded over N processes (loadgen/target/cluster.py)."""
+    from loadgen.target.cluster import ClusterError, TargetCluster, serve_cluster
+
+    if args.processes < 1:
+        raise UsageError("--processes must be at least 1, not %d" % args.processes)
+    users_kw = dict(users_csv=args.users_csv) if args.users_csv else dict(
+        users=args.users, user_pattern=args.user_pattern, password_pattern=args.password_pattern)
+    try:
+        cluster = TargetCluster(args.processes, listen=listens, **users_kw, **kw)
+    except ValueError as exc:
+        raise UsageError("--listen: %s" % exc) from None
+
+    def ready(urls, admin_url=None):
+        print("easload target: %d processes, %d users; user n is served by process n %% %d:"
+              % (len(urls), users, len(urls)), file=sys.stderr)
+        for k, url in enumerate(urls):
+            print("  process %d: %s" % (k, url), file=sys.stderr)
+        if admin_url is not None:
+            shown = "(the one given)" if args.admin_token else token
+            print("admin API and /metrics (all processes) on %s  bearer token: %s" % (admin_url, shown),
+                  file=sys.stderr)
+        sys.stderr.flush()
+
+    try:
+        _arun(serve_cluster(cluster, ready, admin=admin, admin_token=token))
+    except KeyboardInterrupt:
+        pass
+    except (OSError, ClusterError) as exc:
         raise UsageError("cannot listen: %s" % exc) from None
     return EXIT_OK
 
@@ -502,7 +538,10 @@ def _parser():
     r.set_defaults(func=cmd_run)
 
     t = sub.add_parser("target", help="run the embedded EAS target on its own")
-    t.add_argument("--listen", default="127.0.0.1:8443", help="HOST:PORT (default 127.0.0.1:8443)")
+    t.add_argument("--listen", action="append", help="HOST:PORT (default 127.0.0.1:8443); with --processes N, "
+                   "once (process k on HOST+k for a 127.x address, else PORT+k) or once per process")
+    t.add_argument("--processes", type=int, default=1, help="target processes, users sharded over them "
+                   "(user n served by process n %% N); admin API and /metrics merged (default 1)")
     t.add_argument("--users", type=int, default=1000)
     t.add_argument("--user-pattern", default="user{n}")
     t.add_argument("--password-pattern", default="Pass{n}!")

@@ -57,6 +57,8 @@ def build_population(scenario, base_url, shard=0, shards=1):
     devices = []
     for i in range(pop.devices):
         user_index, slot = divmod(i, pop.devices_per_user)
+        # several URLs: a multi-process target whose process k owns the users n % len == k (target/cluster.py)
+        url = base_url[user_index % len(base_url)] if isinstance(base_url, (list, tuple)) else base_url
         version = versions.get(pick_version())
         profile = PROFILES[pick_profile()]
         if i % shards != shard:
@@ -64,7 +66,7 @@ def build_population(scenario, base_url, shard=0, shards=1):
         ident = identity(scenario.seed, user_index, slot, profile)
         devices.append(Device(
             i, auth.user.format(n=user_index), auth.password.format(n=user_index), version, profile, ident,
-            base_url, scenario.load, stats, think_rng, auth.domain, origin=(scenario.seed, user_index, slot),
+            url, scenario.load, stats, think_rng, auth.domain, origin=(scenario.seed, user_index, slot),
         ))
     return devices, stats
 
@@ -183,7 +185,12 @@ async def run(scenario, *, target_url=None, progress=True, stream=None, target_s
     runner = None
     target = None
     if target_url is None:
-        if scenario.target.embedded:
+        if scenario.target.embedded and scenario.target.processes > 1 and target_state is None:
+            from loadgen.target.cluster import start_cluster
+
+            runner = target = await start_cluster(scenario)  # users sharded over processes
+            target_url = target.urls
+        elif scenario.target.embedded:
             from loadgen.target.server import start_target
 
             if target_state is None:
@@ -219,8 +226,8 @@ async def run(scenario, *, target_url=None, progress=True, stream=None, target_s
     # device i of the whole population starts at its scheduled time, whatever the shard
     offsets = schedule(scenario)
     tasks = [asyncio.create_task(start_device(d, offsets[d.index])) for d in devices if offsets[d.index] is not None]
-    if target is not None and scenario.target.mail_per_user_per_hour > 0:
-        tasks.append(asyncio.create_task(_deliver_mail(target_state, scenario, deadline)))
+    if target is not None and target_state is not None and scenario.target.mail_per_user_per_hour > 0:
+        tasks.append(asyncio.create_task(_deliver_mail(target_state, scenario, deadline)))  # (a cluster: its own)
     # events act once: on the embedded target this process started, or (a shell command for a real
     # server) in the first shard
     if scenario.events and (target is not None or (not scenario.target.embedded and shard[0] == 0)):
@@ -316,6 +323,8 @@ async def _apply_event(event, target, seed):
                                                     stderr=asyncio.subprocess.DEVNULL)
         code = await proc.wait()
         return "exit %d: %s" % (code, shlex.split(args["run"])[0] if args["run"].strip() else "")
+    if hasattr(target, "apply_event"):  # a multi-process target (target/cluster.py)
+        return await target.apply_event(event, seed)
     state = target.state
     if event.action == "change_policy":
         state.change_policy(**args.get("settings", {}))

@@ -33,6 +33,7 @@ class TargetConfig:
     ping_min: int = 60  # Exchange's heartbeat bounds (facts (d)); lower them for short rehearsals
     ping_max: int = 3540
     mail_per_user_per_hour: float = 0.0  # new mail the embedded target delivers while the run goes
+    processes: int = 1  # embedded target processes, users sharded over them (target/cluster.py)
 
     @property
     def embedded(self):
@@ -232,7 +233,7 @@ class _Reader:
 
 _TOP = {"name", "description", "duration", "seed", "target", "auth", "population", "load", "thresholds", "events"}
 _TARGET = {"url", "insecure", "ca_file", "allow_non_provisionable", "no_policy", "policy_refresh_minutes", "listen",
-           "ping_min", "ping_max", "mail_per_user_per_hour"}
+           "ping_min", "ping_max", "mail_per_user_per_hour", "processes"}
 _AUTH = {"user", "password", "password_env", "domain", "users"}
 _POPULATION = {"devices", "devices_per_user", "versions", "profiles"}
 _LOAD = {"ramp_up", "think_time", "timeout", "retry_interval", "graceful_stop", "backoff", "reenrol_after", "transport", "mode",
@@ -269,6 +270,7 @@ def parse(text, path="<scenario>"):
         ping_min=int(r.number("target", t, "ping_min", 60, minimum=1, integer=True)),
         ping_max=int(r.number("target", t, "ping_max", 3540, minimum=1, integer=True)),
         mail_per_user_per_hour=float(r.number("target", t, "mail_per_user_per_hour", 0.0, minimum=0)),
+        processes=int(r.number("target", t, "processes", 1, minimum=1, integer=True)),
     )
     if s.target.url != "embedded" and not re.match(r"^https?://", s.target.url):
         raise r.fail("target", "url", "'url' must be \"embedded\" or an http(s):// URL, not %r" % s.target.url)

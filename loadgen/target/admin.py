@@ -10,13 +10,17 @@ also call in-process):
 
 POST /admin/policy    {"settings": {...}, "allow_non_provisionable": b, "no_policy": b,
                        "refresh_interval_min": n}     -> state.change_policy(**settings)
-POST /admin/wipe      {"device_id": id [, "user": u]} or {"fraction": f, "seed": s}; "account_only": b
+                      ("policy_key": k sets the key the change produced: used by a multi-process
+                       target (cluster.py), whose parent decides one key for every process)
+POST /admin/wipe      {"device_id": id [, "user": u]} or {"fraction": f, "seed": s}
+                      or {"devices": [[user, device id], ...]}; "account_only": b
 POST /admin/clear_wipe {"device_id": id [, "user": u]}
 POST /admin/abq       {"default": "Allow|Block|Quarantine", "rules": [{characteristic, query, access}],
                        "allowed_ids": [...], "blocked_ids": [...], "allow": id, "block": id}
 POST /admin/release   {"device_id": id}                -> state.release (personal Allow exemption)
 POST /admin/remove_device {"device_id": id [, "user": u]}
 POST /admin/mail      {"user": u, "count": n} or {"fraction": f, "count": n, "seed": s}
+                      or {"users": [u, ...], "count": n}
 POST /admin/faults    faults.py configuration ({} turns faults off)
 POST /admin/throttle  {"max_concurrency", "rate", "burst", "low_water", "retry_after"}
 GET  /admin/devices   every partnership with provisioning, access and wipe state and device info
@@ -123,12 +127,25 @@ class Admin:
             raise BadRequest("settings must be an object")
         if settings:
             state.change_policy(**settings)
+        if data.get("policy_key") is not None:
+            key = str(data["policy_key"])
+            if not key or len(key) > 64:  # MS-ASPROV 2.2.2.42: at most 64 characters
+                raise BadRequest("policy_key must have 1 to 64 characters")
+            state.policy_key = key
         return {"policy_version": state.policy_version, "policy": state.policy}
 
     def wipe(self, data):
         account_only = bool(data.get("account_only", False))
         if "fraction" in data:
             records = self.state.wipe_fraction(float(data["fraction"]), data.get("seed"), account_only)
+        elif "devices" in data:  # chosen by the parent of a multi-process target (cluster.py)
+            records = []
+            for user, device_id in data["devices"]:
+                record = self.state.devices.get((user, device_id))
+                if record is not None:
+                    records.append(record)
+            for record in records:
+                self.state.request_wipe(record, account_only)
         else:
             records = self._records(data)
             for record in records:
@@ -167,6 +184,10 @@ class Admin:
         count = int(data.get("count", 1))
         if "fraction" in data:
             return {"users": self.state.deliver_mail_fraction(float(data["fraction"]), count, data.get("seed"))}
+        if "users" in data:  # chosen by the parent of a multi-process target (cluster.py)
+            for user in data["users"]:
+                self.state.deliver_mail(user, count)
+            return {"users": len(data["users"])}
         if not data.get("user"):
             raise BadRequest("user or fraction is required")
         self.state.deliver_mail(data["user"], count)

@@ -75,3 +75,70 @@ def make_registry(target):
 
 def exposition(registry):
     return generate_latest(registry)
+
+
+# -- a multi-process target (cluster.py): one endpoint with the totals of every process
+
+# Gauges that every process has the same value of (the policy is broadcast): the merged value is the
+# largest one (equal in a settled cluster), not a sum.
+SAME_IN_EVERY_PROCESS = frozenset({"easload_target_policy_version"})
+
+
+class _MergedCollector:
+    def __init__(self, families):
+        self.families = families
+
+    def collect(self):
+        return iter(self.families)
+
+
+def merge_expositions(texts, per_process=None):
+    """One exposition whose every sample is the sum over the processes' expositions ``texts``.
+
+    Counters, histogram buckets/_count/_sum and the gauges of counts (devices,
+    held Pings, active requests, mailboxes) are additive across processes that
+    own disjoint users, so the merged endpoint reads exactly like a single
+    target's; :data:`SAME_IN_EVERY_PROCESS` gauges take the maximum.
+    ``per_process`` (optional: {process index: held Pings}) adds
+    ``easload_target_process_held_pings{process}`` (label bounded by the number
+    of processes) and ``easload_target_processes``.
+    """
+    from prometheus_client.core import Metric
+    from prometheus_client.parser import text_string_to_metric_families
+
+    order = []
+    merged = {}  # family name -> (Metric, {(sample name, labels): value})
+    for text in texts:
+        if isinstance(text, bytes):
+            text = text.decode("utf-8")
+        for family in text_string_to_metric_families(text):
+            entry = merged.get(family.name)
+            if entry is None:
+                entry = merged[family.name] = (Metric(family.name, family.documentation, family.type), {})
+                order.append(family.name)
+            values = entry[1]
+            same = family.name in SAME_IN_EVERY_PROCESS
+            for sample in family.samples:
+                key = (sample.name, tuple(sorted(sample.labels.items())))
+                old = values.get(key)
+                if old is None:
+                    values[key] = sample.value
+                else:
+                    values[key] = max(old, sample.value) if same else old + sample.value
+    families = []
+    for name in order:
+        metric, values = merged[name]
+        for (sample_name, labels), value in values.items():
+            metric.add_sample(sample_name, dict(labels), value)
+        families.append(metric)
+    if per_process is not None:
+        processes = GaugeMetricFamily("easload_target_processes", "Processes of the embedded target",
+                                      value=len(per_process))
+        held = GaugeMetricFamily("easload_target_process_held_pings", "Pings held right now, by target process",
+                                 labels=["process"])
+        for index, n in sorted(per_process.items()):
+            held.add_metric([str(index)], n)
+        families += [processes, held]
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_MergedCollector(families))
+    return generate_latest(registry)
