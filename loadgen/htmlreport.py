@@ -1,4 +1,4 @@
-"""The HTML report: one self-contained file (inline CSS, inline SVG charts, a little inline JS).
+"""The HTML report: one self-contained file (inline CSS, data and script; charts by uPlot, inlined).
 
 ``render(summaries)`` takes one summary.json (as a dict) or several of the same scenario and
 seed (shards or machines of one distributed run) and returns one HTML document that needs no
@@ -10,12 +10,17 @@ exact), time series are aligned on wall-clock time, and thresholds are evaluated
 merged numbers.  Long runs are drawn with at most ``MAX_POINTS`` points per line: intervals are
 combined (counts added, HDR histograms merged), never sampled.
 
-The charts are SVG drawn here in Python: they show in any browser, print, and need no script.
-The inline script only adds a hover read-out (values at the time under the pointer) and marks
-every chart it finds drawn (``data-drawn``), which the browser test reads.
+The charts are drawn in the browser by uPlot (MIT, vendored in ``loadgen/report_assets/`` and
+inlined into every report with its licence): interactive canvas charts (values under the
+pointer, zoom in time across all charts, series toggled from the legend).  Python prepares
+their data as one JSON document (counts per interval, latencies to three significant digits);
+the page's own script builds each chart, draws the scenario's events as numbered markers on
+every time chart, and, for a merged run, draws every chart again for one result on demand
+(a selector, or ``#view=N`` in the URL).  The tables need no script.
 
 Every string that comes from the data (scenario, target, command and state names, event
-results, threshold texts) is escaped: it comes from servers and users.
+results, threshold texts) is escaped: in HTML as entities, in the JSON so that it cannot end
+its script element, and the script only ever puts it into the page as text.
 """
 
 import html
@@ -24,6 +29,7 @@ import math
 import re
 import time
 from collections import Counter
+from importlib import resources
 
 from hdrh.histogram import HdrHistogram
 
@@ -230,7 +236,10 @@ def merge(summaries):
                         "requests_per_s": s.get("requests_per_s") or 0.0, "devices_total": s.get("devices_total"),
                         "interrupted": bool(s.get("interrupted")),
                         "thresholds_failed": sum(1 for t in s.get("thresholds") or () if not t.get("passed")),
-                        "latency": s.get("latency") or {}} for s in summaries]
+                        "latency": s.get("latency") or {},
+                        "by_command_status": s.get("by_command_status") or {},
+                        "eas_statuses": s.get("eas_statuses") or {},
+                        "throttled": s.get("throttled") or {}} for s in summaries]
     return m
 
 
@@ -301,15 +310,16 @@ def _align(summaries, start0, grid):
     return points
 
 
-# ---------------------------------------------------------------- SVG charts
-
-W, H = 760, 250
-ML, MR, MT, MB = 58, 14, 22, 34
-PW, PH = W - ML - MR, H - MT - MB
 
 
-def _num(v):
-    return ("%.1f" % v).rstrip("0").rstrip(".")
+# ---------------------------------------------------------------- charts (data for uPlot)
+
+ASSETS = "report_assets"
+UPLOT_VERSION = "1.6.32"
+
+
+def _asset(name):
+    return resources.files("loadgen").joinpath(ASSETS, name).read_text(encoding="utf-8")
 
 
 def _fmt(v):
@@ -324,264 +334,178 @@ def _fmt(v):
     return "%.3g" % v
 
 
-def _nice_ticks(vmax, n=5):
-    if vmax <= 0:
-        return 1.0, [0, 1]
-    raw = vmax / n
-    mag = 10 ** math.floor(math.log10(raw))
-    for f in (1, 2, 2.5, 5, 10):
-        step = f * mag
-        if step >= raw:
-            break
-    top = math.ceil(vmax / step - 1e-9) * step
-    ticks = []
-    v = 0.0
-    while v <= top + step / 2:
-        ticks.append(round(v, 10))
-        v += step
-    return top, ticks
-
-
-def _time_ticks(tmax):
-    for step in (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 14400, 43200, 86400):
-        if tmax / step <= 9:
-            break
-    ticks = []
-    v = 0
-    while v <= tmax + 1e-9:
-        ticks.append(v)
-        v += step
-    return ticks
-
-
 def _tlabel(s):
     s = int(round(s))
     if s < 60:
         return "%ds" % s
     if s < 3600:
-        return "%dm" % (s // 60) if s % 60 == 0 else "%d:%02d" % (s // 60, s % 60)
-    return "%dh%02d" % (s // 3600, (s % 3600) // 60)
+        return "%d:%02d" % (s // 60, s % 60)
+    return "%d:%02d:%02d" % (s // 3600, (s % 3600) // 60, s % 60)
 
 
-class _Axis:
-    def __init__(self, tmax, ymax, log=False, ymin=None):
-        self.tmax = max(tmax, 1e-9)
-        self.log = log
-        if log:
-            lo = ymin if ymin and ymin > 0 else 0.01
-            self.lo = 10 ** math.floor(math.log10(lo))
-            self.hi = 10 ** math.ceil(math.log10(max(ymax, self.lo * 10)))
-            self.ticks = []
-            v = self.lo
-            while v <= self.hi * 1.0001:
-                self.ticks.append(v)
-                v *= 10
-        else:
-            self.hi, self.ticks = _nice_ticks(ymax)
-            self.lo = 0.0
-
-    def x(self, t):
-        return ML + PW * t / self.tmax
-
-    def y(self, v):
-        if self.log:
-            v = max(v, self.lo)
-            f = (math.log10(v) - math.log10(self.lo)) / (math.log10(self.hi) - math.log10(self.lo))
-        else:
-            f = v / self.hi if self.hi else 0
-        return MT + PH * (1 - f)
-
-
-def _frame(axis, unit):
-    out = ['<g class="axes">']
-    for v in axis.ticks:
-        y = axis.y(v)
-        out.append('<line class="grid" x1="%d" x2="%d" y1="%s" y2="%s"/>' % (ML, ML + PW, _num(y), _num(y)))
-        out.append('<text class="tick" x="%d" y="%s" text-anchor="end">%s</text>' % (ML - 6, _num(y + 4), _fmt(v)))
-    for t in _time_ticks(axis.tmax):
-        x = axis.x(t)
-        out.append('<line class="tickmark" x1="%s" x2="%s" y1="%d" y2="%d"/>' % (_num(x), _num(x), MT + PH, MT + PH + 4))
-        out.append('<text class="tick" x="%s" y="%d" text-anchor="middle">%s</text>' % (_num(x), MT + PH + 17, _tlabel(t)))
-    out.append('<line class="axis" x1="%d" x2="%d" y1="%d" y2="%d"/>' % (ML, ML + PW, MT + PH, MT + PH))
-    out.append('<line class="axis" x1="%d" x2="%d" y1="%d" y2="%d"/>' % (ML, ML, MT, MT + PH))
-    out.append('<text class="unit" x="%d" y="%d">%s</text>' % (ML - 50, MT - 8, esc(unit)))
-    out.append('<text class="unit" x="%d" y="%d" text-anchor="end">time into the run</text>' % (ML + PW, H - 2))
-    out.append("</g>")
-    return out
-
-
-def _event_marks(axis, events):
-    out = ['<g class="events">']
-    for n, e in enumerate(events, 1):
-        if e["at_s"] > axis.tmax * 1.001:
-            continue
-        x = _num(axis.x(e["at_s"]))
-        label = "event %d at %.1f s: %s: %s" % (n, e["at_s"], e["action"], e["result"])
-        out.append('<g class="event-marker" data-action="%s"><title>%s</title>'
-                   '<line x1="%s" x2="%s" y1="%d" y2="%d"/><rect x="%s" y="%d" width="16" height="14" rx="3"/>'
-                   '<text x="%s" y="%d" text-anchor="middle">%d</text></g>'
-                   % (esc(e["action"]), esc(label), x, x, MT - 4, MT + PH, _num(float(x) - 8), MT - 18,
-                      x, MT - 7, n))
-    out.append("</g>")
-    return out
-
-
-def _svg_open(title, desc, cid):
-    return ['<svg class="plot" id="%s" viewBox="0 0 %d %d" role="img" aria-labelledby="%s-t %s-d" '
-            'preserveAspectRatio="xMidYMid meet">' % (cid, W, H, cid, cid),
-            '<title id="%s-t">%s</title><desc id="%s-d">%s</desc>' % (cid, esc(title), cid, esc(desc))]
-
-
-def _legend(items):
-    if not items:
-        return ""
-    return '<ul class="legend">%s</ul>' % "".join(
-        '<li><span class="sw%s" style="background:%s"></span>%s</li>'
-        % (" dash" if dashed else "", colour, esc(name)) for name, colour, dashed in items)
-
-
-class _Ids:
-    def __init__(self):
-        self.n = 0
-
-    def __call__(self):
-        self.n += 1
-        return "c%d" % self.n
-
-
-def _no_data(title, note):
-    return ('<figure class="chart empty"><figcaption>%s</figcaption><p class="nodata">%s</p></figure>'
-            % (esc(title), esc(note)))
+def _sig3(v):
+    """A latency in ms to three significant digits: what a chart can show, in few bytes."""
+    if v is None:
+        return None
+    if v == 0:
+        return 0
+    r = float("%.3g" % v)
+    return int(r) if r.is_integer() else r
 
 
 def _json_for_html(obj):
-    return json.dumps(obj, separators=(",", ":")).replace("<", "\\u003c").replace(">", "\\u003e") \
-        .replace("&", "\\u0026")
+    """JSON that cannot end the <script> element it sits in, whatever strings the data has."""
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).replace("<", "\\u003c") \
+        .replace(">", "\\u003e").replace("&", "\\u0026").replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
 
 
-def _time_chart(ids, title, unit, times, series, events, tmax, kind="line", log=False, note=""):
-    """series: [(name, colour, [value or None per time], dashed)]. kind: line, stack (areas) or bars."""
+def _series(name, colour, values, dashed=False):
+    return [name, colour, values, 1] if dashed else [name, colour, values]
+
+
+def _spec(kind, unit, series, rate=False, log=False, cats=None, cat_label="command"):
+    """One chart's data: kind line | stack (areas) | bars (stacked, per interval) | cat (stacked bars
+    by category); series [[name, colour, values(, dashed)]] without the empty ones; None if nothing."""
     series = [s for s in series if any(v for v in s[2] if v)]
-    if not series or not times:
-        return _no_data(title, note or "nothing to draw: no data of this kind in the run")
-    cid = ids()
-    if kind in ("stack", "bars"):
-        ymax = max(sum(s[2][i] or 0 for s in series) for i in range(len(times)))
-    else:
-        ymax = max(v for s in series for v in s[2] if v is not None)
-    ymin = min((v for s in series for v in s[2] if v), default=None)
-    axis = _Axis(tmax, ymax, log=log, ymin=ymin)
-    peak = max(series, key=lambda s: max(v or 0 for v in s[2]))
-    pv = max(peak[2], key=lambda v: v or 0)
-    desc = "%s over time, %s. Highest: %s %s %s at %s." % (
-        title, ", ".join(s[0] for s in series), peak[0], _fmt(pv), unit, _tlabel(times[peak[2].index(pv)]))
-    if events:
-        desc += " Events marked: %s." % "; ".join("%d %s at %.0f s" % (n, e["action"], e["at_s"])
-                                                  for n, e in enumerate(events, 1))
-    out = _svg_open(title, desc, cid)
-    out += _frame(axis, unit)
-    out.append('<g class="data">')
-    if kind == "line":
-        for name, colour, values, dashed in series:
-            d = []
-            pen = False
-            for t, v in zip(times, values):
-                if v is None:
-                    pen = False
-                    continue
-                d.append("%s%s,%s" % ("L" if pen else "M", _num(axis.x(t)), _num(axis.y(v))))
-                pen = True
-            out.append('<path class="mark line%s" stroke="%s" d="%s"><title>%s</title></path>'
-                       % (" dashed" if dashed else "", colour, "".join(d), esc(name)))
-            for i, (t, v) in enumerate(zip(times, values)):
-                if v is None:
-                    continue
-                alone = (i == 0 or values[i - 1] is None) and (i == len(values) - 1 or values[i + 1] is None)
-                if alone or len(times) <= 60:  # a point with no neighbour draws no line: a dot shows it
-                    out.append('<circle class="%s" cx="%s" cy="%s" r="%s" fill="%s"/>'
-                               % ("mark dot" if alone else "dot", _num(axis.x(t)), _num(axis.y(v)),
-                                  "3" if alone else "2", colour))
-    elif kind == "stack":
-        base = [0.0] * len(times)
-        for name, colour, values, _d in series:
-            top = [b + (v or 0) for b, v in zip(base, values)]
-            pts = []
-            for i, t in enumerate(times):
-                t0 = times[i - 1] if i else max(0.0, t - (times[1] - times[0] if len(times) > 1 else t))
-                pts.append((t0, top[i]))
-                pts.append((t, top[i]))
-            bottom = []
-            for i, t in enumerate(times):
-                t0 = times[i - 1] if i else max(0.0, t - (times[1] - times[0] if len(times) > 1 else t))
-                bottom.append((t0, base[i]))
-                bottom.append((t, base[i]))
-            poly = pts + bottom[::-1]
-            out.append('<path class="mark area" fill="%s" d="M%sZ"><title>%s</title></path>'
-                       % (colour, "L".join("%s,%s" % (_num(axis.x(t)), _num(axis.y(v))) for t, v in poly), esc(name)))
-            base = top
-    else:  # bars, stacked
-        base = [0.0] * len(times)
-        for name, colour, values, _d in series:
-            rects = []
-            for i, t in enumerate(times):
-                v = values[i] or 0
-                if not v:
-                    continue
-                t0 = times[i - 1] if i else max(0.0, t - (times[1] - times[0] if len(times) > 1 else t))
-                x0, x1 = axis.x(t0), axis.x(t)
-                y0, y1 = axis.y(base[i] + v), axis.y(base[i])
-                rects.append("M%s,%sh%sv%sh%sZ" % (_num(x0 + 0.5), _num(y1), _num(max(0.6, x1 - x0 - 1)),
-                                                   _num(y0 - y1), _num(-max(0.6, x1 - x0 - 1))))
-                base[i] += v
-            out.append('<path class="mark bar" fill="%s" d="%s"><title>%s</title></path>'
-                       % (colour, "".join(rects), esc(name)))
-    out.append("</g>")
-    out += _event_marks(axis, events)
-    out.append('<line class="hover" x1="0" x2="0" y1="%d" y2="%d"/>' % (MT, MT + PH))
-    out.append("</svg>")
-    data = {"l": ML, "w": PW, "W": W, "tmax": axis.tmax, "unit": unit, "t": times,
-            "s": [{"n": s[0], "c": s[1], "v": [None if v is None else round(v, 3) for v in s[2]]} for s in series]}
-    legend = _legend([(s[0], s[1], s[3]) for s in series])
-    return ('<figure class="chart timechart" data-chart="%s"><figcaption>%s</figcaption>%s%s'
-            '<script type="application/json" class="chart-data">%s</script>%s</figure>'
-            % (cid, esc(title), "".join(out), legend, _json_for_html(data),
-               '<p class="note">%s</p>' % esc(note) if note else ""))
+    if not series:
+        return None
+    spec = {"k": kind, "u": unit, "s": series}
+    if rate:
+        spec["r"] = 1  # values are counts per interval: the page divides by each interval's length
+    if log:
+        spec["log"] = 1
+    if cats is not None:
+        spec["x"] = cats
+        spec["xl"] = cat_label
+    return spec
 
 
-def _hbar_chart(ids, title, rows, colours, unit="requests"):
-    """Horizontal stacked bars: rows = [(label, [(segment, n)])]."""
-    rows = [(label, [(s, n) for s, n in segs if n]) for label, segs in rows]
-    rows = [r for r in rows if r[1]]
-    if not rows:
-        return _no_data(title, "none in this run")
-    cid = ids()
-    bar_h, gap, left, right = 22, 8, 150, 70
-    height = MT + len(rows) * (bar_h + gap) + 24
-    width = W
-    total_max = max(sum(n for _s, n in segs) for _l, segs in rows)
-    pw = width - left - right
-    desc = "; ".join("%s: %s" % (label, ", ".join("%s %s" % (s, _fmt(n)) for s, n in segs)) for label, segs in rows)
-    out = ['<svg class="plot" id="%s" viewBox="0 0 %d %d" role="img" aria-labelledby="%s-t %s-d">'
-           % (cid, width, height, cid, cid),
-           '<title id="%s-t">%s</title><desc id="%s-d">%s</desc>' % (cid, esc(title), cid, esc(desc)),
-           '<g class="data">']
-    for i, (label, segs) in enumerate(rows):
-        y = MT + i * (bar_h + gap)
-        out.append('<text class="rowlabel" x="%d" y="%d" text-anchor="end">%s</text>'
-                   % (left - 8, y + bar_h * 0.7, esc(label)))
-        x = left
-        for seg, n in segs:
-            w = pw * n / total_max
-            out.append('<rect class="mark" x="%s" y="%d" width="%s" height="%d" fill="%s"><title>%s</title></rect>'
-                       % (_num(x), y, _num(max(w, 0.8)), bar_h, colours.get(seg, "#777"),
-                          esc("%s %s: %s %s" % (label, seg, _fmt(n), unit))))
-            x += w
-        out.append('<text class="rowvalue" x="%s" y="%d">%s</text>'
-                   % (_num(x + 6), y + bar_h * 0.7, _fmt(sum(n for _s, n in segs))))
-    out.append("</g></svg>")
-    legend = _legend([(s, colours.get(s, "#777"), False) for s in dict.fromkeys(s for _l, segs in rows for s, _n in segs)])
-    return ('<figure class="chart barchart" data-chart="%s"><figcaption>%s</figcaption>%s%s</figure>'
-            % (cid, esc(title), "".join(out), legend))
+def _palette(m):
+    """Colours by name, fixed from the whole run so that every view uses the same."""
+    pts = m["points"]
+    commands = sorted({_split(k)[0] for p in pts for k in p["requests"]} | set(m["latency"]))
+    statuses = sorted({_split(k)[1] for k in m["by_command_status"]})
+    estat = sorted({_split(k)[1] for k in m["eas_statuses"]}, key=lambda s: (len(s), s))
+    states = sorted({s for p in pts if p["devices"] for s in p["devices"]} | set(m["devices"]),
+                    key=lambda s: (s != "provisioned", s))
+    provs = sorted({k for p in pts for k in p["provisionings"]})
+    return {
+        "commands": commands,
+        "cmd": _colours(commands),
+        "fail": _colours(sorted({k for p in pts for k in p["requests"] if _split(k)[1] not in _OK_OUTCOMES})),
+        "states": states,
+        "state": _colours(states, STATE_COLOURS),
+        "prov": _colours(provs, {k: "#009E73" for k in provs if k.startswith("provisioned ack=1")}),
+        "trig": _colours(sorted({k for p in pts for k in p["reprovisions"]})),
+        "wipe": _colours(sorted({k for p in pts for k in p["wipes"]})),
+        "thr": _colours(sorted({k for p in pts for k in p["throttled"]} | set(m["throttled"]))),
+        "status": _colours(statuses, {s: _status_colour(s) for s in statuses if _status_colour(s)}),
+        "eas": _colours(estat, {s: _status_colour(s) for s in estat if _status_colour(s)}),
+    }
+
+
+def _colour(table, name):
+    return table.get(name) or PALETTE[len(table) % len(PALETTE)]
+
+
+def _by_category(counts, colours):
+    """{"command status": n} -> categories (commands) and one series per status (stacked bars)."""
+    cats = sorted({_split(k)[0] for k in counts})
+    segs = sorted({_split(k)[1] for k in counts}, key=lambda s: (len(s), s))
+    return cats, [_series(s, _colour(colours, s), [counts.get("%s %s" % (c, s), 0) for c in cats]) for s in segs]
+
+
+def _charts(pts, totals, pal):
+    """Every chart of one view (the whole run or one result), in page order:
+    [(key, section, title, note, spec or None)]."""
+    out = []
+    cmds = pal["commands"]
+
+    def rate_of(c):
+        return [sum(n for k, n in p["requests"].items() if _split(k)[0] == c) for p in pts]
+
+    out.append(("rps", "throughput", "Requests per second by command", "",
+                _spec("line", "req/s", [_series(c, pal["cmd"][c], rate_of(c)) for c in cmds], rate=True)))
+    fail = sorted({k for p in pts for k in p["requests"] if _split(k)[1] not in _OK_OUTCOMES} | set(pal["fail"]))
+    out.append(("fail", "throughput", "Failed requests per second by command and outcome",
+                "Failed: outcomes other than ok and reprovision.",
+                _spec("line", "req/s", [_series(k, _colour(pal["fail"], k), [p["requests"].get(k, 0) for p in pts])
+                                        for k in fail], rate=True)))
+    for c in cmds:
+        vals = {q: [_sig3(p["latency"][c][q + "_ms"]) if c in p["latency"] and p["latency"][c].get("count")
+                    else None for p in pts] for q in ("p50", "p90", "p99")}
+        nonzero = [v for vs in vals.values() for v in vs if v]
+        log = bool(nonzero) and max(nonzero) / max(min(nonzero), 1e-3) > 20
+        out.append(("lat:" + c, "ping" if c == "Ping" else "latency", "%s latency (ms)" % c, "",
+                    _spec("line", "ms", [_series(q, PCT_COLOURS[q], vals[q]) for q in ("p50", "p90", "p99")],
+                          log=log)))
+    out.append(("devices", "devices", "Devices by state (stacked)", "",
+                _spec("stack", "devices", [_series(s, pal["state"][s],
+                                                   [None if p["devices"] is None else p["devices"].get(s, 0)
+                                                    for p in pts]) for s in pal["states"]])))
+    out.append(("prov", "devices", "Provisioning outcomes per interval", "",
+                _spec("bars", "provisionings", [_series(k, v, [p["provisionings"].get(k, 0) for p in pts])
+                                                for k, v in pal["prov"].items()])))
+    out.append(("reprov", "devices", "Re-provisioning triggers per interval",
+                "144: policy changed (in-band), 449: HTTP re-provision (12.x), 140: remote wipe, "
+                "142/143: unknown or invalid policy key.",
+                _spec("bars", "re-provisionings", [_series("trigger " + k, v, [p["reprovisions"].get(k, 0) for p in pts])
+                                                   for k, v in pal["trig"].items()])))
+    if pal["wipe"]:
+        out.append(("wipes", "devices", "Remote wipes acknowledged per interval", "",
+                    _spec("bars", "wipes", [_series("ack " + k, v, [p["wipes"].get(k, 0) for p in pts])
+                                            for k, v in pal["wipe"].items()])))
+    if pal["thr"]:
+        out.append(("thr_t", "devices", "Throttled requests per interval by reason", "",
+                    _spec("bars", "requests", [_series(k, v, [p["throttled"].get(k, 0) for p in pts])
+                                               for k, v in pal["thr"].items()])))
+    cats, series = _by_category(totals.get("by_command_status") or {}, pal["status"])
+    out.append(("http", "statuses", "HTTP status (or transport error) by command", "",
+                _spec("cat", "requests", series, cats=cats)))
+    cats, series = _by_category(totals.get("eas_statuses") or {}, pal["eas"])
+    out.append(("eas", "statuses", "EAS Status by command", "", _spec("cat", "responses", series, cats=cats)))
+    thr = totals.get("throttled") or {}
+    out.append(("thr", "statuses", "Throttling by reason", "",
+                _spec("cat", "requests", [_series("throttled", "#E69F00", [thr[r] for r in sorted(thr)])],
+                      cats=sorted(thr), cat_label="reason")))
+    return out
+
+
+def _by_result_chart(m):
+    """Requests per second of each merged result on one chart (the same in every view)."""
+    scol = _colours(["result %d" % i for i in range(1, len(m["shard_points"]) + 1)])
+    series = []
+    n = len(m["points"])
+    for i, pts in enumerate(m["shard_points"], 1):
+        vals = [None] * n
+        for j, p in enumerate(pts[:n]):
+            vals[j] = None if p["devices"] is None else sum(p["requests"].values())
+        series.append(_series("result %d" % i, scol["result %d" % i], vals))
+    return _spec("line", "req/s", series, rate=True)
+
+
+def _describe(title, spec, times):
+    """A text alternative of a chart (aria-label): its series and highest value."""
+    best = None
+    for s in spec["s"]:
+        for i, v in enumerate(s[2]):
+            if v is not None and (best is None or v > best[1]):
+                best = (s[0], v, i)
+    where = ("for %s" % spec["x"][best[2]]) if spec["k"] == "cat" else "at %s" % _tlabel(times[best[2]])
+    return "%s: %s. Highest: %s %s %s." % (title, ", ".join(s[0] for s in spec["s"]), best[0], _fmt(best[1]), where)
+
+
+def _figure(key, title, note, spec, times):
+    if spec is None:
+        empty = "No failed request in this run." if key == "fail" else "Nothing to draw: none of this in the run."
+        return ('<figure class="chart empty" data-chart="%s" data-kind="none"><figcaption>%s</figcaption>'
+                '<div class="plot nodata" data-empty="%s">%s</div></figure>'
+                % (esc(key), esc(title), esc(empty), esc(empty)))
+    kind = spec["k"]
+    return ('<figure class="chart %s" data-chart="%s" data-kind="%s"><figcaption>%s</figcaption>'
+            '<div class="plot" role="img" aria-label="%s"></div>%s</figure>'
+            % ("catchart" if kind == "cat" else "timechart", esc(key), kind, esc(title),
+               esc(_describe(title, spec, times)), '<p class="note">%s</p>' % esc(note) if note else ""))
 
 
 # ---------------------------------------------------------------- tables
@@ -720,105 +644,62 @@ def _header(m):
                events or '<p class="note">No scheduled events.</p>'))
 
 
-def _sections(m):
-    ids = _Ids()
+
+
+_SECTIONS = (
+    ("throughput", "Throughput", ""),
+    ("latency", "Latency over time",
+     "Percentiles of each interval (%s s) from its HDR histogram; logarithmic scale when the values span more "
+     "than a decade."),
+    ("ping", "Ping (held by the server up to the heartbeat)",
+     "Ping is apart: the server holds it on purpose for the heartbeat, so its latency is not a response time."),
+    ("devices", "Devices, provisioning and re-provisioning", ""),
+    ("statuses", "Errors and statuses by command", ""),
+)
+
+
+def _toolbar(m):
+    hint = ('<span class="hint">Every chart: hover for values, drag across to zoom all charts in time, '
+            'double-click to zoom out, click a legend entry to hide or show its line. Numbered markers are the '
+            'scenario\'s events.</span>')
+    if m["shards"] <= 1:
+        return '<div class="toolbar">%s</div>' % hint
+    options = ['<option value="0">the whole run (%d results merged)</option>' % m["shards"]]
+    for i, s in enumerate(m["shard_info"], 1):
+        options.append('<option value="%d">result %d: %s, %s devices, %s requests</option>'
+                       % (i, i, esc(s["target"]), esc(_fmt(s["devices_total"])), esc(_fmt(s["requests"]))))
+    return ('<div class="toolbar"><label for="view">Charts of</label> <select id="view">%s</select> %s</div>'
+            % ("".join(options), hint))
+
+
+def _sections(m, charts):
     pts = m["points"]
     times = [p["t"] for p in pts]
-    tmax = max([m["elapsed_s"]] + times) if times else m["elapsed_s"]
-    events = m["events"]
-    out = []
-    commands = sorted({_split(k)[0] for p in pts for k in p["requests"]} | set(m["latency"]))
-    ccol = _colours(commands)
+    figs = {}
+    for key, sec, title, note, spec in charts:
+        figs.setdefault(sec, []).append(_figure(key, title, note, spec, times))
+    out = ['<noscript><p class="warn">The charts are drawn by the report\'s own script (uPlot, inlined): allow '
+           'JavaScript for this file to see them. The tables below need no script.</p></noscript>', _toolbar(m)]
+    for sec, heading, intro in _SECTIONS:
+        if sec not in figs:
+            if sec != "latency":
+                continue
+            figs[sec] = ['<p class="nodata">No request in this run.</p>']
+        if "%s" in intro:
+            intro = intro % _fmt(m["interval_s"])
+        out.append('<section id="%s"><h2>%s</h2>%s<div class="grid">%s</div>'
+                   % (sec, esc(heading), '<p class="note">%s</p>' % esc(intro) if intro else "", "".join(figs[sec])))
+        if sec == "statuses":
+            out.append(_errors_table(m))
+        out.append("</section>")
+    if m["shards"] > 1:
+        out.append(_shards(m, times))
+    out.append(_summary_tables(m))
+    return "".join(out)
 
-    # throughput
-    out.append('<section id="throughput"><h2>Throughput</h2><div class="grid">')
-    series = []
-    for c in commands:
-        series.append((c, ccol[c], [sum(n for k, n in p["requests"].items() if _split(k)[0] == c) / p["dt"]
-                                    for p in pts], False))
-    out.append(_time_chart(ids, "Requests per second by command", "req/s", times, series, events, tmax))
-    outcomes = sorted({_split(k)[1] for p in pts for k in p["requests"]} - set(_OK_OUTCOMES))
-    fail_series = []
-    keys = sorted({k for p in pts for k in p["requests"] if _split(k)[1] not in _OK_OUTCOMES})
-    kcol = _colours(keys)
-    for k in keys:
-        fail_series.append((k, kcol[k], [p["requests"].get(k, 0) / p["dt"] for p in pts], False))
-    out.append(_time_chart(ids, "Failed requests per second by command and outcome", "req/s", times, fail_series,
-                           events, tmax, note="" if outcomes else "No failed request in this run."))
-    out.append("</div></section>")
 
-    # latency
-    out.append('<section id="latency"><h2>Latency over time</h2><p class="note">Percentiles of each interval '
-               '(%s s) from its HDR histogram; logarithmic scale when the values span more than a decade. '
-               'Ping is apart: the server holds it on purpose for the heartbeat.</p><div class="grid">'
-               % _fmt(m["interval_s"]))
-    lat_cmds = [c for c in commands if c != "Ping" and any(c in p["latency"] for p in pts)]
-    for c in lat_cmds:
-        out.append(_latency_chart(ids, c, pts, times, events, tmax))
-    if not lat_cmds:
-        out.append(_no_data("Latency", "no request in this run"))
-    out.append("</div>")
-    if any("Ping" in p["latency"] for p in pts):
-        out.append('<h3>Ping (held by the server up to the heartbeat)</h3><div class="grid">')
-        out.append(_latency_chart(ids, "Ping", pts, times, events, tmax))
-        out.append("</div>")
-    out.append("</section>")
-
-    # devices
-    out.append('<section id="devices"><h2>Devices</h2><div class="grid">')
-    states = sorted({s for p in pts if p["devices"] for s in p["devices"]},
-                    key=lambda s: (s != "provisioned", s))
-    scol = _colours(states, STATE_COLOURS)
-    dseries = [(s, scol[s], [None if p["devices"] is None else p["devices"].get(s, 0) for p in pts], False)
-               for s in states]
-    out.append(_time_chart(ids, "Devices by state (stacked)", "devices", times, dseries, events, tmax, kind="stack"))
-    provs = sorted({k for p in pts for k in p["provisionings"]})
-    pcol = _colours(provs, {k: "#009E73" for k in provs if k.startswith("provisioned ack=1")})
-    out.append(_time_chart(ids, "Provisioning outcomes per interval", "provisionings", times,
-                           [(k, pcol[k], [p["provisionings"].get(k, 0) for p in pts], False) for k in provs],
-                           events, tmax, kind="bars"))
-    trig = sorted({k for p in pts for k in p["reprovisions"]})
-    tcol = _colours(trig)
-    out.append(_time_chart(ids, "Re-provisioning triggers per interval", "re-provisionings", times,
-                           [("trigger " + k, tcol[k], [p["reprovisions"].get(k, 0) for p in pts], False) for k in trig],
-                           events, tmax, kind="bars",
-                           note="144: policy changed (in-band), 449: HTTP re-provision (12.x), "
-                                "140: remote wipe, 142/143: unknown or invalid policy key."))
-    wipes = sorted({k for p in pts for k in p["wipes"]})
-    if wipes:
-        wcol = _colours(wipes)
-        out.append(_time_chart(ids, "Remote wipes acknowledged per interval", "wipes", times,
-                               [("ack " + k, wcol[k], [p["wipes"].get(k, 0) for p in pts], False) for k in wipes],
-                               events, tmax, kind="bars"))
-    thr = sorted({k for p in pts for k in p["throttled"]})
-    if thr:
-        thcol = _colours(thr)
-        out.append(_time_chart(ids, "Throttled requests per interval by reason", "requests", times,
-                               [(k, thcol[k], [p["throttled"].get(k, 0) for p in pts], False) for k in thr],
-                               events, tmax, kind="bars"))
-    out.append("</div></section>")
-
-    # statuses and errors
-    out.append('<section id="statuses"><h2>Errors and statuses by command</h2><div class="grid">')
-    by_cmd = {}
-    for k, n in m["by_command_status"].items():
-        c, s = _split(k)
-        by_cmd.setdefault(c, []).append((s, n))
-    statuses = sorted({s for segs in by_cmd.values() for s, _n in segs})
-    stcol = _colours(statuses, {s: _status_colour(s) for s in statuses if _status_colour(s)})
-    out.append(_hbar_chart(ids, "HTTP status (or transport error) by command",
-                           sorted(by_cmd.items()), stcol))
-    eas = {}
-    for k, n in m["eas_statuses"].items():
-        c, s = _split(k)
-        eas.setdefault(c, []).append((s, n))
-    estat = sorted({s for segs in eas.values() for s, _n in segs}, key=lambda s: (len(s), s))
-    ecol = _colours(estat, {s: _status_colour(s) for s in estat if _status_colour(s)})
-    out.append(_hbar_chart(ids, "EAS Status by command", sorted(eas.items()), ecol, unit="responses"))
-    out.append(_hbar_chart(ids, "Throttling by reason", [(r, [("throttled", n)]) for r, n in sorted(m["throttled"].items())],
-                           {"throttled": "#E69F00"}))
-    out.append("</div>")
-    err_rows = []
+def _errors_table(m):
+    rows = []
     per_cmd = {}
     for k, n in m["by_command_outcome"].items():
         c, o = _split(k)
@@ -826,29 +707,14 @@ def _sections(m):
     for c, outs in sorted(per_cmd.items()):
         total = sum(outs.values())
         errors = sum(n for o, n in outs.items() if o not in _OK_OUTCOMES)
-        err_rows.append((c, total, errors, "%.2f %%" % (100.0 * errors / total) if total else "–",
-                         ", ".join("%s %s" % (o, _fmt(n)) for o, n in sorted(outs.items()))))
-    out.append(_table("errors", "Errors by command (errors: outcomes other than ok and reprovision)",
-                      ("command", "requests", "errors", "error rate", "outcomes"), err_rows))
-    out.append("</section>")
-
-    if m["shards"] > 1:
-        out.append(_shards(ids, m, tmax, events, ccol))
-    out.append(_summary_tables(m))
-    return "".join(out)
+        rows.append((c, total, errors, "%.2f %%" % (100.0 * errors / total) if total else "–",
+                     ", ".join("%s %s" % (o, _fmt(n)) for o, n in sorted(outs.items()))))
+    return '<div class="tables">%s</div>' % _table(
+        "errors", "Errors by command (errors: outcomes other than ok and reprovision)",
+        ("command", "requests", "errors", "error rate", "outcomes"), rows)
 
 
-def _latency_chart(ids, c, pts, times, events, tmax):
-    vals = {q: [p["latency"][c][q + "_ms"] if c in p["latency"] and p["latency"][c].get("count") else None
-                for p in pts] for q in ("p50", "p90", "p99")}
-    nonzero = [v for vs in vals.values() for v in vs if v]
-    log = bool(nonzero) and max(nonzero) / max(min(nonzero), 1e-3) > 20
-    return _time_chart(ids, "%s latency (ms)" % c, "ms", times,
-                       [(q, PCT_COLOURS[q], vals[q], q == "p50") for q in ("p50", "p90", "p99")],
-                       events, tmax, log=log)
-
-
-def _shards(ids, m, tmax, events, ccol):
+def _shards(m, times):
     rows = []
     for i, s in enumerate(m["shard_info"], 1):
         rows.append(("result %d" % i, s["target"], _when(s["started"]), "%.1f s" % (s["elapsed_s"] or 0),
@@ -857,23 +723,34 @@ def _shards(ids, m, tmax, events, ccol):
     table = _table("shards", "Each result as it was run (thresholds as each judged itself)",
                    ("result", "target", "started", "duration", "devices", "requests", "req/s", "errors",
                     "thresholds failed", "interrupted"), rows, numeric_from=4)
-    scol = _colours(["result %d" % i for i in range(1, len(m["shard_info"]) + 1)])
-    series = []
-    times = [p["t"] for p in m["points"]]
-    for i, pts in enumerate(m["shard_points"], 1):
-        vals = [None] * len(times)
-        for j, p in enumerate(pts[:len(times)]):
-            vals[j] = None if p["devices"] is None else sum(p["requests"].values()) / p["dt"]
-        series.append(("result %d" % i, scol["result %d" % i], vals, False))
-    chart = _time_chart(ids, "Requests per second by result", "req/s", times, series, events, tmax)
     lat_rows = [("result %d" % i, c, p.get("count", 0), "%.1f" % p.get("p50_ms", 0), "%.1f" % p.get("p90_ms", 0),
                  "%.1f" % p.get("p99_ms", 0), "%.1f" % p.get("max_ms", 0))
                 for i, s in enumerate(m["shard_info"], 1) for c, p in sorted(s["latency"].items())]
     lat = _table("shard_latency", "Latency by result and command (ms)",
                  ("result", "command", "count", "p50", "p90", "p99", "max"), lat_rows, numeric_from=2)
-    return ('<section id="shards"><h2>Per shard</h2><details><summary>%d merged results: show each one</summary>'
-            '<div class="grid">%s</div><div class="tables">%s%s</div></details></section>'
+    chart = _figure("by_result", "Requests per second by result", "", _by_result_chart(m), times)
+    return ('<section id="shards"><h2>Per result</h2><p class="note">Merged from %d results. Choose one in '
+            '<a href="#view">the selector above the charts</a> to draw every chart for it alone.</p>'
+            '<div class="grid">%s</div><div class="tables">%s%s</div></section>'
             % (len(m["shard_info"]), chart, table, lat))
+
+
+def _data(m, charts, pal):
+    """Everything the page's script draws, as one JSON document."""
+    pts = m["points"]
+    times = [p["t"] for p in pts]
+    tmax = max([m["elapsed_s"]] + times) if times else m["elapsed_s"]
+    views = [{"n": "the whole run", "c": {k: spec for k, _s, _t, _n, spec in charts if spec}}]
+    for i, (spts, info) in enumerate(zip(m["shard_points"], m["shard_info"]), 1):
+        views.append({"n": "result %d" % i, "c": {k: spec for k, _s, _t, _n, spec in _charts(spts, info, pal) if spec}})
+    glob = {}
+    if m["shards"] > 1:
+        spec = _by_result_chart(m)
+        if spec:
+            glob["by_result"] = spec
+    return {"t": times, "dt": [round(p["dt"], 3) for p in pts], "tmax": round(tmax, 3),
+            "ev": [{"t": e["at_s"], "a": str(e["action"]), "r": str(e["result"])} for e in m["events"]],
+            "views": views, "g": glob}
 
 
 def _summary_tables(m):
@@ -916,6 +793,8 @@ def _summary_tables(m):
     return "".join(out)
 
 
+
+
 _CSS = """
 :root{--fg:#1a1a1a;--muted:#555;--bg:#fff;--panel:#f6f7f9;--line:#d6d9de;--pass:#0a6b3d;--fail:#b00020}
 *{box-sizing:border-box}
@@ -938,93 +817,171 @@ table.thresholds tr.pass .verdict{color:var(--pass);font-weight:700}
 table.thresholds tr.fail .verdict{color:var(--fail);font-weight:700}
 table.thresholds tr.fail{background:#fdf1f3}
 .events-list{margin:.2em 0;padding-left:0;list-style:none}.events-list li{margin:2px 0}
-.badge{display:inline-block;min-width:1.4em;text-align:center;background:#333;color:#fff;border-radius:3px;
+.badge{display:inline-block;min-width:1.4em;text-align:center;background:#222;color:#fff;border-radius:3px;
 font-size:.85em;font-weight:700}
+.toolbar{position:sticky;top:0;z-index:20;background:var(--bg);border-bottom:1px solid var(--line);padding:6px 0;
+margin-top:1em;display:flex;flex-wrap:wrap;gap:6px 12px;align-items:center}
+.toolbar label{font-weight:700}.toolbar select{font:inherit;padding:2px 4px;max-width:36em}
+.hint{color:var(--muted);font-size:.85em}
 .grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(560px,1fr));gap:10px 24px}
 .tables{display:flex;flex-wrap:wrap;gap:0 40px;align-items:flex-start}
 figure.chart{margin:.6em 0;padding:8px 10px;background:var(--panel);border:1px solid var(--line);border-radius:4px;
-break-inside:avoid;page-break-inside:avoid;position:relative}
+break-inside:avoid;page-break-inside:avoid;min-width:0}
 figcaption{font-weight:700;margin-bottom:2px}
-svg.plot{width:100%;height:auto;display:block;font-size:13px}
-svg .grid{stroke:#e2e5ea;stroke-width:1}svg .axis,svg .tickmark{stroke:#888;stroke-width:1}
-svg .tick{fill:#444}svg .unit{fill:#555;font-style:italic}
-svg .line{fill:none;stroke-width:1.8;stroke-linejoin:round;stroke-linecap:round}svg .line.dashed{stroke-dasharray:5 3}
-svg .area{opacity:.9;stroke:#fff;stroke-width:.3}
-svg .rowlabel,svg .rowvalue{fill:#222;font-size:13px}
-svg .event-marker line{stroke:#222;stroke-width:1.2;stroke-dasharray:3 3}
-svg .event-marker rect{fill:#222}svg .event-marker text{fill:#fff;font-size:11px;font-weight:700}
-svg .hover{stroke:#000;stroke-width:1;opacity:0;pointer-events:none}
-.legend{list-style:none;display:flex;flex-wrap:wrap;gap:2px 16px;padding:0;margin:4px 0 0;font-size:.9em}
-.sw{display:inline-block;width:14px;height:10px;margin-right:5px;vertical-align:baseline;border-radius:2px}
-.sw.dash{height:4px;margin-bottom:3px}
+.plot{min-height:40px;width:100%}
+.plot.nodata{color:var(--muted);font-style:italic;padding:1em 0;min-height:0}
+.uplot{width:100%;font-family:inherit}.u-legend{font-size:12px;text-align:left;margin:2px 0 0}
+.u-legend .u-series>*{padding:1px 4px}.u-legend .u-marker{width:.9em;height:.9em}
+.ev-marker{position:absolute;top:0;transform:translateX(-50%);background:#222;color:#fff;font:700 11px/15px sans-serif;
+padding:0 4px;border-radius:3px;white-space:nowrap;cursor:default;z-index:5}
 .note{color:var(--muted);font-size:.9em;margin:.3em 0}.nodata{color:var(--muted);font-style:italic;margin:1em 0}
-#tip{position:absolute;display:none;background:#fff;border:1px solid #888;border-radius:4px;padding:4px 8px;
-font-size:12px;pointer-events:none;box-shadow:0 2px 6px rgba(0,0,0,.2);z-index:10;white-space:nowrap}
-#tip b{display:block}#tip i{display:inline-block;width:10px;height:10px;margin-right:4px;border-radius:2px}
-details summary{cursor:pointer;font-weight:600;margin:.4em 0}
 code{font-size:.95em}
 footer{margin-top:2em;color:var(--muted);font-size:.85em}
-@media print{body{max-width:none;padding:0;font-size:10pt}#tip,svg .hover{display:none}
-.grid{grid-template-columns:1fr 1fr}figure.chart{background:none}section{break-before:auto}
+@media print{body{max-width:none;padding:0;font-size:10pt}.toolbar{position:static}.hint{display:none}
+.grid{grid-template-columns:1fr 1fr}figure.chart{background:none}
 h2{break-after:avoid}a{color:inherit;text-decoration:none}}
 """
 
+# The page's own script: draws every chart of the chosen view with uPlot; the scenario's events
+# as numbered dashed lines on every time chart (a draw hook); records on each chart what it drew
+# (data-points: data points in view after the draw, data-ink: coloured pixels on the plot
+# canvas, data-markers: event markers), which the browser test reads.
 _JS = r"""
 (function(){
-  var errs=[];
-  window.addEventListener('error',function(e){errs.push(String(e.message));
-    document.documentElement.setAttribute('data-js-errors',errs.join(' | '));});
-  var tip=document.getElementById('tip');
-  function fmt(v){if(v===null||v===undefined)return '\u2013';var a=Math.abs(v);
-    return a>=100?v.toFixed(0):a>=10?v.toFixed(1):a>=1?v.toFixed(2):v.toPrecision(3);}
-  function tl(s){s=Math.round(s);if(s<60)return s+' s';var m=Math.floor(s/60),r=s%60;
-    return m+':'+(r<10?'0':'')+r;}
-  Array.prototype.forEach.call(document.querySelectorAll('figure.timechart'),function(fig){
-    var d=JSON.parse(fig.querySelector('script.chart-data').textContent);
-    var svg=fig.querySelector('svg'),hover=svg.querySelector('.hover');
-    function hide(){tip.style.display='none';hover.style.opacity=0;}
-    svg.addEventListener('mousemove',function(ev){
-      var r=svg.getBoundingClientRect(),x=(ev.clientX-r.left)*d.W/r.width;
-      var t=(x-d.l)/d.w*d.tmax,best=-1,bd=Infinity;
-      for(var i=0;i<d.t.length;i++){var dd=Math.abs(d.t[i]-t);if(dd<bd){bd=dd;best=i;}}
-      if(best<0||x<d.l||x>d.l+d.w){hide();return;}
-      var hx=d.l+d.w*d.t[best]/d.tmax;hover.setAttribute('x1',hx);hover.setAttribute('x2',hx);hover.style.opacity=.5;
-      while(tip.firstChild)tip.removeChild(tip.firstChild);
-      var h=document.createElement('b');h.textContent=tl(d.t[best])+' into the run ('+d.unit+')';tip.appendChild(h);
-      d.s.forEach(function(s){var row=document.createElement('div'),sw=document.createElement('i');
-        sw.style.background=s.c;row.appendChild(sw);row.appendChild(document.createTextNode(s.n+': '+fmt(s.v[best])));
-        tip.appendChild(row);});
-      tip.style.display='block';
-      tip.style.left=Math.min(ev.pageX+14,document.documentElement.scrollWidth-tip.offsetWidth-8)+'px';
-      tip.style.top=(ev.pageY+14)+'px';
-    });
-    svg.addEventListener('mouseleave',hide);
-  });
-  Array.prototype.forEach.call(document.querySelectorAll('figure.chart'),function(fig){
-    var n=0;Array.prototype.forEach.call(fig.querySelectorAll('.mark'),function(m){
-      var b=m.getBBox();if(b.width>0||b.height>0)n++;});
-    fig.setAttribute('data-drawn',String(n));
-  });
-  document.documentElement.setAttribute('data-report-ready','1');
+"use strict";
+var root=document.documentElement,errs=[];
+function fail(m){errs.push(String(m));root.setAttribute('data-js-errors',errs.join(' | '));}
+window.addEventListener('error',function(e){fail(e.message);});
+var D,T,DT,EV,H=230,plots=[],built=false,syncing=false,drawn=0,expected=0,current=-1;
+var figs=Array.prototype.slice.call(document.querySelectorAll('figure.chart[data-chart]'));
+function fmt(v){if(v===null||v===undefined)return '\u2013';var a=Math.abs(v);
+  if(a>=1e6)return +(v/1e6).toFixed(1)+'M';if(a>=1e4)return +(v/1e3).toFixed(1)+'k';
+  return a>=100?v.toFixed(0):a>=10?+v.toFixed(1)+'':a>=1?+v.toFixed(2)+'':a===0?'0':+v.toPrecision(2)+'';}
+function fmtv(v){if(v===null||v===undefined)return '\u2013';var a=Math.abs(v);
+  return a>=1000?Math.round(v).toLocaleString('en-US'):a>=100?v.toFixed(0):a>=10?v.toFixed(1):a>=1?v.toFixed(2):
+    a===0?'0':v.toPrecision(3);}
+function tl(s){s=Math.round(s);var h=Math.floor(s/3600),m=Math.floor(s%3600/60),r=s%60;
+  if(s<60&&s>-60)return s+'s';var mm=(h&&m<10?'0':'')+m+':'+(r<10?'0':'')+r;return h?h+':'+mm:mm;}
+function niceMax(mx){if(!(mx>0))return 1;var p=Math.pow(10,Math.floor(Math.log10(mx))),f=mx/p;
+  return (f<=1?1:f<=2?2:f<=2.5?2.5:f<=5?5:10)*p;}
+function stack(arrs){var acc=arrs.length?arrs[0].map(function(){return 0;}):[];
+  return arrs.map(function(a){return a.map(function(v,j){return v===null?null:(acc[j]+=v);});});}
+function drawEvents(u,fig){
+  var ctx=u.ctx,b=u.bbox,pr=uPlot.pxRatio,n=0,mn=u.scales.x.min,mx=u.scales.x.max;
+  ctx.save();ctx.strokeStyle='#222';ctx.lineWidth=Math.max(1,Math.round(1.5*pr));ctx.setLineDash([5*pr,4*pr]);
+  EV.forEach(function(e,i){
+    var badge=u.over.querySelector('.ev-marker[data-ev="'+i+'"]');
+    if(!badge){badge=document.createElement('div');badge.className='ev-marker';badge.setAttribute('data-ev',String(i));
+      badge.setAttribute('data-action',e.a);badge.textContent=String(i+1);
+      badge.title='event '+(i+1)+' at '+e.t.toFixed(1)+' s: '+e.a+': '+e.r;u.over.appendChild(badge);}
+    if(!(e.t>=mn&&e.t<=mx)){badge.style.display='none';return;}
+    var x=Math.round(u.valToPos(e.t,'x',true))+0.5;
+    ctx.beginPath();ctx.moveTo(x,b.top);ctx.lineTo(x,b.top+b.height);ctx.stroke();
+    badge.style.display='';badge.style.left=u.valToPos(e.t,'x')+'px';n++;});
+  ctx.restore();fig.setAttribute('data-markers',String(n));}
+function measure(u,fig){
+  var xs=u.data[0],mn=u.scales.x.min,mx=u.scales.x.max,n=0,si,j;
+  for(si=1;si<u.series.length;si++){if(!u.series[si].show)continue;var d=u.data[si];
+    for(j=0;j<d.length;j++)if(d[j]!==null&&d[j]!==undefined&&xs[j]>=mn&&xs[j]<=mx)n++;}
+  fig.setAttribute('data-points',String(n));
+  if(!u._inked){u._inked=true;var b=u.bbox,w=Math.floor(b.width),h=Math.floor(b.height),ink=0;
+    if(w>0&&h>0){var px=u.ctx.getImageData(Math.round(b.left),Math.round(b.top),w,h).data;
+      for(var i=0;i<px.length;i+=4){var r=px[i],g=px[i+1],bl=px[i+2];
+        if(px[i+3]>0&&Math.max(r,g,bl)-Math.min(r,g,bl)>60)ink++;}}
+    fig.setAttribute('data-ink',String(ink));}}
+function hooks(fig,time){
+  return {draw:[function(u){if(time)drawEvents(u,fig);measure(u,fig);
+      if(!u._seen){u._seen=true;drawn++;if(built&&drawn===expected)ready();}}],
+    setScale:[function(u,key){if(!time||key!=='x'||syncing||!built||!u._seen)return;syncing=true;
+      plots.forEach(function(p){if(p!==u&&p._time)p.setScale('x',{min:u.scales.x.min,max:u.scales.x.max});});
+      syncing=false;}]};}
+function axis(label,values,extra){var a={label:label,labelSize:18,labelFont:'12px sans-serif',font:'12px sans-serif',
+  stroke:'#333',grid:{stroke:'#e3e6ea',width:1},ticks:{stroke:'#bbb',width:1,size:4},values:values};
+  for(var k in extra)a[k]=extra[k];return a;}
+function options(fig,spec,width){
+  var cat=spec.k==='cat',time=!cat,n=cat?spec.x.length:T.length;
+  var raw=spec.s.map(function(s){return spec.r?s[2].map(function(v,i){return v===null?null:v/DT[i];}):s[2];});
+  var ys=spec.k==='line'?raw:stack(raw),xs=[];for(var i=0;i<n;i++)xs.push(cat?i:T[i]);
+  var bars=spec.k==='bars'||cat?uPlot.paths.bars({size:cat?[0.6,90]:[0.9,60],align:cat?0:-1}):null;
+  var series=[{label:cat?spec.xl||'':'time',value:function(u,v){return v===null||v===undefined?'\u2013':
+    cat?(spec.x[v]||''):tl(v)+' into the run';}}],bands=[];
+  spec.s.forEach(function(s,i){
+    var vals=raw[i],o={label:s[0],stroke:s[1],width:spec.k==='line'?2:1,spanGaps:false,
+      value:function(u,v,si,di){return di===null||di===undefined||vals[di]===null?'\u2013':fmtv(vals[di])+' '+spec.u;}};
+    if(s[3])o.dash=[6,4];
+    if(spec.k==='stack')o.fill=s[1]+'cc';
+    if(bars){o.fill=s[1];o.width=0;o.paths=bars;o.points={show:false};}
+    series.push(o);if(spec.k!=='line'&&i>0)bands.push({series:[i+1,i]});});
+  var opts={width:width,height:H,series:series,bands:bands,legend:{live:true},
+    scales:{x:{time:false,range:cat?function(){return [-0.5,n-0.5];}:function(u,mn,mx){
+        return mn===null||mn===xs[0]&&mx===xs[n-1]?[0,D.tmax]:[mn,mx];}},
+      y:spec.log?{distr:3,log:10}:{range:function(u,mn,mx){return [0,niceMax((mx||0)*1.05)];}}},
+    axes:[axis(cat?'':'time into the run',cat?function(u,sp){return sp.map(function(i){return spec.x[i]||'';});}:
+        function(u,sp){return sp.map(tl);},cat?{splits:function(){return xs;},grid:{show:false}}:
+        {incrs:[1,2,5,10,15,30,60,120,300,600,900,1800,3600,7200,14400,21600,43200,86400]}),
+      axis(spec.u,function(u,sp){return sp.map(fmt);},{size:58})],
+    cursor:cat?{drag:{x:false,y:false}}:{sync:{key:'easload'},drag:{x:true,y:false}},
+    hooks:hooks(fig,time)};
+  return {opts:opts,data:[xs].concat(ys),time:time};}
+function build(fig,spec,viewName){
+  var box=fig.querySelector('.plot');
+  ['data-points','data-ink','data-markers'].forEach(function(a){fig.removeAttribute(a);});
+  while(box.firstChild)box.removeChild(box.firstChild);
+  if(!spec){fig.classList.add('empty');box.classList.add('nodata');
+    box.textContent=current===0&&box.getAttribute('data-empty')?box.getAttribute('data-empty'):
+      'Nothing to draw: none of this in '+viewName+'.';fig.setAttribute('data-points','0');return;}
+  fig.classList.remove('empty');box.classList.remove('nodata');
+  var o=options(fig,spec,Math.max(280,box.clientWidth||560));expected++;
+  var u=new uPlot(o.opts,o.data,box);u._time=o.time;u._box=box;plots.push(u);}
+function ready(){root.setAttribute('data-charts',String(expected));root.setAttribute('data-report-ready','1');}
+function show(vi){
+  if(!(vi>=0&&vi<D.views.length))vi=0;current=vi;
+  plots.forEach(function(p){p.destroy();});plots=[];built=false;drawn=0;expected=0;
+  root.removeAttribute('data-report-ready');root.setAttribute('data-view',String(vi));
+  var view=D.views[vi],sel=document.getElementById('view');if(sel)sel.value=String(vi);
+  figs.forEach(function(fig){var k=fig.getAttribute('data-chart');
+    build(fig,Object.prototype.hasOwnProperty.call(view.c,k)?view.c[k]:
+      Object.prototype.hasOwnProperty.call(D.g,k)?D.g[k]:null,view.n);});
+  built=true;if(drawn===expected)ready();}
+try{
+  D=JSON.parse(document.getElementById('report-data').textContent);T=D.t;DT=D.dt;EV=D.ev;
+  var m=/(?:^#|&)view=(\d+)/.exec(location.hash);show(m?+m[1]:0);
+  var sel=document.getElementById('view');
+  if(sel)sel.addEventListener('change',function(){show(+sel.value);
+    if(history.replaceState)history.replaceState(null,'','#view='+sel.value);});
+  var pend=null;window.addEventListener('resize',function(){clearTimeout(pend);pend=setTimeout(function(){
+    plots.forEach(function(p){var w=p._box.clientWidth;if(w>0&&w!==p.width)p.setSize({width:w,height:H});});},100);});
+}catch(e){fail(e&&e.stack||e);}
 })();
 """
+
+
+def _license_comment():
+    text = _asset("LICENSE.uPlot").replace("*/", "* /")
+    return "/*! uPlot %s (https://github.com/leeoniya/uPlot), inlined unchanged below.\n%s*/\n" % (UPLOT_VERSION, text)
 
 
 def render(summaries):
     """One self-contained HTML document from one summary dict or several of the same run."""
     m = merge(summaries)
+    pal = _palette(m)
+    charts = _charts(m["points"], m, pal)
+    data = _data(m, charts, pal)
     title = "easload report: %s" % m["scenario"]
     return ('<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
             '<meta name="viewport" content="width=device-width,initial-scale=1">'
             '<meta name="generator" content="easload %s">'
             '<meta http-equiv="Content-Security-Policy" content="default-src \'none\'; '
             'style-src \'unsafe-inline\'; script-src \'unsafe-inline\'; img-src data:">'
-            '<title>%s</title><style>%s</style></head><body>%s<main>%s</main>'
+            '<title>%s</title><style>%s\n%s</style></head><body>%s<main>%s</main>'
             '<footer>Rendered by easload %s on %s from %d result%s; intervals of %s s. '
-            'The file is self-contained and works offline.</footer>'
-            '<div id="tip" role="tooltip"></div><script>%s</script></body></html>\n'
-            % (esc(__version__), esc(title), _CSS, _header(m), _sections(m), esc(__version__),
-               _when(time.time()), m["shards"], "" if m["shards"] == 1 else "s", _fmt(m["interval_s"]), _JS))
+            'The file is self-contained and works offline; charts drawn with uPlot %s (MIT licence).</footer>'
+            '<script type="application/json" id="report-data">%s</script>'
+            '<script>%s%s</script><script>%s</script></body></html>\n'
+            % (esc(__version__), esc(title), _asset("uPlot.min.css"), _CSS, _header(m), _sections(m, charts),
+               esc(__version__), _when(time.time()), m["shards"], "" if m["shards"] == 1 else "s",
+               _fmt(m["interval_s"]), UPLOT_VERSION, _json_for_html(data), _license_comment(),
+               _asset("uPlot.iife.min.js"), _JS))
 
 
 def write(summaries, path):

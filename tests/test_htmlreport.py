@@ -2,7 +2,11 @@
 
 import asyncio
 import copy
+import hashlib
+import json
 import re
+from importlib import resources
+from pathlib import Path
 from html.parser import HTMLParser
 
 import orjson
@@ -107,6 +111,18 @@ def assert_self_contained(doc):
     assert "@import" not in doc and not re.search(r"url\(\s*['\"]?(https?:)?//", doc)
 
 
+def report_data(doc):
+    """The JSON document the page's script draws from."""
+    m = re.search(r'<script type="application/json" id="report-data">(.*?)</script>', doc, re.S)
+    assert m, "no report data"
+    return json.loads(m.group(1))
+
+
+def figures(doc):
+    """{data-chart: attributes} of the chart figures."""
+    return {a["data-chart"]: a for t, a in parse(doc).tags if t == "figure" and "data-chart" in a}
+
+
 def test_report_of_a_real_run(summary, tmp_path):
     doc = htmlreport.render([summary])
     assert doc.startswith("<!DOCTYPE html>") and doc.rstrip().endswith("</html>")
@@ -118,15 +134,38 @@ def test_report_of_a_real_run(summary, tmp_path):
     assert set(th) == {"errors.rate", "reprovisions.144", "Sync.p99"}
     assert th["errors.rate"] == ["0", "&lt;", "0.01", "✔ pass"]
     assert th["reprovisions.144"][0] == "%g" % summary["reprovisions"]["144"] and th["Sync.p99"][-1] == "✘ FAIL"
-    # the event, as a marker on every time chart
+    # the charts: a container per chart, drawn by the inlined uPlot from the report's JSON data
+    assert "uPlot %s" % htmlreport.UPLOT_VERSION in doc and "Copyright (c) 2022 Leon Sorokin" in doc
+    assert doc.count("<svg") == 0  # no hand-drawn chart left
+    figs = figures(doc)
+    data = report_data(doc)
+    whole = data["views"][0]["c"]
+    drawn = {k for k, a in figs.items() if "empty" not in a["class"].split()}
+    assert drawn == set(whole)  # every container with data has its chart data, and no chart data is lost
+    assert {"rps", "devices", "prov", "reprov", "http", "eas"} <= drawn
+    for command in summary["latency"]:  # every command of the run has its latency chart (Ping apart)
+        assert "%s latency (ms)" % command in doc and "lat:" + command in whole
+    time_charts = [k for k in drawn if whole[k]["k"] != "cat"]
+    assert len(time_charts) >= 6
+    # the series say what summary.json's series say: requests per command per interval ...
+    assert data["t"] == [p["t"] for p in summary["series"]]
+    for name, _colour, values in whole["rps"]["s"]:
+        assert values == [sum(n for k, n in p["requests"].items() if k.split(" ")[0] == name)
+                          for p in summary["series"]]
+    # ... latency percentiles per interval (three significant digits), devices by state, re-provisionings
+    p99 = dict((s[0], s[2]) for s in whole["lat:Sync"]["s"])["p99"]
+    assert p99 == [pytest.approx(p["latency"]["Sync"]["p99_ms"], rel=5e-3) if "Sync" in p["latency"] else None
+                   for p in summary["series"]]
+    assert {s[0]: s[2] for s in whole["devices"]["s"]} == \
+        {st: [p["devices"].get(st, 0) for p in summary["series"]] for st in summary["devices"]}
+    assert sum(sum(s[2]) for s in whole["reprov"]["s"]) == sum(summary["reprovisions"].values())
+    cats = whole["http"]["x"]
+    assert {"%s %s" % (c, s[0]): n for s in whole["http"]["s"] for c, n in zip(cats, s[2]) if n} == \
+        summary["by_command_status"]
+    # the event, for the markers the page's script draws on every time chart
     assert summary["events"] and summary["events"][0]["action"] == "change_policy"
-    charts = doc.count('class="chart timechart"')
-    assert charts >= 6
-    assert doc.count('class="event-marker" data-action="change_policy"') == charts
-    # every command of the run has its throughput line and its latency chart
-    for command in summary["latency"]:
-        assert "%s latency (ms)" % command in doc
-    assert doc.count("<svg") >= charts + 2
+    assert data["ev"] == [{"t": e["at_s"], "a": e["action"], "r": e["result"]} for e in summary["events"]]
+    assert "1.5 s: <b>change_policy</b>" in doc
     # the final tables carry the numbers of summary.json
     req = table_list(doc, "requests")
     assert {"%s %s" % (c, s): int(n.replace(",", "")) for c, s, n in req} == summary["by_command_status"]
@@ -138,28 +177,47 @@ def test_report_of_a_real_run(summary, tmp_path):
     assert 'data-key="requests">%d<' % summary["requests"] in doc
 
 
+def test_vendored_uplot_is_the_recorded_release():
+    """loadgen/report_assets/README.md names the version and the digests: a changed file is noticed."""
+    digests = {"uPlot.iife.min.js": "19c8d4c6ad88929a79f4ae49d6f7161566dfd0ba3d15cc495e974f787eb78f1f",
+               "uPlot.min.css": "df630c6a8d6f8eeaff264b50f73ce5b114f646ffd9a0bb74f049b0a00135fa04",
+               "LICENSE.uPlot": "8f989229699b4fe2f1a0432d0e9edc338a8a911e250e2d1b01ecd770a5f5b1bd"}
+    assets = resources.files("loadgen").joinpath("report_assets")
+    readme = assets.joinpath("README.md").read_text(encoding="utf-8")
+    for name, digest in digests.items():
+        assert hashlib.sha256(assets.joinpath(name).read_bytes()).hexdigest() == digest, name
+        assert "%s  %s" % (digest, name) in readme
+    js = assets.joinpath("uPlot.iife.min.js").read_text(encoding="utf-8")
+    assert js.startswith("/*! https://github.com/leeoniya/uPlot (v%s) */" % htmlreport.UPLOT_VERSION)
+    assert "</script" not in js.lower() and "<!--" not in js
+    # shipped in the wheel: package data of loadgen
+    assert '"loadgen" = ["report_assets/*"]' in (Path(__file__).parent.parent / "pyproject.toml").read_text()
+
+
 def test_malicious_strings_are_escaped(summary):
     evil = copy.deepcopy(summary)
     bad = '<script>alert(1)</script><img src=x onerror=alert(2)>"\'&'
     evil["scenario"] = bad
     evil["target"] = "https://x.example/</title><script>alert(3)</script>"
-    evil["events"] = [{"at_s": 1.0, "action": "wipe<b>", "result": bad}]
+    evil["events"] = [{"at_s": 1.0, "action": "wipe<b>", "result": bad + "</script><script>alert(6)</script>"}]
     evil["by_command_status"]["<svg onload=alert(4)> 200"] = 3
     evil["devices"]["<i>evil</i>"] = 1
     evil["series"][0]["devices"]["</desc><script>alert(5)</script>"] = 2
     evil["series"][0]["requests"]["<b>Cmd</b> ok"] = 1
     evil["thresholds"].append({"threshold": "<x> < 1", "value": None, "passed": False})
     doc = htmlreport.render([evil])
-    # exactly the report's own script and its JSON chart data; no element of the data made it through
+    # exactly the report's data (JSON), uPlot and its own script; no element of the data made it through
     p = parse(doc)
     scripts = [a for t, a in p.tags if t == "script"]
-    assert len(scripts) == doc.count('class="chart-data"') + 1
-    assert all(a.get("type") == "application/json" for a in scripts[:-1])
-    assert not any(t in ("img", "i", "b") and a for t, a in p.tags if t == "img")
+    assert len(scripts) == 3 and scripts[0] == {"type": "application/json", "id": "report-data"}
+    assert scripts[1] == {} and scripts[2] == {}
     assert "<script>alert" not in doc and "<img" not in doc and "<svg onload" not in doc and "<i>evil" not in doc
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in doc
     assert not any(k.startswith("on") for _t, a in p.tags for k in a)
     assert "\\u003cb\\u003eCmd" in doc  # in the JSON data of the charts too
+    data = report_data(doc)  # and the JSON still reads back as the same strings
+    assert data["ev"][0]["a"] == "wipe<b>" and data["ev"][0]["r"].endswith("</script><script>alert(6)</script>")
+    assert "<b>Cmd</b>" in {s[0] for s in data["views"][0]["c"]["rps"]["s"]}
     assert_self_contained(doc)
 
 
@@ -184,7 +242,17 @@ def test_merging_two_results_adds_counts_and_recomputes_percentiles(summary):
     assert [t["threshold"] for t in m["thresholds"]] == [t["threshold"] for t in summary["thresholds"]]
     assert [t["passed"] for t in m["thresholds"]] == [t["passed"] for t in summary["thresholds"]]
     doc = htmlreport.render([summary, other])
-    assert "Merged from" in doc and 'id="shards"' in doc and "<details>" in doc
+    assert "Merged from" in doc and 'id="shards"' in doc and '<select id="view">' in doc
+    # the whole, and each result on demand: one view of chart data per result, its own numbers
+    data = report_data(doc)
+    assert [v["n"] for v in data["views"]] == ["the whole run", "result 1", "result 2"]
+    for view in data["views"][1:]:
+        for name, _colour, values in view["c"]["rps"]["s"]:
+            assert sum(values) == sum(n for p in summary["series"] for k, n in p["requests"].items()
+                                      if k.split(" ")[0] == name)
+    whole = {s[0]: sum(s[2]) for s in data["views"][0]["c"]["rps"]["s"]}
+    assert whole == {s[0]: 2 * sum(s[2]) for s in data["views"][1]["c"]["rps"]["s"]}
+    assert {s[0] for s in data["g"]["by_result"]["s"]} == {"result 1", "result 2"}
     assert table_rows(doc, "reprovisions")["144"] == [str(2 * summary["reprovisions"]["144"])]
     assert_self_contained(doc)
 
@@ -217,7 +285,9 @@ def test_merging_recomputes_interval_percentiles_from_hdr():
     assert point["latency"]["Sync"]["count"] == 100 and point["latency"]["Sync"]["p90_ms"] == pytest.approx(1.0, rel=1e-3)
     assert point["latency"]["Sync"]["p99_ms"] == pytest.approx(200.0, rel=1e-3)  # not an average of two p99s
     assert point["devices"] == {"provisioned": 2}
-    assert "<svg" in htmlreport.render([summ(fast, 100.0), summ(slow, 100.0)])
+    doc = htmlreport.render([summ(fast, 100.0), summ(slow, 100.0)])
+    p99 = {s[0]: s[2] for s in report_data(doc)["views"][0]["c"]["lat:Sync"]["s"]}["p99"]
+    assert p99 == [200]  # the chart draws the merged interval's p99 too
 
 
 def test_merging_refuses_different_runs(summary):
@@ -235,25 +305,38 @@ def test_merging_refuses_different_runs(summary):
         htmlreport.render([{"foo": 1}])
 
 
-def test_write_and_size_of_a_long_run(summary, tmp_path):
-    # an hour at one sample a second: the lines are drawn from combined intervals (at most MAX_POINTS)
-    series = []
+def _stretched(summary, seconds):
+    """A run of ``seconds`` at one sample a second, each sample one of this real run's (same keys,
+    same kind of numbers, its own HDR histograms), and an event in the middle."""
     base = summary["series"][1:-1] or summary["series"]
-    for i in range(3600):
+    series = []
+    for i in range(seconds):
         p = copy.deepcopy(base[i % len(base)])
         p["t"] = float(i + 1)
         series.append(p)
-    long = dict(summary, series=series, elapsed_s=3600.0)
+    events = [dict(e, at_s=seconds / 2) for e in summary["events"]]
+    return dict(summary, series=series, elapsed_s=float(seconds), events=events)
+
+
+@pytest.mark.parametrize("seconds,limit", [(600, 400_000), (3600, 400_000)])
+def test_write_and_size_of_a_long_run(summary, tmp_path, seconds, limit):
+    # 10 minutes and an hour at one sample a second: at most MAX_POINTS points per line (an
+    # hour's intervals are combined six by six), so the file stays small
+    long = _stretched(summary, seconds)
     size = htmlreport.write([long], tmp_path / "long.html")
     doc = (tmp_path / "long.html").read_text(encoding="utf-8")
-    assert size == len(doc.encode("utf-8")) and size < 1_500_000
+    assert size == len(doc.encode("utf-8")) and size < limit
     m = htmlreport.merge([long])
-    assert len(m["points"]) <= htmlreport.MAX_POINTS and m["interval_s"] == 6.0
+    assert len(m["points"]) <= htmlreport.MAX_POINTS and m["interval_s"] == max(1.0, seconds / 600)
     assert sum(n for p in m["points"] for n in p["requests"].values()) == \
-        sum(n for p in series for n in p["requests"].values())
-    print("report of a 1-hour run (1 s samples): %d bytes" % size)
+        sum(n for p in long["series"] for n in p["requests"].values())
+    data = report_data(doc)
+    assert len(data["t"]) == len(m["points"]) and all(len(s[2]) == len(data["t"])
+                                                      for c in data["views"][0]["c"].values() if c["k"] != "cat"
+                                                      for s in c["s"])
+    print("report of a %d-second run (1 s samples, %d commands): %d bytes" % (seconds, len(summary["latency"]), size))
 
 
 def test_a_run_without_series_or_thresholds_still_renders():
     doc = htmlreport.render([{"scenario": "bare", "target": None, "started": 0, "elapsed_s": 0, "requests": 0}])
-    assert "PASS (no thresholds)" in doc and "nothing to draw" in doc
+    assert "PASS (no thresholds)" in doc and "Nothing to draw" in doc and "No request in this run" in doc
