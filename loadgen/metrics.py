@@ -15,6 +15,9 @@ Ping is held by the server on purpose for up to the heartbeat interval, so its
 duration goes to its own histogram and never into request-latency SLOs.
 """
 
+import os
+import re
+import sys
 import threading
 
 import prometheus_client as prom
@@ -94,6 +97,23 @@ class RunCollector:
                        [], [(stats.code_words,)])
         yield _counter("easload_local_wipes", "Devices that wiped themselves after too many failed unlocks", [],
                        [(stats.local_wipes,)])
+        yield _counter("easload_policy_effects", "Preferences clamped to the policy and attachment fetches allowed "
+                       "or skipped by it, by effect", ["effect"], ((e, n) for e, n in list(stats.policy_effects.items())))
+        # load shape (open model: arrivals; closed model: the ramp)
+        yield _counter("easload_device_starts", "Devices started (open model: arrivals)", [],
+                       [(getattr(stats, "starts", 0),)])
+        yield _counter("easload_late_starts", "Devices that started more than 100 ms after their intended time", [],
+                       [(stats.late_starts,)])
+        lag = HistogramMetricFamily("easload_schedule_lag_seconds",
+                                    "Delay between a device's intended and actual start (coordinated omission)")
+        lag_counts = list(getattr(stats, "lag_buckets", ()))
+        if lag_counts:
+            cumulative, buckets = 0, []
+            for label, n in zip(_BUCKET_LABELS, lag_counts):
+                cumulative += n
+                buckets.append((label, cumulative))
+            lag.add_metric([], buckets, stats.lag_sum)
+        yield lag
         yield _counter("easload_sent_bytes", "Request body bytes sent", [], [(stats.bytes_sent,)])
         yield _counter("easload_received_bytes", "Response body bytes received", [], [(stats.bytes_received,)])
         devices = GaugeMetricFamily("easload_devices", "Simulated devices by state", labels=["state"])
@@ -114,8 +134,28 @@ COLLECTOR = RunCollector()
 REGISTRY.register(COLLECTOR)
 
 
+RUN_ID_ENV = "EASLOAD_RUN_ID"
+_RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+
+
+def run_id_from_env(default):
+    """The run id shared by the shards of one run (``EASLOAD_RUN_ID``, e.g. the Kubernetes Job's uid
+    from the downward API), else ``default``.  A bounded token: anything else is ignored with a warning."""
+    value = os.environ.get(RUN_ID_ENV, "").strip()
+    if not value:
+        return default
+    if not _RUN_ID.fullmatch(value):
+        print("easload: ignoring %s (1-64 letters, digits, '.', '_' or '-' expected); run id %s"
+              % (RUN_ID_ENV, default), file=sys.stderr)
+        return default
+    return value
+
+
 def attach(stats, device_states, **info):
-    """Expose ``stats`` (and device states, a callable) from now on."""
+    """Expose ``stats`` (and device states, a callable) from now on.  ``EASLOAD_RUN_ID`` replaces the
+    run id given, so that the shards of one run show as one run in the dashboard."""
+    if "run_id" in info:
+        info["run_id"] = run_id_from_env(info["run_id"])
     COLLECTOR.attach(stats, device_states, info)
 
 

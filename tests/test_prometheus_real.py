@@ -1,33 +1,55 @@
-"""The run's metrics as a real Prometheus server sees them.
+"""The run's metrics as a real Prometheus server sees them, and the shipped dashboard on them.
 
-One short `easload run` (20 poll-mode devices for 6 s against the embedded
-target) is scraped every second by a real ``prometheus`` (Debian package
-``prometheus``), storage in a temporary directory.  Once the run has ended
-(its ``--json`` summary written) and Prometheus holds a scrape taken after
-that, every query is evaluated *at that scrape's timestamp*, so the answers
-are the run's final values and do not depend on when the generator's
-``--linger`` ends.  Checked:
+Set-up (about 30 s): a standalone embedded target (``easload target``, its own
+``easload_target_*`` metrics on the admin listener), two shards of one scenario
+(``easload run --shard 0/2`` and ``1/2``, separate processes, one run id through
+``EASLOAD_RUN_ID``, started together with ``--start-at``), and a real
+``prometheus`` (Debian package) on loopback running the SHIPPED
+``deploy/prometheus/prometheus.yml``: only the scrape intervals are shortened to
+1 s and the addresses replaced by the free ports taken here; the second shard is
+added as the config's comment tells operators to (one more target with its
+``shard`` label).  Storage in a temporary directory.
 
-* totals equal the summary's exactly (requests by command / outcome / HTTP
-  status, errors, EAS statuses, provisionings, devices by state, bytes, ...);
-* ``histogram_quantile`` over ``easload_request_duration_seconds_bucket``
-  gives numbers, and the histograms count every request (Ping apart);
-* every ``easload_*`` series has only bounded labels: no device id, user,
-  IMEI or URL anywhere;
-* deploy/grafana/easload-dashboard.json: every PromQL expression parses and
-  runs on this Prometheus, names only metrics the code exports, and the
-  run-level panels show data for this run's ``run_id``; its variables find the
-  run; deploy/prometheus/prometheus.yml passes ``promtool check config``.
+The scenario (open model, Direct Push) is made to exercise every panel: while
+it runs, ``command`` events (the way a run against a real server acts on it)
+call the target's admin API: a policy change (re-provisioning: 144 in-band,
+449 for 12.1), a command budget so tight that the target throttles, injected
+faults (HTTP 500, undecodable bodies), a remote wipe of some devices (which
+re-enrol as new devices) and an ABQ default of Quarantine (new partnerships are
+quarantined).  Late starts: 3 s into the run the test stops both generator
+processes for 0.8 s (SIGSTOP/SIGCONT, what a GC pause or a starved CPU does)
+while devices are due to arrive.
+
+Once both shards have written their summary and Prometheus holds a scrape of
+every endpoint taken after that, queries are evaluated *at that time*, so the
+answers are the run's final values.  Checked:
+
+* totals equal the summaries exactly: the sum of both shards equals the
+  ``easload merge`` of their summaries (requests by command / outcome / HTTP
+  status, EAS statuses, provisionings, re-provisionings by trigger, wipes,
+  throttling, starts, late starts, bytes, ...), and each shard's series equal
+  its own summary;
+* EVERY PromQL expression of deploy/grafana/easload-dashboard.json, with the
+  dashboard variables substituted as Grafana does, is run as Grafana runs it
+  (range query over the run, or instant for table targets) and returns data
+  (EXEMPT lists the exceptions, with the reason: none today); the stat panels
+  sum both shards, and selecting each shard gives parts that add up;
+* the dashboard variables find the run and its shards;
+* ``promtool check metrics`` on real scrapes of both endpoints, ``promtool
+  check config`` on the shipped and the derived configurations;
+* every ``easload_*`` series has only bounded labels.
 
 Skipped when /usr/bin/prometheus is missing, unless EASLOAD_REQUIRE_PROMETHEUS
 is set (CI sets it), where a missing Prometheus is a failure.  Every process
-the test starts is ended by its pid.
+the test starts is ended by its pid.  The last test (no identifying label
+value, opaque policy keys) needs no Prometheus.
 """
 
 import json
 import math
 import os
 import re
+import secrets
 import shutil
 import signal
 import socket
@@ -41,56 +63,81 @@ from pathlib import Path
 
 import pytest
 
+yaml = pytest.importorskip("yaml")
+
 ROOT = Path(__file__).resolve().parent.parent
 DASHBOARD = ROOT / "deploy" / "grafana" / "easload-dashboard.json"
 PROM_CONFIG = ROOT / "deploy" / "prometheus" / "prometheus.yml"
 PROMETHEUS = "/usr/bin/prometheus" if os.path.exists("/usr/bin/prometheus") else shutil.which("prometheus")
 PROMTOOL = shutil.which("promtool") or ("/usr/bin/promtool" if os.path.exists("/usr/bin/promtool") else None)
 
-DEVICES, DURATION, LINGER = 20, 6, 8
+SHARDS, DEVICES, DURATION, LINGER = 2, 48, 14, 10
+SCRAPE = 1  # seconds: the shipped 5 s, shortened
+FREEZE = 0.8  # seconds the generators are stopped (SIGSTOP) while devices are due: late starts
 
-SCENARIO = """\
+# Dashboard expressions allowed to return no data in this run, with the reason.  Empty: the scenario
+# makes every panel show something.  Adding an entry needs a reason a reviewer accepts.
+EXEMPT = {}
+
+ADMIN_SCRIPT = """\
+# POST a JSON body to the easload target's admin API (a scenario 'command' event)
+import os, sys, urllib.request
+req = urllib.request.Request(os.environ["EASLOAD_TEST_ADMIN"] + sys.argv[1], data=sys.argv[2].encode(),
+                             headers={"Authorization": "Bearer " + os.environ["EASLOAD_TEST_ADMIN_TOKEN"],
+                                      "Content-Type": "application/json"}, method="POST")
+urllib.request.urlopen(req, timeout=5).read()
+"""
+
+# (at, admin path, JSON body): what an operator would do to a real server during a run
+EVENTS = [
+    (4, "/admin/policy", {"settings": {"MinDevicePasswordLength": 6}}),
+    (5, "/admin/faults", {"error_rates": {"500": 0.03}, "malformed_rate": 0.02, "seed": 3}),
+    (6, "/admin/wipe", {"fraction": 0.15, "seed": 5}),
+    (6.5, "/admin/abq", {"default": "Quarantine"}),
+    (7, "/admin/throttle", {"rate": 0.5, "burst": 2, "retry_after": 1}),
+]
+
+
+def _scenario(url, python, admin_script):
+    events = "".join(
+        "\n[[events]]\nat = %s\naction = \"command\"\nrun = '''%s %s %s '%s' '''\n"
+        % (at, python, admin_script, path, json.dumps(body)) for at, path, body in EVENTS)
+    return """\
 name = "prom-real"
-description = "tiny poll-mode run scraped by a real Prometheus (tests/test_prometheus_real.py)"
+description = "two shards scraped by a real Prometheus (tests/test_prometheus_real.py)"
 duration = "%ds"
 seed = 7
 
 [target]
-url = "embedded"
-ping_min = 5
-ping_max = 60
+url = "%s"
 
 [auth]
 user = "user{n}"
 password = "Pass{n}!"
-users = 10
+users = 24
 
 [population]
 devices = %d
 devices_per_user = 2
 versions = { "14.1" = 3, "16.1" = 1, "14.0" = 1, "12.1" = 1 }
+profiles = { modern = 3, legacy = 1 }
 
 [load]
-ramp_up = "1s"
-mode = "poll"
-think_time = "0.3s"
+model = "open"
+arrival_rate = 4            # one arrival every 0.25 s (0.5 s per shard) for 12 s
+mode = "ping"
+heartbeat = "2s"
 timeout = "10s"
 graceful_stop = "1s"
-""" % (DURATION, DEVICES)
-
-# Label names a series may carry (Prometheus adds job and instance).
-ALLOWED_LABELS = {"__name__", "job", "instance", "command", "outcome", "http_status", "le", "status", "state",
-                  "result", "ack_status", "trigger", "reason", "run_id", "scenario", "version"}
-OUTCOMES = {"ok", "reprovision", "eas_error", "throttled", "http_4xx", "http_5xx", "auth", "refused", "blocked",
-            "redirect", "timeout", "conn_error"}
-DEVICE_STATES = {"new", "provisioning", "provisioned", "no_policy", "unprovisioned", "refused", "blocked", "wiped",
-                 "throttled", "failed", "auth_failed"}
+reenrol_after = "1s"
+quarantine_retry = "2s"
+%s""" % (DURATION, url, DEVICES, events)
 
 
 def _require_prometheus():
-    if PROMETHEUS is None:
+    if PROMETHEUS is None or PROMTOOL is None:
         if os.environ.get("EASLOAD_REQUIRE_PROMETHEUS"):
-            pytest.fail("/usr/bin/prometheus is missing (EASLOAD_REQUIRE_PROMETHEUS is set); "
+            pytest.fail("prometheus/promtool is missing (EASLOAD_REQUIRE_PROMETHEUS is set); "
                         "install the Debian package prometheus (.ci/system-packages.sh)")
         pytest.skip("prometheus not installed (Debian package prometheus)")
 
@@ -120,10 +167,34 @@ def _tail(path, n=3000):
         return ""
 
 
+def _get(url):
+    with urllib.request.urlopen(url, timeout=5) as r:
+        return r.read().decode("utf-8")
+
+
+def derived_config(shipped, shard_ports, admin_port):
+    """The shipped configuration with 1 s scrapes, this test's ports, and one target per shard."""
+    cfg = json.loads(json.dumps(shipped))
+    cfg["global"]["scrape_interval"] = cfg["global"]["evaluation_interval"] = "%ds" % SCRAPE
+    jobs = {job["job_name"]: job for job in cfg["scrape_configs"]}
+    assert set(jobs) == {"easload", "easload-target"}, set(jobs)
+    for job in jobs.values():
+        job["scrape_interval"], job["scrape_timeout"] = "%ds" % SCRAPE, "%ds" % SCRAPE
+    (static,) = jobs["easload"]["static_configs"]
+    assert static["targets"] == ["127.0.0.1:9477"] and static["labels"] == {"shard": "0"}, static
+    jobs["easload"]["static_configs"] = [{"targets": ["127.0.0.1:%d" % port], "labels": {"shard": str(i)}}
+                                         for i, port in enumerate(shard_ports)]
+    (static,) = jobs["easload-target"]["static_configs"]
+    assert static["targets"] == ["127.0.0.1:8444"], static
+    static["targets"] = ["127.0.0.1:%d" % admin_port]
+    return cfg
+
+
 class Prom:
     def __init__(self, base):
         self.base = base
-        self.at = None  # evaluation time of every query (the final scrape)
+        self.at = None  # evaluation time of every instant query (after the final scrapes)
+        self.start = None  # start of range queries (the run's start)
 
     def api(self, path, **params):
         url = "%s/api/v1/%s?%s" % (self.base, path, urllib.parse.urlencode(params, doseq=True))
@@ -135,6 +206,11 @@ class Prom:
 
     def query(self, expr, at=None):
         body = self.api("query", query=expr, time="%.3f" % (at if at is not None else self.at))
+        assert body["status"] == "success", "%s\n-> %s" % (expr, body)
+        return body["data"]
+
+    def query_range(self, expr, step=1):
+        body = self.api("query_range", query=expr, start="%.3f" % self.start, end="%.3f" % self.at, step=step)
         assert body["status"] == "success", "%s\n-> %s" % (expr, body)
         return body["data"]
 
@@ -163,167 +239,247 @@ class Prom:
 def live(tmp_path_factory):
     _require_prometheus()
     tmp = tmp_path_factory.mktemp("prom")
-    metrics_port, web_port = _free_port(), _free_port()
-    (tmp / "prometheus.yml").write_text(
-        "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\n"
-        "scrape_configs:\n  - job_name: easload\n    static_configs:\n"
-        "      - targets: ['127.0.0.1:%d']\n" % metrics_port)
-    scenario = tmp / "prom-real.toml"
-    scenario.write_text(SCENARIO)
-    summary_path = tmp / "summary.json"
-    prom_log, run_out, run_err = tmp / "prometheus.log", tmp / "run.out", tmp / "run.err"
-    prom = run = None
+    shard_ports = [_free_port() for _ in range(SHARDS)]
+    target_port, admin_port, web_port = _free_port(), _free_port(), _free_port()
+    token = secrets.token_urlsafe(16)
+    run_id = secrets.token_hex(6)
+    shipped = yaml.safe_load(PROM_CONFIG.read_text())
+    config = tmp / "prometheus.yml"
+    config.write_text(yaml.safe_dump(derived_config(shipped, shard_ports, admin_port)))
+    (tmp / "admin.py").write_text(ADMIN_SCRIPT)
+    procs = []
+    logs = {name: tmp / ("%s.log" % name) for name in ["target", "prometheus"] + ["shard%d" % i for i in range(SHARDS)]}
+    outs = [tmp / ("shard-%d" % i) for i in range(SHARDS)]
     t0 = time.monotonic()
+
+    def start(name, argv, env=None):
+        with open(logs[name], "wb") as log:
+            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, cwd=tmp, env=env)
+        procs.append(proc)
+        return proc
+
+    def diagnose(what):
+        return "%s\n%s" % (what, "\n".join("--- %s:\n%s" % (n, _tail(p)) for n, p in logs.items()))
+
     try:
-        with open(prom_log, "wb") as log:
-            prom = subprocess.Popen(
-                [PROMETHEUS, "--config.file=%s" % (tmp / "prometheus.yml"), "--storage.tsdb.path=%s" % (tmp / "data"),
-                 "--web.listen-address=127.0.0.1:%d" % web_port, "--log.level=warn"],
-                stdin=subprocess.DEVNULL, stdout=log, stderr=log, cwd=tmp)
-        with open(run_out, "wb") as out, open(run_err, "wb") as err:
-            run = subprocess.Popen(
-                [sys.executable, "-m", "loadgen", "run", str(scenario), "--metrics-listen",
-                 "127.0.0.1:%d" % metrics_port, "--linger", str(LINGER), "-q", "--json", str(summary_path)],
-                stdin=subprocess.DEVNULL, stdout=out, stderr=err, cwd=ROOT)
+        target = start("target", [sys.executable, "-m", "loadgen", "target", "--listen", "127.0.0.1:%d" % target_port,
+                                  "--admin-listen", "127.0.0.1:%d" % admin_port, "--admin-token", token,
+                                  "--users", "24", "--ping-min", "1", "--ping-max", "60"])
+        prom = start("prometheus", [PROMETHEUS, "--config.file=%s" % config, "--storage.tsdb.path=%s" % (tmp / "data"),
+                                    "--web.listen-address=127.0.0.1:%d" % web_port, "--log.level=warn"])
+        url = None
+        deadline = time.monotonic() + 20
+        while url is None and time.monotonic() < deadline:
+            assert target.poll() is None, diagnose("easload target exited with %s" % target.returncode)
+            m = re.search(r"listening on (\S+)", _tail(logs["target"]))
+            url = m.group(1) if m else time.sleep(0.1)
+        assert url, diagnose("easload target did not start")
+        scenario = tmp / "prom-real.toml"
+        scenario.write_text(_scenario(url, sys.executable, tmp / "admin.py"))
+        env = dict(os.environ, EASLOAD_RUN_ID=run_id, EASLOAD_TEST_ADMIN="http://127.0.0.1:%d" % admin_port,
+                   EASLOAD_TEST_ADMIN_TOKEN=token)
+        start_at = "%.3f" % (time.time() + 2.0)  # the shards start together
+        runs = [start("shard%d" % i, [sys.executable, "-m", "loadgen", "run", str(scenario), "--shard", "%d/%d" % (i, SHARDS),
+                                      "--start-at", start_at, "--metrics-listen", "127.0.0.1:%d" % port,
+                                      "--linger", str(LINGER), "-q", "--out", str(outs[i])], env=env)
+                for i, port in enumerate(shard_ports)]
+        # Late starts, for real: 3 s into the run both generators stall for FREEZE s (what a GC pause, a
+        # starved CPU or a noisy neighbour does); every arrival due meanwhile starts late.  Arrivals are
+        # 0.5 s apart per shard, so each shard has at least one start more than 100 ms late.
+        time.sleep(max(0.0, float(start_at) + 3.0 - time.time()))
+        for run in runs:
+            os.kill(run.pid, signal.SIGSTOP)
+        try:
+            time.sleep(FREEZE)
+        finally:
+            for run in runs:
+                os.kill(run.pid, signal.SIGCONT)
         api = Prom("http://127.0.0.1:%d" % web_port)
-
-        def diagnose(what):
-            return "%s\n--- easload stderr:\n%s\n--- prometheus log:\n%s" % (what, _tail(run_err), _tail(prom_log))
-
-        # The run ends, writes its summary, lingers; wait for a scrape taken after the summary was written:
-        # the stats are final by then, so that scrape holds the run's final values.
-        deadline = time.monotonic() + DURATION + LINGER + 15
-        final_scrape = None
+        instances = ["127.0.0.1:%d" % p for p in shard_ports] + ["127.0.0.1:%d" % admin_port]
+        # Both shards end, write their summary and linger: wait for a scrape of every endpoint taken after
+        # the last summary was written (the generators' values are final by then).
+        deadline = time.monotonic() + DURATION + LINGER + 20
+        final = scrapes = None
         while time.monotonic() < deadline:
             assert prom.poll() is None, diagnose("prometheus exited with %s" % prom.returncode)
-            if summary_path.exists():
-                written = summary_path.stat().st_mtime
-                try:
-                    body = api.api("query", query="timestamp(easload_run_info)")
-                except (OSError, ValueError):
-                    body = {}
-                results = body.get("data", {}).get("result", []) if body.get("status") == "success" else []
-                if results and float(results[0]["value"][1]) > written:
-                    final_scrape = float(results[0]["value"][1])
+            summaries = [o / "summary.json" for o in outs]
+            if all(s.exists() for s in summaries):
+                if scrapes is None:  # real scrapes of the endpoints, for promtool check metrics
+                    scrapes = {name: _get("http://%s/metrics" % inst)
+                               for name, inst in zip(["shard0", "shard1", "target"], instances)}
+                written = max(s.stat().st_mtime for s in summaries)
+                body = api.api("query", query="timestamp(up)")
+                stamps = {r["metric"]["instance"]: float(r["value"][1])
+                          for r in body.get("data", {}).get("result", [])} if body.get("status") == "success" else {}
+                if all(stamps.get(i, 0) > written for i in instances):
+                    final = max(stamps.values())
                     break
             else:
-                assert run.poll() is None, diagnose("easload run exited with %s before its summary" % run.returncode)
+                for i, run in enumerate(runs):
+                    assert run.poll() is None, diagnose("shard %d exited with %s before its summary" % (i, run.returncode))
             time.sleep(0.2)
-        assert final_scrape is not None, diagnose("no scrape after the end of the run")
-        api.at = final_scrape
-        rc = run.wait(timeout=LINGER + 10)  # the linger ends by itself
-        assert rc == 0, diagnose("easload run exited with %d" % rc)
-        summary = json.loads(summary_path.read_text())
-        run_info = api.vector("easload_run_info")
-        assert len(run_info) == 1, run_info
-        info = dict(next(iter(run_info)))
-        yield {"api": api, "summary": summary, "info": info, "setup_s": time.monotonic() - t0,
-               "stdout": run_out.read_text()}
+        assert final is not None, diagnose("no scrape of every endpoint after the end of the run")
+        api.at = final
+        summaries = [json.loads((o / "summary.json").read_text()) for o in outs]
+        api.start = min(s["started"] for s in summaries) - 2
+        merged_dir = tmp / "merged"
+        merge = subprocess.run([sys.executable, "-m", "loadgen", "merge", *map(str, outs), "--out", str(merged_dir)],
+                               capture_output=True, text=True, cwd=tmp, timeout=60)
+        assert merge.returncode == 0, merge.stdout + merge.stderr
+        for i, run in enumerate(runs):
+            rc = run.wait(timeout=LINGER + 10)  # the linger ends by itself
+            assert rc == 0, diagnose("shard %d exited with %d" % (i, rc))
+        yield {"api": api, "summaries": summaries, "merged": json.loads((merged_dir / "summary.json").read_text()),
+               "run_id": run_id, "config": config, "scrapes": scrapes, "target_instance": instances[-1],
+               "setup_s": time.monotonic() - t0}
     finally:
-        _stop(run)
-        _stop(prom)
+        for proc in reversed(procs):
+            _stop(proc)
 
 
-def test_run_totals_equal_the_summary(live):
-    api, s = live["api"], live["summary"]
-    assert s["requests"] > 100, s  # the run did something
-    assert live["info"]["scenario"] == "prom-real" and re.fullmatch(r"[0-9a-f]{12}", live["info"]["run_id"])
-    assert api.scalar("sum(easload_requests_total)") == s["requests"]
+def _run_join(shard=".*", run_id=None):
+    return '* on (job, instance) group_left () easload_run_info{run_id=~"%s", shard=~"%s"}' % (run_id or ".*", shard)
+
+
+def test_setup_is_quick_and_events_ran(live):
+    assert live["setup_s"] < 60, live["setup_s"]
+    events = live["summaries"][0]["events"]  # events of a real-server run act once, from shard 0
+    assert [e["action"] for e in events] == ["command"] * len(EVENTS), events
+    assert all(e["result"].startswith("exit 0") for e in events), events
+    assert live["summaries"][1]["events"] == []
+
+
+def test_totals_equal_the_merged_summary(live):
+    api, m = live["api"], live["merged"]
+    assert m["requests"] > 150 and m["devices_total"] == DEVICES, m["requests"]
+    info = api.vector("easload_run_info")
+    assert len(info) == SHARDS and {dict(k)["run_id"] for k in info} == {live["run_id"]}  # one run, two shards
+    assert {dict(k)["shard"] for k in info} == {str(i) for i in range(SHARDS)}
+    assert api.scalar("sum(easload_requests_total)") == m["requests"]
     assert api.by("sum by (command, http_status) (easload_requests_total)", "command", "http_status") \
-        == s["by_command_status"]
+        == m["by_command_status"]
     assert api.by("sum by (command, outcome) (easload_requests_total)", "command", "outcome") \
-        == s["by_command_outcome"]
-    assert api.scalar('sum(easload_requests_total{outcome!~"ok|reprovision"}) or vector(0)') == s["errors"]
-    assert api.by("easload_eas_status_total", "command", "status") == s["eas_statuses"]
-    provisionings = {k.replace(" ", " ack="): v
-                     for k, v in api.by("easload_provisionings_total", "result", "ack_status").items()}
-    assert provisionings == s["provisionings"]
-    assert sum(provisionings.values()) >= DEVICES  # every device provisioned at least once
-    assert api.by("easload_devices", "state") == s["devices"]
-    assert sum(s["devices"].values()) == DEVICES
-    assert api.by("easload_reprovisions_total", "trigger") == s["reprovisions"]
-    assert api.by("easload_remote_wipes_total", "ack_status") == s["remote_wipes"]
-    assert api.by("easload_throttled_total", "reason") == s["throttled"]
-    assert api.by("easload_malformed_responses_total", "command") == s["malformed_responses"]
-    assert api.scalar("easload_reenrolments_total") == s["reenrolments"]
-    assert api.scalar("easload_sent_bytes_total") == s["bytes_sent"]
-    assert api.scalar("easload_received_bytes_total") == s["bytes_received"]
-    # The summary text printed the same totals.
-    assert "%d devices, %d requests" % (DEVICES, s["requests"]) in live["stdout"]
+        == m["by_command_outcome"]
+    assert api.scalar('sum(easload_requests_total{outcome!~"ok|reprovision"})') == m["errors"] > 0
+    assert api.by("sum by (command, status) (easload_eas_status_total)", "command", "status") == m["eas_statuses"]
+    provisionings = {k.replace(" ", " ack="): v for k, v in
+                     api.by("sum by (result, ack_status) (easload_provisionings_total)", "result", "ack_status").items()}
+    assert provisionings == m["provisionings"]
+    assert api.by("sum by (state) (easload_devices)", "state") == {k: v for k, v in m["devices"].items() if v}
+    reprovisions = api.by("sum by (trigger) (easload_reprovisions_total)", "trigger")
+    assert reprovisions == m["reprovisions"] and "144" in reprovisions, reprovisions  # the policy change
+    wipes = api.by("sum by (ack_status) (easload_remote_wipes_total)", "ack_status")
+    assert wipes == m["remote_wipes"] and sum(wipes.values()) > 0
+    assert api.scalar("sum(easload_reenrolments_total)") == m["reenrolments"] > 0
+    throttled = api.by("sum by (reason) (easload_throttled_total)", "reason")
+    assert throttled == m["throttled"] and throttled, throttled
+    assert api.by("sum by (command) (easload_malformed_responses_total)", "command") == m["malformed_responses"]
+    assert m["malformed_responses"]
+    assert api.scalar("sum(easload_device_starts_total)") == m["timings"]["StartLag"]["count"] >= DEVICES
+    assert api.scalar("sum(easload_schedule_lag_seconds_count)") == m["timings"]["StartLag"]["count"]
+    assert api.scalar("sum(easload_late_starts_total)") == m["late_starts"] > 0
+    assert api.scalar("sum(easload_sent_bytes_total)") == m["bytes_sent"]
+    assert api.scalar("sum(easload_received_bytes_total)") == m["bytes_received"]
+    assert api.by("sum by (state) (easload_devices)", "state").get("quarantined", 0) > 0  # ABQ quarantine
+
+
+def test_each_shard_equals_its_own_summary(live):
+    api = live["api"]
+    for i, s in enumerate(live["summaries"]):
+        sel = '{shard="%d"}' % i
+        assert s["shard"] == [i, SHARDS]
+        assert api.scalar("sum(easload_requests_total%s)" % sel) == s["requests"]
+        assert api.by("sum by (command, outcome) (easload_requests_total%s)" % sel, "command", "outcome") \
+            == s["by_command_outcome"]
+        assert api.by("sum by (trigger) (easload_reprovisions_total%s)" % sel, "trigger") == s["reprovisions"]
+        assert api.scalar("sum(easload_late_starts_total%s)" % sel) == s["late_starts"]
+        assert api.scalar("sum(easload_devices%s)" % sel) == s["devices_total"]
 
 
 def test_histograms_count_every_request_and_give_quantiles(live):
-    api, s = live["api"], live["summary"]
-    counted = api.scalar("sum(easload_request_duration_seconds_count) + "
-                         "(sum(easload_ping_duration_seconds_count) or vector(0))")
-    assert counted == s["requests"]
+    api, m = live["api"], live["merged"]
+    counted = api.scalar("sum(easload_request_duration_seconds_count) + sum(easload_ping_duration_seconds_count)")
+    assert counted == m["requests"]
     per_command = api.by("sum by (command) (easload_request_duration_seconds_count)", "command")
-    assert per_command == {cmd: p["count"] for cmd, p in s["latency"].items() if cmd != "Ping"}
+    assert per_command == {cmd: p["count"] for cmd, p in m["latency"].items() if cmd != "Ping"}
+    assert api.scalar("sum(easload_ping_duration_seconds_count)") == m["latency"]["Ping"]["count"]
     inf = api.vector('easload_request_duration_seconds_bucket{le="+Inf"}')
     count = api.vector("easload_request_duration_seconds_count")
     assert {k - {("le", "+Inf")}: v for k, v in inf.items()} == count
-    for q in ("0.5", "0.95", "0.99"):
-        result = api.vector('histogram_quantile(%s, sum by (le, command) '
-                            '(easload_request_duration_seconds_bucket{outcome="ok"}))' % q)
-        assert {dict(k)["command"] for k in result} >= {"Provision", "FolderSync", "Sync"}, result
-        for value in result.values():
-            assert math.isfinite(value) and 0 < value <= 10, (q, result)  # the embedded target answers in ms
-    over_run = api.scalar('histogram_quantile(0.95, sum by (le) '
-                          '(rate(easload_request_duration_seconds_bucket{outcome="ok"}[30s])))')
-    assert math.isfinite(over_run) and over_run > 0
+    result = api.vector('histogram_quantile(0.99, sum by (le, command) '
+                        '(easload_request_duration_seconds_bucket{outcome="ok"}))')
+    assert {dict(k)["command"] for k in result} >= {"Provision", "FolderSync", "Sync"}, result
+    for value in result.values():
+        assert math.isfinite(value) and 0 < value <= 10, result  # the embedded target answers in ms
 
 
 def test_every_series_has_bounded_labels(live):
     api = live["api"]
     series = api.query('{__name__=~"easload_.*"}')["result"]
-    assert 10 < len(series) < 400, len(series)
-    device_like = re.compile(r"[0-9A-Fa-f]{16,}|\d{10,}")  # DeviceIds are 32 hex digits, IMEIs 15 digits
+    per_instance = {}
+    for s in series:
+        per_instance[s["metric"]["instance"]] = per_instance.get(s["metric"]["instance"], 0) + 1
+    assert len(per_instance) == SHARDS + 1 and all(30 < n < 800 for n in per_instance.values()), per_instance
+    allowed = {"__name__", "job", "instance", "shard", "command", "outcome", "http_status", "le", "status", "state",
+               "result", "ack_status", "trigger", "reason", "run_id", "scenario", "version", "eas_status",
+               "provisioning", "access", "wipe", "kind"}
     for s in series:
         labels = s["metric"]
-        name = labels["__name__"]
-        assert set(labels) <= ALLOWED_LABELS, labels
-        for key, value in labels.items():
-            if key in ("job", "instance"):
-                continue
-            low = value.lower()
-            assert not device_like.search(value), labels
-            assert "user" not in low and "pass" not in low and "@" not in value and "/" not in value, labels
-            assert len(value) <= 40, labels
+        assert set(labels) <= allowed, labels
         if "run_id" in labels:
-            assert name == "easload_run_info", labels  # run_id only on the info series, never per sample
-        if "outcome" in labels:
-            assert labels["outcome"] in OUTCOMES, labels
-        if name == "easload_devices":
-            assert labels["state"] in DEVICE_STATES, labels
-        if "command" in labels:
-            assert re.fullmatch(r"[A-Z][A-Za-z]{1,29}", labels["command"]), labels
-        if "http_status" in labels:
-            assert re.fullmatch(r"\d{3}", labels["http_status"]) or labels["http_status"] in OUTCOMES, labels
+            assert labels["__name__"] == "easload_run_info", labels  # run_id only on the info series
+        for key, value in labels.items():
+            if key not in ("job", "instance", "__name__"):
+                assert re.fullmatch(r"[A-Za-z0-9_.+-]{0,40}", value), labels
 
 
 # --------------------------------------------------------------------------- the dashboard
 
 
-def _dashboard_exprs():
-    dashboard = json.loads(DASHBOARD.read_text())
-    exprs = []
+def _dashboard():
+    return json.loads(DASHBOARD.read_text())
+
+
+def _targets(dashboard):
+    """(panel title, target) of every panel, rows' collapsed panels included."""
+    out = []
 
     def walk(panels):
         for panel in panels:
             walk(panel.get("panels", []))
             for target in panel.get("targets", []):
-                if target.get("expr"):
-                    exprs.append((panel["title"], target["expr"]))
+                out.append((panel["title"], target))
 
     walk(dashboard["panels"])
-    return dashboard, exprs
+    return out
 
 
 def _grafana_vars(expr, values):
-    for name, value in values.items():
-        expr = expr.replace("${%s}" % name, value).replace("$" + name, value)
+    """Substitute Grafana variables, longest names first ($__rate_interval before $__range...)."""
+    for name in sorted(values, key=len, reverse=True):
+        expr = expr.replace("${%s}" % name, values[name]).replace("$" + name, values[name])
     assert "$" not in expr, "unreplaced Grafana variable in %r" % expr
     return expr
+
+
+def _values(live, shard=".*"):
+    api = live["api"]
+    rng = int(math.ceil(api.at - api.start))
+    return {"run_id": live["run_id"], "scenario": "prom-real", "shard": shard,
+            "target": live["target_instance"],
+            # what Grafana sends for a 1 s scrape interval (datasource timeInterval) and a 1 s step:
+            # $__rate_interval = max($__interval + scrape interval, 4 x scrape interval)
+            "__rate_interval": "%ds" % (4 * SCRAPE), "__interval": "1s", "__range": "%ds" % rng,
+            "__range_s": str(rng)}
+
+
+def _run_target(api, target, values):
+    expr = _grafana_vars(target["expr"], values)
+    if target.get("instant"):
+        data = api.query(expr)
+        return expr, [float(s["value"][1]) for s in data["result"]], len(data["result"])
+    data = api.query_range(expr)
+    return expr, [float(v) for s in data["result"] for _t, v in s["values"]], len(data["result"])
 
 
 def _exported_names():
@@ -341,82 +497,182 @@ def _exported_names():
     return {f.name + sfx for f in families for sfx in suffixes[f.type]}
 
 
-def test_dashboard_queries_run_on_prometheus(live):
-    api, info = live["api"], live["info"]
-    dashboard, exprs = _dashboard_exprs()
-    assert dashboard["schemaVersion"] >= 36 and len(exprs) >= 25
+def test_dashboard_has_the_issue_rows():
+    dashboard = _dashboard()
+    rows = [p["title"] for p in dashboard["panels"] if p["type"] == "row"]
+    assert rows[0] == "Run" and rows[1] == "Load shape" and rows[-1].startswith("Target")
+    titles = {t for t, _ in _targets(dashboard)}
+    for needed in ("Devices", "Request rate", "Error ratio", "Provision p99 (run)", "Devices by state",
+                   "Arrivals/s and late starts/s", "Late starts (run total)", "Schedule lag p50 / p99",
+                   "Request latency by command: p50 / p90 / p99", "Non-ok outcomes/s by command",
+                   "Provisionings/s by result and ack status", "Re-provisions/s by trigger",
+                   "Remote wipes and re-enrolments (/s)", "ABQ: quarantined and blocked devices",
+                   "Throttling/s by reason", "Requests/s by shard", "Runs and shards",
+                   "Target answers/s by command and HTTP status"):
+        assert needed in titles, needed
+    exprs = [t["expr"] for _p, t in _targets(dashboard)]
+    assert sum("histogram_quantile" in e for e in exprs) >= 6
     exported = _exported_names()
-    used = {name for _title, expr in exprs for name in re.findall(r"\beasload_[a-z_]+", expr)}
+    used = {name for e in exprs for name in re.findall(r"\beasload_[a-z_]+", e)}
     assert used <= exported, "dashboard names metrics the code does not export: %s" % sorted(used - exported)
-    assert {"easload_request_duration_seconds_bucket", "easload_ping_duration_seconds_bucket",
-            "easload_throttled_total", "easload_provisionings_total", "easload_reprovisions_total",
-            "easload_remote_wipes_total", "easload_sent_bytes_total", "easload_received_bytes_total",
-            "easload_eas_status_total", "easload_devices", "easload_target_requests_total"} <= used
-    this_run = {"run_id": info["run_id"], "scenario": info["scenario"], "target": ".*",
-                "__rate_interval": "30s", "__interval": "5s", "__range": "1m"}
-    everything = dict(this_run, run_id=".*", scenario=".*")
-    with_data = {}
-    for title, expr in exprs:
-        for values in (this_run, everything):
-            api.query(_grafana_vars(expr, values))  # asserts status "success": it parsed and ran
-        with_data.setdefault(title, []).append(api.query(_grafana_vars(expr, this_run))["result"])
-    # The client-side panels show this run (the target row has no target scraped here).  Stats: one finite
-    # number; time series: some finite numbers (a command that only ran before the first scrape has no rate
-    # in the window, and histogram_quantile gives NaN for it, as it would in Grafana).
-    stats = {p["title"] for p in dashboard["panels"] if p["type"] == "stat" and "easload_target_" not in json.dumps(p)}
-    assert len(stats) >= 6, stats
-    for title in sorted(stats) + ["Devices by state", "Requests/s by command",
-                                  "Request latency by command: p50 / p90 / p99",
-                                  "Provisionings/s by result and ack status", "Bytes/s sent and received",
-                                  "Requests by command, outcome and HTTP status (run totals)"]:
-        values = [float(sample["value"][1]) for result in with_data[title] for sample in result]
-        assert all(with_data[title]) and any(math.isfinite(v) for v in values), \
-            "panel %r shows no data for run %s: %s" % (title, info["run_id"], with_data[title])
-        if title in stats:
-            assert len(values) == 1 and math.isfinite(values[0]), (title, values)
-    assert float(with_data["Devices"][0][0]["value"][1]) == DEVICES
-    assert float(with_data["Requests (run total)"][0][0]["value"][1]) == live["summary"]["requests"]
-    table = with_data["Requests by command, outcome and HTTP status (run totals)"][0]
-    by_outcome = {}
-    for r in table:
-        key = "%s %s" % (r["metric"]["command"], r["metric"]["outcome"])
-        by_outcome[key] = by_outcome.get(key, 0) + int(float(r["value"][1]))
-    assert by_outcome == live["summary"]["by_command_outcome"]
-    error_ratio = float(with_data["Error ratio"][0][0]["value"][1])
-    if live["summary"]["errors"] == 0:  # a ratio of rates equals the totals' ratio only at 0
-        assert error_ratio == 0
-    else:
-        assert 0 < error_ratio <= 1
-
-
-def test_dashboard_variables_find_the_run(live):
-    api, info = live["api"], live["info"]
-    dashboard = json.loads(DASHBOARD.read_text())
-    variables = {v["name"]: v for v in dashboard["templating"]["list"]}
-    assert variables["datasource"]["type"] == "datasource" and variables["datasource"]["query"] == "prometheus"
-    assert any(i["name"] == "DS_PROMETHEUS" for i in dashboard["__inputs"])
-    found = {}
-    for name in ("scenario", "run_id", "target"):
-        definition = variables[name]["definition"]
-        m = re.fullmatch(r"label_values\((.+),\s*(\w+)\)", definition)
-        assert m, definition
-        selector = _grafana_vars(m.group(1), {"scenario": ".*"})
-        body = api.api("label/%s/values" % m.group(2), **{"match[]": selector, "start": "%.3f" % (api.at - 60),
-                                                           "end": "%.3f" % api.at})
-        assert body["status"] == "success", (definition, body)
-        found[name] = body["data"]
-    assert info["scenario"] in found["scenario"] and info["run_id"] in found["run_id"]
-    # every panel uses the datasource variable
-    _dash, exprs = _dashboard_exprs()
+    # Every client-side expression joins on the run info with the run, scenario and shard variables, and
+    # never sums by instance: shards (target label "shard") add up.
+    for e in exprs:
+        if re.search(r"\beasload_(?!target_)", e) and e.strip() != "":
+            assert 'easload_run_info{run_id=~"$run_id", scenario=~"$scenario", shard=~"$shard"}' in e, e
+        assert "by (instance" not in e and "by (job" not in e, e
     text = DASHBOARD.read_text()
     assert text.count('"uid": "${datasource}"') >= len(exprs)
 
 
-def test_deploy_prometheus_config_is_valid(live):
-    if PROMTOOL is None:
-        pytest.fail("promtool (Debian package prometheus) is missing next to prometheus")
-    result = subprocess.run([PROMTOOL, "check", "config", str(PROM_CONFIG)], capture_output=True, text=True,
-                            timeout=30)
-    assert result.returncode == 0, result.stdout + result.stderr
+def test_every_dashboard_expression_returns_data(live):
+    api = live["api"]
+    dashboard = _dashboard()
+    targets = _targets(dashboard)
+    assert len(targets) >= 40
+    values = _values(live)
+    empty = []
+    for title, target in targets:
+        expr, numbers, n = _run_target(api, target, values)
+        if n == 0 or not any(math.isfinite(v) for v in numbers):
+            empty.append((title, target["refId"], expr))
+    unexplained = [e for e in empty if (e[0], e[1]) not in EXEMPT]
+    assert not unexplained, "dashboard expressions without data:\n" + "\n".join(map(str, unexplained))
+    assert len(empty) == len(EXEMPT), "EXEMPT lists expressions that have data now: %s" % EXEMPT
+
+
+def test_dashboard_stats_sum_the_shards(live):
+    """Run-level stats show the sum of both shards and the merged summary; selecting a shard shows its part."""
+    api, m = live["api"], live["merged"]
+    stats = {p["title"]: p["targets"][0] for p in _dashboard()["panels"] if p["type"] == "stat"}
+
+    def last(title, shard=".*"):
+        expr = _grafana_vars(stats[title]["expr"], _values(live, shard))
+        (value,) = [float(s["value"][1]) for s in api.query(expr)["result"]]
+        return value
+
+    assert last("Devices") == DEVICES
+    assert last("Requests (run total)") == m["requests"]
+    assert last("Late starts (run total)") == m["late_starts"]
+    assert last("Throttled (run total)") == sum(m["throttled"].values())
+    for title in ("Devices", "Requests (run total)", "Late starts (run total)", "Throttled (run total)"):
+        assert sum(last(title, str(i)) for i in range(SHARDS)) == last(title), title
+    for i, s in enumerate(live["summaries"]):
+        assert last("Requests (run total)", str(i)) == s["requests"]
+    p99 = last("Provision p99 (run)")
+    assert math.isfinite(p99) and 0 < p99 <= 10
+    table = "Requests by command, outcome and HTTP status (run totals)"
+    (target,) = [t for title, t in _targets(_dashboard()) if title == table]
+    by_outcome = {}
+    for r in api.query(_grafana_vars(target["expr"], _values(live)))["result"]:
+        key = "%s %s" % (r["metric"]["command"], r["metric"]["outcome"])
+        by_outcome[key] = by_outcome.get(key, 0) + int(float(r["value"][1]))
+    assert by_outcome == m["by_command_outcome"]
+
+
+def test_dashboard_variables_find_the_run(live):
+    api = live["api"]
+    dashboard = _dashboard()
+    variables = {v["name"]: v for v in dashboard["templating"]["list"]}
+    assert variables["datasource"]["type"] == "datasource" and variables["datasource"]["query"] == "prometheus"
+    assert any(i["name"] == "DS_PROMETHEUS" for i in dashboard["__inputs"])
+    found = {}
+    for name in ("scenario", "run_id", "shard", "target"):
+        definition = variables[name]["definition"]
+        m = re.fullmatch(r"label_values\((.+),\s*(\w+)\)", definition)
+        assert m, definition
+        selector = _grafana_vars(m.group(1), {"scenario": ".*", "run_id": ".*"})
+        body = api.api("label/%s/values" % m.group(2), **{"match[]": selector, "start": "%.3f" % api.start,
+                                                           "end": "%.3f" % api.at})
+        assert body["status"] == "success", (definition, body)
+        found[name] = body["data"]
+    assert "prom-real" in found["scenario"] and live["run_id"] in found["run_id"]
+    assert found["shard"] == [str(i) for i in range(SHARDS)]
+    assert found["target"] == [live["target_instance"]]
+
+
+def test_promtool_check_metrics_on_real_scrapes(live):
+    for name, text in live["scrapes"].items():
+        assert "easload_" in text, name
+        out = subprocess.run([PROMTOOL, "check", "metrics"], input=text, capture_output=True, text=True, timeout=30)
+        assert out.returncode == 0 and not (out.stdout + out.stderr).strip(), (name, out.stdout + out.stderr)
+
+
+def test_promtool_check_config(live):
+    for path in (PROM_CONFIG, live["config"]):
+        result = subprocess.run([PROMTOOL, "check", "config", str(path)], capture_output=True, text=True, timeout=30)
+        assert result.returncode == 0, result.stdout + result.stderr
     text = PROM_CONFIG.read_text()
     assert "127.0.0.1:9477" in text and "scrape_interval: 5s" in text and "127.0.0.1:8444" in text
+
+
+# --------------------------------------------------------------------------- no identity in any label
+
+
+async def test_no_label_value_identifies_a_device_user_url_or_key(tmp_path):
+    """A run with every profile and version, opaque policy keys, a policy change and wipes: no label
+    value of the generator's or the target's scrape holds a device id, IMEI, user, password, policy key
+    or URL (whatever appears in the run's own identities)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from loadgen import metrics
+    from loadgen.engine import embedded_state, run
+    from loadgen.profiles import PROFILES
+    from loadgen.scenario import parse
+    from loadgen.target.metrics import exposition, make_registry
+
+    sc = parse("""
+name = "labels"
+duration = "4s"
+seed = 11
+[target]
+url = "embedded"
+allow_non_provisionable = true
+ping_min = 1
+[auth]
+users = 6
+[population]
+devices = 24
+devices_per_user = 4
+versions = { "12.1" = 1, "14.0" = 1, "14.1" = 1, "16.0" = 1, "16.1" = 1 }
+profiles = { %s }
+[load]
+ramp_up = "0.5s"
+mode = "poll"
+think_time = "0.2s"
+graceful_stop = "0.5s"
+reenrol_after = "0.5s"
+[[events]]
+at = "1.5s"
+action = "change_policy"
+settings = { MinDevicePasswordLength = 6 }
+[[events]]
+at = "2s"
+action = "wipe"
+fraction = 0.2
+""" % ", ".join("%s = 1" % name for name in sorted(PROFILES)))
+    state = embedded_state(sc)
+    state.opaque_keys = True
+    result = await run(sc, progress=False, target_state=state)
+    text = metrics.exposition() + exposition(make_registry(result.target)).decode()
+    secrets_seen = {result.target_url, result.target.state.policy_key}
+    for d in result.devices:
+        ident = d.ident
+        secrets_seen |= {d.user, d._password, ident.device_id, ident.imei, ident.info["PhoneNumber"],
+                         ident.info["FriendlyName"], d.endpoint.url_prefix, d.prov.policy_key or ""}
+    for record in result.target.state.devices.values():
+        secrets_seen |= {record.user, record.device_id, record.temporary_key or "", record.acked_key or ""}
+    secrets_seen = {str(v) for v in secrets_seen if v and len(str(v)) >= 4}
+    assert len(result.target.state.policy_key) == 40  # opaque keys were handed out
+    assert len(secrets_seen) > 3 * len(result.devices), len(secrets_seen)
+    values = set()
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            values |= {v for k, v in sample.labels.items()}
+    assert values, text[:500]
+    for value in values:
+        assert value not in secrets_seen, value
+        assert not any(s in value for s in secrets_seen if len(s) >= 6), value
+        assert "://" not in value and "@" not in value and "\\" not in value, value
+        assert re.fullmatch(r"[A-Za-z0-9_.+ -]{0,40}", value), value
+    assert result.stats.reprovisions and result.stats.wipes  # the run did what the scenario said
