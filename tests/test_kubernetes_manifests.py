@@ -4,6 +4,7 @@ Static checks on every YAML file (PyYAML), the scenarios validated by ``easload 
 and, when ``kubectl`` or ``kustomize`` is installed, the kustomizations rendered and checked.
 """
 
+import json
 import os
 import re
 import shutil
@@ -191,3 +192,162 @@ def test_kustomize_build(kdir):
         assert ("Secret", "easload-credentials") in names and ("PersistentVolumeClaim", "easload-results") in names
         (results,) = [v for v in pod["volumes"] if v["name"] == "results"]
         assert "emptyDir" not in results and results["persistentVolumeClaim"]["claimName"] == "easload-results"
+
+
+# --------------------------------------------------------------------------- Kubernetes schemas (issue 8)
+
+# Validated against the OpenAPI schemas of these Kubernetes versions (kubernetes-validate ships them; no
+# network): 1.29, the oldest the base supports (backoffLimitPerIndex, beta and on by default from 1.29), and
+# 1.33, a recent one (backoffLimitPerIndex GA).  Strict: an unknown field is an error, as `kubectl apply
+# --validate=strict` makes it.
+K8S_VERSIONS = ("1.29.0", "1.33.0")
+
+
+def _rendered(kdir):
+    cmd = _kustomize_cmd()
+    if cmd is None:
+        pytest.skip("neither kustomize nor kubectl on PATH")
+    proc = subprocess.run(cmd + [str(kdir)], capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 0, proc.stderr
+    return [d for d in yaml.safe_load_all(proc.stdout) if d]
+
+
+@pytest.mark.parametrize("version", K8S_VERSIONS)
+@pytest.mark.parametrize("kdir", KUSTOMIZATIONS, ids=lambda p: str(p.relative_to(KDIR)))
+def test_rendered_manifests_match_the_kubernetes_schemas(kdir, version):
+    kv = pytest.importorskip("kubernetes_validate")
+    docs = _rendered(kdir)
+    assert docs
+    for doc in docs:
+        try:
+            kv.validate(doc, version, strict=True)
+        except kv.ValidationError as exc:
+            pytest.fail("%s %s/%s against Kubernetes %s: %s at %s" % (
+                kdir.relative_to(KDIR), doc["kind"], doc["metadata"]["name"], version, exc.message,
+                "/".join(map(str, exc.path))))
+
+
+def test_schema_validation_can_fail():
+    """The validator rejects what the API server would: an unknown field, a wrong type, a bad enum."""
+    kv = pytest.importorskip("kubernetes_validate")
+    job = _shard_job(_docs(KDIR / "base" / "job.yaml"))
+    kv.validate(job, K8S_VERSIONS[-1], strict=True)
+    bad = [
+        ("spec", "completionsMode", "Indexed"),  # a typo: unknown field
+        ("spec", "parallelism", "two"),  # a string where an integer belongs
+    ]
+    for section, key, value in bad:
+        broken = json.loads(json.dumps(job))
+        broken[section][key] = value
+        with pytest.raises(kv.ValidationError):
+            kv.validate(broken, K8S_VERSIONS[-1], strict=True)
+    broken = json.loads(json.dumps(job))
+    broken["spec"]["template"]["spec"]["containers"][0]["ports"][0]["protocol"] = 6
+    with pytest.raises(kv.ValidationError):
+        kv.validate(broken, K8S_VERSIONS[-1], strict=True)
+
+
+# The prometheus-operator PodMonitor is a custom resource: its schema is not in kubernetes-validate and is
+# not vendored here (it is prometheus-operator's file).  It is checked structurally instead, against the
+# fields and patterns of monitoring.coreos.com/v1 PodMonitor (prometheus-operator's CRD
+# example/prometheus-operator-crd/monitoring.coreos.com_podmonitors.yaml): spec.selector is a label
+# selector, podMetricsEndpoints[] take port (a container port name), path, interval / scrapeTimeout
+# (Prometheus durations) and relabelings (sourceLabels: label names, targetLabel).
+_PROM_DURATION = re.compile(r"^(0|(([0-9]+)y)?(([0-9]+)w)?(([0-9]+)d)?(([0-9]+)h)?(([0-9]+)m)?(([0-9]+)s)?"
+                            r"(([0-9]+)ms)?)$")
+_LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+_ENDPOINT_FIELDS = {"port", "portNumber", "targetPort", "path", "scheme", "params", "interval", "scrapeTimeout",
+                    "honorLabels", "honorTimestamps", "relabelings", "metricRelabelings", "enableHttp2",
+                    "filterRunning", "followRedirects", "proxyUrl", "tlsConfig", "authorization", "basicAuth",
+                    "oauth2", "bearerTokenSecret", "trackTimestampsStaleness"}
+_RELABEL_FIELDS = {"sourceLabels", "separator", "targetLabel", "regex", "modulus", "replacement", "action"}
+
+
+def test_podmonitor_structure():
+    (pm,) = _docs(KDIR / "extras" / "podmonitor.yaml")
+    assert pm["apiVersion"] == "monitoring.coreos.com/v1" and pm["kind"] == "PodMonitor"
+    assert set(pm) <= {"apiVersion", "kind", "metadata", "spec"}
+    spec = pm["spec"]
+    assert set(spec) <= {"selector", "podMetricsEndpoints", "namespaceSelector", "jobLabel", "podTargetLabels",
+                         "sampleLimit", "targetLimit", "labelLimit", "attachMetadata"}, spec
+    assert set(spec["selector"]) <= {"matchLabels", "matchExpressions"}
+    job = _shard_job(_docs(KDIR / "base" / "job.yaml"))
+    pod_labels = job["spec"]["template"]["metadata"]["labels"]
+    assert spec["selector"]["matchLabels"].items() <= pod_labels.items()  # selects the shard pods
+    port_names = {p["name"] for c in _containers(job) for p in c.get("ports", [])}
+    for ep in spec["podMetricsEndpoints"]:
+        assert set(ep) <= _ENDPOINT_FIELDS, ep
+        assert ep["port"] in port_names and ep["path"] == "/metrics"
+        for key in ("interval", "scrapeTimeout"):
+            assert _PROM_DURATION.match(ep[key]), ep[key]
+        for r in ep["relabelings"]:
+            assert set(r) <= _RELABEL_FIELDS and all(_LABEL_NAME.match(s) for s in r["sourceLabels"]), r
+        targets = {r.get("targetLabel") for r in ep["relabelings"]}
+        assert "shard" in targets  # the completion index as a target label: the dashboard sums shards
+        (shard,) = [r for r in ep["relabelings"] if r.get("targetLabel") == "shard"]
+        # the pod label the Job controller sets (Kubernetes 1.28+), as the prometheus-kubernetes.yml annotation
+        assert shard["sourceLabels"] == ["__meta_kubernetes_pod_label_batch_kubernetes_io_job_completion_index"]
+
+
+def test_shards_share_one_run_id():
+    """EASLOAD_RUN_ID (loadgen.metrics) comes from the Job's uid label, so every shard reports one run."""
+    (c,) = [c for c in _containers(_shard_job(_docs(KDIR / "base" / "job.yaml"))) if c["name"] == "easload"]
+    ref = _env(c)["EASLOAD_RUN_ID"]["valueFrom"]["fieldRef"]
+    assert ref["fieldPath"] == "metadata.labels['batch.kubernetes.io/controller-uid']"
+    from loadgen.metrics import RUN_ID_ENV, _RUN_ID
+
+    assert RUN_ID_ENV == "EASLOAD_RUN_ID" and _RUN_ID.fullmatch("0f6b2a9e-4c51-4a0e-9d39-2b1c3f5a7e88")
+
+
+# --------------------------------------------------------------------------- the Containerfile (static)
+
+# docker here is a client without a daemon, so the image cannot be built in the test suite: the
+# Containerfile is checked statically (what it installs, who runs it, what it runs).
+
+
+def _containerfile():
+    lines, current = [], ""
+    for raw in (KDIR / "Containerfile").read_text().splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.endswith("\\"):
+            current += line[:-1] + " "
+            continue
+        lines.append(current + line)
+        current = ""
+    return [(line.split(None, 1)[0].upper(), line.split(None, 1)[1] if " " in line else "") for line in lines]
+
+
+def test_containerfile_installs_easload_and_runs_it_as_non_root():
+    import tomllib
+
+    instructions = _containerfile()
+    froms = [i for i, (op, _a) in enumerate(instructions) if op == "FROM"]
+    assert len(froms) >= 1
+    final = instructions[froms[-1]:]
+    final_ops = dict((op, arg) for op, arg in final)
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    # a Python the package supports
+    m = re.match(r"python:(\d+)\.(\d+)", final[0][1])
+    low = re.search(r">=\s*(\d+)\.(\d+)", pyproject["project"]["requires-python"])
+    assert m and (int(m[1]), int(m[2])) >= (int(low[1]), int(low[2])), (final[0], low)
+    # builds the package from the sources it copies (which exist), and installs it in the final stage
+    copied = [arg.split()[:-1] for op, arg in instructions if op == "COPY" and "--from" not in arg]
+    for sources in copied:
+        for src in sources:
+            assert (ROOT / src.rstrip("/")).exists(), src
+    assert any("pyproject.toml" in s for s in copied) and any("loadgen/" in s for s in copied)
+    assert not any(".venv" in s for srcs in copied for s in srcs)
+    runs = " ".join(arg for op, arg in instructions if op == "RUN")
+    assert re.search(r"pip (wheel|install)[^&]* \.( |$)", runs), runs
+    assert re.search(r"pip install [^&]*\.whl", " ".join(arg for op, arg in final if op == "RUN"))
+    # the entrypoint is the console script the package declares
+    assert json.loads(final_ops["ENTRYPOINT"]) == ["easload"]
+    assert "easload" in pyproject["project"]["scripts"]
+    # non-root, the uid the Job's securityContext expects
+    user = final_ops["USER"].split(":")[0]
+    assert user.isdigit() and int(user) != 0
+    pod = _shard_job(_docs(KDIR / "base" / "job.yaml"))["spec"]["template"]["spec"]
+    assert int(user) == pod["securityContext"]["runAsUser"]
+    assert "9477" in final_ops.get("EXPOSE", "")
