@@ -77,12 +77,25 @@ def cmd_run(args):
     shard = _shard(args)
     if shard != (0, 1) and args.workers > 1:
         raise UsageError("--shard/--shards and --workers do not combine: run one shard per process or pod")
+    if args.dry_run:  # the plan, computed from the scenario; nothing is sent (plan.py)
+        from loadgen import plan as plan_mod
+
+        print(plan_mod.text(plan_mod.build(sc, shard, args.workers)))
+        return EXIT_OK
     if args.start_at:
         _wait_until(args.start_at)
     if args.insecure:
         sc.target.insecure = True
     if sc.target.insecure:
         print("WARNING: TLS certificate verification is disabled (insecure = true)", file=sys.stderr)
+    from loadgen import ratelimit
+
+    if sc.load.autodiscover is not None:  # Autodiscover follows the command line's TLS choice too
+        sc.load.autodiscover = (sc.load.autodiscover[0], sc.target.insecure, sc.target.ca_file)
+    ratelimit.install(sc, args.workers * shard[1])
+    if "turned off" in ratelimit.resolve(sc)[1] and "not on this machine" in ratelimit.resolve(sc)[1]:
+        print("WARNING: no request-rate cap (max_request_rate = 0) on a server that is not on this machine",
+              file=sys.stderr)
     if not sc.target.embedded and not _is_loopback(sc.target.url) and sc.population.devices > SAFE_DEVICES \
             and not args.yes:
         raise UsageError("%d devices against %s, which is not on this machine: pass --yes to confirm the load test"
@@ -104,8 +117,8 @@ def cmd_run(args):
     if listen:
         print("metrics on http://%s:%d/metrics" % (listen.rpartition(":")[0] or "127.0.0.1", port), file=sys.stderr)
     where = "embedded target" if sc.target.embedded else sc.target.url
-    print("easload: scenario %s (%s): %d devices for %.0f s against %s"
-          % (sc.name, path, sc.population.devices, sc.duration, where), file=sys.stderr)
+    print("easload: scenario %s (%s): %d devices for %.0f s against %s; %s"
+          % (sc.name, path, sc.population.devices, sc.duration, where, ratelimit.describe(sc)), file=sys.stderr)
     try:
         if args.workers > 1:
             from loadgen.workers import run_workers
@@ -203,7 +216,15 @@ def cmd_probe(args):
         if password is None:
             raise UsageError("set the password in the environment variable %s (or use --password-env / --token-file)"
                              % args.password_env)
-    if not args.url.startswith(("http://", "https://")):
+    email = args.autodiscover
+    if email == "" or (args.url is None and email is None):  # --autodiscover alone, or no URL: the user's address
+        if "@" not in args.user:
+            raise UsageError("give the EAS URL, or an e-mail address to Autodiscover it from (--autodiscover EMAIL "
+                             "or --user user@domain)")
+        email = args.user.rpartition("\\")[2]
+    if email is not None and (email.count("@") != 1 or not email.split("@")[1]):
+        raise UsageError("--autodiscover needs an e-mail address, not %r" % email)
+    if args.url is not None and not args.url.startswith(("http://", "https://")):
         raise UsageError("the URL must start with https:// (or http://), not %r" % args.url)
     if args.version not in ("12.0", "12.1", "14.0", "14.1", "16.0", "16.1"):
         raise UsageError("--version must be one of 12.0, 12.1, 14.0, 14.1, 16.0, 16.1")
@@ -214,7 +235,7 @@ def cmd_probe(args):
         raise UsageError("--trace: %s" % (exc.strerror or exc)) from None
     try:
         probe = Probe(args.url, args.user, password, token, args.version, args.profile, args.ca, args.insecure,
-                      args.heartbeat, trace=trace)
+                      args.heartbeat, trace=trace, autodiscover=email)
         return _arun(probe.run())
     finally:
         if trace is not None:
@@ -535,6 +556,8 @@ def _parser():
     r.add_argument("--out", help="directory for summary.json and junit.xml (one test case per threshold)")
     r.add_argument("--report", help="write a self-contained HTML report to this file")
     r.add_argument("-q", "--quiet", action="store_true", help="no progress line")
+    r.add_argument("--dry-run", action="store_true", help="print the plan (devices, versions, profiles, expected "
+                   "request rate over time, events, rate cap) and exit without sending anything")
     r.set_defaults(func=cmd_run)
 
     t = sub.add_parser("target", help="run the embedded EAS target on its own")
@@ -564,7 +587,11 @@ def _parser():
 
     pr = sub.add_parser("probe", help="one device walks OPTIONS, Provision, Settings, FolderSync, Sync and Ping, "
                         "printing every exchange decoded")
-    pr.add_argument("url", help="https://host/Microsoft-Server-ActiveSync")
+    pr.add_argument("url", nargs="?", help="https://host/Microsoft-Server-ActiveSync (optional with --autodiscover "
+                    "or an e-mail address as --user)")
+    pr.add_argument("--autodiscover", nargs="?", const="", metavar="EMAIL",
+                    help="find the EAS URL by Autodiscover first (default address: --user); with a URL, its host's "
+                    "/autodiscover/autodiscover.xml is tried first")
     pr.add_argument("--user", required=True, help="user name (DOMAIN\\user or UPN)")
     pr.add_argument("--password-env", default="EAS_PASSWORD", help="environment variable holding the password")
     pr.add_argument("--token-file", help="OAuth bearer token in a file (instead of a password)")

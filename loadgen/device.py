@@ -20,6 +20,7 @@ from loadgen.eas import commands, password as passwords
 from loadgen.eas.provisioning import (
     Blocked, Failed, Provisioned, Provisioner, Redirect, Refused, Retry, Send, Wiped, classify,
 )
+from loadgen import autodiscover, ratelimit
 from loadgen.profiles import identity
 from loadgen.transport import DeviceEndpoint
 
@@ -79,6 +80,7 @@ class Device:
                                        self.version.text, self.profile.user_agent, self._domain)
         self.prov = Provisioner(self.version, self.profile.caps, ident.info, retry_interval=self.load.retry_interval,
                                 retry_backoff=self.load.backoff)
+        self.discovered = False  # Autodiscover again as a factory-fresh device
         self.folder_key = "0"
         self.folders = 0
         self.inbox = None
@@ -106,8 +108,13 @@ class Device:
         loop = asyncio.get_running_loop()
         if self.backoff_until > loop.time():
             await asyncio.sleep(self.backoff_until - loop.time())
+        if self.load.request_cap:  # the global request-rate cap (ratelimit.py): one test when off
+            await ratelimit.acquire(self.load)
         self.in_flight = command
         resp = await transport.post(self.endpoint, command, body, policy_key, timeout)
+        if resp.status == 401 and resp.headers.get("WWW-Authenticate", "")[:5].lower() == "basic":
+            self.stats.record(command, 401, "challenge", resp.elapsed, len(body), len(resp.body))  # answer once
+            resp = await transport.post(self.endpoint, command, body, policy_key, timeout)
         self.in_flight = None
         self._sent = len(body)
         backoff = resp.headers.get("X-MS-BackOffDuration") if resp.status else None
@@ -315,6 +322,9 @@ class Device:
     async def run(self, transport, deadline):
         loop = asyncio.get_running_loop()
         while self.alive and loop.time() < deadline:
+            if self.load.autodiscover is not None and not self.discovered:  # [target] autodiscover (issue 10)
+                if not await autodiscover.device_step(self, deadline):
+                    continue
             if self.need_provision:
                 if not await self.provision(transport, deadline):
                     continue

@@ -1,11 +1,19 @@
 """``easload probe``: one device walks the whole enrolment against a server and says
 what it sees, with the WBXML decoded (the diagnostic client of seed 001, as a command).
 
-Steps: OPTIONS, Provision (both steps), Settings/DeviceInformation (12.1/14.0),
-FolderSync, a Sync of the Inbox (initial and fetch) and a short Ping.  Every
+Steps: Autodiscover (with ``--autodiscover EMAIL``, or when no URL is given and the
+user is an e-mail address; loadgen/autodiscover.py), OPTIONS, Provision (both
+steps), Settings/DeviceInformation (12.1/14.0), FolderSync, a Sync of the Inbox
+(initial and fetch) and a short Ping.  Every
 request and response is printed: method, URL (query decoded), headers with
 credentials redacted, status, timing and the body as indented XML.  Each step
 ends with a verdict and, where something is off, plain advice.
+
+Real servers' habits it tolerates and names: a 401 ``WWW-Authenticate: Basic``
+challenge before the credentials are accepted (answered once), a server that
+closes the connection after every response without saying so (seen as a new
+connection for every request), an OPTIONS command list without Provision, no
+policy (Policy Status 2), EAS mounted under another path.
 """
 
 import asyncio
@@ -29,8 +37,13 @@ _SECRET_HEADERS = {"authorization", "proxy-authorization", "cookie", "set-cookie
 
 class Probe:
     def __init__(self, url, user, password=None, token=None, version="14.1", profile="modern", ca=None,
-                 insecure=False, heartbeat=60, out=print, trace=None, timeout=30.0):
+                 insecure=False, heartbeat=60, out=print, trace=None, timeout=30.0, autodiscover=None):
         self.url = url
+        self.autodiscover = autodiscover  # e-mail address to Autodiscover first, or None
+        self.connections = 0  # TCP connections aiohttp opened (TraceConfig)
+        self.server_closed = 0  # requests that needed a new connection although none was announced closed
+        self.challenges = []  # realms of the Basic challenges answered
+        self._announced_close = True  # the first request needs a connection anyway
         self.user = user
         self.version = versions.get(version)
         self.profile = PROFILES[profile]
@@ -76,7 +89,7 @@ class Probe:
 
     # -- one exchange
 
-    async def exchange(self, session, method, command, body=b"", policy_key=None, timeout=None):
+    async def exchange(self, session, method, command, body=b"", policy_key=None, timeout=None, _retry=False):
         if command:
             url = "%s?Cmd=%s&User=%s&DeviceId=%s&DeviceType=%s" % (
                 self.url, command, self.user, self.ident.device_id, self.ident.device_type)
@@ -96,11 +109,15 @@ class Probe:
         self.say("\n".join(self._headers_text(headers)))
         self.say(self._body_text(body, WBXML))
         t0 = time.perf_counter()
+        opened = self.connections
         try:
             async with session.request(method, url, data=body or None, headers=headers, allow_redirects=False,
                                        timeout=aiohttp.ClientTimeout(total=timeout or self.timeout)) as resp:
                 data = await resp.read()
                 status, rheaders = resp.status, resp.headers
+                if self.connections > opened and not self._announced_close:
+                    self.server_closed += 1
+                self._announced_close = rheaders.get("Connection", "").lower() == "close"
         except aiohttp.ClientConnectorCertificateError:
             raise ProbeError("the server's certificate is not trusted", "pass --ca FILE with your CA bundle "
                              "(or --insecure to skip verification, not recommended)") from None
@@ -133,20 +150,93 @@ class Probe:
                 "response_headers": {k: (REDACTED if k.lower() in _SECRET_HEADERS else v) for k, v in rheaders.items()},
                 "request_xml": _wbxml.to_xml(_wbxml.decode(body)) if body else None,
                 "response_xml": _wbxml.to_xml(tree) if tree is not None else None}) + "\n")
+        challenge = rheaders.get("WWW-Authenticate", "")
+        if status == 401 and challenge[:5].lower() == "basic" and not _retry:
+            # a server that challenges before it accepts credentials: answer the challenge once
+            self.challenges.append(challenge)
+            self.say("    (a Basic challenge: %s -- sending the request again with the credentials)" % challenge)
+            return await self.exchange(session, method, command, body, policy_key, timeout, _retry=True)
         return status, rheaders, tree
 
     # -- the walk
 
     async def run(self):
         connector = aiohttp.TCPConnector(ssl=self.ssl, limit=2)
-        async with aiohttp.ClientSession(connector=connector) as session:
+        tracing = aiohttp.TraceConfig()
+
+        async def opened(_session, _ctx, _params):
+            self.connections += 1
+
+        tracing.on_connection_create_end.append(opened)
+        async with aiohttp.ClientSession(connector=connector, trace_configs=[tracing]) as session:
             try:
-                await self._walk(session)
+                go = await self._autodiscover() if self.autodiscover else True
+                if go and self.url:
+                    await self._walk(session)
             except ProbeError as exc:
                 self.verdict("connection", False, exc.message, exc.advice)
+        if self.challenges:
+            self.verdict("authentication", True, "the server challenged before accepting the credentials (%s); "
+                         "answered %d challenge(s)" % (self.challenges[0], len(self.challenges)),
+                         "easload's devices send Basic credentials at once and answer such a challenge once per "
+                         "request")
+        if self.server_closed:
+            self.verdict("connection", True, "%d request(s) needed a new connection" % self.server_closed,
+                         "the server closed the connection after the response without saying so (no Connection: "
+                         "close): every request pays a new TCP%s handshake" % (
+                             " and TLS" if (self.url or "").startswith("https") else ""))
         self.say("")
         self.say("probe verdict: %s" % ("this device can provision and sync" if self.ok else "problems found"))
         return 0 if self.ok else 1
+
+    async def _autodiscover(self):
+        """Autodiscover step: True when the walk may go on (with the discovered URL)."""
+        from loadgen import autodiscover as ad
+
+        def on_exchange(step, status, headers, body, elapsed, error):
+            self.say("")
+            self.say("--> %s %s   (Autodiscover for %s: %s)" % (step.method, step.url, step.email, step.why))
+            shown = {"Content-Type": ad.CONTENT_TYPE} if step.body else {}
+            if step.authenticated:
+                shown["Authorization"] = self.auth
+            self.say("\n".join(self._headers_text(shown)) if shown else "    (no credentials: the redirect probe)")
+            self.say(_xml_text(step.body))
+            if status == 0:
+                self.say("<-- no answer (%s) after %.1f ms" % (error, elapsed * 1000))
+            else:
+                self.say("<-- %d (%.1f ms)" % (status, elapsed * 1000))
+                self.say("\n".join(self._headers_text(headers)))
+                self.say(_xml_text(body))
+            if self.trace is not None:
+                self.trace.write(json.dumps({
+                    "type": "exchange", "method": step.method, "command": "Autodiscover", "url": step.url,
+                    "status": status, "error": error, "elapsed_ms": round(elapsed * 1000, 2),
+                    "request_xml": (step.body or b"").decode("utf-8", "replace") or None,
+                    "response_xml": body[:4096].decode("utf-8", "replace") if body else None}) + "\n")
+
+        first = (ad.endpoint_of(self.url),) if self.url else ()
+        try:
+            result = await ad.discover(self.autodiscover, self.auth, first_urls=first, ssl=self.ssl,
+                                       user_agent=self.profile.user_agent, timeout=self.timeout,
+                                       on_exchange=on_exchange)
+        except ValueError as exc:
+            self.verdict("Autodiscover", False, str(exc), "pass --autodiscover with an e-mail address")
+            return bool(self.url)
+        if isinstance(result, ad.Done):
+            note = ""
+            advice = None
+            if result.redirects:
+                note = " after %d redirect(s), for %s" % (result.redirects, result.email)
+            if self.url and result.url.rstrip("/") != self.url.rstrip("/"):
+                advice = "Autodiscover names %s, not the URL given (%s): the probe goes on with the " \
+                         "discovered one" % (result.url, self.url)
+            self.verdict("Autodiscover", True, "the EAS URL is %s%s" % (result.url, note), advice)
+            self.url = result.url
+            return True
+        self.verdict("Autodiscover", False, result.reason, result.advice)
+        if self.url:
+            self.say("    (going on with the URL given: %s)" % self.url)
+        return bool(self.url) and not result.auth
 
     async def _walk(self, session):
         status, headers, _ = await self.exchange(session, "OPTIONS", None)
@@ -267,6 +357,22 @@ class Probe:
         else:
             self.verdict(step, False, "HTTP %d%s" % (status, " status %s" % reaction.status if reaction.status else ""))
         return False
+
+
+def _xml_text(body):
+    """An Autodiscover body (XML text) indented for the transcript; never a credential in it."""
+    if not body:
+        return "    (no body)"
+    text = body[:4096].decode("utf-8", "replace")
+    try:
+        import xml.dom.minidom
+
+        if "<!DOCTYPE" not in text and "<!ENTITY" not in text:
+            text = xml.dom.minidom.parseString(body).toprettyxml(indent="  ")
+            text = "\n".join(line for line in text.splitlines() if line.strip())
+    except Exception:  # not XML: shown as text
+        pass
+    return "\n".join("    " + line for line in text.splitlines())
 
 
 _AUTH_ADVICE = "401: check the user name format (DOMAIN\\user or UPN) and the password"

@@ -33,6 +33,14 @@ class TargetConfig:
     ping_min: int = 60  # Exchange's heartbeat bounds (facts (d)); lower them for short rehearsals
     ping_max: int = 3540
     mail_per_user_per_hour: float = 0.0  # new mail the embedded target delivers while the run goes
+    path: str = "/Microsoft-Server-ActiveSync"  # embedded target: where EAS is mounted (e.g. /SOGo/...)
+    autodiscover: str | None = None  # e-mail pattern ({n}): devices start with Autodiscover (autodiscover.py)
+    # embedded target modes of real servers' habits (tests/test_tolerance.py)
+    ignore_policy_key: bool = False  # never checks X-MS-PolicyKey
+    options_without_provision: bool = False  # OPTIONS' MS-ASProtocolCommands omits Provision
+    auth_realm: str = "easload"  # realm of the 401 Basic challenge
+    challenge_first: bool = False  # 401 challenge to the first request of each connection, then accepts
+    autodiscover_redirect: dict = field(default_factory=dict)  # Autodiscover: e-mail domain -> domain
     processes: int = 1  # embedded target processes, users sharded over them (target/cluster.py)
 
     @property
@@ -77,6 +85,9 @@ class LoadConfig:
     model: str = "closed"  # closed: the devices start over ramp_up; open: devices arrive at a rate
     arrival_rate: float = 10.0  # open model: arrivals (new device enrolments) per second at the start
     stages: list = field(default_factory=list)  # open model: [(duration s, target rate)], linear ramps (k6)
+    max_request_rate: float | None = None  # global cap (ratelimit.py): None default, 0 off
+    request_cap: float = 0.0  # this process's share of the cap, set by ratelimit.install (0: off)
+    autodiscover: object = None  # (e-mail pattern, insecure, ca_file) from [target] autodiscover (devices see load)
 
 
 @dataclass
@@ -233,12 +244,13 @@ class _Reader:
 
 _TOP = {"name", "description", "duration", "seed", "target", "auth", "population", "load", "thresholds", "events"}
 _TARGET = {"url", "insecure", "ca_file", "allow_non_provisionable", "no_policy", "policy_refresh_minutes", "listen",
-           "ping_min", "ping_max", "mail_per_user_per_hour", "processes"}
+           "ping_min", "ping_max", "mail_per_user_per_hour", "processes", "path", "autodiscover", "ignore_policy_key",
+           "options_without_provision", "auth_realm", "challenge_first", "autodiscover_redirect"}
 _AUTH = {"user", "password", "password_env", "domain", "users"}
 _POPULATION = {"devices", "devices_per_user", "versions", "profiles"}
 _LOAD = {"ramp_up", "think_time", "timeout", "retry_interval", "graceful_stop", "backoff", "reenrol_after", "transport", "mode",
          "heartbeat", "window_size", "body_truncation", "html_bodies", "quarantine_retry", "sample_interval",
-         "model", "arrival_rate", "stages"}
+         "model", "arrival_rate", "stages", "max_request_rate"}
 
 
 def parse(text, path="<scenario>"):
@@ -270,8 +282,14 @@ def parse(text, path="<scenario>"):
         ping_min=int(r.number("target", t, "ping_min", 60, minimum=1, integer=True)),
         ping_max=int(r.number("target", t, "ping_max", 3540, minimum=1, integer=True)),
         mail_per_user_per_hour=float(r.number("target", t, "mail_per_user_per_hour", 0.0, minimum=0)),
+        path=r.string("target", t, "path", "/Microsoft-Server-ActiveSync"),
+        ignore_policy_key=r.boolean("target", t, "ignore_policy_key", False),
+        options_without_provision=r.boolean("target", t, "options_without_provision", False),
+        auth_realm=r.string("target", t, "auth_realm", "easload"),
+        challenge_first=r.boolean("target", t, "challenge_first", False),
         processes=int(r.number("target", t, "processes", 1, minimum=1, integer=True)),
     )
+    _target_extras(r, t, s)
     if s.target.url != "embedded" and not re.match(r"^https?://", s.target.url):
         raise r.fail("target", "url", "'url' must be \"embedded\" or an http(s):// URL, not %r" % s.target.url)
 
@@ -326,6 +344,8 @@ def parse(text, path="<scenario>"):
         model=r.string("load", lo, "model", "closed"),
         arrival_rate=float(r.number("load", lo, "arrival_rate", 10.0, minimum=0)),
     )
+    _rate_cap(r, lo, s)
+    _autodiscover_pattern(r, s)
     if s.load.model not in ("closed", "open"):
         raise r.fail("load", "model", "'model' must be \"closed\" or \"open\", not %r" % s.load.model)
     stages = lo.get("stages", [])
@@ -387,6 +407,60 @@ def parse(text, path="<scenario>"):
         s.events.append(Event(at, action, args))
     s.events.sort(key=lambda e: e.at)
     return s
+
+
+def _target_extras(r, t, s):
+    """[target] path, autodiscover and autodiscover_redirect (issue 10)."""
+    if not s.target.path.startswith("/") or "?" in s.target.path or " " in s.target.path:
+        raise r.fail("target", "path", "'path' must be a URL path like \"/SOGo/Microsoft-Server-ActiveSync\", not %r"
+                     % s.target.path)
+    if '"' in s.target.auth_realm:
+        raise r.fail("target", "auth_realm", "'auth_realm' must not contain a double quote")
+    value = t.get("autodiscover")
+    if value is True:
+        s.target.autodiscover = ""  # the user name, when it is an e-mail address (_autodiscover_pattern)
+    elif isinstance(value, str) and value.count("@") == 1 and value.split("@")[1]:
+        s.target.autodiscover = value
+    elif value is not None and value is not False:
+        raise r.fail("target", "autodiscover", "'autodiscover' must be true or an e-mail pattern like "
+                     "\"user{n}@example.com\", not %r" % (value,))
+    redirect = t.get("autodiscover_redirect", {})
+    if not isinstance(redirect, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in redirect.items()):
+        raise r.fail("target", "autodiscover_redirect", "'autodiscover_redirect' must be a table of "
+                     "\"from.domain\" = \"to.domain\"")
+    s.target.autodiscover_redirect = {k.lower(): v.lower() for k, v in redirect.items()}
+
+
+def _autodiscover_pattern(r, s):
+    pattern = s.target.autodiscover
+    if pattern is None:
+        return
+    if pattern == "":
+        if "@" not in s.auth.user:
+            raise r.fail("target", "autodiscover", "'autodiscover = true' takes the e-mail address from [auth] user, "
+                         "which is not one (%r): give the pattern, e.g. autodiscover = \"user{n}@example.com\""
+                         % s.auth.user)
+        pattern = s.auth.user
+    try:
+        pattern.format(n=0)
+    except (KeyError, IndexError, ValueError):
+        raise r.fail("target", "autodiscover", "'autodiscover' may only use the placeholder {n}") from None
+    s.load.autodiscover = (pattern, s.target.insecure, s.target.ca_file)
+
+
+def _rate_cap(r, lo, s):
+    """[load] max_request_rate: a number of requests/s, 0 or "off" (ratelimit.py)."""
+    if "max_request_rate" not in lo:
+        return
+    value = lo["max_request_rate"]
+    if isinstance(value, str) and value.strip().lower() == "off":
+        s.load.max_request_rate = 0.0
+    elif isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0:
+        s.load.max_request_rate = float(value)
+    else:
+        raise r.fail("load", "max_request_rate", "'max_request_rate' must be a number of requests/s >= 0, or \"off\", "
+                     "not %r" % (value,))
+    s.load.request_cap = s.load.max_request_rate  # one process unless ratelimit.install splits it
 
 
 def load(path):

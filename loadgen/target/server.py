@@ -28,6 +28,9 @@ from loadgen.eas import versions
 from loadgen.eas.commands import root_status
 from loadgen.eas.policy import policy_to_tree
 from loadgen.target import abq
+import functools  # noqa: E402 -- Autodiscover route (issue 10)
+
+from loadgen.target import autodiscover  # noqa: E402
 from loadgen.target.faults import Faults
 from loadgen.target.mailbox import INBOX_ID
 from loadgen.target.sync import SyncResponder
@@ -47,7 +50,8 @@ SUPPORTED_COMMANDS = ",".join((
     "Provision", "ResolveRecipients", "ValidateCert",
 ))
 SERVER_HEADERS = {"MS-Server-ActiveSync": "15.1", "Cache-Control": "private"}
-KNOWN_COMMANDS = frozenset(SUPPORTED_COMMANDS.split(",")) | {"Find", "OPTIONS"}
+_WITHOUT_PROVISION = ",".join(c for c in SUPPORTED_COMMANDS.split(",") if c != "Provision")
+KNOWN_COMMANDS = frozenset(SUPPORTED_COMMANDS.split(",")) | {"Find", "OPTIONS", "Autodiscover"}
 # Quarantine model (see Target._abq).
 QUARANTINE_ALLOWED = frozenset({"Settings", "FolderSync"})
 
@@ -162,8 +166,11 @@ class Target:
         self.held_pings = 0
         self._ping_futures = set()
         self.app = web.Application(client_max_size=16 * 1024 * 1024, middlewares=[self._middleware])
-        self.app.router.add_route("OPTIONS", "/Microsoft-Server-ActiveSync", self.options)
-        self.app.router.add_route("POST", "/Microsoft-Server-ActiveSync", self.post)
+        self.app.router.add_route("OPTIONS", self.state.eas_path, self.options)  # mount path: state.eas_path
+        self.app.router.add_route("POST", self.state.eas_path, self.post)
+        for path in ("/autodiscover/autodiscover.xml", "/Autodiscover/Autodiscover.xml"):  # target/autodiscover.py
+            self.app.router.add_route("*", path, functools.partial(autodiscover.handle, self))
+        self._challenged = set()  # peers already challenged (state.challenge_first)
         self.app.on_shutdown.append(self._on_shutdown)
 
     # -- admin actions that belong to the HTTP side
@@ -301,16 +308,30 @@ class Target:
     # -- handlers
 
     async def options(self, request):
-        if self.state.authenticate(request.headers.get("Authorization")) is None:
+        if self.state.authenticate(request.headers.get("Authorization")) is None or self._challenge(request):
             return self._unauthorized("OPTIONS")
         self._count("OPTIONS", 200, None)
         return web.Response(headers={
             **SERVER_HEADERS, "MS-ASProtocolVersions": SUPPORTED_VERSIONS,
-            "MS-ASProtocolCommands": SUPPORTED_COMMANDS, "Allow": "OPTIONS,POST",
+            "MS-ASProtocolCommands": _WITHOUT_PROVISION if self.state.options_without_provision else SUPPORTED_COMMANDS,
+            "Allow": "OPTIONS,POST",
         })
 
     def _unauthorized(self, command):
-        return self._plain(command, 401, "Unauthorized", {"WWW-Authenticate": 'Basic realm="easload"'})
+        return self._plain(command, 401, "Unauthorized", {"WWW-Authenticate": 'Basic realm="%s"' % self.state.auth_realm})
+
+    def _challenge(self, request):
+        """state.challenge_first: True for the first request of a connection (a front end that
+        challenges before it accepts credentials, even preemptive ones); then it accepts."""
+        if not self.state.challenge_first:
+            return False
+        peer = request.transport.get_extra_info("peername") if request.transport is not None else None
+        if peer in self._challenged:
+            return False
+        if len(self._challenged) > 100_000:
+            self._challenged.clear()
+        self._challenged.add(peer)
+        return True
 
     async def post(self, request):
         query = request.query
@@ -322,7 +343,7 @@ class Target:
             return self._plain(command or "unknown", 400, "Cmd, User, DeviceId and DeviceType are required")
         state = self.state
         user = state.authenticate(request.headers.get("Authorization"))
-        if user is None:
+        if user is None or self._challenge(request):
             return self._unauthorized(command)
         version = versions.VERSIONS.get(request.headers.get("MS-ASProtocolVersion", ""))
         if version is None:
@@ -591,7 +612,7 @@ async def start_target(host="127.0.0.1", port=0, state=None, *, faults=None, reu
     await site.start()
     sockets = site._server.sockets  # the actual port when 0 was asked
     actual = sockets[0].getsockname()[1]
-    return runner, target, "http://%s:%d/Microsoft-Server-ActiveSync" % (host, actual)
+    return runner, target, "http://%s:%d%s" % (host, actual, target.state.eas_path)
 
 
 async def serve_forever(host, port, state, ready=None, admin=None, admin_token=None):

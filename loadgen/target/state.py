@@ -116,8 +116,19 @@ class TargetState:
                  refresh_interval_min=0, seed=None, clock=time.time, users_csv=None, domain="example.com",
                  max_devices=100, inbox_items=5, ping_min=60, ping_max=3540, ping_max_folders=300,
                  abq_default=abq.ALLOW, abq_rules=(), max_concurrency=10, command_rate=20.0,
-                 command_burst=600.0, opaque_keys=False):
+                 command_burst=600.0, opaque_keys=False, eas_path="/Microsoft-Server-ActiveSync",
+                 ignore_policy_key=False, options_without_provision=False, auth_realm="easload",
+                 challenge_first=False, autodiscover_redirect=None):
         self.rng = random.Random(seed)
+        # real servers' habits (tests/test_tolerance.py): EAS mount path, a server that never checks
+        # X-MS-PolicyKey, an OPTIONS command list without Provision, the 401 realm, a challenge before
+        # credentials are accepted, Autodiscover redirects by e-mail domain (target/autodiscover.py)
+        self.eas_path = eas_path
+        self.ignore_policy_key = ignore_policy_key
+        self.options_without_provision = options_without_provision
+        self.auth_realm = auth_realm
+        self.challenge_first = challenge_first
+        self.autodiscover_redirect = dict(autodiscover_redirect or {})
         self.opaque_keys = opaque_keys
         self.seed = seed
         self.clock = clock
@@ -263,7 +274,7 @@ class TargetState:
             return (449, 140) if key is not None else (403, 140)
         if record.wipe in (WIPE_ACKNOWLEDGED, WIPE_WIPED):
             return (403, 140)
-        if self.no_policy:
+        if self.no_policy or self.ignore_policy_key:
             return None
         if key is None:
             return None if self.allow_non_provisionable else (403, 141)

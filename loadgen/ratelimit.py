@@ -1,0 +1,127 @@
+"""The global request-rate cap: a token bucket per process.
+
+A safety rail, not a workload model: whatever the scenario asks, the devices of
+a run never send more than ``max_request_rate`` requests a second in total.
+It is on by default for a target that is not on this machine
+(:data:`DEFAULT_REMOTE_RATE`), off by default on loopback and the embedded target,
+set with ``[load] max_request_rate = N`` and turned off with ``0`` or ``"off"``
+(with a warning for a remote target).
+
+The run's rate is split evenly across the processes that run it (``--workers``
+and ``--shard``/``--shards``): each process owns a bucket of ``rate / parts``
+tokens a second, so the whole keeps the cap.  The devices' hook
+(:func:`acquire`, called before each request) costs one attribute test when the
+cap is off.
+
+The bucket holds at most ``burst`` tokens (one second of the process's rate, at
+least 1): after an idle moment the devices may send one second's worth at once,
+never more.  Waiters are served in arrival order (each reserves its token and
+sleeps until it is due), so no device starves.
+"""
+
+import asyncio
+import ipaddress
+import time
+from urllib.parse import urlsplit
+
+DEFAULT_REMOTE_RATE = 50.0  # requests/s for a target that is not on this machine
+
+
+class TokenBucket:
+    """``rate`` tokens a second, at most ``burst`` saved; ``reserve()`` is the
+    sans-I/O core (how long to wait for the next token), ``take()`` waits."""
+
+    __slots__ = ("rate", "burst", "tokens", "stamp", "clock", "waited", "taken")
+
+    def __init__(self, rate, burst=None, clock=time.monotonic):
+        if rate <= 0:
+            raise ValueError("rate must be > 0")
+        self.rate = float(rate)
+        self.burst = float(burst) if burst is not None else max(1.0, self.rate)
+        self.tokens = self.burst
+        self.clock = clock
+        self.stamp = clock()
+        self.waited = 0  # requests that had to wait (for the summary line)
+        self.taken = 0
+
+    def reserve(self):
+        """Take one token; the seconds to wait before using it (0: at once).
+
+        Tokens may go negative: each caller reserves the next free slot, so
+        concurrent callers are spaced 1/rate apart in arrival order."""
+        now = self.clock()
+        tokens = self.tokens + (now - self.stamp) * self.rate
+        if tokens > self.burst:
+            tokens = self.burst
+        self.stamp = now
+        tokens -= 1.0
+        self.tokens = tokens
+        self.taken += 1
+        if tokens >= 0:
+            return 0.0
+        self.waited += 1
+        return -tokens / self.rate
+
+    async def take(self):
+        delay = self.reserve()
+        if delay > 0:
+            await asyncio.sleep(delay)
+
+
+def is_loopback(url):
+    host = urlsplit(url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def resolve(scenario):
+    """(requests/s for the whole run or 0 when off, a phrase saying why) for a scenario.
+
+    ``scenario.load.max_request_rate`` is None (the default), 0 (off) or a rate."""
+    configured = scenario.load.max_request_rate
+    remote = not scenario.target.embedded and not is_loopback(scenario.target.url)
+    if configured is None:
+        if remote:
+            return DEFAULT_REMOTE_RATE, "default for a target that is not on this machine"
+        return 0.0, "off by default on loopback"
+    if configured <= 0:
+        return 0.0, "turned off in the scenario" + (" -- the target is not on this machine" if remote else "")
+    return float(configured), "set in the scenario"
+
+
+def describe(scenario):
+    rate, why = resolve(scenario)
+    if rate <= 0:
+        return "request-rate cap: off (%s)" % why
+    return "request-rate cap: %g requests/s in total (%s)" % (rate, why)
+
+
+def install(scenario, parts=1):
+    """Set the per-process rate on ``scenario.load`` (``request_cap``) for a run in
+    ``parts`` processes; returns the whole run's rate (0 when off)."""
+    rate, _ = resolve(scenario)
+    scenario.load.request_cap = rate / max(1, parts) if rate > 0 else 0.0
+    scenario.load.__dict__.pop("_bucket", None)
+    return rate
+
+
+def bucket(load):
+    """The process's bucket for this run's load configuration."""
+    b = load.__dict__.get("_bucket")
+    if b is None or b.rate != load.request_cap:
+        b = load.__dict__["_bucket"] = TokenBucket(load.request_cap)
+    return b
+
+
+async def acquire(load):
+    """The devices' hook: wait for a token when the cap is on (``load.request_cap`` > 0)."""
+    b = load.__dict__.get("_bucket")
+    if b is None or b.rate != load.request_cap:
+        b = bucket(load)
+    delay = b.reserve()
+    if delay > 0:
+        await asyncio.sleep(delay)

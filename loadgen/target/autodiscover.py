@@ -1,0 +1,102 @@
+"""Autodiscover on the embedded target (POX mobilesync schema, MS-ASCMD 2.2.2.1, 6.2-6.4).
+
+``POST /autodiscover/autodiscover.xml`` (path compared case-insensitively, as IIS
+does), authenticated with the same Basic credentials as EAS:
+
+* a request that is not the mobilesync request schema -> ``Response/Error`` with
+  ``ErrorCode`` 600 (invalid request); another ``AcceptableResponseSchema`` -> 601
+  (no provider for it) (MS-ASCMD 2.2.3.64), in the generic response schema;
+* an address whose domain is in ``state.autodiscover_redirect`` -> ``Action/Redirect``
+  to the same local part at the mapped domain (MS-ASCMD 2.2.3.147) -- the mode that
+  tests redirect following (a map a -> b, b -> a makes a loop);
+* an address that is the authenticated user's (its local part, or the full
+  address for UPN users) -> ``Action/Settings/Server`` Type MobileSync with the
+  target's own EAS URL (scheme and Host of the request + ``state.eas_path``);
+* any other address -> ``Action/Error`` Status 2 (protocol error, MS-ASCMD
+  2.2.3.177.1) with a message.  Which error Exchange gives for an unknown or
+  foreign address is not in the stored specification excerpts: this is a choice.
+
+``GET`` (what the unauthenticated MS-OXDSCLI redirect probe sends) gets 401 without
+credentials and ErrorCode 600 with them: this server has no redirect to give.
+"""
+
+from xml.sax.saxutils import escape
+
+from aiohttp import web
+
+from loadgen.autodiscover import OUTER_NS, RESPONSE_SCHEMA, AutodiscoverError, parse_request
+
+COMMAND = "Autodiscover"  # the label in the target's counters
+
+
+def _xml(inner):
+    return ('<?xml version="1.0" encoding="utf-8"?>\r\n<Autodiscover xmlns="%s">\r\n%s</Autodiscover>\r\n'
+            % (OUTER_NS, inner)).encode("utf-8")
+
+
+def generic_error(code, message):
+    """ErrorCode 600/601 in the generic response schema (MS-ASCMD 6.4, 2.2.3.64)."""
+    return _xml('  <Response>\r\n    <Error>\r\n      <ErrorCode>%d</ErrorCode>\r\n      <Message>%s</Message>\r\n'
+                '      <DebugData />\r\n    </Error>\r\n  </Response>\r\n' % (code, escape(message)))
+
+
+def _mobilesync(email, action, display_name=None):
+    user = "    <User>\r\n%s      <EMailAddress>%s</EMailAddress>\r\n    </User>\r\n" % (
+        "      <DisplayName>%s</DisplayName>\r\n" % escape(display_name) if display_name else "", escape(email))
+    return _xml('  <Response xmlns="%s">\r\n    <Culture>en:us</Culture>\r\n%s    <Action>\r\n%s    </Action>\r\n'
+                '  </Response>\r\n' % (RESPONSE_SCHEMA, user, action))
+
+
+def settings_response(email, url, display_name=None):
+    """Action/Settings with one MobileSync server (MS-ASCMD 4.2.4)."""
+    return _mobilesync(email, "      <Settings>\r\n        <Server>\r\n          <Type>MobileSync</Type>\r\n"
+                       "          <Url>%s</Url>\r\n          <Name>%s</Name>\r\n        </Server>\r\n"
+                       "      </Settings>\r\n" % (escape(url), escape(url)), display_name)
+
+
+def redirect_response(email, address):
+    """Action/Redirect to another e-mail address (MS-ASCMD 2.2.3.147)."""
+    return _mobilesync(email, "      <Redirect>%s</Redirect>\r\n" % escape(address))
+
+
+def error_response(email, status, message):
+    """Action/Error with Status (MS-ASCMD 4.2.2)."""
+    return _mobilesync(email, "      <Error>\r\n        <Status>%d</Status>\r\n        <Message>%s</Message>\r\n"
+                       "        <DebugData>MailUser</DebugData>\r\n      </Error>\r\n" % (status, escape(message)))
+
+
+def answer(state, user, email, eas_url):
+    """The response body for an authenticated ``user`` asking about ``email``."""
+    local, _, domain = email.rpartition("@")
+    target = state.autodiscover_redirect.get(domain.lower())
+    if target:
+        return redirect_response(email, "%s@%s" % (local, target))
+    if user == email or user.lower() == local.lower() or state.smtp_address(user).lower() == email.lower():
+        return settings_response(email, eas_url, user)
+    return error_response(email, 2, "The e-mail address does not belong to the authenticated user")
+
+
+async def handle(target, request):
+    """aiohttp handler (bound by server.py): GET and POST on the Autodiscover path."""
+    state = target.state
+    user = state.authenticate(request.headers.get("Authorization"))
+    if user is None or target._challenge(request):
+        return target._unauthorized(COMMAND)
+    if request.method != "POST":
+        return _reply(target, 200, generic_error(600, "Invalid Request"))
+    body = await request.read()
+    try:
+        email, schema = parse_request(body)
+    except AutodiscoverError:
+        return _reply(target, 200, generic_error(600, "Invalid Request"))
+    if schema != RESPONSE_SCHEMA:
+        return _reply(target, 200, generic_error(601, "Provider is not available"))
+    if "@" not in email:
+        return _reply(target, 200, generic_error(600, "Invalid Request"))
+    eas_url = "%s://%s%s" % (request.scheme, request.host, state.eas_path)
+    return _reply(target, 200, answer(state, user, email, eas_url))
+
+
+def _reply(target, status, body):
+    target._count(COMMAND, status, None)
+    return web.Response(status=status, body=body, content_type="text/xml", charset="utf-8")

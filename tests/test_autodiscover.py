@@ -1,0 +1,264 @@
+"""Autodiscover (MS-ASCMD 2.2.2.1 / 6.2-6.4, MS-OXDSCLI): the sans-I/O client, the
+embedded target's answers over real HTTP, and the device step in a run."""
+
+import pytest
+
+from loadgen import autodiscover as ad
+from loadgen import scenario
+from loadgen.engine import run
+from loadgen.target import autodiscover as tad
+from loadgen.target.server import start_target
+from loadgen.target.state import TargetState
+
+# MS-ASCMD 4.2.4 "Response - Case Server Settings" (two servers: MobileSync and CertEnroll)
+SETTINGS_4_2_4 = b"""<?xml version="1.0" encoding="utf-8"?>
+<Autodiscover xmlns="http://schemas.microsoft.com/exchange/autodiscover/responseschema/2006">
+ <Response xmlns="http://schemas.microsoft.com/exchange/autodiscover/mobilesync/responseschema/2006">
+  <Culture>en:us</Culture>
+  <User><DisplayName>Chris Gray</DisplayName><EMailAddress>chris@woodgrovebank.com</EMailAddress></User>
+  <Action><Settings>
+   <Server><Type>MobileSync</Type>
+    <Url> https://loandept.woodgrovebank.com/Microsoft-Server-ActiveSync </Url>
+    <Name> https://loandept.woodgrovebank.com/Microsoft-Server-ActiveSync </Name></Server>
+   <Server><Type>CertEnroll</Type><Url>https://cert.woodgrovebank.com/CertEnroll</Url><Name />
+    <ServerData>CertEnrollTemplate</ServerData></Server>
+  </Settings></Action>
+ </Response>
+</Autodiscover>"""
+
+# MS-ASCMD 4.2.2 "Response - Case Error"
+ERROR_4_2_2 = b"""<?xml version="1.0" encoding="utf-8"?>
+<Autodiscover xmlns="http://schemas.microsoft.com/exchange/autodiscover/responseschema/2006">
+ <Response xmlns="http://schemas.microsoft.com/exchange/autodiscover/mobilesync/responseschema/2006">
+  <Culture>en:us</Culture><User><EMailAddress>chris@woodgrovebank.com</EMailAddress></User>
+  <Action><Error><Status>2</Status><Message>The directory service could not be reached</Message>
+   <DebugData>MailUser</DebugData></Error></Action>
+ </Response>
+</Autodiscover>"""
+
+
+# -- request and response (sans-I/O)
+
+def test_request_body_follows_the_request_schema_6_3():
+    body = ad.build_request("a&b@example.com")
+    email, schema = ad.parse_request(body)
+    assert email == "a&b@example.com" and schema == ad.RESPONSE_SCHEMA  # MS-ASCMD 2.2.3.1: MUST be this value
+    assert b'xmlns="http://schemas.microsoft.com/exchange/autodiscover/mobilesync/requestschema/2006"' in body
+    assert b"a&amp;b@example.com" in body
+
+
+def test_parse_settings_example_4_2_4():
+    answer = ad.parse_response(SETTINGS_4_2_4)
+    assert answer.kind == "settings" and answer.display_name == "Chris Gray"
+    assert answer.mobilesync_url == "https://loandept.woodgrovebank.com/Microsoft-Server-ActiveSync"
+    assert [s.type for s in answer.servers] == ["MobileSync", "CertEnroll"]
+
+
+def test_parse_error_example_4_2_2_and_generic_error_codes():
+    answer = ad.parse_response(ERROR_4_2_2)
+    assert (answer.kind, answer.status, answer.message) == ("error", 2, "The directory service could not be reached")
+    generic = ad.parse_response(tad.generic_error(601, "Provider is not available"))  # MS-ASCMD 2.2.3.64
+    assert (generic.kind, generic.error_code) == ("error", 601)
+
+
+def test_parse_redirect_and_reject_what_is_not_autodiscover():
+    answer = ad.parse_response(tad.redirect_response("a@x.com", "a@y.com"))
+    assert (answer.kind, answer.redirect) == ("redirect", "a@y.com")
+    for bad in (b"", b"<html>hello</html>", b"not xml <", b'<!DOCTYPE x [<!ENTITY a "b">]><x>&a;</x>'):
+        with pytest.raises(ad.AutodiscoverError):
+            ad.parse_response(bad)
+
+
+# -- the machine
+
+def _settings(url="https://eas.example.com/Microsoft-Server-ActiveSync", email="u@example.com"):
+    return tad.settings_response(email, url)
+
+
+def test_candidates_in_ms_oxdscli_order():
+    d = ad.Discovery("u@Example.com", first_urls=("http://127.0.0.1:1/autodiscover/autodiscover.xml",))
+    steps = [d.start()]
+    while True:
+        nxt = d.unreachable("refused")
+        if not isinstance(nxt, ad.Step):
+            break
+        steps.append(nxt)
+    assert [(s.method, s.url, s.authenticated) for s in steps] == [
+        ("POST", "http://127.0.0.1:1/autodiscover/autodiscover.xml", True),
+        ("POST", "https://example.com/autodiscover/autodiscover.xml", True),
+        ("POST", "https://autodiscover.example.com/autodiscover/autodiscover.xml", True),
+        ("GET", "http://autodiscover.example.com/autodiscover/autodiscover.xml", False),
+    ]
+    assert steps[-1].body is None
+    assert isinstance(nxt, ad.Failed) and "no Autodiscover server answered" in nxt.reason
+
+
+def test_settings_end_the_discovery():
+    d = ad.Discovery("u@example.com")
+    d.start()
+    done = d.receive(200, {}, _settings())
+    assert isinstance(done, ad.Done) and done.url == "https://eas.example.com/Microsoft-Server-ActiveSync"
+
+
+def test_unauthenticated_get_302_is_followed_only_to_https():
+    d = ad.Discovery("u@example.com")
+    d.start()
+    d.unreachable("x")
+    d.unreachable("x")  # now the GET probe
+    assert d.step.method == "GET"
+    follow = d.receive(302, {"Location": "https://mail.example.com/autodiscover/autodiscover.xml"}, b"")
+    assert (follow.method, follow.url, follow.authenticated) == (
+        "POST", "https://mail.example.com/autodiscover/autodiscover.xml", True)
+    d2 = ad.Discovery("u@example.com")
+    d2.start()
+    d2.unreachable("x")
+    d2.unreachable("x")
+    refused = d2.receive(302, {"Location": "http://evil.example.net/autodiscover/autodiscover.xml"}, b"")
+    assert isinstance(refused, ad.Failed) and "non-https" in refused.reason
+
+
+def test_a_get_answer_that_is_not_a_redirect_is_not_trusted():
+    d = ad.Discovery("u@example.com")
+    d.start()
+    d.unreachable("x")
+    d.unreachable("x")
+    assert isinstance(d.receive(200, {}, _settings()), ad.Failed)
+
+
+def test_redirect_to_another_address_restarts_with_its_domain():
+    d = ad.Discovery("u@example.com", first_urls=("http://127.0.0.1:1/autodiscover/autodiscover.xml",))
+    d.start()
+    nxt = d.receive(200, {}, tad.redirect_response("u@example.com", "u@example.org"))
+    assert nxt.email == "u@example.org" and nxt.url == "http://127.0.0.1:1/autodiscover/autodiscover.xml"
+    assert b"u@example.org" in nxt.body
+    d.unreachable("x")
+    assert d.step.url == "https://example.org/autodiscover/autodiscover.xml"
+    done = d.receive(200, {}, _settings(email="u@example.org"))
+    assert isinstance(done, ad.Done) and done.email == "u@example.org" and done.redirects == 1
+
+
+def test_redirect_loop_and_redirect_limit():
+    d = ad.Discovery("u@a.com")
+    d.start()
+    d.receive(200, {}, tad.redirect_response("u@a.com", "u@b.com"))
+    loop = d.receive(200, {}, tad.redirect_response("u@b.com", "u@a.com"))
+    assert isinstance(loop, ad.Failed) and "loop" in loop.reason
+    d = ad.Discovery("u@d0.com", max_redirects=10)
+    result = d.start()
+    for i in range(1, 12):
+        result = d.receive(302, {"Location": "https://h%d.example.com/autodiscover/autodiscover.xml" % i}, b"")
+        if not isinstance(result, ad.Step):
+            break
+    assert isinstance(result, ad.Failed) and "more than 10" in result.reason and i == 11
+
+
+def test_basic_challenge_answered_once_then_auth_failure():
+    d = ad.Discovery("u@example.com")
+    first = d.start()
+    again = d.receive(401, {"WWW-Authenticate": 'Basic realm="Exchange"'}, b"")
+    assert again is first and again.challenged
+    failed = d.receive(401, {"WWW-Authenticate": 'Basic realm="Exchange"'}, b"")
+    assert isinstance(failed, ad.Failed) and failed.auth and "DOMAIN" in failed.advice
+
+
+def test_other_statuses_and_garbage_move_on_errors_stop():
+    d = ad.Discovery("u@example.com")
+    d.start()
+    assert d.receive(404, {}, b"").url == "https://autodiscover.example.com/autodiscover/autodiscover.xml"
+    assert d.receive(200, {}, b"<html/>").method == "GET"
+    d = ad.Discovery("u@example.com")
+    d.start()
+    failed = d.receive(200, {}, ERROR_4_2_2)
+    assert isinstance(failed, ad.Failed) and "Status 2" in failed.reason and not failed.auth
+
+
+def test_bad_addresses():
+    for bad in ("user", "@example.com", "u@", "u@host:443"):
+        with pytest.raises(ValueError):
+            ad.Discovery(bad)
+
+
+# -- over HTTP against the embedded target
+
+async def _target(**kw):
+    return await start_target("127.0.0.1", 0, TargetState(users=3, **kw))
+
+
+async def test_discover_against_the_embedded_target():
+    runner, target, url = await _target()
+    try:
+        seen = []
+        result = await ad.discover("user1@example.com", ad.basic_authorization("user1", "Pass1!"),
+                                   first_urls=(ad.endpoint_of(url),), on_exchange=lambda *a: seen.append(a[1]))
+        assert isinstance(result, ad.Done) and result.url == url and seen == [200]
+        bad = await ad.discover("user1@example.com", ad.basic_authorization("user1", "nope"),
+                                first_urls=(ad.endpoint_of(url),))
+        assert isinstance(bad, ad.Failed) and bad.auth
+        foreign = await ad.discover("user2@example.com", ad.basic_authorization("user1", "Pass1!"),
+                                    first_urls=(ad.endpoint_of(url),))
+        assert isinstance(foreign, ad.Failed) and foreign.answer.status == 2
+        assert target.counters[("Autodiscover", 200, None)] == 2
+    finally:
+        await runner.cleanup()
+
+
+async def test_embedded_target_redirect_mode_and_mount_path():
+    runner, target, url = await _target(autodiscover_redirect={"example.com": "example.org"},
+                                        eas_path="/SOGo/Microsoft-Server-ActiveSync")
+    try:
+        result = await ad.discover("user1@example.com", ad.basic_authorization("user1", "Pass1!"),
+                                   first_urls=(ad.endpoint_of(url),))
+        assert isinstance(result, ad.Done) and result.redirects == 1 and result.email == "user1@example.org"
+        assert result.url.endswith(":%s/SOGo/Microsoft-Server-ActiveSync" % url.split(":")[2].split("/")[0])
+    finally:
+        await runner.cleanup()
+    runner, target, url = await _target(autodiscover_redirect={"a.com": "b.com", "b.com": "a.com"})
+    try:
+        result = await ad.discover("user1@a.com", ad.basic_authorization("user1", "Pass1!"),
+                                   first_urls=(ad.endpoint_of(url),))
+        assert isinstance(result, ad.Failed) and "loop" in result.reason
+    finally:
+        await runner.cleanup()
+
+
+async def test_embedded_target_rejects_bad_requests_600_601():
+    import aiohttp
+
+    runner, target, url = await _target()
+    auth = {"Authorization": ad.basic_authorization("user1", "Pass1!"), "Content-Type": "text/xml"}
+    endpoint = ad.endpoint_of(url)
+    try:
+        async with aiohttp.ClientSession() as session:
+            async with session.post(endpoint, data=b"<nope/>", headers=auth) as resp:
+                assert ad.parse_response(await resp.read()).error_code == 600
+            other = ad.build_request("user1@example.com").replace(b"mobilesync/responseschema", b"outlook/responseschema")
+            async with session.post(endpoint, data=other, headers=auth) as resp:
+                assert ad.parse_response(await resp.read()).error_code == 601
+            async with session.post(endpoint, data=ad.build_request("user1@example.com")) as resp:
+                assert resp.status == 401 and resp.headers["WWW-Authenticate"] == 'Basic realm="easload"'
+    finally:
+        await runner.cleanup()
+
+
+# -- devices: the first step of enrolment, counted as a command
+
+async def test_devices_autodiscover_first_and_it_counts_as_a_command():
+    sc = scenario.parse('duration = 3\n[target]\nautodiscover = "user{n}@example.com"\n'
+                        'autodiscover_redirect = { "example.com" = "example.org" }\n'
+                        'path = "/SOGo/Microsoft-Server-ActiveSync"\n'
+                        '[population]\ndevices = 6\n[load]\nramp_up = 0.5\nmode = "poll"\nthink_time = 1\n')
+    result = await run(sc, progress=False, attach_metrics=False)
+    stats = result.stats
+    # one redirect (Action/Redirect) and one Settings answer per device, both HTTP 200
+    assert stats.by_key[("Autodiscover", "ok", "200")] == 12
+    assert stats.final_states["provisioned"] == 6
+    assert all("/SOGo/Microsoft-Server-ActiveSync" in d.endpoint.url_prefix for d in result.devices)
+
+
+def test_scenario_autodiscover_validation():
+    sc = scenario.parse('[auth]\nuser = "u{n}@corp.example"\n[target]\nautodiscover = true\n')
+    assert sc.load.autodiscover[0] == "u{n}@corp.example"
+    for bad, msg in (("autodiscover = true", "not one"), ('autodiscover = "nobody"', "e-mail pattern"),
+                     ('autodiscover = "u{x}@a.com"', "placeholder"), ('autodiscovr = true', "did you mean")):
+        with pytest.raises(scenario.ScenarioError, match=msg):
+            scenario.parse("[target]\n%s\n" % bad)
