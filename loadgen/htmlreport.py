@@ -420,16 +420,22 @@ def _charts(pts, totals, pal):
     [(key, section, title, note, spec or None)]."""
     out = []
     cmds = pal["commands"]
+    # an interval without any sample (a result that had not started yet, or had ended) is a gap, not a zero
+    sampled = [p["devices"] is not None for p in pts]
+
+    def per_interval(name, key):
+        return [p[name].get(key, 0) if ok else None for p, ok in zip(pts, sampled)]
 
     def rate_of(c):
-        return [sum(n for k, n in p["requests"].items() if _split(k)[0] == c) for p in pts]
+        return [sum(n for k, n in p["requests"].items() if _split(k)[0] == c) if ok else None
+                for p, ok in zip(pts, sampled)]
 
     out.append(("rps", "throughput", "Requests per second by command", "",
                 _spec("line", "req/s", [_series(c, pal["cmd"][c], rate_of(c)) for c in cmds], rate=True)))
     fail = sorted({k for p in pts for k in p["requests"] if _split(k)[1] not in _OK_OUTCOMES} | set(pal["fail"]))
     out.append(("fail", "throughput", "Failed requests per second by command and outcome",
                 "Failed: outcomes other than ok and reprovision.",
-                _spec("line", "req/s", [_series(k, _colour(pal["fail"], k), [p["requests"].get(k, 0) for p in pts])
+                _spec("line", "req/s", [_series(k, _colour(pal["fail"], k), per_interval("requests", k))
                                         for k in fail], rate=True)))
     for c in cmds:
         vals = {q: [_sig3(p["latency"][c][q + "_ms"]) if c in p["latency"] and p["latency"][c].get("count")
@@ -444,20 +450,20 @@ def _charts(pts, totals, pal):
                                                    [None if p["devices"] is None else p["devices"].get(s, 0)
                                                     for p in pts]) for s in pal["states"]])))
     out.append(("prov", "devices", "Provisioning outcomes per interval", "",
-                _spec("bars", "provisionings", [_series(k, v, [p["provisionings"].get(k, 0) for p in pts])
+                _spec("bars", "provisionings", [_series(k, v, per_interval("provisionings", k))
                                                 for k, v in pal["prov"].items()])))
     out.append(("reprov", "devices", "Re-provisioning triggers per interval",
                 "144: policy changed (in-band), 449: HTTP re-provision (12.x), 140: remote wipe, "
                 "142/143: unknown or invalid policy key.",
-                _spec("bars", "re-provisionings", [_series("trigger " + k, v, [p["reprovisions"].get(k, 0) for p in pts])
+                _spec("bars", "re-provisionings", [_series("trigger " + k, v, per_interval("reprovisions", k))
                                                    for k, v in pal["trig"].items()])))
     if pal["wipe"]:
         out.append(("wipes", "devices", "Remote wipes acknowledged per interval", "",
-                    _spec("bars", "wipes", [_series("ack " + k, v, [p["wipes"].get(k, 0) for p in pts])
+                    _spec("bars", "wipes", [_series("ack " + k, v, per_interval("wipes", k))
                                             for k, v in pal["wipe"].items()])))
     if pal["thr"]:
         out.append(("thr_t", "devices", "Throttled requests per interval by reason", "",
-                    _spec("bars", "requests", [_series(k, v, [p["throttled"].get(k, 0) for p in pts])
+                    _spec("bars", "requests", [_series(k, v, per_interval("throttled", k))
                                                for k, v in pal["thr"].items()])))
     cats, series = _by_category(totals.get("by_command_status") or {}, pal["status"])
     out.append(("http", "statuses", "HTTP status (or transport error) by command", "",
@@ -862,8 +868,8 @@ function fmtv(v){if(v===null||v===undefined)return '\u2013';var a=Math.abs(v);
     a===0?'0':v.toPrecision(3);}
 function tl(s){s=Math.round(s);var h=Math.floor(s/3600),m=Math.floor(s%3600/60),r=s%60;
   if(s<60&&s>-60)return s+'s';var mm=(h&&m<10?'0':'')+m+':'+(r<10?'0':'')+r;return h?h+':'+mm:mm;}
-function niceMax(mx){if(!(mx>0))return 1;var p=Math.pow(10,Math.floor(Math.log10(mx))),f=mx/p;
-  return (f<=1?1:f<=2?2:f<=2.5?2.5:f<=5?5:10)*p;}
+function niceMax(mx){if(!(mx>0))return 1;var raw=mx/5,p=Math.pow(10,Math.floor(Math.log10(raw))),f=raw/p,
+  step=(f<=1?1:f<=2?2:f<=2.5?2.5:f<=5?5:10)*p;return Math.ceil(mx/step-1e-9)*step;}
 function stack(arrs){var acc=arrs.length?arrs[0].map(function(){return 0;}):[];
   return arrs.map(function(a){return a.map(function(v,j){return v===null?null:(acc[j]+=v);});});}
 function drawEvents(u,fig){
@@ -918,8 +924,9 @@ function options(fig,spec,width){
       y:spec.log?{distr:3,log:10}:{range:function(u,mn,mx){return [0,niceMax((mx||0)*1.05)];}}},
     axes:[axis(cat?'':'time into the run',cat?function(u,sp){return sp.map(function(i){return spec.x[i]||'';});}:
         function(u,sp){return sp.map(tl);},cat?{splits:function(){return xs;},grid:{show:false}}:
-        {incrs:[1,2,5,10,15,30,60,120,300,600,900,1800,3600,7200,14400,21600,43200,86400]}),
-      axis(spec.u,function(u,sp){return sp.map(fmt);},{size:58})],
+        {incrs:[1,2,5,10,15,30,60,120,300,600,900,1800,3600,7200,14400,21600,43200,86400],size:26,labelSize:16,
+          labelGap:0}),
+      axis(spec.u,function(u,sp){return sp.map(function(v){return v===null?'':fmt(v);});},{size:58})],
     cursor:cat?{drag:{x:false,y:false}}:{sync:{key:'easload'},drag:{x:true,y:false}},
     hooks:hooks(fig,time)};
   return {opts:opts,data:[xs].concat(ys),time:time};}

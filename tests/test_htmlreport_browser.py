@@ -1,10 +1,14 @@
 """The HTML report opened in a real headless Chromium (Debian's ``chromium``).
 
-Checks: the inline script ran without error and found every chart drawn (data-drawn, from
-getBBox of the laid-out SVG), no console error, the policy-change marker on every time chart,
-the summary tables equal summary.json, a screenshot of real size, and no network request:
-host names resolve to nothing, and Chromium's own network log shows no request the page made
-(a canary page that does make one proves the log would show it).
+The charts are drawn by the inlined uPlot on canvases; after each draw the page's script records
+on the chart's figure what it drew: data-points (the data points in view, which must be every
+point of the chart's JSON data), data-ink (coloured pixels read back from the plot canvas: the
+series really are painted) and data-markers (event markers drawn by the draw hook, each with its
+numbered label element).  Checks: the script ran to its end without an error and every chart
+drew, no console error, the policy-change marker on every time chart, the summary tables equal
+summary.json, a merged run drawn for one result (#view=N, what the selector does), a screenshot
+of real size, and no network request: host names resolve to nothing, and Chromium's own network
+log shows no request the page made (a canary page that does make one proves the log would show it).
 
 Skipped when chromium is missing, unless EASLOAD_REQUIRE_CHROMIUM is set (CI sets it).  The
 screenshot is kept in EASLOAD_ARTIFACTS_DIR when set (its path is printed).
@@ -91,13 +95,17 @@ def page_requests(netlog):
 
 
 class Tables(HTMLParser):
-    """Tables by data-table: [[cell text]] of their bodies; figures by attributes."""
+    """Tables by data-table: [[cell text]] of their bodies; chart figures with their attributes and
+    the event markers inside each; the report's JSON data."""
 
     def __init__(self):
         super().__init__()
-        self.tables, self.figures, self.markers = {}, [], 0
+        self.tables, self.figures = {}, []
         self._table = self._row = self._cell = None
         self._in_body = False
+        self._figure = None
+        self._json = None
+        self.json_text = []
         self.root = {}
 
     def handle_starttag(self, tag, attrs):
@@ -113,9 +121,14 @@ class Tables(HTMLParser):
         elif tag in ("td", "th") and self._row is not None:
             self._cell = []
         elif tag == "figure":
-            self.figures.append(a)
-        elif tag == "g" and "event-marker" in a.get("class", ""):
-            self.markers += 1
+            self._figure = dict(a, markers=[], canvases=0)
+            self.figures.append(self._figure)
+        elif tag == "div" and "ev-marker" in a.get("class", "").split() and self._figure is not None:
+            self._figure["markers"].append(a)
+        elif tag == "canvas" and self._figure is not None:
+            self._figure["canvases"] += 1
+        elif tag == "script" and a.get("id") == "report-data":
+            self._json = True
 
     def handle_endtag(self, tag):
         if tag in ("td", "th") and self._cell is not None:
@@ -128,10 +141,58 @@ class Tables(HTMLParser):
             self._in_body = False
         elif tag == "table":
             self._table = None
+        elif tag == "figure":
+            self._figure = None
+        elif tag == "script":
+            self._json = None
 
     def handle_data(self, data):
         if self._cell is not None:
             self._cell.append(data)
+        if self._json:
+            self.json_text.append(data)
+
+    def data(self):
+        return json.loads("".join(self.json_text))
+
+
+def open_in_chromium(exe, profile, url, netlog=None):
+    """The DOM after the page's script ran (Chromium's --dump-dom), parsed; and the console."""
+    extra = ["--log-net-log=%s" % netlog] if netlog else []
+    out = chromium(exe, profile, *extra, "--dump-dom", url)
+    assert out.returncode == 0, out.stderr[-3000:]
+    parsed = Tables()
+    parsed.feed(out.stdout)
+    return parsed, out.stderr
+
+
+def assert_every_chart_drawn(parsed, view, events):
+    """Every chart with data in this view drew all its points, with colour, and the event markers."""
+    assert parsed.root.get("data-report-ready") == "1", parsed.root
+    assert "data-js-errors" not in parsed.root, parsed.root
+    assert parsed.root.get("data-view") == str(view)
+    data = parsed.data()
+    specs = dict(data["g"], **data["views"][view]["c"])
+    charts = [f for f in parsed.figures if "data-chart" in f]
+    drawn = [f for f in charts if "empty" not in f["class"].split()]
+    assert {f["data-chart"] for f in drawn} == set(specs)
+    assert int(parsed.root["data-charts"]) == len(drawn)
+    for f in drawn:
+        spec = specs[f["data-chart"]]
+        expected = sum(1 for s in spec["s"] for v in s[2] if v is not None)
+        assert expected > 0
+        assert f["canvases"] >= 1 and int(f.get("data-points", -1)) == expected, f
+        assert int(f.get("data-ink", 0)) > 0, f  # coloured pixels on the plot canvas: the series are painted
+        if spec["k"] == "cat":
+            continue
+        # the scenario's events: drawn as a line by the draw hook, each with its numbered label
+        assert int(f.get("data-markers", -1)) == len(events), f
+        assert [(m.get("data-action"), m.get("title", "").split(":")[0]) for m in f["markers"]] == \
+            [(e["action"], "event %d at %.1f s" % (n, e["at_s"])) for n, e in enumerate(events, 1)]
+    for f in charts:
+        if f not in drawn:
+            assert f.get("data-points") == "0" and f["canvases"] == 0
+    return drawn
 
 
 def _png_size(path):
@@ -160,25 +221,15 @@ def report(tmp_path_factory):
 
 def test_report_renders_in_chromium_offline(report):
     exe, d, path, summary = report
-    out = chromium(exe, d / "profile-dom", "--log-net-log=%s" % (d / "netlog.json"), "--dump-dom", path.as_uri())
-    assert out.returncode == 0, out.stderr[-3000:]
-    dom = out.stdout
-    parsed = Tables()
-    parsed.feed(dom)
-    # the inline script ran to its end, without an error, and found every chart drawn
-    assert parsed.root.get("data-report-ready") == "1", out.stderr[-3000:]
-    assert "data-js-errors" not in parsed.root, parsed.root
-    errors = [m for m in console_messages(out.stderr) if "error" in m.lower() or "refused" in m.lower()]
+    parsed, stderr = open_in_chromium(exe, d / "profile-dom", path.as_uri(), netlog=d / "netlog.json")
+    # no console error, no script error, every chart drawn with the policy change marked on each time chart
+    errors = [m for m in console_messages(stderr) if "error" in m.lower() or "refused" in m.lower()]
     assert not errors, errors
-    charts = [f for f in parsed.figures if "chart" in f.get("class", "").split() and
-              "empty" not in f.get("class", "").split()]
-    time_charts = [f for f in charts if "timechart" in f.get("class", "")]
-    assert len(time_charts) >= 6 and len(charts) >= len(time_charts) + 2
-    undrawn = [f.get("data-chart") for f in charts if int(f.get("data-drawn", "0")) < 1]
-    assert not undrawn, undrawn
-    # the policy change: a marker on every time chart
     assert summary["events"][0]["action"] == "change_policy"
-    assert parsed.markers == len(time_charts)
+    drawn = assert_every_chart_drawn(parsed, 0, summary["events"])
+    kinds = [f["data-kind"] for f in drawn]
+    assert kinds.count("line") >= 1 + len([c for c in summary["latency"]]) and "stack" in kinds and "bars" in kinds
+    assert kinds.count("cat") >= 2  # HTTP and EAS statuses by command
     # the summary tables, as the browser has them, say what summary.json says
     req = {"%s %s" % (c, s): int(n.replace(",", "")) for c, s, n in parsed.tables["requests"]}
     assert req == summary["by_command_status"]
@@ -188,10 +239,45 @@ def test_report_renders_in_chromium_offline(report):
                                                                                       "p99_ms", "max_ms")]
     assert {r[0]: int(r[1]) for r in parsed.tables["reprovisions"]} == summary["reprovisions"]
     assert {r[0]: int(r[1]) for r in parsed.tables["devices"]} == summary["devices"]
+    assert {"%s ack=%s" % (r[0], r[1]): int(r[2]) for r in parsed.tables["provisionings"]} == summary["provisionings"]
+    assert {"%s %s" % (r[0], r[1]): int(r[2]) for r in parsed.tables["eas_statuses"]} == summary["eas_statuses"]
+    errs = {r[0]: (int(r[1].replace(",", "")), int(r[2])) for r in parsed.tables["errors"]}
+    assert sum(e for _n, e in errs.values()) == summary["errors"]
+    assert sum(n for n, _e in errs.values()) == summary["requests"]
     th = {r[0]: r for r in parsed.tables["thresholds"]}
     assert set(th) == {"errors.rate", "reprovisions.144"} and all("pass" in r[-1] for r in th.values())
     # offline: the page asked the network for nothing
     assert page_requests(d / "netlog.json") == []
+
+
+def test_merged_run_whole_and_one_result(report, capsys):
+    """A merged run of two results: the whole, and (what the selector does) the charts of result 2
+    alone, a different result (it ran only the first half of the intervals)."""
+    exe, d, _path, summary = report
+    other = dict(summary, started=summary["started"] + 0.5, target="embedded-2")
+    other["series"] = summary["series"][: max(1, len(summary["series"]) // 2)]
+    path = d / "merged.html"
+    htmlreport.write([summary, other], path)
+    whole, stderr = open_in_chromium(exe, d / "profile-merged", path.as_uri())
+    assert not [m for m in console_messages(stderr) if "error" in m.lower()]
+    drawn_whole = assert_every_chart_drawn(whole, 0, summary["events"])
+    assert "by_result" in {f["data-chart"] for f in drawn_whole}
+    one, stderr = open_in_chromium(exe, d / "profile-merged", path.as_uri() + "#view=2")
+    assert not [m for m in console_messages(stderr) if "error" in m.lower()]
+    drawn_one = assert_every_chart_drawn(one, 2, summary["events"])
+    points = {f["data-chart"]: int(f["data-points"]) for f in drawn_one}
+    points_whole = {f["data-chart"]: int(f["data-points"]) for f in drawn_whole}
+    assert points["rps"] < points_whole["rps"]  # result 2's own, shorter series
+    data = one.data()
+    rps2 = {s[0]: sum(v or 0 for v in s[2]) for s in data["views"][2]["c"]["rps"]["s"]}
+    assert rps2 == {c: n for c, n in ((c, sum(v for p in other["series"] for k, v in p["requests"].items()
+                                               if k.split(" ")[0] == c)) for c in rps2) if n}
+    shot = artefacts(d) / "easload-report-merged-result2.png"
+    out = chromium(exe, d / "profile-merged", "--window-size=1400,1600", "--screenshot=%s" % shot,
+                   path.as_uri() + "#view=2")
+    assert out.returncode == 0 and _png_size(shot) == (1400, 1600), out.stderr[-3000:]
+    with capsys.disabled():
+        print("\nscreenshot of a merged run's report, result 2 alone: %s" % shot)
 
 
 def test_the_network_check_would_see_a_request(report):
@@ -208,19 +294,24 @@ def test_the_network_check_would_see_a_request(report):
     assert page_requests(d / "canary-netlog.json") == ["http://easload-canary.invalid/x.png"]
 
 
+def artefacts(default):
+    """Where screenshots go: EASLOAD_ARTIFACTS_DIR (CI keeps it), else the test's directory."""
+    where = Path(os.environ.get("EASLOAD_ARTIFACTS_DIR") or default)
+    where.mkdir(parents=True, exist_ok=True)
+    return where
+
+
 def test_screenshot(report, capsys):
     exe, d, path, _summary = report
-    where = Path(os.environ.get("EASLOAD_ARTIFACTS_DIR") or d)
-    where.mkdir(parents=True, exist_ok=True)
+    where = artefacts(d)
     shot = where / "easload-report.png"
     if shot.exists():
         shot.unlink()
-    out = chromium(exe, d / "profile-shot", "--window-size=1400,4200", "--screenshot=%s" % shot, path.as_uri())
+    out = chromium(exe, d / "profile-shot", "--window-size=1400,3400", "--screenshot=%s" % shot, path.as_uri())
     assert out.returncode == 0 and shot.exists(), out.stderr[-3000:]
-    assert _png_size(shot) == (1400, 4200)
+    assert _png_size(shot) == (1400, 3400)
     # charts and text in colour: far from the few KiB of a blank page
     assert shot.stat().st_size > 100_000, shot.stat().st_size
-    if where != d:
-        shutil.copy(path, where / "easload-report.html")
+    shutil.copy(path, where / "easload-report.html")
     with capsys.disabled():
         print("\nscreenshot of the HTML report: %s" % shot)
