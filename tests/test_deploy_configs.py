@@ -34,3 +34,53 @@ def test_grafana_provisioning_points_at_the_dashboard():
     assert prov["providers"][0]["type"] == "file"
     dashboard = json.loads((DEPLOY / "grafana" / "easload-dashboard.json").read_text())
     assert dashboard["uid"] == "easload-run"
+
+
+def test_kubernetes_scrape_config_passes_promtool_with_static_discovery(tmp_path):
+    """Debian's promtool lacks Kubernetes service discovery: swap kubernetes_sd_configs for a static target
+    and let promtool check everything else (intervals, relabel actions, regexes, target labels)."""
+    import os
+    import shutil
+    import subprocess
+
+    import pytest
+
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        if os.environ.get("EASLOAD_REQUIRE_PROMETHEUS"):
+            pytest.fail("promtool is not installed (EASLOAD_REQUIRE_PROMETHEUS is set)")
+        pytest.skip("promtool not installed (Debian package prometheus)")
+    cfg = yaml.safe_load((DEPLOY / "prometheus" / "prometheus-kubernetes.yml").read_text())
+    for job in cfg["scrape_configs"]:
+        assert job.pop("kubernetes_sd_configs") == [{"role": "pod"}]
+        job["static_configs"] = [{"targets": ["127.0.0.1:9477"]}]
+    path = tmp_path / "prometheus-kubernetes-static.yml"
+    path.write_text(yaml.safe_dump(cfg))
+    out = subprocess.run([promtool, "check", "config", str(path)], capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stdout + out.stderr
+    # and it does fail on a broken relabel rule
+    cfg["scrape_configs"][0]["relabel_configs"].append({"source_labels": ["x"], "regex": "(", "action": "keep"})
+    path.write_text(yaml.safe_dump(cfg))
+    out = subprocess.run([promtool, "check", "config", str(path)], capture_output=True, text=True, timeout=30)
+    assert out.returncode != 0
+
+
+def test_kubernetes_shard_label_is_the_completion_index():
+    """The annotation the Job controller sets on every pod of an Indexed Job becomes the "shard" target
+    label, the one the dashboard's $shard variable reads (label_values(easload_run_info, shard))."""
+    cfg = yaml.safe_load((DEPLOY / "prometheus" / "prometheus-kubernetes.yml").read_text())
+    (job,) = cfg["scrape_configs"]
+    (shard,) = [r for r in job["relabel_configs"] if r.get("target_label") == "shard"]
+    assert shard["source_labels"] == ["__meta_kubernetes_pod_annotation_batch_kubernetes_io_job_completion_index"]
+    dashboard = json.loads((DEPLOY / "grafana" / "easload-dashboard.json").read_text())
+    variables = {v["name"]: v for v in dashboard["templating"]["list"]}
+    assert variables["shard"]["definition"].endswith(", shard)") and variables["shard"]["allValue"] == ".*"
+
+
+def test_grafana_datasource_matches_the_prometheus_config():
+    ds = yaml.safe_load((DEPLOY / "grafana" / "provisioning" / "datasources" / "easload.yaml").read_text())
+    (source,) = ds["datasources"]
+    assert source["url"] == "http://127.0.0.1:9090" and source["access"] == "proxy"
+    prom = yaml.safe_load((DEPLOY / "prometheus" / "prometheus.yml").read_text())
+    intervals = {job["scrape_interval"] for job in prom["scrape_configs"]}
+    assert intervals == {source["jsonData"]["timeInterval"]}  # $__rate_interval is computed from it
