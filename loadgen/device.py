@@ -16,7 +16,7 @@ import re
 
 import _wbxml
 from _wbxml import WBXMLError
-from loadgen.eas import commands, password as passwords
+from loadgen.eas import commands, password as passwords, policy as policies
 from loadgen.eas.provisioning import (
     Blocked, Failed, Provisioned, Provisioner, Redirect, Refused, Retry, Send, Wiped, classify,
 )
@@ -39,7 +39,8 @@ FAILED = "failed"
 AUTH_FAILED = "auth_failed"
 
 FAILED_CMD = object()  # an ordinary command that did not succeed
-_SYNC_TEMPLATES = {}  # (body type, truncation, window) -> Template, shared by all devices
+_SYNC_TEMPLATES = {}  # (body type, truncation, window, filter) -> Template, shared by all devices
+_MAX_PENDING_FETCHES = 100  # ItemOperations a device keeps queued (what the user opened); more are dropped
 _MAX_REPROVISION_STREAK = 3  # 449/142/144 right after provisioning: stop looping (seed 000, 12.1 note)
 
 
@@ -87,6 +88,12 @@ class Device:
         self.sync_key = "0"
         self.pending_sync = False
         self.items = 0
+        self.calendar = None  # the Calendar folder's id (type 8), synced when load.sync_calendar
+        self.calendar_key = "0"
+        self.calendar_due = False  # sync the calendar (after enrolment and every new policy)
+        self.prefs = None  # policies.SyncPreferences: the user's wishes clamped to the applied policy
+        self.fetches = []  # queued ItemOperations: ("attachment", file reference) / ("body", server id)
+        self.attachments_fetched = 0
         self.heartbeat = self.load.heartbeat
         self.fumbled = False  # the profile's failed unlocks happen once per enrolment
         self.devinfo_sent = False
@@ -165,6 +172,7 @@ class Device:
             stats.provisioning("no_policy" if result.no_policy else "provisioned", result.ack_status)
             if not result.no_policy:
                 self._check_password()
+            self._apply_preferences()
             if not self.enrolled and self.intended_start is not None:
                 # enrolment time from the intended start (no coordinated omission) and from the actual one
                 now = asyncio.get_running_loop().time()
@@ -209,6 +217,18 @@ class Device:
         self.detail = result.reason
         self.alive = False
         return False
+
+    def _apply_preferences(self):
+        """The user's Sync preferences clamped to the policy just applied (seed 000: the user
+        cannot choose a value larger than the policy's); each clamp is counted once per policy."""
+        load = self.load
+        applied = self.prov.applied if self.profile.caps.provisionable else None
+        self.prefs = policies.sync_preferences(
+            applied, html=load.html_bodies, truncation=load.body_truncation if load.body_truncation > 0 else None,
+            email_filter=load.email_filter, calendar_filter=load.calendar_filter)
+        for effect in self.prefs.effects:
+            self.stats.policy_effects[effect] += 1
+        self.calendar_due = True  # the calendar window may have changed with the policy
 
     def _check_password(self):
         """After (re-)provisioning: does the user's password still satisfy the policy? (seed 000)"""
@@ -354,6 +374,10 @@ class Device:
                 continue
             if self.sync_key == "0" or self.pending_sync:
                 await self._sync(transport, deadline)
+            elif self.fetches:
+                await self._itemops(transport, deadline)
+            elif self.calendar_due and self.calendar is not None and self.load.sync_calendar:
+                await self._sync_calendar(transport, deadline)
             elif self.load.mode == "ping":
                 await self._ping(transport, deadline)
             else:  # poll: Sync the Inbox every think time
@@ -385,23 +409,28 @@ class Device:
                 if folder.type == 2 and self.inbox is None:  # the Inbox (MS-ASCMD 2.2.3.186.3)
                     self.inbox = folder.server_id
                     self.sync_key = "0"
+                elif folder.type == 8 and self.calendar is None:  # the default Calendar
+                    self.calendar = folder.server_id
+                    self.calendar_key = "0"
+                    self.calendar_due = True
         elif fs.status == 9:  # invalid sync key: start the hierarchy again
             self.folder_key = "0"
             self.folders = 0
+            self.calendar = None
 
-    def _sync_template(self):
-        applied = self.prov.applied
-        body_type = 2 if self.load.html_bodies and (applied is None or applied.allow_html) else 1
-        truncation = self.load.body_truncation
-        if applied is not None:
-            # a user preference never goes above the policy's limit (KB; -1 unlimited) (seed 000)
-            limit_kb = applied.max_html_truncation_kb if body_type == 2 else applied.max_body_truncation_kb
-            if limit_kb >= 0 and (truncation <= 0 or truncation > limit_kb * 1024):
-                truncation = limit_kb * 1024
-        key = (body_type, truncation, self.load.window_size)
+    def _sync_template(self, calendar=False):
+        """The Sync request of a collection, within the applied policy (policy.sync_preferences):
+        body type and TruncationSize, and the e-mail's or the calendar's FilterType."""
+        prefs = self.prefs
+        if prefs is None:
+            self._apply_preferences()
+            prefs = self.prefs
+        filter_type = prefs.calendar_filter if calendar else prefs.email_filter
+        key = (prefs.body_type, prefs.truncation, self.load.window_size, filter_type)
         template = _SYNC_TEMPLATES.get(key)
         if template is None:
-            template = _SYNC_TEMPLATES[key] = commands.sync_template(body_type, truncation, self.load.window_size)
+            template = _SYNC_TEMPLATES[key] = commands.sync_template(prefs.body_type, prefs.truncation,
+                                                                     self.load.window_size, filter_type)
         return template
 
     async def _sync(self, transport, deadline):
@@ -412,8 +441,11 @@ class Device:
         tree = await self.command(transport, "Sync", body, deadline)
         if tree is FAILED_CMD:
             return
+        load = self.load
+        opens_attachments = load.open_attachments
+        opens_truncated = load.open_truncated
         try:
-            resp = commands.parse_sync(tree)
+            resp = commands.parse_sync(tree, details=opens_attachments > 0 or opens_truncated > 0)
         except ValueError:
             self.stats.malformed_response("Sync")
             return
@@ -422,6 +454,8 @@ class Device:
                 first = self.sync_key == "0"
                 self.sync_key = resp.sync_key
                 self.items += resp.added
+                if resp.attachments or resp.truncated:
+                    self._open(resp, opens_attachments, opens_truncated)
                 # after the initial Sync, fetch; then again while the server has more
                 self.pending_sync = first or resp.more_available
             else:
@@ -433,6 +467,78 @@ class Device:
             self.folders = 0
         else:
             self.pending_sync = False
+            await self._sleep(self.load.backoff, deadline)
+
+    def _open(self, resp, opens_attachments, opens_truncated):
+        """The user opens some of the new mail: attachments (fetched only where the policy lets
+        the device: AttachmentsEnabled, MaxAttachmentSize) and truncated bodies."""
+        rng = self.rng
+        fetches = self.fetches
+        stats = self.stats
+        applied = self.prov.applied if self.profile.caps.provisionable else None
+        for att in resp.attachments:
+            if rng.random() >= opens_attachments:
+                continue
+            decision = policies.attachment_decision(applied, att.estimated_size)
+            stats.policy_effects[decision] += 1
+            if decision == policies.FETCH and len(fetches) < _MAX_PENDING_FETCHES:
+                fetches.append(("attachment", att.file_reference))
+        for server_id in resp.truncated:
+            if rng.random() < opens_truncated and len(fetches) < _MAX_PENDING_FETCHES:
+                fetches.append(("body", server_id))
+
+    async def _itemops(self, transport, deadline):
+        """One queued ItemOperations Fetch (MS-ASCMD 2.2.1.10).  A body fetch asks for the
+        device's body type (no HTML where AllowHTMLEmail is 0) and no TruncationSize: seed 000,
+        the truncation policies do "not restrict the size of items returned by the
+        ItemOperations command.  The device can download the full items"."""
+        kind, ref = self.fetches.pop(0)
+        if kind == "attachment":
+            body = commands.itemoperations_fetch_attachment(ref)
+        else:
+            prefs = self.prefs
+            if prefs is None:
+                self._apply_preferences()
+                prefs = self.prefs
+            body = commands.itemoperations_fetch_body(self.inbox, ref, prefs.body_type)
+        tree = await self.command(transport, "ItemOperations", body, deadline)
+        if tree is FAILED_CMD:
+            return
+        try:
+            resp = commands.parse_itemoperations(tree)
+        except ValueError:
+            self.stats.malformed_response("ItemOperations")
+            return
+        if kind == "attachment" and resp.status == 1 and resp.fetches and resp.fetches[0].status == 1:
+            self.attachments_fetched += 1
+
+    async def _sync_calendar(self, transport, deadline):
+        """Sync the Calendar with the calendar FilterType (MaxCalendarAgeFilter clamp): SyncKey 0,
+        then GetChanges until nothing more is available; again after every new policy."""
+        if self.calendar_key == "0":
+            body = commands.sync_initial(self.calendar)
+        else:
+            body = self._sync_template(calendar=True).render(self.calendar_key, self.calendar)
+        tree = await self.command(transport, "Sync", body, deadline)
+        if tree is FAILED_CMD:
+            return
+        try:
+            resp = commands.parse_sync(tree)
+        except ValueError:
+            self.stats.malformed_response("Sync")
+            return
+        if resp.status == 1 and resp.sync_key:
+            first = self.calendar_key == "0"
+            self.calendar_key = resp.sync_key
+            self.calendar_due = first or resp.more_available
+        elif resp.status == 3:
+            self.calendar_key = "0"
+        elif resp.status == 12:
+            self.folder_key = "0"
+            self.folders = 0
+            self.calendar = None
+        else:
+            self.calendar_due = False
             await self._sleep(self.load.backoff, deadline)
 
     async def _ping(self, transport, deadline):

@@ -65,6 +65,17 @@ class Recorder:
         return h
 
 
+_EFFECTS = {  # Stats.policy_effects labels (loadgen/eas/policy.py) as the summary says them
+    "email_filter_clamped": "preference clamped: e-mail FilterType (MaxEmailAgeFilter)",
+    "calendar_filter_clamped": "preference clamped: calendar FilterType (MaxCalendarAgeFilter)",
+    "truncation_clamped": "preference clamped: body TruncationSize (Max*BodyTruncationSize)",
+    "html_downgraded": "preference clamped: plain text, not HTML (AllowHTMLEmail 0)",
+    "attachment_fetch": "attachment opened and fetched (ItemOperations)",
+    "attachment_skip_disabled": "attachment fetch skipped by policy: AttachmentsEnabled 0",
+    "attachment_skip_too_large": "attachment fetch skipped by policy: above MaxAttachmentSize",
+}
+
+
 class Stats:
     """Everything the summary and the metrics need, recorded as the run goes."""
 
@@ -90,6 +101,7 @@ class Stats:
         self.password_changes = Counter()  # rule the old password broke -> changes
         self.code_words = 0  # code word requests after CodeWordFrequency failed unlocks
         self.local_wipes = 0  # wipes after MaxDevicePasswordFailedAttempts failed unlocks
+        self.policy_effects = Counter()  # preferences clamped / attachment fetches allowed or skipped (policy.py)
         self.compliance = Counter()  # acknowledgement status the devices sent -> devices
         self.unmet = Counter()  # policy the devices could not apply -> devices
         self.bytes_sent = 0
@@ -265,6 +277,7 @@ class Stats:
             "password_changes": dict(sorted(self.password_changes.items())),
             "code_word_requests": self.code_words,
             "local_wipes": self.local_wipes,
+            "policy_effects": dict(sorted(self.policy_effects.items())),
             "compliance": {str(k): v for k, v in sorted(self.compliance.items())},
             "unmet_policies": dict(sorted(self.unmet.items())),
             "throttled": dict(sorted(self.throttled.items())),
@@ -416,9 +429,10 @@ def summary_text(stats, scenario_name, target, devices_total):
                       [("%d %s" % (k, names.get(k, "")), n) for k, n in sorted(stats.compliance.items())]))
     if stats.unmet:
         extra.append(("Policies the devices could not apply", ("policy", "devices"), sorted(stats.unmet.items())))
-    if stats.password_changes or stats.local_wipes or stats.code_words:
+    if stats.password_changes or stats.local_wipes or stats.code_words or stats.policy_effects:
         rows = [("password change required: %s" % k, n) for k, n in sorted(stats.password_changes.items())]
         rows += [("code word requested", stats.code_words), ("local wipe (failed unlocks)", stats.local_wipes)]
+        rows += [(_EFFECTS.get(k, k), n) for k, n in sorted(stats.policy_effects.items())]
         extra.append(("Living by the policy", ("event", "count"), rows))
     if stats.wipes:
         extra.append(("Remote wipes by ack status", ("ack status", "count"), sorted(stats.wipes.items())))

@@ -80,6 +80,11 @@ class LoadConfig:
     window_size: int = 25  # Sync WindowSize
     body_truncation: int = 5120  # bytes asked for; clamped to the policy's limit
     html_bodies: bool = False  # ask for HTML bodies (only where AllowHTMLEmail permits)
+    email_filter: int = 0  # FilterType the user wants for mail (0 all, 1..5); clamped to MaxEmailAgeFilter
+    calendar_filter: int = 0  # ... for the calendar (0, 4..7); clamped to MaxCalendarAgeFilter
+    sync_calendar: bool = False  # also sync the Calendar folder (after enrolment and every new policy)
+    open_attachments: float = 0.0  # share of new attachments the user opens (ItemOperations, if the policy lets)
+    open_truncated: float = 0.0  # share of truncated new messages whose whole body the user downloads
     quarantine_retry: float = 300.0  # a quarantined device asks again after this
     sample_interval: float = 1.0  # time series interval (summary.json, the HTML report)
     model: str = "closed"  # closed: the devices start over ramp_up; open: devices arrive at a rate
@@ -250,7 +255,8 @@ _AUTH = {"user", "password", "password_env", "domain", "users"}
 _POPULATION = {"devices", "devices_per_user", "versions", "profiles"}
 _LOAD = {"ramp_up", "think_time", "timeout", "retry_interval", "graceful_stop", "backoff", "reenrol_after", "transport", "mode",
          "heartbeat", "window_size", "body_truncation", "html_bodies", "quarantine_retry", "sample_interval",
-         "model", "arrival_rate", "stages", "max_request_rate"}
+         "model", "arrival_rate", "stages", "max_request_rate",
+         "email_filter", "calendar_filter", "sync_calendar", "open_attachments", "open_truncated"}
 
 
 def parse(text, path="<scenario>"):
@@ -345,6 +351,7 @@ def parse(text, path="<scenario>"):
         arrival_rate=float(r.number("load", lo, "arrival_rate", 10.0, minimum=0)),
     )
     _rate_cap(r, lo, s)
+    _policy_preferences(r, lo, s)
     _autodiscover_pattern(r, s)
     if s.load.model not in ("closed", "open"):
         raise r.fail("load", "model", "'model' must be \"closed\" or \"open\", not %r" % s.load.model)
@@ -461,6 +468,24 @@ def _rate_cap(r, lo, s):
         raise r.fail("load", "max_request_rate", "'max_request_rate' must be a number of requests/s >= 0, or \"off\", "
                      "not %r" % (value,))
     s.load.request_cap = s.load.max_request_rate  # one process unless ratelimit.install splits it
+
+
+def _policy_preferences(r, lo, s):
+    """[load] preferences the device clamps to the policy it accepted (issue 11, policy.py)."""
+    from loadgen.eas.policy import parse_filter
+
+    for key, calendar in (("email_filter", False), ("calendar_filter", True)):
+        if key in lo:
+            try:
+                setattr(s.load, key, parse_filter(lo[key], calendar))
+            except ValueError as exc:
+                raise r.fail("load", key, "'%s' %s" % (key, exc)) from None
+    s.load.sync_calendar = r.boolean("load", lo, "sync_calendar", False)
+    for key in ("open_attachments", "open_truncated"):
+        value = r.number("load", lo, key, 0.0, minimum=0)
+        if value > 1:
+            raise r.fail("load", key, "'%s' is a share of the messages, between 0 and 1, not %r" % (key, value))
+        setattr(s.load, key, float(value))
 
 
 def load(path):

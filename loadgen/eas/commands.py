@@ -8,6 +8,8 @@ so that the caller can recognise the in-band re-provision statuses 140-145
 (MS-ASCMD 2.2.2, seed 000) whatever the command.
 """
 
+import base64
+import binascii
 from dataclasses import dataclass
 
 from _wbxml import Slot, Template, encode, find, findtext
@@ -195,20 +197,34 @@ def sync_initial(collection_id):
     return _SYNC_INITIAL.render(collection_id)
 
 
-def sync_template(body_type, truncation_bytes, window_size):
-    """A pre-encoded Sync for one collection with GetChanges and a BodyPreference.
+def sync_template(body_type, truncation_bytes, window_size, filter_type=None):
+    """A pre-encoded Sync for one collection with GetChanges, FilterType and a BodyPreference.
 
-    ``render(sync_key, collection_id)``.  ``truncation_bytes`` <= 0 asks for no
-    truncation (the element is left out).
+    ``render(sync_key, collection_id)``.  ``truncation_bytes`` None (or negative) asks for
+    the whole body (the element is left out); 0 is sent as 0 (a policy of 0 KB: headers
+    only).  ``filter_type`` None leaves FilterType out (MS-ASCMD 2.2.3.70.2; Options
+    children in the order FilterType, BodyPreference).
     """
     preference = [("AirSyncBase:Type", str(body_type))]
-    if truncation_bytes > 0:
+    if truncation_bytes is not None and truncation_bytes >= 0:
         preference.append(("AirSyncBase:TruncationSize", str(truncation_bytes)))
+    options = [("AirSyncBase:BodyPreference", preference)]
+    if filter_type is not None:
+        options.insert(0, ("AirSync:FilterType", str(filter_type)))
     return Template(("AirSync:Sync", [("AirSync:Collections", [("AirSync:Collection", [
         ("AirSync:SyncKey", Slot("key")), ("AirSync:CollectionId", Slot("collection")),
         ("AirSync:DeletesAsMoves", "1"), ("AirSync:GetChanges", None), ("AirSync:WindowSize", str(window_size)),
-        ("AirSync:Options", [("AirSyncBase:BodyPreference", preference)]),
+        ("AirSync:Options", options),
     ])])]))
+
+
+@dataclass(frozen=True)
+class AttachmentRef:
+    """An attachment announced in a Sync Add (MS-ASAIRS 2.2.2.7 Attachment)."""
+
+    server_id: str  # the message
+    file_reference: str  # airsyncbase:FileReference, what ItemOperations Fetch asks for
+    estimated_size: int | None  # airsyncbase:EstimatedDataSize (bytes)
 
 
 @dataclass
@@ -219,10 +235,38 @@ class SyncResponse:
     changed: int = 0
     deleted: int = 0
     more_available: bool = False
+    attachments: list = None  # [AttachmentRef] of the added items (details=True only)
+    truncated: list = None  # server ids of added items whose body came truncated (details=True only)
 
 
-def parse_sync(tree):
-    """A Sync response; ``None`` (an empty body) means nothing changed."""
+def _add_details(add, attachments, truncated):
+    server_id = None
+    data = None
+    for tag, content in add[1] if type(add[1]) is list else ():
+        if tag == "AirSync:ServerId":
+            server_id = content
+        elif tag == "AirSync:ApplicationData":
+            data = content
+    if type(data) is not list or type(server_id) is not str:
+        return
+    for tag, content in data:
+        if tag == "AirSyncBase:Attachments" and type(content) is list:
+            for atag, acontent in content:
+                if atag != "AirSyncBase:Attachment" or type(acontent) is not list:
+                    continue
+                node = (atag, acontent)
+                ref = findtext(node, "AirSyncBase:FileReference")
+                if ref:
+                    attachments.append(AttachmentRef(server_id, ref,
+                                                     _int_or_none(findtext(node, "AirSyncBase:EstimatedDataSize"))))
+        elif tag == "AirSyncBase:Body" and type(content) is list:
+            if findtext((tag, content), "AirSyncBase:Truncated") in ("1", "true"):
+                truncated.append(server_id)
+
+
+def parse_sync(tree, details=False):
+    """A Sync response; ``None`` (an empty body) means nothing changed.  With ``details`` the
+    attachments and truncated bodies of the added items are collected too."""
     if tree is None:
         return SyncResponse(status=1)
     if tree[0] != "AirSync:Sync":
@@ -233,18 +277,102 @@ def parse_sync(tree):
         return SyncResponse(status=top)
     result = SyncResponse(status=top if top is not None else _int_or_none(findtext(collection, "AirSync:Status")),
                           sync_key=findtext(collection, "AirSync:SyncKey"))
+    if details:
+        result.attachments = []
+        result.truncated = []
     for tag, content in collection[1] if type(collection[1]) is list else ():
         if tag == "AirSync:MoreAvailable":
             result.more_available = True
         elif tag == "AirSync:Commands" and type(content) is list:
-            for ctag, _c in content:
+            for ctag, ccontent in content:
                 if ctag == "AirSync:Add":
                     result.added += 1
+                    if details:
+                        _add_details((ctag, ccontent), result.attachments, result.truncated)
                 elif ctag == "AirSync:Change":
                     result.changed += 1
                 elif ctag in ("AirSync:Delete", "AirSync:SoftDelete"):
                     result.deleted += 1
     return result
+
+
+# --------------------------------------------------------------------------- ItemOperations (MS-ASCMD 2.2.1.10)
+#
+# Fetch of an attachment: ItemOperations/Fetch/{Store "Mailbox", airsyncbase:FileReference}
+# (MS-ASCMD 2.2.3.8: one FileReference per Fetch; with a FileReference only Range may be in
+# Options, so none is sent).  Fetch of a message body: Fetch/{Store, airsync:CollectionId,
+# airsync:ServerId, Options/airsyncbase:BodyPreference}.  The response: ItemOperations/
+# {Status, Response/Fetch/{Status, [FileReference | CollectionId, ServerId, Class],
+# Properties/{...}}} (Status values: MS-ASCMD 2.2.3.177.8).
+
+_FETCH_ATTACHMENT = Template(("ItemOperations:ItemOperations", [("ItemOperations:Fetch", [
+    ("ItemOperations:Store", "Mailbox"), ("AirSyncBase:FileReference", Slot("ref"))])]))
+
+
+def itemoperations_fetch_attachment(file_reference):
+    """ItemOperations request fetching one attachment by its FileReference (bytes)."""
+    return _FETCH_ATTACHMENT.render(file_reference)
+
+
+def itemoperations_fetch_body(collection_id, server_id, body_type, truncation_bytes=None):
+    """ItemOperations request fetching a message's body (bytes).  Seed 000: the truncation
+    policies do "not restrict the size of items returned by the ItemOperations command", so a
+    device normally passes no ``truncation_bytes``; ``body_type`` still follows AllowHTMLEmail."""
+    preference = [("AirSyncBase:Type", str(body_type))]
+    if truncation_bytes is not None and truncation_bytes >= 0:
+        preference.append(("AirSyncBase:TruncationSize", str(truncation_bytes)))
+    return encode(("ItemOperations:ItemOperations", [("ItemOperations:Fetch", [
+        ("ItemOperations:Store", "Mailbox"), ("AirSync:CollectionId", collection_id),
+        ("AirSync:ServerId", server_id),
+        ("ItemOperations:Options", [("AirSyncBase:BodyPreference", preference)])])]))
+
+
+@dataclass
+class FetchResult:
+    status: int | None
+    file_reference: str | None = None
+    server_id: str | None = None
+    size: int = 0  # bytes of the fetched attachment (decoded) or body data
+
+
+@dataclass
+class ItemOperationsResponse:
+    status: int | None
+    fetches: list  # [FetchResult], in response order
+
+
+def _fetch_result(node):
+    result = FetchResult(_int_or_none(findtext(node, "ItemOperations:Status")),
+                         findtext(node, "AirSyncBase:FileReference"), findtext(node, "AirSync:ServerId"))
+    props = find(node, "ItemOperations:Properties")
+    if props is not None:
+        data = find(props, "ItemOperations:Data")
+        if data is not None:  # base64 of the attachment (MS-ASCMD 2.2.3.39.2); opaque bytes accepted too
+            content = data[1]
+            if type(content) is bytes:
+                result.size = len(content)
+            elif type(content) is str:
+                try:
+                    result.size = len(base64.b64decode(content))
+                except (ValueError, binascii.Error):
+                    result.size = 0
+        else:
+            body = find(props, "AirSyncBase:Body/AirSyncBase:Data")
+            if body is not None and type(body[1]) in (str, bytes):
+                result.size = len(body[1].encode("utf-8") if type(body[1]) is str else body[1])
+    return result
+
+
+def parse_itemoperations(tree):
+    if tree is None or tree[0] != "ItemOperations:ItemOperations":
+        raise ValueError("not an ItemOperations response: root %r" % (tree and tree[0],))
+    fetches = []
+    response = find(tree, "ItemOperations:Response")
+    if response is not None and type(response[1]) is list:
+        for node in response[1]:
+            if node[0] == "ItemOperations:Fetch":
+                fetches.append(_fetch_result(node))
+    return ItemOperationsResponse(root_status(tree), fetches)
 
 
 # --------------------------------------------------------------------------- Ping (MS-ASCMD 2.2.1.13)

@@ -187,6 +187,9 @@ class AppliedPolicy:
     min_complex_chars: int = 0
     allow_simple: bool = True
     history: int = 0
+    max_email_age_filter: int = 0  # MS-ASPROV 2.2.2.33: 0 sync all, 1..5 (FilterType values)
+    max_calendar_age_filter: int = 0  # MS-ASPROV 2.2.2.32: 0 all, 4..7
+    max_attachment_size: int | None = None  # bytes (MS-ASPROV 2.2.2.30); None: empty element, no limit
 
     @property
     def code_word_frequency(self):
@@ -215,6 +218,9 @@ def applied(policy):
         min_complex_chars=_int(policy.get("MinDevicePasswordComplexCharacters"), 0),
         allow_simple=policy.get("AllowSimpleDevicePassword", "1") != "0",
         history=_int(policy.get("DevicePasswordHistory"), 0),
+        max_email_age_filter=_int(policy.get("MaxEmailAgeFilter"), 0),
+        max_calendar_age_filter=_int(policy.get("MaxCalendarAgeFilter"), 0),
+        max_attachment_size=_int(policy.get("MaxAttachmentSize"), None),
     )
 
 
@@ -246,3 +252,124 @@ def policy_to_tree(settings):
         else:
             children.append(("Provision:" + name, str(value)))
     return ("Provision:EASProvisionDoc", children)
+
+
+# --------------------------------------------------------------------------- living by the policy
+#
+# What the device asks for in Sync and ItemOperations, decided from the user's
+# preferences (scenario) and the policy the device acknowledged.  Seed 000: "The
+# client must not allow the user to choose a value larger than this setting"
+# (MaxEmailBodyTruncationSize, MaxEmailHTMLBodyTruncationSize); the same holds for the
+# age filters, AllowHTMLEmail and the attachment policies.
+
+#: FilterType values (MS-ASCMD 2.2.3.70.2) by name; 0 is "no filter" (sync all).
+FILTER_NAMES = {
+    "all": 0, "1 day": 1, "3 days": 2, "1 week": 3, "2 weeks": 4, "1 month": 5, "3 months": 6, "6 months": 7,
+}
+#: FilterType values valid for e-mail (MaxEmailAgeFilter, MS-ASPROV 2.2.2.33) and for the
+#: calendar (MaxCalendarAgeFilter, MS-ASPROV 2.2.2.32; MS-ASCMD 2.2.3.70.2: 1..3 are not
+#: calendar values).  In both, a larger value is a longer (older) window.
+_FILTER_LOOKUP = {name.rstrip("s"): v for name, v in FILTER_NAMES.items()}
+EMAIL_FILTERS = (0, 1, 2, 3, 4, 5)
+CALENDAR_FILTERS = (0, 4, 5, 6, 7)
+
+# bounded labels for reports and metrics (report.Stats.policy_effects)
+EFFECT_EMAIL_FILTER = "email_filter_clamped"
+EFFECT_CALENDAR_FILTER = "calendar_filter_clamped"
+EFFECT_TRUNCATION = "truncation_clamped"
+EFFECT_HTML = "html_downgraded"
+FETCH = "attachment_fetch"  # the user opened an attachment and the policy lets the device fetch it
+SKIP_DISABLED = "attachment_skip_disabled"  # ... AttachmentsEnabled is 0
+SKIP_TOO_LARGE = "attachment_skip_too_large"  # ... EstimatedDataSize above MaxAttachmentSize
+
+
+def parse_filter(value, calendar=False):
+    """A scenario's filter preference -- a FilterType number or a name such as "1 month" --
+    as a FilterType valid for e-mail (or the calendar); ValueError with the valid choices."""
+    valid = CALENDAR_FILTERS if calendar else EMAIL_FILTERS
+    if isinstance(value, bool):
+        number = None
+    elif isinstance(value, int):
+        number = value
+    elif isinstance(value, str):
+        number = _FILTER_LOOKUP.get(" ".join(value.lower().split()).rstrip("s"))  # "2 week" = "2 weeks"
+    else:
+        number = None
+    if number not in valid:
+        names = ", ".join('"%s" (%d)' % (n, v) for n, v in FILTER_NAMES.items() if v in valid)
+        raise ValueError("must be one of %s, not %r" % (names, value))
+    return number
+
+
+def clamp_filter(preference, limit, calendar=False):
+    """The FilterType a device sends: the user's ``preference``, never older than the policy's
+    ``limit`` (MaxEmailAgeFilter / MaxCalendarAgeFilter; 0 = no limit).
+
+    A preference of 0 ("all") under a limit becomes the limit.  A limit that is not a valid
+    value (a calendar limit of 1..3, which no calendar FilterType can express) is met by the
+    narrowest valid window; an unknown larger limit is taken as no narrower than the widest.
+    """
+    valid = CALENDAR_FILTERS if calendar else EMAIL_FILTERS
+    if limit is None or limit <= 0:
+        return preference
+    if limit not in valid:
+        allowed = [v for v in valid if 0 < v <= limit]
+        limit = max(allowed) if allowed else min(v for v in valid if v > 0)
+    if preference == 0 or preference > limit:
+        return limit
+    return preference
+
+
+@dataclass(frozen=True)
+class SyncPreferences:
+    """What a device asks for, after the policy: body type and truncation (bytes; None = the
+    whole body) for Sync, and the FilterType of the e-mail and calendar collections."""
+
+    body_type: int
+    truncation: int | None
+    email_filter: int
+    calendar_filter: int
+    effects: tuple = ()  # EFFECT_* labels: the preferences the policy changed
+
+
+def sync_preferences(applied_policy, html=False, truncation=None, email_filter=0, calendar_filter=0):
+    """The user's preferences clamped to ``applied_policy`` (None: no policy, taken as they are).
+
+    * HTML (BodyPreference Type 2) only when AllowHTMLEmail is not 0, else plain text (Type 1);
+    * TruncationSize never above MaxEmailHTMLBodyTruncationSize (Type 2) or
+      MaxEmailBodyTruncationSize (Type 1), both in KB (-1: no limit, 0: headers only);
+    * FilterType never older than MaxEmailAgeFilter / MaxCalendarAgeFilter.
+    """
+    body_type = 2 if html else 1
+    if applied_policy is None:
+        return SyncPreferences(body_type, truncation, email_filter, calendar_filter)
+    effects = []
+    if body_type == 2 and not applied_policy.allow_html:
+        body_type = 1
+        effects.append(EFFECT_HTML)
+    limit_kb = applied_policy.max_html_truncation_kb if body_type == 2 else applied_policy.max_body_truncation_kb
+    if limit_kb >= 0 and (truncation is None or truncation > limit_kb * 1024):
+        truncation = limit_kb * 1024
+        effects.append(EFFECT_TRUNCATION)
+    email = clamp_filter(email_filter, applied_policy.max_email_age_filter)
+    if email != email_filter:
+        effects.append(EFFECT_EMAIL_FILTER)
+    calendar = clamp_filter(calendar_filter, applied_policy.max_calendar_age_filter, calendar=True)
+    if calendar != calendar_filter:
+        effects.append(EFFECT_CALENDAR_FILTER)
+    return SyncPreferences(body_type, truncation, email, calendar, tuple(effects))
+
+
+def attachment_decision(applied_policy, estimated_size):
+    """May the device download an attachment of ``estimated_size`` bytes (AirSyncBase
+    EstimatedDataSize)?  FETCH, or why not: AttachmentsEnabled 0, or above
+    MaxAttachmentSize (bytes, MS-ASPROV 2.2.2.30).  An unknown size under a size limit is
+    not fetched (the device cannot tell that it is within the limit)."""
+    if applied_policy is None:
+        return FETCH
+    if not applied_policy.attachments:
+        return SKIP_DISABLED
+    limit = applied_policy.max_attachment_size
+    if limit is not None and (estimated_size is None or estimated_size > limit):
+        return SKIP_TOO_LARGE
+    return FETCH

@@ -21,6 +21,7 @@ _SUBJECTS = (
 _SENDERS = ("Alice Example", "Bob Contoso", "Carol Fabrikam", "Dan Northwind", "Eve Tailspin", "Frank Litware")
 _WORDS = ("the", "report", "is", "attached", "please", "review", "before", "our", "next", "meeting", "thanks",
           "for", "your", "help", "with", "this", "project", "we", "should", "discuss", "budget", "timeline")
+_ATTACHMENT_NAMES = ("report.pdf", "photo.jpg", "budget.xlsx", "slides.pptx", "notes.txt", "contract.docx")
 _EPOCH = datetime(2026, 1, 5, 8, 0, tzinfo=timezone.utc)
 _rng = random.Random(0)
 # One text generated once; a message body is a slice of it (cheap for 100,000 mailboxes).
@@ -60,10 +61,27 @@ class Message:
         return when.strftime("%Y-%m-%dT%H:%M:%S.000Z")
 
     @property
+    def attachments(self):
+        """(file reference, display name, size in bytes) of the message's attachments: about three
+        messages in eight have one or two, of 2 KB to about 300 KB (deterministic per message)."""
+        k = int(self.r * 1_000_003)
+        count = (0, 1, 1, 2)[(k >> 1) % 4] if k % 2 == 0 else 0
+        return tuple(("%s:%d:%d" % (INBOX_ID, self.n + 1, i), _ATTACHMENT_NAMES[(k + i) % len(_ATTACHMENT_NAMES)],
+                      2048 + (k * (i + 7) * 7919) % 300_000) for i in range(count))
+
+    @property
     def body(self):
         start = _TEXT.find(" ", int(self.r * 7919) % 9000) + 1
         length = 100 + int(self.r * 104729) % 600
         return _TEXT[start:start + length].strip().capitalize() + "."
+
+
+def attachment_content(size):
+    """The bytes of a generated attachment of ``size`` bytes (a repeated pattern; cheap)."""
+    return (_PATTERN * (size // len(_PATTERN) + 1))[:size]
+
+
+_PATTERN = bytes(range(256)) * 64
 
 
 class Mailbox:
@@ -86,6 +104,26 @@ class Mailbox:
         self.inbox.extend(self._message(base + i) for i in range(count))
         if wake and count:
             self.wake()
+
+    def message(self, server_id):
+        """The Inbox message with ``server_id`` ("1:<n>"), or None."""
+        folder, _, number = server_id.partition(":")
+        if folder != INBOX_ID or not number.isdigit():
+            return None
+        n = int(number) - 1
+        return self.inbox[n] if 0 <= n < len(self.inbox) else None
+
+    def attachment(self, file_reference):
+        """(message, display name, size) of the attachment with ``file_reference``, or None."""
+        folder, _, rest = file_reference.partition(":")
+        number, _, index = rest.partition(":")
+        msg = self.message("%s:%s" % (folder, number)) if index.isdigit() else None
+        if msg is None:
+            return None
+        for ref, name, size in msg.attachments:
+            if ref == file_reference:
+                return msg, name, size
+        return None
 
     def wake(self):
         waiters, self.waiters = self.waiters, set()

@@ -27,7 +27,7 @@ from _wbxml import Slot, Template, WBXMLError, encode, find, findtext
 from loadgen.eas import versions
 from loadgen.eas.commands import root_status
 from loadgen.eas.policy import policy_to_tree
-from loadgen.target import abq
+from loadgen.target import abq, itemops
 import functools  # noqa: E402 -- Autodiscover route (issue 10)
 
 from loadgen.target import autodiscover  # noqa: E402
@@ -580,7 +580,8 @@ class Target:
             return self._wbxml("Ping", _PING_CHANGED.render(changed), 2)
         return self._wbxml("Ping", _PING_EXPIRED, 1)
 
-    _handlers = {"FolderSync": foldersync, "Settings": settings, "Sync": sync, "Ping": ping}
+    _handlers = {"FolderSync": foldersync, "Settings": settings, "Sync": sync, "Ping": ping,
+                 "ItemOperations": itemops.handle}
 
 
 def _expire(fut):

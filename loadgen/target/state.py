@@ -77,6 +77,7 @@ class DeviceRecord:
     first_seen: float = 0.0
     last_seen: float = 0.0
     requests: int = 0
+    observed: dict | None = None  # what the device asked for in Sync / ItemOperations (sync.observe)
 
     def provisioning_state(self, policy_key):
         if self.acked_key is None:

@@ -22,6 +22,11 @@
   airsyncbase:NativeBodyType.  Body types 1 (plain), 2 (HTML) and 4 (MIME) are
   served; a preference for an unsupported type (3, RTF) falls to the next one,
   then to plain text.  TruncationSize cuts Data (bytes) and sets Truncated.
+  Messages with attachments carry airsyncbase:Attachments (FileReference,
+  EstimatedDataSize) for ItemOperations Fetch (itemops.py).
+* What each device asked for (BodyPreference Type / TruncationSize, FilterType per
+  collection) is remembered on its record (``observe_sync``): the proof that
+  devices live by the policy they accepted is taken where the server sees it.
 """
 
 from _wbxml import children, encode, find, findtext
@@ -37,6 +42,46 @@ def _int(text, default=None):
         return int(text)
     except (TypeError, ValueError):
         return default
+
+
+def observe(record, kind, value, limit=1000):
+    """Remember on the device's record what it asked for (tests and the admin view check that a
+    device lives by its policy): ``record.observed[kind]`` is a set of distinct values, or for
+    "fetch" a list of file references (at most ``limit`` kept, the count is exact)."""
+    seen = record.observed
+    if seen is None:
+        seen = record.observed = {}
+    if kind == "fetch":
+        refs = seen.get(kind)
+        if refs is None:
+            refs = seen[kind] = []
+            seen["fetch_count"] = 0
+        seen["fetch_count"] += 1
+        if len(refs) < limit:
+            refs.append(value)
+        return
+    values = seen.get(kind)
+    if values is None:
+        values = seen[kind] = set()
+    if len(values) < limit:
+        values.add(value)
+
+
+def observe_sync(record, collection_id, node):
+    """(BodyPreference Type, TruncationSize, FilterType) of a Sync collection, as received
+    (strings; None when absent): every distinct one under ``("sync", collection_id)``, the
+    latest under ``("last_sync", collection_id)``."""
+    options = find(node, "AirSync:Options")
+    body_type = truncation = filter_type = None
+    if options is not None:
+        filter_type = findtext(options, "AirSync:FilterType")
+        pref = find(options, "AirSyncBase:BodyPreference")
+        if pref is not None:
+            body_type = findtext(pref, "AirSyncBase:Type")
+            truncation = findtext(pref, "AirSyncBase:TruncationSize")
+    value = (body_type, truncation, filter_type)
+    observe(record, ("sync", collection_id), value)
+    record.observed[("last_sync", collection_id)] = value
 
 
 class SyncResponder:
@@ -64,8 +109,16 @@ class SyncResponder:
         body.append(("AirSyncBase:Data", data))
         return ("AirSyncBase:Body", body)
 
+    @staticmethod
+    def _attachments(msg):
+        """airsyncbase:Attachments (MS-ASAIRS 2.2.2.7/2.2.2.8): DisplayName, FileReference,
+        Method 1 (normal attachment), EstimatedDataSize (bytes), in the schema's order."""
+        return ("AirSyncBase:Attachments", [("AirSyncBase:Attachment", [
+            ("AirSyncBase:DisplayName", name), ("AirSyncBase:FileReference", ref), ("AirSyncBase:Method", "1"),
+            ("AirSyncBase:EstimatedDataSize", str(size))]) for ref, name, size in msg.attachments])
+
     def _add(self, msg, box, body_type, truncation):
-        return ("AirSync:Add", [("AirSync:ServerId", msg.server_id), ("AirSync:ApplicationData", [
+        data = [
             ("Email:To", '"%s" <%s>' % (box.user, box.address)),
             ("Email:From", '"%s" <%s>' % (msg.sender, msg.sender_addr)),
             ("Email:Subject", msg.subject),
@@ -78,7 +131,10 @@ class SyncResponder:
             ("Email:MessageClass", "IPM.Note"),
             ("Email:InternetCPID", "65001"),
             ("AirSyncBase:NativeBodyType", "1"),
-        ])])
+        ]
+        if msg.attachments:  # right before the Body
+            data.insert(8, self._attachments(msg))
+        return ("AirSync:Add", [("AirSync:ServerId", msg.server_id), ("AirSync:ApplicationData", data)])
 
     # -- the command
 
@@ -116,6 +172,7 @@ class SyncResponder:
         if state is None or n is None or n not in (state[0], state[2]):
             record.sync.pop(cid, None)
             return [("AirSync:SyncKey", "0"), ("AirSync:CollectionId", cid), ("AirSync:Status", "3")]
+        observe_sync(record, cid, node)
         window = _int(findtext(node, "AirSync:WindowSize"), sync_window) or DEFAULT_WINDOW
         window = max(1, min(window, MAX_WINDOW))
         items = box.inbox if cid == INBOX_ID else ()
