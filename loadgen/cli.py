@@ -125,7 +125,8 @@ def cmd_run(args):
 
             result = _arun(run_workers(sc, args.workers, progress=not args.quiet))
         else:
-            result = _arun(run(sc, progress=not args.quiet, handle_signals=True, shard=shard))
+            result = _arun(run(sc, progress=not args.quiet, handle_signals=True, shard=shard,
+                                  admin="127.0.0.1:0"))  # the embedded target's admin API, printed
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         metrics.shutdown()

@@ -37,8 +37,16 @@ WIPED = "wiped"
 THROTTLED = "throttled"
 FAILED = "failed"
 AUTH_FAILED = "auth_failed"
+STOPPED = "stopped"  # stopped by a closed-model ramp-down (engine.ClosedStages): not a failure
 
 FAILED_CMD = object()  # an ordinary command that did not succeed
+MALFORMED = object()  # the tree of a WBXML body that does not decode (truncated, corrupt): a failed request
+
+
+class Stopped(Exception):
+    """Raised instead of sending a request once the engine asked the device to stop (closed-model ramp-down)."""
+
+
 _SYNC_TEMPLATES = {}  # (body type, truncation, window, filter) -> Template, shared by all devices
 _MAX_PENDING_FETCHES = 100  # ItemOperations a device keeps queued (what the user opened); more are dropped
 _MAX_REPROVISION_STREAK = 3  # 449/142/144 right after provisioning: stop looping (seed 000, 12.1 note)
@@ -65,6 +73,7 @@ class Device:
         self.backoff_until = 0.0
         self.detail = None
         self.alive = True
+        self.stopping = False  # ramp-down: finish the request in flight, send no other (engine.Stages)
         self._sent = 0
         self.in_flight = None  # the command whose answer the device is waiting for
         self.password = passwords.Password(profile.caps.initial_password) if profile.caps.password else None
@@ -115,6 +124,8 @@ class Device:
         loop = asyncio.get_running_loop()
         if self.backoff_until > loop.time():
             await asyncio.sleep(self.backoff_until - loop.time())
+        if self.stopping:
+            raise Stopped()
         if self.load.request_cap:  # the global request-rate cap (ratelimit.py): one test when off
             await ratelimit.acquire(self.load)
         self.in_flight = command
@@ -137,6 +148,7 @@ class Device:
                 tree = _wbxml.decode(resp.body)
             except WBXMLError:
                 self.stats.malformed_response(command)
+                tree = MALFORMED
         return resp, tree
 
     def _record(self, command, resp, outcome, eas_status=None):
@@ -154,6 +166,11 @@ class Device:
             resp, tree = await self._exchange(transport, action.command, action.body, action.policy_key)
             if resp.status == 0:
                 self._record(action.command, resp, "timeout" if resp.error == "timeout" else "conn_error")
+                self.prov.state = self.prov.state.__class__.IDLE
+                await self._sleep(self.load.backoff, deadline)
+                return False
+            if tree is MALFORMED:  # a damaged answer is a server fault, not a verdict: start again later
+                self._record(action.command, resp, "malformed")
                 self.prov.state = self.prov.state.__class__.IDLE
                 await self._sleep(self.load.backoff, deadline)
                 return False
@@ -288,6 +305,10 @@ class Device:
             self._record(name, resp, "timeout" if resp.error == "timeout" else "conn_error")
             await self._sleep(self.load.backoff, deadline)
             return FAILED_CMD
+        if tree is MALFORMED:
+            self._record(name, resp, "malformed")
+            await self._sleep(self.load.backoff, deadline)
+            return FAILED_CMD
         reaction = classify(resp.status, resp.headers, tree, self.load.retry_interval, self.load.backoff)
         kind = reaction.kind
         if kind == "ok":
@@ -341,7 +362,7 @@ class Device:
 
     async def run(self, transport, deadline):
         loop = asyncio.get_running_loop()
-        while self.alive and loop.time() < deadline:
+        while self.alive and not self.stopping and loop.time() < deadline:
             if self.load.autodiscover is not None and not self.discovered:  # [target] autodiscover (issue 10)
                 if not await autodiscover.device_step(self, deadline):
                     continue

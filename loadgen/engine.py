@@ -109,6 +109,136 @@ def schedule(scenario):
     return offsets + [None] * (total - len(offsets))
 
 
+def active_target(stages, t):
+    """Closed model with stages: how many devices are active ``t`` seconds into the run.
+
+    Linear ramps from 0 to each stage's target over its duration (k6's ramping-vus
+    executor with startVUs = 0), the last target held until the end; whole devices
+    (rounded down), so device i is active while the target is above i."""
+    level, start = 0.0, 0.0
+    for duration, target in stages:
+        if duration > 0 and t < start + duration:
+            return int(level + (target - level) * (t - start) / duration + 1e-9)
+        start += duration
+        level = target
+    return int(level)
+
+
+def first_activation(stages, k):
+    """When the target of :func:`active_target` first reaches ``k`` (s into the run), or None."""
+    level, start = 0.0, 0.0
+    for duration, target in stages:
+        if level >= k:
+            return start
+        if target >= k:
+            return start + (duration * (k - level) / (target - level) if duration > 0 else 0.0)
+        start += duration
+        level = target
+    return start if level >= k else None
+
+
+class ClosedStages:
+    """Closed model with ``stages``: the number of active devices follows the stages.
+
+    Device i of the whole population is active while the target is above i (the
+    same devices whatever the shard).  Going up starts devices (or resumes stopped
+    ones, which keep their partnership, policy key and sync state, as a phone that
+    comes back); going down stops the highest-numbered devices first: a stopping
+    device finishes the request it has in flight (up to ``graceful_stop``; then the
+    request is cancelled and accounted as cancelled), sends no other, closes its
+    connections and ends in the state "stopped" -- not a failure.
+    """
+
+    TICK = 0.05
+
+    def __init__(self, scenario, devices, transport, stats, t0, deadline, tasks, late_after=0.1):
+        from loadgen.device import Stopped
+
+        self._stopped_exc = Stopped
+        self.stages = scenario.load.stages
+        self.graceful = scenario.load.graceful_stop
+        self.by_index = sorted(devices, key=lambda d: d.index)
+        self.transport = transport
+        self.stats = stats
+        self.t0, self.deadline = t0, deadline
+        self.tasks = tasks  # the engine's task list: device tasks are added to it
+        self.late_after = late_after
+        self.running = {}  # device index -> task
+        self.stopping = {}  # device -> loop time after which its request in flight is cancelled
+        self.saved = {}  # device -> state it had when it was stopped
+        self.level = 0
+
+    async def _live(self, device):
+        try:
+            await device.run(self.transport, self.deadline)
+        except self._stopped_exc:
+            pass
+
+    def _start(self, device, now):
+        if device in self.stopping:  # asked to stop and back before it finished: keep going
+            del self.stopping[device]
+            device.stopping = False
+            return
+        device.stopping = False
+        if device.intended_start is None:
+            when = first_activation(self.stages, device.index + 1)
+            device.intended_start = self.t0 + (when if when is not None else now - self.t0)
+            device.actual_start = now
+            self.stats.start_lag(now - device.intended_start, self.late_after)
+        if device in self.saved:
+            device.state = self.saved.pop(device)
+        task = asyncio.create_task(self._live(device))
+        self.running[device.index] = task
+        self.tasks.append(task)
+
+    def _finish(self, device):
+        from loadgen.device import STOPPED
+        from loadgen.eas.provisioning import State
+
+        task = self.running.pop(device.index, None)
+        if task is not None and not task.done():
+            if device.in_flight is not None:  # cut after the graceful stop time: accounted as cancelled
+                self.stats.cancelled[device.in_flight] += 1
+                device.in_flight = None
+            task.cancel()
+        if device.prov.state in (State.AWAIT_POLICY, State.AWAIT_ACK, State.AWAIT_WIPE_ACK, State.AWAIT_DEVINFO):
+            device.prov.state = State.IDLE  # the conversation starts again when the device comes back
+        device.endpoint.close()  # a phone going offline drops its connections
+        self.saved[device] = device.state
+        device.state = STOPPED
+        self.stopping.pop(device, None)
+
+    def step(self, now):
+        target = active_target(self.stages, now - self.t0)
+        if target > self.level:
+            for device in self.by_index:
+                if self.level <= device.index < target:
+                    self._start(device, now)
+        elif target < self.level:
+            for device in reversed(self.by_index):  # the last started stop first
+                task = self.running.get(device.index)
+                # a device whose life already ended (blocked, failed) keeps its state
+                if target <= device.index < self.level and task is not None and not task.done() \
+                        and device not in self.stopping:
+                    device.stopping = True
+                    self.stopping[device] = now + self.graceful
+        self.level = target
+        for device, limit in list(self.stopping.items()):
+            task = self.running.get(device.index)
+            if task is None or task.done() or device.in_flight is None or now >= limit:
+                self._finish(device)
+
+    async def control(self):
+        loop = asyncio.get_running_loop()
+        try:
+            while loop.time() < self.deadline:
+                self.step(loop.time())
+                await asyncio.sleep(min(self.TICK, max(0.0, self.deadline - loop.time())))
+        finally:
+            for device in list(self.stopping):  # still finishing at the end of the run
+                self._finish(device)
+
+
 def embedded_state(scenario):
     """The embedded target's state for a scenario (its users, policy options, Ping bounds)."""
     from loadgen.target.state import TargetState
@@ -130,6 +260,10 @@ class RunResult:
     target_url: str
     target: object = None  # the embedded Target, when one was started
     interrupted: bool = False
+    # the devices' transport: requests re-sent once on a fresh connection after the server had closed
+    # the kept-alive one (not failures), and connections opened in all (lean transport only)
+    reconnects: int = 0
+    connections_opened: int = 0
 
 
 class Progress:
@@ -182,11 +316,15 @@ class Progress:
 
 
 async def run(scenario, *, target_url=None, progress=True, stream=None, target_state=None, handle_signals=False,
-              shard=(0, 1), on_tick=None, attach_metrics=True):
-    """Run ``scenario``; starts the embedded target when it names no URL."""
+              shard=(0, 1), on_tick=None, attach_metrics=True, admin=None):
+    """Run ``scenario``; starts the embedded target when it names no URL.
+
+    ``admin="127.0.0.1:0"``: serve that embedded target's admin API during the run
+    (see :func:`start_run_admin`)."""
     stream = stream or sys.stderr
     runner = None
     target = None
+    admin_runner = token_file = None
     if target_url is None:
         if scenario.target.embedded and scenario.target.processes > 1 and target_state is None:
             from loadgen.target.cluster import start_cluster
@@ -199,6 +337,8 @@ async def run(scenario, *, target_url=None, progress=True, stream=None, target_s
             if target_state is None:
                 target_state = embedded_state(scenario)
             runner, target, target_url = await start_target(scenario.target.listen, 0, target_state)
+            if admin:
+                admin_runner, token_file = await start_run_admin(target, admin, stream)
         else:
             target_url = scenario.target.url
     devices, stats = build_population(scenario, target_url, *shard)
@@ -226,9 +366,15 @@ async def run(scenario, *, target_url=None, progress=True, stream=None, target_s
             stats.start_lag(now - device.intended_start, late_after)
             await device.run(transport, deadline)
 
-    # device i of the whole population starts at its scheduled time, whatever the shard
-    offsets = schedule(scenario)
-    tasks = [asyncio.create_task(start_device(d, offsets[d.index])) for d in devices if offsets[d.index] is not None]
+    if scenario.load.model == "closed" and scenario.load.stages:
+        tasks = []  # the controller adds the device tasks as the stages ask for devices
+        tasks.append(asyncio.create_task(
+            ClosedStages(scenario, devices, transport, stats, t0, deadline, tasks, late_after).control()))
+    else:
+        # device i of the whole population starts at its scheduled time, whatever the shard
+        offsets = schedule(scenario)
+        tasks = [asyncio.create_task(start_device(d, offsets[d.index])) for d in devices
+                 if offsets[d.index] is not None]
     if target is not None and target_state is not None and scenario.target.mail_per_user_per_hour > 0:
         tasks.append(asyncio.create_task(_deliver_mail(target_state, scenario, deadline)))  # (a cluster: its own)
     # events act once: on the embedded target this process started, or (a shell command for a real
@@ -275,6 +421,9 @@ async def run(scenario, *, target_url=None, progress=True, stream=None, target_s
         await transport.close()
         if runner is not None:
             await runner.cleanup()
+        if admin_runner is not None:
+            await admin_runner.cleanup()
+            _remove(token_file)
     for t in tasks:
         if not t.cancelled() and t.exception() is not None:
             raise t.exception()
@@ -284,7 +433,41 @@ async def run(scenario, *, target_url=None, progress=True, stream=None, target_s
     stats.interrupted = interrupted
     if on_tick is not None:
         on_tick(stats, devices, True)
-    return RunResult(stats, devices, target_url, target, interrupted)
+    return RunResult(stats, devices, target_url, target, interrupted, getattr(transport, "reconnects", 0),
+                     getattr(transport, "connections_opened", 0))
+
+
+async def start_run_admin(target, listen, stream):
+    """The embedded target's admin API during ``easload run``, so an operator can act on the
+    target (faults, policy, wipes, ABQ, counters) with curl while the devices run.
+
+    Bound to ``listen`` (127.0.0.1 and a free port by default).  The bearer token is
+    random, written to a file only the user can read (0600) and removed at the end of
+    the run; the URL and the file's path are printed, never the token itself.
+    Returns (admin runner, token file)."""
+    import os
+    import tempfile
+
+    from loadgen.target.admin import start_admin
+
+    host, _, port = listen.rpartition(":")
+    admin_runner, url, token = await start_admin(host or "127.0.0.1", int(port or 0), target)
+    fd, path = tempfile.mkstemp(prefix="easload-admin-", suffix=".token")  # created 0600
+    with os.fdopen(fd, "w") as f:
+        f.write(token + "\n")
+    stream.write("admin API of the embedded target on %s (bearer token in %s), e.g.\n"
+                 "  curl -H \"Authorization: Bearer $(cat %s)\" %s/admin/counters\n" % (url, path, path, url))
+    stream.flush()
+    return admin_runner, path
+
+
+def _remove(path):
+    try:
+        import os
+
+        os.unlink(path)
+    except OSError:
+        pass
 
 
 async def _deliver_mail(state, scenario, deadline):

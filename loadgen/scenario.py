@@ -89,7 +89,8 @@ class LoadConfig:
     sample_interval: float = 1.0  # time series interval (summary.json, the HTML report)
     model: str = "closed"  # closed: the devices start over ramp_up; open: devices arrive at a rate
     arrival_rate: float = 10.0  # open model: arrivals (new device enrolments) per second at the start
-    stages: list = field(default_factory=list)  # open model: [(duration s, target rate)], linear ramps (k6)
+    stages: list = field(default_factory=list)  # [(duration s, target)], linear ramps (k6): open model
+    # target = arrivals/s; closed model target = active devices (ramp up, hold, down; replaces ramp_up)
     max_request_rate: float | None = None  # global cap (ratelimit.py): None default, 0 off
     request_cap: float = 0.0  # this process's share of the cap, set by ratelimit.install (0: off)
     autodiscover: object = None  # (e-mail pattern, insecure, ca_file) from [target] autodiscover (devices see load)
@@ -358,12 +359,20 @@ def parse(text, path="<scenario>"):
     stages = lo.get("stages", [])
     if not isinstance(stages, list):
         raise r.fail("load", "stages", "'stages' must be an array like [{ duration = \"10s\", target = 100 }]")
+    closed = s.load.model == "closed"  # closed: target = active devices (engine.ClosedStages); open: arrivals/s
     for i, stage in enumerate(stages):
         if not isinstance(stage, dict) or set(stage) != {"duration", "target"}:
-            raise r.fail("load", "stages", "stages[%d] must be { duration = \"10s\", target = <arrivals/s> }" % i)
+            raise r.fail("load", "stages", "stages[%d] must be { duration = \"10s\", target = %s }"
+                         % (i, "<active devices>" if closed else "<arrivals/s>"))
         duration = r.seconds("load", stage, "duration", 0.0)
         target = r.number("load", stage, "target", 0.0, minimum=0)
+        if closed and (not isinstance(target, int) or target > s.population.devices):
+            raise r.fail("load", "stages", "stages[%d]: target must be a whole number of active devices from 0 to "
+                         "the %d devices of [population], not %r" % (i, s.population.devices, target))
         s.load.stages.append((duration, float(target)))
+    if closed and stages and "ramp_up" in lo:
+        raise r.fail("load", "ramp_up", "'ramp_up' and 'stages' do not combine in the closed model: the stages ramp "
+                     "the active devices (start with a stage like { duration = \"30s\", target = 100 })")
     if s.load.sample_interval <= 0:
         raise r.fail("load", "sample_interval", "'sample_interval' must be greater than 0")
     if s.load.mode not in ("ping", "poll", "foldersync"):
