@@ -119,14 +119,15 @@ def build(scenario, shard=(0, 1), workers=1):
     start_times = sorted(s for s in starts if s is not None and s < duration)
 
     def arrivals_between(a, b):
+        """Devices starting in [a, b) (the last slice ends at the duration: nobody starts then)."""
         import bisect
 
-        return bisect.bisect_right(start_times, b) - bisect.bisect_right(start_times, a)
+        return bisect.bisect_left(start_times, b) - bisect.bisect_left(start_times, a)
 
     def rate_at(t0, t1):
         """Average expected requests/s over [t0, t1]."""
         span = max(t1 - t0, 1e-9)
-        arrivals = arrivals_between(t0 - 1e-9 if t0 == 0 else t0, t1)
+        arrivals = arrivals_between(t0, t1 if t1 < duration else t1 + 1)
         enrolled = (active(t0) + active(t1)) / 2.0  # mean over the slice (linear between its ends)
         return arrivals * enrol_mean / span + enrolled * steady, arrivals / span
 
@@ -175,7 +176,7 @@ def build(scenario, shard=(0, 1), workers=1):
         rate, arrivals = rate_at(t0, t1)
         enrolled_end = active(t1)
         phases.append({"phase": label, "from": round(t0, 3), "to": round(t1, 3),
-                       "arrivals": arrivals_between(t0 - 1e-9 if t0 == 0 else t0, t1),
+                       "arrivals": arrivals_between(t0, t1 if t1 < duration else t1 + 1),
                        "arrivals_per_s": round(arrivals, 3), "active_devices_at_end": enrolled_end,
                        "requests_per_s": round(rate, 2),
                        "steady_requests_per_s_at_end": round(enrolled_end * steady, 2)})

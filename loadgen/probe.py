@@ -109,15 +109,27 @@ class Probe:
         self.say("\n".join(self._headers_text(headers)))
         self.say(self._body_text(body, WBXML))
         t0 = time.perf_counter()
-        opened = self.connections
         try:
-            async with session.request(method, url, data=body or None, headers=headers, allow_redirects=False,
-                                       timeout=aiohttp.ClientTimeout(total=timeout or self.timeout)) as resp:
-                data = await resp.read()
-                status, rheaders = resp.status, resp.headers
+            for attempt in (0, 1):
+                opened = self.connections
+                try:
+                    async with session.request(method, url, data=body or None, headers=headers,
+                                               allow_redirects=False,
+                                               timeout=aiohttp.ClientTimeout(total=timeout or self.timeout)) as resp:
+                        data = await resp.read()
+                        status, rheaders = resp.status, resp.headers
+                except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError):
+                    if attempt or self.connections > opened:
+                        raise
+                    # sent on a kept-alive connection the server had closed: once more on a new one
+                    self.server_closed += 1
+                    self._announced_close = True
+                    t0 = time.perf_counter()
+                    continue
                 if self.connections > opened and not self._announced_close:
                     self.server_closed += 1
                 self._announced_close = rheaders.get("Connection", "").lower() == "close"
+                break
         except aiohttp.ClientConnectorCertificateError:
             raise ProbeError("the server's certificate is not trusted", "pass --ca FILE with your CA bundle "
                              "(or --insecure to skip verification, not recommended)") from None

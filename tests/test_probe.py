@@ -71,3 +71,27 @@ def test_safety_rail_for_remote_targets(tmp_path, capsys):
     f.write_text('[target]\nurl = "https://mail.example.com/Microsoft-Server-ActiveSync"\n[population]\ndevices = 50\n')
     assert main(["run", str(f), "--metrics-listen", ""]) == 2
     assert "pass --yes" in capsys.readouterr().err
+
+
+async def test_probe_autodiscovers_the_url_first(tmp_path):
+    code, out, _ = await _probe(tmp_path, "Pass1!", None, "--autodiscover", "user1@example.com")
+    assert code == 0, out
+    assert "==> [OK  ] Autodiscover: the EAS URL is http://127.0.0.1:" in out
+    assert "<AcceptableResponseSchema>http://schemas.microsoft.com/exchange/autodiscover/mobilesync/responseschema/2006" \
+        in out and "<Type>MobileSync</Type>" in out
+    assert "Pass1!" not in out and "UGFzczEh" not in out
+    lines = [json.loads(x) for x in (tmp_path / "t.jsonl").read_text().splitlines()]
+    assert any(x.get("command") == "Autodiscover" and x["status"] == 200 for x in lines)
+
+
+async def test_probe_autodiscover_failures_are_verdicts(tmp_path):
+    code, out, _ = await _probe(tmp_path, "wrong", None, "--autodiscover", "user1@example.com")
+    assert code == 1 and "401 on Autodiscover: check the user name format" in out
+    code, out, _ = await _probe(tmp_path, "Pass1!", None, "--autodiscover", "user2@example.com")
+    assert code == 1 and "[FAIL] Autodiscover: Autodiscover error Status 2" in out
+
+
+def test_probe_autodiscover_usage():
+    assert main(["probe", "--user", "user1"]) == 2  # neither a URL nor an e-mail address
+    assert main(["probe", "http://127.0.0.1:1/Microsoft-Server-ActiveSync", "--user", "u",
+                 "--autodiscover", "not-an-address"]) == 2
