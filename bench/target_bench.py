@@ -49,8 +49,9 @@ def _pin(core):
 
 
 def _raise_nofile():
+    """The soft open-file limit up to the hard one (every process of the bench calls it)."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    want = min(hard, MAX_FDS + 1000) if hard != resource.RLIM_INFINITY else MAX_FDS + 1000
+    want = hard if hard != resource.RLIM_INFINITY else MAX_FDS + 1000
     if soft < want:
         resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
 
@@ -323,15 +324,253 @@ async def client_main(args, url, aurl, token, pid):
     print("total bench time: %.1f s" % (time.perf_counter() - start))
 
 
+# --------------------------------------------------------------------------- multi-process target
+
+
+class PingProtocol(asyncio.Protocol):
+    """The minimal client of one held Ping: send the request bytes, read one response."""
+
+    __slots__ = ("request", "buf", "done", "transport")
+
+    def __init__(self, request, done):
+        self.request = request
+        self.done = done  # callback(result), called once
+        self.buf = b""
+        self.transport = None
+
+    def connection_made(self, transport):
+        self.transport = transport
+        transport.write(self.request)
+        self.request = None
+
+    def data_received(self, data):
+        self.buf += data
+        head, sep, body = self.buf.partition(b"\r\n\r\n")
+        if not sep:
+            return
+        m = _CL.search(head)
+        length = int(m.group(1)) if m else 0
+        if len(body) < length:
+            return
+        status = int(head[9:12])
+        result = commands.root_status(_wbxml.decode(body[:length])) if status == 200 and length else -status
+        self.buf = b""
+        done, self.done = self.done, None
+        self.transport.close()
+        done(result)
+
+    def connection_lost(self, exc):
+        if self.done is not None:  # closed before a whole response
+            done, self.done = self.done, None
+            done("lost")
+
+
+def _ping_request(user, device, key, heartbeat):
+    body = _wbxml.encode(("Ping:Ping", [("Ping:HeartbeatInterval", str(heartbeat)), ("Ping:Folders", [
+        ("Ping:Folder", [("Ping:Id", "1"), ("Ping:Class", "Email")])])]))
+    return b"POST %s HTTP/1.1\r\nHost: t\r\nContent-Length: %d\r\n%s\r\n%s" % (
+        path_for(user, device, b"Ping"), len(body), headers_for(user, key), body)
+
+
+def cluster_client_main(conn, index, clients, urls, total, heartbeat, provision_concurrency, open_rate):
+    """A client process: provision its devices (users u with u % clients == index, each sent to the
+    target process of its user, u % len(urls)), then, on "ping", hold one Ping per device."""
+    _raise_nofile()
+    loop, _ = _loop()
+    asyncio.set_event_loop(loop)
+    ends = [(u.split("/")[2].split(":")[0], int(u.split("/")[2].split(":")[1])) for u in urls]
+    users = list(range(index, total, clients))
+
+    async def main():
+        keys = {}
+        by_target = {}
+        for u in users:
+            by_target.setdefault(u % len(ends), []).append(u)
+        t0 = time.perf_counter()
+
+        async def worker(k, queue):
+            c = Conn(*ends[k])
+            while queue:
+                u = queue.pop()
+                keys[u] = await provision(c, u, "C%d" % u)
+            c.close()
+        workers = []
+        for k, queue in by_target.items():
+            workers += [worker(k, queue) for _ in range(provision_concurrency)]
+        await asyncio.gather(*workers)
+        conn.send(("provisioned", len(keys), time.perf_counter() - t0))
+        await loop.run_in_executor(None, conn.recv)  # "ping"
+        results = {}
+        pending = [len(users)]
+        finished = loop.create_future()
+
+        def done(result):
+            results[result] = results.get(result, 0) + 1
+            pending[0] -= 1
+            if pending[0] == 0 and not finished.done():
+                finished.set_result(None)
+
+        protocols = []
+        t0 = time.perf_counter()
+        errors = 0
+        async def open_one(u):
+            host, port = ends[u % len(ends)]
+            try:
+                _, proto = await loop.create_connection(
+                    lambda: PingProtocol(_ping_request(u, "C%d" % u, keys[u], heartbeat), done), host, port)
+                protocols.append(proto)
+                return 0
+            except OSError as exc:
+                done("connect " + (exc.strerror or type(exc).__name__))
+                return 1
+
+        for n in range(0, len(users), 50):  # 50 at once, paced: faster than the target accepts would
+            errors += sum(await asyncio.gather(*(open_one(u) for u in users[n:n + 50])))  # overflow its backlog
+            ahead = t0 + (n + 50) / open_rate - time.perf_counter()
+            if ahead > 0:
+                await asyncio.sleep(ahead)
+        conn.send(("opened", len(protocols), errors, time.perf_counter() - t0, rss_mb(os.getpid())))
+        try:
+            await asyncio.wait_for(finished, heartbeat + 30)
+        except asyncio.TimeoutError:
+            pass
+        conn.send(("results", results))
+
+    loop.run_until_complete(main())
+
+
+async def cluster_bench(label, total, processes, clients, heartbeat, budget, open_rate):
+    """``total`` held Pings against a ``processes``-process target, from ``clients`` client processes."""
+    import logging
+
+    logging.disable(logging.CRITICAL)
+    from loadgen.target.cluster import TargetCluster
+
+    start = time.perf_counter()
+    deadline = start + budget
+    cluster = TargetCluster(processes, listen=("127.0.0.1:0",), users=total, seed=1, ping_min=1,
+                            ping_max=max(3540, heartbeat), max_concurrency=10)
+    print("\n== %s: %d held Pings, %d target processes, %d client processes, heartbeat %d s, Pings opened at "
+          "%.0f/s" % (label, total, processes, clients, heartbeat, open_rate))
+    await cluster.start()
+    ctx = mp.get_context("spawn")
+    procs, pipes = [], []
+    loop = asyncio.get_running_loop()
+    try:
+        idle = [rss_mb(pid) for pid in cluster.pids]
+        print("target processes %s on %s; idle RSS %.1f MB in all (%s)" % (
+            cluster.pids, ", ".join(u.split("/")[2] for u in cluster.urls), sum(idle),
+            ", ".join("%.1f" % r for r in idle)))
+        per_client_conc = max(2, 48 // clients)
+        for c in range(clients):
+            a, b = ctx.Pipe()
+            proc = ctx.Process(target=cluster_client_main, daemon=True,
+                               args=(b, c, clients, cluster.urls, total, heartbeat, per_client_conc,
+                                     open_rate / clients))
+            proc.start()
+            procs.append(proc)
+            pipes.append(a)
+
+        async def recv(pipe):
+            left = deadline - time.perf_counter()
+            if left <= 0 or not await loop.run_in_executor(None, pipe.poll, left):
+                raise TimeoutError("client did not answer within the time budget")
+            return pipe.recv()
+
+        cpu0 = [cpu_seconds(pid) for pid in cluster.pids]
+        t0 = time.perf_counter()
+        prov = [await recv(p) for p in pipes]
+        elapsed = max(m[2] for m in prov)
+        busy = [100 * (cpu_seconds(pid) - c0) / elapsed for pid, c0 in zip(cluster.pids, cpu0)]
+        done = sum(m[1] for m in prov)
+        print("two-step provisionings/s: %.0f in all, %.0f per target process (%d devices in %.1f s, %d "
+              "connections per target process; target CPU %s%%)" % (
+                  done / elapsed, done / elapsed / processes, done, elapsed, per_client_conc * clients,
+                  "/".join("%.0f" % b for b in busy)))
+        base = [rss_mb(pid) for pid in cluster.pids]
+        print("target RSS after %d partnerships: %.1f MB in all" % (done, sum(base)))
+        t1 = time.perf_counter()
+        cpu0 = [cpu_seconds(pid) for pid in cluster.pids]
+        for p in pipes:
+            p.send("ping")
+        opened = [await recv(p) for p in pipes]
+        held, per = 0, []
+        while time.perf_counter() < deadline:
+            counters = await cluster.counters()
+            held, per = counters["held_pings"], [p["held_pings"] for p in counters["processes"]]
+            if held >= total:
+                break
+            await asyncio.sleep(0.5)
+        took = time.perf_counter() - t1
+        busy = [100 * (cpu_seconds(pid) - c0) / took for pid, c0 in zip(cluster.pids, cpu0)]
+        rss = [rss_mb(pid) for pid in cluster.pids]
+        parent = rss_mb(os.getpid())
+        client_rss = sum(m[4] for m in opened)
+        errors = sum(m[2] for m in opened)
+        total_rss = sum(rss)
+        print("held Pings: %d of %d held at once (%s per process; all held after %.1f s, connections opened in "
+              "%.1f s; %d connect errors; target CPU %s%%)" % (held, total, "/".join(map(str, per)), took,
+                                                             max(m[3] for m in opened), errors,
+                                                             "/".join("%.0f" % b for b in busy)))
+        print("target RSS with the Pings held: %.1f MB in all (%s MB per process) = %.1f KB per held Ping in all, "
+              "%.1f KB per held Ping over the %.1f MB before; %s 1 GiB%s" % (
+                  total_rss, "/".join("%.0f" % r for r in rss), total_rss * 1024 / max(held, 1),
+                  (total_rss - sum(base)) * 1024 / max(held, 1), sum(base),
+                  "within" if total_rss < 1024 else "NOT within",
+                  "; cluster parent (admin, merged metrics) %.1f MB besides" % parent))
+        print("client processes RSS %.1f MB in all (%.1f KB per held Ping)" % (client_rss, client_rss * 1024 / max(held, 1)))
+        t2 = time.perf_counter()
+        users = await cluster.deliver_mail_fraction(1.0, 1, seed=1)
+        results = {}
+        for p in pipes:
+            for k, n in (await recv(p))[1].items():
+                results[k] = results.get(k, 0) + n
+        woke = time.perf_counter() - t2
+        print("new mail for %d users: %d Pings answered Status 2 in %.2f s (%.0f/s)%s" % (
+            users, results.get(2, 0), woke, results.get(2, 0) / woke if woke else 0,
+            "" if set(results) <= {2} else "; other results: %r" % {k: v for k, v in results.items() if k != 2}))
+        print("%s: %s" % (label, "HELD" if held >= total and results.get(2, 0) == total else "NOT held"))
+        print("time: %.1f s" % (time.perf_counter() - start))
+    finally:
+        for proc in procs:
+            if proc.is_alive():
+                proc.terminate()
+        for proc in procs:
+            proc.join(5)
+        await cluster.cleanup()
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--seconds", type=float, default=6.0, help="duration of each rate measurement")
     p.add_argument("--concurrency", type=int, default=64, help="client connections for the rate measurements")
     p.add_argument("--users", type=int, default=20000)
     p.add_argument("--pings", default="5000,10000", help="held-Ping levels to try (comma list)")
+    p.add_argument("--single", action=argparse.BooleanOptionalAction, default=True,
+                   help="the one-process measurements (default on)")
+    p.add_argument("--cluster", default="20000:2:2",
+                   help="PINGS:TARGET_PROCESSES:CLIENT_PROCESSES held against a multi-process target ('' to skip)")
+    p.add_argument("--scale", default="",
+                   help="the same at scale, e.g. 100000:8:8 (default: skipped)")
+    p.add_argument("--heartbeat", type=int, default=120, help="Ping HeartbeatInterval of the multi-process runs (s)")
+    p.add_argument("--budget", type=float, default=240, help="time budget of each multi-process run (s)")
+    p.add_argument("--open-rate", type=float, default=3000, help="new Ping connections per second, all clients")
     args = p.parse_args()
     args.pings = [int(x) for x in args.pings.split(",") if x]
     _raise_nofile()
+    if args.single:
+        single(args)
+    for label, spec in (("cluster", args.cluster), ("scale", args.scale)):
+        if spec:
+            total, processes, clients = (int(x) for x in spec.split(":"))
+            loop, _ = _loop()
+            asyncio.set_event_loop(loop)
+            loop.run_until_complete(cluster_bench(label, total, processes, clients, args.heartbeat, args.budget,
+                                                 args.open_rate))
+            loop.close()
+
+
+def single(args):
     ctx = mp.get_context("spawn")
     parent, child = ctx.Pipe()
     proc = ctx.Process(target=target_main, args=(child, args.users), daemon=True)
@@ -347,6 +586,8 @@ def main():
     finally:
         proc.terminate()
         proc.join(5)
+        if hasattr(os, "sched_setaffinity"):  # the multi-process runs use every core
+            os.sched_setaffinity(0, range(os.cpu_count() or 1))
 
 
 if __name__ == "__main__":
