@@ -24,10 +24,16 @@ from hdrh.histogram import HdrHistogram
 from loadgen import metrics
 from loadgen.report import Stats
 
-_COUNTERS = ("eas_statuses", "provisionings", "reprovisions", "wipes", "throttled", "malformed", "cancelled",
-             "password_changes")
-_SCALARS = ("reenrolments", "bytes_sent", "bytes_received", "total", "failures", "late_starts", "code_words",
-            "local_wipes")
+# What a worker ships to the parent is derived from Stats itself, so a counter added to Stats is
+# merged without a second list to keep in step: every Counter is added key by key, every number
+# (but the clock fields) is summed, every ``*_buckets`` list is summed slot by slot.
+_FRESH = vars(Stats())
+_NOT_SUMMED = ("started", "ended", "interrupted", "total_devices")
+_COUNTERS = tuple(n for n, v in _FRESH.items() if isinstance(v, Counter))
+_SCALARS = tuple(n for n, v in _FRESH.items()
+                 if type(v) in (int, float) and n not in _NOT_SUMMED)
+_LISTS = tuple(n for n, v in _FRESH.items() if n.endswith("_buckets") and isinstance(v, list))
+del _FRESH
 
 
 def _snapshot(stats, devices, final):
@@ -41,14 +47,13 @@ def _snapshot(stats, devices, final):
         snap[name] = dict(getattr(stats, name))
     for name in _SCALARS:
         snap[name] = getattr(stats, name)
+    for name in _LISTS:
+        snap[name] = list(getattr(stats, name))
     if final:
         snap["final"] = True
         snap["histograms"] = {c: r.histogram().encode() for c, r in stats.latency.items()}
         snap["timings"] = {c: r.histogram().encode() for c, r in stats.timings.items()}
         snap["series"] = stats.series
-        snap["final_states"] = dict(stats.final_states)
-        snap["compliance"] = dict(stats.compliance)
-        snap["unmet"] = dict(stats.unmet)
         snap["started"], snap["ended"] = stats.started, stats.ended
         snap["interrupted"] = stats.interrupted
     return snap
@@ -89,6 +94,8 @@ def _merge_into(stats, snaps):
         setattr(stats, name, Counter())
     for name in _SCALARS:
         setattr(stats, name, 0)
+    for name in _LISTS:
+        setattr(stats, name, [0] * len(getattr(stats, name)))
     for snap in snaps:
         for k, v in snap["by_key"].items():
             stats.by_key[k] = stats.by_key.get(k, 0) + v
@@ -102,6 +109,10 @@ def _merge_into(stats, snaps):
             getattr(stats, name).update(snap[name])
         for name in _SCALARS:
             setattr(stats, name, getattr(stats, name) + snap[name])
+        for name in _LISTS:
+            mine = getattr(stats, name)
+            for i, c in enumerate(snap[name]):
+                mine[i] += c
 
 
 def _merge_final(stats, finals):
@@ -124,9 +135,6 @@ def _merge_final(stats, finals):
             else:
                 timings[name] = hist
     stats.timings = {c: _HistogramView(h) for c, h in timings.items()}
-    stats.final_states = sum((Counter(s["final_states"]) for s in finals), Counter())
-    stats.compliance = sum((Counter(s["compliance"]) for s in finals), Counter())
-    stats.unmet = sum((Counter(s["unmet"]) for s in finals), Counter())
     stats.started = min(s["started"] for s in finals)
     stats.ended = max(s["ended"] for s in finals)
     stats.interrupted = stats.interrupted or any(s["interrupted"] for s in finals)

@@ -52,3 +52,37 @@ def test_two_workers_end_to_end(tmp_path):
     assert data["reprovisions"]["144"] == 12  # the parent's event reached every worker's devices
     assert data["requests"] == sum(data["by_command_status"].values())
     assert data["latency"]["Provision"]["count"] == data["by_command_status"]["Provision 200"]
+
+
+def test_worker_snapshots_carry_every_counter_of_stats():
+    """What the parent shows live for --workers N (metrics, progress) is the sum of the workers'
+    snapshots: every Counter, number and *_buckets list of Stats must travel, including the
+    open-model arrival and schedule-lag figures (easload_device_starts_total, _schedule_lag_seconds)."""
+    from collections import Counter
+
+    from loadgen.report import Stats
+    from loadgen.workers import _merge_into, _snapshot
+
+    shards = []
+    for n in (1, 2):
+        s = Stats()
+        for _ in range(n):
+            s.record("Provision", 200, "ok", 0.01, 100, 200, eas_status=1)
+            s.start_lag(0.5 * n, 0.1)
+            s.reprovision("144")
+            s.provisioning("provisioned", 1)
+        s.reenrolments += n
+        shards.append(_snapshot(s, [], final=False))
+    merged = Stats()
+    _merge_into(merged, shards)
+    assert merged.total == 3 and merged.starts == 3 and merged.late_starts == 3
+    assert merged.lag_sum == 0.5 * 1 + 1.0 * 2
+    assert sum(merged.lag_buckets) == 3
+    assert merged.reprovisions == Counter({"144": 3})
+    assert merged.provisionings == Counter({("provisioned", "1"): 3})
+    assert merged.reenrolments == 3 and merged.bytes_sent == 300
+    fresh = vars(Stats())
+    for name, value in fresh.items():  # nothing of Stats is left behind by the snapshot
+        if isinstance(value, Counter) or name.endswith("_buckets") or (
+                type(value) in (int, float) and name not in ("started", "ended", "interrupted")):
+            assert name in shards[0], name
