@@ -501,20 +501,27 @@ class Device:
             if rng.random() >= opens_attachments:
                 continue
             decision = policies.attachment_decision(applied, att.estimated_size)
-            stats.policy_effects[decision] += 1
-            if decision == policies.FETCH and len(fetches) < _MAX_PENDING_FETCHES:
-                fetches.append(("attachment", att.file_reference))
+            if decision != policies.FETCH:
+                stats.policy_effects[decision] += 1
+            elif len(fetches) < _MAX_PENDING_FETCHES:
+                fetches.append(("attachment", att.file_reference, att.estimated_size))
         for server_id in resp.truncated:
             if rng.random() < opens_truncated and len(fetches) < _MAX_PENDING_FETCHES:
-                fetches.append(("body", server_id))
+                fetches.append(("body", server_id, None))
 
     async def _itemops(self, transport, deadline):
-        """One queued ItemOperations Fetch (MS-ASCMD 2.2.1.10).  A body fetch asks for the
-        device's body type (no HTML where AllowHTMLEmail is 0) and no TruncationSize: seed 000,
-        the truncation policies do "not restrict the size of items returned by the
-        ItemOperations command.  The device can download the full items"."""
-        kind, ref = self.fetches.pop(0)
+        """One queued ItemOperations Fetch (MS-ASCMD 2.2.1.10), decided again under the policy in
+        force when it is sent (the policy may have changed since the user opened the mail).  A
+        body fetch asks for the device's body type (no HTML where AllowHTMLEmail is 0) and no
+        TruncationSize: seed 000, the truncation policies do "not restrict the size of items
+        returned by the ItemOperations command.  The device can download the full items"."""
+        kind, ref, size = item = self.fetches.pop(0)
         if kind == "attachment":
+            applied = self.prov.applied if self.profile.caps.provisionable else None
+            decision = policies.attachment_decision(applied, size)
+            if decision != policies.FETCH:
+                self.stats.policy_effects[decision] += 1
+                return
             body = commands.itemoperations_fetch_attachment(ref)
         else:
             prefs = self.prefs
@@ -523,6 +530,11 @@ class Device:
                 prefs = self.prefs
             body = commands.itemoperations_fetch_body(self.inbox, ref, prefs.body_type)
         tree = await self.command(transport, "ItemOperations", body, deadline)
+        if tree is FAILED_CMD and self.need_provision:
+            self.fetches.insert(0, item)  # 449 / 140-144: provision first, then decide again under the new policy
+            return
+        if kind == "attachment":
+            self.stats.policy_effects[policies.FETCH] += 1  # a fetch request sent
         if tree is FAILED_CMD:
             return
         try:
