@@ -8,7 +8,7 @@ or shard counts, or the same shard twice, are refused.
 
 from hdrh.histogram import HdrHistogram
 
-from loadgen.report import Stats
+from loadgen.report import _OK_OUTCOMES, Stats
 from loadgen.workers import _HistogramView as _View
 from loadgen.workers import merge_series
 
@@ -65,7 +65,7 @@ def merge(summaries):
         stats.bytes_received += s["bytes_received"]
         stats.interrupted = stats.interrupted or s.get("interrupted", False)
     stats.total = sum(stats.by_key.values())
-    stats.failures = sum(n for (_c, o, _s), n in stats.by_key.items() if o not in ("ok", "reprovision"))
+    stats.failures = sum(n for (_c, o, _s), n in stats.by_key.items() if o not in _OK_OUTCOMES)
     for attr, key in (("latency", "histograms"), ("timings", "timing_histograms")):
         merged = {}
         for s in summaries:
