@@ -122,7 +122,7 @@ class Stats:
         by_key = self.by_key
         by_key[key] = by_key.get(key, 0) + 1
         self.total += 1
-        if outcome != "ok" and outcome != "reprovision":
+        if outcome != "ok" and outcome != "reprovision" and outcome != "challenge":  # = not in _OK_OUTCOMES
             self.failures += 1
         rec = self.latency.get(command)
         if rec is None:
@@ -291,7 +291,9 @@ class Stats:
         }
 
 
-_OK_OUTCOMES = ("ok", "reprovision")
+# Outcomes that are not errors: an answer, a request for (re-)provisioning the device then obeys, and
+# a 401 Basic challenge the device answered with its credentials (servers that challenge first).
+_OK_OUTCOMES = ("ok", "reprovision", "challenge")
 
 
 def threshold_value(stats, metric):
