@@ -349,3 +349,86 @@ def test_same_device_set_with_one_and_three_processes(runs):
     assert provisioned == {(d.user, d.ident.device_id) for d in one.devices if d.version.text != "12.1"} - wiped
     assert len(provisioned) > 18
     assert one.stats.reprovisions == three.stats.reprovisions
+
+
+# --------------------------------------------------------------------------- command line and scenario
+
+
+def test_scenario_processes_is_validated():
+    sc = scenario.parse('name = "x"\n[target]\nprocesses = 4\n', "x.toml")
+    assert sc.target.processes == 4
+    assert scenario.parse('name = "x"\n', "x.toml").target.processes == 1
+    for bad in ("0", "1.5", '"two"'):
+        with pytest.raises(scenario.ScenarioError, match="processes"):
+            scenario.parse('name = "x"\n[target]\nprocesses = %s\n' % bad, "x.toml")
+
+
+def _free_port():
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_easload_target_processes_command(tmp_path):
+    """`easload target --processes 2`: two processes on 127.0.0.1 and 127.0.0.2, one admin API that
+    merges them; SIGTERM stops every process; a bad --listen is a one-line usage error (exit 2)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    port, admin_port = _free_port(), _free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "loadgen", "target", "--processes", "2", "--listen", "127.0.0.1:%d" % port,
+         "--admin-listen", "127.0.0.1:%d" % admin_port, "--admin-token", "t0ken-for-test", "--users", "6"],
+        stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+    try:
+        lines = []
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not any("admin API" in line for line in lines):
+            lines.append(proc.stderr.readline())
+        text = "".join(lines)
+        assert "process 0: http://127.0.0.1:%d/" % port in text and "process 1: http://127.0.0.2:%d/" % port in text
+        assert "t0ken-for-test" not in text
+
+        def get(path):
+            req = urllib.request.Request("http://127.0.0.1:%d%s" % (admin_port, path),
+                                         headers={"Authorization": "Bearer t0ken-for-test"})
+            with urllib.request.urlopen(req, timeout=10) as resp:
+                return resp.read()
+        import json
+
+        counters = json.loads(get("/admin/counters"))
+        pids = [p["pid"] for p in counters["processes"]]
+        assert len(pids) == 2
+        # user1 is served by process 1 (127.0.0.2), not by process 0
+        for host, expected in (("127.0.0.2", 200), ("127.0.0.1", 401)):
+            req = urllib.request.Request("http://%s:%d/Microsoft-Server-ActiveSync" % (host, port), method="OPTIONS",
+                                         headers={"Authorization": "Basic " + base64.b64encode(b"user1:Pass1!").decode()})
+            try:
+                with urllib.request.urlopen(req, timeout=10) as resp:
+                    status = resp.status
+            except urllib.error.HTTPError as exc:
+                status = exc.code
+            assert status == expected, host
+        merged = _samples(get("/metrics"))
+        assert merged[("easload_target_processes", ())] == 2
+        options = ("easload_target_requests_total", (("command", "OPTIONS"), ("eas_status", ""), ("http_status", "200")))
+        assert merged[options] == 1
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+        for pid in pids:
+            with pytest.raises(ProcessLookupError):
+                os.kill(pid, 0)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+    bad = subprocess.run([sys.executable, "-m", "loadgen", "target", "--processes", "3", "--listen", "127.0.0.1:1",
+                          "--listen", "127.0.0.2:1"], capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
+    assert bad.stderr.strip().splitlines()[-1].startswith("easload: --listen: 2 listen addresses for 3 processes")

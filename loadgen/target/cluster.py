@@ -110,14 +110,18 @@ def pick_fraction(items, fraction, seed):
 # --------------------------------------------------------------------------- child process
 
 
-def _child_main(conn, index, count, options, host, port, admin_token, mail_per_user_per_hour):
+def _child_main(conn, index, count, options, host, port, admin_token, mail_per_user_per_hour, server_options):
     from loadgen.cli import _loop_factory, _raise_file_limit
 
+    # Ctrl-C reaches the whole process group: the parent decides when its processes stop (SIGTERM), so
+    # that a run's graceful stop still has a target to talk to
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     _raise_file_limit()
     logging.getLogger("aiohttp.access").disabled = True
     try:
         with asyncio.Runner(loop_factory=_loop_factory()) as runner:
-            runner.run(_child(conn, index, count, options, host, port, admin_token, mail_per_user_per_hour))
+            runner.run(_child(conn, index, count, options, host, port, admin_token, mail_per_user_per_hour,
+                              server_options))
     except KeyboardInterrupt:
         pass
     except BaseException as exc:  # tell the parent; never hang it
@@ -140,18 +144,17 @@ def shard_state(options, index, count):
     return state
 
 
-async def _child(conn, index, count, options, host, port, admin_token, mail_per_user_per_hour):
+async def _child(conn, index, count, options, host, port, admin_token, mail_per_user_per_hour, server_options):
     from loadgen.target.admin import start_admin
     from loadgen.target.server import start_target
 
     state = shard_state(options, index, count)
     parent = os.getppid()
-    runner, target, url = await start_target(host, port, state)
+    runner, target, url = await start_target(host, port, state, **server_options)
     admin_runner, admin_url, _ = await start_admin("127.0.0.1", 0, target, admin_token)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
     conn.send(("ready", url, admin_url, os.getpid()))
     mail = None
     if mail_per_user_per_hour > 0:
@@ -206,7 +209,7 @@ class TargetCluster:
     keep_final = False  # take a last snapshot (devices, counters, metrics) in cleanup(); tests set it
 
     def __init__(self, processes, listen=("127.0.0.1:0",), mail_per_user_per_hour=0.0, start_timeout=60.0,
-                 **options):
+                 server_options=None, **options):
         from loadgen.target.state import TargetState
 
         unknown = set(options) - set(STATE_OPTIONS)
@@ -216,9 +219,11 @@ class TargetCluster:
         self.addresses = listen_addresses(listen, self.processes)
         self.options = dict(options)
         self.mail_per_user_per_hour = float(mail_per_user_per_hour)
+        # keyword arguments of server.start_target in every process (the server's modes); picklable values
+        self.server_options = dict(server_options or {})
         self.start_timeout = start_timeout
         # The canonical organisation-wide state: user list, policy, policy key, ABQ configuration.
-        self.state = TargetState(**{k: v for k, v in options.items() if k != "seed"}, seed=options.get("seed"))
+        self.state = TargetState(**options)
         self._index = owner_index(self.state.passwords)
         self.token = secrets.token_urlsafe(24)  # the processes' admin APIs; never logged
         self.urls = []
@@ -238,7 +243,7 @@ class TargetCluster:
             parent_end, child_end = ctx.Pipe()
             proc = ctx.Process(target=_child_main, name="easload-target-%d" % k, daemon=True,
                                args=(child_end, k, self.processes, options, host, port, self.token,
-                                     self.mail_per_user_per_hour))
+                                     self.mail_per_user_per_hour, self.server_options))
             proc.start()
             child_end.close()
             self._procs.append(proc)
