@@ -11,6 +11,7 @@ so that the caller can recognise the in-band re-provision statuses 140-145
 import base64
 import binascii
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from _wbxml import Slot, Template, encode, find, findtext
 from loadgen.eas.policy import policy_from_tree
@@ -218,8 +219,7 @@ def sync_template(body_type, truncation_bytes, window_size, filter_type=None):
     ])])]))
 
 
-@dataclass(frozen=True)
-class AttachmentRef:
+class AttachmentRef(NamedTuple):
     """An attachment announced in a Sync Add (MS-ASAIRS 2.2.2.7 Attachment)."""
 
     server_id: str  # the message
@@ -250,18 +250,25 @@ def _add_details(add, attachments, truncated):
     if type(data) is not list or type(server_id) is not str:
         return
     for tag, content in data:
-        if tag == "AirSyncBase:Attachments" and type(content) is list:
+        if type(content) is not list:
+            continue
+        if tag == "AirSyncBase:Attachments":
             for atag, acontent in content:
                 if atag != "AirSyncBase:Attachment" or type(acontent) is not list:
                     continue
-                node = (atag, acontent)
-                ref = findtext(node, "AirSyncBase:FileReference")
-                if ref:
-                    attachments.append(AttachmentRef(server_id, ref,
-                                                     _int_or_none(findtext(node, "AirSyncBase:EstimatedDataSize"))))
-        elif tag == "AirSyncBase:Body" and type(content) is list:
-            if findtext((tag, content), "AirSyncBase:Truncated") in ("1", "true"):
-                truncated.append(server_id)
+                ref = size = None
+                for ftag, fvalue in acontent:
+                    if ftag == "AirSyncBase:FileReference":
+                        ref = fvalue
+                    elif ftag == "AirSyncBase:EstimatedDataSize":
+                        size = _int_or_none(fvalue) if type(fvalue) is str else None
+                if ref and type(ref) is str:
+                    attachments.append(AttachmentRef(server_id, ref, size))
+        elif tag == "AirSyncBase:Body":
+            for btag, bvalue in content:
+                if btag == "AirSyncBase:Truncated" and bvalue in ("1", "true"):
+                    truncated.append(server_id)
+                    break
 
 
 def parse_sync(tree, details=False):
