@@ -53,6 +53,16 @@ def _raise_file_limit():
         pass
 
 
+def _safety_rail(sc, yes):
+    """A load test of more than SAFE_DEVICES devices on a server not on this machine needs the
+    operator's explicit confirmation: ``--yes`` or ``confirm = true`` in the scenario's [target]."""
+    if not sc.target.embedded and not _is_loopback(sc.target.url) and sc.population.devices > SAFE_DEVICES \
+            and not yes and not sc.target.confirm:
+        raise UsageError("%d devices against %s, which is not on this machine: pass --yes (or set confirm = true "
+                         "in [target]) to confirm the load test"
+                         % (sc.population.devices, _safe_url(sc.target.url)))
+
+
 def cmd_run(args):
     from loadgen import metrics, scenario as scenario_mod
     from loadgen.engine import run
@@ -96,10 +106,7 @@ def cmd_run(args):
     if "turned off" in ratelimit.resolve(sc)[1] and "not on this machine" in ratelimit.resolve(sc)[1]:
         print("WARNING: no request-rate cap (max_request_rate = 0) on a server that is not on this machine",
               file=sys.stderr)
-    if not sc.target.embedded and not _is_loopback(sc.target.url) and sc.population.devices > SAFE_DEVICES \
-            and not args.yes:
-        raise UsageError("%d devices against %s, which is not on this machine: pass --yes to confirm the load test"
-                         % (sc.population.devices, _safe_url(sc.target.url)))
+    _safety_rail(sc, args.yes)
     listen = args.metrics_listen
     if listen is None:  # the default: 127.0.0.1:9477, or a free port when that one is taken
         try:

@@ -33,6 +33,7 @@ class TargetConfig:
     ping_min: int = 60  # Exchange's heartbeat bounds (facts (d)); lower them for short rehearsals
     ping_max: int = 3540
     mail_per_user_per_hour: float = 0.0  # new mail the embedded target delivers while the run goes
+    processes: int = 1  # embedded target processes, users sharded over them (target/cluster.py)
     path: str = "/Microsoft-Server-ActiveSync"  # embedded target: where EAS is mounted (e.g. /SOGo/...)
     autodiscover: str | None = None  # e-mail pattern ({n}): devices start with Autodiscover (autodiscover.py)
     # embedded target modes of real servers' habits (tests/test_tolerance.py)
@@ -41,7 +42,7 @@ class TargetConfig:
     auth_realm: str = "easload"  # realm of the 401 Basic challenge
     challenge_first: bool = False  # 401 challenge to the first request of each connection, then accepts
     autodiscover_redirect: dict = field(default_factory=dict)  # Autodiscover: e-mail domain -> domain
-    processes: int = 1  # embedded target processes, users sharded over them (target/cluster.py)
+    confirm: bool = False  # the operator confirms a load test of a server not on this machine (= --yes)
 
     @property
     def embedded(self):
@@ -251,7 +252,7 @@ class _Reader:
 _TOP = {"name", "description", "duration", "seed", "target", "auth", "population", "load", "thresholds", "events"}
 _TARGET = {"url", "insecure", "ca_file", "allow_non_provisionable", "no_policy", "policy_refresh_minutes", "listen",
            "ping_min", "ping_max", "mail_per_user_per_hour", "processes", "path", "autodiscover", "ignore_policy_key",
-           "options_without_provision", "auth_realm", "challenge_first", "autodiscover_redirect"}
+           "options_without_provision", "auth_realm", "challenge_first", "autodiscover_redirect", "confirm"}
 _AUTH = {"user", "password", "password_env", "domain", "users"}
 _POPULATION = {"devices", "devices_per_user", "versions", "profiles"}
 _LOAD = {"ramp_up", "think_time", "timeout", "retry_interval", "graceful_stop", "backoff", "reenrol_after", "transport", "mode",
@@ -289,12 +290,13 @@ def parse(text, path="<scenario>"):
         ping_min=int(r.number("target", t, "ping_min", 60, minimum=1, integer=True)),
         ping_max=int(r.number("target", t, "ping_max", 3540, minimum=1, integer=True)),
         mail_per_user_per_hour=float(r.number("target", t, "mail_per_user_per_hour", 0.0, minimum=0)),
+        processes=int(r.number("target", t, "processes", 1, minimum=1, integer=True)),
         path=r.string("target", t, "path", "/Microsoft-Server-ActiveSync"),
         ignore_policy_key=r.boolean("target", t, "ignore_policy_key", False),
         options_without_provision=r.boolean("target", t, "options_without_provision", False),
         auth_realm=r.string("target", t, "auth_realm", "easload"),
         challenge_first=r.boolean("target", t, "challenge_first", False),
-        processes=int(r.number("target", t, "processes", 1, minimum=1, integer=True)),
+        confirm=r.boolean("target", t, "confirm", False),
     )
     _target_extras(r, t, s)
     if s.target.url != "embedded" and not re.match(r"^https?://", s.target.url):

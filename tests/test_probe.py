@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 
+import pytest
 
 from loadgen.cli import main
 from loadgen.target.server import start_target
@@ -71,6 +72,20 @@ def test_safety_rail_for_remote_targets(tmp_path, capsys):
     f.write_text('[target]\nurl = "https://mail.example.com/Microsoft-Server-ActiveSync"\n[population]\ndevices = 50\n')
     assert main(["run", str(f), "--metrics-listen", ""]) == 2
     assert "pass --yes" in capsys.readouterr().err
+
+
+def test_safety_rail_confirmed_in_the_scenario():
+    from loadgen import scenario
+    from loadgen.cli import UsageError, _safety_rail
+
+    remote = '[target]\nurl = "https://mail.example.com/Microsoft-Server-ActiveSync"\n%s[population]\ndevices = 50\n'
+    with pytest.raises(UsageError, match="confirm = true"):
+        _safety_rail(scenario.parse(remote % ""), yes=False)
+    _safety_rail(scenario.parse(remote % ""), yes=True)
+    _safety_rail(scenario.parse(remote % "confirm = true\n"), yes=False)
+    _safety_rail(scenario.parse('[target]\nurl = "https://127.0.0.2/x"\n[population]\ndevices = 50\n'), yes=False)
+    with pytest.raises(scenario.ScenarioError, match="confirm"):
+        scenario.parse(remote % 'confirm = "yes"\n')
 
 
 async def test_probe_autodiscovers_the_url_first(tmp_path):
