@@ -490,18 +490,21 @@ def _by_result_chart(m):
     return _spec("line", "req/s", series, rate=True)
 
 
-def _describe(title, spec, times):
+def _describe(title, spec, pts):
     """A text alternative of a chart (aria-label): its series and highest value."""
     best = None
     for s in spec["s"]:
         for i, v in enumerate(s[2]):
+            if v is not None and spec.get("r"):
+                v = v / pts[i]["dt"]
             if v is not None and (best is None or v > best[1]):
                 best = (s[0], v, i)
-    where = ("for %s" % spec["x"][best[2]]) if spec["k"] == "cat" else "at %s" % _tlabel(times[best[2]])
-    return "%s: %s. Highest: %s %s %s." % (title, ", ".join(s[0] for s in spec["s"]), best[0], _fmt(best[1]), where)
+    where = ("for %s" % spec["x"][best[2]]) if spec["k"] == "cat" else "at %s" % _tlabel(pts[best[2]]["t"])
+    return "%s: %s. Highest: %s %s %s %s." % (title, ", ".join(s[0] for s in spec["s"]), best[0], _fmt(best[1]),
+                                             spec["u"], where)
 
 
-def _figure(key, title, note, spec, times):
+def _figure(key, title, note, spec, pts):
     if spec is None:
         empty = "No failed request in this run." if key == "fail" else "Nothing to draw: none of this in the run."
         return ('<figure class="chart empty" data-chart="%s" data-kind="none"><figcaption>%s</figcaption>'
@@ -511,7 +514,7 @@ def _figure(key, title, note, spec, times):
     return ('<figure class="chart %s" data-chart="%s" data-kind="%s"><figcaption>%s</figcaption>'
             '<div class="plot" role="img" aria-label="%s"></div>%s</figure>'
             % ("catchart" if kind == "cat" else "timechart", esc(key), kind, esc(title),
-               esc(_describe(title, spec, times)), '<p class="note">%s</p>' % esc(note) if note else ""))
+               esc(_describe(title, spec, pts)), '<p class="note">%s</p>' % esc(note) if note else ""))
 
 
 # ---------------------------------------------------------------- tables
@@ -680,10 +683,9 @@ def _toolbar(m):
 
 def _sections(m, charts):
     pts = m["points"]
-    times = [p["t"] for p in pts]
     figs = {}
     for key, sec, title, note, spec in charts:
-        figs.setdefault(sec, []).append(_figure(key, title, note, spec, times))
+        figs.setdefault(sec, []).append(_figure(key, title, note, spec, pts))
     out = ['<noscript><p class="warn">The charts are drawn by the report\'s own script (uPlot, inlined): allow '
            'JavaScript for this file to see them. The tables below need no script.</p></noscript>', _toolbar(m)]
     for sec, heading, intro in _SECTIONS:
@@ -699,7 +701,7 @@ def _sections(m, charts):
             out.append(_errors_table(m))
         out.append("</section>")
     if m["shards"] > 1:
-        out.append(_shards(m, times))
+        out.append(_shards(m))
     out.append(_summary_tables(m))
     return "".join(out)
 
@@ -720,7 +722,7 @@ def _errors_table(m):
         ("command", "requests", "errors", "error rate", "outcomes"), rows)
 
 
-def _shards(m, times):
+def _shards(m):
     rows = []
     for i, s in enumerate(m["shard_info"], 1):
         rows.append(("result %d" % i, s["target"], _when(s["started"]), "%.1f s" % (s["elapsed_s"] or 0),
@@ -734,7 +736,7 @@ def _shards(m, times):
                 for i, s in enumerate(m["shard_info"], 1) for c, p in sorted(s["latency"].items())]
     lat = _table("shard_latency", "Latency by result and command (ms)",
                  ("result", "command", "count", "p50", "p90", "p99", "max"), lat_rows, numeric_from=2)
-    chart = _figure("by_result", "Requests per second by result", "", _by_result_chart(m), times)
+    chart = _figure("by_result", "Requests per second by result", "", _by_result_chart(m), m["points"])
     return ('<section id="shards"><h2>Per result</h2><p class="note">Merged from %d results. Choose one in '
             '<a href="#view">the selector above the charts</a> to draw every chart for it alone.</p>'
             '<div class="grid">%s</div><div class="tables">%s%s</div></section>'
@@ -952,7 +954,8 @@ function show(vi){
   built=true;if(drawn===expected)ready();}
 try{
   D=JSON.parse(document.getElementById('report-data').textContent);T=D.t;DT=D.dt;EV=D.ev;
-  var m=/(?:^#|&)view=(\d+)/.exec(location.hash);show(m?+m[1]:0);
+  var fromHash=function(){var m=/(?:^#|&)view=(\d+)/.exec(location.hash);return m?+m[1]:0;};show(fromHash());
+  window.addEventListener('hashchange',function(){if(fromHash()!==current)show(fromHash());});
   var sel=document.getElementById('view');
   if(sel)sel.addEventListener('change',function(){show(+sel.value);
     if(history.replaceState)history.replaceState(null,'','#view='+sel.value);});
