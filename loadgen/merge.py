@@ -61,6 +61,7 @@ def merge(summaries):
         stats.password_changes.update(s.get("password_changes", {}))
         stats.code_words += s.get("code_word_requests", 0)
         stats.local_wipes += s.get("local_wipes", 0)
+        stats.policy_effects.update(s.get("policy_effects", {}))
         stats.bytes_sent += s["bytes_sent"]
         stats.bytes_received += s["bytes_received"]
         stats.interrupted = stats.interrupted or s.get("interrupted", False)

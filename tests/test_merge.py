@@ -56,3 +56,57 @@ def test_shard_flag_errors(tmp_path):
         env = {k: v for k, v in os.environ.items() if k != "JOB_COMPLETION_INDEX"}
         out = _run(tmp_path, f, *args, env=env)
         assert out.returncode == 2 and needle in out.stderr, (args, out.stderr)
+
+
+# summary.json keys that are not counts to add up when shards merge
+_NOT_ADDITIVE = {"scenario", "target", "started", "elapsed_s", "requests_per_s", "latency", "histograms", "timings",
+                 "timing_histograms", "events", "series", "interrupted", "shard", "seed", "easload_version"}
+
+
+def test_every_count_of_a_summary_adds_up_when_merged():
+    """Two shards with the same counts merge into twice every count of summary.json: a counter
+    added to Stats/summary.json but forgotten by merge.py fails here."""
+    from loadgen.merge import merge
+    from loadgen.report import Stats
+
+    s = Stats()
+    s.record("Provision", 200, "ok", 0.01, 100, 200, eas_status=1)
+    s.record("Sync", 503, "throttled", 0.02, 50, 0)
+    s.eas_statuses[("Provision", 1)] += 1
+    s.provisioning("provisioned", 1)
+    s.reprovision("144")
+    s.wipes["1"] += 1
+    s.throttled["503"] += 1
+    s.malformed["Sync"] += 1
+    s.cancelled["Ping"] += 1
+    s.final_states["provisioned"] += 1
+    s.compliance[1] += 1
+    s.unmet["RequireStorageCardEncryption"] += 1
+    s.reenrolments += 1
+    s.start_lag(0.5, 0.1)
+    s.password_changes["MinDevicePasswordLength"] += 1
+    s.code_words += 1
+    s.local_wipes += 1
+    s.policy_effects["attachment_fetch"] += 1
+    s.ended = s.started + 1
+    one = s.to_dict("x")
+    merged, _shards, _first = merge([dict(one, shard=[0, 2]), dict(one, shard=[1, 2])])
+    two = merged.to_dict("x")
+
+    def doubled(a):
+        if isinstance(a, dict):
+            return {k: doubled(v) for k, v in a.items()}
+        if isinstance(a, list):
+            return [doubled(v) for v in a]
+        return 2 * a if isinstance(a, (int, float)) and not isinstance(a, bool) else a
+
+    for key, value in one.items():
+        if key in _NOT_ADDITIVE:
+            continue
+        if key in ("by_key", "provisionings_raw"):  # rows ending with the count
+            assert two[key] == [row[:-1] + [2 * row[-1]] for row in value], key
+        elif key == "thresholds":
+            continue
+        else:
+            assert value, "the test should make %r non-zero" % key
+            assert two[key] == doubled(value), key
