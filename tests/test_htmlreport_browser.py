@@ -15,12 +15,15 @@ screenshot is kept in EASLOAD_ARTIFACTS_DIR when set (its path is printed).
 """
 
 import asyncio
+import fcntl
 import json
 import os
 import re
+import select
 import shutil
 import struct
 import subprocess
+import time
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -195,6 +198,122 @@ def assert_every_chart_drawn(parsed, view, events):
     return drawn
 
 
+class DevTools:
+    """A minimal Chrome DevTools Protocol client over Chromium's --remote-debugging-pipe (JSON
+    messages separated by NUL on fds 3 and 4): no extra dependency, the system Chromium only.
+    Records the page's console messages, exceptions and network requests."""
+
+    def __init__(self, exe, profile, width=1400, height=1200):
+        to_child_r, self._to_child = os.pipe()
+        self._from_child, from_child_w = os.pipe()
+
+        def fds():  # the child reads commands on fd 3 and writes answers on fd 4
+            r, w = fcntl.fcntl(to_child_r, fcntl.F_DUPFD, 10), fcntl.fcntl(from_child_w, fcntl.F_DUPFD, 10)
+            os.dup2(r, 3)
+            os.dup2(w, 4)
+
+        self.proc = subprocess.Popen(
+            [exe, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+             "--disable-component-update", "--no-first-run", "--disable-sync", "--disable-extensions",
+             "--user-data-dir=%s" % profile, "--host-resolver-rules=MAP * ~NOTFOUND", "--hide-scrollbars",
+             "--window-size=%d,%d" % (width, height), "--remote-debugging-pipe", "about:blank"],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            preexec_fn=fds, close_fds=False)
+        os.close(to_child_r)
+        os.close(from_child_w)
+        self._id = 0
+        self._buf = b""
+        self._pending = []
+        self.events = []
+        self.session = None
+
+    def _read(self, deadline):
+        while b"\0" not in self._buf:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([self._from_child], [], [], left)[0]:
+                raise TimeoutError("no answer from chromium")
+            chunk = os.read(self._from_child, 1 << 16)
+            if not chunk:
+                raise EOFError("chromium closed the pipe")
+            self._buf += chunk
+        raw, self._buf = self._buf.split(b"\0", 1)
+        return json.loads(raw)
+
+    def send(self, method, params=None, session=True, timeout=30):
+        self._id += 1
+        msg = {"id": self._id, "method": method, "params": params or {}}
+        if session and self.session:
+            msg["sessionId"] = self.session
+        os.write(self._to_child, json.dumps(msg).encode() + b"\0")
+        deadline = time.monotonic() + timeout
+        while True:
+            m = self._read(deadline)
+            if m.get("id") == self._id:
+                if "error" in m:
+                    raise RuntimeError("%s: %s" % (method, m["error"]))
+                return m.get("result", {})
+            self.events.append(m)
+
+    def wait_event(self, method, timeout=30):
+        deadline = time.monotonic() + timeout
+        for m in self.events:
+            if m.get("method") == method:
+                return m
+        while True:
+            m = self._read(deadline)
+            self.events.append(m)
+            if m.get("method") == method:
+                return m
+
+    def open(self, url):
+        target = self.send("Target.createTarget", {"url": "about:blank"}, session=False)["targetId"]
+        self.session = self.send("Target.attachToTarget", {"targetId": target, "flatten": True},
+                                 session=False)["sessionId"]
+        for domain in ("Page", "Runtime", "Log", "Network"):
+            self.send(domain + ".enable")
+        self.send("Page.navigate", {"url": url})
+        self.wait_event("Page.loadEventFired")
+
+    def js(self, expression):
+        r = self.send("Runtime.evaluate", {"expression": expression, "returnByValue": True, "awaitPromise": True})
+        if "exceptionDetails" in r:
+            raise RuntimeError(r["exceptionDetails"])
+        return r["result"].get("value")
+
+    def mouse(self, kind, x, y, buttons=0, clicks=0):
+        self.send("Input.dispatchMouseEvent", {"type": kind, "x": x, "y": y, "button": "left" if buttons or clicks
+                                               else "none", "buttons": buttons, "clickCount": clicks})
+
+    def problems(self):
+        """Console errors and warnings, uncaught exceptions, log errors of the page."""
+        out = []
+        for m in self.events:
+            p = m.get("params", {})
+            if m.get("method") == "Runtime.consoleAPICalled" and p.get("type") in ("error", "warning", "assert"):
+                out.append("console.%s: %s" % (p["type"], [a.get("value") for a in p.get("args", [])]))
+            elif m.get("method") == "Runtime.exceptionThrown":
+                out.append("exception: %s" % p.get("exceptionDetails"))
+            elif m.get("method") == "Log.entryAdded" and p.get("entry", {}).get("level") in ("error", "warning"):
+                out.append("log: %s" % p["entry"].get("text"))
+        return out
+
+    def requests(self):
+        return [m["params"]["request"]["url"] for m in self.events if m.get("method") == "Network.requestWillBeSent"]
+
+    def close(self):
+        try:
+            self.send("Browser.close", session=False, timeout=10)
+        except (OSError, EOFError, TimeoutError, RuntimeError):
+            pass
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        os.close(self._to_child)
+        os.close(self._from_child)
+
+
 def _png_size(path):
     head = Path(path).read_bytes()[:24]
     assert head[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG"
@@ -254,10 +373,7 @@ def test_merged_run_whole_and_one_result(report, capsys):
     """A merged run of two results: the whole, and (what the selector does) the charts of result 2
     alone, a different result (it ran only the first half of the intervals)."""
     exe, d, _path, summary = report
-    other = dict(summary, started=summary["started"] + 0.5, target="embedded-2")
-    other["series"] = summary["series"][: max(1, len(summary["series"]) // 2)]
-    path = d / "merged.html"
-    htmlreport.write([summary, other], path)
+    path, other = _merged(d, summary)
     whole, stderr = open_in_chromium(exe, d / "profile-merged", path.as_uri())
     assert not [m for m in console_messages(stderr) if "error" in m.lower()]
     drawn_whole = assert_every_chart_drawn(whole, 0, summary["events"])
@@ -299,6 +415,104 @@ def artefacts(default):
     where = Path(os.environ.get("EASLOAD_ARTIFACTS_DIR") or default)
     where.mkdir(parents=True, exist_ok=True)
     return where
+
+
+def _merged(d, summary):
+    """A merged run of two results; the second started 0.5 s later and ran only half the intervals."""
+    other = dict(summary, started=summary["started"] + 0.5, target="embedded-2")
+    other["series"] = summary["series"][: max(1, len(summary["series"]) // 2)]
+    path = d / "merged.html"
+    htmlreport.write([summary, other], path)
+    return path, other
+
+
+_CHARTS_JS = """JSON.stringify(Array.prototype.map.call(document.querySelectorAll('figure.chart[data-chart]'),
+  function(f){return [f.getAttribute('data-chart'), f.classList.contains('empty') ? 'none' : f.getAttribute('data-kind'),
+                      f.getAttribute('data-points'),
+                      f.getAttribute('data-markers')];}))"""
+
+
+def _wait_ready(dt, view):
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        root = dt.js("[document.documentElement.getAttribute('data-report-ready'),"
+                     "document.documentElement.getAttribute('data-view')]")
+        if root == ["1", str(view)]:
+            return
+        time.sleep(0.05)
+    raise AssertionError("view %d never drawn: %r" % (view, root))
+
+
+def test_interactions_in_chromium(report):
+    """Real input events in Chromium, driven over the DevTools protocol: hovering a chart shows its
+    values in the legend; dragging across one chart zooms every time chart (the event leaves the
+    view of each: no marker is drawn, fewer points); a double-click zooms out (markers back); the
+    selector, worked with the keyboard, draws every chart for result 2 alone.  No console error or
+    warning, no uncaught exception, no request but the file itself."""
+    exe, d, _path, summary = report
+    path, _other = _merged(d, summary)
+    dt = DevTools(exe, d / "profile-cdp")
+    try:
+        dt.open(path.as_uri())
+        _wait_ready(dt, 0)
+        data = json.loads(dt.js("document.getElementById('report-data').textContent"))
+        before = {k: (kind, int(p), m) for k, kind, p, m in json.loads(dt.js(_CHARTS_JS)) if kind != "none"}
+        timed = [k for k, (kind, _p, _m) in before.items() if kind != "cat"]
+        assert len(timed) >= 7 and all(before[k][2] == "1" for k in timed)
+        left, top, width, height = dt.js(
+            "(function(){var o=document.querySelector('figure[data-chart=\"rps\"] .u-over');"
+            "o.scrollIntoView({block:'center'});var r=o.getBoundingClientRect();"
+            "return [r.left,r.top,r.width,r.height];})()")
+
+        def x_of(t):
+            return left + width * t / data["tmax"]
+
+        y = top + height / 2
+        # hover: the legend reads the values under the pointer
+        dt.mouse("mouseMoved", x_of(data["t"][0]), y)
+        values = dt.js("Array.prototype.map.call(document.querySelectorAll("
+                       "'figure[data-chart=\"rps\"] .u-legend .u-value'),function(e){return e.textContent;})")
+        assert values[0].endswith("into the run") and any(v.endswith(" req/s") for v in values[1:]), values
+        # drag from after the event to the end: every time chart zooms with it
+        ev = data["ev"][0]["t"]
+        x1, x2 = x_of(ev + 0.3 * (data["tmax"] - ev)), x_of(data["tmax"] * 0.99)
+        dt.mouse("mousePressed", x1, y, buttons=1, clicks=1)
+        dt.mouse("mouseMoved", (x1 + x2) / 2, y, buttons=1)
+        dt.mouse("mouseMoved", x2, y, buttons=1)
+        dt.mouse("mouseReleased", x2, y, clicks=1)
+        zoomed = {k: (kind, int(p), m) for k, kind, p, m in json.loads(dt.js(_CHARTS_JS)) if kind != "none"}
+        for k in timed:
+            assert zoomed[k][2] == "0", (k, zoomed[k])  # the event is out of view on every time chart
+            assert zoomed[k][1] <= before[k][1], (k, zoomed[k], before[k])
+        assert 0 < zoomed["rps"][1] < before["rps"][1] and 0 < zoomed["devices"][1] < before["devices"][1]
+        for k in before:
+            if k not in timed:
+                assert zoomed[k] == before[k]  # the charts by command have no time axis
+        # double-click: back to the whole run, markers and all
+        dt.mouse("mousePressed", x1, y, buttons=1, clicks=2)
+        dt.mouse("mouseReleased", x1, y, clicks=2)
+        after = {k: (kind, int(p), m) for k, kind, p, m in json.loads(dt.js(_CHARTS_JS)) if kind != "none"}
+        assert after == before
+        # the selector, with the keyboard: result 1, then result 2
+        dt.js("document.getElementById('view').focus()")
+        for _ in range(2):
+            dt.send("Input.dispatchKeyEvent", {"type": "rawKeyDown", "key": "ArrowDown", "code": "ArrowDown",
+                                               "windowsVirtualKeyCode": 40})
+            dt.send("Input.dispatchKeyEvent", {"type": "keyUp", "key": "ArrowDown", "code": "ArrowDown",
+                                               "windowsVirtualKeyCode": 40})
+        _wait_ready(dt, 2)
+        assert dt.js("location.hash") == "#view=2"
+        view2 = data["views"][2]["c"]
+        shown = {k: int(p) for k, kind, p, _m in json.loads(dt.js(_CHARTS_JS)) if kind != "none"}
+        specs = dict(data["g"], **view2)
+        assert set(shown) == set(specs)
+        for k, n in shown.items():
+            assert n == sum(1 for s in specs[k]["s"] for v in s[2] if v is not None), k
+        assert shown["rps"] < before["rps"][1]
+        assert dt.problems() == []
+        assert [u for u in dt.requests() if not u.startswith("file:")] == []
+    finally:
+        dt.close()
 
 
 def test_screenshot(report, capsys):
