@@ -6,9 +6,12 @@ point of the chart's JSON data), data-ink (coloured pixels read back from the pl
 series really are painted) and data-markers (event markers drawn by the draw hook, each with its
 numbered label element).  Checks: the script ran to its end without an error and every chart
 drew, no console error, the policy-change marker on every time chart, the summary tables equal
-summary.json, a merged run drawn for one result (#view=N, what the selector does), a screenshot
-of real size, and no network request: host names resolve to nothing, and Chromium's own network
-log shows no request the page made (a canary page that does make one proves the log would show it).
+summary.json, a merged run drawn whole and for one result (#view=N), a screenshot of real size,
+and no network request: host names resolve to nothing, and Chromium's own network log shows no
+request the page made (a canary page that does make one proves the log would show it).  Then real
+input, driven over the DevTools protocol on Chromium's --remote-debugging-pipe (no dependency but
+the system Chromium): hover values, a drag that zooms every time chart, a double-click back, and
+the result selector worked with the keyboard.
 
 Skipped when chromium is missing, unless EASLOAD_REQUIRE_CHROMIUM is set (CI sets it).  The
 screenshot is kept in EASLOAD_ARTIFACTS_DIR when set (its path is printed).
@@ -320,6 +323,22 @@ def _png_size(path):
     return struct.unpack(">II", head[16:24])
 
 
+def artefacts(default):
+    """Where screenshots go: EASLOAD_ARTIFACTS_DIR (CI keeps it), else the test's directory."""
+    where = Path(os.environ.get("EASLOAD_ARTIFACTS_DIR") or default)
+    where.mkdir(parents=True, exist_ok=True)
+    return where
+
+
+def _merged(d, summary):
+    """A merged run of two results; the second started 0.5 s later and ran only half the intervals."""
+    other = dict(summary, started=summary["started"] + 0.5, target="embedded-2")
+    other["series"] = summary["series"][: max(1, len(summary["series"]) // 2)]
+    path = d / "merged.html"
+    htmlreport.write([summary, other], path)
+    return path, other
+
+
 @pytest.fixture(scope="module")
 def report(tmp_path_factory):
     exe = _chromium()
@@ -408,22 +427,6 @@ def test_the_network_check_would_see_a_request(report):
                    canary.as_uri())
     assert out.returncode == 0, out.stderr[-3000:]
     assert page_requests(d / "canary-netlog.json") == ["http://easload-canary.invalid/x.png"]
-
-
-def artefacts(default):
-    """Where screenshots go: EASLOAD_ARTIFACTS_DIR (CI keeps it), else the test's directory."""
-    where = Path(os.environ.get("EASLOAD_ARTIFACTS_DIR") or default)
-    where.mkdir(parents=True, exist_ok=True)
-    return where
-
-
-def _merged(d, summary):
-    """A merged run of two results; the second started 0.5 s later and ran only half the intervals."""
-    other = dict(summary, started=summary["started"] + 0.5, target="embedded-2")
-    other["series"] = summary["series"][: max(1, len(summary["series"]) // 2)]
-    path = d / "merged.html"
-    htmlreport.write([summary, other], path)
-    return path, other
 
 
 _CHARTS_JS = """JSON.stringify(Array.prototype.map.call(document.querySelectorAll('figure.chart[data-chart]'),
