@@ -518,6 +518,38 @@ def test_interactions_in_chromium(report):
         dt.close()
 
 
+def test_hostile_strings_stay_text_in_chromium(report):
+    """Names from the data (scenario, target, commands, states, events) that are markup: the page,
+    run in Chromium, shows them as text (legend, marker titles) and runs none of them."""
+    exe, d, _path, summary = report
+    evil = json.loads(json.dumps(summary))
+    bad = '<img src=x onerror=alert(1)><script>alert(2)</script>'
+    evil["scenario"] = bad
+    evil["target"] = "https://x.example/</title><script>alert(3)</script>"
+    evil["events"] = [{"at_s": 1.5, "action": "wipe" + bad, "result": "</script><script>alert(4)</script>"}]
+    evil["series"][0]["requests"]["<i>Cmd</i> ok"] = 1
+    evil["series"][0]["devices"]["<iframe src=x>"] = 1
+    path = d / "hostile.html"
+    htmlreport.write([evil], path)
+    dt = DevTools(exe, d / "profile-hostile")
+    try:
+        dt.open(path.as_uri())
+        _wait_ready(dt, 0)
+        assert not [m for m in dt.events if m.get("method") == "Page.javascriptDialogOpening"]
+        assert dt.js("document.querySelectorAll('img, iframe, i, [onerror], [onload]').length") == 0
+        assert dt.js("document.querySelectorAll('script').length") == 3
+        labels = dt.js("Array.prototype.map.call(document.querySelectorAll('.u-legend .u-label'),"
+                       "function(e){return e.textContent;})")
+        assert "<i>Cmd</i>" in labels and "<iframe src=x>" in labels
+        titles = dt.js("Array.prototype.map.call(document.querySelectorAll('.ev-marker'),"
+                       "function(e){return e.title;})")
+        assert titles and all(t == "event 1 at 1.5 s: wipe%s: </script><script>alert(4)</script>" % bad for t in titles)
+        assert dt.js("document.title") == "easload report: " + bad
+        assert dt.problems() == [] and [u for u in dt.requests() if not u.startswith("file:")] == []
+    finally:
+        dt.close()
+
+
 def test_screenshot(report, capsys):
     exe, d, path, _summary = report
     where = artefacts(d)
