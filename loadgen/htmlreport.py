@@ -310,8 +310,6 @@ def _align(summaries, start0, grid):
     return points
 
 
-
-
 # ---------------------------------------------------------------- charts (data for uPlot)
 
 ASSETS = "report_assets"
@@ -512,7 +510,7 @@ def _figure(key, title, note, spec, pts):
                 % (esc(key), esc(title), esc(empty), esc(empty)))
     kind = spec["k"]
     return ('<figure class="chart %s" data-chart="%s" data-kind="%s"><figcaption>%s</figcaption>'
-            '<div class="plot" role="img" aria-label="%s"></div>%s</figure>'
+            '<p class="sr-only">%s</p><div class="plot"></div>%s</figure>'
             % ("catchart" if kind == "cat" else "timechart", esc(key), kind, esc(title),
                esc(_describe(title, spec, pts)), '<p class="note">%s</p>' % esc(note) if note else ""))
 
@@ -842,6 +840,7 @@ figcaption{font-weight:700;margin-bottom:2px}
 .u-legend .u-series>*{padding:1px 4px}.u-legend .u-marker{width:.9em;height:.9em}
 .ev-marker{position:absolute;top:0;transform:translateX(-50%);background:#222;color:#fff;font:700 11px/15px sans-serif;
 padding:0 4px;border-radius:3px;white-space:nowrap;cursor:default;z-index:5}
+.sr-only{position:absolute;width:1px;height:1px;overflow:hidden;clip:rect(0 0 0 0);white-space:nowrap}
 .note{color:var(--muted);font-size:.9em;margin:.3em 0}.nodata{color:var(--muted);font-style:italic;margin:1em 0}
 code{font-size:.95em}
 footer{margin-top:2em;color:var(--muted);font-size:.85em}
