@@ -432,3 +432,16 @@ def test_easload_target_processes_command(tmp_path):
                           "--listen", "127.0.0.2:1"], capture_output=True, text=True, timeout=60, cwd=tmp_path)
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
     assert bad.stderr.strip().splitlines()[-1].startswith("easload: --listen: 2 listen addresses for 3 processes")
+
+
+async def test_mail_rate_delivers_in_every_process():
+    """[target] mail_per_user_per_hour on a cluster: each process delivers to its own users (Pings wake)."""
+    async with TargetCluster(2, users=4, seed=2, ping_min=1, mail_per_user_per_hour=36000) as c:
+        async with aiohttp.ClientSession() as session:
+            clients = [UserClient(session, c.urls[n % 2], n, "R%d" % n) for n in range(4)]
+            for cl in clients:
+                cl.key = await _provision(cl)
+                await cl.post("FolderSync", commands.foldersync("0"), key=cl.key)
+            results = await asyncio.wait_for(asyncio.gather(
+                *(cl.post("Ping", ping_request(60), key=cl.key) for cl in clients)), 30)
+            assert [commands.root_status(tree) for _, _, tree in results] == [2, 2, 2, 2]

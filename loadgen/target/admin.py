@@ -24,6 +24,7 @@ POST /admin/mail      {"user": u, "count": n} or {"fraction": f, "count": n, "se
 POST /admin/faults    faults.py configuration ({} turns faults off)
 POST /admin/throttle  {"max_concurrency", "rate", "burst", "low_water", "retry_after"}
 GET  /admin/devices   every partnership with provisioning, access and wipe state and device info
+                      (?ids=1: only [[user, device id], ...], what a multi-process target's parent needs)
 GET  /admin/counters  requests by (command, HTTP status, EAS status), device states, throttling, faults
 """
 
@@ -88,7 +89,7 @@ class Admin:
 
     def _wrap(self, method):
         async def handler(request):
-            data = {}
+            data = dict(request.query) if request.method == "GET" else {}
             if request.method == "POST":
                 raw = await request.read()
                 if raw:
@@ -200,6 +201,8 @@ class Admin:
         return self.state.throttle.configure(**data)
 
     def devices(self, data):
+        if data.get("ids"):
+            return {"ids": [[user, device_id] for user, device_id in self.state.devices]}
         return {"devices": self.state.list_devices()}
 
     def counters(self, data):

@@ -367,7 +367,8 @@ class TargetCluster:
     async def wipe_fraction(self, fraction, seed=None, account_only=False):
         """Wipe ``fraction`` of all devices, chosen as TargetState.wipe_fraction does over the whole
         population; returns the chosen [(user, device id)]."""
-        chosen = pick_fraction([(d["user"], d["device_id"]) for d in await self.devices()], fraction, seed)
+        answers = await self.broadcast("GET", "/admin/devices?ids=1")
+        chosen = pick_fraction([(u, d) for a in answers for u, d in a["ids"]], fraction, seed)
         bodies = [None] * self.processes
         for user, device_id in chosen:
             k = self.owner(user)
