@@ -16,7 +16,10 @@ mutated real documents and checks, for every input:
   hang -- or a segfault in the compiled twin -- kills the worker process, and
   the parent prints the input it was working on (kept in a shared file);
 * every successfully decoded tree re-encodes (both twins, same bytes) and
-  decodes back to the same tree.
+  decodes back to the same tree;
+* ``extract`` raises nothing but ``WBXMLError`` subclasses, and on every valid
+  document both twins extract the same texts (fixed tags and tags the
+  document holds).
 
 Seed corpus: realistic EAS documents (Provision request / response with the
 seed policy / acknowledgement, FolderSync, Sync with e-mails including opaque
@@ -532,6 +535,47 @@ def _stem(message):
     return re.sub(r"<[^>]*>|'[^']*'|\"[^\"]*\"|0x[0-9a-fA-F]+|\d+", "_", message)[:120]
 
 
+EXTRACT_FIXED = ("Provision:Status", "Provision:PolicyKey", "AirSync:SyncKey", "FolderHierarchy:SyncKey")
+
+
+def _text_tags(tree, limit=3):
+    """The first ``limit`` distinct tags holding text, in document order (iterative: deep trees)."""
+    found = []
+    stack = [tree]
+    while stack and len(found) < limit:
+        tag, content = stack.pop()
+        if type(content) is list:
+            stack.extend(reversed(content))
+        elif type(content) is str and tag not in found:
+            found.append(tag)
+    return tuple(found)
+
+
+def extract_problems(codecs, data, tree):
+    """The extractor raises nothing but WBXMLError (the compiled one checks less than decode, so
+    on malformed input only that); on a valid document both twins give the same texts -- for
+    fixed tags (mostly absent: the compiled extractor's leaf runs) and for tags the document has."""
+    problems = []
+    for wanted in (EXTRACT_FIXED,) if tree is None else (EXTRACT_FIXED, _text_tags(tree)):
+        results = []
+        for codec in codecs:
+            try:
+                results.append(("ok", codec.extract(data, wanted)))
+            except WBXMLError as exc:
+                results.append(("err", type(exc).__name__))
+            except KeyboardInterrupt:
+                raise
+            except BaseException as exc:
+                results.append(("crash", type(exc).__name__))
+                problems.append(("crash-extract:%s:%s:%s" % (_name(codec), type(exc).__name__, _stem(str(exc))),
+                                 "%s.extract(data, %r) raises %s: %s" % (_name(codec), wanted, type(exc).__name__,
+                                                                         str(exc)[:300])))
+        if tree is not None and len(results) == 2 and results[0] != results[1]:
+            problems.append(("extract-disagreement", "wanted %r: pure %s | compiled %s"
+                             % (wanted, _short(results[0]), _short(results[1]))))
+    return problems
+
+
 def check_input(codecs, data):
     """Verdict class (of the pure twin) and the problems found: [(signature, detail)]."""
     verdicts = [verdict(c, data) for c in codecs]
@@ -544,8 +588,10 @@ def check_input(codecs, data):
         a, b = verdicts
         problems.append(("disagreement:%s/%s" % (_vclass(a), _vclass(b)),
                          "pure: %s | compiled: %s" % (_describe(a), _describe(b))))
-    if v0[0] == "ok" and all(tree_equal(v, v0) for v in verdicts):
+    agreed = v0[0] == "ok" and all(tree_equal(v, v0) for v in verdicts)
+    if agreed:
         problems.extend(roundtrip_problems(codecs, v0[1]))
+    problems.extend(extract_problems(codecs, data, v0[1] if agreed else None))
     return _vclass(v0), problems
 
 

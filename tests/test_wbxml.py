@@ -280,3 +280,119 @@ def test_fuzz_findings_decode_only_what_encodes(codec):
     deep_empty = HEADER + b"\x45" * 512 + b"\x05" + b"\x01" * 512  # empty element at level 513
     with pytest.raises(errors.NestingError):
         codec.decode(deep_empty)
+
+
+# --------------------------------------------------------------------------- decoder fast paths
+# The compiled decoder locates short ASCII texts in one pass and shares equal leaves
+# (tag, text) between decodes; its extractor skips runs of unwanted leaves without
+# dispatching on every token.  These documents aim at the edges of those paths; the
+# pure twin is the reference for every verdict.
+
+
+def _verdict(mod, data, wanted=None):
+    try:
+        return ("ok", mod.decode(data) if wanted is None else mod.extract(data, wanted))
+    except errors.WBXMLError as exc:
+        return (type(exc).__name__, exc.offset)
+
+
+_TEXTS = ["", "0", "1", "-1", "\x01", "\x7f", "~~", "\x1f!", "é", "1é", "abcdef", "abcdefg", "abcdefgh",
+          "a" * 31, "a" * 32, "a" * 33, "x" * 500, "2488355417", "MS-EAS-Provisioning-WBXML", "日本語"]
+
+
+def test_leaf_texts_of_every_length_and_kind(codec):
+    for text in _TEXTS:
+        tree = ("Provision:Provision", [("Provision:Status", text), ("Provision:PolicyKey", text),
+                                        ("Provision:Policies", [("Provision:PolicyType", text)])])
+        data = _wbxml._pure.encode(tree)
+        for _ in range(3):  # the second and third decode find the leaves cached
+            assert codec.decode(data) == tree
+        assert codec.extract(data, ("Provision:PolicyKey",)) == {"Provision:PolicyKey": [text]}
+        assert codec.extract(data, ("Provision:PolicyType", "Provision:Status")) == {
+            "Provision:Status": [text], "Provision:PolicyType": [text]}
+        root = codec.decode(HEADER + b"\x00\x07\x52\x03" + text.encode() + b"\x00\x01")  # a leaf as the root
+        assert root == ("FolderHierarchy:SyncKey", text)
+
+
+def test_equal_leaves_under_other_tags_and_many_distinct_values(codec):
+    # 3000 distinct values over a few tags overflow the compiled leaf cache many times
+    # over; re-decoding the first documents afterwards must still give their own trees
+    docs = []
+    for i in range(3000):
+        value = str(i % 1500)
+        tag = ("Provision:Status", "Provision:PolicyKey", "AirSync:Status")[i % 3]
+        tree = ("Provision:Provision", [(tag, value), ("Provision:PolicyType", value), ("Provision:Data", None)])
+        docs.append((_wbxml._pure.encode(tree), tree))
+    for data, tree in docs + docs[:50]:
+        assert codec.decode(data) == tree
+
+
+def test_decoded_lists_are_fresh(codec):
+    data = _wbxml._pure.encode(("Provision:Provision", [("Provision:Status", "1"), ("Provision:Policies", [])]))
+    first = codec.decode(data)
+    first[1].append(("Provision:Status", "2"))
+    first[1][1][1].append("junk")
+    assert codec.decode(data) == ("Provision:Provision", [("Provision:Status", "1"), ("Provision:Policies", [])])
+
+
+# Text pieces and mixed content around a first short text (FolderSync 0x56, SyncKey 0x52
+# on page 7; STR_T offsets into the string table "abc\0"; ENTITY 0x02).
+_PIECES = [
+    b"\x52\x03a\x00\x03b\x00\x01",  # two STR_I: joined
+    b"\x52\x03a\x00\x03" + b"y" * 40 + b"\x00\x01",  # a short piece, then a long one
+    b"\x52\x03" + b"y" * 40 + b"\x00\x03a\x00\x01",  # a long piece, then a short one
+    b"\x52\x03a\x00\x02\x41\x01",  # STR_I then ENTITY 'A'
+    b"\x52\x03a\x00\x83\x00\x01",  # STR_I then STR_T "abc"
+    b"\x52\x83\x01\x03a\x00\x01",  # STR_T "bc" then STR_I
+    b"\x52\x03a\x00\x52\x01\x01",  # text, then an element: mixed
+    b"\x52\x03a\x00\x12\x01",  # text, then an empty element: mixed
+    b"\x52\x03a\x00\xc3\x01z\x01",  # text, then opaque data: mixed
+    b"\x52\xc3\x01z\x03a\x00\x01",  # opaque data, then text: mixed
+    b"\x52\x03\xff\x00\x01",  # invalid UTF-8 in a one-byte text
+    b"\x52\x03a\xc3\x00\x01",  # invalid UTF-8 in a short text
+    b"\x52\x03a\x00\x03\xe6\x00\x01",  # invalid UTF-8 in a second piece
+    b"\x52\x03abc",  # unterminated short text
+    b"\x52\x03" + b"y" * 40,  # unterminated long text
+    b"\x52\x03a\x00",  # document ends after the text
+]
+
+
+@pytest.mark.parametrize("body", _PIECES)
+def test_text_pieces_and_mixed_content_match_the_pure_twin(body):
+    from conftest import COMPILED
+
+    data = bytes([0x03, 0x01, 0x6A, 0x04]) + b"abc\x00" + b"\x00\x07\x56" + body + b"\x01"
+    expected = _verdict(_wbxml._pure, data)
+    if COMPILED is not None:
+        for _ in range(2):
+            assert _verdict(COMPILED, data) == expected
+        if expected[0] == "ok":  # (on malformed documents the extractor checks less)
+            wanted = ("FolderHierarchy:SyncKey",)
+            assert COMPILED.extract(data, wanted) == _wbxml._pure.extract(data, wanted)
+
+
+def test_extract_leaf_runs(codec):
+    # runs of unwanted leaves with texts of every length, empty elements <T/> and <T></T>,
+    # wanted tags whose tokens are Provision tokens too (AirSync:Status 0x0E is
+    # Provision:DevicePasswordEnabled, Email:Subject 0x14 Provision:MinDevicePasswordLength,
+    # Email:Read 0x15 Provision:MaxInactivityTimeDeviceLock), and long texts
+    leaves = [("Provision:" + name, text) for name, text in zip(
+        ["DevicePasswordEnabled", "AlphanumericDevicePasswordRequired", "PasswordRecoveryEnabled",
+         "AttachmentsEnabled", "MinDevicePasswordLength", "MaxInactivityTimeDeviceLock",
+         "MaxDevicePasswordFailedAttempts", "AllowSimpleDevicePassword"], _TEXTS[1:9])]
+    tree = ("Provision:Provision", [
+        ("Provision:Status", "1"),
+        ("AirSync:Sync", [("AirSync:Status", "3"), ("Email:Subject", "s"), ("Email:Read", "1")]),
+        ("Provision:Policies", leaves + [("Provision:MaxAttachmentSize", None), ("Provision:RequireDeviceEncryption", []),
+                                         ("Provision:PolicyKey", "7")] + leaves + [("Provision:PolicyKey", "a" * 33)]),
+        ("Provision:EASProvisionDoc", leaves),
+    ])
+    data = _wbxml._pure.encode(tree)
+    assert codec.decode(data) == tree
+    for wanted in [("Provision:Status",), ("Provision:PolicyKey",), ("AirSync:Status", "Email:Read"),
+                   ("Email:Subject", "Provision:AttachmentsEnabled"), ("Provision:MaxAttachmentSize",),
+                   ("Provision:RequireDeviceEncryption",), tuple(t for t, _ in leaves), ()]:
+        assert codec.extract(data, wanted) == _wbxml._pure.extract(data, wanted), wanted
+    for cut in range(len(data)):  # every truncation is an error, never a crash or a wrong answer
+        with pytest.raises(errors.WBXMLError):
+            codec.extract(data[:cut], ("Provision:PolicyKey",))
