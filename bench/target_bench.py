@@ -15,7 +15,23 @@ Bounded in time (well under 2 minutes) and in file descriptors (each held Ping
 is one connection: one fd here and one in the target; levels are capped so that
 neither process passes 18,000 open files).
 
+Then the multi-process target (loadgen/target/cluster.py: users sharded over
+processes, each on its own 127.0.0.x address), driven by several client
+processes (one process may open at most 20,000 files here; one destination
+ip:port gives a client ~28,000 ephemeral ports): ``--cluster PINGS:TARGETS:CLIENTS``
+(default 20000:2:2) and ``--scale`` (e.g. 100000:8:8).  Each client provisions
+its devices two-step against their users' processes (provisionings/s in all and
+per target process, with the target processes' CPU), then holds one Ping per
+device with a minimal asyncio.Protocol client (the request bytes, one response),
+paced (``--open-rate``) so that the targets' listen backlogs do not overflow.
+Printed: Pings held (per process), the target processes' RSS in all and per held
+Ping, whether that is within 1 GiB, the clients' RSS, and how fast new mail for
+every user answers them all.  Every process raises RLIMIT_NOFILE to the hard
+limit; heartbeat ``--heartbeat`` (120 s; the target's bounds are set to allow
+it), time budget ``--budget``; the bench stops only the processes it started.
+
     .venv/bin/python bench/target_bench.py [--seconds 6] [--pings 5000,10000]
+    .venv/bin/python bench/target_bench.py --no-single --cluster '' --scale 100000:8:8
 """
 
 import argparse
@@ -518,7 +534,8 @@ async def cluster_bench(label, total, processes, clients, heartbeat, budget, ope
                   (total_rss - sum(base)) * 1024 / max(held, 1), sum(base),
                   "within" if total_rss < 1024 else "NOT within",
                   "; cluster parent (admin, merged metrics) %.1f MB besides" % parent))
-        print("client processes RSS %.1f MB in all (%.1f KB per held Ping)" % (client_rss, client_rss * 1024 / max(held, 1)))
+        print("client processes RSS %.1f MB in all (%.1f KB per held Ping)" % (
+            client_rss, client_rss * 1024 / max(held, 1)))
         t2 = time.perf_counter()
         users = await cluster.deliver_mail_fraction(1.0, 1, seed=1)
         results = {}

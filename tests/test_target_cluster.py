@@ -408,7 +408,7 @@ def test_easload_target_processes_command(tmp_path):
         # user1 is served by process 1 (127.0.0.2), not by process 0
         for host, expected in (("127.0.0.2", 200), ("127.0.0.1", 401)):
             req = urllib.request.Request("http://%s:%d/Microsoft-Server-ActiveSync" % (host, port), method="OPTIONS",
-                                         headers={"Authorization": "Basic " + base64.b64encode(b"user1:Pass1!").decode()})
+                                         headers={"Authorization": _auth(1)})
             try:
                 with urllib.request.urlopen(req, timeout=10) as resp:
                     status = resp.status
@@ -417,7 +417,8 @@ def test_easload_target_processes_command(tmp_path):
             assert status == expected, host
         merged = _samples(get("/metrics"))
         assert merged[("easload_target_processes", ())] == 2
-        options = ("easload_target_requests_total", (("command", "OPTIONS"), ("eas_status", ""), ("http_status", "200")))
+        options = ("easload_target_requests_total",
+                   (("command", "OPTIONS"), ("eas_status", ""), ("http_status", "200")))
         assert merged[options] == 1
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(30) == 0

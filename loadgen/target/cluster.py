@@ -194,8 +194,8 @@ async def _mail_loop(state, per_user_per_hour, seed, index):
 # --------------------------------------------------------------------------- parent
 
 
-class ClusterError(RuntimeError):
-    pass
+class ClusterError(OSError):
+    """A target process could not start or answer (an OSError, like a bind failure of one target)."""
 
 
 class TargetCluster:
