@@ -500,9 +500,9 @@ async def cluster_bench(label, total, processes, clients, heartbeat, budget, ope
         busy = [100 * (cpu_seconds(pid) - c0) / elapsed for pid, c0 in zip(cluster.pids, cpu0)]
         done = sum(m[1] for m in prov)
         print("two-step provisionings/s: %.0f in all, %.0f per target process (%d devices in %.1f s, %d "
-              "connections per target process; target CPU %s%%)" % (
+              "connections per target process; target CPU %s%%; %.0f per CPU-second of a target process)" % (
                   done / elapsed, done / elapsed / processes, done, elapsed, per_client_conc * clients,
-                  "/".join("%.0f" % b for b in busy)))
+                  "/".join("%.0f" % b for b in busy), done / max(1e-9, sum(busy) * elapsed / 100)))
         base = [rss_mb(pid) for pid in cluster.pids]
         print("target RSS after %d partnerships: %.1f MB in all" % (done, sum(base)))
         t1 = time.perf_counter()
