@@ -1,13 +1,22 @@
-"""Transport benchmark: full device logic + codec + metrics against a canned fast responder.
+"""Transport benchmark: lean vs aiohttp, side by side in one run, against a canned fast responder.
 
-    python bench/transport_bench.py [--devices 64 512] [--seconds 10] [--transports lean aiohttp]
+    python bench/transport_bench.py [--conns 64 512] [--seconds 5] [--repeat 3] [--modes device plain]
 
-The responder runs in its own process (pinned to the last core when possible)
-and answers every Provision with a policy/final key and every FolderSync with a
-pre-encoded body, parsing only the request line and Content-Length.  The client
-is ``easload``'s engine itself (one process, pinned to core 0), with zero think
-time, so the figure is requests per second per client core with everything a
-device does.  Prints figures; asserts nothing.
+The responder runs in its own process pinned to the last core and answers every
+Provision with a policy/final key and every other command with a pre-encoded
+FolderSync body, parsing only the request line and Content-Length.  The client
+runs pinned to core 0, so requests per second are per client core.
+
+* ``device``: easload's engine itself -- provisioning state machine, device
+  logic, WBXML codec, stats and metrics -- with zero think time (mode
+  foldersync), one device per connection.
+* ``plain``: the transport alone, ``await transport.post(...)`` in a loop per
+  connection, with pre-encoded bodies.
+
+Runs are interleaved (lean, aiohttp, lean, ...) so that noise from other work on
+the machine falls on both; each figure is reported as min / median of the
+repeats, with requests per client CPU-second beside it.  Prints figures; asserts
+nothing.
 """
 
 import argparse
@@ -15,6 +24,7 @@ import asyncio
 import multiprocessing
 import os
 import resource
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -91,10 +101,10 @@ def serve(port_queue, core):
     asyncio.run(main())
 
 
-def run_client(url, transport, devices, seconds):
-    from loadgen import engine, scenario
+def _scenario(url, transport, devices, seconds):
+    from loadgen import scenario
 
-    sc = scenario.parse(f"""
+    return scenario.parse(f"""
 duration = {seconds}
 [target]
 url = "{url}"
@@ -107,29 +117,75 @@ versions = {{ "14.1" = 1 }}
 [load]
 ramp_up = 0
 think_time = 0
+mode = "foldersync"
 transport = "{transport}"
 graceful_stop = 2
 """, "bench.toml")
+
+
+def _loop_factory():
     try:
         import uvloop
-        loop_factory = uvloop.new_event_loop
+        return uvloop.new_event_loop
     except ImportError:
-        loop_factory = None
+        return None
+
+
+def run_device(url, transport, devices, seconds):
+    """The engine with full device logic: (requests, seconds, cpu seconds, errors)."""
+    from loadgen import engine
+
+    sc = _scenario(url, transport, devices, seconds)
     cpu0 = time.process_time()
-    with asyncio.Runner(loop_factory=loop_factory) as runner:
+    with asyncio.Runner(loop_factory=_loop_factory()) as runner:
         result = runner.run(engine.run(sc, progress=False))
     cpu = time.process_time() - cpu0
     stats = result.stats
-    elapsed = stats.ended - stats.started
-    fs = stats.percentiles("FolderSync")
-    return stats.total, elapsed, cpu, fs, stats.errors()
+    return stats.total, stats.ended - stats.started, cpu, stats.errors()
+
+
+def run_plain(url, transport, conns, seconds):
+    """The transport alone: ``post`` in a loop on ``conns`` connections."""
+    from loadgen.eas import commands
+    from loadgen.transport import DeviceEndpoint, Transport
+
+    body = commands.foldersync("1")
+    kind, _, pooled = transport.partition("-")
+    counts = [0, 0]
+
+    async def main():
+        t = Transport(kind, timeout=30, **({"pool_size": conns} if pooled else {}))
+        await t.start()
+        loop = asyncio.get_running_loop()
+        endpoints = [DeviceEndpoint(url, "user%d" % i, "Pass%d!" % i, "BENCH%08d" % i, "SmartPhone", "14.1",
+                                    "easload-bench/1.0") for i in range(conns)]
+        stop = loop.time() + seconds
+
+        async def one(ep):
+            while loop.time() < stop:
+                r = await t.post(ep, "FolderSync", body, "2222")
+                counts[0 if r.status == 200 else 1] += 1
+
+        t0 = time.perf_counter()
+        await asyncio.gather(*(one(ep) for ep in endpoints))
+        elapsed = time.perf_counter() - t0
+        await t.close()
+        return elapsed
+
+    cpu0 = time.process_time()
+    with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+        elapsed = runner.run(main())
+    return counts[0], elapsed, time.process_time() - cpu0, counts[1]
 
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--devices", type=int, nargs="+", default=[64, 512])
-    ap.add_argument("--seconds", type=float, default=10.0)
-    ap.add_argument("--transports", nargs="+", default=["lean", "aiohttp"])
+    ap.add_argument("--conns", "--devices", type=int, nargs="+", default=[64, 512])
+    ap.add_argument("--seconds", type=float, default=5.0)
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--modes", nargs="+", default=["device", "plain"], choices=["device", "plain"])
+    ap.add_argument("--transports", nargs="+", default=["lean", "aiohttp"],
+                    help="lean, aiohttp; lean-pooled (plain mode: one shared pool of --conns connections)")
     args = ap.parse_args()
     cores = os.cpu_count() or 1
     q = multiprocessing.Queue()
@@ -139,22 +195,34 @@ def main():
     url = "http://127.0.0.1:%d/Microsoft-Server-ActiveSync" % port
     if hasattr(os, "sched_setaffinity") and cores > 1:
         os.sched_setaffinity(0, {0})
-    print("canned responder pid %d on core %s; client on core 0; %.0f s per run" % (proc.pid, cores - 1, args.seconds))
-    print("%-8s %8s %10s %10s %12s %10s %10s %7s" % ("transport", "devices", "requests", "req/s", "req/s/cpu-s",
-                                                      "p50 ms", "p99 ms", "errors"))
-    results = {}
+    print("canned responder pid %d on core %d; client on core 0; %.0f s per run, %d runs each, interleaved" % (
+        proc.pid, cores - 1, args.seconds, args.repeat))
+    runners = {"device": run_device, "plain": run_plain}
+    rates, cpu_rates, errors = {}, {}, {}
     try:
-        for devices in args.devices:
-            for transport in args.transports:
-                total, elapsed, cpu, fs, errors = run_client(url, transport, devices, args.seconds)
-                results[(transport, devices)] = total / elapsed
-                print("%-8s %8d %10d %10.0f %12.0f %10.2f %10.2f %7d" % (
-                    transport, devices, total, total / elapsed, total / cpu if cpu else 0, fs["p50_ms"],
-                    fs["p99_ms"], errors))
-        for devices in args.devices:
-            if ("lean", devices) in results and ("aiohttp", devices) in results:
-                print("lean / aiohttp at %d devices: %.1fx" % (
-                    devices, results[("lean", devices)] / results[("aiohttp", devices)]))
+        for mode in args.modes:
+            for conns in args.conns:
+                for _ in range(args.repeat):
+                    for transport in args.transports:
+                        if mode == "device" and "-" in transport:
+                            continue
+                        total, elapsed, cpu, errs = runners[mode](url, transport, conns, args.seconds)
+                        key = (mode, transport, conns)
+                        rates.setdefault(key, []).append(total / elapsed)
+                        cpu_rates.setdefault(key, []).append(total / cpu if cpu else 0.0)
+                        errors[key] = errors.get(key, 0) + errs
+        print("%-7s %-13s %6s %18s %22s %7s" % ("mode", "transport", "conns", "req/s min / median",
+                                                "req/cpu-s min / median", "errors"))
+        for key in rates:
+            r, c = rates[key], cpu_rates[key]
+            print("%-7s %-13s %6d %8.0f / %7.0f %10.0f / %9.0f %7d" % (
+                key[0], key[1], key[2], min(r), statistics.median(r), min(c), statistics.median(c), errors[key]))
+        for mode in args.modes:
+            for conns in args.conns:
+                lean, other = rates.get((mode, "lean", conns)), rates.get((mode, "aiohttp", conns))
+                if lean and other:
+                    print("%-7s lean / aiohttp at %4d connections: %.1fx (medians), %.1fx (mins)" % (
+                        mode, conns, statistics.median(lean) / statistics.median(other), min(lean) / min(other)))
         print("client max RSS: %.1f MiB" % (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024))
     finally:
         proc.terminate()

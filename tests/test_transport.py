@@ -221,3 +221,161 @@ async def test_both_transports_same_answer(cls):
         await t.close()
     assert (r.status, r.body) == (200, OK_BODY)
     assert r.headers.get("Content-Type") == "application/vnd.ms-sync.wbxml"
+
+
+async def test_large_body_goes_out_after_the_head():
+    async with RawServer(ok) as srv:
+        t = LeanTransport(timeout=5)
+        big = bytes(range(256)) * 1024  # 256 KiB: head and body written separately
+        r = await t.post(endpoint(srv.port), "SendMail", big, "1")
+        await t.close()
+    assert r.status == 200
+    head, body = srv.requests[0]
+    assert b"Content-Length: %d\r\n" % len(big) in head and body == big
+
+
+async def test_body_delimited_by_connection_close():
+    """A response without Content-Length or chunking ends at EOF (RFC 9112 6.3 item 8)."""
+    async def until_eof(reader, writer, head, n):
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/vnd.ms-sync.wbxml\r\n\r\n" + OK_BODY)
+        await writer.drain()
+        return False
+
+    async with RawServer(until_eof) as srv:
+        t = LeanTransport(timeout=5)
+        ep = endpoint(srv.port)
+        r = await t.post(ep, "FolderSync", b"", "1")
+        r2 = await t.post(ep, "FolderSync", b"", "1")
+        await t.close()
+    assert (r.status, r.body) == (200, OK_BODY) and (r2.status, r2.body) == (200, OK_BODY)
+    assert srv.connections == 2 and t.reconnects == 0
+
+
+async def test_idle_ordinary_connection_is_closed_by_the_client():
+    """The ordinary keep-alive connection closes after idle_timeout (IIS closes idle ones after
+    its connectionTimeout); the next command opens a new one -- no reconnect, no error."""
+    async with RawServer(ok) as srv:
+        t = LeanTransport(timeout=5, idle_timeout=0.2)
+        ep = endpoint(srv.port)
+        assert (await t.post(ep, "FolderSync", b"", "1")).status == 200
+        await asyncio.sleep(0.6)
+        assert ep.conn.closed and t.idle_closed == 1
+        assert (await t.post(ep, "FolderSync", b"", "1")).status == 200
+        await t.close()
+    assert srv.connections == 2 and t.reconnects == 0
+
+
+async def test_held_ping_outlives_the_idle_timeout_of_the_other_connection():
+    """A device parked in a Ping holds one connection: its ordinary one was closed when idle,
+    the Ping's own is not touched by the idle timer while the request is in flight."""
+    release = asyncio.Event()
+
+    async def hold_ping(reader, writer, head, n):
+        if b"Cmd=Ping" in head:
+            await release.wait()
+        writer.write(response())
+        await writer.drain()
+        return True
+
+    async with RawServer(hold_ping) as srv:
+        t = LeanTransport(timeout=5, idle_timeout=0.2)
+        ep = endpoint(srv.port)
+        assert (await t.post(ep, "Sync", b"", "1")).status == 200
+        ping = asyncio.create_task(t.post(ep, "Ping", b"", "1", timeout=3))
+        await asyncio.sleep(0.6)
+        assert ep.conn.closed and not ep.ping_conn.closed
+        release.set()
+        r = await ping
+        await t.close()
+    assert r.status == 200 and t.idle_closed == 1
+
+
+async def test_ping_timeout_follows_its_own_budget():
+    async def stall(reader, writer, head, n):
+        await asyncio.sleep(5)
+        return False
+
+    async with RawServer(stall) as srv:
+        t = LeanTransport(timeout=30)
+        r = await t.post(endpoint(srv.port), "Ping", b"", "1", timeout=0.3)
+        await t.close()
+    assert (r.status, r.error) == (0, "timeout") and r.elapsed < 2
+
+
+async def test_many_devices_at_once_each_get_their_own_answer():
+    """Requests written together at a loop turn (one batch) still pair with their responses."""
+    async def echo_id(reader, writer, head, n):
+        dev = head.split(b"DeviceId=")[1].split(b"&")[0]
+        writer.write(response(body=dev))
+        await writer.drain()
+        return True
+
+    async with RawServer(echo_id) as srv:
+        t = LeanTransport(timeout=5)
+        eps = [DeviceEndpoint("http://127.0.0.1:%d/Microsoft-Server-ActiveSync" % srv.port, "u%d" % i, "p",
+                              "DEV%d" % i, "SmartPhone", "14.1", "UA/1") for i in range(50)]
+        for _ in range(3):
+            rs = await asyncio.gather(*(t.post(ep, "Sync", b"x", "1") for ep in eps))
+            assert [r.body for r in rs] == [b"DEV%d" % i for i in range(50)]
+        await t.close()
+    assert srv.connections == 50  # one keep-alive connection per device
+
+
+async def test_pooled_mode_shares_a_bounded_pool():
+    """pool_size=N: all devices share at most N connections per server (raw request-rate tests);
+    each request still carries its own device's identity and credentials."""
+    peak = [0, 0]
+
+    async def echo_id(reader, writer, head, n):
+        peak[0] += 1
+        peak[1] = max(peak[1], peak[0])
+        await asyncio.sleep(0.01)
+        peak[0] -= 1
+        writer.write(response(body=head.split(b"DeviceId=")[1].split(b"&")[0]))
+        await writer.drain()
+        return True
+
+    async with RawServer(echo_id) as srv:
+        t = LeanTransport(timeout=5, pool_size=3)
+        eps = [DeviceEndpoint("http://127.0.0.1:%d/Microsoft-Server-ActiveSync" % srv.port, "u%d" % i, "p",
+                              "DEV%d" % i, "SmartPhone", "14.1", "UA/1") for i in range(20)]
+        rs = await asyncio.gather(*(t.post(ep, "Sync", b"x", "1") for ep in eps for _ in range(3)))
+        await t.close()
+    assert [r.body for r in rs] == [b"DEV%d" % i for i in range(20) for _ in range(3)]
+    assert srv.connections == 3 and peak[1] <= 3
+    assert all(ep.conn is None for ep in eps)  # connections belong to the pool, not to devices
+
+
+async def test_pooled_mode_replaces_connections_the_server_closes():
+    async def close_after_each(reader, writer, head, n):
+        writer.write(response(extra=b"Connection: close\r\n"))
+        await writer.drain()
+        return False
+
+    async with RawServer(close_after_each) as srv:
+        t = LeanTransport(timeout=5, pool_size=2)
+        eps = [endpoint(srv.port) for _ in range(4)]
+        rs = await asyncio.gather(*(t.post(ep, "Sync", b"", "1") for ep in eps for _ in range(2)))
+        await t.close()
+    assert [r.status for r in rs] == [200] * 8 and srv.connections == 8
+
+
+async def test_pooled_mode_connection_refused_frees_the_slot():
+    server = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    server.close()
+    await server.wait_closed()
+    t = LeanTransport(timeout=2, pool_size=1)
+    rs = await asyncio.gather(*(t.post(endpoint(port), "Sync", b"", "1") for _ in range(3)))
+    await t.close()
+    assert all(r.status == 0 and r.error.startswith("connection:") for r in rs)
+
+
+def test_request_bytes_share_the_common_head():
+    a = endpoint(80)
+    b = DeviceEndpoint("http://127.0.0.1:80/Microsoft-Server-ActiveSync", "user2", "Other2!", "DEV2", "SmartPhone",
+                       "14.1", "ContosoPhone/1.0")
+    assert a._tail is b._tail  # shared by every device with the same server, version and user agent
+    req = a.request("Ping", "42", b"body")
+    assert req.endswith(b"X-MS-PolicyKey: 42\r\nContent-Length: 4\r\n\r\nbody")
+    assert a.headers_no_key["Authorization"].startswith("Basic ") and "Authorization" not in b._tail.decode()

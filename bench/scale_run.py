@@ -1,0 +1,289 @@
+"""Client memory per device holding a Ping, and many devices holding Pings on one machine.
+
+    python bench/scale_run.py --devices 10000                 # one client worker, breakdown
+    python bench/scale_run.py --devices 100000 --workers 6    # 100k devices, 6 client workers
+
+Targets: canned responders in their own processes, one per client worker, each
+on its own loopback address (127.0.0.2, 127.0.0.3, ...).  A responder answers
+Provision (policy, then final key), FolderSync (a hierarchy with an Inbox) and
+Sync (a new sync key) from pre-encoded bodies and *holds* every Ping without
+answering, as a server with nothing new to say does for a whole heartbeat.
+
+Clients: easload's engine, full device logic on the lean transport, in mode
+ping with a long heartbeat.  Each worker measures its RSS after imports, before
+its devices exist, and again once every device is parked in a held Ping (and
+its ordinary keep-alive connection was closed by the idle timeout, as IIS's
+two-minute connectionTimeout would do; ``--idle`` shortens the wait).  The
+difference divided by the devices is the client's memory per holding device;
+kernel socket buffers are not in RSS.  ``--breakdown`` also sizes one device's
+objects (device, endpoint, connection, parser, task and coroutine frames).
+Prints figures; asserts nothing.  One process may hold at most 20,000 open
+files here: keep --devices / --workers <= ~18,000.
+"""
+
+import argparse
+import asyncio
+import gc
+import multiprocessing
+import os
+import resource
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+
+def _bodies():
+    from _wbxml import encode
+    from loadgen.eas.policy import SEED_POLICY, policy_to_tree
+
+    def prov(key, data):
+        policy = [("Provision:PolicyType", "MS-EAS-Provisioning-WBXML"), ("Provision:Status", "1"),
+                  ("Provision:PolicyKey", key)]
+        if data:
+            policy.append(("Provision:Data", [policy_to_tree(dict(SEED_POLICY))]))
+        return encode(("Provision:Provision", [("Provision:Status", "1"),
+                                               ("Provision:Policies", [("Provision:Policy", policy)])]))
+
+    folders = encode(("FolderHierarchy:FolderSync", [
+        ("FolderHierarchy:Status", "1"), ("FolderHierarchy:SyncKey", "1"),
+        ("FolderHierarchy:Changes", [("FolderHierarchy:Count", "1"), ("FolderHierarchy:Add", [
+            ("FolderHierarchy:ServerId", "5"), ("FolderHierarchy:ParentId", "0"),
+            ("FolderHierarchy:DisplayName", "Inbox"), ("FolderHierarchy:Type", "2")])])]))
+    sync = encode(("AirSync:Sync", [("AirSync:Collections", [("AirSync:Collection", [
+        ("AirSync:SyncKey", "2"), ("AirSync:CollectionId", "5"), ("AirSync:Status", "1")])])]))
+
+    def resp(body):
+        return b"HTTP/1.1 200 OK\r\nContent-Type: application/vnd.ms-sync.wbxml\r\nContent-Length: %d\r\n\r\n%s" % (
+            len(body), body)
+
+    return {b"policy": resp(prov("1111", True)), b"final": resp(prov("2222", False)),
+            b"FolderSync": resp(folders), b"Sync": resp(sync)}
+
+
+class HoldingResponder(asyncio.Protocol):
+    bodies = None
+    held = 0
+
+    def connection_made(self, transport):
+        self.transport = transport
+        self.buf = b""
+
+    def data_received(self, data):
+        self.buf += data
+        while True:
+            end = self.buf.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            head = self.buf[:end]
+            i = head.find(b"Content-Length: ")
+            length = int(head[i + 16:head.find(b"\r\n", i)]) if i >= 0 else 0
+            if len(self.buf) < end + 4 + length:
+                return
+            self.buf = self.buf[end + 4 + length:]
+            cmd = head[head.find(b"Cmd=") + 4:head.find(b" HTTP/1.1")]
+            if cmd == b"Ping":
+                HoldingResponder.held += 1  # held: no answer for the whole heartbeat
+            elif cmd == b"Provision":
+                self.transport.write(self.bodies[b"final" if b"X-MS-PolicyKey: 1111" in head else b"policy"])
+            else:
+                self.transport.write(self.bodies.get(cmd, self.bodies[b"Sync"]))
+
+
+def _raise_nofile():
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def serve(host, port_queue):
+    _raise_nofile()
+    try:
+        import uvloop
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    except ImportError:
+        pass
+    HoldingResponder.bodies = _bodies()
+
+    async def main():
+        server = await asyncio.get_running_loop().create_server(HoldingResponder, host, 0, backlog=4096)
+        port_queue.put(server.sockets[0].getsockname()[1])
+        await asyncio.sleep(24 * 3600)
+
+    asyncio.run(main())
+
+
+def rss_kib():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") // 1024
+
+
+def breakdown(device, task):
+    """Bytes of one holding device's own objects (shallow sizes; shared parts not counted)."""
+    size = sys.getsizeof
+    out = {}
+    out["Device object (slots) + attribute dict if any"] = size(device) + (size(device.__dict__) if getattr(device, "__dict__", None) else 0)
+    prov = device.prov
+    out["Provisioner + dict"] = size(prov) + (size(prov.__dict__) if hasattr(prov, "__dict__") else 0)
+    ep = device.endpoint
+    out["DeviceEndpoint (+ own prefix and Authorization bytes)"] = size(ep) + size(ep._prefix) + size(ep._auth)
+    conns = [c for c in (ep.conn, ep.ping_conn) if c is not None and not c.closed]
+    out["open connections"] = len(conns)
+    out["_Connection protocol objects"] = sum(size(c) for c in conns)
+    out["httptools parsers (Python object)"] = sum(size(c.parser) for c in conns)
+    out["uvloop TCPTransport objects (Python object)"] = sum(size(c.transport) for c in conns)
+    frames = 0
+    depth = 0
+    coro = task.get_coro() if task is not None else None
+    while coro is not None and hasattr(coro, "cr_frame"):
+        frames += size(coro)
+        depth += 1
+        coro = coro.cr_await
+    out["task coroutine chain: depth"] = depth
+    out["task coroutine chain: bytes"] = frames
+    return out
+
+
+def client(index, url, devices, heartbeat, idle, settle, result_queue, want_breakdown):
+    _raise_nofile()
+    import uvloop
+
+    from loadgen import engine, scenario
+    from loadgen import transport as tmod
+
+    tmod.IDLE_TIMEOUT = idle  # the ordinary connection closes after this idle time
+    sc = scenario.parse(f"""
+duration = 100000
+seed = {index + 1}
+[target]
+url = "{url}"
+[auth]
+users = {devices}
+[population]
+devices = {devices}
+devices_per_user = 1
+versions = {{ "14.1" = 1 }}
+[load]
+ramp_up = {max(1.0, devices / 2000.0)}
+mode = "ping"
+heartbeat = {heartbeat}
+think_time = 0
+timeout = 60
+graceful_stop = 1
+""", "scale.toml")
+    gc.collect()
+    if want_breakdown == "trace":
+        import tracemalloc
+        tracemalloc.start(1)
+        base = tracemalloc.take_snapshot()
+    before = rss_kib()
+    started = time.monotonic()
+    report = {}
+
+    async def main():
+        task = asyncio.current_task()
+        state = {"holding_since": None}
+
+        def on_tick(stats, devs, final):
+            if final or "rss_kib" in report:
+                return
+            holding = sum(1 for d in devs if d.in_flight == "Ping")
+            open_conns = sum((d.endpoint.conn is not None and not d.endpoint.conn.closed)
+                             + (d.endpoint.ping_conn is not None and not d.endpoint.ping_conn.closed) for d in devs)
+            if holding == devices and open_conns == devices:
+                if state["holding_since"] is None:
+                    state["holding_since"] = time.monotonic()
+                if time.monotonic() - state["holding_since"] >= settle:
+                    gc.collect()
+                    report.update(rss_kib=rss_kib(), holding=holding, open=open_conns, errors=stats.errors(),
+                                  seconds=round(time.monotonic() - started, 1))
+                    if want_breakdown:
+                        holder = next(d for d in devs if d.in_flight == "Ping")
+                        # every holding device's task has the same chain: measure any (no f_locals,
+                        # which would materialise a dict per frame)
+                        holder_task = next(t for t in asyncio.all_tasks()
+                                           if getattr(t.get_coro(), "__name__", "") == "start_device")
+                        report["breakdown"] = breakdown(holder, holder_task)
+                    if want_breakdown == "trace":
+                        snap = tracemalloc.take_snapshot()
+                        top = snap.compare_to(base, "lineno")[:30]
+                        report["breakdown"].update(
+                            ("traced %s:%d" % (Path(st.traceback[0].filename).name, st.traceback[0].lineno),
+                             "%.0f B/device (%d blocks)" % (st.size_diff / devices, st.count_diff)) for st in top)
+                    task.cancel()
+            elif time.monotonic() - started > 1800:
+                report.update(rss_kib=rss_kib(), holding=holding, open=open_conns, errors=stats.errors(),
+                              seconds=round(time.monotonic() - started, 1), incomplete=True)
+                task.cancel()
+
+        try:
+            await engine.run(sc, target_url=url, progress=False, on_tick=on_tick, attach_metrics=False)
+        except asyncio.CancelledError:
+            pass
+
+    uvloop.run(main())
+    report.update(index=index, devices=devices, before_kib=before)
+    result_queue.put(report)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--devices", type=int, default=10000)
+    ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--heartbeat", type=float, default=3000)
+    ap.add_argument("--idle", type=float, default=20.0, help="idle timeout of the ordinary connection (s)")
+    ap.add_argument("--settle", type=float, default=3.0, help="seconds all devices must hold before measuring")
+    ap.add_argument("--breakdown", action="store_true")
+    ap.add_argument("--trace", action="store_true", help="with --breakdown: tracemalloc by allocation site (slow)")
+    args = ap.parse_args()
+    per_worker = -(-args.devices // args.workers)
+    if per_worker > 18000:
+        raise SystemExit("scale_run: at most 18,000 devices per worker (20,000 open files per process)")
+    ctx = multiprocessing.get_context("fork")
+    ports = ctx.Queue()
+    results = ctx.Queue()
+    servers, clients = [], []
+    try:
+        urls = []
+        for i in range(args.workers):
+            host = "127.0.0.%d" % (i + 2)
+            p = ctx.Process(target=serve, args=(host, ports), daemon=True)
+            p.start()
+            servers.append(p)
+            urls.append("http://%s:%d/Microsoft-Server-ActiveSync" % (host, ports.get(timeout=30)))
+        t0 = time.monotonic()
+        left = args.devices
+        for i, url in enumerate(urls):
+            n = min(per_worker, left)
+            left -= n
+            p = ctx.Process(target=client, args=(i, url, n, args.heartbeat, args.idle, args.settle, results,
+                                                 ("trace" if args.trace else True) if args.breakdown and i == 0
+                                                 else False))
+            p.start()
+            clients.append(p)
+        reports = [results.get(timeout=3600) for _ in clients]
+        for p in clients:
+            p.join(30)
+        total = sum(r["devices"] for r in reports)
+        holding = sum(r["holding"] for r in reports)
+        delta = sum(r["rss_kib"] - r["before_kib"] for r in reports)
+        print("%d devices in %d client workers; %d holding a Ping with %d connections open; %.0f s" % (
+            total, len(reports), holding, sum(r["open"] for r in reports), time.monotonic() - t0))
+        for r in sorted(reports, key=lambda r: r["index"]):
+            print("  worker %d: %6d devices, RSS %7.1f MiB -> %7.1f MiB: %.2f KiB per holding device%s" % (
+                r["index"], r["devices"], r["before_kib"] / 1024, r["rss_kib"] / 1024,
+                (r["rss_kib"] - r["before_kib"]) / max(r["devices"], 1), " (INCOMPLETE)" if r.get("incomplete") else ""))
+            for k, v in r.get("breakdown", {}).items():
+                print("      %-55s %s" % (k, v))
+        print("client RSS per holding device: %.2f KiB (all workers: %.1f MiB for %d devices)" % (
+            delta / max(total, 1), delta / 1024, total))
+    finally:
+        for p in clients + servers:
+            if p.is_alive():
+                p.terminate()
+        for p in clients + servers:
+            p.join(5)
+
+
+if __name__ == "__main__":
+    main()
