@@ -240,17 +240,10 @@ class ClosedStages:
 
 
 def embedded_state(scenario):
-    """The embedded target's state for a scenario (its users, policy options, Ping bounds)."""
-    from loadgen.target.state import TargetState
+    """The embedded target's state for a scenario (its users, policy options, Ping bounds, modes)."""
+    from loadgen.target.state import TargetState, scenario_options
 
-    return TargetState(
-        users=scenario.auth.users, user_pattern=scenario.auth.user, password_pattern=scenario.auth.password,
-        no_policy=scenario.target.no_policy, allow_non_provisionable=scenario.target.allow_non_provisionable,
-        refresh_interval_min=scenario.target.policy_refresh_minutes, seed=scenario.seed,
-        ping_min=scenario.target.ping_min, ping_max=scenario.target.ping_max,
-        eas_path=scenario.target.path, ignore_policy_key=scenario.target.ignore_policy_key,  # issue 10: modes
-        options_without_provision=scenario.target.options_without_provision, auth_realm=scenario.target.auth_realm,
-        challenge_first=scenario.target.challenge_first, autodiscover_redirect=scenario.target.autodiscover_redirect)
+    return TargetState(**scenario_options(scenario))
 
 
 @dataclass

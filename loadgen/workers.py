@@ -189,7 +189,12 @@ async def run_workers(scenario, workers, *, progress=True, stream=None, target_s
     loop = asyncio.get_running_loop()
     runner = target = None
     url = scenario.target.url
-    if scenario.target.embedded:
+    if scenario.target.embedded and scenario.target.processes > 1 and target_state is None:
+        from loadgen.target.cluster import start_cluster
+
+        runner = target = await start_cluster(scenario)  # users sharded over processes
+        url = target.urls  # each worker sends a device to its user's process (engine.build_population)
+    elif scenario.target.embedded:
         from loadgen.engine import embedded_state
         from loadgen.target.server import start_target
 
@@ -209,7 +214,7 @@ async def run_workers(scenario, workers, *, progress=True, stream=None, target_s
     if target is not None:
         if scenario.events:
             side.append(asyncio.create_task(_run_events(scenario, target, t0, deadline, stats)))
-        if scenario.target.mail_per_user_per_hour > 0:
+        if scenario.target.mail_per_user_per_hour > 0 and not hasattr(target, "apply_event"):  # (a cluster: its own)
             side.append(asyncio.create_task(_deliver_mail(target.state, scenario, deadline)))
     latest, finals, errors = {}, {}, []
     last_print = 0.0

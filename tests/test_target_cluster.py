@@ -446,3 +446,25 @@ async def test_mail_rate_delivers_in_every_process():
             results = await asyncio.wait_for(asyncio.gather(
                 *(cl.post("Ping", ping_request(60), key=cl.key) for cl in clients)), 30)
             assert [commands.root_status(tree) for _, _, tree in results] == [2, 2, 2, 2]
+
+
+def test_workers_with_a_cluster_and_its_modes(tmp_path):
+    """--workers N with [target] processes > 1 starts the cluster (not one process), and the
+    scenario's target modes reach every process: EAS mounted under /SOGo/ (issue 10)."""
+    import subprocess
+    import sys
+
+    import orjson
+
+    f = tmp_path / "c.toml"
+    f.write_text('duration = 4\n[target]\nprocesses = 2\npath = "/SOGo/Microsoft-Server-ActiveSync"\n'
+                 '[population]\ndevices = 8\n[load]\nramp_up = 0.3\nthink_time = 0.3\nmode = "poll"\n')
+    out = subprocess.run([sys.executable, "-m", "loadgen", "run", str(f), "--workers", "2", "--metrics-listen", "",
+                          "--out", str(tmp_path / "o")], capture_output=True, text=True, timeout=90)
+    assert out.returncode == 0, out.stdout + out.stderr
+    data = orjson.loads((tmp_path / "o" / "summary.json").read_bytes())
+    assert data["devices"] == {"provisioned": 8}
+    assert data["errors"] == 0
+    line = next(x for x in out.stdout.splitlines() if x.startswith("easload summary:"))
+    assert "127.0.0.1:" in line and "127.0.0.2:" in line  # one address per target process
+    assert line.count("/SOGo/Microsoft-Server-ActiveSync") == 2

@@ -54,7 +54,8 @@ log = logging.getLogger("easload.target.cluster")
 STATE_OPTIONS = ("users", "user_pattern", "password_pattern", "users_csv", "policy", "no_policy",
                  "allow_non_provisionable", "refresh_interval_min", "seed", "domain", "max_devices", "inbox_items",
                  "ping_min", "ping_max", "ping_max_folders", "abq_default", "abq_rules", "max_concurrency",
-                 "command_rate", "command_burst", "opaque_keys")
+                 "command_rate", "command_burst", "opaque_keys", "eas_path", "ignore_policy_key",
+                 "options_without_provision", "auth_realm", "challenge_first", "autodiscover_redirect")
 
 
 def listen_addresses(listens, processes):
@@ -634,12 +635,11 @@ class ClusterAdmin:
 
 async def start_cluster(scenario):
     """The embedded target of a scenario with ``[target] processes = N`` (engine and workers)."""
+    from loadgen.target.state import scenario_options
+
     t = scenario.target
-    cluster = TargetCluster(
-        t.processes, listen=(t.listen + ":0",), mail_per_user_per_hour=t.mail_per_user_per_hour,
-        users=scenario.auth.users, user_pattern=scenario.auth.user, password_pattern=scenario.auth.password,
-        no_policy=t.no_policy, allow_non_provisionable=t.allow_non_provisionable,
-        refresh_interval_min=t.policy_refresh_minutes, seed=scenario.seed, ping_min=t.ping_min, ping_max=t.ping_max)
+    cluster = TargetCluster(t.processes, listen=(t.listen + ":0",), mail_per_user_per_hour=t.mail_per_user_per_hour,
+                            **scenario_options(scenario))
     await cluster.start()
     return cluster
 

@@ -109,6 +109,19 @@ def _new_key(rng):
     return str(rng.randint(1, 0xFFFFFFFF))
 
 
+def scenario_options(scenario):
+    """TargetState keyword arguments for a scenario's embedded target (one process, or each
+    process of a cluster): users, policy options, Ping bounds and real servers' habits."""
+    t, auth = scenario.target, scenario.auth
+    return dict(
+        users=auth.users, user_pattern=auth.user, password_pattern=auth.password,
+        no_policy=t.no_policy, allow_non_provisionable=t.allow_non_provisionable,
+        refresh_interval_min=t.policy_refresh_minutes, seed=scenario.seed, ping_min=t.ping_min, ping_max=t.ping_max,
+        eas_path=t.path, ignore_policy_key=t.ignore_policy_key,  # issue 10: modes
+        options_without_provision=t.options_without_provision, auth_realm=t.auth_realm,
+        challenge_first=t.challenge_first, autodiscover_redirect=t.autodiscover_redirect)
+
+
 class TargetState:
     """Mailboxes, policy, device partnerships and the policy decision tree."""
 
