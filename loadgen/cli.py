@@ -138,6 +138,10 @@ def cmd_run(args):
         print("interrupted", file=sys.stderr)
         metrics.shutdown()
         return EXIT_FAILED
+    except OSError as exc:  # the embedded target (or a cluster process) could not listen where asked
+        print("easload: the run could not start: %s" % exc, file=sys.stderr)
+        metrics.shutdown()
+        return EXIT_UNREACHABLE
     stats = result.stats
     target_label = "embedded (%s)" % result.target_url if sc.target.embedded else result.target_url
     print(summary_text(stats, sc.name, target_label, len(result.devices)))

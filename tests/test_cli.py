@@ -37,3 +37,29 @@ def test_target_bad_flag_exits_2():
     out = subprocess.run([sys.executable, "-m", "loadgen", "target", "--listen", "nope"], capture_output=True,
                          text=True, timeout=30)
     assert out.returncode == 2 and out.stderr.strip().splitlines() == ["easload: --listen must be HOST:PORT, not 'nope'"]
+
+
+def _free_port():
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_run_exit_3_when_the_run_cannot_start(tmp_path):
+    """Exit 3: the target never answered (nothing listens), or the embedded target cannot listen
+    where the scenario asks (a single process and a cluster) -- one line, never a traceback."""
+    cases = {
+        "closed": '[target]\nurl = "http://127.0.0.1:%d/Microsoft-Server-ActiveSync"\n' % _free_port(),
+        "bind": '[target]\nlisten = "192.0.2.1"\n',  # TEST-NET-1: not an address of this machine
+        "bind-cluster": '[target]\nlisten = "192.0.2.1"\nprocesses = 2\n',
+    }
+    for name, target in cases.items():
+        f = tmp_path / (name + ".toml")
+        f.write_text('duration = 2\n%s[population]\ndevices = 2\n[load]\ntimeout = 1\nretry_interval = 0.2\n' % target)
+        out = subprocess.run([sys.executable, "-m", "loadgen", "run", str(f), "--metrics-listen", "", "-q"],
+                             capture_output=True, text=True, timeout=60)
+        assert out.returncode == 3, (name, out.stdout, out.stderr)
+        assert "Traceback" not in out.stderr, name
+        assert ("never answered" if name == "closed" else "could not start") in out.stderr, (name, out.stderr)
