@@ -34,6 +34,7 @@ from importlib import resources
 from hdrh.histogram import HdrHistogram
 
 from loadgen import __version__
+from loadgen.workers import add_counts, merge_lag, sparse_counts, sparse_percentiles
 
 MAX_POINTS = 600
 
@@ -48,7 +49,7 @@ _COUNT_FIELDS = ("by_command_status", "by_command_outcome", "eas_statuses", "dev
                  "reprovisions", "remote_wipes", "compliance", "unmet_policies", "throttled",
                  "malformed_responses", "cancelled_in_flight")
 _SUM_FIELDS = ("requests", "errors", "bytes_sent", "bytes_received", "reenrolments", "devices_total")
-_SERIES_COUNTS = ("requests", "provisionings", "reprovisions", "throttled", "wipes")
+_SERIES_COUNTS = ("requests", "http", "eas", "provisionings", "reprovisions", "throttled", "wipes")
 _OK_OUTCOMES = ("ok", "reprovision")
 _THRESHOLD_RE = re.compile(r"^\s*(\S+)\s*(<=|>=|==|<|>)\s*(\S+)\s*$")
 _OPS = {"<": lambda a, b: a < b, "<=": lambda a, b: a <= b, ">": lambda a, b: a > b,
@@ -229,8 +230,9 @@ def merge(summaries):
             m["thresholds"].append({"threshold": text, "value": value, "passed": passed})
     grid = _grid(summaries, start0)
     m["interval_s"] = round(grid[0] * grid[1], 3)
-    m["points"] = _align(summaries, start0, grid)
-    m["shard_points"] = [_align([s], start0, grid) for s in summaries] if len(summaries) > 1 else []
+    cache = {}
+    m["points"] = _align(summaries, start0, grid, cache)
+    m["shard_points"] = [_align([s], start0, grid, cache) for s in summaries] if len(summaries) > 1 else []
     m["shard_info"] = [{"target": s.get("target"), "started": s.get("started"), "elapsed_s": s.get("elapsed_s"),
                         "requests": s.get("requests") or 0, "errors": s.get("errors") or 0,
                         "requests_per_s": s.get("requests_per_s") or 0.0, "devices_total": s.get("devices_total"),
@@ -253,7 +255,7 @@ def _grid(summaries, start0):
     return base, max(1, math.ceil(last / MAX_POINTS)), last
 
 
-def _align(summaries, start0, grid):
+def _align(summaries, start0, grid, cache=None):
     """The series of several summaries on one time axis, at most MAX_POINTS points.
 
     A shard's i-th sample is the i-th interval of its run (as loadgen.workers.merge_series has
@@ -262,6 +264,7 @@ def _align(summaries, start0, grid):
     base, factor, last = grid
     n = math.ceil(last / factor)
     buckets = [None] * n
+    cache = {} if cache is None else cache
     for si, s in enumerate(summaries):
         off = (s.get("started") or start0) - start0
         shift = int(round(off / base))
@@ -269,11 +272,13 @@ def _align(summaries, start0, grid):
             b_i = (shift + i) // factor
             b = buckets[b_i]
             if b is None:
-                b = buckets[b_i] = {"counts": {name: Counter() for name in _SERIES_COUNTS}, "devices": {},
-                                    "latency": {}, "t": 0.0}
+                b = buckets[b_i] = {"counts": {name: {} for name in _SERIES_COUNTS}, "devices": {},
+                                    "latency": {}, "lag": [], "t": 0.0}
             b["t"] = max(b["t"], off + p["t"])
             for name in _SERIES_COUNTS:
-                b["counts"][name].update(p.get(name) or {})
+                add_counts(b["counts"][name], p.get(name) or {})
+            if p.get("lag"):
+                b["lag"].append(p["lag"])
             b["devices"][si] = p.get("devices") or {}  # a gauge: the last of each shard in the interval
             for cmd, lat in (p.get("latency") or {}).items():
                 b["latency"].setdefault(cmd, []).append(lat)
@@ -290,6 +295,7 @@ def _align(summaries, start0, grid):
             point.update({name: {} for name in _SERIES_COUNTS})
             point["devices"] = None
             point["latency"] = {}
+            point["lag"] = None
         else:
             for name in _SERIES_COUNTS:
                 point[name] = dict(b["counts"][name])
@@ -304,10 +310,38 @@ def _align(summaries, start0, grid):
                     latency[cmd] = {"count": sum(v.get("count", 0) for v in lats), "p50_ms": x.get("p50_ms"),
                                     "p90_ms": x.get("p90_ms"), "p99_ms": x.get("p99_ms")}
                 else:
-                    latency[cmd] = _percentiles(_merge_hdr([x["hdr"] for x in lats]))
+                    counts = {}
+                    for x in lats:
+                        add_counts(counts, _sparse(cache, x["hdr"]))
+                    p50, p90, p99 = sparse_percentiles(counts)
+                    latency[cmd] = {"count": sum(counts.values()), "p50_ms": p50 / 1000, "p90_ms": p90 / 1000,
+                                    "p99_ms": p99 / 1000}
             point["latency"] = latency
+            point["lag"] = _merged_lag(b["lag"], cache)
         points.append(point)
     return points
+
+
+def _sparse(cache, encoded):
+    """An interval's HDR histogram as {counts index: count}, decoded once for every view (keyed by
+    the string object: the same interval of the same result, never equal content of another)."""
+    key = id(encoded)
+    hit = cache.get(key)
+    if hit is None or hit[0] is not encoded:
+        hit = cache[key] = (encoded, sparse_counts(encoded))
+    return hit[1]
+
+
+def _merged_lag(lags, cache):
+    """The schedule lag of one point from the intervals' (loadgen.workers.merge_lag), or None."""
+    if not lags:
+        return None
+    if len(lags) == 1 or not all("hdr" in x for x in lags):
+        return merge_lag(lags)
+    counts = {}
+    for x in lags:
+        add_counts(counts, _sparse(cache, x["hdr"]))
+    return merge_lag(lags, counts)
 
 
 # ---------------------------------------------------------------- charts (data for uPlot)
@@ -387,6 +421,7 @@ def _palette(m):
     states = sorted({s for p in pts if p["devices"] for s in p["devices"]} | set(m["devices"]),
                     key=lambda s: (s != "provisioned", s))
     provs = sorted({k for p in pts for k in p["provisionings"]})
+    eas_keys = sorted({k for p in pts for k in p.get("eas") or ()}, key=lambda k: (_split(k)[0], len(k), k))
     return {
         "commands": commands,
         "cmd": _colours(commands),
@@ -399,6 +434,8 @@ def _palette(m):
         "thr": _colours(sorted({k for p in pts for k in p["throttled"]} | set(m["throttled"]))),
         "status": _colours(statuses, {s: _status_colour(s) for s in statuses if _status_colour(s)}),
         "eas": _colours(estat, {s: _status_colour(s) for s in estat if _status_colour(s)}),
+        "eas_keys": eas_keys,
+        "eas_cmds": sorted({_split(k)[0] for k in eas_keys}),
     }
 
 
@@ -443,6 +480,24 @@ def _charts(pts, totals, pal):
         out.append(("lat:" + c, "ping" if c == "Ping" else "latency", "%s latency (ms)" % c, "",
                     _spec("line", "ms", [_series(q, PCT_COLOURS[q], vals[q]) for q in ("p50", "p90", "p99")],
                           log=log)))
+    lagged = [p.get("lag") if ok else None for p, ok in zip(pts, sampled)]
+    started = [(lg or {}).get("starts", 0) if ok else None for lg, ok in zip(lagged, sampled)]
+    late = [(lg or {}).get("late", 0) if ok else None for lg, ok in zip(lagged, sampled)]
+    out.append(("starts", "load", "Devices started per interval, late starts apart", "Late: started more than "
+                "100 ms after the intended time (the client could not keep the schedule: its results understate "
+                "the load asked for).",
+                _spec("bars", "devices", [_series("on time", "#009E73", [None if n is None else n - k
+                                                                      for n, k in zip(started, late)]),
+                                          _series("late (> 100 ms)", "#D55E00", late)])))
+    out.append(("lag", "load", "Schedule lag of the devices started (ms)", "From each device's intended start to "
+                "its actual start; percentiles of each interval from its HDR histogram.",
+                _spec("line", "ms", [_series(name, colour, [None if lg is None or lg.get(key) is None
+                                                            else _sig3(lg[key]) for lg in lagged], dashed)
+                                     for name, key, colour, dashed in (
+                                         ("p50", "p50_ms", PCT_COLOURS["p50"], False),
+                                         ("p99", "p99_ms", PCT_COLOURS["p99"], False),
+                                         ("max", "max_ms", "#555555", True),
+                                         ("mean", "mean_ms", "#009E73", True))])))
     out.append(("devices", "devices", "Devices by state (stacked)", "",
                 _spec("stack", "devices", [_series(s, pal["state"][s],
                                                    [None if p["devices"] is None else p["devices"].get(s, 0)
@@ -468,6 +523,11 @@ def _charts(pts, totals, pal):
                 _spec("cat", "requests", series, cats=cats)))
     cats, series = _by_category(totals.get("eas_statuses") or {}, pal["eas"])
     out.append(("eas", "statuses", "EAS Status by command", "", _spec("cat", "responses", series, cats=cats)))
+    for c in pal["eas_cmds"]:
+        keys = [k for k in pal["eas_keys"] if _split(k)[0] == c]
+        out.append(("eas_t:" + c, "statuses", "%s: EAS Status per interval" % c, "",
+                    _spec("bars", "responses", [_series("Status " + _split(k)[1], _colour(pal["eas"], _split(k)[1]),
+                                                        per_interval("eas", k)) for k in keys])))
     thr = totals.get("throttled") or {}
     out.append(("thr", "statuses", "Throttling by reason", "",
                 _spec("cat", "requests", [_series("throttled", "#E69F00", [thr[r] for r in sorted(thr)])],
@@ -660,6 +720,7 @@ _SECTIONS = (
      "than a decade."),
     ("ping", "Ping (held by the server up to the heartbeat)",
      "Ping is apart: the server holds it on purpose for the heartbeat, so its latency is not a response time."),
+    ("load", "Load shape: device starts and schedule lag", ""),
     ("devices", "Devices, provisioning and re-provisioning", ""),
     ("statuses", "Errors and statuses by command", ""),
 )

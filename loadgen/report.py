@@ -110,6 +110,7 @@ class Stats:
         self.cancelled = Counter()  # command -> requests in flight when the run was cut
         self.events = []  # (seconds into the run, action, result)
         self.interval_latency = {}  # command -> Recorder since the last sample
+        self.interval_lag = None  # Recorder of the schedule lag (us) since the last sample, None if no start
         self.series = []  # one sample per interval (see sample())
         self._last = {}
         self.interrupted = False
@@ -162,6 +163,11 @@ class Stats:
     def start_lag(self, lag, late_after):
         lag = max(lag, 0.0)
         self._observe("StartLag", lag)
+        rec = self.interval_lag
+        if rec is None:
+            rec = self.interval_lag = Recorder()
+        us = int(lag * 1_000_000)
+        rec.record(_LOW_US if us < _LOW_US else (_HIGH_US if us > _HIGH_US else us))
         self.starts += 1
         self.lag_buckets[bisect_left(LATENCY_BUCKETS, lag)] += 1
         self.lag_sum += lag
@@ -189,9 +195,16 @@ class Stats:
     def sample(self, elapsed, device_states):
         """Close one interval of the time series: counts since the last sample, devices by
         state, and per-command latency of the interval (percentiles and the HDR histogram,
-        so that percentiles over time stay exact when runs are merged)."""
+        so that percentiles over time stay exact when runs are merged).
+
+        Also per interval, only non-zero keys: ``http`` (command and HTTP status or error label,
+        as summary.json's by_command_status), ``eas`` (command and EAS Status, as eas_statuses),
+        and ``lag`` when devices started in the interval: starts, late starts (> 100 ms), the
+        schedule lag's mean, max and percentiles (ms) and its HDR histogram (microseconds)."""
         current = {
             "requests": {"%s %s" % (c, o): n for (c, o), n in self.outcomes.items()},
+            "http": {"%s %s" % (c, st): n for (c, st), n in self.requests.items()},
+            "eas": {"%s %s" % (c, st): n for (c, st), n in self.eas_statuses.items()},
             "provisionings": {"%s ack=%s" % k: n for k, n in self.provisionings.items()},
             "reprovisions": dict(self.reprovisions),
             "throttled": dict(self.throttled),
@@ -201,7 +214,20 @@ class Stats:
         for name, values in current.items():
             last = self._last.get(name, {})
             point[name] = {k: v - last.get(k, 0) for k, v in values.items() if v - last.get(k, 0)}
+        last_starts, last_late, last_sum = self._last.get("lag", (0, 0, 0.0))
+        current["lag"] = (self.starts, self.late_starts, self.lag_sum)
         self._last = current
+        rec = self.interval_lag
+        if rec is not None and rec.total:
+            hist = rec.histogram()
+            starts = self.starts - last_starts
+            point["lag"] = {"starts": starts, "late": self.late_starts - last_late,
+                            "mean_ms": round((self.lag_sum - last_sum) / max(starts, 1) * 1000, 3),
+                            "max_ms": rec.max / 1000, "p50_ms": hist.get_value_at_percentile(50) / 1000,
+                            "p90_ms": hist.get_value_at_percentile(90) / 1000,
+                            "p99_ms": hist.get_value_at_percentile(99) / 1000,
+                            "hdr": hist.encode().decode("ascii")}
+        self.interval_lag = None
         latency = {}
         for command, rec in self.interval_latency.items():
             hist = rec.histogram()

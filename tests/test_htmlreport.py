@@ -340,3 +340,35 @@ def test_write_and_size_of_a_long_run(summary, tmp_path, seconds, limit):
 def test_a_run_without_series_or_thresholds_still_renders():
     doc = htmlreport.render([{"scenario": "bare", "target": None, "started": 0, "elapsed_s": 0, "requests": 0}])
     assert "PASS (no thresholds)" in doc and "Nothing to draw" in doc and "No request in this run" in doc
+
+
+def test_load_shape_and_eas_statuses_over_time(summary):
+    """summary.json's series has per interval the device starts and schedule lag (``lag``), HTTP
+    (``http``) and EAS (``eas``) statuses per command; the report draws them over time."""
+    series = summary["series"]
+    assert sum(p.get("lag", {}).get("starts", 0) for p in series) == summary["timings"]["StartLag"]["count"]
+    assert sum(p.get("lag", {}).get("late", 0) for p in series) == summary["late_starts"]
+    for name, total in (("http", summary["by_command_status"]), ("eas", summary["eas_statuses"])):
+        got = {}
+        for p in series:
+            for k, n in p.get(name, {}).items():
+                assert n > 0  # only non-zero keys
+                got[k] = got.get(k, 0) + n
+        assert got == total, name
+    whole = report_data(htmlreport.render([summary]))["views"][0]["c"]
+    starts = {s[0]: s[2] for s in whole["starts"]["s"]}
+    assert sum(sum(v) for v in starts.values()) == summary["timings"]["StartLag"]["count"]
+    lag = {s[0]: s[2] for s in whole["lag"]["s"]}
+    first = next(p["lag"] for p in series if p.get("lag"))
+    assert lag["max"][0] == pytest.approx(first["max_ms"], rel=5e-3)
+    eas_cmds = {k.split(" ")[0] for k in summary["eas_statuses"]}
+    assert {"eas_t:" + c for c in eas_cmds} <= set(whole)
+    for c in eas_cmds:
+        drawn = {s[0].split(" ", 1)[1]: sum(s[2]) for s in whole["eas_t:" + c]["s"]}
+        assert drawn == {k.split(" ")[1]: n for k, n in summary["eas_statuses"].items() if k.split(" ")[0] == c}
+    # two results merged: starts and late starts added, max of maxima, percentiles of the merged HDR
+    other = copy.deepcopy(summary)
+    m = htmlreport.merge([summary, other])
+    lags = [p["lag"] for p in m["points"] if p["lag"]]
+    assert sum(x["starts"] for x in lags) == 2 * summary["timings"]["StartLag"]["count"]
+    assert lags[0]["max_ms"] == first["max_ms"] and lags[0]["p99_ms"] == pytest.approx(first["p99_ms"])

@@ -366,6 +366,8 @@ def test_report_renders_in_chromium_offline(report):
     assert summary["events"][0]["action"] == "change_policy"
     drawn = assert_every_chart_drawn(parsed, 0, summary["events"])
     kinds = [f["data-kind"] for f in drawn]
+    names = {f["data-chart"] for f in drawn}  # the load shape and the EAS statuses over time drew too
+    assert {"starts", "lag"} <= names and any(n.startswith("eas_t:") for n in names), names
     assert kinds.count("line") >= 1 + len([c for c in summary["latency"]]) and "stack" in kinds and "bars" in kinds
     assert kinds.count("cat") >= 2  # HTTP and EAS statuses by command
     # the summary tables, as the browser has them, say what summary.json says

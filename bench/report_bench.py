@@ -1,0 +1,126 @@
+"""Merging and rendering an hour of 8 shards: ``merge_series`` (easload merge, --workers) and the
+HTML report (``easload report`` of 8 summaries, and of the one merged summary).
+
+    python bench/report_bench.py [--shards 8] [--intervals 3600] [--commands 5] [--repeat 1] [--check]
+
+Synthesised: every shard has ``intervals`` one-second samples; each sample has requests, HTTP and
+EAS statuses per command, devices by state, and for each command an interval HDR histogram of
+20..300 latencies (log-normal around 22 ms, wide), taken from a pool of 400 distinct histograms per
+command (decoding cost does not depend on the content; nothing caches by content); the first 600
+intervals have device starts with a schedule-lag histogram.  Prints seconds (min of the repeats);
+--check also compares the fast merge with hdrh's own (decode, add, get_value_at_percentile) on a
+sample of intervals.  Asserts nothing else.
+"""
+
+import argparse
+import random
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from hdrh.histogram import HdrHistogram  # noqa: E402
+
+from loadgen import htmlreport  # noqa: E402
+from loadgen.report import Recorder  # noqa: E402
+from loadgen.workers import merge_series  # noqa: E402
+
+COMMANDS = ("Sync", "Ping", "FolderSync", "Provision", "ItemOperations", "SendMail", "MoveItems")
+
+
+def _entry(rng, mu):
+    rec = Recorder()
+    for _ in range(rng.randint(20, 300)):
+        rec.record(max(1, int(rng.lognormvariate(mu, 1.0))))
+    h = rec.histogram()
+    return {"count": rec.total, "p50_ms": h.get_value_at_percentile(50) / 1000,
+            "p90_ms": h.get_value_at_percentile(90) / 1000, "p99_ms": h.get_value_at_percentile(99) / 1000,
+            "hdr": h.encode().decode("ascii")}
+
+
+def synthesise(shards, intervals, ncommands, seed=1):
+    rng = random.Random(seed)
+    commands = COMMANDS[:ncommands]
+    pool = {c: [_entry(rng, 10 + k * 0.3) for _ in range(400)] for k, c in enumerate(commands)}
+    lag_pool = [_entry(rng, 8) for _ in range(100)]
+    out = []
+    for s in range(shards):
+        series = []
+        for i in range(intervals):
+            lat = {c: pool[c][rng.randrange(400)] for c in commands}
+            p = {"t": float(i + 1), "devices": {"provisioned": 1000 + i % 7, "unprovisioned": i % 3},
+                 "requests": {"%s ok" % c: e["count"] for c, e in lat.items()},
+                 "http": {"%s 200" % c: e["count"] for c, e in lat.items()},
+                 "eas": {"%s 1" % c: e["count"] for c, e in lat.items() if c != "Ping"},
+                 "provisionings": {"provisioned ack=1": 2} if i < 600 else {},
+                 "reprovisions": {}, "throttled": {}, "wipes": {}, "latency": lat}
+            if i < 600:
+                e = lag_pool[rng.randrange(100)]
+                p["lag"] = {"starts": e["count"], "late": e["count"] // 10, "mean_ms": 3.0, "max_ms": 250.0,
+                            "p50_ms": e["p50_ms"], "p90_ms": e["p90_ms"], "p99_ms": e["p99_ms"], "hdr": e["hdr"]}
+            series.append(p)
+        total = sum(n for p in series for n in p["requests"].values())
+        out.append({"scenario": "bench", "seed": 1, "target": "shard-%d" % s, "started": 1000.0 + s * 0.01,
+                    "elapsed_s": float(intervals), "requests": total, "errors": 0,
+                    "by_command_status": {"%s 200" % c: total // ncommands for c in commands},
+                    "by_command_outcome": {"%s ok" % c: total // ncommands for c in commands},
+                    "latency": {c: {"count": 1, "p50_ms": 1.0, "p90_ms": 1.0, "p99_ms": 1.0, "max_ms": 1.0}
+                                for c in commands},
+                    "histograms": {c: pool[c][0]["hdr"] for c in commands},
+                    "devices": {"provisioned": 1000}, "events": [{"at_s": 1800.0, "action": "change_policy",
+                                                                  "result": "ok"}],
+                    "series": series})
+    return out
+
+
+def check(summaries, merged, sample=40):
+    """The fast merge against hdrh's own, on ``sample`` intervals."""
+    rng = random.Random(2)
+    for i in rng.sample(range(len(merged)), min(sample, len(merged))):
+        for c, lat in merged[i]["latency"].items():
+            h = None
+            for s in summaries:
+                x = HdrHistogram.decode(s["series"][i]["latency"][c]["hdr"])
+                h = x if h is None else (h.add(x) or h)
+            want = [h.get_value_at_percentile(p) / 1000 for p in (50, 90, 99)]
+            assert [lat["p50_ms"], lat["p90_ms"], lat["p99_ms"]] == want, (i, c)
+            assert lat["count"] == h.get_total_count()
+            assert HdrHistogram.decode(lat["hdr"]).get_value_at_percentile(99) / 1000 == want[2]
+    print("check: fast merge equals hdrh's on %d intervals" % sample)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--shards", type=int, default=8)
+    ap.add_argument("--intervals", type=int, default=3600)
+    ap.add_argument("--commands", type=int, default=5)
+    ap.add_argument("--repeat", type=int, default=1)
+    ap.add_argument("--check", action="store_true")
+    a = ap.parse_args()
+    t0 = time.perf_counter()
+    summaries = synthesise(a.shards, a.intervals, a.commands)
+    print("synthesised %d shards x %d intervals x %d commands in %.1f s"
+          % (a.shards, a.intervals, a.commands, time.perf_counter() - t0))
+
+    def timed(name, f):
+        best, result = None, None
+        for _ in range(a.repeat):
+            t = time.perf_counter()
+            result = f()
+            dt = time.perf_counter() - t
+            best = dt if best is None else min(best, dt)
+        print("%-48s %7.2f s" % (name, best))
+        return result
+
+    merged = timed("merge_series (easload merge / --workers)", lambda: merge_series([s["series"] for s in summaries]))
+    if a.check:
+        check(summaries, merged)
+    doc = timed("htmlreport.render of %d summaries" % a.shards, lambda: htmlreport.render(summaries))
+    print("  report size: %d bytes" % len(doc.encode("utf-8")))
+    one = dict(summaries[0], series=merged, target="merged")
+    timed("htmlreport.render of the merged summary", lambda: htmlreport.render([one]))
+
+
+if __name__ == "__main__":
+    main()
