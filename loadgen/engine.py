@@ -338,6 +338,9 @@ async def run(scenario, *, target_url=None, progress=True, stream=None, target_s
     if attach_metrics:
         metrics.attach(stats, lambda: Counter(d.state for d in devices), run_id=uuid.uuid4().hex[:12],
                        scenario=scenario.name, version=_version())
+        # a single embedded target's easload_target_* series on the same endpoint (a cluster serves
+        # its merged ones on its admin endpoint: target/cluster.py)
+        metrics.attach_target(target if target is not None and not hasattr(target, "apply_event") else None)
     transport = Transport(scenario.load.transport, timeout=scenario.load.timeout,
                           insecure=scenario.target.insecure, ca_file=scenario.target.ca_file)
     await transport.start()

@@ -172,6 +172,42 @@ def attach(stats, device_states, **info):
     COLLECTOR.attach(stats, device_states, info)
 
 
+class _TargetMetrics:
+    """The embedded target's own metrics (``easload_target_*``, loadgen/target/metrics.py) on the
+    run's endpoint, so one scrape shows client and server side by side.  Collected on the
+    scrape thread while the run's loop keeps changing the target's dicts: a collection that
+    meets a dict changed mid-iteration is simply taken again."""
+
+    def __init__(self):
+        self.inner = None
+
+    def collect(self):
+        inner = self.inner
+        if inner is None:
+            return []
+        for attempt in range(5):
+            try:
+                return list(inner.collect())
+            except RuntimeError:  # "dictionary changed size during iteration"
+                if attempt == 4:
+                    raise
+        return []
+
+
+_TARGET = _TargetMetrics()
+REGISTRY.register(_TARGET)
+
+
+def attach_target(target):
+    """Expose an embedded ``target``'s metrics on the run's endpoint (None: none)."""
+    if target is None:
+        _TARGET.inner = None
+        return
+    from loadgen.target.metrics import TargetCollector
+
+    _TARGET.inner = TargetCollector(target)
+
+
 _servers = []
 
 

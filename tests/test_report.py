@@ -85,3 +85,24 @@ def test_promtool_check_metrics_is_clean():
     metrics.attach(stats, lambda: {"provisioned": 1}, run_id="r", scenario="s", version="v")
     out = subprocess.run([promtool, "check", "metrics"], input=metrics.exposition(), capture_output=True, text=True)
     assert out.returncode == 0 and not out.stdout.strip() and not out.stderr.strip(), out.stdout + out.stderr
+
+
+async def test_embedded_target_metrics_on_the_run_endpoint():
+    """`easload run` with the embedded target: the target's easload_target_* series are on the run's
+    own endpoint (client and server side by side in one scrape), with the target's exact counts."""
+    from loadgen import engine, scenario
+
+    sc = scenario.parse('duration = 2\n[population]\ndevices = 4\n[load]\nramp_up = 0.2\nthink_time = 0.2\n'
+                        'mode = "poll"\n')
+    result = await engine.run(sc, progress=False, attach_metrics=True)
+    families = {f.name: f for f in text_string_to_metric_families(metrics.exposition())}
+    assert "easload_requests" in families and "easload_target_requests" in families
+    served = {}
+    for s in families["easload_target_requests"].samples:
+        if s.name.endswith("_total"):
+            served[s.labels["command"]] = served.get(s.labels["command"], 0) + s.value
+    assert served.get("Provision", 0) == sum(n for (c, _h, _e), n in result.target.counters.items() if c == "Provision")
+    sent = sum(n for (c, _o, _s), n in result.stats.by_key.items() if c == "Provision")
+    assert served["Provision"] == sent > 0
+    metrics.attach_target(None)
+    assert "easload_target_requests" not in metrics.exposition()
