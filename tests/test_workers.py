@@ -118,6 +118,9 @@ def test_merge_series_merges_lag_and_statuses_exactly():
     ref.add(HdrHistogram.decode(b.series[0]["lag"]["hdr"]))
     assert [lag["p50_ms"], lag["p90_ms"], lag["p99_ms"]] == [ref.get_value_at_percentile(p) / 1000 for p in (50, 90, 99)]
     assert HdrHistogram.decode(lag["hdr"]).get_total_count() == 5
+    sync = b.series[0]["latency"]["Sync"]  # sample()'s own percentiles are hdrh's, to the bit
+    hb = HdrHistogram.decode(sync["hdr"])
+    assert [sync["p50_ms"], sync["p99_ms"]] == [hb.get_value_at_percentile(p) / 1000 for p in (50, 99)]
     assert merged[0]["http"] == {"Sync 200": 2, "Sync 503": 1}
     assert merged[0]["eas"] == {"Sync 1": 1, "Sync 3": 1}
     assert "lag" not in merged[1] and "http" not in merged[1]
