@@ -20,7 +20,9 @@ import struct
 import sys
 import uuid
 import zlib
+from bisect import bisect_left
 from collections import Counter
+from itertools import accumulate
 
 from hdrh.histogram import HdrHistogram
 
@@ -206,20 +208,18 @@ def add_counts(into, counts):
 
 
 def sparse_percentiles(counts, percentiles=(50, 90, 99)):
-    """Values (microseconds) at the percentiles, as hdrh's get_value_at_percentile gives them."""
-    total = sum(counts.values())
-    targets = [max(int(p * total / 100 + 0.5), 1) for p in percentiles]
+    """Values (microseconds) at the percentiles, as hdrh's get_value_at_percentile gives them: the
+    highest equivalent value of the first counts index whose running total reaches the target."""
+    if not counts:
+        return [0] * len(percentiles)
+    keys = sorted(counts)
+    running = list(accumulate(map(counts.__getitem__, keys)))
+    total = running[-1]
     out = []
-    run = 0
-    ti = 0
-    for k in sorted(counts):
-        run += counts[k]
-        while ti < len(targets) and run >= targets[ti]:
-            out.append(_REF.get_highest_equivalent_value(_REF.get_value_from_index(k)))
-            ti += 1
-        if ti == len(targets):
-            break
-    return out + [0] * (len(targets) - len(out))
+    for p in percentiles:
+        j = bisect_left(running, max(int(min(p, 100.0) * total / 100 + 0.5), 1))
+        out.append(_REF.get_highest_equivalent_value(_REF.get_value_from_index(keys[min(j, len(keys) - 1)])))
+    return out
 
 
 def sparse_encode(counts):
