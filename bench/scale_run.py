@@ -144,7 +144,7 @@ def breakdown(device, task):
     return out
 
 
-def client(index, url, devices, heartbeat, idle, settle, result_queue, want_breakdown):
+def client(index, url, devices, heartbeat, idle, settle, rate, result_queue, want_breakdown):
     _raise_nofile()
     import uvloop
 
@@ -164,7 +164,7 @@ devices = {devices}
 devices_per_user = 1
 versions = {{ "14.1" = 1 }}
 [load]
-ramp_up = {max(1.0, devices / 2000.0)}
+ramp_up = {max(1.0, devices / rate)}
 mode = "ping"
 heartbeat = {heartbeat}
 think_time = 0
@@ -206,7 +206,10 @@ graceful_stop = 1
                         report["breakdown"] = breakdown(holder, holder_task)
                     if want_breakdown == "trace":
                         snap = tracemalloc.take_snapshot()
-                        top = snap.compare_to(base, "lineno")[:30]
+                        diff = snap.compare_to(base, "lineno")
+                        report["breakdown"]["traced total (Python allocations)"] = "%.0f B/device" % (
+                            sum(st.size_diff for st in diff) / devices)
+                        top = diff[:30]
                         report["breakdown"].update(
                             ("traced %s:%d" % (Path(st.traceback[0].filename).name, st.traceback[0].lineno),
                              "%.0f B/device (%d blocks)" % (st.size_diff / devices, st.count_diff)) for st in top)
@@ -231,7 +234,10 @@ def main():
     ap.add_argument("--devices", type=int, default=10000)
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--heartbeat", type=float, default=3000)
-    ap.add_argument("--idle", type=float, default=20.0, help="idle timeout of the ordinary connection (s)")
+    ap.add_argument("--idle", type=float, default=3.0,
+                    help="idle timeout of the ordinary connection (s; IIS: 120); while it is open a device holds "
+                         "two connections, so keep idle x rate well under the 20,000 files of a process")
+    ap.add_argument("--rate", type=float, default=400.0, help="devices started per second per worker")
     ap.add_argument("--settle", type=float, default=3.0, help="seconds all devices must hold before measuring")
     ap.add_argument("--breakdown", action="store_true")
     ap.add_argument("--trace", action="store_true", help="with --breakdown: tracemalloc by allocation site (slow)")
@@ -256,7 +262,7 @@ def main():
         for i, url in enumerate(urls):
             n = min(per_worker, left)
             left -= n
-            p = ctx.Process(target=client, args=(i, url, n, args.heartbeat, args.idle, args.settle, results,
+            p = ctx.Process(target=client, args=(i, url, n, args.heartbeat, args.idle, args.settle, args.rate, results,
                                                  ("trace" if args.trace else True) if args.breakdown and i == 0
                                                  else False))
             p.start()

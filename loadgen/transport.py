@@ -20,10 +20,12 @@ command, body, policy_key, timeout=None) -> Response``:
   policy key, Content-Length and the body from the codec's templates.  One
   request in flight per connection (EAS clients do not pipeline).  One parser
   per connection; the response body reaches the codec as the parser's own
-  ``bytes`` (joined once when it came in several pieces).  Timeouts (response,
-  idle) are kept in a coarse timer wheel (one ``call_at`` per 50 ms slot, a set
-  per slot) instead of a timer handle per request: a uvloop ``call_at`` plus
-  ``cancel`` costs ~3 us, a slot set add/discard ~0.3 us.
+  ``bytes`` (joined once when it came in several pieces).  Response timeouts are
+  kept in a coarse timer wheel (one ``call_at`` per 50 ms slot, a set per slot)
+  instead of a timer handle per request: a uvloop ``call_at`` plus ``cancel``
+  costs ~3 us, a slot set add/discard ~0.3 us; idle connections are found by a
+  sweep every ``idle_timeout / 4``.  Requests of one loop turn are written back
+  to back (see ``_flush``).
 
   A request sent on a connection the server had already closed (no response
   byte received) is re-sent once on a fresh connection and counted as a
@@ -203,7 +205,7 @@ class _Connection(asyncio.Protocol):
     """One HTTP/1.1 connection: one request in flight, responses parsed by llhttp."""
 
     __slots__ = ("transport", "parser", "waiter", "headers", "body", "size", "received_any", "closed",
-                 "keep_alive", "slot", "until_eof")
+                 "keep_alive", "slot", "until_eof", "lazy", "used")
     # no on_message_begin: httptools keeps a bound method per callback and connection (~70 bytes)
 
     def __init__(self):
@@ -218,12 +220,15 @@ class _Connection(asyncio.Protocol):
         self.keep_alive = True
         self.slot = None  # the timer wheel slot number this connection is in
         self.until_eof = False
+        # the parser (~800 bytes with its bound callbacks) exists while a response comes in; a
+        # "lazy" connection (a Ping's) drops it after each response: a held Ping has none
+        self.lazy = False
+        self.used = 0.0  # loop time its last response ended (the idle sweep reads it)
 
     # asyncio.Protocol
 
     def connection_made(self, transport):
         self.transport = transport
-        self.parser = httptools.HttpResponseParser(self)
 
     def data_received(self, data):
         if self.waiter is None:
@@ -231,8 +236,11 @@ class _Connection(asyncio.Protocol):
             self._fail(ProtocolError("unsolicited data from the server"))
             return
         self.received_any = True
+        parser = self.parser
+        if parser is None:
+            parser = self.parser = httptools.HttpResponseParser(self)
         try:
-            self.parser.feed_data(data)
+            parser.feed_data(data)
         except httptools.HttpParserCallbackError as exc:
             cause = exc.__context__
             self._fail(cause if isinstance(cause, ProtocolError) else ProtocolError("malformed response"))
@@ -305,6 +313,8 @@ class _Connection(asyncio.Protocol):
         self.headers = self.body = None
         self.size = 0
         self.until_eof = False
+        if self.lazy:
+            self.parser = None
         if not keep_alive:
             self.close()
 
@@ -358,7 +368,8 @@ class LeanTransport:
         self.reconnects = 0  # requests re-sent once on a fresh connection
         self.connections_opened = 0
         self.idle_closed = 0  # idle keep-alive connections this client closed
-        self._endpoints = set()
+        self._endpoints = set()  # endpoints that may have an open connection (the idle sweep's list)
+        self._sweeper = None
         self._pools = {}
         self._wheel = {}  # slot number -> set of connections whose deadline falls in it
         self._out = []  # connection, request bytes, ... written together at the next loop turn
@@ -371,6 +382,9 @@ class LeanTransport:
         for endpoint in list(self._endpoints):
             endpoint.close()
         self._endpoints.clear()
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
         for pool in self._pools.values():
             for conn in pool.idle:
                 conn.close()
@@ -388,10 +402,12 @@ class LeanTransport:
             # long waits (held Pings, idle connections) share 4 s slots: a small set costs ~200 bytes,
             # and a Ping's deadline (heartbeat + timeout) does not need 50 ms precision
             slot_no = (slot_no // _COARSE + 1) * _COARSE
-        slot = self._wheel.get(slot_no)
+        wheel = self._wheel
+        slot = wheel.get(slot_no)
         if slot is None:
-            slot = self._wheel[slot_no] = set()
-            self._loop.call_at(slot_no / _SLOTS_PER_SECOND, self._fire, slot_no)
+            if slot_no not in wheel:  # None: emptied, but its call_at is still pending
+                self._loop.call_at(slot_no / _SLOTS_PER_SECOND, self._fire, slot_no)
+            slot = wheel[slot_no] = set()
         slot.add(conn)
         conn.slot = slot_no
 
@@ -403,10 +419,10 @@ class LeanTransport:
             if slot is not None:
                 slot.discard(conn)
                 n = len(slot)
-                # sets never shrink: an empty one is dropped, one shrunk to 8 or 64 members is copied
-                # (held Pings left in a slot that also saw thousands of short requests)
+                # sets never shrink: an empty one is dropped (None until its call_at fires), one shrunk
+                # to 8 or 64 members is copied (held Pings left in a slot that saw many short requests)
                 if not n:
-                    del self._wheel[slot_no]
+                    self._wheel[slot_no] = None
                 elif n == 8 or n == 64:
                     self._wheel[slot_no] = set(slot)
 
@@ -416,8 +432,6 @@ class LeanTransport:
             return
         for conn in slot:
             conn.slot = None
-            if conn.waiter is None and not conn.closed:
-                self.idle_closed += 1
             conn.expire()
 
     def _flush(self):
@@ -456,6 +470,7 @@ class LeanTransport:
                 return conn, False
             conn = await self._connect(endpoint, loop)
             if ping:
+                conn.lazy = True
                 endpoint.ping_conn = conn
             else:
                 endpoint.conn = conn
@@ -489,13 +504,42 @@ class LeanTransport:
             self._wake(pool, None)
             raise
 
+    def _sweep(self):
+        """Close keep-alive connections idle longer than ``idle_timeout``; runs every idle_timeout / 4
+        while there are connections (one scan instead of a timer per request)."""
+        self._sweeper = None
+        limit = self._loop.time() - self.idle_timeout
+        gone = []
+        for endpoint in self._endpoints:
+            alive = False
+            for conn in (endpoint.conn, endpoint.ping_conn):
+                if conn is not None and not conn.closed:
+                    if conn.waiter is None and conn.used < limit:
+                        conn.close()
+                        self.idle_closed += 1
+                    else:
+                        alive = True
+            if not alive:
+                gone.append(endpoint)
+        self._endpoints.difference_update(gone)
+        pooled = False
+        for pool in self._pools.values():
+            keep = []
+            for conn in pool.idle:
+                if not conn.closed and conn.used < limit:
+                    conn.close()
+                    self.idle_closed += 1
+                if conn.closed:
+                    pool.count -= 1
+                else:
+                    keep.append(conn)
+            pool.idle[:] = keep
+            pooled = pooled or pool.count > 0
+        if self._endpoints or pooled:
+            self._sweeper = self._loop.call_later(self.idle_timeout / 4, self._sweep)
+
     def _release(self, endpoint, conn):
-        """After a request: re-arm the connection's idle timer; back to the pool if pooled."""
-        if not conn.closed:
-            if self.idle_timeout:
-                self._arm(conn, self._loop.time() + self.idle_timeout, self.idle_timeout)
-        if not self.pool_size:
-            return
+        """A pooled connection after its request: to a waiting request, or back to the pool."""
         pool = self._pools.get((endpoint.scheme, endpoint.host, endpoint.port))
         if pool is None:  # the transport was closed meanwhile
             conn.close()
@@ -528,8 +572,6 @@ class LeanTransport:
             fresh = True
             try:
                 conn, fresh = await self._acquire(endpoint, ping, loop)
-                if conn.slot is not None:  # leave the idle timer
-                    self._disarm(conn)
                 waiter = conn.waiter = loop.create_future()
                 conn.received_any = False
                 self._arm(conn, deadline, budget)
@@ -547,7 +589,11 @@ class LeanTransport:
                 status, headers, rbody = await waiter
                 elapsed = perf_counter() - t0
                 self._disarm(conn)
-                self._release(endpoint, conn)
+                conn.used = loop.time()
+                if self.pool_size:
+                    self._release(endpoint, conn)
+                if self._sweeper is None and self.idle_timeout:
+                    self._sweeper = loop.call_later(self.idle_timeout / 4, self._sweep)
                 return Response(status, headers, rbody, elapsed)
             except TimeoutError:
                 self._drop(endpoint, conn)
