@@ -156,6 +156,15 @@ cdef extern from *:
         while (pos + 5 <= n) {
             unsigned char b = buf[pos];
             Py_ssize_t q, limit;
+    #if PY_LITTLE_ENDIAN
+            uint32_t w;
+            memcpy(&w, buf + pos + 1, 4);  /* STR_I, one byte, NUL, END: one test, one branch */
+            if (((b & 0xC0) == 0x40) & ((skip >> (b & 0x3F)) & 1) & ((w & 0xFFFF00FFu) == 0x01000003u)
+                    & ((w & 0xFF00u) != 0)) {
+                pos += 5;
+                continue;
+            }
+    #endif
             if ((b & 0xC0) == 0 && ((known >> b) & 1)) {  /* an empty element: nothing to extract */
                 pos += 1;
                 continue;
@@ -1047,6 +1056,9 @@ cdef inline PyObject* _hit_text(const unsigned char* buf, Hit* hit, int code) ex
     """A new reference to a hit's text: the leaf cache's when a decode made that leaf."""
     cdef Leaf* slot
     cdef Py_ssize_t length = hit.end - hit.start
+    cdef PyObject* s = _small(buf, hit.start, length)
+    if s != NULL:
+        return s
     if hit.ascii:
         slot = _leaf_slot(hit.hash, code)
         if (slot.element != NULL and slot.code == code and slot.length == length
