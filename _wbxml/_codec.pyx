@@ -301,6 +301,19 @@ cdef inline Py_ssize_t _text_end(const unsigned char* buf, Py_ssize_t start, Py_
     return -1 if hit == NULL else hit - buf
 
 
+cdef inline Py_ssize_t _nul(const unsigned char* buf, Py_ssize_t start, Py_ssize_t n):
+    """Index of the NUL ending the text at ``start``, or -1 (short texts: a byte loop, then memchr)."""
+    cdef Py_ssize_t q = start
+    cdef Py_ssize_t limit = start + SHORT_TEXT if n - start > SHORT_TEXT else n
+    cdef const unsigned char* hit
+    while q < limit:
+        if buf[q] == 0:
+            return q
+        q += 1
+    hit = <const unsigned char*>memchr(buf + q, 0, n - q)
+    return -1 if hit == NULL else hit - buf
+
+
 cdef int _utf8_error(const unsigned char* buf, Py_ssize_t start, Py_ssize_t end, Py_ssize_t offset) except -1:
     # cold path: the same message and offset as the pure twin
     PyErr_Clear()
@@ -900,8 +913,6 @@ cdef class _Wanted:
 cdef struct Hit:
     Py_ssize_t start
     Py_ssize_t end
-    size_t hash  # of a short ASCII text (see _text_end), for the leaf cache
-    int ascii
     int slot  # index into _Wanted.codes
 
 
@@ -941,51 +952,53 @@ def extract(data, wanted):
     return _extract_codes(<bytes>data, compiled)
 
 
+cdef inline int _hit(Hit** hits, Py_ssize_t* nhits, Py_ssize_t* cap, Hit* local, Py_ssize_t start,
+                     Py_ssize_t end, int slot) except -1:
+    """Record a wanted text buf[start:end] (the hits array grows on the heap past LOCAL_HITS)."""
+    cdef Hit* grown
+    if nhits[0] == cap[0]:
+        if hits[0] == local:
+            grown = <Hit*>PyMem_Malloc(2 * cap[0] * sizeof(Hit))
+            if grown != NULL:
+                memcpy(grown, local, nhits[0] * sizeof(Hit))
+        else:
+            grown = <Hit*>PyMem_Realloc(hits[0], 2 * cap[0] * sizeof(Hit))
+        if grown == NULL:
+            raise MemoryError()
+        hits[0] = grown
+        cap[0] *= 2
+    hits[0][nhits[0]].start = start
+    hits[0][nhits[0]].end = end
+    hits[0][nhits[0]].slot = slot
+    nhits[0] += 1
+    return 0
+
+
 cdef dict _extract_codes(bytes data, _Wanted wanted):
     """The extractor's fast path: tokens compared as integers, texts located, then made."""
     cdef const unsigned char* buf = <const unsigned char*>PyBytes_AS_STRING(data)
     cdef Py_ssize_t n = PyBytes_GET_SIZE(data)
     cdef Py_ssize_t tbl_start = 0, tbl_len = 0, pos, depth = 0, end, q, capture_depth = -1
-    cdef size_t h = 0
-    cdef int ascii
     cdef unsigned long long value
     cdef unsigned char b, token
-    cdef const unsigned char* hit
     cdef int page = 0, code, i, slot = -1
     cdef bint captured = False
     cdef Hit local[LOCAL_HITS]
     cdef Hit* hits = local
-    cdef Hit* grown
     cdef Py_ssize_t nhits = 0, cap = LOCAL_HITS
     try:
         pos = _header(buf, n, &tbl_start, &tbl_len)
         while pos < n:
             b = buf[pos]
             if b == 0x03:  # STR_I
-                end = _text_end(buf, pos + 1, n, &h, &ascii)
+                end = _nul(buf, pos + 1, n)
                 if end < 0:
                     raise TruncatedError("unterminated inline string", pos)
                 if capture_depth == depth:
                     if captured:  # text in pieces: rare, let the full decode join them
                         return _extract_slow(data, wanted.tags)
                     captured = True
-                    if nhits == cap:
-                        if hits == local:
-                            grown = <Hit*>PyMem_Malloc(2 * cap * sizeof(Hit))
-                            if grown != NULL:
-                                memcpy(grown, local, nhits * sizeof(Hit))
-                        else:
-                            grown = <Hit*>PyMem_Realloc(hits, 2 * cap * sizeof(Hit))
-                        if grown == NULL:
-                            raise MemoryError()
-                        hits = grown
-                        cap *= 2
-                    hits[nhits].start = pos + 1
-                    hits[nhits].end = end
-                    hits[nhits].hash = h
-                    hits[nhits].ascii = ascii
-                    hits[nhits].slot = slot
-                    nhits += 1
+                    _hit(&hits, &nhits, &cap, local, pos + 1, end, slot)
                 pos = end + 1
             elif b == 0x01:  # END
                 if depth == 0:
@@ -994,7 +1007,7 @@ cdef dict _extract_codes(bytes data, _Wanted wanted):
                 capture_depth = -1
                 pos += 1
                 if depth == 0:
-                    return _hits_to_dict(buf, hits, nhits, wanted)
+                    return _hits_to_dict(buf, n, hits, nhits, wanted)
             else:
                 token = b & 0x3F
                 if token >= 5:
@@ -1015,6 +1028,20 @@ cdef dict _extract_codes(bytes data, _Wanted wanted):
                                     captured = False
                                     slot = i
                                     break
+                            if capture_depth > 0 and depth > 0 and pos < n and buf[pos] == 0x03:
+                                # a wanted leaf <tag> STR_I text END: in one step
+                                end = _nul(buf, pos + 1, n)
+                                if end < 0:
+                                    raise TruncatedError("unterminated inline string", pos)
+                                _hit(&hits, &nhits, &cap, local, pos + 1, end, slot)
+                                if end + 1 < n and buf[end + 1] == 0x01:
+                                    capture_depth = -1
+                                    pos = end + 2
+                                    continue
+                                captured = True  # more follows: an ordinary element
+                                depth += 1
+                                pos = end + 1
+                                continue
                         if capture_depth < 0 and depth > 0:
                             # a run of unwanted leaves <tag> STR_I text END (most elements): skip it
                             q = easload_skip_leaves(buf, pos - 1, n, KNOWN_TOKENS[page >> 6] & ~wanted.mask,
@@ -1052,22 +1079,24 @@ cdef dict _extract_codes(bytes data, _Wanted wanted):
             PyMem_Free(hits)
 
 
-cdef inline PyObject* _hit_text(const unsigned char* buf, Hit* hit, int code) except NULL:
+cdef inline PyObject* _hit_text(const unsigned char* buf, Py_ssize_t n, Hit* hit, int code) except NULL:
     """A new reference to a hit's text: the leaf cache's when a decode made that leaf."""
     cdef Leaf* slot
     cdef Py_ssize_t length = hit.end - hit.start
     cdef PyObject* s = _small(buf, hit.start, length)
+    cdef size_t h = 0
+    cdef int ascii = 0
     if s != NULL:
         return s
-    if hit.ascii:
-        slot = _leaf_slot(hit.hash, code)
+    if length < SHORT_TEXT and _text_end(buf, hit.start, n, &h, &ascii) >= 0 and ascii:  # the decoder's hash
+        slot = _leaf_slot(h, code)
         if (slot.element != NULL and slot.code == code and slot.length == length
                 and memcmp(slot.data, buf + hit.start, length) == 0):
             return easload_new_ref(easload_text(slot.element))
     return _text(buf, hit.start, hit.end, hit.start)
 
 
-cdef dict _hits_to_dict(const unsigned char* buf, Hit* hits, Py_ssize_t nhits, _Wanted wanted):
+cdef dict _hits_to_dict(const unsigned char* buf, Py_ssize_t n, Hit* hits, Py_ssize_t nhits, _Wanted wanted):
     """{tag: [text, ...]} in document order; each list made at its final size."""
     cdef dict result = {}
     cdef Py_ssize_t i, j, count, k
@@ -1087,7 +1116,7 @@ cdef dict _hits_to_dict(const unsigned char* buf, Hit* hits, Py_ssize_t nhits, _
         k = 0
         for j in range(i, nhits):
             if hits[j].slot == slot:
-                Raw_List_SET_ITEM(texts, k, _hit_text(buf, &hits[j], wanted.codes[slot]))
+                Raw_List_SET_ITEM(texts, k, _hit_text(buf, n, &hits[j], wanted.codes[slot]))
                 k += 1
         result[<object>TAGS[wanted.codes[slot]]] = texts
     return result
