@@ -74,7 +74,9 @@ async def test_a_capped_run_stays_under_the_cap():
 
 
 async def test_acquire_waits_when_on():
-    sc = _sc("[load]\nmax_request_rate = 1000\n")
-    for _ in range(1005):  # 1000 saved tokens, then 5 more that have to wait
+    # a slow rate, so that no stall of a busy machine refills the bucket between two calls:
+    # 10 saved tokens, then 2 more that have to wait (0.1 s and 0.2 s)
+    sc = _sc("[load]\nmax_request_rate = 10\n")
+    for _ in range(12):
         await ratelimit.acquire(sc.load)
     assert ratelimit.bucket(sc.load).waited >= 1
