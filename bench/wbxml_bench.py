@@ -8,8 +8,9 @@ and pre-encoded Template render), and a Sync response with 100 e-mails with
 ~500-byte bodies.  Prints figures; asserts nothing.
 
 Each figure is the minimum over repeated runs (``timeit.Timer`` on a statement,
-no lambda frame in the measurement): on a shared machine the minimum is the
-run least disturbed by other processes.  The compiled decoder shares equal
+no lambda frame in the measurement), the cases of a twin taking turns round by
+round: on a shared machine the minimum is the run least disturbed by other
+processes, and turns expose every case to the same disturbances.  The compiled decoder shares equal
 leaves (tag, short text) between decodes; "decode provision response (new
 values)" decodes documents whose every value is new to it, its slow path.
 """
@@ -120,22 +121,27 @@ def provision_responses_new_values(count=2048):
     return docs
 
 
-def timeit(stmt, namespace, seconds, per_run=1):
-    """Seconds per call of ``stmt``: the minimum over repeated runs of ``number`` calls each."""
-    timer = _timeit.Timer(stmt, globals=namespace)
-    number = 1
-    while True:  # runs of at least 5 ms
-        dt = timer.timeit(number)
-        if dt >= 0.005:
-            break
-        number = max(number * 2, int(number * 0.006 / max(dt, 1e-9)))
-    best = dt
-    deadline = time.perf_counter() + seconds
-    runs = 1
-    while runs < 5 or time.perf_counter() < deadline:
-        best = min(best, timer.timeit(number))
-        runs += 1
-    return best / number / per_run
+def measure(cases, namespace, seconds):
+    """Seconds per call of every case's statement: the minimum over rounds in which every case
+    runs once (``number`` calls, at least 5 ms), so that all cases sample the same moments of
+    a shared, noisy machine; rounds go on for ``seconds`` per case (at least 5 rounds)."""
+    timers = []
+    for _label, stmt, _size, _per_run in cases:
+        timer = _timeit.Timer(stmt, globals=namespace)
+        number = 1
+        while True:
+            dt = timer.timeit(number)
+            if dt >= 0.005:
+                break
+            number = max(number * 2, int(number * 0.006 / max(dt, 1e-9)))
+        timers.append([timer, number, dt])
+    deadline = time.perf_counter() + seconds * len(cases)
+    rounds = 1
+    while rounds < 5 or time.perf_counter() < deadline:
+        for entry in timers:
+            entry[2] = min(entry[2], entry[0].timeit(entry[1]))
+        rounds += 1
+    return [best / number / per_run for (_t, number, best), (_l, _s, _z, per_run) in zip(timers, cases)]
 
 
 def main():
@@ -170,8 +176,7 @@ def main():
             ("decode sync response (100 mails)", "decode(sync)", len(sync), 1),
             ("extract Status+PolicyKey (provision)", "extract(prov, wanted)", len(prov), 1),
         ]
-        for label, stmt, size, per_run in cases:
-            t = timeit(stmt, ns, args.seconds, per_run)
+        for (label, _stmt, size, _per_run), t in zip(cases, measure(cases, ns, args.seconds)):
             results[(label, name)] = t
             print("%-40s %-7s %12.0f %10.1f" % (label, name, t * 1e9, size / t / 1e6))
     if _compiled is not None:
