@@ -181,7 +181,6 @@ graceful_stop = 1
     report = {}
 
     async def main():
-        task = asyncio.current_task()
         state = {"holding_since": None}
 
         def on_tick(stats, devs, final):
@@ -213,11 +212,15 @@ graceful_stop = 1
                         report["breakdown"].update(
                             ("traced %s:%d" % (Path(st.traceback[0].filename).name, st.traceback[0].lineno),
                              "%.0f B/device (%d blocks)" % (st.size_diff / devices, st.count_diff)) for st in top)
-                    task.cancel()
+                    # report, and keep holding: the main process stops the workers once all have reported,
+                    # so every device of every worker holds its Ping at the same time
+                    report.update(index=index, devices=devices, before_kib=before)
+                    result_queue.put(dict(report))
             elif time.monotonic() - started > 1800:
                 report.update(rss_kib=rss_kib(), holding=holding, open=open_conns, errors=stats.errors(),
-                              seconds=round(time.monotonic() - started, 1), incomplete=True)
-                task.cancel()
+                              seconds=round(time.monotonic() - started, 1), incomplete=True,
+                              index=index, devices=devices, before_kib=before)
+                result_queue.put(dict(report))
 
         try:
             await engine.run(sc, target_url=url, progress=False, on_tick=on_tick, attach_metrics=False)
@@ -225,8 +228,6 @@ graceful_stop = 1
             pass
 
     uvloop.run(main())
-    report.update(index=index, devices=devices, before_kib=before)
-    result_queue.put(report)
 
 
 def main():
@@ -268,13 +269,14 @@ def main():
             p.start()
             clients.append(p)
         reports = [results.get(timeout=3600) for _ in clients]
-        for p in clients:
-            p.join(30)
+        alive = sum(p.is_alive() for p in clients)  # all still holding while the figures are printed
         total = sum(r["devices"] for r in reports)
         holding = sum(r["holding"] for r in reports)
         delta = sum(r["rss_kib"] - r["before_kib"] for r in reports)
-        print("%d devices in %d client workers; %d holding a Ping with %d connections open; %.0f s" % (
-            total, len(reports), holding, sum(r["open"] for r in reports), time.monotonic() - t0))
+        print("%d devices in %d client workers (%d alive, holding at once); %d holding a Ping with %d connections "
+              "open; %d failed requests on the way; %.0f s" % (
+                  total, len(reports), alive, holding, sum(r["open"] for r in reports),
+                  sum(r["errors"] for r in reports), time.monotonic() - t0))
         for r in sorted(reports, key=lambda r: r["index"]):
             print("  worker %d: %6d devices, RSS %7.1f MiB -> %7.1f MiB: %.2f KiB per holding device%s" % (
                 r["index"], r["devices"], r["before_kib"] / 1024, r["rss_kib"] / 1024,

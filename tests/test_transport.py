@@ -379,3 +379,39 @@ def test_request_bytes_share_the_common_head():
     req = a.request("Ping", "42", b"body")
     assert req.endswith(b"X-MS-PolicyKey: 42\r\nContent-Length: 4\r\n\r\nbody")
     assert a.headers_no_key["Authorization"].startswith("Basic ") and "Authorization" not in b._tail.decode()
+
+
+async def _observed(transport_kind):
+    from loadgen import engine, scenario
+
+    sc = scenario.parse(f"""
+duration = 4
+seed = 7
+[auth]
+users = 6
+[population]
+devices = 12
+devices_per_user = 2
+versions = {{ "14.1" = 2, "16.1" = 1, "12.1" = 1 }}
+[load]
+ramp_up = 0.5
+mode = "ping"
+heartbeat = 120
+think_time = 0
+transport = "{transport_kind}"
+graceful_stop = 0.5
+""", "both.toml")
+    result = await engine.run(sc, progress=False, attach_metrics=False)
+    return {dev_id: (r.user, r.device_type, r.version, r.user_agent, r.requests, r.provisions, r.ack_status,
+                     r.folder_sync_key, sorted(r.device_info.items()))
+            for dev_id, r in result.target.state.devices.items()}, result.stats.errors()
+
+
+async def test_same_scenario_same_requests_per_device_over_both_transports():
+    """The embedded target sees the same conversation from every device, lean or aiohttp:
+    provisioning (two steps, acknowledgement, DeviceInformation), FolderSync, Sync, then a held Ping."""
+    lean, lean_errors = await _observed("lean")
+    other, other_errors = await _observed("aiohttp")
+    assert len(lean) == 12 and lean == other
+    assert lean_errors == other_errors == 0
+    assert all(v[4] >= 6 and v[5] >= 1 and v[6] == 1 for v in lean.values())  # got as far as the Ping
