@@ -195,7 +195,9 @@ graceful_stop = 1
                 if time.monotonic() - state["holding_since"] >= settle:
                     gc.collect()
                     report.update(rss_kib=rss_kib(), holding=holding, open=open_conns, errors=stats.errors(),
-                                  seconds=round(time.monotonic() - started, 1))
+                                  seconds=round(time.monotonic() - started, 1),
+                                  failures=sorted(("%s %s %s" % k, n) for k, n in stats.by_key.items()
+                                                  if k[1] not in ("ok", "reprovision")))
                     if want_breakdown:
                         holder = next(d for d in devs if d.in_flight == "Ping")
                         # every holding device's task has the same chain: measure any (no f_locals,
@@ -281,6 +283,8 @@ def main():
             print("  worker %d: %6d devices, RSS %7.1f MiB -> %7.1f MiB: %.2f KiB per holding device%s" % (
                 r["index"], r["devices"], r["before_kib"] / 1024, r["rss_kib"] / 1024,
                 (r["rss_kib"] - r["before_kib"]) / max(r["devices"], 1), " (INCOMPLETE)" if r.get("incomplete") else ""))
+            if r.get("failures"):
+                print("      failed requests: %s" % ", ".join("%s: %d" % kv for kv in r["failures"]))
             for k, v in r.get("breakdown", {}).items():
                 print("      %-55s %s" % (k, v))
         print("client RSS per holding device: %.2f KiB (all workers: %.1f MiB for %d devices)" % (
