@@ -221,8 +221,12 @@ def main():
             for conns in args.conns:
                 lean, other = rates.get((mode, "lean", conns)), rates.get((mode, "aiohttp", conns))
                 if lean and other:
-                    print("%-7s lean / aiohttp at %4d connections: %.1fx (medians), %.1fx (mins)" % (
-                        mode, conns, statistics.median(lean) / statistics.median(other), min(lean) / min(other)))
+                    lc, oc = cpu_rates[(mode, "lean", conns)], cpu_rates[(mode, "aiohttp", conns)]
+                    # per CPU-second: what each costs, even when other work on the machine took the core
+                    print("%-7s lean / aiohttp at %4d connections: %.1fx (medians), %.1fx (mins); "
+                          "per CPU-second %.1fx (medians)" % (
+                              mode, conns, statistics.median(lean) / statistics.median(other), min(lean) / min(other),
+                              statistics.median(lc) / statistics.median(oc)))
         print("client max RSS: %.1f MiB" % (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024))
     finally:
         proc.terminate()
