@@ -39,6 +39,7 @@ cdef tuple NAMES = _NAMES
 cdef dict TOKENS = _TOKENS
 cdef Py_ssize_t C_MAX_DEPTH = MAX_DEPTH
 cdef object SlotType = Slot
+cdef tuple EMPTY_TUPLE = ()
 
 
 # --------------------------------------------------------------------------- decode
@@ -158,6 +159,10 @@ cdef extern from *:
             Py_ssize_t q, limit;
     #if PY_LITTLE_ENDIAN
             uint32_t w;
+            uint64_t v, z;
+            uint16_t u;
+            /* two one-byte-text leaves T1 03 X 00 01 T2 03 Y 00 01 at once: the bytes at fixed
+               places in one masked compare, X and Y not NUL, T1 and T2 skipped (content flag, bit in `skip`) */
             memcpy(&w, buf + pos + 1, 4);  /* STR_I, one byte, NUL, END: one test, one branch */
             if (((b & 0xC0) == 0x40) & ((skip >> (b & 0x3F)) & 1) & ((w & 0xFFFF00FFu) == 0x01000003u)
                     & ((w & 0xFF00u) != 0)) {
@@ -181,8 +186,23 @@ cdef extern from *:
             }
             q = pos + 2;
             limit = q + 32 < n ? q + 32 : n;
+    #if PY_LITTLE_ENDIAN
+            /* the text's NUL eight bytes at a time (the lowest flagged byte is the first NUL) */
+            while (q + 8 <= limit) {
+                memcpy(&v, buf + q, 8);
+                z = (v - 0x0101010101010101ULL) & ~v & 0x8080808080808080ULL;
+                if (z) {
+                    q += __builtin_ctzll(z) >> 3;
+                    goto found;
+                }
+                q += 8;
+            }
+    #endif
             while (q < limit && buf[q] != 0)
                 q++;
+    #if PY_LITTLE_ENDIAN
+        found:
+    #endif
             if (q >= limit || q + 1 >= n || buf[q + 1] != 0x01)
                 break;
             pos = q + 2;
@@ -190,6 +210,8 @@ cdef extern from *:
         return pos;
     }
     #define easload_new_ref(o) (Py_INCREF(o), (o))
+    #define easload_tuple(size) PyTuple_New(size)
+    #define easload_tuple_set(t, i, o) PyTuple_SET_ITEM(t, i, o)
     #define easload_steal(o) (o)
     #define easload_decref(o) Py_DECREF(o)
     #define easload_xdecref(o) Py_XDECREF(o)
@@ -201,6 +223,8 @@ cdef extern from *:
     PyObject* easload_list(PyObject** items, Py_ssize_t n) except NULL
     PyObject* easload_ascii(const unsigned char* s, Py_ssize_t n) except NULL
     PyObject* easload_new_ref(PyObject* o)
+    PyObject* easload_tuple(Py_ssize_t size) except NULL
+    void easload_tuple_set(PyObject* t, Py_ssize_t i, PyObject* o)  # steals o
     object easload_steal(PyObject* o)
     void easload_decref(PyObject* o)
     void easload_xdecref(PyObject* o)
@@ -887,27 +911,43 @@ cdef enum:
 
 
 cdef class _Wanted:
-    """A wanted-tag list compiled once: the tag set and the tags' page * 64 + token codes."""
-    cdef frozenset tags
+    """A wanted-tag sequence compiled once: the distinct tags' page * 64 + token codes, and for
+    every entry of the sequence the index of its code (-1: a tag no code page defines)."""
+    cdef tuple tags
+    cdef tuple empty  # the result when no wanted tag holds text: () per entry
     cdef int codes[MAX_WANTED]
-    cdef int count
+    cdef int count  # distinct codes; -1: too many entries, walk a full decode
+    cdef int entries[MAX_WANTED]
+    cdef Py_ssize_t nentries
     cdef unsigned long long mask  # bit (code & 63) of every code: most tags are ruled out by one test
 
-    def __cinit__(self, wanted):
-        self.tags = frozenset(wanted)
+    def __cinit__(self, tuple wanted):
+        cdef int i, j, code
+        self.tags = wanted
+        self.empty = ((),) * len(wanted)
         self.count = 0
         self.mask = 0
-        for t in self.tags:
-            entry = TOKENS.get(t) if type(t) is str else None
+        self.nentries = len(wanted)
+        if self.nentries > MAX_WANTED:
+            for t in wanted:
+                TOKENS.get(t)  # an unhashable tag: the pure twin's TypeError
+            self.count = -1
+            return
+        for i in range(self.nentries):
+            self.entries[i] = -1
+            entry = TOKENS.get(wanted[i])  # (an unhashable tag: TypeError, as in the pure twin)
             if entry is None:
                 continue
-            if self.count == MAX_WANTED:
-                self.count = -1  # too many: walk a full decode
-                return
             code = (<tuple>entry)[0] * 64 + (<tuple>entry)[1]
-            self.codes[self.count] = code
-            self.count += 1
-            self.mask |= 1ULL << (code & 63)
+            for j in range(self.count):
+                if self.codes[j] == code:
+                    self.entries[i] = j
+                    break
+            else:
+                self.codes[self.count] = code
+                self.entries[i] = self.count
+                self.count += 1
+                self.mask |= 1ULL << (code & 63)
 
 
 cdef struct Hit:
@@ -924,9 +964,13 @@ cdef _Wanted _last_wanted = None  # ... and its compiled form
 def extract(data, wanted):
     """Texts of the ``wanted`` tags, in document order, without building the tree.
 
-    Returns ``{tag: [text, ...]}`` for the tags in ``wanted`` that hold text.
-    Malformed documents raise a :class:`WBXMLError` (its offset may differ from
-    the one :func:`decode` reports, since less is checked before it is found).
+    Returns one tuple per entry of the sequence ``wanted``, in its order: the
+    texts of all elements with that tag, in document order (``()`` when none
+    holds text), e.g. ``(("1", "1"), ("2488355417",))`` for
+    ``("Provision:Status", "Provision:PolicyKey")`` and the seed's Provision
+    response.  Malformed documents raise a :class:`WBXMLError` (its offset may
+    differ from the one :func:`decode` reports, since less is checked before it
+    is found).
     """
     global _last_key, _last_wanted
     cdef _Wanted compiled
@@ -946,7 +990,7 @@ def extract(data, wanted):
         _last_key = wanted
         _last_wanted = compiled
     else:
-        compiled = _Wanted(wanted)
+        compiled = _Wanted(tuple(wanted))
     if compiled.count < 0:
         return _extract_slow(<bytes>data, compiled.tags)
     return _extract_codes(<bytes>data, compiled)
@@ -974,7 +1018,7 @@ cdef inline int _hit(Hit** hits, Py_ssize_t* nhits, Py_ssize_t* cap, Hit* local,
     return 0
 
 
-cdef dict _extract_codes(bytes data, _Wanted wanted):
+cdef tuple _extract_codes(bytes data, _Wanted wanted):
     """The extractor's fast path: tokens compared as integers, texts located, then made."""
     cdef const unsigned char* buf = <const unsigned char*>PyBytes_AS_STRING(data)
     cdef Py_ssize_t n = PyBytes_GET_SIZE(data)
@@ -1007,7 +1051,7 @@ cdef dict _extract_codes(bytes data, _Wanted wanted):
                 capture_depth = -1
                 pos += 1
                 if depth == 0:
-                    return _hits_to_dict(buf, n, hits, nhits, wanted)
+                    return _hits_to_result(buf, n, hits, nhits, wanted)
             else:
                 token = b & 0x3F
                 if token >= 5:
@@ -1051,7 +1095,7 @@ cdef dict _extract_codes(bytes data, _Wanted wanted):
                                 continue
                         depth += 1
                     elif depth == 0:
-                        return {}
+                        return wanted.empty
                 elif b == 0x00:  # SWITCH_PAGE
                     if pos + 1 >= n:
                         raise TruncatedError("document ends inside SWITCH_PAGE", pos)
@@ -1096,39 +1140,51 @@ cdef inline PyObject* _hit_text(const unsigned char* buf, Py_ssize_t n, Hit* hit
     return _text(buf, hit.start, hit.end, hit.start)
 
 
-cdef dict _hits_to_dict(const unsigned char* buf, Py_ssize_t n, Hit* hits, Py_ssize_t nhits, _Wanted wanted):
-    """{tag: [text, ...]} in document order; each list made at its final size."""
-    cdef dict result = {}
-    cdef Py_ssize_t i, j, count, k
-    cdef unsigned int done = 0
+cdef tuple _hits_to_result(const unsigned char* buf, Py_ssize_t n, Hit* hits, Py_ssize_t nhits, _Wanted wanted):
+    """One tuple of texts per wanted entry; each tuple made at its final size."""
+    cdef PyObject* texts[MAX_WANTED]  # per distinct code: owned tuple, or NULL
+    cdef Py_ssize_t counts[MAX_WANTED]
+    cdef Py_ssize_t i
     cdef int slot
-    cdef list texts
+    cdef PyObject* item
+    cdef tuple result
+    for i in range(wanted.count):
+        counts[i] = 0
+        texts[i] = NULL
     for i in range(nhits):
-        slot = hits[i].slot
-        if done & (1u << slot):
-            continue
-        done |= 1u << slot
-        count = 1
-        for j in range(i + 1, nhits):
-            if hits[j].slot == slot:
-                count += 1
-        texts = PyList_New(count)
-        k = 0
-        for j in range(i, nhits):
-            if hits[j].slot == slot:
-                Raw_List_SET_ITEM(texts, k, _hit_text(buf, n, &hits[j], wanted.codes[slot]))
-                k += 1
-        result[<object>TAGS[wanted.codes[slot]]] = texts
-    return result
+        counts[hits[i].slot] += 1
+    try:
+        for i in range(wanted.count):
+            if counts[i]:
+                texts[i] = easload_tuple(counts[i])
+                counts[i] = 0
+        for i in range(nhits):  # in document order
+            slot = hits[i].slot
+            easload_tuple_set(texts[slot], counts[slot], _hit_text(buf, n, &hits[i], wanted.codes[slot]))
+            counts[slot] += 1
+        result = <tuple>easload_steal(easload_tuple(wanted.nentries))
+        for i in range(wanted.nentries):
+            slot = wanted.entries[i]
+            item = texts[slot] if slot >= 0 and texts[slot] != NULL else <PyObject*>EMPTY_TUPLE
+            easload_tuple_set(<PyObject*>result, i, easload_new_ref(item))
+        return result
+    finally:
+        for i in range(wanted.count):
+            easload_xdecref(texts[i])
 
 
-cdef dict _extract_slow(bytes data, frozenset wanted):
-    cdef dict result = {}
+cdef tuple _extract_slow(bytes data, tuple wanted):
+    """The pure twin's walk over a full decode (too many wanted tags, text in pieces, STR_T...)."""
+    cdef dict found = {}
+    for tag in wanted:
+        found[tag] = []
     stack = [_decode(data)]
     while stack:
         tag, content = stack.pop()
         if type(content) is list:
             stack.extend(reversed(content))
-        elif tag in wanted and type(content) is str:
-            result.setdefault(tag, []).append(content)
-    return result
+        elif type(content) is str:
+            texts = found.get(tag)
+            if texts is not None:
+                (<list>texts).append(content)
+    return tuple([tuple(found[tag]) for tag in wanted])

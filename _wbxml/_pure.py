@@ -273,21 +273,28 @@ def _decode(data):
 
 
 def extract(data, wanted):
-    """Texts of the ``wanted`` tags, in document order: ``{tag: [text, ...]}``.
+    """Texts of the ``wanted`` tags, in document order, one tuple per wanted tag.
 
-    The compiled twin finds them without building the tree; this reference
-    decodes the whole document and walks it.
+    ``wanted`` is a sequence of tags; the result has one tuple per entry, in its
+    order: the texts of all elements with that tag, in document order (``()``
+    when none holds text; elements holding elements, opaque data or nothing are
+    not counted), e.g. ``(("1", "1"), ("2488355417",))`` for
+    ``("Provision:Status", "Provision:PolicyKey")`` and the seed's Provision
+    response.  The compiled twin finds them without building the tree; this
+    reference decodes the whole document and walks it.
     """
-    wanted = frozenset(wanted)
-    result = {}
+    wanted = tuple(wanted)
+    found = {tag: [] for tag in wanted}
     stack = [decode(data)]
     while stack:
         tag, content = stack.pop()
         if type(content) is list:
             stack.extend(reversed(content))
-        elif tag in wanted and type(content) is str:
-            result.setdefault(tag, []).append(content)
-    return result
+        elif type(content) is str:
+            texts = found.get(tag)
+            if texts is not None:
+                texts.append(content)
+    return tuple(tuple(found[tag]) for tag in wanted)
 
 
 # --------------------------------------------------------------------------- encode

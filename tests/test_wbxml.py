@@ -248,12 +248,28 @@ def test_extract_finds_texts_in_document_order(codec):
                 ("Provision:MaxAttachmentSize", None), ("Provision:DevicePasswordEnabled", "1")])])])]),
     ]))
     got = codec.extract(data, ("Provision:Status", "Provision:PolicyKey", "Provision:MaxAttachmentSize"))
-    assert got == {"Provision:Status": ["1", "1"], "Provision:PolicyKey": ["2488355417"]}
+    assert got == (("1", "1"), ("2488355417",), ())  # one tuple per wanted tag, in its order
+    # the order of ``wanted``, not of the document; repeated and unknown tags; any sequence
+    assert codec.extract(data, ["Provision:PolicyKey", "Nope:Nope", "Provision:Status", "Provision:PolicyKey"]) == (
+        ("2488355417",), (), ("1", "1"), ("2488355417",))
+    assert codec.extract(data, ()) == ()
+    assert codec.extract(data, iter(["Provision:PolicyType", "Provision:Data"])) == (("MS-EAS-Provisioning-WBXML",), ())
+    with pytest.raises(TypeError):
+        codec.extract(data, (["Provision:Status"],))  # an unhashable tag, as in the pure twin
+
+
+def test_extract_many_wanted_tags(codec):
+    # more wanted entries than the compiled extractor's plan holds (32): its walk over a full decode
+    tree = ("Provision:Provision", [("Provision:Status", str(i)) for i in range(3)] + [("Provision:PolicyKey", "k")])
+    data = codec.encode(tree)
+    wanted = ("Provision:PolicyKey",) * 20 + ("Provision:Status",) * 20
+    assert codec.extract(data, wanted) == (("k",),) * 20 + (("0", "1", "2"),) * 20
+    assert codec.extract(data, wanted) == _wbxml._pure.extract(data, wanted)
 
 
 def test_extract_string_table_and_errors(codec):
     data = bytes([0x03, 0x00, 0x00, 0x6A, 0x04]) + b"abc\x00" + bytes([0x00, 0x07, 0x56, 0x52, 0x83, 0x00, 0x01, 0x01])
-    assert codec.extract(data, ["FolderHierarchy:SyncKey"]) == {"FolderHierarchy:SyncKey": ["abc"]}
+    assert codec.extract(data, ["FolderHierarchy:SyncKey"]) == (("abc",),)
     for bad, _error in BAD:
         if bad.startswith(FOLDERSYNC_0) or b"\x52\x03\x30\x00\x52" in bad:
             continue  # trailing data / mixed content: extract stops early or does not check
@@ -307,9 +323,8 @@ def test_leaf_texts_of_every_length_and_kind(codec):
         data = _wbxml._pure.encode(tree)
         for _ in range(3):  # the second and third decode find the leaves cached
             assert codec.decode(data) == tree
-        assert codec.extract(data, ("Provision:PolicyKey",)) == {"Provision:PolicyKey": [text]}
-        assert codec.extract(data, ("Provision:PolicyType", "Provision:Status")) == {
-            "Provision:Status": [text], "Provision:PolicyType": [text]}
+        assert codec.extract(data, ("Provision:PolicyKey",)) == ((text,),)
+        assert codec.extract(data, ("Provision:PolicyType", "Provision:Status")) == ((text,), (text,))
         root = codec.decode(HEADER + b"\x00\x07\x52\x03" + text.encode() + b"\x00\x01")  # a leaf as the root
         assert root == ("FolderHierarchy:SyncKey", text)
 
