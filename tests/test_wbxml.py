@@ -411,3 +411,100 @@ def test_extract_leaf_runs(codec):
     for cut in range(len(data)):  # every truncation is an error, never a crash or a wrong answer
         with pytest.raises(errors.WBXMLError):
             codec.extract(data[:cut], ("Provision:PolicyKey",))
+
+
+# --------------------------------------------------------------------------- leaf cache under reentrancy and threads
+# The compiled decoder's leaf cache is module state.  The GIL is held throughout the C code,
+# but an allocation inside decode() can start a garbage collection, which can run __del__
+# methods -- arbitrary Python code that may decode too, or let another thread run (and decode).
+# These tests make that happen on purpose and check every tree.
+
+
+def _distinct_docs(count, salt):
+    docs = []
+    for i in range(count):
+        value = "%s%d" % (salt, i)
+        tree = ("Provision:Provision", [("Provision:Status", value), ("Provision:PolicyKey", value[::-1]),
+                                        ("Provision:Policies", [("Provision:PolicyType", "t" + value)]),
+                                        ("Provision:Data", None)])
+        docs.append((_wbxml._pure.encode(tree), tree))
+    return docs
+
+
+def test_leaf_cache_reentrant_decode_from_gc_callbacks(codec):
+    import gc
+
+    docs = _distinct_docs(1500, "o")
+    state = {"inside": False, "mid_decode": 0, "inner": 0}
+    kept = []  # every tree stays alive: a leaf released once too often would show up corrupted
+
+    class Reenter:
+        def __init__(self, k):
+            self.k = k
+            self.me = self  # a cycle: only the garbage collector frees it
+
+        def __del__(self):
+            # the document the interrupted decode is working on: the same leaves, the same cache slots
+            if state["inside"]:
+                state["mid_decode"] += 1
+            state["inner"] += 1
+            kept.append((self.k, codec.decode(docs[self.k][0])))
+
+    old = gc.get_threshold()
+    gc.set_threshold(1)
+    try:
+        for _round in range(3):
+            for k, (data, tree) in enumerate(docs):
+                Reenter(k)
+                state["inside"] = True
+                kept.append((k, codec.decode(data)))
+                state["inside"] = False
+    finally:
+        gc.set_threshold(*old)
+        gc.collect()
+    _distinct_docs(3000, "x")  # churn the allocator over any freed memory
+    for k, tree in kept:
+        assert tree == docs[k][1]
+    assert state["inner"] > 0
+    if codec is not _wbxml._pure:  # the compiled decoder allocates tuples: collections start inside it
+        assert state["mid_decode"] > 0
+
+
+def test_leaf_cache_two_threads(codec):
+    import gc
+    import threading
+
+    docs = [_distinct_docs(1200, "a"), _distinct_docs(1200, "b")]
+    bad = []
+
+    class Pause:  # cyclic garbage whose __del__ lets the other thread run mid-decode
+        def __init__(self):
+            self.me = self
+
+        def __del__(self):
+            time.sleep(0)
+
+    def work(mine):
+        for _ in range(3):
+            for data, tree in mine:
+                Pause()
+                if codec.decode(data) != tree or codec.extract(data, ("Provision:PolicyKey",)) != ((tree[1][1][1],),):
+                    bad.append(data)
+
+    import time
+
+    old_threshold, old_interval = gc.get_threshold(), sys.getswitchinterval()
+    gc.set_threshold(1)
+    sys.setswitchinterval(1e-6)
+    try:
+        threads = [threading.Thread(target=work, args=(mine,)) for mine in docs]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+        assert not any(t.is_alive() for t in threads)
+    finally:
+        gc.set_threshold(*old_threshold)
+        sys.setswitchinterval(old_interval)
+        gc.collect()
+    assert not bad
