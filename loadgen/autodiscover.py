@@ -363,6 +363,48 @@ class Discovery:
 _SSL = {}
 
 
+def host_map(mapping):
+    """An aiohttp resolver that sends chosen host names to chosen addresses (curl's --connect-to).
+
+    ``mapping``: ``{"host:port": "address:port"}`` or ``{"host": "address"}`` (the port kept);
+    other names are resolved as usual.  The URL's host name is still the one TLS verifies and
+    SNI carries: only where the connection goes changes.  For tests on loopback (the MS-OXDSCLI
+    candidates autodiscover.<domain>:80/443) without touching /etc/hosts."""
+    import socket
+
+    from aiohttp.abc import AbstractResolver
+    from aiohttp.resolver import DefaultResolver
+
+    table = {k.lower(): v for k, v in mapping.items()}
+
+    class HostMap(AbstractResolver):
+        def __init__(self):
+            self._default = None
+
+        async def resolve(self, host, port=0, family=socket.AF_INET):
+            to = table.get("%s:%d" % (host.lower(), port)) or table.get(host.lower())
+            if to is None:
+                if self._default is None:
+                    self._default = DefaultResolver()
+                return await self._default.resolve(host, port, family)
+            if to.startswith("["):  # [IPv6]:port
+                address, _, rest = to[1:].partition("]")
+                to_port = rest[1:]
+            elif to.count(":") == 1:
+                address, to_port = to.split(":")
+            else:
+                address, to_port = to, ""
+            fam = socket.AF_INET6 if ":" in address else socket.AF_INET
+            return [{"hostname": host, "host": address, "port": int(to_port) if to_port else port, "family": fam,
+                     "proto": 0, "flags": socket.AI_NUMERICHOST}]
+
+        async def close(self):
+            if self._default is not None:
+                await self._default.close()
+
+    return HostMap()
+
+
 def ssl_context(insecure=False, ca_file=None):
     """One TLS context per (insecure, CA file) per process."""
     key = (bool(insecure), ca_file)
@@ -379,19 +421,20 @@ def basic_authorization(login, password):
 
 
 async def discover(email, authorization, *, first_urls=(), ssl=None, user_agent="easload", timeout=30.0,
-                   session=None, on_exchange=None, before_request=None, max_redirects=MAX_REDIRECTS):
+                   session=None, on_exchange=None, before_request=None, max_redirects=MAX_REDIRECTS, resolver=None):
     """Run a :class:`Discovery` over HTTP; returns :class:`Done` or :class:`Failed`.
 
     ``on_exchange(step, status, headers, body, elapsed, error)`` sees every exchange
     (status 0 and ``error`` when there was no answer); ``before_request()`` is awaited
-    before each request (the rate cap)."""
+    before each request (the rate cap); ``resolver``: an aiohttp resolver for the session
+    made here (e.g. :func:`host_map`)."""
     import aiohttp
 
     machine = Discovery(email, first_urls, max_redirects)
     own = session is None
     if own:
         session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=ssl if ssl is not None else True,
-                                                                       force_close=True))
+                                                                       force_close=True, resolver=resolver))
     try:
         result = machine.start()
         while isinstance(result, Step):

@@ -103,6 +103,17 @@ def cmd_run(args):
     if sc.load.autodiscover is not None:  # Autodiscover follows the command line's TLS choice too
         sc.load.autodiscover = (sc.load.autodiscover[0], sc.target.insecure, sc.target.ca_file)
     ratelimit.install(sc, args.workers * shard[1])
+    tls_pki = None  # kept until the run ends: the throwaway CA's files are removed with it
+    if sc.target.embedded and sc.target.tls and args.workers > 1:  # the workers must trust the same CA
+        if sc.target.processes == 1:
+            raise UsageError("[target] tls with --workers needs [target] processes > 1 (the single embedded "
+                             "target that run_workers starts does not serve TLS yet)")
+        from loadgen.target.tls import for_scenario
+
+        try:
+            sc, tls_pki = for_scenario(sc)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
     if "turned off" in ratelimit.resolve(sc)[1] and "not on this machine" in ratelimit.resolve(sc)[1]:
         print("WARNING: no request-rate cap (max_request_rate = 0) on a server that is not on this machine",
               file=sys.stderr)
@@ -180,8 +191,9 @@ def cmd_run(args):
     metrics.shutdown()
     answered = sum(n for (_c, _o, status), n in stats.by_key.items() if status.isdigit())
     if stats.total and not answered:
-        print("easload: the target never answered (%s): check the URL, the network and TLS" % where,
-              file=sys.stderr)
+        problem = getattr(result, "tls_problem", None)
+        print("easload: the target never answered (%s): %s" % (where, "%s: pass ca_file in [target]" % problem
+              if problem else "check the URL, the network and TLS"), file=sys.stderr)
         return EXIT_UNREACHABLE
     if any(not ok for _t, _v, ok in verdicts) or result.interrupted:
         return EXIT_FAILED
@@ -447,18 +459,22 @@ def cmd_target(args):
     if args.admin_listen:
         admin = _host_port(args.admin_listen, "--admin-listen")
     listens = args.listen or ["127.0.0.1:8443"]
+    tls, _pki = _target_tls(args, listens)
     if args.processes != 1 or len(listens) > 1:
-        return _target_cluster(args, kw, listens, admin, token, len(state.passwords))
+        return _target_cluster(args, kw, listens, admin, token, len(state.passwords), tls)
     host, port = _host_port(listens[0], "--listen")
 
-    def ready(url, admin_url=None):
+    def ready(url, admin_url=None, http_url=None):
         print("easload target listening on %s (%d users)" % (url, len(state.passwords)), file=sys.stderr, flush=True)
+        if http_url is not None:
+            print("plain HTTP (Autodiscover redirect probe, 302 to https) on %s" % http_url, file=sys.stderr,
+                  flush=True)
         if admin_url is not None:
             shown = "(the one given)" if args.admin_token else token
             print("admin API and /metrics on %s  bearer token: %s" % (admin_url, shown), file=sys.stderr, flush=True)
 
     try:
-        _arun(serve_forever(host, port, state, ready, admin=admin, admin_token=token))
+        _arun(serve_forever(host, port, state, ready, admin=admin, admin_token=token, **tls))
     except KeyboardInterrupt:
         pass
     except OSError as exc:
@@ -466,7 +482,39 @@ def cmd_target(args):
     return EXIT_OK
 
 
-def _target_cluster(args, kw, listens, admin, token, users):
+def _target_tls(args, listens):
+    """--tls-cert/--tls-key or --tls-self-signed: (start_target's TLS options, TemporaryPKI or None)."""
+    from loadgen.target import tls
+
+    if args.tls_key and not args.tls_cert:
+        raise UsageError("--tls-key needs --tls-cert")
+    if args.tls_self_signed and args.tls_cert:
+        raise UsageError("--tls-self-signed and --tls-cert do not combine: one certificate or the other")
+    if args.http_port is not None and not (args.tls_cert or args.tls_self_signed):
+        raise UsageError("--http-port is the plain-HTTP side of a TLS target: give --tls-cert or --tls-self-signed")
+    pki = None
+    options = {}
+    try:
+        if args.tls_self_signed:
+            from loadgen.target.cluster import listen_addresses
+
+            pki = tls.TemporaryPKI(tls.loopback_hosts(h for h, _ in listen_addresses(listens, args.processes)))
+            options = dict(tls_cert=pki.pki.cert, tls_key=pki.pki.key)
+            print("easload target: TLS with a throwaway CA; clients trust it with --ca %s (or ca_file); removed "
+                  "when the target stops" % pki.pki.ca, file=sys.stderr, flush=True)
+        elif args.tls_cert:
+            tls.server_context(args.tls_cert, args.tls_key)  # a bad file is a usage error, before listening
+            options = dict(tls_cert=args.tls_cert, tls_key=args.tls_key)
+    except ValueError as exc:  # TLSError, or a bad --listen for the certificate's addresses
+        raise UsageError(str(exc)) from None
+    if args.http_port is not None:
+        if args.processes != 1 or len(listens) > 1:
+            raise UsageError("--http-port is for a single target process")
+        options["http_port"] = args.http_port
+    return options, pki
+
+
+def _target_cluster(args, kw, listens, admin, token, users, tls=None):
     """``easload target --processes N``: users sharded over N processes (loadgen/target/cluster.py)."""
     from loadgen.target.cluster import ClusterError, TargetCluster, serve_cluster
 
@@ -475,7 +523,7 @@ def _target_cluster(args, kw, listens, admin, token, users):
     users_kw = dict(users_csv=args.users_csv) if args.users_csv else dict(
         users=args.users, user_pattern=args.user_pattern, password_pattern=args.password_pattern)
     try:
-        cluster = TargetCluster(args.processes, listen=listens, **users_kw, **kw)
+        cluster = TargetCluster(args.processes, listen=listens, server_options=tls, **users_kw, **kw)
     except ValueError as exc:
         raise UsageError("--listen: %s" % exc) from None
 
@@ -595,6 +643,12 @@ def _parser():
     t.add_argument("--max-concurrency", type=int, default=10, help="concurrent requests per user (503 beyond)")
     t.add_argument("--command-rate", type=float, default=20.0, help="per-device command budget refill (/s)")
     t.add_argument("--command-burst", type=float, default=600.0, help="per-device command budget size")
+    t.add_argument("--tls-cert", help="serve HTTPS (as Exchange) with this PEM certificate (chain)")
+    t.add_argument("--tls-key", help="the certificate's PEM private key (when not in the --tls-cert file)")
+    t.add_argument("--tls-self-signed", action="store_true", help="serve HTTPS with a throwaway CA and certificate "
+                   "for 127.0.0.1/localhost (the CA's path is printed: clients pass it as --ca / ca_file)")
+    t.add_argument("--http-port", type=int, help="with TLS, also listen on plain HTTP on this port: the Autodiscover "
+                   "redirect probe (GET) gets a 302 to https, anything else 403")
     t.set_defaults(func=cmd_target)
 
     pr = sub.add_parser("probe", help="one device walks OPTIONS, Provision, Settings, FolderSync, Sync and Ping, "

@@ -257,6 +257,7 @@ class RunResult:
     # the kept-alive one (not failures), and connections opened in all (lean transport only)
     reconnects: int = 0
     connections_opened: int = 0
+    tls_problem: str | None = None  # "certificate not trusted (...)": the devices' TLS check before the run
 
 
 class Progress:
@@ -318,7 +319,13 @@ async def run(scenario, *, target_url=None, progress=True, stream=None, target_s
     runner = None
     target = None
     admin_runner = token_file = None
+    tls_pki = None
     if target_url is None:
+        if scenario.target.embedded and scenario.target.tls:  # HTTPS; the devices trust its CA (target/tls.py)
+            from loadgen.target.tls import for_scenario
+
+            scenario, tls_pki = for_scenario(scenario)
+        tls = dict(tls_cert=scenario.target.tls_cert, tls_key=scenario.target.tls_key) if scenario.target.tls else {}
         if scenario.target.embedded and scenario.target.processes > 1 and target_state is None:
             from loadgen.target.cluster import start_cluster
 
@@ -329,11 +336,21 @@ async def run(scenario, *, target_url=None, progress=True, stream=None, target_s
 
             if target_state is None:
                 target_state = embedded_state(scenario)
-            runner, target, target_url = await start_target(scenario.target.listen, 0, target_state)
+            runner, target, target_url = await start_target(scenario.target.listen, 0, target_state, **tls)
             if admin:
                 admin_runner, token_file = await start_run_admin(target, admin, stream)
         else:
             target_url = scenario.target.url
+    tls_problem = None
+    first_url = target_url[0] if isinstance(target_url, (list, tuple)) else target_url
+    if first_url.startswith("https:") and not scenario.target.insecure:
+        from loadgen.target.tls import certificate_problem
+        from loadgen.transport import make_ssl_context
+
+        tls_problem = await certificate_problem(first_url, make_ssl_context(False, scenario.target.ca_file))
+        if tls_problem:  # the devices will fail every request: say why once, clearly
+            stream.write("easload: %s at %s: the devices cannot connect; trust its CA with ca_file in [target] "
+                         "(or insecure = true / --insecure, not recommended)\n" % (tls_problem, first_url))
     devices, stats = build_population(scenario, target_url, *shard)
     if attach_metrics:
         metrics.attach(stats, lambda: Counter(d.state for d in devices), run_id=uuid.uuid4().hex[:12],
@@ -420,6 +437,8 @@ async def run(scenario, *, target_url=None, progress=True, stream=None, target_s
         if admin_runner is not None:
             await admin_runner.cleanup()
             _remove(token_file)
+        if tls_pki is not None:
+            tls_pki.cleanup()
     for t in tasks:
         if not t.cancelled() and t.exception() is not None:
             raise t.exception()
@@ -430,7 +449,7 @@ async def run(scenario, *, target_url=None, progress=True, stream=None, target_s
     if on_tick is not None:
         on_tick(stats, devices, True)
     return RunResult(stats, devices, target_url, target, interrupted, getattr(transport, "reconnects", 0),
-                     getattr(transport, "connections_opened", 0))
+                     getattr(transport, "connections_opened", 0), tls_problem)
 
 
 async def start_run_admin(target, listen, stream):

@@ -37,8 +37,9 @@ _SECRET_HEADERS = {"authorization", "proxy-authorization", "cookie", "set-cookie
 
 class Probe:
     def __init__(self, url, user, password=None, token=None, version="14.1", profile="modern", ca=None,
-                 insecure=False, heartbeat=60, out=print, trace=None, timeout=30.0, autodiscover=None):
+                 insecure=False, heartbeat=60, out=print, trace=None, timeout=30.0, autodiscover=None, resolver=None):
         self.url = url
+        self.resolver = resolver  # an aiohttp resolver (autodiscover.host_map: --connect-to), or None
         self.autodiscover = autodiscover  # e-mail address to Autodiscover first, or None
         self.connections = 0  # TCP connections aiohttp opened (TraceConfig)
         self.server_closed = 0  # requests that needed a new connection although none was announced closed
@@ -130,8 +131,10 @@ class Probe:
                     self.server_closed += 1
                 self._announced_close = rheaders.get("Connection", "").lower() == "close"
                 break
-        except aiohttp.ClientConnectorCertificateError:
-            raise ProbeError("the server's certificate is not trusted", "pass --ca FILE with your CA bundle "
+        except aiohttp.ClientConnectorCertificateError as exc:
+            reason = getattr(exc.certificate_error, "verify_message", None)
+            raise ProbeError("the server's certificate is not trusted%s" % (" (%s)" % reason if reason else ""),
+                             "certificate not trusted: pass --ca FILE with the CA bundle that signed it "
                              "(or --insecure to skip verification, not recommended)") from None
         except (aiohttp.ClientSSLError, ssl.SSLError) as exc:
             raise ProbeError("TLS failed: %s" % type(exc).__name__, "check the URL scheme and --ca") from None
@@ -173,7 +176,7 @@ class Probe:
     # -- the walk
 
     async def run(self):
-        connector = aiohttp.TCPConnector(ssl=self.ssl, limit=2)
+        connector = aiohttp.TCPConnector(ssl=self.ssl, limit=2, resolver=self.resolver)
         tracing = aiohttp.TraceConfig()
 
         async def opened(_session, _ctx, _params):
@@ -230,7 +233,7 @@ class Probe:
         try:
             result = await ad.discover(self.autodiscover, self.auth, first_urls=first, ssl=self.ssl,
                                        user_agent=self.profile.user_agent, timeout=self.timeout,
-                                       on_exchange=on_exchange)
+                                       on_exchange=on_exchange, resolver=self.resolver)
         except ValueError as exc:
             self.verdict("Autodiscover", False, str(exc), "pass --autodiscover with an e-mail address")
             return bool(self.url)

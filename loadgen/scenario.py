@@ -43,6 +43,10 @@ class TargetConfig:
     challenge_first: bool = False  # 401 challenge to the first request of each connection, then accepts
     autodiscover_redirect: dict = field(default_factory=dict)  # Autodiscover: e-mail domain -> domain
     confirm: bool = False  # the operator confirms a load test of a server not on this machine (= --yes)
+    # embedded target over HTTPS (target/tls.py): a throwaway CA the devices trust, or this certificate and key
+    tls: bool = False
+    tls_cert: str | None = None
+    tls_key: str | None = None
 
     @property
     def embedded(self):
@@ -252,7 +256,8 @@ class _Reader:
 _TOP = {"name", "description", "duration", "seed", "target", "auth", "population", "load", "thresholds", "events"}
 _TARGET = {"url", "insecure", "ca_file", "allow_non_provisionable", "no_policy", "policy_refresh_minutes", "listen",
            "ping_min", "ping_max", "mail_per_user_per_hour", "processes", "path", "autodiscover", "ignore_policy_key",
-           "options_without_provision", "auth_realm", "challenge_first", "autodiscover_redirect", "confirm"}
+           "options_without_provision", "auth_realm", "challenge_first", "autodiscover_redirect", "confirm",
+           "tls", "tls_cert", "tls_key"}
 _AUTH = {"user", "password", "password_env", "domain", "users"}
 _POPULATION = {"devices", "devices_per_user", "versions", "profiles"}
 _LOAD = {"ramp_up", "think_time", "timeout", "retry_interval", "graceful_stop", "backoff", "reenrol_after", "transport", "mode",
@@ -297,6 +302,9 @@ def parse(text, path="<scenario>"):
         auth_realm=r.string("target", t, "auth_realm", "easload"),
         challenge_first=r.boolean("target", t, "challenge_first", False),
         confirm=r.boolean("target", t, "confirm", False),
+        tls=r.boolean("target", t, "tls", False),
+        tls_cert=r.string("target", t, "tls_cert", None),
+        tls_key=r.string("target", t, "tls_key", None),
     )
     _target_extras(r, t, s)
     if s.target.url != "embedded" and not re.match(r"^https?://", s.target.url):
@@ -428,7 +436,12 @@ def parse(text, path="<scenario>"):
 
 
 def _target_extras(r, t, s):
-    """[target] path, autodiscover and autodiscover_redirect (issue 10)."""
+    """[target] path, autodiscover and autodiscover_redirect (issue 10); tls, tls_cert, tls_key."""
+    if (s.target.tls or s.target.tls_cert) and not s.target.embedded:
+        raise r.fail("target", "tls", "'tls' is for the embedded target; a server's URL says https:// itself")
+    if s.target.tls_key and not s.target.tls_cert:
+        raise r.fail("target", "tls_key", "'tls_key' needs 'tls_cert'")
+    s.target.tls = s.target.tls or bool(s.target.tls_cert)
     if not s.target.path.startswith("/") or "?" in s.target.path or " " in s.target.path:
         raise r.fail("target", "path", "'path' must be a URL path like \"/SOGo/Microsoft-Server-ActiveSync\", not %r"
                      % s.target.path)

@@ -18,13 +18,20 @@ does), authenticated with the same Basic credentials as EAS:
 
 ``GET`` (what the unauthenticated MS-OXDSCLI redirect probe sends) gets 401 without
 credentials and ErrorCode 600 with them: this server has no redirect to give.
+
+With TLS, the target may also listen on plain HTTP (``start_target(http_port=...)``):
+that side plays the http:// site of an Exchange organisation (:func:`plain_http_app`):
+the unauthenticated ``GET http://autodiscover.<domain>/autodiscover/autodiscover.xml``
+gets a 302 to ``https://<same host>:<TLS port>/autodiscover/autodiscover.xml``
+(MS-OXDSCLI 3.1.5: the client follows it only to https, then POSTs there), every
+other request a 403 "SSL required" (IIS's answer, 403.4, on a site that requires SSL).
 """
 
 from xml.sax.saxutils import escape
 
 from aiohttp import web
 
-from loadgen.autodiscover import OUTER_NS, RESPONSE_SCHEMA, AutodiscoverError, parse_request
+from loadgen.autodiscover import OUTER_NS, PATH, RESPONSE_SCHEMA, AutodiscoverError, parse_request
 
 COMMAND = "Autodiscover"  # the label in the target's counters
 
@@ -100,3 +107,24 @@ async def handle(target, request):
 def _reply(target, status, body):
     target._count(COMMAND, status, None)
     return web.Response(status=status, body=body, content_type="text/xml", charset="utf-8")
+
+
+def plain_http_app(target):
+    """The plain-HTTP side of a TLS target (its port in ``target.https_port``): the Autodiscover
+    redirect probe's 302 to https, 403 otherwise."""
+
+    async def plain(request):
+        path = request.path.lower()
+        if path == PATH and request.method == "GET":
+            target._count(COMMAND, 302, None)
+            host = request.url.host or "127.0.0.1"
+            if ":" in host:  # an IPv6 address
+                host = "[%s]" % host
+            raise web.HTTPFound("https://%s:%d%s" % (host, target.https_port, PATH))
+        await request.read()
+        command = COMMAND if path == PATH else (request.query.get("Cmd") or request.method)
+        return target._plain(command, 403, "403.4 SSL required")
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", plain)
+    return app

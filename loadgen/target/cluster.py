@@ -638,8 +638,10 @@ async def start_cluster(scenario):
     from loadgen.target.state import scenario_options
 
     t = scenario.target
+    # [target] tls: every process serves the same certificate (made for 127.0.0.1..k by engine.run)
+    tls = dict(tls_cert=t.tls_cert, tls_key=t.tls_key) if t.tls_cert else None
     cluster = TargetCluster(t.processes, listen=(t.listen + ":0",), mail_per_user_per_hour=t.mail_per_user_per_hour,
-                            **scenario_options(scenario))
+                            server_options=tls, **scenario_options(scenario))
     await cluster.start()
     return cluster
 

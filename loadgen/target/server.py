@@ -603,22 +603,55 @@ def _reset(request):
     transport.abort()
 
 
-async def start_target(host="127.0.0.1", port=0, state=None, *, faults=None, reuse_port=None):
-    """Start a target on ``host:port`` (0: a free port).  Returns (runner, target, url)."""
+async def start_target(host="127.0.0.1", port=0, state=None, *, faults=None, reuse_port=None, tls_cert=None,
+                       tls_key=None, http_port=None):
+    """Start a target on ``host:port`` (0: a free port).  Returns (runner, target, url).
+
+    ``tls_cert`` (PEM, with ``tls_key``): HTTPS only, as Exchange (target/tls.py); the URL
+    is https://.  With TLS, ``http_port`` (0: a free one) adds the plain-HTTP side of an
+    Exchange site: the unauthenticated Autodiscover GET is redirected (302) to the https
+    Autodiscover URL, anything else is refused (403, IIS's "SSL required") --
+    ``target.http_url`` is its base URL (target/autodiscover.py, MS-OXDSCLI 3.1.5)."""
+    ssl_context = None
+    if tls_cert:
+        from loadgen.target.tls import server_context
+
+        ssl_context = server_context(tls_cert, tls_key)  # TLSError (ValueError) before anything listens
     target = Target(state, faults=faults)
+    target.http_url = plain = None
+    if ssl_context is not None and http_port is not None:
+        plain = web.AppRunner(autodiscover.plain_http_app(target), access_log=None, handle_signals=False)
+
+        async def stop_plain(_app):
+            await plain.cleanup()
+
+        target.app.on_cleanup.append(stop_plain)  # before the app is frozen by its runner
     runner = web.AppRunner(target.app, access_log=None, handle_signals=False, handler_cancellation=True,
                            shutdown_timeout=2.0)
     await runner.setup()
-    site = web.TCPSite(runner, host, port, reuse_address=True, reuse_port=reuse_port, backlog=4096)
-    await site.start()
-    sockets = site._server.sockets  # the actual port when 0 was asked
-    actual = sockets[0].getsockname()[1]
-    return runner, target, "http://%s:%d%s" % (host, actual, target.state.eas_path)
+    try:
+        site = web.TCPSite(runner, host, port, reuse_address=True, reuse_port=reuse_port, backlog=4096,
+                           ssl_context=ssl_context)
+        await site.start()
+        sockets = site._server.sockets  # the actual port when 0 was asked
+        actual = sockets[0].getsockname()[1]
+        target.https_port = actual if ssl_context is not None else None
+        if plain is not None:
+            await plain.setup()
+            plain_site = web.TCPSite(plain, host, http_port, reuse_address=True)
+            await plain_site.start()
+            target.http_url = "http://%s:%d" % (host, plain_site._server.sockets[0].getsockname()[1])
+    except BaseException:
+        await runner.cleanup()
+        raise
+    scheme = "https" if ssl_context is not None else "http"
+    return runner, target, "%s://%s:%d%s" % (scheme, host, actual, target.state.eas_path)
 
 
-async def serve_forever(host, port, state, ready=None, admin=None, admin_token=None):
-    """Run the target (and, with ``admin=(host, port)``, its admin API) until cancelled."""
-    runner, target, url = await start_target(host, port, state)
+async def serve_forever(host, port, state, ready=None, admin=None, admin_token=None, **server_options):
+    """Run the target (and, with ``admin=(host, port)``, its admin API) until cancelled;
+    ``server_options``: start_target's (TLS)."""
+    runner, target, url = await start_target(host, port, state, **server_options)
     admin_runner = None
     if admin is not None:
         from loadgen.target.admin import start_admin
@@ -626,7 +659,8 @@ async def serve_forever(host, port, state, ready=None, admin=None, admin_token=N
         admin_runner, admin_url, admin_token = await start_admin(admin[0], admin[1], target, admin_token)
         log.info("admin API on %s", admin_url)  # the token is never logged
     if ready is not None:
-        ready(url, admin_url if admin is not None else None)
+        extra = {"http_url": target.http_url} if target.http_url else {}  # TLS with its plain-HTTP side
+        ready(url, admin_url if admin is not None else None, **extra)
     try:
         while True:
             await asyncio.sleep(3600)
