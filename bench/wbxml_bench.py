@@ -18,6 +18,7 @@ texts from that leaf cache too when they are there).
 """
 
 import argparse
+import os
 import sys
 import time
 import timeit as _timeit
@@ -146,10 +147,50 @@ def measure(cases, namespace, seconds):
     return [best / number / per_run for (_t, number, best), (_l, _s, _z, per_run) in zip(timers, cases)]
 
 
+def _rss_kib():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * (os.sysconf("SC_PAGE_SIZE") // 1024)
+
+
+def leak_check(count):
+    """``count`` compiled decodes (and extracts) cycling over 6144 distinct documents -- seed-like
+    Provision responses with new values, other documents of the seed shape, Sync responses --
+    with RSS printed every tenth: the leaf cache must keep it flat once warm (bounded entries,
+    no reference leak)."""
+    docs = provision_responses_new_values(4096)
+    docs += [_pure.encode(provision_response())] * 8
+    docs += [_pure.encode(sync_response(n)) for n in range(1, 9)]
+    base = len(docs)
+    docs += provision_responses_new_values(2048 - 16)
+    assert len(docs) == 6144 and base == 4112
+    decode, extract = _compiled.decode, _compiled.extract
+    wanted = ("Provision:Status", "Provision:PolicyKey")
+    step = max(count // 10, 1)
+    first = None
+    t0 = time.perf_counter()
+    for i in range(count):
+        data = docs[i % len(docs)]
+        decode(data)
+        if i & 1:
+            extract(data, wanted)
+        if i % step == step - 1:
+            rss = _rss_kib()
+            first = rss if first is None else first
+            print("%9d decodes: RSS %7d KiB (%+d KiB since the first tenth)" % (i + 1, rss, rss - first))
+    print("%d decodes in %.1f s" % (count, time.perf_counter() - t0))
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=float, default=1.0)
+    ap.add_argument("--leak-check", type=int, metavar="N", default=0,
+                    help="instead of timing: N compiled decodes of varied documents, printing RSS")
     args = ap.parse_args()
+    if args.leak_check:
+        if _compiled is None:
+            sys.exit("wbxml_bench: --leak-check needs the compiled twin")
+        leak_check(args.leak_check)
+        return
     twins = [("pure", _pure)] + ([("cython", _compiled)] if _compiled is not None else [])
     prov = _pure.encode(provision_response())
     sync = _pure.encode(sync_response())
