@@ -262,3 +262,150 @@ def test_scenario_autodiscover_validation():
                      ('autodiscover = "u{x}@a.com"', "placeholder"), ('autodiscovr = true', "did you mean")):
         with pytest.raises(scenario.ScenarioError, match=msg):
             scenario.parse("[target]\n%s\n" % bad)
+
+
+# -- over TLS, with the MS-OXDSCLI candidates' host names sent to loopback (no /etc/hosts)
+#
+# MS-OXDISCO 3.1.5 / MS-OXWSADISC "indirect attempt": GET http://autodiscover.<domain>/autodiscover/
+# autodiscover.xml; the answer is a 302 whose URL starts with https:// -- then the POST goes there.
+
+DOMAIN = "example.test"  # RFC 2606: never a real domain
+
+
+def _closed_port():
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def ad_pki():
+    import shutil
+
+    from loadgen.target.tls import TemporaryPKI
+
+    if shutil.which("openssl") is None:
+        pytest.skip("needs the openssl command")
+    with TemporaryPKI(("127.0.0.1", "localhost", DOMAIN, "autodiscover." + DOMAIN)) as p:
+        yield p
+
+
+class _TLSTargetWithHTTP:
+    """The embedded target over TLS plus its plain-HTTP side; host names of the domain mapped to it."""
+
+    def __init__(self, pki):
+        self.pki = pki
+
+    async def __aenter__(self):
+        self.runner, self.target, self.url = await start_target(
+            "127.0.0.1", 0, TargetState(users=3, ping_min=1), tls_cert=self.pki.cert, tls_key=self.pki.key,
+            http_port=0)
+        closed = "127.0.0.1:%d" % _closed_port()
+        self.map = {
+            "%s:443" % DOMAIN: closed,  # no Autodiscover on the domain's own https host
+            "autodiscover.%s:443" % DOMAIN: closed,  # nor on autodiscover.<domain>:443
+            "autodiscover.%s:80" % DOMAIN: self.target.http_url.split("//")[1],  # the http:// redirect probe
+            "autodiscover.%s" % DOMAIN: "127.0.0.1",  # the 302's https://autodiscover.<domain>:<TLS port>
+        }
+        return self
+
+    async def __aexit__(self, *exc):
+        await self.runner.cleanup()
+
+
+async def test_redirect_probe_302_to_https_then_post_over_tls(ad_pki):
+    async with _TLSTargetWithHTTP(ad_pki) as srv:
+        seen = []
+        result = await ad.discover("user1@" + DOMAIN, ad.basic_authorization("user1", "Pass1!"),
+                                   ssl=ad.ssl_context(False, ad_pki.ca), resolver=ad.host_map(srv.map), timeout=5,
+                                   on_exchange=lambda step, status, headers, body, elapsed, error: seen.append(
+                                       (step.method, step.url, status, step.authenticated,
+                                        headers.get("Location") if status else error)))
+        port = srv.target.https_port
+        assert isinstance(result, ad.Done), result
+        assert result.url == "https://autodiscover.%s:%d/Microsoft-Server-ActiveSync" % (DOMAIN, port)
+        location = "https://autodiscover.%s:%d/autodiscover/autodiscover.xml" % (DOMAIN, port)
+        assert [s[:4] for s in seen] == [
+            ("POST", "https://%s/autodiscover/autodiscover.xml" % DOMAIN, 0, True),
+            ("POST", "https://autodiscover.%s/autodiscover/autodiscover.xml" % DOMAIN, 0, True),
+            ("GET", "http://autodiscover.%s/autodiscover/autodiscover.xml" % DOMAIN, 302, False),  # no credentials
+            ("POST", location, 200, True),  # verified for the name autodiscover.example.test
+        ]
+        assert seen[2][4] == location
+        assert srv.target.counters[("Autodiscover", 302, None)] == 1
+        assert srv.target.counters[("Autodiscover", 200, None)] == 1
+        # the plain-HTTP side never takes credentials or EAS: 403 "SSL required" (IIS 403.4)
+        import aiohttp
+
+        async with aiohttp.ClientSession() as session:
+            async with session.post(srv.target.http_url + ad.PATH, data=ad.build_request("user1@" + DOMAIN)) as r:
+                assert r.status == 403
+
+
+async def test_probe_autodiscovers_over_tls_then_walks_eas_on_the_discovered_host(ad_pki):
+    from loadgen.probe import Probe
+
+    async with _TLSTargetWithHTTP(ad_pki) as srv:
+        lines = []
+        probe = Probe(None, "user1", "Pass1!", ca=ad_pki.ca, heartbeat=1, out=lines.append, timeout=10,
+                      autodiscover="user1@" + DOMAIN, resolver=ad.host_map(srv.map))
+        code = await probe.run()
+        text = "\n".join(lines)
+    assert code == 0, text
+    assert "==> [OK  ] Autodiscover: the EAS URL is https://autodiscover.%s:%d/" % (DOMAIN, srv.target.https_port) \
+        in text
+    assert "(no credentials: the redirect probe)" in text
+    assert "==> [OK  ] Provision (acknowledgement)" in text and "==> [OK  ] Ping" in text
+
+
+async def test_probe_without_the_ca_says_certificate_not_trusted_at_autodiscover(ad_pki):
+    from loadgen.probe import Probe
+
+    async with _TLSTargetWithHTTP(ad_pki) as srv:
+        lines = []
+        probe = Probe(None, "user1", "Pass1!", heartbeat=1, out=lines.append, timeout=10,
+                      autodiscover="user1@" + DOMAIN, resolver=ad.host_map(srv.map))
+        code = await probe.run()
+        text = "\n".join(lines)
+    assert code == 1
+    # the 302 was followed, the https POST refused the unknown CA, and it says so
+    assert "<-- 302" in text and "no answer (certificate not trusted)" in text
+    assert srv.target.counters.get(("Autodiscover", 200, None)) is None
+
+
+async def test_redirect_probe_302_to_plain_http_is_refused(ad_pki):
+    """A 302 from the http:// probe to another http:// URL is never followed: the credentials would go
+    in clear text (MS-OXWSADISC: the redirect URL starts with https://)."""
+    from aiohttp import web
+
+    hits = []
+
+    async def handler(request):
+        hits.append((request.method, request.path, "Authorization" in request.headers))
+        if request.method == "GET":
+            raise web.HTTPFound("http://autodiscover.%s:%d/autodiscover/autodiscover.xml" % (DOMAIN, port))
+        return web.Response(status=500)
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", handler)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]
+    closed = "127.0.0.1:%d" % _closed_port()
+    mapping = {"%s:443" % DOMAIN: closed, "autodiscover.%s:443" % DOMAIN: closed,
+               "autodiscover.%s" % DOMAIN: "127.0.0.1:%d" % port}
+    try:
+        seen = []
+        result = await ad.discover("user1@" + DOMAIN, ad.basic_authorization("user1", "Pass1!"),
+                                   ssl=ad.ssl_context(False, ad_pki.ca), resolver=ad.host_map(mapping), timeout=5,
+                                   on_exchange=lambda step, status, *rest: seen.append((step.method, status)))
+    finally:
+        await runner.cleanup()
+    assert isinstance(result, ad.Failed)
+    assert "refused a redirect to a non-https location" in result.reason
+    assert seen == [("POST", 0), ("POST", 0), ("GET", 302)]  # nothing sent to the http:// location
+    assert hits == [("GET", "/autodiscover/autodiscover.xml", False)]  # and never a credential in clear text

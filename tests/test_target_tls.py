@@ -320,3 +320,13 @@ async def test_cluster_target_command_over_tls():
         assert urls[1].startswith("https://127.0.0.2:")
     finally:
         await _stop(proc)
+
+
+async def test_devices_autodiscover_over_tls_with_the_runs_ca():
+    """[target] tls with autodiscover: the devices' Autodiscover POST (aiohttp) trusts the run's CA too."""
+    sc = _scenario('tls = true\nautodiscover = "user{n}@example.com"', devices=4, duration=2.5)
+    result = await run(sc, progress=False, attach_metrics=False)
+    stats = result.stats
+    assert stats.by_key[("Autodiscover", "ok", "200")] == 4  # the configured server's https Autodiscover URL
+    assert stats.final_states["provisioned"] == 4
+    assert all(d.endpoint.url_prefix.startswith("https://127.0.0.1:") for d in result.devices)
