@@ -97,7 +97,12 @@ def cmd_run(args):
     if args.insecure:
         sc.target.insecure = True
     if sc.target.insecure:
+        import warnings
+
+        from loadgen.transport import InsecureTLSWarning
+
         print("WARNING: TLS certificate verification is disabled (insecure = true)", file=sys.stderr)
+        warnings.simplefilter("ignore", InsecureTLSWarning)  # said once, here (not again per transport)
     from loadgen import ratelimit
 
     if sc.load.autodiscover is not None:  # Autodiscover follows the command line's TLS choice too
@@ -118,6 +123,10 @@ def cmd_run(args):
         print("WARNING: no request-rate cap (max_request_rate = 0) on a server that is not on this machine",
               file=sys.stderr)
     _safety_rail(sc, args.yes)
+    for key in ("ca_file", "client_cert", "client_key"):  # TLS files: a clear error now, not one per connection
+        value = getattr(sc.target, key, None)
+        if value and not Path(value).is_file():
+            raise UsageError("%s: [target] %s: no such file: %s" % (path, key, value))
     listen = args.metrics_listen
     if listen is None:  # the default: 127.0.0.1:9477, or a free port when that one is taken
         try:

@@ -359,7 +359,10 @@ async def run(scenario, *, target_url=None, progress=True, stream=None, target_s
         # its merged ones on its admin endpoint: target/cluster.py)
         metrics.attach_target(target if target is not None and not hasattr(target, "apply_event") else None)
     transport = Transport(scenario.load.transport, timeout=scenario.load.timeout,
-                          insecure=scenario.target.insecure, ca_file=scenario.target.ca_file)
+                          insecure=scenario.target.insecure, ca_file=scenario.target.ca_file,
+                          client_cert=scenario.target.client_cert, client_key=scenario.target.client_key,
+                          **({"pool_size": scenario.load.pool_size, "idle_timeout": scenario.load.idle_timeout}
+                             if scenario.load.transport == "lean" else {}))
     await transport.start()
     loop = asyncio.get_running_loop()
     t0 = loop.time()

@@ -25,6 +25,8 @@ class TargetConfig:
     url: str = "embedded"  # "embedded" or https://host/Microsoft-Server-ActiveSync
     insecure: bool = False
     ca_file: str | None = None
+    client_cert: str | None = None  # a client certificate (PEM) for servers that require one (TLS)
+    client_key: str | None = None  # its key, when not in the certificate file
     # embedded target only
     allow_non_provisionable: bool = False
     no_policy: bool = False
@@ -80,6 +82,8 @@ class LoadConfig:
     backoff: float = 5.0  # after a timeout, a connection error or a server error
     reenrol_after: float | None = None  # a wiped device re-enrols as a new device after this; None: never
     transport: str = "lean"  # lean (asyncio.Protocol + httptools) or aiohttp
+    pool_size: int = 0  # lean: 0 = connections belong to devices (as on phones); N = N shared (raw rate tests)
+    idle_timeout: float = 110.0  # lean: an ordinary keep-alive connection idle this long is closed (0: never)
     mode: str = "ping"  # ping (Direct Push), poll (Sync every think time), foldersync (hierarchy polling)
     heartbeat: float = 480.0  # Ping HeartbeatInterval asked for (s); Exchange allows 60..3540
     window_size: int = 25  # Sync WindowSize
@@ -257,12 +261,12 @@ _TOP = {"name", "description", "duration", "seed", "target", "auth", "population
 _TARGET = {"url", "insecure", "ca_file", "allow_non_provisionable", "no_policy", "policy_refresh_minutes", "listen",
            "ping_min", "ping_max", "mail_per_user_per_hour", "processes", "path", "autodiscover", "ignore_policy_key",
            "options_without_provision", "auth_realm", "challenge_first", "autodiscover_redirect", "confirm",
-           "tls", "tls_cert", "tls_key"}
+           "client_cert", "client_key", "tls", "tls_cert", "tls_key"}
 _AUTH = {"user", "password", "password_env", "domain", "users"}
 _POPULATION = {"devices", "devices_per_user", "versions", "profiles"}
 _LOAD = {"ramp_up", "think_time", "timeout", "retry_interval", "graceful_stop", "backoff", "reenrol_after", "transport", "mode",
          "heartbeat", "window_size", "body_truncation", "html_bodies", "quarantine_retry", "sample_interval",
-         "model", "arrival_rate", "stages", "max_request_rate",
+         "model", "arrival_rate", "stages", "max_request_rate", "pool_size", "idle_timeout",
          "email_filter", "calendar_filter", "sync_calendar", "open_attachments", "open_truncated"}
 
 
@@ -288,6 +292,8 @@ def parse(text, path="<scenario>"):
         url=r.string("target", t, "url", "embedded"),
         insecure=r.boolean("target", t, "insecure", False),
         ca_file=r.string("target", t, "ca_file", None),
+        client_cert=r.string("target", t, "client_cert", None),
+        client_key=r.string("target", t, "client_key", None),
         allow_non_provisionable=r.boolean("target", t, "allow_non_provisionable", False),
         no_policy=r.boolean("target", t, "no_policy", False),
         policy_refresh_minutes=int(r.number("target", t, "policy_refresh_minutes", 0, minimum=0, integer=True)),
@@ -351,6 +357,8 @@ def parse(text, path="<scenario>"):
         backoff=r.seconds("load", lo, "backoff", 5.0),
         reenrol_after=r.seconds("load", lo, "reenrol_after", None),
         transport=r.string("load", lo, "transport", "lean"),
+        pool_size=int(r.number("load", lo, "pool_size", 0, minimum=0, integer=True)),
+        idle_timeout=r.seconds("load", lo, "idle_timeout", 110.0),
         mode=r.string("load", lo, "mode", "ping"),
         heartbeat=r.seconds("load", lo, "heartbeat", 480.0),
         window_size=int(r.number("load", lo, "window_size", 25, minimum=1, integer=True)),
@@ -389,6 +397,12 @@ def parse(text, path="<scenario>"):
         raise r.fail("load", "mode", "'mode' must be \"ping\", \"poll\" or \"foldersync\", not %r" % s.load.mode)
     if s.load.transport not in ("lean", "aiohttp"):
         raise r.fail("load", "transport", "'transport' must be \"lean\" or \"aiohttp\", not %r" % s.load.transport)
+    if s.load.pool_size and s.load.transport != "lean":
+        raise r.fail("load", "pool_size", "'pool_size' needs transport = \"lean\"")
+    if s.load.idle_timeout < 0:
+        raise r.fail("load", "idle_timeout", "'idle_timeout' must be 0 (never) or more")
+    if s.target.client_key and not s.target.client_cert:
+        raise r.fail("target", "client_key", "'client_key' needs 'client_cert'")
     if s.load.timeout <= 0:
         raise r.fail("load", "timeout", "'timeout' must be greater than 0")
 

@@ -90,3 +90,36 @@ def test_every_shipped_scenario_validates(capsys):
     assert len(files) >= 7
     assert main(["validate", *files]) == 0
     assert capsys.readouterr().out.count(": ok (") == len(files)
+
+
+@pytest.mark.parametrize("text, needle", [
+    ('[load]\ntransport = "aiohttp"\npool_size = 4\n', "'pool_size' needs transport"),
+    ("[load]\npool_size = -1\n", "pool_size"),
+    ("[load]\nidle_timeout = -5\n", "idle_timeout"),
+    ('[target]\nclient_key = "k.pem"\n', "'client_key' needs 'client_cert'"),
+])
+def test_transport_options_are_validated(text, needle):
+    with pytest.raises(ScenarioError, match=needle):
+        scenario.parse(text)
+
+
+def test_missing_tls_file_is_a_usage_error(tmp_path, capsys):
+    f = tmp_path / "t.toml"
+    f.write_text('[target]\nurl = "https://127.0.0.1:1/Microsoft-Server-ActiveSync"\nclient_cert = "%s"\n'
+                 % (tmp_path / "missing.pem"))
+    assert main(["run", str(f), "--metrics-listen", ""]) == 2
+    err = capsys.readouterr().err
+    assert "[target] client_cert: no such file" in err and "Traceback" not in err
+
+
+async def test_pooled_connections_from_the_scenario():
+    """[load] pool_size = 2: the devices share two connections (raw request-rate tests), against
+    one or more per device by default (connections belong to devices, as on phones)."""
+    from loadgen.engine import run
+
+    base = 'duration = 1.5\n[population]\ndevices = 8\n[load]\nramp_up = 0\nmode = "poll"\nthink_time = 0.05\n'
+    pooled = await run(scenario.parse(base + "pool_size = 2\n"), progress=False, attach_metrics=False)
+    assert pooled.stats.final_states["provisioned"] == 8 and pooled.stats.failures == 0
+    assert 1 <= pooled.connections_opened <= 2
+    own = await run(scenario.parse(base), progress=False, attach_metrics=False)
+    assert own.connections_opened >= 8
