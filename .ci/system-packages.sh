@@ -8,6 +8,8 @@
 #                      dashboard's queries against.
 #   chromium        -- /usr/bin/chromium: the headless browser
 #                      tests/test_htmlreport_browser.py renders the HTML report in.
+#   openssl         -- the openssl command: the TLS tests make their CA, server and
+#                      client certificates with it.
 # Idempotent: does nothing when all the tools are already there (installs only
 # the packages whose tools are missing).  Uses sudo only when not root and sudo
 # exists; fails loudly when it cannot install.
@@ -22,6 +24,9 @@ if ! { [ -x /usr/bin/prometheus ] && command -v promtool; } >/dev/null 2>&1; the
 fi
 if ! [ -x /usr/bin/chromium ]; then
     missing+=(chromium)
+fi
+if ! command -v openssl >/dev/null 2>&1; then
+    missing+=(openssl)
 fi
 if [ "${#missing[@]}" -eq 0 ]; then
     exit 0
@@ -49,4 +54,5 @@ if [[ " ${missing[*]} " == *" chromium "* ]]; then
 fi
 
 command -v xml2wbxml >/dev/null 2>&1 && command -v wbxml2xml >/dev/null 2>&1 \
-    && [ -x /usr/bin/prometheus ] && command -v promtool >/dev/null 2>&1 && [ -x /usr/bin/chromium ]
+    && [ -x /usr/bin/prometheus ] && command -v promtool >/dev/null 2>&1 && [ -x /usr/bin/chromium ] \
+    && command -v openssl >/dev/null 2>&1
