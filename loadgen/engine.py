@@ -6,6 +6,7 @@ their identity and policy key; ``loadgen.eas`` owns the protocol rules.
 
 import asyncio
 import math
+import os
 import random
 import shlex
 import signal
@@ -351,7 +352,10 @@ async def run(scenario, *, target_url=None, progress=True, stream=None, target_s
         if tls_problem:  # the devices will fail every request: say why once, clearly
             stream.write("easload: %s at %s: the devices cannot connect; trust its CA with ca_file in [target] "
                          "(or insecure = true / --insecure, not recommended)\n" % (tls_problem, first_url))
+    rss_base = rss_bytes()  # before the devices exist: what they cost is measured from here
     devices, stats = build_population(scenario, target_url, *shard)
+    stats.rss_base = stats.rss_peak = stats.rss_end = rss_base
+    stats.rss_with_target = target is not None and not hasattr(target, "apply_event")  # not a cluster's processes
     if attach_metrics:
         metrics.attach(stats, lambda: Counter(d.state for d in devices), run_id=uuid.uuid4().hex[:12],
                        scenario=scenario.name, version=_version())
@@ -414,6 +418,9 @@ async def run(scenario, *, target_url=None, progress=True, stream=None, target_s
             except asyncio.TimeoutError:
                 pass
             prog.tick(loop.time() - t0, stats)
+            stats.rss_end = rss = rss_bytes()  # the last tick's is the steady life's (e.g. holding Pings)
+            if rss > stats.rss_peak:
+                stats.rss_peak = rss
             if on_tick is not None:
                 on_tick(stats, devices, False)
         if stop.is_set():
@@ -453,6 +460,20 @@ async def run(scenario, *, target_url=None, progress=True, stream=None, target_s
         on_tick(stats, devices, True)
     return RunResult(stats, devices, target_url, target, interrupted, getattr(transport, "reconnects", 0),
                      getattr(transport, "connections_opened", 0), tls_problem)
+
+
+_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+
+def rss_bytes():
+    """This process's resident memory now (Linux /proc; elsewhere the peak from getrusage)."""
+    try:
+        with open("/proc/self/statm", "rb") as f:
+            return int(f.read().split()[1]) * _PAGE
+    except (OSError, ValueError, IndexError):
+        import resource
+
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 async def start_run_admin(target, listen, stream):

@@ -64,6 +64,10 @@ def merge(summaries):
         stats.policy_effects.update(s.get("policy_effects", {}))
         stats.bytes_sent += s["bytes_sent"]
         stats.bytes_received += s["bytes_received"]
+        rss = s.get("client_rss", {})
+        stats.rss_base += rss.get("base_bytes", 0)
+        stats.rss_peak += rss.get("peak_bytes", 0)
+        stats.rss_end += rss.get("end_bytes", 0)
         stats.interrupted = stats.interrupted or s.get("interrupted", False)
     stats.total = sum(stats.by_key.values())
     stats.failures = sum(n for (_c, o, _s), n in stats.by_key.items() if o not in _OK_OUTCOMES)

@@ -106,6 +106,13 @@ class Stats:
         self.unmet = Counter()  # policy the devices could not apply -> devices
         self.bytes_sent = 0
         self.bytes_received = 0
+        # the load generator's own memory (RSS, bytes): before the devices exist, the highest seen at a
+        # tick, and at the last tick of the run (the devices in their steady life, e.g. holding Pings);
+        # with --workers and merged shards these add up over the processes
+        self.rss_base = 0
+        self.rss_peak = 0
+        self.rss_end = 0
+        self.rss_with_target = False  # the embedded target runs in this process: its memory is in the figures
         self.final_states = Counter()
         self.cancelled = Counter()  # command -> requests in flight when the run was cut
         self.events = []  # (seconds into the run, action, result)
@@ -311,6 +318,8 @@ class Stats:
             "malformed_responses": dict(sorted(self.malformed.items())),
             "bytes_sent": self.bytes_sent,
             "bytes_received": self.bytes_received,
+            "client_rss": {"base_bytes": self.rss_base, "peak_bytes": self.rss_peak, "end_bytes": self.rss_end,
+                           "target_in_process": self.rss_with_target},
             "cancelled_in_flight": dict(sorted(self.cancelled.items())),
             "events": [{"at_s": t, "action": a, "result": r} for t, a, r in self.events],
             "series": self.series,
@@ -411,6 +420,12 @@ def summary_text(stats, scenario_name, target, devices_total):
     out.append("  %d devices, %d requests in %.1f s (%.1f req/s), %d errors, %.1f KiB sent, %.1f KiB received"
                % (devices_total, d["requests"], d["elapsed_s"], d["requests_per_s"], d["errors"],
                   d["bytes_sent"] / 1024, d["bytes_received"] / 1024))
+    if stats.rss_end and devices_total:
+        out.append("  client memory%s: %.1f MiB RSS before the devices, %.1f MiB at the end (peak %.1f MiB): "
+                   "%.1f KiB per device (fixed costs included: meaningful for thousands of devices)"
+                   % (" (the embedded target in the same process included)" if stats.rss_with_target else "",
+                      stats.rss_base / 2**20, stats.rss_end / 2**20, stats.rss_peak / 2**20,
+                      max(0, stats.rss_end - stats.rss_base) / 1024 / devices_total))
     out.append("")
     out.append("Requests by command and HTTP status")
     out.append(_table(("command", "status", "count"),
