@@ -109,16 +109,17 @@ def cmd_run(args):
         sc.load.autodiscover = (sc.load.autodiscover[0], sc.target.insecure, sc.target.ca_file)
     ratelimit.install(sc, args.workers * shard[1])
     tls_pki = None  # kept until the run ends: the throwaway CA's files are removed with it
-    if sc.target.embedded and sc.target.tls and args.workers > 1:  # the workers must trust the same CA
-        if sc.target.processes == 1:
+    if sc.target.embedded and sc.target.tls:  # made here: workers trust the same CA; a bad file is one line
+        if args.workers > 1 and sc.target.processes == 1:
             raise UsageError("[target] tls with --workers needs [target] processes > 1 (the single embedded "
                              "target that run_workers starts does not serve TLS yet)")
-        from loadgen.target.tls import for_scenario
+        from loadgen.target.tls import for_scenario, server_context
 
         try:
             sc, tls_pki = for_scenario(sc)
+            server_context(sc.target.tls_cert, sc.target.tls_key)
         except ValueError as exc:
-            raise UsageError(str(exc)) from None
+            raise UsageError("%s: [target] tls: %s" % (path, exc)) from None
     if "turned off" in ratelimit.resolve(sc)[1] and "not on this machine" in ratelimit.resolve(sc)[1]:
         print("WARNING: no request-rate cap (max_request_rate = 0) on a server that is not on this machine",
               file=sys.stderr)
