@@ -133,3 +133,36 @@ def test_merge_series_merges_lag_and_statuses_exactly():
     assert all(h.counts[i] == n for i, n in counts.items())
     assert sparse_percentiles(counts, (1, 50, 90, 99, 99.9, 100)) == \
         [h.get_value_at_percentile(p) for p in (1, 50, 90, 99, 99.9, 100)]
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@settings(max_examples=40, deadline=None)
+@given(devices=st.integers(1, 60), per_user=st.integers(1, 4), seed=st.integers(0, 2**32 - 1),
+       shards=st.integers(1, 7), weights=st.lists(st.integers(0, 3), min_size=4, max_size=4).filter(any),
+       urls=st.integers(1, 3))
+def test_sharding_never_changes_a_device(devices, per_user, seed, shards, weights, urls):
+    """Property (issue 8): whatever (population, N), the shards partition the population and each
+    device keeps its identity -- user, password, device id, IMEI, version, profile, index and the
+    target process of its user -- as in the unsharded run."""
+    versions = dict(zip(("12.1", "14.0", "14.1", "16.1"), weights))
+    sc = scenario.parse('seed = %d\n[auth]\nusers = %d\n[population]\ndevices = %d\ndevices_per_user = %d\n'
+                        'versions = { %s }\nprofiles = { modern = 2, legacy = 1, fumbler = 1 }\n'
+                        % (seed, -(-devices // per_user), devices, per_user,
+                           ", ".join('"%s" = %d' % kv for kv in versions.items())), "p.toml")
+    base = ["http://127.0.0.%d:1/Microsoft-Server-ActiveSync" % (k + 1) for k in range(urls)]
+
+    def key(d):
+        return (d.index, d.user, d.password, d.ident.device_id, d.ident.imei, d.version.text, d.profile.name,
+                d.base_url)
+
+    whole = {key(d) for d in engine.build_population(sc, base)[0]}
+    seen = []
+    for w in range(shards):
+        part = engine.build_population(sc, base, w, shards)[0]
+        assert all(d.index % shards == w for d in part)
+        seen.extend(key(d) for d in part)
+    assert len(seen) == len(set(seen)) == devices  # a partition: no device twice, none lost
+    assert set(seen) == whole
