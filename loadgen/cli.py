@@ -110,9 +110,6 @@ def cmd_run(args):
     ratelimit.install(sc, args.workers * shard[1])
     tls_pki = None  # kept until the run ends: the throwaway CA's files are removed with it
     if sc.target.embedded and sc.target.tls:  # made here: workers trust the same CA; a bad file is one line
-        if args.workers > 1 and sc.target.processes == 1:
-            raise UsageError("[target] tls with --workers needs [target] processes > 1 (the single embedded "
-                             "target that run_workers starts does not serve TLS yet)")
         from loadgen.target.tls import for_scenario, server_context
 
         try:

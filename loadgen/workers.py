@@ -328,7 +328,8 @@ async def run_workers(scenario, workers, *, progress=True, stream=None, target_s
         from loadgen.target.server import start_target
 
         target_state = target_state or embedded_state(scenario)
-        runner, target, url = await start_target(scenario.target.listen, 0, target_state)
+        tls = dict(tls_cert=scenario.target.tls_cert, tls_key=scenario.target.tls_key) if scenario.target.tls else {}
+        runner, target, url = await start_target(scenario.target.listen, 0, target_state, **tls)
     stats = Stats()
     views = _Devices()
     metrics.attach(stats, views.counts, run_id=uuid.uuid4().hex[:12], scenario=scenario.name, version=_version())

@@ -222,11 +222,19 @@ async def test_easload_run_command_says_certificate_not_trusted(pki, tmp_path):
     assert "never answered" in err and "pass ca_file" in err
 
 
-def test_tls_with_workers_needs_processes(tmp_path, capsys):
+def test_tls_with_workers_and_one_target_process(tmp_path):
+    """--workers N with the single embedded target over HTTPS: the workers trust the run's CA."""
+    import orjson
+
     f = tmp_path / "w.toml"
-    f.write_text("duration = 1\n[target]\ntls = true\n[population]\ndevices = 2\n")
-    assert main(["run", str(f), "--workers", "2", "--metrics-listen", ""]) == 2
-    assert "processes > 1" in capsys.readouterr().err
+    f.write_text('duration = 3\n[target]\ntls = true\n[population]\ndevices = 4\n[load]\nramp_up = 0.2\n'
+                 'mode = "poll"\nthink_time = 0.3\n')
+    out = subprocess.run([sys.executable, "-m", "loadgen", "run", str(f), "--workers", "2", "--metrics-listen", "",
+                          "--out", str(tmp_path / "o")], capture_output=True, text=True, timeout=90)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "https://127.0.0.1:" in out.stdout
+    data = orjson.loads((tmp_path / "o" / "summary.json").read_bytes())
+    assert data["devices"] == {"provisioned": 4} and data["errors"] == 0
 
 
 # -- easload target --tls-self-signed, easload probe --ca
