@@ -118,7 +118,42 @@ def _int_or_none(text):
         return None
 
 
+_ABSENT = object()  # no element with the tag (yet): the first one found is the one that counts, as for findtext
+
+
+def _text(content, default=None):
+    """What ``findtext`` returns for the first element of a tag whose content is ``content``."""
+    if type(content) is str:
+        return content
+    if content is None or content == []:
+        return ""
+    return default
+
+
+_POLICY_DOCS = {}  # EASProvisionDoc children (hashable) -> policy_from_tree's dict, shared (read-only)
+
+
+def _policy_doc(doc):
+    """``policy_from_tree(doc)``, computed once per distinct document: every device enrolling
+    under the same policy gets the same dict (as provisioning._shared would give it anyway)."""
+    content = doc[1]
+    if type(content) is not list:
+        return policy_from_tree(doc)
+    try:
+        key = tuple(content)
+        found = _POLICY_DOCS.get(key)  # hashes the children: TypeError for application lists
+    except TypeError:
+        return policy_from_tree(doc)
+    if found is None:
+        if len(_POLICY_DOCS) > 1000:
+            _POLICY_DOCS.clear()
+        found = _POLICY_DOCS[key] = policy_from_tree(doc)
+    return found
+
+
 def parse_provision(tree):
+    """The answer to a Provision request.  ``policy`` (the EASProvisionDoc settings) is shared
+    by every answer carrying the same document: read-only."""
     if tree is None or tree[0] != "Provision:Provision":
         raise ValueError("not a Provision response: root %r" % (tree and tree[0],))
     result = ProvisionResponse(status=root_status(tree))
@@ -133,16 +168,26 @@ def parse_provision(tree):
             for ptag, pcontent in content:
                 if ptag != "Provision:Policy" or type(pcontent) is not list:
                     continue
-                policy = (ptag, pcontent)
-                result.policy_type = findtext(policy, "Provision:PolicyType")
-                result.policy_status = _int_or_none(findtext(policy, "Provision:Status"))
-                key = findtext(policy, "Provision:PolicyKey")
-                result.policy_key = key.strip() if key is not None else None
+                # one pass over the Policy's children; each field from the first element of its tag
+                ptype = pstatus = key = _ABSENT
                 for dtag, dcontent in pcontent:
-                    if dtag == "Provision:Data" and type(dcontent) is list:
+                    if dtag == "Provision:PolicyKey":
+                        if key is _ABSENT:
+                            key = dcontent
+                    elif dtag == "Provision:Status":
+                        if pstatus is _ABSENT:
+                            pstatus = dcontent
+                    elif dtag == "Provision:PolicyType":
+                        if ptype is _ABSENT:
+                            ptype = dcontent
+                    elif dtag == "Provision:Data" and type(dcontent) is list:
                         for doc in dcontent:
                             if doc[0] == "Provision:EASProvisionDoc":
-                                result.policy = policy_from_tree(doc)
+                                result.policy = _policy_doc(doc)
+                result.policy_type = None if ptype is _ABSENT else _text(ptype)
+                result.policy_status = None if pstatus is _ABSENT else _int_or_none(_text(pstatus))
+                key = None if key is _ABSENT else _text(key)
+                result.policy_key = key.strip() if key is not None else None
                 break
     return result
 
@@ -173,12 +218,18 @@ def parse_foldersync(tree):
             continue
         for ctag, ccontent in content:
             if ctag == "FolderHierarchy:Add":
-                node = (ctag, ccontent)
+                # each field from the first element of its tag, as findtext reads it: text, "" for an
+                # empty element, else the default ("" / "0" / no type)
+                fields = dict(reversed(ccontent)) if type(ccontent) is list else {}
+                server_id = fields.get("FolderHierarchy:ServerId")
+                parent_id = fields.get("FolderHierarchy:ParentId", _ABSENT)
+                name = fields.get("FolderHierarchy:DisplayName")
+                kind = fields.get("FolderHierarchy:Type")
                 result.added.append(Folder(
-                    findtext(node, "FolderHierarchy:ServerId", ""),
-                    findtext(node, "FolderHierarchy:ParentId", "0"),
-                    findtext(node, "FolderHierarchy:DisplayName", ""),
-                    _int_or_none(findtext(node, "FolderHierarchy:Type")) or 0,
+                    server_id if type(server_id) is str else "",
+                    parent_id if type(parent_id) is str else ("" if parent_id is None or parent_id == [] else "0"),
+                    name if type(name) is str else "",
+                    (_int_or_none(kind) or 0) if type(kind) is str else 0,
                 ))
             elif ctag == "FolderHierarchy:Update":
                 result.changed += 1

@@ -134,18 +134,37 @@ def retry_after(headers, default):
 
 
 _POLICIES = {}  # one dict per distinct policy, shared by every device that holds it
+_SHARED_SEEN = {}  # id(policy) -> (policy, its shared copy): a dict seen before is not sorted again
 _APPLIED = {}
+_COMPLIANCE = {}  # (id(shared policy), id(caps)) -> (policy, caps, evaluate(policy, caps))
 
 
 def _shared(policy):
     """The same policy as ``policy``, shared: thousands of devices hold one copy (read-only)."""
+    seen = _SHARED_SEEN.get(id(policy))
+    if seen is not None and seen[0] is policy:  # (commands.parse_provision shares equal documents)
+        return seen[1]
     key = tuple(sorted(policy.items(), key=lambda kv: kv[0]))
     found = _POLICIES.get(key)
     if found is None:
         if len(_POLICIES) > 1000:
             _POLICIES.clear()
         found = _POLICIES[key] = policy
+    if len(_SHARED_SEEN) > 1000:
+        _SHARED_SEEN.clear()
+    _SHARED_SEEN[id(policy)] = (policy, found)  # keeps ``policy`` alive: its id is not reused meanwhile
     return found
+
+
+def _evaluate(policy, caps):
+    """``evaluate(policy, caps)`` once per shared policy and capability set (both read-only)."""
+    key = (id(policy), id(caps))
+    found = _COMPLIANCE.get(key)
+    if found is None or found[0] is not policy or found[1] is not caps:
+        if len(_COMPLIANCE) > 1000:
+            _COMPLIANCE.clear()
+        found = _COMPLIANCE[key] = (policy, caps, evaluate(policy, caps))
+    return found[2]
 
 
 def _shared_applied(policy):
@@ -295,7 +314,7 @@ class Provisioner:
                 return self._finish(State.FAILED, Failed("Policy status %s without a policy key" % pstatus))
             self.temporary_key = resp.policy_key
             self.policy = _shared(resp.policy or {})
-            compliance = evaluate(self.policy, self.caps)
+            compliance = _evaluate(self.policy, self.caps)
             self.ack_status = int(compliance.status)
             self.unmet = compliance.unmet
             self.state = State.AWAIT_ACK
