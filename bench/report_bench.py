@@ -1,15 +1,18 @@
 """Merging and rendering an hour of 8 shards: ``merge_series`` (easload merge, --workers) and the
 HTML report (``easload report`` of 8 summaries, and of the one merged summary).
 
-    python bench/report_bench.py [--shards 8] [--intervals 3600] [--commands 5] [--repeat 1] [--check]
+    python bench/report_bench.py [--shards 8] [--intervals 3600] [--commands 5] [--repeat 1] [--check] [--legacy]
 
 Synthesised: every shard has ``intervals`` one-second samples; each sample has requests, HTTP and
 EAS statuses per command, devices by state, and for each command an interval HDR histogram of
 20..300 latencies (log-normal around 22 ms, wide), taken from a pool of 400 distinct histograms per
 command (decoding cost does not depend on the content; nothing caches by content); the first 600
-intervals have device starts with a schedule-lag histogram.  Prints seconds (min of the repeats);
---check also compares the fast merge with hdrh's own (decode, add, get_value_at_percentile) on a
-sample of intervals.  Asserts nothing else.
+intervals have device starts with a schedule-lag histogram.  Interval histograms are in
+summary.json's sparse ``"counts"`` form (loadgen.workers), or with --legacy in the ``"hdr"`` form
+(hdrh's base64) of summaries written before it.  Prints seconds (min of the repeats) and the size
+of the shards' series as summary.json writes them (indented JSON); --check also compares the fast
+merge with hdrh's own (decode, add, get_value_at_percentile) on a sample of intervals.  Asserts
+nothing else.
 """
 
 import argparse
@@ -20,30 +23,42 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import orjson  # noqa: E402
 from hdrh.histogram import HdrHistogram  # noqa: E402
 
 from loadgen import htmlreport  # noqa: E402
 from loadgen.report import Recorder  # noqa: E402
-from loadgen.workers import merge_series  # noqa: E402
+from loadgen.workers import encode_counts, merge_series, sparse_counts  # noqa: E402
 
 COMMANDS = ("Sync", "Ping", "FolderSync", "Provision", "ItemOperations", "SendMail", "MoveItems")
 
 
-def _entry(rng, mu):
+HDR = {}  # id of an interval entry -> its histogram in hdrh's encoding (--check's reference)
+
+
+def _entry(rng, mu, legacy):
     rec = Recorder()
     for _ in range(rng.randint(20, 300)):
         rec.record(max(1, int(rng.lognormvariate(mu, 1.0))))
     h = rec.histogram()
-    return {"count": rec.total, "p50_ms": h.get_value_at_percentile(50) / 1000,
-            "p90_ms": h.get_value_at_percentile(90) / 1000, "p99_ms": h.get_value_at_percentile(99) / 1000,
-            "hdr": h.encode().decode("ascii")}
+    encoded = h.encode().decode("ascii")
+    e = {"count": rec.total, "p50_ms": h.get_value_at_percentile(50) / 1000,
+         "p90_ms": h.get_value_at_percentile(90) / 1000, "p99_ms": h.get_value_at_percentile(99) / 1000}
+    if legacy:
+        e["hdr"] = encoded
+    else:
+        counts = sparse_counts(encoded)
+        keys = sorted(counts)
+        e["counts"] = encode_counts(keys, [counts[k] for k in keys])
+    HDR[id(e)] = encoded
+    return e
 
 
-def synthesise(shards, intervals, ncommands, seed=1):
+def synthesise(shards, intervals, ncommands, seed=1, legacy=False):
     rng = random.Random(seed)
     commands = COMMANDS[:ncommands]
-    pool = {c: [_entry(rng, 10 + k * 0.3) for _ in range(400)] for k, c in enumerate(commands)}
-    lag_pool = [_entry(rng, 8) for _ in range(100)]
+    pool = {c: [_entry(rng, 10 + k * 0.3, legacy) for _ in range(400)] for k, c in enumerate(commands)}
+    lag_pool = [_entry(rng, 8, legacy) for _ in range(100)]
     out = []
     for s in range(shards):
         series = []
@@ -58,7 +73,9 @@ def synthesise(shards, intervals, ncommands, seed=1):
             if i < 600:
                 e = lag_pool[rng.randrange(100)]
                 p["lag"] = {"starts": e["count"], "late": e["count"] // 10, "mean_ms": 3.0, "max_ms": 250.0,
-                            "p50_ms": e["p50_ms"], "p90_ms": e["p90_ms"], "p99_ms": e["p99_ms"], "hdr": e["hdr"]}
+                            "p50_ms": e["p50_ms"], "p90_ms": e["p90_ms"], "p99_ms": e["p99_ms"]}
+                p["lag"].update((k, e[k]) for k in ("hdr", "counts") if k in e)
+                HDR[id(p["lag"])] = HDR[id(e)]
             series.append(p)
         total = sum(n for p in series for n in p["requests"].values())
         out.append({"scenario": "bench", "seed": 1, "target": "shard-%d" % s, "started": 1000.0 + s * 0.01,
@@ -67,26 +84,47 @@ def synthesise(shards, intervals, ncommands, seed=1):
                     "by_command_outcome": {"%s ok" % c: total // ncommands for c in commands},
                     "latency": {c: {"count": 1, "p50_ms": 1.0, "p90_ms": 1.0, "p99_ms": 1.0, "max_ms": 1.0}
                                 for c in commands},
-                    "histograms": {c: pool[c][0]["hdr"] for c in commands},
+                    "histograms": {c: HDR[id(pool[c][0])] for c in commands},
                     "devices": {"provisioned": 1000}, "events": [{"at_s": 1800.0, "action": "change_policy",
                                                                   "result": "ok"}],
                     "series": series})
     return out
 
 
+def _hdrh_of_counts(text):
+    import base64
+    import zlib
+
+    h = HdrHistogram(1, 3_600_000_000, 3)
+    for part in text.split(" "):  # the histogram is the sum of its parts
+        width, raw = int(part[0]), zlib.decompress(base64.b64decode(part[1:]), wbits=-15)
+        n = len(raw) // (2 + width)
+        assert len(raw) == n * (2 + width)
+        for j in range(n):
+            index = int.from_bytes(raw[2 * j:2 * j + 2], "little")
+            count = int.from_bytes(raw[2 * n + width * j:2 * n + width * (j + 1)], "little")
+            h.record_value(h.get_value_from_index(index), count)
+    return h
+
+
 def check(summaries, merged, sample=40):
     """The fast merge against hdrh's own, on ``sample`` intervals."""
     rng = random.Random(2)
     for i in rng.sample(range(len(merged)), min(sample, len(merged))):
-        for c, lat in merged[i]["latency"].items():
+        entries = [(c, lat, [s["series"][i]["latency"][c] for s in summaries]) for c, lat in merged[i]["latency"].items()]
+        if merged[i].get("lag"):
+            entries.append(("lag", merged[i]["lag"], [s["series"][i]["lag"] for s in summaries]))
+        for c, lat, parts in entries:
             h = None
-            for s in summaries:
-                x = HdrHistogram.decode(s["series"][i]["latency"][c]["hdr"])
+            for part in parts:
+                x = HdrHistogram.decode(HDR[id(part)])
                 h = x if h is None else (h.add(x) or h)
             want = [h.get_value_at_percentile(p) / 1000 for p in (50, 90, 99)]
             assert [lat["p50_ms"], lat["p90_ms"], lat["p99_ms"]] == want, (i, c)
-            assert lat["count"] == h.get_total_count()
-            assert HdrHistogram.decode(lat["hdr"]).get_value_at_percentile(99) / 1000 == want[2]
+            assert c == "lag" or lat["count"] == h.get_total_count()
+            mine = _hdrh_of_counts(lat["counts"])
+            assert mine.get_total_count() == h.get_total_count()
+            assert all(mine.counts[k] == h.counts[k] for k in range(h.counts_len)), (i, c)
     print("check: fast merge equals hdrh's on %d intervals" % sample)
 
 
@@ -97,11 +135,14 @@ def main():
     ap.add_argument("--commands", type=int, default=5)
     ap.add_argument("--repeat", type=int, default=1)
     ap.add_argument("--check", action="store_true")
+    ap.add_argument("--legacy", action="store_true", help='interval histograms as "hdr" (summaries written before)')
     a = ap.parse_args()
     t0 = time.perf_counter()
-    summaries = synthesise(a.shards, a.intervals, a.commands)
-    print("synthesised %d shards x %d intervals x %d commands in %.1f s"
-          % (a.shards, a.intervals, a.commands, time.perf_counter() - t0))
+    summaries = synthesise(a.shards, a.intervals, a.commands, legacy=a.legacy)
+    print("synthesised %d shards x %d intervals x %d commands (%s) in %.1f s"
+          % (a.shards, a.intervals, a.commands, "hdr" if a.legacy else "counts", time.perf_counter() - t0))
+    size = sum(len(orjson.dumps(s["series"], option=orjson.OPT_INDENT_2)) for s in summaries)
+    print("  series as summary.json has them: %d bytes (%d per shard)" % (size, size // len(summaries)))
 
     def timed(name, f):
         best, result = None, None

@@ -34,7 +34,7 @@ from importlib import resources
 from hdrh.histogram import HdrHistogram
 
 from loadgen import __version__
-from loadgen.workers import add_counts, merge_lag, sparse_counts, sparse_percentiles
+from loadgen.workers import add_counts, interval_parts, merge_lag, merge_latency
 
 MAX_POINTS = 600
 
@@ -305,43 +305,41 @@ def _align(summaries, start0, grid, cache=None):
             point["devices"] = dict(devices)
             latency = {}
             for cmd, lats in b["latency"].items():
-                if len(lats) == 1 or not all("hdr" in x for x in lats):
-                    x = lats[-1] if len(lats) == 1 else max(lats, key=lambda v: v.get("count", 0))
-                    latency[cmd] = {"count": sum(v.get("count", 0) for v in lats), "p50_ms": x.get("p50_ms"),
-                                    "p90_ms": x.get("p90_ms"), "p99_ms": x.get("p99_ms")}
+                if len(lats) == 1:
+                    x = lats[0]
+                    latency[cmd] = {"count": x.get("count", 0), "p50_ms": x.get("p50_ms"), "p90_ms": x.get("p90_ms"),
+                                    "p99_ms": x.get("p99_ms")}
                 else:
-                    counts = {}
-                    for x in lats:
-                        add_counts(counts, _sparse(cache, x["hdr"]))
-                    p50, p90, p99 = sparse_percentiles(counts)
-                    latency[cmd] = {"count": sum(counts.values()), "p50_ms": p50 / 1000, "p90_ms": p90 / 1000,
-                                    "p99_ms": p99 / 1000}
+                    latency[cmd] = merge_latency(lats, _parts(cache, lats), encode=False)
             point["latency"] = latency
             point["lag"] = _merged_lag(b["lag"], cache)
         points.append(point)
     return points
 
 
-def _sparse(cache, encoded):
-    """An interval's HDR histogram as {counts index: count}, decoded once for every view (keyed by
-    the string object: the same interval of the same result, never equal content of another)."""
-    key = id(encoded)
-    hit = cache.get(key)
-    if hit is None or hit[0] is not encoded:
-        hit = cache[key] = (encoded, sparse_counts(encoded))
-    return hit[1]
+def _parts(cache, entries):
+    """The intervals' HDR histograms as parts (loadgen.workers.interval_parts: summed when read, never
+    added), each decoded once for every view (keyed by the entry object: the same interval of the
+    same result); None if one of them has none."""
+    out = []
+    for entry in entries:
+        key = id(entry)
+        hit = cache.get(key)
+        if hit is None or hit[0] is not entry:
+            hit = cache[key] = (entry, interval_parts(entry))
+        if hit[1] is None:
+            return None
+        out.extend(hit[1])
+    return out
 
 
 def _merged_lag(lags, cache):
     """The schedule lag of one point from the intervals' (loadgen.workers.merge_lag), or None."""
     if not lags:
         return None
-    if len(lags) == 1 or not all("hdr" in x for x in lags):
+    if len(lags) == 1:
         return merge_lag(lags)
-    counts = {}
-    for x in lags:
-        add_counts(counts, _sparse(cache, x["hdr"]))
-    return merge_lag(lags, counts)
+    return merge_lag(lags, _parts(cache, lags), encode=False)
 
 
 # ---------------------------------------------------------------- charts (data for uPlot)

@@ -20,9 +20,11 @@ import struct
 import sys
 import uuid
 import zlib
-from bisect import bisect_left
+from array import array
+from bisect import bisect_left, bisect_right
 from collections import Counter
-from itertools import accumulate
+from itertools import accumulate, repeat
+from operator import getitem, sub
 
 from hdrh.histogram import HdrHistogram
 
@@ -146,15 +148,41 @@ def _merge_final(stats, finals):
     stats.series = merge_series([s["series"] for s in finals])
 
 
-# -- per-interval HDR histograms, merged fast.  hdrh's own decode (a 190 KB counts array per
-# histogram) and above all its get_value_at_percentile (a Python loop over the counts array, about
-# 1.5 ms per percentile) made merging an hour of 8 shards take over a minute (bench/report_bench.py).
-# An interval's histogram has few non-zero counts: it is decoded once into {counts index: count}
-# and merged, and its percentiles read, over those alone -- the same values hdrh gives, to the bit.
+# -- per-interval HDR histograms, in summary.json in a sparse form that merges without decoding.
+#
+# Each interval of the time series (loadgen.report.Stats.sample) carries, per command and for the
+# schedule lag, its HDR histogram as ``"counts"``: the non-zero entries of hdrh's counts array for
+# the Recorder's fixed parameters (lowest 1 us, highest 3,600,000,000 us, 3 significant digits:
+# counts indices 0 .. 23,551; index i holds the values from
+# ``HdrHistogram(1, 3600000000, 3).get_value_from_index(i)`` to that value's
+# ``get_highest_equivalent_value``).  The text is one or more *parts* separated by spaces; the
+# histogram is the sum of its parts.  A part is one digit W (1, 2, 4 or 8) then the base64
+# (RFC 4648) of a raw DEFLATE stream (RFC 1951, no zlib header) of: n counts indices, ascending,
+# as little-endian uint16, then their n counts (>= 1) as little-endian unsigned integers of W
+# bytes each (the fewest that hold the largest).  (Indices rather than their gaps: 15 % larger
+# for a busy interval, but decoded with no Python object per index.)
+#
+# A run writes one part per interval (smaller than hdrh's own encoding for an interval's few
+# requests; a JSON list would cost a line per number in the indented summary.json).  Merging
+# intervals -- shards, workers, or the report's combined points -- concatenates their parts: no
+# decoding, no addition, exact.  A percentile of the sum is found by bisecting the counts index
+# (~15 steps, each a C-level sum over the parts of their running totals up to that index), the
+# way hdrh's get_value_at_percentile walks its counts array (the first index whose running total
+# reaches max(1, int(p * total / 100 + 0.5))): equal to hdrh's on the merged histogram, to the
+# bit (tests/test_workers.py, bench/report_bench.py --check).  A part decodes with C-level
+# builtins only (base64, zlib, array, accumulate).  Past MAX_PARTS parts a merged interval is
+# compacted into one (counts added).  Summaries written before carry ``"hdr"`` (hdrh's
+# compressed base64 form) instead: decoded once by sparse_counts, written again as a part.
+# The whole-run histograms stay in hdrh's form.
 
 _HDR_PARAMS = (1, 3_600_000_000, 3)  # loadgen.report's Recorder (microseconds)
 _REF = HdrHistogram(*_HDR_PARAMS)
+_COUNTS_LEN = _REF.counts_len
 _HEADER = struct.Struct(">IIIIQQd")  # hdrh's PayloadHeader (40 bytes, big-endian)
+_TYPECODES = {array(t).itemsize: t for t in "QLIHB"}  # bytes -> array typecode (the standard sizes)
+_WIDTHS = tuple((w, _TYPECODES[w], 1 << 8 * w) for w in (1, 2, 4, 8))
+_BIG_ENDIAN = sys.byteorder == "big"
+MAX_PARTS = 32
 
 
 def sparse_counts(encoded):
@@ -207,65 +235,245 @@ def add_counts(into, counts):
         into[k] = get(k, 0) + n
 
 
-def sparse_percentiles(counts, percentiles=(50, 90, 99)):
-    """Values (microseconds) at the percentiles, as hdrh's get_value_at_percentile gives them: the
-    highest equivalent value of the first counts index whose running total reaches the target."""
+def encode_counts(indices, counts):
+    """The ``"counts"`` text (one part) of a histogram given as ascending counts indices and their counts."""
+    if not indices:
+        return ""
+    top = max(counts)
+    for width, code, limit in _WIDTHS:
+        if top < limit:
+            break
+    else:
+        raise ValueError("interval histogram: a count of %d does not fit in 64 bits" % top)
+    index_array = array("H", indices)
+    values = array(code, counts)
+    if _BIG_ENDIAN:
+        index_array.byteswap()
+        values.byteswap()
+    raw = zlib.compress(index_array.tobytes() + values.tobytes(), wbits=-15)
+    return "%d%s" % (width, base64.b64encode(raw).decode("ascii"))
+
+
+def _bad(text, why="not a \"counts\" text"):
+    return ValueError("interval histogram: %s: %.40r" % (why, text))
+
+
+def decode_part(text):
+    """One part of a ``"counts"`` text as (counts indices, running totals): two arrays, the indices
+    ascending, ``totals[j]`` the sum of the counts of the first j indices (``totals[0]`` = 0)."""
+    try:
+        code = _TYPECODES[int(text[0])]
+        raw = zlib.decompress(base64.b64decode(text[1:], validate=True), wbits=-15)
+    except (ValueError, KeyError, TypeError, IndexError, zlib.error):
+        raise _bad(text) from None
+    values = array(code)
+    n, rest = divmod(len(raw), 2 + values.itemsize)
+    if rest or not n:
+        raise _bad(text)
+    indices = array("H")
+    indices.frombytes(raw[:2 * n])
+    values.frombytes(raw[2 * n:])
+    if _BIG_ENDIAN:
+        indices.byteswap()
+        values.byteswap()
+    totals = array("I", (0,))  # (4 bytes an entry while the report keeps them all, if that is enough)
+    try:
+        totals.extend(accumulate(values))
+    except OverflowError:
+        totals = array("Q", (0,))
+        totals.extend(accumulate(values))
+    if indices[-1] >= _COUNTS_LEN:
+        raise _bad(text, "counts index %d beyond the last (%d)" % (indices[-1], _COUNTS_LEN - 1))
+    return indices, totals
+
+
+def _split(text):
+    if not isinstance(text, str):
+        raise _bad(text)
+    return text.split()
+
+
+def decode_counts(text):
+    """(ascending counts indices, counts) of a whole ``"counts"`` text: its parts added."""
+    parts = [decode_part(p) for p in _split(text)]
+    return merge_counts([(i.tolist(), list(map(sub, t[1:], t[:-1]))) for i, t in parts])
+
+
+def interval_parts(entry):
+    """The parts (decode_part) of an interval's ``latency`` or ``lag`` entry: its ``"counts"``, or
+    the ``"hdr"`` of a summary written before; None when it carries no histogram."""
+    text = entry.get("counts")
+    if text is not None:
+        return [decode_part(p) for p in _split(text)]
+    encoded = entry.get("hdr")
+    if encoded is None:
+        return None
+    try:
+        counts = sparse_counts(encoded)
+    except (ValueError, TypeError, zlib.error, struct.error, IndexError):
+        raise ValueError("interval histogram: not an hdrh-encoded histogram: %.40r" % (encoded,)) from None
     if not counts:
-        return [0] * len(percentiles)
+        return []
     keys = sorted(counts)
-    running = list(accumulate(map(counts.__getitem__, keys)))
-    total = running[-1]
+    totals = array("Q", (0,))
+    totals.extend(accumulate(map(counts.__getitem__, keys)))
+    return [(array("H", keys), totals)]
+
+
+def _text(entry):
+    """An entry's ``"counts"`` text, an old ``"hdr"`` written as one part."""
+    text = entry.get("counts")
+    if text is not None:
+        return text
+    return " ".join(encode_counts(i.tolist(), list(map(sub, t[1:], t[:-1]))) for i, t in interval_parts(entry))
+
+
+def merge_counts(parts):
+    """The sum of several (ascending indices, counts) histograms, as (indices, counts) lists."""
+    parts = sorted((p for p in parts if len(p[0])), key=lambda p: len(p[0]), reverse=True)
+    if len(parts) <= 1:
+        return (list(parts[0][0]), list(parts[0][1])) if parts else ([], [])
+    total = dict(zip(*parts[0]))  # the largest one; the others added to it, in C but for shared indices
+    for indices, counts in parts[1:]:
+        more = dict(zip(indices, counts))
+        for k in more.keys() & total.keys():
+            more[k] += total[k]
+        total.update(more)
+    keys = sorted(total)
+    return keys, list(map(total.__getitem__, keys))
+
+
+def _value_at(index, p):
+    value = _REF.get_value_from_index(index)
+    return _REF.get_highest_equivalent_value(value) if p else _REF.get_lowest_equivalent_value(value)
+
+
+def _target(p, total):
+    return max(int(min(p, 100.0) * total / 100 + 0.5), 1)  # hdrh's get_target_count_at_percentile
+
+
+def counts_percentiles(indices, counts, percentiles=(50, 90, 99)):
+    """Values (microseconds) at the percentiles of an (indices, counts) histogram, as hdrh's
+    get_value_at_percentile gives them: the first counts index whose running total reaches
+    max(1, int(p * total / 100 + 0.5)), its highest equivalent value (its lowest for p = 0)."""
+    if not len(indices):
+        return [0] * len(percentiles)
+    running = list(accumulate(counts))
+    last = len(indices) - 1
+    return [_value_at(indices[min(bisect_left(running, _target(p, running[-1])), last)], p) for p in percentiles]
+
+
+def sparse_percentiles(counts, percentiles=(50, 90, 99)):
+    """counts_percentiles of a {counts index: count} histogram."""
+    keys = sorted(counts)
+    return counts_percentiles(keys, list(map(counts.__getitem__, keys)), percentiles)
+
+
+def parts_percentiles(parts, percentiles=(50, 90, 99)):
+    """counts_percentiles of the sum of parts (decode_part), without adding them: the smallest
+    counts index x at which the parts' running totals up to x sum to the target, by bisection."""
+    parts = [p for p in parts if len(p[0])]
+    if not parts:
+        return [0] * len(percentiles)
+    if len(parts) == 1:
+        indices, totals = parts[0]
+        last = len(indices) - 1
+        return [_value_at(indices[min(bisect_left(totals, _target(p, totals[-1])) - 1, last)], p)
+                for p in percentiles]
+    index_arrays = [i for i, _t in parts]
+    total_arrays = [t for _i, t in parts]
+    total = sum(t[-1] for t in total_arrays)
+    low = min(i[0] for i in index_arrays)
+    high = max(i[-1] for i in index_arrays)
+    starts = [0] * len(parts)
+    ends = list(map(len, index_arrays))
     out = []
+    last_target, last = 0, low
     for p in percentiles:
-        j = bisect_left(running, max(int(min(p, 100.0) * total / 100 + 0.5), 1))
-        out.append(_REF.get_highest_equivalent_value(_REF.get_value_from_index(keys[min(j, len(keys) - 1)])))
+        target = _target(p, total)
+        a, b = (last, high) if target >= last_target else (low, high)  # (percentiles ascending: from the last)
+        los, his = starts, ends  # each part's position of the answer lies in [los, his]: bisected there
+        while a < b:
+            mid = (a + b) >> 1
+            pos = list(map(bisect_right, index_arrays, repeat(mid), los, his))
+            if sum(map(getitem, total_arrays, pos)) >= target:
+                b, his = mid, pos
+            else:
+                a, los = mid + 1, pos
+        out.append(_value_at(a, p))
+        last_target, last = target, a
     return out
 
 
-def sparse_encode(counts):
-    """The hdrh encoding (base64 text) of a {counts index: count} histogram."""
-    hist = HdrHistogram(*_HDR_PARAMS)
-    c = hist.counts
-    for k, n in counts.items():
-        c[k] = n
-    if counts:
-        hist.set_internal_tacking_values(min(counts), max(counts), sum(counts.values()))
-    return hist.encode().decode("ascii")
+def parts_count(parts):
+    return sum(t[-1] for _i, t in parts)
 
 
-def _latency_entry(counts):
-    p50, p90, p99 = sparse_percentiles(counts)
-    return {"count": sum(counts.values()), "p50_ms": p50 / 1000, "p90_ms": p90 / 1000, "p99_ms": p99 / 1000,
-            "hdr": sparse_encode(counts)}
+def interval_entry(indices, counts):
+    """An interval's ``latency`` entry of an (indices, counts) histogram: count, p50/p90/p99 (ms), counts."""
+    p50, p90, p99 = counts_percentiles(indices, counts)
+    return {"count": sum(counts), "p50_ms": p50 / 1000, "p90_ms": p90 / 1000, "p99_ms": p99 / 1000,
+            "counts": encode_counts(indices, counts)}
 
 
-def merge_lag(entries, counts=None):
+def _merged_hist(entries, parts, encode):
+    """count, p50/p90/p99 (ms) of the sum of ``parts`` and, if ``encode``, the entries' texts joined."""
+    p50, p90, p99 = parts_percentiles(parts)
+    out = {"count": parts_count(parts), "p50_ms": p50 / 1000, "p90_ms": p90 / 1000, "p99_ms": p99 / 1000}
+    if encode:
+        if len(parts) > MAX_PARTS:
+            out["counts"] = encode_counts(*merge_counts([(i.tolist(), list(map(sub, t[1:], t[:-1])))
+                                                         for i, t in parts]))
+        else:
+            out["counts"] = " ".join(t for t in map(_text, entries) if t)
+    return out
+
+
+def merge_lag(entries, parts=None, encode=True):
     """One interval's schedule lag from several (the ``lag`` of loadgen.report.Stats.sample): starts
     and late starts added, mean weighted by starts, max of maxima, percentiles of the merged HDR
-    (``counts``: the entries' histograms already merged, when the caller has them)."""
-    if len(entries) == 1 and counts is None:
+    (``parts``: the entries' parts, decode_part, when the caller has them) and, if ``encode``,
+    that histogram as ``"counts"``."""
+    if len(entries) == 1 and parts is None:
         return dict(entries[0])
     starts = sum(e.get("starts", 0) for e in entries)
     out = {"starts": starts, "late": sum(e.get("late", 0) for e in entries),
            "mean_ms": round(sum(e.get("mean_ms", 0.0) * e.get("starts", 0) for e in entries) / max(starts, 1), 3),
            "max_ms": max(e.get("max_ms", 0.0) for e in entries)}
-    if counts is None and all("hdr" in e for e in entries):
-        counts = {}
-        for e in entries:
-            add_counts(counts, sparse_counts(e["hdr"]))
-    if counts:
-        entry = _latency_entry(counts)
-        out.update(p50_ms=entry["p50_ms"], p90_ms=entry["p90_ms"], p99_ms=entry["p99_ms"], hdr=entry["hdr"])
+    if parts is None:
+        each = [interval_parts(e) for e in entries]
+        parts = [p for ps in each for p in ps] if all(ps is not None for ps in each) else None
+    if parts:
+        hist = _merged_hist(entries, parts, encode)
+        hist.pop("count")
+        out.update(hist)
     return out
+
+
+def merge_latency(entries, parts=None, encode=True):
+    """One interval's latency of a command from several entries: count and percentiles of the sum of
+    their histograms and, if ``encode``, that sum as ``"counts"`` (``parts``: all the entries' parts,
+    decode_part, when the caller has them).  Should an entry carry no histogram (not written by
+    easload), the counts are added and the percentiles are those of the entry with the most
+    requests -- the only case that is not exact."""
+    if parts is None:
+        each = [interval_parts(e) for e in entries]
+        parts = [p for ps in each for p in ps] if all(ps is not None for ps in each) else None
+    if parts is not None:
+        return _merged_hist(entries, parts, encode)
+    x = max(entries, key=lambda v: v.get("count", 0))
+    return {"count": sum(v.get("count", 0) for v in entries), "p50_ms": x.get("p50_ms"), "p90_ms": x.get("p90_ms"),
+            "p99_ms": x.get("p99_ms")}
 
 
 _SERIES_COUNTERS = ("devices", "requests", "http", "eas", "provisionings", "reprovisions", "throttled", "wipes")
 
 
 def merge_series(all_series):
-    """Merge time series point by point (same interval index): counts added, HDR merged (each
-    interval's histogram decoded once, percentiles read from the merged counts), schedule lag
-    merged by merge_lag.  A command (or the lag) only one series has in an interval is copied."""
+    """Merge time series point by point (same interval index): counts added, HDR histograms merged
+    (their parts joined, percentiles read from them), schedule lag merged by merge_lag.  A command
+    (or the lag) only one series has in an interval is copied, an old summary's ``"hdr"`` turned
+    into ``"counts"``."""
     merged = []
     for i in range(max((len(s) for s in all_series), default=0)):
         points = [s[i] for s in all_series if i < len(s)]
@@ -278,23 +486,24 @@ def merge_series(all_series):
                 point[name] = total
         lags = [p["lag"] for p in points if p.get("lag")]
         if lags:
-            point["lag"] = merge_lag(lags)
+            point["lag"] = merge_lag(lags) if len(lags) > 1 else _upgraded(lags[0])
         by_command = {}
         for p in points:
             for command, lat in (p.get("latency") or {}).items():
                 by_command.setdefault(command, []).append(lat)
-        latency = {}
-        for command, lats in by_command.items():
-            if len(lats) == 1:
-                latency[command] = dict(lats[0])
-                continue
-            counts = {}
-            for lat in lats:
-                add_counts(counts, sparse_counts(lat["hdr"]))
-            latency[command] = _latency_entry(counts)
-        point["latency"] = latency
+        point["latency"] = {command: merge_latency(lats) if len(lats) > 1 else _upgraded(lats[0])
+                            for command, lats in by_command.items()}
         merged.append(point)
     return merged
+
+
+def _upgraded(entry):
+    """A copy of an interval entry, an old ``"hdr"`` given as ``"counts"``."""
+    out = dict(entry)
+    if "hdr" in out and "counts" not in out:
+        out["counts"] = _text(out)
+        del out["hdr"]
+    return out
 
 
 class _Devices:

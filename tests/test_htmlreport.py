@@ -372,3 +372,35 @@ def test_load_shape_and_eas_statuses_over_time(summary):
     lags = [p["lag"] for p in m["points"] if p["lag"]]
     assert sum(x["starts"] for x in lags) == 2 * summary["timings"]["StartLag"]["count"]
     assert lags[0]["max_ms"] == first["max_ms"] and lags[0]["p99_ms"] == pytest.approx(first["p99_ms"])
+
+
+def test_report_reads_interval_counts_and_old_hdr_alike():
+    """A shard written before the "counts" form (an "hdr" per interval) and one written after merge
+    in the report exactly: the interval's percentiles are hdrh's of both shards' requests."""
+    from loadgen.workers import _REF, encode_counts
+
+    def summ(values, started, old):
+        h = HdrHistogram(1, 3_600_000_000, 3)
+        for v in values:
+            h.record_value(v)
+        lat = {"count": len(values), "p50_ms": h.get_value_at_percentile(50) / 1000,
+               "p90_ms": h.get_value_at_percentile(90) / 1000, "p99_ms": h.get_value_at_percentile(99) / 1000,
+               "max_ms": h.get_max_value() / 1000}
+        keys = sorted({_REF.get_counts_array_index(v) for v in values})
+        hist = {"hdr": h.encode().decode("ascii")} if old else {"counts": encode_counts(keys, [h.counts[k] for k in keys])}
+        return {"scenario": "s", "seed": 1, "target": "t", "started": started, "elapsed_s": 1.0,
+                "requests": len(values), "errors": 0, "by_command_status": {"Sync 200": len(values)},
+                "latency": {"Sync": lat}, "histograms": {"Sync": h.encode().decode("ascii")},
+                "series": [{"t": 1.0, "devices": {"provisioned": 1}, "requests": {"Sync ok": len(values)},
+                            "latency": {"Sync": dict(lat, **hist)}}]}
+
+    a = [1000 + 37 * i for i in range(70)]
+    b = [150_000 + 911 * i for i in range(30)]
+    ref = HdrHistogram(1, 3_600_000_000, 3)
+    for v in a + b:
+        ref.record_value(v)
+    want = [ref.get_value_at_percentile(p) / 1000 for p in (50, 90, 99)]
+    for old_a, old_b in ((True, False), (False, False), (True, True)):
+        (point,) = htmlreport.merge([summ(a, 100.0, old_a), summ(b, 100.0, old_b)])["points"]
+        lat = point["latency"]["Sync"]
+        assert lat["count"] == 100 and [lat["p50_ms"], lat["p90_ms"], lat["p99_ms"]] == want, (old_a, old_b)

@@ -89,6 +89,31 @@ def test_worker_snapshots_carry_every_counter_of_stats():
             assert name in shards[0], name
 
 
+def _same_counts(text, ref):
+    return list(_hdrh_of(text).counts) == list(ref.counts)
+
+
+def _hdrh_of(text):
+    """hdrh's histogram of an interval's "counts" (loadgen.workers: parts separated by spaces, each a
+    digit W and the base64 of raw DEFLATE of n uint16 LE counts indices then n W-byte LE counts), decoded
+    here by the letter of that description."""
+    import base64
+    import zlib
+
+    from hdrh.histogram import HdrHistogram
+
+    h = HdrHistogram(1, 3_600_000_000, 3)
+    for part in text.split(" "):  # the histogram is the sum of its parts
+        width, raw = int(part[0]), zlib.decompress(base64.b64decode(part[1:]), wbits=-15)
+        n = len(raw) // (2 + width)
+        assert len(raw) == n * (2 + width)
+        for j in range(n):
+            index = int.from_bytes(raw[2 * j:2 * j + 2], "little")
+            count = int.from_bytes(raw[2 * n + width * j:2 * n + width * (j + 1)], "little")
+            h.record_value(h.get_value_from_index(index), count)
+    return h
+
+
 def test_merge_series_merges_lag_and_statuses_exactly():
     """Per-interval schedule lag, HTTP and EAS statuses (Stats.sample) merge exactly: counts added,
     max of maxima, mean weighted by starts, percentiles of the merged HDR equal to hdrh's own."""
@@ -114,13 +139,17 @@ def test_merge_series_merges_lag_and_statuses_exactly():
     lag = merged[0]["lag"]
     assert lag["starts"] == 5 and lag["late"] == 2 and lag["max_ms"] == 500.0
     assert lag["mean_ms"] == pytest.approx((1 + 2 + 3 + 200 + 500) / 5, rel=1e-6)
-    ref = HdrHistogram.decode(a.series[0]["lag"]["hdr"])
-    ref.add(HdrHistogram.decode(b.series[0]["lag"]["hdr"]))
+    ref = HdrHistogram(1, 3_600_000_000, 3)  # hdrh's own, of the values recorded (us)
+    for us in (1000, 2000, 3000, 200_000, 500_000):
+        ref.record_value(us)
     assert [lag["p50_ms"], lag["p90_ms"], lag["p99_ms"]] == [ref.get_value_at_percentile(p) / 1000 for p in (50, 90, 99)]
-    assert HdrHistogram.decode(lag["hdr"]).get_total_count() == 5
+    assert _hdrh_of(lag["counts"]).get_total_count() == 5
+    assert _same_counts(lag["counts"], ref)
     sync = b.series[0]["latency"]["Sync"]  # sample()'s own percentiles are hdrh's, to the bit
-    hb = HdrHistogram.decode(sync["hdr"])
+    hb = HdrHistogram(1, 3_600_000_000, 3)
+    hb.record_value(20_000, 2)
     assert [sync["p50_ms"], sync["p99_ms"]] == [hb.get_value_at_percentile(p) / 1000 for p in (50, 99)]
+    assert sync["count"] == 2 and "hdr" not in sync
     assert merged[0]["http"] == {"Sync 200": 2, "Sync 503": 1}
     assert merged[0]["eas"] == {"Sync 1": 1, "Sync 3": 1}
     assert "lag" not in merged[1] and "http" not in merged[1]
@@ -166,3 +195,122 @@ def test_sharding_never_changes_a_device(devices, per_user, seed, shards, weight
         seen.extend(key(d) for d in part)
     assert len(seen) == len(set(seen)) == devices  # a partition: no device twice, none lost
     assert set(seen) == whole
+
+
+def _hdrh(values_counts):
+    from hdrh.histogram import HdrHistogram
+
+    h = HdrHistogram(1, 3_600_000_000, 3)
+    for v, n in values_counts:
+        h.record_value(v, n)
+    return h
+
+
+def _random_values(rng, n):
+    """Latencies (us) over the whole Recorder range, with repeats and both ends."""
+    out = [(max(1, min(3_600_000_000, int(rng.lognormvariate(rng.uniform(6, 14), rng.uniform(0.1, 2.5))))),
+            rng.choice((1, 1, 1, 2, 7, 300, 70_000))) for _ in range(n)]
+    return out + [(1, 1), (3_600_000_000, 1)] if rng.random() < 0.3 else out
+
+
+def _part_of(values_counts):
+    from loadgen.workers import _REF, encode_counts
+
+    counts = {}
+    for v, n in values_counts:
+        k = _REF.get_counts_array_index(v)
+        counts[k] = counts.get(k, 0) + n
+    keys = sorted(counts)
+    return encode_counts(keys, [counts[k] for k in keys])
+
+
+PCTS = (0, 1, 25, 50, 75, 90, 99, 99.9, 99.99, 100)
+
+
+def test_interval_counts_are_hdrh_counts_and_parts_sum_exactly():
+    """The "counts" form (loadgen.workers notes): an encoded histogram decodes to hdrh's own counts
+    array, by this test's independent decoder too; a text of several parts is their sum, and its
+    percentiles (read without adding the parts) are hdrh's get_value_at_percentile of the sum."""
+    import random
+
+    from loadgen.workers import decode_counts, interval_parts, parts_count, parts_percentiles
+
+    rng = random.Random(7)
+    for case in range(60):
+        groups = [_random_values(rng, rng.choice((1, 3, 40, 400))) for _ in range(rng.randint(1, 9))]
+        ref = _hdrh([vc for g in groups for vc in g])
+        text = " ".join(_part_of(g) for g in groups)
+        assert _same_counts(text, ref), case
+        indices, counts = decode_counts(text)
+        assert [ref.counts[i] for i in indices] == counts and sum(counts) == ref.get_total_count()
+        parts = interval_parts({"counts": text})
+        assert parts_count(parts) == ref.get_total_count()
+        assert parts_percentiles(parts, PCTS) == [ref.get_value_at_percentile(p) for p in PCTS], case
+
+
+def test_merge_series_joins_parts_and_compacts_past_max_parts():
+    """Merged intervals keep their shards' parts (no re-encoding) up to MAX_PARTS, then one part;
+    either way the merged histogram and its percentiles are hdrh's of all the requests, and a merged
+    series merges again."""
+    import random
+
+    from loadgen.workers import MAX_PARTS
+
+    rng = random.Random(3)
+    shards = [_random_values(rng, 50) for _ in range(MAX_PARTS + 1)]
+    series = [[{"t": 1.0, "devices": {}, "requests": {"Sync ok": sum(n for _v, n in g)},
+                "latency": {"Sync": {"count": sum(n for _v, n in g), "counts": _part_of(g)}}}] for g in shards]
+    for k in (2, 5, MAX_PARTS, MAX_PARTS + 1):
+        ref = _hdrh([vc for g in shards[:k] for vc in g])
+        (point,) = merge_series(series[:k])
+        lat = point["latency"]["Sync"]
+        assert lat["counts"].count(" ") + 1 == (k if k <= MAX_PARTS else 1)
+        assert lat["count"] == ref.get_total_count() == point["requests"]["Sync ok"]
+        assert [lat["p50_ms"], lat["p90_ms"], lat["p99_ms"]] == [ref.get_value_at_percentile(p) / 1000 for p in (50, 90, 99)]
+        assert _same_counts(lat["counts"], ref)
+    ref = _hdrh([vc for g in shards[:5] for vc in g])
+    again = merge_series([merge_series(series[:2]), merge_series(series[2:5])])
+    assert again[0]["latency"]["Sync"]["p99_ms"] == ref.get_value_at_percentile(99) / 1000
+    assert _same_counts(again[0]["latency"]["Sync"]["counts"], ref)
+
+
+def test_old_summaries_with_hdr_intervals_still_merge():
+    """Summaries written before the "counts" form carry hdrh's base64 per interval ("hdr"): they merge
+    with new ones exactly, and the result is written in the new form only."""
+    import random
+
+    rng = random.Random(5)
+    old_values, new_values, lag_values = _random_values(rng, 80), _random_values(rng, 80), _random_values(rng, 5)
+    old = _hdrh(old_values)
+    old_lag = _hdrh(lag_values)
+    old_series = [{"t": 1.0, "devices": {}, "requests": {},
+                   "lag": {"starts": 5, "late": 0, "mean_ms": 1.0, "max_ms": 1.0, "hdr": old_lag.encode().decode("ascii")},
+                   "latency": {"Sync": {"count": old.get_total_count(), "hdr": old.encode().decode("ascii")},
+                               "Ping": {"count": old.get_total_count(), "hdr": old.encode().decode("ascii")}}}]
+    new_series = [{"t": 1.0, "devices": {}, "requests": {},
+                   "lag": {"starts": 1, "late": 0, "mean_ms": 1.0, "max_ms": 1.0, "counts": _part_of(new_values[:1])},
+                   "latency": {"Sync": {"count": 0, "counts": _part_of(new_values)}}}]
+    (point,) = merge_series([old_series, new_series])
+    ref = _hdrh(old_values + new_values)
+    assert point["latency"]["Sync"]["count"] == ref.get_total_count()
+    assert point["latency"]["Sync"]["p90_ms"] == ref.get_value_at_percentile(90) / 1000
+    assert _same_counts(point["latency"]["Sync"]["counts"], ref)
+    ping = point["latency"]["Ping"]  # in one series only: copied, its histogram rewritten
+    assert "hdr" not in ping and _same_counts(ping["counts"], old)
+    lag_ref = _hdrh(lag_values + new_values[:1])
+    assert point["lag"]["starts"] == 6 and point["lag"]["p99_ms"] == lag_ref.get_value_at_percentile(99) / 1000
+    assert "hdr" not in point["lag"]
+
+
+def test_malformed_interval_counts_are_a_clear_error():
+    from loadgen.workers import interval_parts
+
+    good = _part_of([(1000, 1)])
+    for bad in ("x" + good[1:], "3" + good[1:], good[:1] + "!!", good + " 1", "1" + good[1:-4], 12):
+        with pytest.raises(ValueError, match="interval histogram"):
+            merge_series([[{"t": 1.0, "latency": {"Sync": {"count": 1, "counts": bad}}}],
+                          [{"t": 1.0, "latency": {"Sync": {"count": 1, "counts": good}}}]])
+    with pytest.raises(ValueError, match="beyond the last"):
+        from loadgen.workers import encode_counts
+
+        interval_parts({"counts": encode_counts([23_552], [1])})
