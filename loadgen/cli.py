@@ -376,6 +376,8 @@ def cmd_merge(args):
         stats, shards, first = merge(summaries)
     except MergeError as exc:
         raise UsageError(str(exc)) from None
+    except (KeyError, TypeError, ValueError) as exc:  # a damaged or hand-edited summary.json: one line, exit 2
+        raise UsageError("a result is not a valid easload summary (%s: %s)" % (type(exc).__name__, exc)) from None
     thresholds = []
     for t in first.get("thresholds", []):
         metric, op, limit = t["threshold"].rsplit(" ", 2)

@@ -110,3 +110,30 @@ def test_every_count_of_a_summary_adds_up_when_merged():
         else:
             assert value, "the test should make %r non-zero" % key
             assert two[key] == doubled(value), key
+
+
+def test_a_damaged_summary_is_a_usage_error(tmp_path):
+    """A hand-edited or truncated summary.json: exit 2 with one line, never a traceback."""
+    from loadgen.report import Stats
+
+    s = Stats()
+    s.record("Sync", 200, "ok", 0.01, 10, 10)
+    s.sample(1.0, {"provisioned": 1})
+    s.ended = s.started + 1
+    good = s.to_dict("x")
+    bad_series = orjson.loads(orjson.dumps(good))
+    for point in bad_series["series"]:
+        for lat in point.get("latency", {}).values():
+            lat["counts"] = "9!!not-base64"
+    missing = {k: v for k, v in good.items() if k != "by_key"}
+    wrong_type = dict(good, by_key=[["Sync", "ok", "200", "many"]])
+    for i, broken in enumerate((bad_series, missing, wrong_type)):
+        f = tmp_path / ("b%d.json" % i)
+        f.write_bytes(orjson.dumps(dict(broken, shard=[0, 2])))
+        other = tmp_path / ("g%d.json" % i)
+        other.write_bytes(orjson.dumps(dict(good, shard=[1, 2])))
+        out = subprocess.run([sys.executable, "-m", "loadgen", "merge", str(f), str(other)],
+                             capture_output=True, text=True, timeout=60)
+        assert out.returncode == 2, (i, out.stdout, out.stderr)
+        assert "Traceback" not in out.stderr and out.stderr.strip().count("\n") == 0, out.stderr
+        assert ("raw counters" if broken is missing else "not a valid easload summary") in out.stderr, out.stderr
