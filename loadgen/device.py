@@ -425,14 +425,20 @@ class Device:
             think = self.rng.expovariate(1.0 / think)
         return await self._sleep(think, deadline)
 
+    def _parse(self, command, parse, tree, **kw):
+        """``parse(tree)``, or None when the answer is malformed: counted, and the device carries on."""
+        try:
+            return parse(tree, **kw)
+        except ValueError:
+            self.stats.malformed_response(command)
+            return None
+
     async def _foldersync(self, transport, deadline):
         tree = await self.command(transport, "FolderSync", commands.foldersync(self.folder_key), deadline)
         if tree is FAILED_CMD:
             return
-        try:
-            fs = commands.parse_foldersync(tree)
-        except ValueError:
-            self.stats.malformed_response("FolderSync")
+        fs = self._parse("FolderSync", commands.parse_foldersync, tree)
+        if fs is None:
             return
         if fs.status == 1 and fs.sync_key:
             if self.folder_key == "0":
@@ -478,10 +484,8 @@ class Device:
         load = self.load
         opens_attachments = load.open_attachments
         opens_truncated = load.open_truncated
-        try:
-            resp = commands.parse_sync(tree, details=opens_attachments > 0 or opens_truncated > 0)
-        except ValueError:
-            self.stats.malformed_response("Sync")
+        resp = self._parse("Sync", commands.parse_sync, tree, details=opens_attachments > 0 or opens_truncated > 0)
+        if resp is None:
             return
         if resp.status == 1:
             if resp.sync_key:
@@ -550,10 +554,8 @@ class Device:
             self.stats.policy_effects[policies.FETCH] += 1  # a fetch request sent
         if tree is FAILED_CMD:
             return
-        try:
-            resp = commands.parse_itemoperations(tree)
-        except ValueError:
-            self.stats.malformed_response("ItemOperations")
+        resp = self._parse("ItemOperations", commands.parse_itemoperations, tree)
+        if resp is None:
             return
         if kind == "attachment" and resp.status == 1 and resp.fetches and resp.fetches[0].status == 1:
             self.attachments_fetched += 1
@@ -568,10 +570,8 @@ class Device:
         tree = await self.command(transport, "Sync", body, deadline)
         if tree is FAILED_CMD:
             return
-        try:
-            resp = commands.parse_sync(tree)
-        except ValueError:
-            self.stats.malformed_response("Sync")
+        resp = self._parse("Sync", commands.parse_sync, tree)
+        if resp is None:
             return
         if resp.status == 1 and resp.sync_key:
             first = self.calendar_key == "0"
@@ -593,10 +593,8 @@ class Device:
                                   ok_statuses=(1, 2), timeout=heartbeat + self.load.timeout)
         if tree is FAILED_CMD:
             return
-        try:
-            resp = commands.parse_ping(tree)
-        except ValueError:
-            self.stats.malformed_response("Ping")
+        resp = self._parse("Ping", commands.parse_ping, tree)
+        if resp is None:
             await self._sleep(self.load.backoff, deadline)
             return
         status = resp.status
