@@ -2,9 +2,10 @@
 
     python bench/transport_bench.py [--conns 64 512] [--seconds 5] [--repeat 3] [--modes device plain]
 
-The responder runs in its own process pinned to the last core and answers every
-Provision with a policy/final key and every other command with a pre-encoded
-FolderSync body, parsing only the request line and Content-Length.  The client
+The responder (bench/_responders.py) runs in its own process pinned to the last
+core and answers every Provision with a policy/final key and every other command
+with pre-encoded bytes (FolderSync: SyncKey 1, no changes), parsing only the
+request line, Content-Length and, for Provision, X-MS-PolicyKey.  The client
 runs pinned to core 0, so requests per second are per client core.
 
 * ``device``: easload's engine itself -- provisioning state machine, device
@@ -31,74 +32,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-
-def _bodies():
-    from _wbxml import encode
-    from loadgen.eas.policy import SEED_POLICY, policy_to_tree
-
-    policy = encode(("Provision:Provision", [("Provision:Status", "1"), ("Provision:Policies", [("Provision:Policy", [
-        ("Provision:PolicyType", "MS-EAS-Provisioning-WBXML"), ("Provision:Status", "1"),
-        ("Provision:PolicyKey", "1111"), ("Provision:Data", [policy_to_tree(dict(SEED_POLICY))])])])]))
-    final = encode(("Provision:Provision", [("Provision:Status", "1"), ("Provision:Policies", [("Provision:Policy", [
-        ("Provision:PolicyType", "MS-EAS-Provisioning-WBXML"), ("Provision:Status", "1"),
-        ("Provision:PolicyKey", "2222")])])]))
-    folders = encode(("FolderHierarchy:FolderSync", [("FolderHierarchy:Status", "1"),
-                                                     ("FolderHierarchy:SyncKey", "1"),
-                                                     ("FolderHierarchy:Changes", [("FolderHierarchy:Count", "0")])]))
-    settings = encode(("Settings:Settings", [("Settings:Status", "1")]))
-
-    def resp(body):
-        return b"HTTP/1.1 200 OK\r\nContent-Type: application/vnd.ms-sync.wbxml\r\nContent-Length: %d\r\n\r\n%s" % (
-            len(body), body)
-
-    return {"policy": resp(policy), "final": resp(final), "FolderSync": resp(folders), "Settings": resp(settings)}
-
-
-class Responder(asyncio.Protocol):
-    bodies = None
-
-    def connection_made(self, transport):
-        self.transport = transport
-        self.buf = b""
-
-    def data_received(self, data):
-        self.buf += data
-        while True:
-            end = self.buf.find(b"\r\n\r\n")
-            if end < 0:
-                return
-            head = self.buf[:end]
-            length = 0
-            i = head.find(b"Content-Length: ")
-            if i >= 0:
-                length = int(head[i + 16:head.find(b"\r\n", i)])
-            if len(self.buf) < end + 4 + length:
-                return
-            self.buf = self.buf[end + 4 + length:]
-            cmd = head[head.find(b"Cmd=") + 4:head.find(b" HTTP/1.1")]
-            if cmd == b"Provision":
-                key = b"X-MS-PolicyKey: 1111" in head
-                self.transport.write(self.bodies["final" if key else "policy"])
-            else:
-                self.transport.write(self.bodies.get(cmd.decode(), self.bodies["FolderSync"]))
-
-
-def serve(port_queue, core):
-    if core is not None and hasattr(os, "sched_setaffinity"):
-        os.sched_setaffinity(0, {core})
-    try:
-        import uvloop
-        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
-    except ImportError:
-        pass
-    Responder.bodies = _bodies()
-
-    async def main():
-        server = await asyncio.get_running_loop().create_server(Responder, "127.0.0.1", 0, backlog=4096)
-        port_queue.put(server.sockets[0].getsockname()[1])
-        await asyncio.sleep(3600)
-
-    asyncio.run(main())
+from _responders import serve_process  # noqa: E402 -- after the path
 
 
 def _scenario(url, transport, devices, seconds):
@@ -189,14 +123,15 @@ def main():
     args = ap.parse_args()
     cores = os.cpu_count() or 1
     q = multiprocessing.Queue()
-    proc = multiprocessing.Process(target=serve, args=(q, cores - 1 if cores > 1 else None), daemon=True)
+    proc = multiprocessing.Process(target=serve_process, args=(q, cores - 1 if cores > 1 else None),
+                                   kwargs={"folders": ()}, daemon=True)
     proc.start()
-    port = q.get(timeout=30)
-    url = "http://127.0.0.1:%d/Microsoft-Server-ActiveSync" % port
+    url = q.get(timeout=30)
     if hasattr(os, "sched_setaffinity") and cores > 1:
         os.sched_setaffinity(0, {0})
     print("canned responder pid %d on core %d; client on core 0; %.0f s per run, %d runs each, interleaved" % (
         proc.pid, cores - 1, args.seconds, args.repeat))
+    print("load average at start: %.2f %.2f %.2f" % os.getloadavg())
     runners = {"device": run_device, "plain": run_plain}
     rates, cpu_rates, errors = {}, {}, {}
     try:
@@ -228,6 +163,7 @@ def main():
                               mode, conns, statistics.median(lean) / statistics.median(other), min(lean) / min(other),
                               statistics.median(lc) / statistics.median(oc)))
         print("client max RSS: %.1f MiB" % (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024))
+        print("load average at end: %.2f %.2f %.2f" % os.getloadavg())
     finally:
         proc.terminate()
         proc.join(5)
