@@ -55,12 +55,59 @@ def _raise_file_limit():
 
 def _safety_rail(sc, yes):
     """A load test of more than SAFE_DEVICES devices on a server not on this machine needs the
-    operator's explicit confirmation: ``--yes`` or ``confirm = true`` in the scenario's [target]."""
-    if not sc.target.embedded and not _is_loopback(sc.target.url) and sc.population.devices > SAFE_DEVICES \
-            and not yes and not sc.target.confirm:
-        raise UsageError("%d devices against %s, which is not on this machine: pass --yes (or set confirm = true "
+    operator's explicit confirmation: ``--yes`` or ``confirm = true`` in the scenario's [target].
+    With several URLs, one that is not on this machine is enough to ask."""
+    if sc.target.embedded:
+        return
+    remote = [u for u in sc.target.urls if not _is_loopback(u)]
+    if remote and sc.population.devices > SAFE_DEVICES and not yes and not sc.target.confirm:
+        raise UsageError("%d devices against %s, which %s not on this machine: pass --yes (or set confirm = true "
                          "in [target]) to confirm the load test"
-                         % (sc.population.devices, _safe_url(sc.target.url)))
+                         % (sc.population.devices, ", ".join(_safe_url(u) for u in remote),
+                            "is" if len(remote) == 1 else "are"))
+
+
+def _target_text(urls):
+    """One URL, or several with the rule that sends each device to one of them; never credentials."""
+    if isinstance(urls, str):
+        return _safe_url(urls)
+    return "%d URLs (user n -> URL n %% %d): %s" % (len(urls), len(urls), ", ".join(_safe_url(u) for u in urls))
+
+
+def _tls_preflight(sc):
+    """The devices' TLS check of the https URLs of a list other than the first (engine.run checks the
+    first one, as for a single URL), once per distinct host and port: [(URL, problem)]."""
+    from urllib.parse import urlsplit
+
+    urls = sc.target.urls
+    if sc.target.embedded or len(urls) < 2 or sc.target.insecure:
+        return []
+    from loadgen.target.tls import certificate_problem
+    from loadgen.transport import make_ssl_context
+
+    def where(url):
+        parts = urlsplit(url)
+        return parts.hostname.lower(), parts.port or 443
+
+    seen = {where(urls[0])} if urls[0].lower().startswith("https:") else set()
+    todo = []
+    for url in urls[1:]:
+        if url.lower().startswith("https:") and where(url) not in seen:
+            seen.add(where(url))
+            todo.append(url)
+    if not todo:
+        return []
+
+    async def check():
+        ctx = make_ssl_context(False, sc.target.ca_file)
+        found = await asyncio.gather(*(certificate_problem(u, ctx) for u in todo))
+        return [(u, problem) for u, problem in zip(todo, found) if problem]
+
+    problems = _arun(check())
+    for url, problem in problems:  # as engine.run says it for the first URL
+        print("easload: %s at %s: the devices cannot connect; trust its CA with ca_file in [target] "
+              "(or insecure = true / --insecure, not recommended)" % (problem, _safe_url(url)), file=sys.stderr)
+    return problems
 
 
 def cmd_run(args):
@@ -78,8 +125,11 @@ def cmd_run(args):
             raise UsageError("--devices must be at least 1")
         sc.population.devices = args.devices
         sc.auth.users = max(sc.auth.users, -(-args.devices // sc.population.devices_per_user))
-    if args.target:
-        sc.target.url = args.target
+    if args.target is not None:  # "embedded", one URL or URL1,URL2,... (a multi-process target)
+        try:
+            sc.target.url = scenario_mod.parse_target_option(args.target)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
     if args.transport:
         sc.load.transport = args.transport
     if args.workers < 1:
@@ -107,7 +157,7 @@ def cmd_run(args):
 
     if sc.load.autodiscover is not None:  # Autodiscover follows the command line's TLS choice too
         sc.load.autodiscover = (sc.load.autodiscover[0], sc.target.insecure, sc.target.ca_file)
-    ratelimit.install(sc, args.workers * shard[1])
+    ratelimit.install(scenario_mod.with_one_url(sc), args.workers * shard[1])  # (sets the cap on sc.load)
     tls_pki = None  # kept until the run ends: the throwaway CA's files are removed with it
     if sc.target.embedded and sc.target.tls:  # made here: workers trust the same CA; a bad file is one line
         from loadgen.target.tls import for_scenario, server_context
@@ -117,7 +167,8 @@ def cmd_run(args):
             server_context(sc.target.tls_cert, sc.target.tls_key)
         except ValueError as exc:
             raise UsageError("%s: [target] tls: %s" % (path, exc)) from None
-    if "turned off" in ratelimit.resolve(sc)[1] and "not on this machine" in ratelimit.resolve(sc)[1]:
+    why = ratelimit.resolve(scenario_mod.with_one_url(sc))[1]
+    if "turned off" in why and "not on this machine" in why:
         print("WARNING: no request-rate cap (max_request_rate = 0) on a server that is not on this machine",
               file=sys.stderr)
     _safety_rail(sc, args.yes)
@@ -141,9 +192,11 @@ def cmd_run(args):
             raise UsageError("--metrics-listen %s: %s" % (listen, exc)) from None
     if listen:
         print("metrics on http://%s:%d/metrics" % (listen.rpartition(":")[0] or "127.0.0.1", port), file=sys.stderr)
-    where = "embedded target" if sc.target.embedded else sc.target.url
+    where = "embedded target" if sc.target.embedded else _target_text(sc.target.url)
     print("easload: scenario %s (%s): %d devices for %.0f s against %s; %s"
-          % (sc.name, path, sc.population.devices, sc.duration, where, ratelimit.describe(sc)), file=sys.stderr)
+          % (sc.name, path, sc.population.devices, sc.duration, where,
+             ratelimit.describe(scenario_mod.with_one_url(sc))), file=sys.stderr)
+    tls_problems = _tls_preflight(sc)  # several https URLs: every host checked, not only the first
     try:
         if args.workers > 1:
             from loadgen.workers import run_workers
@@ -161,13 +214,15 @@ def cmd_run(args):
         metrics.shutdown()
         return EXIT_UNREACHABLE
     stats = result.stats
-    target_label = "embedded (%s)" % result.target_url if sc.target.embedded else result.target_url
+    shown = result.target_url if isinstance(result.target_url, str) else ", ".join(result.target_url)
+    target_label = "embedded (%s)" % shown if sc.target.embedded else _target_text(result.target_url)
     print(summary_text(stats, sc.name, target_label, len(result.devices)))
     verdicts = evaluate_thresholds(stats, sc.thresholds)
     if verdicts:
         print()
         print(thresholds_text(verdicts))
-    data = stats.to_dict(scenario=sc.name, target="embedded" if sc.target.embedded else _safe_url(sc.target.url))
+    data = stats.to_dict(scenario=sc.name, target="embedded" if sc.target.embedded
+                         else ", ".join(_safe_url(u) for u in sc.target.urls))
     data["seed"] = sc.seed
     data["devices_total"] = len(result.devices)
     data["thresholds"] = [{"threshold": str(t), "value": v, "passed": ok} for t, v, ok in verdicts]
@@ -198,7 +253,7 @@ def cmd_run(args):
     metrics.shutdown()
     answered = sum(n for (_c, _o, status), n in stats.by_key.items() if status.isdigit())
     if stats.total and not answered:
-        problem = getattr(result, "tls_problem", None)
+        problem = getattr(result, "tls_problem", None) or (tls_problems[0][1] if tls_problems else None)
         print("easload: the target never answered (%s): %s" % (where, "%s: pass ca_file in [target]" % problem
               if problem else "check the URL, the network and TLS"), file=sys.stderr)
         return EXIT_UNREACHABLE
@@ -224,15 +279,16 @@ def _is_loopback(url):
 
 
 def _safe_url(url):
-    """The URL without user info or query (never credentials in a report)."""
-    from urllib.parse import urlsplit
+    """The URL without user info or query (never credentials in a report); the port kept, which tells
+    the processes of one host apart."""
+    from loadgen.scenario import shown_url
 
-    parts = urlsplit(url)
-    return "%s://%s%s" % (parts.scheme, parts.hostname or "", parts.path)
+    return shown_url(url)
 
 
 def cmd_probe(args):
     import os
+    import re
 
     from loadgen.probe import Probe
 
@@ -255,6 +311,9 @@ def cmd_probe(args):
         email = args.user.rpartition("\\")[2]
     if email is not None and (email.count("@") != 1 or not email.split("@")[1]):
         raise UsageError("--autodiscover needs an e-mail address, not %r" % email)
+    if args.url is not None and re.search(r",\s*https?://", args.url, re.IGNORECASE):
+        raise UsageError("probe takes one URL (one device of one user), not a list: give the URL of the process "
+                         "that serves --user (for user n of an N-process target, URL n % N of the list)")
     if args.url is not None and not args.url.startswith(("http://", "https://")):
         raise UsageError("the URL must start with https:// (or http://), not %r" % args.url)
     if args.version not in ("12.0", "12.1", "14.0", "14.1", "16.0", "16.1"):
@@ -541,6 +600,7 @@ def _target_cluster(args, kw, listens, admin, token, users, tls=None):
               % (len(urls), users, len(urls)), file=sys.stderr)
         for k, url in enumerate(urls):
             print("  process %d: %s" % (k, url), file=sys.stderr)
+        print("drive it from another shell with: easload run SCENARIO --target %s" % ",".join(urls), file=sys.stderr)
         if admin_url is not None:
             shown = "(the one given)" if args.admin_token else token
             print("admin API and /metrics (all processes) on %s  bearer token: %s" % (admin_url, shown),
@@ -608,7 +668,9 @@ def _parser():
     r.add_argument("scenario", nargs="?", help="scenario TOML file")
     r.add_argument("--duration", type=float, help="override the scenario's duration (seconds)")
     r.add_argument("--devices", type=int, help="override the number of devices")
-    r.add_argument("--target", help="EAS URL (https://host/Microsoft-Server-ActiveSync) instead of the scenario's")
+    r.add_argument("--target", help="EAS URL (https://host/Microsoft-Server-ActiveSync) instead of the scenario's; "
+                   "URL1,URL2,... for a target of several processes started on its own (easload target --processes "
+                   "N prints the list): the device of user n goes to URL n %% count; 'embedded' for the embedded one")
     r.add_argument("--insecure", action="store_true", help="do not verify TLS certificates (not recommended)")
     r.add_argument("--transport", choices=("lean", "aiohttp"), help="devices' HTTP client (default: lean)")
     r.add_argument("--shard", help="I/N: run only shard I of N of the population (ids and rates as in the whole)")

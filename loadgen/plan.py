@@ -15,8 +15,10 @@ engine's schedule (closed ramp, open-model arrivals, closed-model stages):
   state; per stage in the open model): arrivals x requests per enrolment +
   enrolled devices x steady rate.  An estimate that assumes every device enrols
   and the server answers at once: a slow or refusing server changes it;
-* the events with their times, the target (credentials never shown) and the
-  request-rate cap (ratelimit.py), with a warning when the expected peak is above it.
+* the events with their times, the target (credentials never shown; for a list of
+  URLs -- a multi-process target started on its own -- each URL with the devices it
+  gets) and the request-rate cap (ratelimit.py), with a warning when the expected
+  peak is above it.
 """
 
 import shlex
@@ -28,10 +30,9 @@ _ROWS = 12  # points of the "over time" table
 
 
 def _safe_url(url):
-    from urllib.parse import urlsplit
+    from loadgen.scenario import shown_url
 
-    parts = urlsplit(url)
-    return "%s://%s%s%s" % (parts.scheme, parts.hostname or "", ":%d" % parts.port if parts.port else "", parts.path)
+    return shown_url(url)
 
 
 def enrolment_requests(scenario, device):
@@ -106,7 +107,10 @@ def build(scenario, shard=(0, 1), workers=1):
     """The plan as a dict (see :func:`text`)."""
     from loadgen.engine import build_population
 
-    devices, _ = build_population(scenario, "http://127.0.0.1/Microsoft-Server-ActiveSync", *shard)
+    urls = scenario.target.urls
+    # several URLs: the population builder sends the device of user n to URL n % len (as in the run)
+    devices, _ = build_population(scenario, urls if len(urls) > 1 else "http://127.0.0.1/Microsoft-Server-ActiveSync",
+                                  *shard)
     versions = Counter(d.version.text for d in devices)
     profiles = Counter(d.profile.name for d in devices)
     users = len({d.user for d in devices})
@@ -198,7 +202,9 @@ def build(scenario, shard=(0, 1), workers=1):
             note = "about %d devices wiped" % round(float(args.get("fraction", 0.0)) * len(devices))
         events.append({"at": ev.at, "action": ev.action, "args": args, "note": note})
 
-    cap, cap_why = ratelimit.resolve(scenario)
+    from loadgen.scenario import with_one_url
+
+    cap, cap_why = ratelimit.resolve(with_one_url(scenario))  # several URLs: remote if one is
     parts = max(1, workers) * shard[1]
     warnings = []
     if cap > 0 and shard[1] > 1:
@@ -214,11 +220,18 @@ def build(scenario, shard=(0, 1), workers=1):
         warnings.append("no request-rate cap on a target that is not on this machine")
     if scenario.target.embedded:
         target = "embedded target on %s (EAS at %s)" % (scenario.target.listen, scenario.target.path)
+    elif len(urls) > 1:
+        target = "%d URLs, the device of user n to URL n %% %d" % (len(urls), len(urls))
     else:
         target = _safe_url(scenario.target.url)
+    target_urls = []  # several URLs: each with the devices and users the run sends to it
+    if len(urls) > 1:
+        per_url = Counter(d.base_url for d in devices)
+        users_per_url = Counter(url for url, _user in {(d.base_url, d.user) for d in devices})
+        target_urls = [{"url": _safe_url(u), "devices": per_url[u], "users": users_per_url[u]} for u in urls]
     return {
         "scenario": scenario.name, "path": scenario.path, "seed": scenario.seed, "duration": duration,
-        "target": target, "embedded": scenario.target.embedded,
+        "target": target, "embedded": scenario.target.embedded, "target_urls": target_urls,
         "shard": list(shard), "workers": workers,
         "devices": len(devices), "devices_total": scenario.population.devices, "users": users,
         "devices_per_user": scenario.population.devices_per_user,
@@ -244,6 +257,8 @@ def text(plan):
     add("easload plan (dry run: nothing is sent): scenario %s (%s), seed %d" % (plan["scenario"], plan["path"],
                                                                               plan["seed"]))
     add("  target      %s" % plan["target"])
+    for k, u in enumerate(plan.get("target_urls", ())):
+        add("    URL %d  %s: %d devices, %d users" % (k, u["url"], u["devices"], u["users"]))
     shard = plan["shard"]
     add("  devices     %d%s on %d users (%d per user)%s" % (
         plan["devices"], "" if shard[1] == 1 else " of %d (shard %d/%d)" % (plan["devices_total"], *shard),

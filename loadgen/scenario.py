@@ -22,7 +22,10 @@ class ScenarioError(Exception):
 
 @dataclass
 class TargetConfig:
-    url: str = "embedded"  # "embedded" or https://host/Microsoft-Server-ActiveSync
+    # "embedded", https://host/Microsoft-Server-ActiveSync, or a list of URLs: a multi-process target
+    # started separately (``easload target --processes N``) whose process k serves the users n % N == k;
+    # the device of user n goes to url[n % len] (engine.build_population)
+    url: str | list = "embedded"
     insecure: bool = False
     ca_file: str | None = None
     client_cert: str | None = None  # a client certificate (PEM) for servers that require one (TLS)
@@ -53,6 +56,106 @@ class TargetConfig:
     @property
     def embedded(self):
         return self.url == "embedded"
+
+    @property
+    def urls(self):
+        """The target's URLs as a list (one element unless [target] url / --target gave several)."""
+        return list(self.url) if isinstance(self.url, (list, tuple)) else [self.url]
+
+
+def shown_url(url):
+    """A URL as it may be printed or stored: without user info, query or fragment (never credentials)."""
+    from urllib.parse import urlsplit
+
+    if not re.match(r"^[a-z][a-z0-9+.-]*://", url, re.IGNORECASE):  # not a URL: as given, user info removed
+        return re.sub(r"^[^/@]*@", "", url)
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return re.sub(r"//[^/@]*@", "//", url.split("?")[0].split("#")[0])
+    host = parts.hostname or ""
+    return "%s://%s%s%s" % (parts.scheme, "[%s]" % host if ":" in host else host, ":%d" % port if port else "",
+                            parts.path)
+
+
+def _url_problem(url):
+    """Why ``url`` cannot be a target URL (an http:// or https:// URL with a host), or None."""
+    from urllib.parse import urlsplit
+
+    if not re.match(r"^https?://", url, re.IGNORECASE):
+        return "%r is not an http:// or https:// URL" % shown_url(url)
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 -- raises ValueError for a port that is not a number in 0..65535
+    except ValueError as exc:
+        return "%r is not a valid URL (%s)" % (shown_url(url), exc)
+    if not parts.hostname:
+        return "%r has no host" % shown_url(url)
+    return None
+
+
+def _url_key(url):
+    """What makes two target URLs the same process: scheme, host, port and path."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    return (scheme, parts.hostname.lower(), parts.port or (443 if scheme == "https" else 80),
+            parts.path.rstrip("/") or "/")
+
+
+def check_urls(items, field):
+    """Validate the target URLs ``items`` (from a TOML array or ``--target URL1,URL2``): each an
+    http(s):// URL with a host, none twice, at least one.  ``field`` names the setting for the
+    message ("'url'", "--target").  Returns the URL (one) or the list of URLs (several);
+    ValueError with a one-line message naming the field and the URL otherwise."""
+    if not items:
+        raise ValueError("%s is empty: give one URL, or several (one per process of a multi-process target)" % field)
+    seen = {}
+    out = []
+    for i, url in enumerate(items, 1):
+        which = field if len(items) == 1 else "%s, URL %d of %d" % (field, i, len(items))
+        if not isinstance(url, str):
+            raise ValueError("%s must be a string, not %r" % (which, url))
+        url = url.strip()
+        if not url:
+            raise ValueError("%s is empty" % which)
+        problem = _url_problem(url)
+        if problem:
+            raise ValueError("%s: %s" % (which, problem))
+        key = _url_key(url)
+        if key in seen:
+            raise ValueError("%s (%s) is URL %d again: list each process of the target once (user n goes to "
+                             "URL n %% %d)" % (which, shown_url(url), seen[key], len(items)))
+        seen[key] = i
+        out.append(url)
+    return out[0] if len(out) == 1 else out
+
+
+def parse_target_option(value):
+    """``--target``: "embedded", one URL, or URL1,URL2,... (comma-separated); ValueError naming --target."""
+    value = value.strip()
+    if value == "embedded":
+        return value
+    return check_urls([] if not value else value.split(","), "--target")
+
+
+def with_one_url(scenario):
+    """``scenario`` as code that reads a single ``target.url`` sees it (ratelimit.py: loopback or not).
+
+    For a list of URLs: the first one that is not on this machine (one such URL makes the target
+    remote: the rate cap's default applies), else the first.  The load configuration is shared,
+    so what ratelimit.install sets there is set on ``scenario``."""
+    from dataclasses import replace
+
+    from loadgen.ratelimit import is_loopback
+
+    urls = scenario.target.urls
+    if len(urls) == 1:
+        return scenario
+    url = next((u for u in urls if not is_loopback(u)), urls[0])
+    return replace(scenario, target=replace(scenario.target, url=url))
 
 
 @dataclass
@@ -289,7 +392,7 @@ def parse(text, path="<scenario>"):
 
     t = r.section(data, "target", _TARGET)
     s.target = TargetConfig(
-        url=r.string("target", t, "url", "embedded"),
+        url=_target_url(r, t),
         insecure=r.boolean("target", t, "insecure", False),
         ca_file=r.string("target", t, "ca_file", None),
         client_cert=r.string("target", t, "client_cert", None),
@@ -313,8 +416,6 @@ def parse(text, path="<scenario>"):
         tls_key=r.string("target", t, "tls_key", None),
     )
     _target_extras(r, t, s)
-    if s.target.url != "embedded" and not re.match(r"^https?://", s.target.url):
-        raise r.fail("target", "url", "'url' must be \"embedded\" or an http(s):// URL, not %r" % s.target.url)
 
     a = r.section(data, "auth", _AUTH)
     s.auth = AuthConfig(
@@ -447,6 +548,27 @@ def parse(text, path="<scenario>"):
         s.events.append(Event(at, action, args))
     s.events.sort(key=lambda e: e.at)
     return s
+
+
+def _target_url(r, t):
+    """[target] url: "embedded", one URL, or an array of URLs (a multi-process target started on its own)."""
+    value = t.get("url", "embedded")
+    if isinstance(value, str):
+        if value == "embedded":
+            return value
+        if not re.match(r"^https?://", value, re.IGNORECASE):
+            raise r.fail("target", "url", "'url' must be \"embedded\" or an http(s):// URL (or an array of them), "
+                         "not %r" % shown_url(value))
+        items = [value]
+    elif isinstance(value, list):
+        items = value
+    else:
+        raise r.fail("target", "url", "'url' must be \"embedded\", an http(s):// URL or an array of URLs, not %r"
+                     % (value,))
+    try:
+        return check_urls(items, "'url'")
+    except ValueError as exc:
+        raise r.fail("target", "url", str(exc)) from None
 
 
 def _target_extras(r, t, s):

@@ -26,6 +26,9 @@ def test_durations_and_defaults():
     ('[population]\nprofiles = { nokia = 1 }\n', "unknown profile 'nokia'"),
     ('duration = "soon"\n', "x.toml:1: 'duration' must be a duration"),
     ('[target]\nurl = "ftp://x"\n', "x.toml:2: 'url' must be"),
+    ('[target]\ninsecure = true\nurl = [\n  "http://127.0.0.1:1/x",\n  "http://127.0.0.1:1/x",\n]\n',
+     "x.toml:3: 'url', URL 2 of 2 (http://127.0.0.1:1/x) is URL 1 again"),  # a multi-line array: its first line
+    ('[target]\nurl = []\n', "x.toml:2: 'url' is empty"),
     ('[auth]\nuser = "u{m}"\n', "'user' may only use the placeholder {n}"),
     ('[auth]\npassword_env = "EASLOAD_TEST_UNSET_VAR"\n', "EASLOAD_TEST_UNSET_VAR"),
     ('[auth]\nusers = 1\n[population]\ndevices = 5\ndevices_per_user = 2\n', "5 devices need more than"),
