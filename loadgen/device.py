@@ -48,7 +48,9 @@ class Stopped(Exception):
 
 
 _SYNC_TEMPLATES = {}  # (body type, truncation, window, filter) -> Template, shared by all devices
+_PREFERENCES = {}  # (id(applied policy), the user's wishes) -> (policy, SyncPreferences): shared, read-only
 _MAX_PENDING_FETCHES = 100  # ItemOperations a device keeps queued (what the user opened); more are dropped
+FETCH_QUEUE_FULL = "fetch_skipped_queue_full"  # policy_effects label of an opened item dropped, the queue full
 _MAX_REPROVISION_STREAK = 3  # 449/142/144 right after provisioning: stop looping (seed 000, 12.1 note)
 
 
@@ -134,9 +136,10 @@ class Device:
         return loop.time() < deadline
 
     async def _exchange(self, transport, command, body, policy_key, timeout=None):
-        loop = asyncio.get_running_loop()
-        if self.backoff_until > loop.time():
-            await asyncio.sleep(self.backoff_until - loop.time())
+        if self.backoff_until:  # an X-MS-BackOffDuration to honour first (0.0: none yet)
+            loop = asyncio.get_running_loop()
+            if self.backoff_until > loop.time():
+                await asyncio.sleep(self.backoff_until - loop.time())
         if self.stopping:
             raise Stopped()
         if self.load.request_cap:  # the global request-rate cap (ratelimit.py): one test when off
@@ -153,12 +156,12 @@ class Device:
             ms = _backoff_ms(backoff)
             if ms > 0:
                 # Exchange's budget back-off suggestion: honour it before the next request
-                self.backoff_until = loop.time() + ms / 1000.0
+                self.backoff_until = asyncio.get_running_loop().time() + ms / 1000.0
                 self.stats.throttle("BackOffDuration")
         tree = None
         if resp.status and resp.body and "wbxml" in resp.headers.get("Content-Type", "wbxml"):
             try:
-                tree = _wbxml.decode(resp.body)
+                tree = _decode(resp.body)
             except WBXMLError:
                 self.stats.malformed_response(command)
                 tree = MALFORMED
@@ -187,8 +190,14 @@ class Device:
                 self.prov.state = self.prov.state.__class__.IDLE
                 await self._sleep(self.load.backoff, deadline)
                 return False
-            result = self.prov.receive(resp.status, resp.headers, tree)
-            status = commands.root_status(tree)
+            parsed = None
+            if resp.status == 200 and tree is not None:
+                try:
+                    parsed = _parse_shared(commands.parse_provision, tree)
+                except ValueError:
+                    pass  # the provisioner parses it again and says why it fails
+            result = self.prov.receive(resp.status, resp.headers, tree, parsed)
+            status = parsed.status if parsed is not None else commands.root_status(tree)
             if isinstance(result, Send):
                 self._record(action.command, resp, "ok" if resp.status == 200 else _http_outcome(resp.status), status)
                 action = result
@@ -253,9 +262,17 @@ class Device:
         cannot choose a value larger than the policy's); each clamp is counted once per policy."""
         load = self.load
         applied = self.prov.applied if self.profile.caps.provisionable else None
-        self.prefs = policies.sync_preferences(
-            applied, html=load.html_bodies, truncation=load.body_truncation if load.body_truncation > 0 else None,
-            email_filter=load.email_filter, calendar_filter=load.calendar_filter)
+        truncation = load.body_truncation if load.body_truncation > 0 else None
+        # the applied policy is shared and read-only: the answer is computed once per policy and wishes
+        key = (id(applied), load.html_bodies, truncation, load.email_filter, load.calendar_filter)
+        found = _PREFERENCES.get(key)
+        if found is None or found[0] is not applied:
+            if len(_PREFERENCES) > 1000:
+                _PREFERENCES.clear()
+            found = _PREFERENCES[key] = (applied, policies.sync_preferences(
+                applied, html=load.html_bodies, truncation=truncation, email_filter=load.email_filter,
+                calendar_filter=load.calendar_filter))
+        self.prefs = found[1]
         for effect in self.prefs.effects:
             self.stats.policy_effects[effect] += 1
         self.calendar_due = True  # the calendar window may have changed with the policy
@@ -428,7 +445,7 @@ class Device:
     def _parse(self, command, parse, tree, **kw):
         """``parse(tree)``, or None when the answer is malformed: counted, and the device carries on."""
         try:
-            return parse(tree, **kw)
+            return _parse_shared(parse, tree, **kw) if not kw else parse(tree, **kw)
         except ValueError:
             self.stats.malformed_response(command)
             return None
@@ -522,9 +539,14 @@ class Device:
                 stats.policy_effects[decision] += 1
             elif len(fetches) < _MAX_PENDING_FETCHES:
                 fetches.append(("attachment", att.file_reference, att.estimated_size))
+            else:
+                stats.policy_effects[FETCH_QUEUE_FULL] += 1
         for server_id in resp.truncated:
-            if rng.random() < opens_truncated and len(fetches) < _MAX_PENDING_FETCHES:
-                fetches.append(("body", server_id, None))
+            if rng.random() < opens_truncated:
+                if len(fetches) < _MAX_PENDING_FETCHES:
+                    fetches.append(("body", server_id, None))
+                else:
+                    stats.policy_effects[FETCH_QUEUE_FULL] += 1
 
     async def _itemops(self, transport, deadline):
         """One queued ItemOperations Fetch (MS-ASCMD 2.2.1.10), decided again under the policy in
@@ -609,6 +631,44 @@ class Device:
             self.folders = 0
         else:
             await self._sleep(self.load.backoff, deadline)
+
+
+# Identical answers are decoded and parsed once.  In a provisioning storm every device under a
+# policy gets the same Provision answers (one policy document, one policy key) and fresh mailboxes
+# the same FolderSync hierarchy; the codec and the parsers are pure functions of the bytes, so the
+# tree and the parse of a small body are kept (bounded) and shared, read-only, by every device that
+# receives the same bytes.  Bodies above _SHARE_MAX_BODY (Sync with mail) are always decoded anew.
+_SHARE_MAX_BODY = 2048
+_SHARE_MAX_ENTRIES = 512
+_SHARED_TREES = {}  # body bytes -> decoded tree
+_SHARED_PARSES = {}  # id(tree) -> (tree, {parser: result}); the tree is held, so its id is not reused
+
+
+def _decode(body):
+    """``_wbxml.decode(body)``; one shared (read-only) tree per distinct small body."""
+    if len(body) > _SHARE_MAX_BODY:
+        return _wbxml.decode(body)
+    tree = _SHARED_TREES.get(body)
+    if tree is None:
+        tree = _wbxml.decode(body)  # WBXMLError: not kept
+        if len(_SHARED_TREES) >= _SHARE_MAX_ENTRIES:
+            _SHARED_TREES.clear()
+            _SHARED_PARSES.clear()
+        _SHARED_TREES[body] = tree
+        _SHARED_PARSES[id(tree)] = (tree, {})
+    return tree
+
+
+def _parse_shared(parse, tree):
+    """``parse(tree)``, computed once per shared tree (see _decode); a ValueError is not kept."""
+    entry = _SHARED_PARSES.get(id(tree))
+    if entry is None or entry[0] is not tree:
+        return parse(tree)
+    results = entry[1]
+    result = results.get(parse)
+    if result is None:
+        result = results[parse] = parse(tree)
+    return result
 
 
 def _http_outcome(status):

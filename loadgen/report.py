@@ -72,6 +72,17 @@ def _layout():  # every Recorder's counts layout, for Stats.record's inlined ind
 
 _MASK, _UNIT, _HALF_MAG, _HALF_COUNT = _layout()
 _SHIFT = _UNIT + _HALF_MAG + 1
+_STATUS_LABELS = {code: str(code) for code in range(100, 600)}  # HTTP status -> its label, made once
+
+
+def _add(total, part):
+    """Add Recorder ``part`` into Recorder ``total`` (same layout): counts in C, then total/min/max."""
+    total.hist.encoder.add(part.hist.encoder)
+    total.total += part.total
+    if part.max > total.max:
+        total.max = part.max
+    if part.min is not None and (total.min is None or part.min < total.min):
+        total.min = part.min
 
 
 _EFFECTS = {  # Stats.policy_effects labels (loadgen/eas/policy.py) as the summary says them
@@ -82,6 +93,7 @@ _EFFECTS = {  # Stats.policy_effects labels (loadgen/eas/policy.py) as the summa
     "attachment_fetch": "attachment opened and fetched (ItemOperations)",
     "attachment_skip_disabled": "attachment fetch skipped by policy: AttachmentsEnabled 0",
     "attachment_skip_too_large": "attachment fetch skipped by policy: above MaxAttachmentSize",
+    "fetch_skipped_queue_full": "fetch skipped: the device's queue of 100 opened items was full",
 }
 
 
@@ -93,7 +105,7 @@ class Stats:
         self.ended = None
         self.by_key = {}  # (command, outcome, http status or outcome label) -> n
         self.eas_statuses = Counter()  # (command, status) -> n
-        self.latency = {}  # command -> Recorder (microseconds)
+        self._latency = {}  # command -> Recorder (microseconds) of the closed intervals; see latency
         self.timings = {}  # Enrolment / EnrolmentUncorrected / StartLag -> Recorder (not requests)
         self.buckets = {}  # (command, outcome) -> [count per LATENCY_BUCKETS slot (+Inf last)]
         self.sums = {}  # (command, outcome) -> seconds
@@ -134,8 +146,7 @@ class Stats:
         self.failures = 0  # requests whose outcome is not ok / reprovision
 
     def record(self, command, http_status, outcome, seconds, sent, received, eas_status=None):
-        status_label = str(http_status) if http_status else outcome
-        key = (command, outcome, status_label)
+        key = (command, outcome, _STATUS_LABELS.get(http_status) or (str(http_status) if http_status else outcome))
         by_key = self.by_key
         by_key[key] = by_key.get(key, 0) + 1
         self.total += 1
@@ -143,22 +154,14 @@ class Stats:
             self.failures += 1
         us = int(seconds * 1_000_000)
         us = _LOW_US if us < _LOW_US else (_HIGH_US if us > _HIGH_US else us)
-        # the counts index once for both recorders (Recorder.record's arithmetic, inlined)
-        bucket = (us | _MASK).bit_length() - _SHIFT
-        index = ((bucket + 1) << _HALF_MAG) + (us >> (bucket + _UNIT)) - _HALF_COUNT
-        rec = self.latency.get(command)
-        if rec is None:
-            rec = self.latency[command] = Recorder()
-        rec.counts[index] += 1
-        rec.total += 1
-        if us > rec.max:
-            rec.max = us
-        if rec.min is None or us < rec.min:
-            rec.min = us
+        # only the interval's recorder: it is added to the run's (C, hdrh's add_array) when the
+        # interval closes (sample) or when the run's histograms are read (latency)
         rec = self.interval_latency.get(command)
         if rec is None:
             rec = self.interval_latency[command] = Recorder()
-        rec.counts[index] += 1
+        # Recorder.record's arithmetic, inlined
+        bucket = (us | _MASK).bit_length() - _SHIFT
+        rec.counts[((bucket + 1) << _HALF_MAG) + (us >> (bucket + _UNIT)) - _HALF_COUNT] += 1
         rec.total += 1
         if us > rec.max:
             rec.max = us
@@ -175,6 +178,37 @@ class Stats:
         self.bytes_received += received
         if eas_status is not None:
             self.eas_statuses[(command, eas_status)] += 1
+
+    @property
+    def latency(self):
+        """command -> Recorder of the whole run so far (microseconds): the closed intervals
+        plus the current one (a merged copy: the current interval stays apart)."""
+        pending = self.interval_latency
+        if not pending:
+            return self._latency
+        merged = dict(self._latency)
+        for command, part in pending.items():
+            rec = Recorder()
+            total = merged.get(command)
+            if total is not None:
+                _add(rec, total)
+            _add(rec, part)
+            merged[command] = rec
+        return merged
+
+    @latency.setter
+    def latency(self, value):  # merged results (workers.py): histograms of the whole run, nothing pending
+        self._latency = value
+        self.interval_latency = {}
+
+    def _close_interval(self):
+        """Add the interval's recorders to the run's."""
+        for command, part in self.interval_latency.items():
+            total = self._latency.get(command)
+            if total is None:
+                total = self._latency[command] = Recorder()
+            _add(total, part)
+        self.interval_latency = {}
 
     def _observe(self, name, seconds):
         rec = self.timings.get(name)
@@ -269,7 +303,7 @@ class Stats:
                             "p99_ms": lat["p99_ms"], "counts": lat["counts"]}
         self.interval_lag = None
         point["latency"] = {command: entry(rec) for command, rec in self.interval_latency.items()}
-        self.interval_latency = {}
+        self._close_interval()
         self.series.append(point)
 
     # -- views

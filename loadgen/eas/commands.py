@@ -31,12 +31,28 @@ DEVICE_INFO_FIELDS = (
 )
 
 
+_DEVICE_INFO_TAGS = tuple((name, "Settings:" + name) for name in DEVICE_INFO_FIELDS)
+
+
+def _device_info_fields(info):
+    """(tags, values) of the DeviceInformation fields given (in spec order)."""
+    tags = []
+    values = []
+    for name, tag in _DEVICE_INFO_TAGS:
+        value = info.get(name)
+        if value:
+            tags.append(tag)
+            values.append(value)
+    if "EnableOutboundSMS" in info:
+        tags.append("Settings:EnableOutboundSMS")
+        values.append(str(info["EnableOutboundSMS"]))
+    return tags, values
+
+
 def device_information(info):
     """``Settings:DeviceInformation`` with a ``Set`` of the given fields (in spec order)."""
-    fields = [("Settings:" + name, info[name]) for name in DEVICE_INFO_FIELDS if info.get(name)]
-    if "EnableOutboundSMS" in info:
-        fields.append(("Settings:EnableOutboundSMS", str(info["EnableOutboundSMS"])))
-    return ("Settings:DeviceInformation", [("Settings:Set", fields)])
+    tags, values = _device_info_fields(info)
+    return ("Settings:DeviceInformation", [("Settings:Set", list(zip(tags, values)))])
 
 
 def _policies(policy_type, *inner):
@@ -44,12 +60,32 @@ def _policies(policy_type, *inner):
 
 
 def provision_initial(device_info=None, policy_type=POLICY_TYPE_WBXML):
-    """Initial Provision request (bytes); DeviceInformation only when given (14.1+)."""
-    children = []
-    if device_info is not None:
-        children.append(device_information(device_info))
-    children.append(_policies(policy_type))
-    return encode(("Provision:Provision", children))
+    """Initial Provision request (bytes); DeviceInformation only when given (14.1+).
+
+    Every device sends one with its own DeviceInformation values, so the document is
+    pre-encoded once per (set of fields present, policy type) as a Template and only
+    the values are spliced in (tests/test_commands_fast.py: equal to ``encode``)."""
+    if device_info is None:
+        return _initial_template(None, policy_type).render()
+    tags, values = _device_info_fields(device_info)
+    return _initial_template(tuple(tags), policy_type).render(*values)
+
+
+_INITIAL_TEMPLATES = {}  # (DeviceInformation tags present or None, policy type) -> Template
+
+
+def _initial_template(tags, policy_type):
+    key = (tags, policy_type)
+    template = _INITIAL_TEMPLATES.get(key)
+    if template is None:
+        children = []
+        if tags is not None:
+            children.append(("Settings:DeviceInformation", [("Settings:Set", [(tag, Slot(tag)) for tag in tags])]))
+        children.append(_policies(policy_type))
+        if len(_INITIAL_TEMPLATES) > 256:
+            _INITIAL_TEMPLATES.clear()
+        template = _INITIAL_TEMPLATES[key] = Template(("Provision:Provision", children))
+    return template
 
 
 # Acknowledgement: PolicyKey MUST come before Status (MS-ASPROV 2.2.2.41).
@@ -192,8 +228,9 @@ def parse_provision(tree):
     return result
 
 
-@dataclass
-class Folder:
+class Folder(NamedTuple):
+    """A folder of a FolderSync Add (immutable: equal folders are shared between answers)."""
+
     server_id: str
     parent_id: str
     display_name: str
@@ -209,32 +246,74 @@ class FolderSyncResponse:
     deleted: int = 0
 
 
+_FOLDERS = {}  # an Add's children (hashable: leaves only) -> Folder, shared by every answer carrying them
+
+
+def _folder(ccontent):
+    """The Folder of one Add: each field from the first element of its tag, as findtext reads
+    it (text, "" for an empty element, else the default "" / "0" / no type)."""
+    server_id = parent_id = name = kind = _ABSENT
+    for ftag, fcontent in ccontent:
+        if ftag == "FolderHierarchy:ServerId":
+            if server_id is _ABSENT:
+                server_id = fcontent
+        elif ftag == "FolderHierarchy:ParentId":
+            if parent_id is _ABSENT:
+                parent_id = fcontent
+        elif ftag == "FolderHierarchy:DisplayName":
+            if name is _ABSENT:
+                name = fcontent
+        elif ftag == "FolderHierarchy:Type":
+            if kind is _ABSENT:
+                kind = fcontent
+    return Folder(
+        server_id if type(server_id) is str else "",
+        parent_id if type(parent_id) is str else ("" if parent_id is None or parent_id == [] else "0"),
+        name if type(name) is str else "",
+        (_int_or_none(kind) or 0) if type(kind) is str else 0,
+    )
+
+
 def parse_foldersync(tree):
     if tree is None or tree[0] != "FolderHierarchy:FolderSync":
         raise ValueError("not a FolderSync response: root %r" % (tree and tree[0],))
-    result = FolderSyncResponse(status=root_status(tree), sync_key=findtext(tree, "FolderHierarchy:SyncKey"), added=[])
-    for tag, content in tree[1] if type(tree[1]) is list else ():
+    content = tree[1]
+    result = FolderSyncResponse(status=root_status(tree), sync_key=None, added=[])
+    if type(content) is not list:
+        result.sync_key = findtext(tree, "FolderHierarchy:SyncKey")
+        return result
+    sync_key = _ABSENT
+    added = result.added
+    folders = _FOLDERS
+    for tag, content in content:
+        if tag == "FolderHierarchy:SyncKey":
+            if sync_key is _ABSENT:
+                sync_key = content
+            continue
         if tag != "FolderHierarchy:Changes" or type(content) is not list:
             continue
         for ctag, ccontent in content:
             if ctag == "FolderHierarchy:Add":
-                # each field from the first element of its tag, as findtext reads it: text, "" for an
-                # empty element, else the default ("" / "0" / no type)
-                fields = dict(reversed(ccontent)) if type(ccontent) is list else {}
-                server_id = fields.get("FolderHierarchy:ServerId")
-                parent_id = fields.get("FolderHierarchy:ParentId", _ABSENT)
-                name = fields.get("FolderHierarchy:DisplayName")
-                kind = fields.get("FolderHierarchy:Type")
-                result.added.append(Folder(
-                    server_id if type(server_id) is str else "",
-                    parent_id if type(parent_id) is str else ("" if parent_id is None or parent_id == [] else "0"),
-                    name if type(name) is str else "",
-                    (_int_or_none(kind) or 0) if type(kind) is str else 0,
-                ))
+                if type(ccontent) is not list:
+                    added.append(Folder("", "0", "", 0))
+                    continue
+                try:
+                    key = tuple(ccontent)
+                    folder = folders.get(key)  # hashes the children: TypeError for nested lists
+                except TypeError:
+                    added.append(_folder(ccontent))
+                    continue
+                if folder is None:
+                    if len(folders) > 4096:
+                        folders.clear()
+                    folder = folders[key] = _folder(ccontent)
+                added.append(folder)
             elif ctag == "FolderHierarchy:Update":
                 result.changed += 1
             elif ctag == "FolderHierarchy:Delete":
                 result.deleted += 1
+    # findtext's reading of the first SyncKey directly under the root: text, "" when empty
+    result.sync_key = None if sync_key is _ABSENT else _text(sync_key)
     return result
 
 

@@ -63,6 +63,24 @@ class State(Enum):
     FAILED = "failed"
 
 
+# enum members as module globals: an Enum attribute costs ~120 ns per access on the hot path
+_AWAIT_ACK = State.AWAIT_ACK
+_AWAIT_DEVINFO = State.AWAIT_DEVINFO
+_AWAIT_POLICY = State.AWAIT_POLICY
+_AWAIT_WIPE_ACK = State.AWAIT_WIPE_ACK
+_BLOCKED = State.BLOCKED
+_FAILED = State.FAILED
+_IDLE = State.IDLE
+_PROVISIONED = State.PROVISIONED
+_REFUSED = State.REFUSED
+_WIPED = State.WIPED
+_P_NO_POLICY = PolicyStatus.NO_POLICY
+_P_POLICY_DATA_CORRUPT = PolicyStatus.POLICY_DATA_CORRUPT
+_P_POLICY_KEY_MISMATCH = PolicyStatus.POLICY_KEY_MISMATCH
+_P_SUCCESS = PolicyStatus.SUCCESS
+_P_UNKNOWN_POLICY_TYPE = PolicyStatus.UNKNOWN_POLICY_TYPE
+
+
 # ----------------------------------------------------------------- actions and outcomes
 
 
@@ -177,6 +195,21 @@ def _shared_applied(policy):
     return found[1]
 
 
+_ACK_SENDS = {}  # (temporary key, compliance status) -> the acknowledgement (immutable, shared)
+
+
+def _ack_send(temporary_key, status):
+    """The acknowledgement of a policy (MS-ASPROV 2.2.2.41): the same bytes for every device
+    that got the same temporary key and answers the same status, built once."""
+    key = (temporary_key, status)
+    send = _ACK_SENDS.get(key)
+    if send is None:
+        if len(_ACK_SENDS) > 1000:
+            _ACK_SENDS.clear()
+        send = _ACK_SENDS[key] = Send("Provision", commands.provision_ack(temporary_key, status), temporary_key, "ack")
+    return send
+
+
 class Provisioner:
     """One device's provisioning conversation.  See the module docstring."""
 
@@ -188,7 +221,7 @@ class Provisioner:
         self.device_info = device_info
         self.retry_interval = float(retry_interval)
         self.retry_backoff = float(retry_backoff)
-        self.state = State.IDLE
+        self.state = _IDLE
         self.policy_key = None  # final key, None until provisioned
         self.temporary_key = None
         self.policy = None  # settings of the last EASProvisionDoc
@@ -196,44 +229,51 @@ class Provisioner:
         self.ack_status = None
         self.unmet = ()
         self._restarts = 0
-        self._initial_body = None
+        self._initial_send = None  # the initial Provision: built once per device (its DeviceInformation)
         self._devinfo_sent = False
 
     # -- requests
 
     def _initial(self):
-        if self._initial_body is None:
+        send = self._initial_send
+        if send is None:
             info = self.device_info if self.version.device_info_in_provision else None
-            self._initial_body = commands.provision_initial(info, self.version.policy_type)
-        self.state = State.AWAIT_POLICY
+            # A provisionable device announces itself with X-MS-PolicyKey: 0 (seed 001).
+            send = self._initial_send = Send("Provision", commands.provision_initial(info, self.version.policy_type),
+                                             "0", "initial")
+        self.state = _AWAIT_POLICY
         self.temporary_key = None
-        # A provisionable device announces itself with X-MS-PolicyKey: 0 (seed 001).
-        return Send("Provision", self._initial_body, "0", "initial")
+        return send
 
     def start(self):
-        if self.state in (State.AWAIT_POLICY, State.AWAIT_ACK, State.AWAIT_WIPE_ACK, State.AWAIT_DEVINFO):
+        state = self.state
+        if state is _AWAIT_POLICY or state is _AWAIT_ACK or state is _AWAIT_WIPE_ACK or state is _AWAIT_DEVINFO:
             raise RuntimeError("provisioning already in progress (%s)" % self.state.value)
         self._restarts = 0
         return self._initial()
 
     # -- answers
 
-    def receive(self, http_status, headers, tree):
+    def receive(self, http_status, headers, tree, parsed=None):
+        """The answer to the request last asked for.  ``parsed``: ``commands.parse_provision(tree)``
+        when the caller has it already (the device shares the parse of identical answers)."""
         state = self.state
-        if state not in (State.AWAIT_POLICY, State.AWAIT_ACK, State.AWAIT_WIPE_ACK, State.AWAIT_DEVINFO):
+        if not (state is _AWAIT_POLICY or state is _AWAIT_ACK or state is _AWAIT_WIPE_ACK or state is _AWAIT_DEVINFO):
             raise RuntimeError("no provisioning request outstanding (%s)" % state.value)
-        if state is State.AWAIT_WIPE_ACK:
+        if state is _AWAIT_WIPE_ACK:
             # The device acknowledged first and wipes now, whatever the answer (seed 000).
-            return self._finish(State.WIPED, self._wipe_outcome)
-        if state is State.AWAIT_DEVINFO:
+            return self._finish(_WIPED, self._wipe_outcome)
+        if state is _AWAIT_DEVINFO:
             return self._initial()
         if http_status == 200:
+            if parsed is not None:
+                return self._on_provision(parsed)
             if tree is None:
-                return self._finish(State.FAILED, Failed("empty Provision response"))
+                return self._finish(_FAILED, Failed("empty Provision response"))
             try:
                 resp = commands.parse_provision(tree)
             except ValueError as exc:
-                return self._finish(State.FAILED, Failed(str(exc)))
+                return self._finish(_FAILED, Failed(str(exc)))
             return self._on_provision(resp)
         return self._on_http_error(http_status, headers, tree)
 
@@ -241,94 +281,94 @@ class Provisioner:
         status = commands.root_status(tree)
         if http_status == 503:
             reason = _header(headers, "X-MS-ASThrottle") or "503"
-            return self._finish(State.IDLE, Retry(retry_after(headers, self.retry_backoff), reason))
+            return self._finish(_IDLE, Retry(retry_after(headers, self.retry_backoff), reason))
         if http_status == 401:
-            return self._finish(State.FAILED, Failed("authentication failed (401)"))
+            return self._finish(_FAILED, Failed("authentication failed (401)"))
         if http_status == 451:
             location = _header(headers, "X-MS-Location")
             if location:
-                return self._finish(State.IDLE, Redirect(location))
-            return self._finish(State.FAILED, Failed("451 without X-MS-Location"))
+                return self._finish(_IDLE, Redirect(location))
+            return self._finish(_FAILED, Failed("451 without X-MS-Location"))
         if http_status == 403:
             if status == 129:
-                return self._finish(State.BLOCKED, Blocked(129))
+                return self._finish(_BLOCKED, Blocked(129))
             if status == 140:
                 return self._restart()
-            return self._finish(State.REFUSED, Refused(status or 403, self.retry_interval))
+            return self._finish(_REFUSED, Refused(status or 403, self.retry_interval))
         if http_status == 449:
             return self._restart()
         if 500 <= http_status < 600:
-            return self._finish(State.IDLE, Retry(self.retry_backoff, "http_%d" % http_status))
-        return self._finish(State.FAILED, Failed("unexpected HTTP %d on Provision" % http_status))
+            return self._finish(_IDLE, Retry(self.retry_backoff, "http_%d" % http_status))
+        return self._finish(_FAILED, Failed("unexpected HTTP %d on Provision" % http_status))
 
     def _restart(self):
         self._restarts += 1
         if self._restarts > self.MAX_RESTARTS:
-            return self._finish(State.FAILED, Failed("provisioning restarted too often"))
+            return self._finish(_FAILED, Failed("provisioning restarted too often"))
         return self._initial()
 
     def _on_provision(self, resp):
         if resp.remote_wipe or resp.account_only_wipe:
             ack = RemoteWipeAck.FAILURE if self.caps.remote_wipe_fails else RemoteWipeAck.SUCCESS
             self._wipe_outcome = Wiped(int(ack), resp.account_only_wipe and not resp.remote_wipe)
-            self.state = State.AWAIT_WIPE_ACK
+            self.state = _AWAIT_WIPE_ACK
             body = commands.remote_wipe_ack(ack, account_only=self._wipe_outcome.account_only)
             return Send("Provision", body, self.policy_key or "0", "wipe_ack")
         status = resp.status if resp.status is not None else 1  # Tencent omits it (facts (a))
         if status == 2:
-            return self._finish(State.FAILED, Failed("Provision status 2 (protocol error)"))
+            return self._finish(_FAILED, Failed("Provision status 2 (protocol error)"))
         if status == 3:
-            return self._finish(State.IDLE, Retry(self.retry_backoff, "provision_server_error"))
+            return self._finish(_IDLE, Retry(self.retry_backoff, "provision_server_error"))
         if status in REFUSED_STATUSES:
-            return self._finish(State.REFUSED, Refused(status, self.retry_interval))
+            return self._finish(_REFUSED, Refused(status, self.retry_interval))
         if status == 129:
-            return self._finish(State.BLOCKED, Blocked(129))
+            return self._finish(_BLOCKED, Blocked(129))
         if status == 165 and not self._devinfo_sent and self.device_info is not None:
             self._devinfo_sent = True
-            self.state = State.AWAIT_DEVINFO
+            self.state = _AWAIT_DEVINFO
             return Send("Settings", commands.settings_device_information(self.device_info), "0", "device_info")
         if status in REPROVISION_STATUSES:
             return self._restart()
         if status != 1:
-            return self._finish(State.FAILED, Failed("Provision status %d" % status))
+            return self._finish(_FAILED, Failed("Provision status %d" % status))
         pstatus = resp.policy_status
-        if pstatus == PolicyStatus.POLICY_KEY_MISMATCH:
+        if pstatus == _P_POLICY_KEY_MISMATCH:
             return self._restart()
-        if pstatus == PolicyStatus.UNKNOWN_POLICY_TYPE:
-            return self._finish(State.FAILED, Failed("server does not know policy type %s" % self.version.policy_type))
-        if pstatus == PolicyStatus.POLICY_DATA_CORRUPT:
-            return self._finish(State.FAILED, Failed("policy data corrupt on the server: contact the administrator"))
-        if self.state is State.AWAIT_ACK and resp.policy is not None and pstatus == PolicyStatus.SUCCESS:
+        if pstatus == _P_UNKNOWN_POLICY_TYPE:
+            return self._finish(_FAILED, Failed("server does not know policy type %s" % self.version.policy_type))
+        if pstatus == _P_POLICY_DATA_CORRUPT:
+            return self._finish(_FAILED, Failed("policy data corrupt on the server: contact the administrator"))
+        if self.state is _AWAIT_ACK and resp.policy is not None and pstatus == _P_SUCCESS:
             # Data belongs only to the answer to an initial request (MS-ASPROV 2.2.2.24):
             # a policy document here is a new policy with a new temporary key, not a final key.
             self._restarts += 1
             if self._restarts > self.MAX_RESTARTS:
-                return self._finish(State.FAILED, Failed("provisioning restarted too often"))
-            self.state = State.AWAIT_POLICY
-        if self.state is State.AWAIT_POLICY:
-            if pstatus == PolicyStatus.NO_POLICY:
+                return self._finish(_FAILED, Failed("provisioning restarted too often"))
+            self.state = _AWAIT_POLICY
+        if self.state is _AWAIT_POLICY:
+            if pstatus == _P_NO_POLICY:
                 self.policy_key = resp.policy_key or "0"
                 self.ack_status = 0
-                return self._finish(State.PROVISIONED, Provisioned(self.policy_key, 0, no_policy=True))
-            if pstatus != PolicyStatus.SUCCESS or not resp.policy_key:
-                return self._finish(State.FAILED, Failed("Policy status %s without a policy key" % pstatus))
+                return self._finish(_PROVISIONED, Provisioned(self.policy_key, 0, no_policy=True))
+            if pstatus != _P_SUCCESS or not resp.policy_key:
+                return self._finish(_FAILED, Failed("Policy status %s without a policy key" % pstatus))
             self.temporary_key = resp.policy_key
             self.policy = _shared(resp.policy or {})
             compliance = _evaluate(self.policy, self.caps)
             self.ack_status = int(compliance.status)
             self.unmet = compliance.unmet
-            self.state = State.AWAIT_ACK
-            return Send("Provision", commands.provision_ack(resp.policy_key, compliance.status), resp.policy_key, "ack")
+            self.state = _AWAIT_ACK
+            return _ack_send(resp.policy_key, compliance.status)
         # AWAIT_ACK
-        if pstatus not in (PolicyStatus.SUCCESS, None) or not resp.policy_key:
-            return self._finish(State.FAILED, Failed("acknowledgement answered with Policy status %s" % pstatus))
+        if pstatus not in (_P_SUCCESS, None) or not resp.policy_key:
+            return self._finish(_FAILED, Failed("acknowledgement answered with Policy status %s" % pstatus))
         self.policy_key = resp.policy_key
         self.applied = _shared_applied(self.policy or {})
-        return self._finish(State.PROVISIONED, Provisioned(resp.policy_key, self.ack_status))
+        return self._finish(_PROVISIONED, Provisioned(resp.policy_key, self.ack_status))
 
     def _finish(self, state, outcome):
         self.state = state
-        if state is State.WIPED:
+        if state is _WIPED:
             self.policy_key = None
             self.policy = None
             self.applied = None
@@ -357,6 +397,7 @@ class Reaction:
 
 
 OK = "ok"
+_OK_REACTIONS = {}  # status -> Reaction(OK, status): immutable, one per status
 
 
 def classify(http_status, headers, tree, retry_interval=3600.0, backoff=5.0):
@@ -374,7 +415,12 @@ def classify(http_status, headers, tree, retry_interval=3600.0, backoff=5.0):
             return Reaction("refused", status, wait=retry_interval)
         if status == 129:
             return Reaction("blocked", status)
-        return Reaction(OK, status)
+        found = _OK_REACTIONS.get(status)
+        if found is None:
+            found = Reaction(OK, status)
+            if len(_OK_REACTIONS) < 1000:
+                _OK_REACTIONS[status] = found
+        return found
     if http_status == 449:
         return Reaction("reprovision", status, "449")
     if http_status == 403:
