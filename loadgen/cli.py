@@ -157,7 +157,7 @@ def cmd_run(args):
 
     if sc.load.autodiscover is not None:  # Autodiscover follows the command line's TLS choice too
         sc.load.autodiscover = (sc.load.autodiscover[0], sc.target.insecure, sc.target.ca_file)
-    ratelimit.install(scenario_mod.with_one_url(sc), args.workers * shard[1])  # (sets the cap on sc.load)
+    ratelimit.install(sc, args.workers * shard[1])  # (sets the cap on sc.load)
     tls_pki = None  # kept until the run ends: the throwaway CA's files are removed with it
     if sc.target.embedded and sc.target.tls:  # made here: workers trust the same CA; a bad file is one line
         from loadgen.target.tls import for_scenario, server_context
@@ -167,7 +167,7 @@ def cmd_run(args):
             server_context(sc.target.tls_cert, sc.target.tls_key)
         except ValueError as exc:
             raise UsageError("%s: [target] tls: %s" % (path, exc)) from None
-    why = ratelimit.resolve(scenario_mod.with_one_url(sc))[1]
+    why = ratelimit.resolve(sc)[1]
     if "turned off" in why and "not on this machine" in why:
         print("WARNING: no request-rate cap (max_request_rate = 0) on a server that is not on this machine",
               file=sys.stderr)
@@ -195,7 +195,7 @@ def cmd_run(args):
     where = "embedded target" if sc.target.embedded else _target_text(sc.target.url)
     print("easload: scenario %s (%s): %d devices for %.0f s against %s; %s"
           % (sc.name, path, sc.population.devices, sc.duration, where,
-             ratelimit.describe(scenario_mod.with_one_url(sc))), file=sys.stderr)
+             ratelimit.describe(sc)), file=sys.stderr)
     tls_problems = _tls_preflight(sc)  # several https URLs: every host checked, not only the first
     try:
         if args.workers > 1:

@@ -202,9 +202,7 @@ def build(scenario, shard=(0, 1), workers=1):
             note = "about %d devices wiped" % round(float(args.get("fraction", 0.0)) * len(devices))
         events.append({"at": ev.at, "action": ev.action, "args": args, "note": note})
 
-    from loadgen.scenario import with_one_url
-
-    cap, cap_why = ratelimit.resolve(with_one_url(scenario))  # several URLs: remote if one is
+    cap, cap_why = ratelimit.resolve(scenario)  # several URLs: remote if one is
     parts = max(1, workers) * shard[1]
     warnings = []
     if cap > 0 and shard[1] > 1:

@@ -83,7 +83,8 @@ def resolve(scenario):
 
     ``scenario.load.max_request_rate`` is None (the default), 0 (off) or a rate."""
     configured = scenario.load.max_request_rate
-    remote = not scenario.target.embedded and not is_loopback(scenario.target.url)
+    # several URLs (a multi-process target): remote as soon as one of them is not on this machine
+    remote = not scenario.target.embedded and not all(is_loopback(url) for url in scenario.target.urls)
     if configured is None:
         if remote:
             return DEFAULT_REMOTE_RATE, "default for a target that is not on this machine"

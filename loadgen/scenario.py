@@ -141,23 +141,6 @@ def parse_target_option(value):
     return check_urls([] if not value else value.split(","), "--target")
 
 
-def with_one_url(scenario):
-    """``scenario`` as code that reads a single ``target.url`` sees it (ratelimit.py: loopback or not).
-
-    For a list of URLs: the first one that is not on this machine (one such URL makes the target
-    remote: the rate cap's default applies), else the first.  The load configuration is shared,
-    so what ratelimit.install sets there is set on ``scenario``."""
-    from dataclasses import replace
-
-    from loadgen.ratelimit import is_loopback
-
-    urls = scenario.target.urls
-    if len(urls) == 1:
-        return scenario
-    url = next((u for u in urls if not is_loopback(u)), urls[0])
-    return replace(scenario, target=replace(scenario.target, url=url))
-
-
 @dataclass
 class AuthConfig:
     user: str = "user{n}"
