@@ -124,14 +124,22 @@ def breakdown(device, task):
     out = {}
     out["Device object (slots) + attribute dict if any"] = size(device) + (size(device.__dict__) if getattr(device, "__dict__", None) else 0)
     prov = device.prov
-    out["Provisioner + dict"] = size(prov) + (size(prov.__dict__) if hasattr(prov, "__dict__") else 0)
+    out["Provisioner (+ dict if any)"] = size(prov) + (size(prov.__dict__) if hasattr(prov, "__dict__") else 0)
+    ident = device.ident
+    out["identity (Identity + DeviceInformation dict and its strings)"] = (
+        size(ident) + size(ident.device_id) + size(ident.imei) + size(ident.info)
+        + sum(size(v) for k, v in ident.info.items() if k in ("IMEI", "FriendlyName", "PhoneNumber")))
     ep = device.endpoint
     out["DeviceEndpoint (+ own prefix and Authorization bytes)"] = size(ep) + size(ep._prefix) + size(ep._auth)
     conns = [c for c in (ep.conn, ep.ping_conn) if c is not None and not c.closed]
     out["open connections"] = len(conns)
     out["_Connection protocol objects"] = sum(size(c) for c in conns)
-    out["httptools parsers (Python object)"] = sum(size(c.parser) for c in conns)
+    out["httptools parsers (Python object; none while a Ping is held)"] = sum(size(c.parser) for c in conns
+                                                                          if c.parser is not None)
     out["uvloop TCPTransport objects (Python object)"] = sum(size(c.transport) for c in conns)
+    waiters = [c.waiter for c in conns if c.waiter is not None]
+    out["request waiters (%s)" % ", ".join(sorted({type(w).__name__ for w in waiters}))] = sum(
+        size(w) + (size(w.t0) if hasattr(w, "t0") else 0) for w in waiters)
     frames = 0
     depth = 0
     coro = task.get_coro() if task is not None else None
@@ -139,6 +147,7 @@ def breakdown(device, task):
         frames += size(coro)
         depth += 1
         coro = coro.cr_await
+    out["task: %s" % ("none (the Ping is parked)" if task is None else "yes")] = size(task) if task is not None else 0
     out["task coroutine chain: depth"] = depth
     out["task coroutine chain: bytes"] = frames
     return out
@@ -149,9 +158,7 @@ def client(index, url, devices, heartbeat, idle, settle, rate, result_queue, wan
     import uvloop
 
     from loadgen import engine, scenario
-    from loadgen import transport as tmod
 
-    tmod.IDLE_TIMEOUT = idle  # the ordinary connection closes after this idle time
     sc = scenario.parse(f"""
 duration = 100000
 seed = {index + 1}
@@ -170,6 +177,7 @@ heartbeat = {heartbeat}
 think_time = 0
 timeout = 60
 graceful_stop = 1
+idle_timeout = {idle}
 """, "scale.toml")
     gc.collect()
     if want_breakdown == "trace":
@@ -202,8 +210,9 @@ graceful_stop = 1
                         holder = next(d for d in devs if d.in_flight == "Ping")
                         # every holding device's task has the same chain: measure any (no f_locals,
                         # which would materialise a dict per frame)
-                        holder_task = next(t for t in asyncio.all_tasks()
-                                           if getattr(t.get_coro(), "__name__", "") == "start_device")
+                        holder_task = next((t for t in asyncio.all_tasks()
+                                            if getattr(t.get_coro(), "__name__", "") in ("start_device", "_life")),
+                                           None)  # none: the Pings are parked (engine.Lives)
                         report["breakdown"] = breakdown(holder, holder_task)
                     if want_breakdown == "trace":
                         snap = tracemalloc.take_snapshot()

@@ -40,6 +40,7 @@ AUTH_FAILED = "auth_failed"
 STOPPED = "stopped"  # stopped by a closed-model ramp-down (engine.ClosedStages): not a failure
 
 FAILED_CMD = object()  # an ordinary command that did not succeed
+PARKED = object()  # a Ping sent with transport.park: the answer comes to a callback (Device.ping_answered)
 MALFORMED = object()  # the tree of a WBXML body that does not decode (truncated, corrupt): a failed request
 
 
@@ -135,7 +136,9 @@ class Device:
         await asyncio.sleep(min(seconds, remaining))
         return loop.time() < deadline
 
-    async def _exchange(self, transport, command, body, policy_key, timeout=None):
+    async def _exchange(self, transport, command, body, policy_key, timeout=None, park=None):
+        """(response, decoded tree); (None, None) when ``park`` is given and the request was parked:
+        ``transport.park`` then calls ``park(self, response)`` with the answer."""
         if self.backoff_until:  # an X-MS-BackOffDuration to honour first (0.0: none yet)
             loop = asyncio.get_running_loop()
             if self.backoff_until > loop.time():
@@ -145,10 +148,19 @@ class Device:
         if self.load.request_cap:  # the global request-rate cap (ratelimit.py): one test when off
             await ratelimit.acquire(self.load)
         self.in_flight = command
-        resp = await transport.post(self.endpoint, command, body, policy_key, timeout)
+        if park is not None:
+            resp = await transport.park(self.endpoint, command, body, policy_key, park, self, timeout)
+            if resp is None:
+                return None, None  # in flight, and no coroutine waits for it (in_flight stays set)
+        else:
+            resp = await transport.post(self.endpoint, command, body, policy_key, timeout)
         if resp.status == 401 and resp.headers.get("WWW-Authenticate", "")[:5].lower() == "basic":
             self.stats.record(command, 401, "challenge", resp.elapsed, len(body), len(resp.body))  # answer once
             resp = await transport.post(self.endpoint, command, body, policy_key, timeout)
+        return resp, self._received(command, body, resp)
+
+    def _received(self, command, body, resp):
+        """The answer is in: the decoded tree (None for no body, MALFORMED for a damaged one)."""
         self.in_flight = None
         self._sent = len(body)
         backoff = resp.headers.get("X-MS-BackOffDuration") if resp.status else None
@@ -165,7 +177,7 @@ class Device:
             except WBXMLError:
                 self.stats.malformed_response(command)
                 tree = MALFORMED
-        return resp, tree
+        return tree
 
     def _record(self, command, resp, outcome, eas_status=None):
         self.stats.record(command, resp.status, outcome, resp.elapsed, self._sent, len(resp.body), eas_status)
@@ -326,11 +338,18 @@ class Device:
 
     # -- ordinary commands
 
-    async def command(self, transport, name, body, deadline, ok_statuses=(1,), timeout=None):
+    async def command(self, transport, name, body, deadline, ok_statuses=(1,), timeout=None, park=None,
+                      answer=None):
         """Send an ordinary command; the decoded tree (None for an empty body) on
-        success, ``FAILED`` when the answer sent the device elsewhere."""
-        key = self.prov.policy_key if self.profile.caps.provisionable else None
-        resp, tree = await self._exchange(transport, name, body, key, timeout)
+        success, ``FAILED`` when the answer sent the device elsewhere.  ``park``: send it
+        parked (``PARKED`` is returned at once); ``answer``: (response, tree) of a parked one."""
+        if answer is None:
+            key = self.prov.policy_key if self.profile.caps.provisionable else None
+            resp, tree = await self._exchange(transport, name, body, key, timeout, park)
+            if resp is None:
+                return PARKED
+        else:
+            resp, tree = answer
         if resp.status == 0:
             self._record(name, resp, "timeout" if resp.error == "timeout" else "conn_error")
             await self._sleep(self.load.backoff, deadline)
@@ -390,7 +409,12 @@ class Device:
 
     # -- life
 
-    async def run(self, transport, deadline):
+    async def run(self, transport, deadline, park=None):
+        """The device's life until ``deadline``.  With ``park`` (engine.Lives, over a transport that
+        can park requests) a Ping is sent parked and ``run`` returns while it is held: the
+        transport calls ``park(self, response)`` with its answer, and the life goes on with
+        :meth:`ping_answered` and ``run`` again, in a fresh task.  A device holding a Ping then
+        costs no task, coroutine or future (issue 12: memory per device)."""
         loop = asyncio.get_running_loop()
         while self.alive and not self.stopping and loop.time() < deadline:
             if self.load.autodiscover is not None and not self.discovered:  # [target] autodiscover (issue 10)
@@ -430,7 +454,8 @@ class Device:
             elif self.calendar_due and self.calendar is not None and self.load.sync_calendar:
                 await self._sync_calendar(transport, deadline)
             elif self.load.mode == "ping":
-                await self._ping(transport, deadline)
+                if await self._ping(transport, deadline, park) is PARKED:
+                    return
             else:  # poll: Sync the Inbox every think time
                 if not await self._think(deadline):
                     break
@@ -609,12 +634,23 @@ class Device:
             self.calendar_due = False
             await self._sleep(self.load.backoff, deadline)
 
-    async def _ping(self, transport, deadline):
+    async def ping_answered(self, transport, resp, deadline):
+        """The answer to a Ping that ``run`` parked, taken as ``_ping`` takes an awaited one."""
         heartbeat = self.heartbeat
-        tree = await self.command(transport, "Ping", commands.ping(heartbeat, self.inbox), deadline,
-                                  ok_statuses=(1, 2), timeout=heartbeat + self.load.timeout)
-        if tree is FAILED_CMD:
-            return
+        body = _ping_body(heartbeat, self.inbox)
+        if resp.status == 401 and resp.headers.get("WWW-Authenticate", "")[:5].lower() == "basic":
+            self.stats.record("Ping", 401, "challenge", resp.elapsed, len(body), len(resp.body))  # answer once
+            key = self.prov.policy_key if self.profile.caps.provisionable else None
+            resp = await transport.post(self.endpoint, "Ping", body, key, heartbeat + self.load.timeout)
+        await self._ping(transport, deadline, answer=(resp, self._received("Ping", body, resp)))
+
+    async def _ping(self, transport, deadline, park=None, answer=None):
+        heartbeat = self.heartbeat
+        tree = await self.command(transport, "Ping", _ping_body(heartbeat, self.inbox), deadline,
+                                  ok_statuses=(1, 2), timeout=heartbeat + self.load.timeout, park=park,
+                                  answer=answer)
+        if tree is FAILED_CMD or tree is PARKED:
+            return tree
         resp = self._parse("Ping", commands.parse_ping, tree)
         if resp is None:
             await self._sleep(self.load.backoff, deadline)
@@ -669,6 +705,19 @@ def _parse_shared(parse, tree):
     if result is None:
         result = results[parse] = parse(tree)
     return result
+
+
+_PING_BODIES = {}  # (heartbeat, folder) -> the Ping's body, one bytes object for every device holding it
+
+
+def _ping_body(heartbeat, folder):
+    key = (heartbeat, folder)
+    body = _PING_BODIES.get(key)
+    if body is None:
+        if len(_PING_BODIES) >= 1024:
+            _PING_BODIES.clear()
+        body = _PING_BODIES[key] = commands.ping(heartbeat, folder)
+    return body
 
 
 def _http_outcome(status):

@@ -138,6 +138,97 @@ def first_activation(stages, k):
     return start if level >= k else None
 
 
+class Lives:
+    """The devices' lives on this loop: a task per device while it works, none while it holds a Ping.
+
+    A device sends requests, thinks and backs off in a task of its own.  In mode ping, over a
+    transport that can park requests (the lean one, connections belonging to devices), a device
+    parks its Ping: the transport sends it and calls :meth:`answered` with the answer, and the
+    device's task ends meanwhile.  A device holding a Ping thus costs its connection and a small
+    record of the request, not a task with six coroutine frames and a future (about 2.5 KB of
+    the ~9 KiB per holding device measured before; issue 12).  The answer starts a fresh task
+    that takes it as the waiting coroutine would have, and the device's life goes on.
+
+    While a Ping is parked the device's ``in_flight`` stays "Ping", so the run's end and a
+    closed-model ramp-down account it as cancelled exactly as a Ping held by a task."""
+
+    def __init__(self, transport, deadline):
+        self.transport = transport
+        self.deadline = deadline
+        self.tasks = {}  # device -> the task of its life (none while it holds a parked Ping, or has ended)
+        self.closed = False  # after the run: answers are dropped (their Pings are counted as cancelled)
+        self.error = None  # the first exception a device's life raised (a bug): raised after the run
+        # a wrapper around a transport that does not define park itself (a test counting post) gets
+        # the coroutine path: nothing it does not see is sent
+        self.park = self.answered if getattr(type(transport), "park", None) and transport.can_park else None
+        self._peak = 0
+        from loadgen.device import Stopped
+
+        self._stopped = Stopped
+
+    def start(self, device):
+        """Start (or resume, after a ramp-down) ``device``'s life in a task."""
+        return self._spawn(device, None)
+
+    def answered(self, device, resp):
+        """The transport's callback for a parked Ping: its answer (or timeout or error)."""
+        if not self.closed:
+            self._spawn(device, resp)
+
+    def alive(self, device):
+        """Whether ``device``'s life goes on: it has a task, or holds a parked Ping."""
+        return device in self.tasks or (self.park is not None and device.in_flight is not None)
+
+    def cancel(self, device):
+        """End ``device``'s life now: its task is cancelled, or its parked Ping dropped unanswered."""
+        task = self.tasks.pop(device, None)
+        if task is not None:
+            task.cancel()
+        elif self.park is not None:
+            _disconnect(self.transport, device.endpoint)
+
+    def parked(self):
+        return getattr(self.transport, "parked", 0) if self.park is not None else 0
+
+    def _spawn(self, device, answer):
+        task = asyncio.get_running_loop().create_task(self._life(device, answer))
+        tasks = self.tasks
+        tasks[device] = task
+        if len(tasks) > self._peak:
+            self._peak = len(tasks)
+        return task
+
+    async def _life(self, device, answer):
+        try:
+            if answer is not None:
+                await device.ping_answered(self.transport, answer, self.deadline)
+            await device.run(self.transport, self.deadline, self.park)
+        except self._stopped:  # a closed-model ramp-down stopped it before a request
+            pass
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            if self.error is None:
+                self.error = exc
+        finally:
+            tasks = self.tasks
+            if tasks.get(device) is asyncio.current_task():
+                del tasks[device]
+                # a dict keeps the table of its largest size: after a crowd (all Pings answered at
+                # once) copy it when it holds an eighth of that, not a table per device for ever
+                if self._peak > 64 and len(tasks) * 8 < self._peak:
+                    self.tasks = dict(tasks)
+                    self._peak = len(tasks)
+
+
+def _disconnect(transport, endpoint):
+    disconnect = getattr(transport, "disconnect", None)
+    if disconnect is not None:
+        disconnect(endpoint)
+    else:
+        endpoint.close()
+
+
 class ClosedStages:
     """Closed model with ``stages``: the number of active devices follows the stages.
 
@@ -152,28 +243,19 @@ class ClosedStages:
 
     TICK = 0.05
 
-    def __init__(self, scenario, devices, transport, stats, t0, deadline, tasks, late_after=0.1):
-        from loadgen.device import Stopped
-
-        self._stopped_exc = Stopped
+    def __init__(self, scenario, devices, transport, stats, t0, deadline, lives, late_after=0.1):
         self.stages = scenario.load.stages
         self.graceful = scenario.load.graceful_stop
         self.by_index = sorted(devices, key=lambda d: d.index)
         self.transport = transport
         self.stats = stats
         self.t0, self.deadline = t0, deadline
-        self.tasks = tasks  # the engine's task list: device tasks are added to it
+        self.lives = lives  # the devices' tasks and parked Pings (Lives)
         self.late_after = late_after
-        self.running = {}  # device index -> task
+        self.running = set()  # indices of the devices started and not stopped since
         self.stopping = {}  # device -> loop time after which its request in flight is cancelled
         self.saved = {}  # device -> state it had when it was stopped
         self.level = 0
-
-    async def _live(self, device):
-        try:
-            await device.run(self.transport, self.deadline)
-        except self._stopped_exc:
-            pass
 
     def _start(self, device, now):
         if device in self.stopping:  # asked to stop and back before it finished: keep going
@@ -188,23 +270,23 @@ class ClosedStages:
             self.stats.start_lag(now - device.intended_start, self.late_after)
         if device in self.saved:
             device.state = self.saved.pop(device)
-        task = asyncio.create_task(self._live(device))
-        self.running[device.index] = task
-        self.tasks.append(task)
+        self.lives.start(device)
+        self.running.add(device.index)
 
     def _finish(self, device):
         from loadgen.device import STOPPED
         from loadgen.eas.provisioning import State
 
-        task = self.running.pop(device.index, None)
-        if task is not None and not task.done():
-            if device.in_flight is not None:  # cut after the graceful stop time: accounted as cancelled
-                self.stats.cancelled[device.in_flight] += 1
-                device.in_flight = None
-            task.cancel()
+        if device.index in self.running:
+            self.running.discard(device.index)
+            if self.lives.alive(device):
+                if device.in_flight is not None:  # cut after the graceful stop time: accounted as cancelled
+                    self.stats.cancelled[device.in_flight] += 1
+                    device.in_flight = None
+                self.lives.cancel(device)  # its task, or its parked Ping (dropped without an answer)
         if device.prov.state in (State.AWAIT_POLICY, State.AWAIT_ACK, State.AWAIT_WIPE_ACK, State.AWAIT_DEVINFO):
             device.prov.state = State.IDLE  # the conversation starts again when the device comes back
-        device.endpoint.close()  # a phone going offline drops its connections
+        _disconnect(self.transport, device.endpoint)  # a phone going offline drops its connections
         self.saved[device] = device.state
         device.state = STOPPED
         self.stopping.pop(device, None)
@@ -217,16 +299,14 @@ class ClosedStages:
                     self._start(device, now)
         elif target < self.level:
             for device in reversed(self.by_index):  # the last started stop first
-                task = self.running.get(device.index)
                 # a device whose life already ended (blocked, failed) keeps its state
-                if target <= device.index < self.level and task is not None and not task.done() \
-                        and device not in self.stopping:
+                if target <= device.index < self.level and device.index in self.running \
+                        and self.lives.alive(device) and device not in self.stopping:
                     device.stopping = True
                     self.stopping[device] = now + self.graceful
         self.level = target
         for device, limit in list(self.stopping.items()):
-            task = self.running.get(device.index)
-            if task is None or task.done() or device.in_flight is None or now >= limit:
+            if not self.lives.alive(device) or device.in_flight is None or now >= limit:
                 self._finish(device)
 
     async def control(self):
@@ -375,26 +455,35 @@ async def run(scenario, *, target_url=None, progress=True, stream=None, target_s
     stats.started = time.time()
 
     late_after = 0.1  # a device starting more than 100 ms after its intended time is a late start
+    lives = Lives(transport, deadline)
 
-    async def start_device(device, delay):
-        if delay > 0:
-            await asyncio.sleep(delay)
-        now = loop.time()
-        if now < deadline:
-            device.intended_start = t0 + delay
-            device.actual_start = now
-            stats.start_lag(now - device.intended_start, late_after)
-            await device.run(transport, deadline)
-
-    if scenario.load.model == "closed" and scenario.load.stages:
-        tasks = []  # the controller adds the device tasks as the stages ask for devices
-        tasks.append(asyncio.create_task(
-            ClosedStages(scenario, devices, transport, stats, t0, deadline, tasks, late_after).control()))
-    else:
+    async def start_devices(offsets):
+        """Each device at its scheduled time (one task for all, not a sleeping task per device)."""
         # device i of the whole population starts at its scheduled time, whatever the shard
-        offsets = schedule(scenario)
-        tasks = [asyncio.create_task(start_device(d, offsets[d.index])) for d in devices
-                 if offsets[d.index] is not None]
+        order = sorted(((offsets[d.index], d) for d in devices if offsets[d.index] is not None),
+                       key=lambda pair: pair[0])
+        del offsets
+        order.reverse()
+        while order:
+            offset, device = order.pop()  # the list shrinks as devices start: nothing kept after
+            when = t0 + offset
+            if when > loop.time():
+                await asyncio.sleep(when - loop.time())
+            now = loop.time()
+            if now >= deadline:
+                return
+            device.intended_start = when
+            device.actual_start = now
+            stats.start_lag(now - when, late_after)
+            lives.start(device)
+
+    starter = None
+    if scenario.load.model == "closed" and scenario.load.stages:
+        tasks = [asyncio.create_task(
+            ClosedStages(scenario, devices, transport, stats, t0, deadline, lives, late_after).control())]
+    else:
+        starter = asyncio.create_task(start_devices(schedule(scenario)))
+        tasks = [starter]
     if target is not None and target_state is not None and scenario.target.mail_per_user_per_hour > 0:
         tasks.append(asyncio.create_task(_deliver_mail(target_state, scenario, deadline)))  # (a cluster: its own)
     # events act once: on the embedded target this process started, or (a shell command for a real
@@ -425,20 +514,25 @@ async def run(scenario, *, target_url=None, progress=True, stream=None, target_s
                 on_tick(stats, devices, False)
         if stop.is_set():
             interrupted = True  # stop starting work; what is in flight gets the graceful stop time
-        pending = [t for t in tasks if not t.done()]
-        if pending:
-            await asyncio.wait(pending, timeout=scenario.load.graceful_stop)
+            if starter is not None:
+                starter.cancel()
+        # the graceful stop: requests in flight (held Pings too, parked or not) may still be answered
+        limit = loop.time() + scenario.load.graceful_stop
+        while loop.time() < limit and (lives.tasks or lives.parked() or any(not t.done() for t in tasks)):
+            await asyncio.sleep(min(0.02, max(0.0, limit - loop.time())))
     except asyncio.CancelledError:
         interrupted = True
     finally:
         for sig in handled:
             loop.remove_signal_handler(sig)
+        lives.closed = True  # a parked Ping answered from now on is not taken: it is counted here
         for d in devices:  # requests still in flight when the run is cut: accounted as cancelled
             if d.in_flight is not None:
                 stats.cancelled[d.in_flight] += 1
-        for t in tasks:
+        everything = tasks + list(lives.tasks.values())
+        for t in everything:
             t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.gather(*everything, return_exceptions=True)
         stats.ended = time.time()
         prog.tick(loop.time() - t0, stats, final=True)
         await transport.close()
@@ -452,6 +546,8 @@ async def run(scenario, *, target_url=None, progress=True, stream=None, target_s
     for t in tasks:
         if not t.cancelled() and t.exception() is not None:
             raise t.exception()
+    if lives.error is not None:
+        raise lives.error
     stats.final_states = Counter(d.state for d in devices)
     stats.compliance = Counter(d.prov.ack_status for d in devices if d.prov.ack_status)
     stats.unmet = Counter(name for d in devices for name in d.prov.unmet)

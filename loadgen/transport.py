@@ -23,13 +23,21 @@ command, body, policy_key, timeout=None) -> Response``:
   ``bytes`` (joined once when it came in several pieces).  Response timeouts are
   kept in a coarse timer wheel (one ``call_at`` per 50 ms slot, a set per slot)
   instead of a timer handle per request: a uvloop ``call_at`` plus ``cancel``
-  costs ~3 us, a slot set add/discard ~0.3 us; idle connections are found by a
-  sweep every ``idle_timeout / 4``.  Requests of one loop turn are written back
+  costs ~3 us, a slot set add/discard ~0.3 us; waits longer than a minute (held
+  Pings) share 4 s slots kept as lists (~9 bytes per held Ping instead of a set's
+  ~50); idle connections are found by a sweep every ``idle_timeout / 4``.  Requests of one loop turn are written back
   to back (see ``_flush``).
 
   A request sent on a connection the server had already closed (no response
   byte received) is re-sent once on a fresh connection and counted as a
   reconnect, not a failure.
+
+  ``await transport.park(endpoint, command, body, policy_key, timeout, callback,
+  arg)`` sends a request without anything waiting for it: ``callback(arg,
+  response)`` is called with the answer (or the timeout, or the error) later.
+  A device holding a parked Ping has no task, no coroutine and no future, only
+  its connection and a small record of the request (issue 12: memory per device
+  holding a Ping).
 * :class:`AiohttpTransport`: one shared aiohttp ClientSession, for comparison
   (``--transport aiohttp``).
 
@@ -103,6 +111,23 @@ def _tail(host_header, version, user_agent):
     return tail
 
 
+_URLS = {}  # base URL -> (scheme, host, port, Host header, path): one set of strings for every device
+
+
+def _url_parts(base_url):
+    found = _URLS.get(base_url)
+    if found is None:
+        parts = urlsplit(base_url)
+        scheme = parts.scheme or "http"
+        host = parts.hostname or "127.0.0.1"
+        port = parts.port or (443 if scheme == "https" else 80)
+        found = (scheme, host, port, host if parts.port is None else "%s:%d" % (host, port),
+                 parts.path or "/Microsoft-Server-ActiveSync")
+        if len(_URLS) < 10000:  # a handful of servers (redirects add a few)
+            _URLS[base_url] = found
+    return found
+
+
 class DeviceEndpoint:
     """The pre-built, per-device part of every request, and the device's connections.
 
@@ -114,10 +139,7 @@ class DeviceEndpoint:
 
     def __init__(self, base_url, user, password, device_id, device_type, version, user_agent, domain="",
                  bearer=None):
-        parts = urlsplit(base_url)
-        self.scheme = parts.scheme or "http"
-        self.host = parts.hostname or "127.0.0.1"
-        self.port = parts.port or (443 if self.scheme == "https" else 80)
+        self.scheme, self.host, self.port, host_header, path = _url_parts(base_url)
         login = "%s\\%s" % (domain, user) if domain else user
         if bearer:
             authorization = "Bearer " + bearer
@@ -126,8 +148,6 @@ class DeviceEndpoint:
         query = "User=%s&DeviceId=%s&DeviceType=%s&Cmd=" % (
             quote(login, safe=""), quote(device_id, safe=""), quote(device_type, safe=""))
         self._base = base_url
-        host_header = self.host if parts.port is None else "%s:%d" % (self.host, self.port)
-        path = parts.path or "/Microsoft-Server-ActiveSync"
         self._prefix = ("POST %s?%s" % (path, query)).encode("latin-1")
         self._tail = _tail(host_header, version, user_agent)
         self._auth = ("Authorization: %s\r\n" % authorization).encode("latin-1")
@@ -201,6 +221,49 @@ class ProtocolError(Exception):
     pass
 
 
+def _failed(exc, t0):
+    """The Response of a request that got no answer (credential-free error names)."""
+    if isinstance(exc, TimeoutError):
+        error = "timeout"
+    elif isinstance(exc, ConnectionResetError):
+        error = "connection:reset"
+    elif isinstance(exc, ProtocolError):
+        error = "protocol:%s" % exc
+    else:
+        error = "connection:" + _error_name(exc)
+    return Response(0, _NO_HEADERS, b"", perf_counter() - t0, error)
+
+
+class _Parked:
+    """The waiter of a parked request (:meth:`LeanTransport.park`): the connection settles it as it
+    settles a coroutine's future; the transport then calls the request's callback.  It keeps what a
+    re-send on a fresh connection needs, and nothing else (~140 bytes with its float; the deadline
+    is the connection's timer wheel slot)."""
+
+    __slots__ = ("transport", "conn", "endpoint", "command", "body", "policy_key", "t0", "fresh", "callback", "arg")
+
+    def __init__(self, transport, conn, endpoint, command, body, policy_key, t0, fresh, callback, arg):
+        self.transport = transport
+        self.conn = conn
+        self.endpoint = endpoint
+        self.command = command
+        self.body = body
+        self.policy_key = policy_key
+        self.t0 = t0
+        self.fresh = fresh
+        self.callback = callback
+        self.arg = arg
+
+    def done(self):
+        return False  # a connection clears its waiter before settling it: settled at most once
+
+    def set_result(self, result):
+        self.transport._parked_done(self, result, None)
+
+    def set_exception(self, exc):
+        self.transport._parked_done(self, None, exc)
+
+
 class _Connection(asyncio.Protocol):
     """One HTTP/1.1 connection: one request in flight, responses parsed by llhttp."""
 
@@ -218,7 +281,7 @@ class _Connection(asyncio.Protocol):
         self.received_any = False
         self.closed = False
         self.keep_alive = True
-        self.slot = None  # the timer wheel slot number this connection is in
+        self.slot = None  # the timer wheel slot (_Slot / _LongSlot) this connection is in
         self.until_eof = False
         # the parser (~800 bytes with its bound callbacks) exists while a response comes in; a
         # "lazy" connection (a Ping's) drops it after each response: a held Ping has none
@@ -341,6 +404,20 @@ class _Connection(asyncio.Protocol):
             self.transport.close()
 
 
+class _Slot(set):
+    """A timer wheel slot of 50 ms: the connections whose deadline falls in it."""
+
+    __slots__ = ("no",)
+
+
+class _LongSlot(list):
+    """A 4 s slot for long waits (held Pings): a list, ~9 bytes per connection where a set takes
+    ~50.  A connection that leaves it early stays listed until the slot fires (its ``slot`` no
+    longer names this one); ``live`` counts the connections that are really in it."""
+
+    __slots__ = ("no", "live")
+
+
 class _Pool:
     __slots__ = ("idle", "count", "waiters")
 
@@ -371,17 +448,32 @@ class LeanTransport:
         self._endpoints = set()  # endpoints that may have an open connection (the idle sweep's list)
         self._sweeper = None
         self._pools = {}
-        self._wheel = {}  # slot number -> set of connections whose deadline falls in it
+        self._wheel = {}  # slot number (negative: a long slot) -> the connections whose deadline falls in it
         self._out = []  # connection, request bytes, ... written together at the next loop turn
         self._loop = None
+        self.parked = 0  # parked requests whose callback is still to come (park)
+        self._reparking = {}  # task re-sending a parked request on a fresh connection -> the request
+        self._closed = False
 
     async def start(self):
         pass
 
+    @property
+    def can_park(self):
+        """Whether :meth:`park` may be used: connections belong to devices (not pooled)."""
+        return not self.pool_size
+
     async def close(self):
+        """Close every connection; requests still parked are dropped without their callback."""
+        self._closed = True
         for endpoint in list(self._endpoints):
+            self._detach(endpoint)
             endpoint.close()
         self._endpoints.clear()
+        for task in list(self._reparking):
+            task.cancel()
+        self._reparking.clear()
+        self.parked = 0
         if self._sweeper is not None:
             self._sweeper.cancel()
             self._sweeper = None
@@ -398,41 +490,77 @@ class LeanTransport:
 
     def _arm(self, conn, when, delay):
         slot_no = int(when * _SLOTS_PER_SECOND) + 1
-        if delay > 60.0:
-            # long waits (held Pings, idle connections) share 4 s slots: a small set costs ~200 bytes,
-            # and a Ping's deadline (heartbeat + timeout) does not need 50 ms precision
-            slot_no = (slot_no // _COARSE + 1) * _COARSE
         wheel = self._wheel
-        slot = wheel.get(slot_no)
-        if slot is None:
-            if slot_no not in wheel:  # None: emptied, but its call_at is still pending
-                self._loop.call_at(slot_no / _SLOTS_PER_SECOND, self._fire, slot_no)
-            slot = wheel[slot_no] = set()
-        slot.add(conn)
-        conn.slot = slot_no
+        if delay > 60.0:
+            # long waits (held Pings, idle connections) share 4 s slots, lists keyed by the negative
+            # slot number: a Ping's deadline (heartbeat + timeout) does not need 50 ms precision
+            slot_no = (slot_no // _COARSE + 1) * _COARSE
+            slot = wheel.get(-slot_no)
+            if slot is None:
+                slot = self._new_slot(-slot_no, _LongSlot())
+                slot.live = 0
+            slot.append(conn)
+            slot.live += 1
+        else:
+            slot = wheel.get(slot_no)
+            if slot is None:
+                slot = self._new_slot(slot_no, _Slot())
+            slot.add(conn)
+        conn.slot = slot
+
+    def _new_slot(self, key, slot):
+        wheel = self._wheel
+        if key not in wheel:  # (None: emptied, but its call_at is still pending)
+            self._loop.call_at(abs(key) / _SLOTS_PER_SECOND, self._fire, key)
+        slot.no = abs(key)
+        wheel[key] = slot
+        return slot
 
     def _disarm(self, conn):
-        slot_no = conn.slot
-        if slot_no is not None:
-            conn.slot = None
-            slot = self._wheel.get(slot_no)
-            if slot is not None:
-                slot.discard(conn)
-                n = len(slot)
-                # sets never shrink: an empty one is dropped (None until its call_at fires), one shrunk
-                # to 8 or 64 members is copied (held Pings left in a slot that saw many short requests)
-                if not n:
-                    self._wheel[slot_no] = None
-                elif n == 8 or n == 64:
-                    self._wheel[slot_no] = set(slot)
+        slot = conn.slot
+        if slot is None:
+            return
+        conn.slot = None
+        if type(slot) is _Slot:
+            slot.discard(conn)
+            n = len(slot)
+            # sets never shrink: an empty one is dropped (None until its call_at fires), one shrunk
+            # to 8 or 64 members is copied
+            if not n:
+                self._wheel[slot.no] = None
+            elif n == 8 or n == 64:
+                copy = self._wheel[slot.no] = _Slot(slot)
+                copy.no = slot.no
+                for member in copy:
+                    member.slot = copy
+        else:
+            # a long slot keeps the entry (its ``slot`` no longer names this one) until it fires;
+            # compacted when stale entries are the majority, so it stays under twice its members
+            slot.live -= 1
+            if not slot.live:
+                self._wheel[-slot.no] = None
+            elif len(slot) >= 64 and slot.live * 2 < len(slot):
+                seen = set()
+                keep = []
+                for member in slot:
+                    if member.slot is slot and member not in seen:
+                        seen.add(member)
+                        keep.append(member)
+                slot[:] = keep
 
-    def _fire(self, slot_no):
-        slot = self._wheel.pop(slot_no, None)
+    def _fire(self, key):
+        slot = self._wheel.pop(key, None)
         if not slot:
             return
-        for conn in slot:
-            conn.slot = None
-            conn.expire()
+        if type(slot) is _Slot:
+            for conn in slot:
+                conn.slot = None
+                conn.expire()
+        else:
+            for conn in slot:
+                if conn.slot is slot:  # not an entry left by a connection that moved on
+                    conn.slot = None
+                    conn.expire()
 
     def _flush(self):
         """Write the requests of this loop turn back to back.
@@ -512,13 +640,24 @@ class LeanTransport:
         gone = []
         for endpoint in self._endpoints:
             alive = False
-            for conn in (endpoint.conn, endpoint.ping_conn):
-                if conn is not None and not conn.closed:
-                    if conn.waiter is None and conn.used < limit:
-                        conn.close()
-                        self.idle_closed += 1
-                    else:
-                        alive = True
+            conn = endpoint.conn
+            if conn is not None:
+                if not conn.closed and conn.waiter is None and conn.used < limit:
+                    conn.close()
+                    self.idle_closed += 1
+                if conn.closed:
+                    endpoint.conn = None  # a closed connection is not kept (~140 bytes per device)
+                else:
+                    alive = True
+            conn = endpoint.ping_conn
+            if conn is not None:
+                if not conn.closed and conn.waiter is None and conn.used < limit:
+                    conn.close()
+                    self.idle_closed += 1
+                if conn.closed:
+                    endpoint.ping_conn = None
+                else:
+                    alive = True
             if not alive:
                 gone.append(endpoint)
         self._endpoints.difference_update(gone)
@@ -595,26 +734,131 @@ class LeanTransport:
                 if self._sweeper is None and self.idle_timeout:
                     self._sweeper = loop.call_later(self.idle_timeout / 4, self._sweep)
                 return Response(status, headers, rbody, elapsed)
-            except TimeoutError:
-                self._drop(endpoint, conn)
-                return Response(0, _NO_HEADERS, b"", perf_counter() - t0, "timeout")
             except ConnectionResetError:
                 self._drop(endpoint, conn)
                 if attempt == 0 and not fresh and not conn.received_any:
                     # the server had closed the idle keep-alive connection: send again once
                     self.reconnects += 1
                     continue
-                return Response(0, _NO_HEADERS, b"", perf_counter() - t0, "connection:reset")
-            except ProtocolError as exc:
+                return _failed(ConnectionResetError(), t0)
+            except (TimeoutError, ProtocolError, OSError, ssl.SSLError) as exc:
                 self._drop(endpoint, conn)
-                return Response(0, _NO_HEADERS, b"", perf_counter() - t0, "protocol:%s" % exc)
-            except (OSError, ssl.SSLError) as exc:
-                self._drop(endpoint, conn)
-                return Response(0, _NO_HEADERS, b"", perf_counter() - t0, "connection:" + _error_name(exc))
+                return _failed(exc, t0)
             except BaseException:  # cancelled: the connection has a request in flight, it cannot be reused
                 self._drop(endpoint, conn)
                 raise
         raise AssertionError("unreachable")
+
+    # parked requests: nothing waits for the answer, the transport calls back
+
+    async def park(self, endpoint, command, body, policy_key, callback, arg, timeout=None):
+        """Send a request and return at once, without waiting for its answer.
+
+        Returns None when the request is on its way: ``callback(arg, response)`` is called
+        later, once, from the event loop, with the :class:`Response` :meth:`post` would have
+        returned (the answer, the timeout or the error; a request sent on a connection the
+        server had already closed is re-sent once on a fresh one, as by ``post``), unless
+        :meth:`disconnect` or :meth:`close` drops the request first.  Returns the Response at
+        once when no connection could be made (nothing was sent).  Not in pooled mode
+        (:attr:`can_park`).  What is kept meanwhile is the connection and one small record:
+        a device holding a parked Ping costs no task, coroutine or future."""
+        if self.pool_size:
+            raise RuntimeError("park() needs connections that belong to devices (pool_size = 0)")
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
+        t0 = perf_counter()
+        budget = timeout or self.timeout
+        deadline = loop.time() + budget
+        try:
+            conn, fresh = await self._acquire(endpoint, command == "Ping", loop)
+        except (TimeoutError, OSError, ssl.SSLError) as exc:
+            return _failed(exc, t0)
+        self._send(conn, endpoint, command, body, policy_key, loop,
+                   _Parked(self, conn, endpoint, command, body, policy_key, t0, fresh, callback, arg),
+                   deadline, budget)
+        self.parked += 1
+        return None
+
+    def _send(self, conn, endpoint, command, body, policy_key, loop, waiter, deadline, budget):
+        conn.waiter = waiter
+        conn.received_any = False
+        self._arm(conn, deadline, budget)
+        if len(body) <= _SPLICE_LIMIT:
+            out = self._out
+            if not out:
+                loop.call_soon(self._flush)
+            out.append(conn)
+            out.append(endpoint.request(command, policy_key, body))
+        else:
+            conn.transport.writelines((endpoint.request(command, policy_key, body), body))
+
+    def _parked_done(self, parked, result, exc):
+        """A parked request is settled by its connection (answer, error, or the wheel's timeout)."""
+        conn = parked.conn
+        parked.conn = None
+        if exc is None:
+            status, headers, rbody = result
+            resp = Response(status, headers, rbody, perf_counter() - parked.t0)
+            self._disarm(conn)
+            conn.used = self._loop.time()
+            if self._sweeper is None and self.idle_timeout:
+                self._sweeper = self._loop.call_later(self.idle_timeout / 4, self._sweep)
+        else:
+            slot = conn.slot  # its deadline, to the wheel's precision
+            deadline = slot.no / _SLOTS_PER_SECOND if slot is not None else self._loop.time()
+            self._drop(parked.endpoint, conn)
+            if type(exc) is ConnectionResetError and not parked.fresh and not conn.received_any \
+                    and not self._closed:
+                # the server had closed the idle keep-alive connection: send again once, on a fresh one
+                self.reconnects += 1
+                task = self._loop.create_task(self._repark(parked, deadline))
+                self._reparking[task] = parked
+                task.add_done_callback(self._reparked)
+                return
+            resp = _failed(exc, parked.t0)
+        self.parked -= 1
+        # from the loop, not from inside the parser's callback that settled the request
+        self._loop.call_soon(self._deliver, parked, resp)
+
+    def _reparked(self, task):
+        self._reparking.pop(task, None)
+
+    def _deliver(self, parked, resp):
+        if not self._closed:
+            parked.callback(parked.arg, resp)
+
+    async def _repark(self, parked, deadline):
+        loop = self._loop
+        try:
+            conn, fresh = await self._acquire(parked.endpoint, parked.command == "Ping", loop)
+        except (TimeoutError, OSError, ssl.SSLError) as exc:
+            self.parked -= 1
+            self._deliver(parked, _failed(exc, parked.t0))
+            return
+        parked.conn = conn
+        parked.fresh = True
+        self._send(conn, parked.endpoint, parked.command, parked.body, parked.policy_key, loop, parked,
+                   deadline, deadline - loop.time())
+
+    def disconnect(self, endpoint):
+        """Close ``endpoint``'s connections (a phone going offline); a request parked on them is
+        dropped without its callback."""
+        self._detach(endpoint)
+        endpoint.close()
+
+    def _detach(self, endpoint):
+        for conn in (endpoint.conn, endpoint.ping_conn):
+            if conn is not None and type(conn.waiter) is _Parked:
+                conn.waiter.conn = None
+                conn.waiter = None
+                self._disarm(conn)
+                self.parked -= 1
+        for task, parked in list(self._reparking.items()):
+            if parked.endpoint is endpoint:
+                del self._reparking[task]
+                task.cancel()
+                self.parked -= 1
 
     def _drop(self, endpoint, conn):
         if conn is None:
@@ -662,6 +906,11 @@ class AiohttpTransport:
         if self.session is not None:
             await self.session.close()
             self.session = None
+
+    can_park = False
+
+    def disconnect(self, endpoint):
+        endpoint.close()
 
     async def post(self, endpoint, command, body, policy_key, timeout=None):
         aiohttp = self._aiohttp
