@@ -213,6 +213,11 @@ def _ack_send(temporary_key, status):
 class Provisioner:
     """One device's provisioning conversation.  See the module docstring."""
 
+    # one per device: slots, not a ~270-byte attribute dict (issue 12, memory per device)
+    __slots__ = ("version", "caps", "device_info", "retry_interval", "retry_backoff", "state", "policy_key",
+                 "temporary_key", "policy", "applied", "ack_status", "unmet", "_restarts", "_initial_send",
+                 "_devinfo_sent", "_wipe_outcome")
+
     MAX_RESTARTS = 3
 
     def __init__(self, version, caps=None, device_info=None, retry_interval=3600.0, retry_backoff=5.0):
@@ -229,8 +234,9 @@ class Provisioner:
         self.ack_status = None
         self.unmet = ()
         self._restarts = 0
-        self._initial_send = None  # the initial Provision: built once per device (its DeviceInformation)
+        self._initial_send = None  # the initial Provision: built once per conversation (its DeviceInformation)
         self._devinfo_sent = False
+        self._wipe_outcome = None
 
     # -- requests
 
@@ -368,6 +374,9 @@ class Provisioner:
 
     def _finish(self, state, outcome):
         self.state = state
+        # the initial request (~350 bytes with the device's DeviceInformation) serves the restarts of
+        # this conversation; a device holds it no longer (a re-provisioning builds it again)
+        self._initial_send = None
         if state is _WIPED:
             self.policy_key = None
             self.policy = None
