@@ -72,7 +72,6 @@ def _layout():  # every Recorder's counts layout, for Stats.record's inlined ind
 
 _MASK, _UNIT, _HALF_MAG, _HALF_COUNT = _layout()
 _SHIFT = _UNIT + _HALF_MAG + 1
-_STATUS_LABELS = {code: str(code) for code in range(100, 600)}  # HTTP status -> its label, made once
 
 
 def _add(total, part):
@@ -108,6 +107,7 @@ class Stats:
         self._latency = {}  # command -> Recorder (microseconds) of the closed intervals; see latency
         self.timings = {}  # Enrolment / EnrolmentUncorrected / StartLag -> Recorder (not requests)
         self.buckets = {}  # (command, outcome) -> [count per LATENCY_BUCKETS slot (+Inf last)]
+        self._slots = {}  # (command, outcome, HTTP status) -> record()'s keys and bucket list (see _slot)
         self.sums = {}  # (command, outcome) -> seconds
         self.provisionings = Counter()  # (result, ack status) -> n
         self.reprovisions = Counter()  # trigger -> n
@@ -146,7 +146,10 @@ class Stats:
         self.failures = 0  # requests whose outcome is not ok / reprovision
 
     def record(self, command, http_status, outcome, seconds, sent, received, eas_status=None):
-        key = (command, outcome, _STATUS_LABELS.get(http_status) or (str(http_status) if http_status else outcome))
+        slot = self._slots.get((command, outcome, http_status))
+        if slot is None or slot[3] is not self.buckets:
+            slot = self._slot(command, outcome, http_status)
+        key, hkey, counts, _buckets = slot
         by_key = self.by_key
         by_key[key] = by_key.get(key, 0) + 1
         self.total += 1
@@ -167,17 +170,30 @@ class Stats:
             rec.max = us
         if rec.min is None or us < rec.min:
             rec.min = us
-        hkey = (command, outcome)
-        counts = self.buckets.get(hkey)
-        if counts is None:
-            counts = self.buckets[hkey] = [0] * (len(LATENCY_BUCKETS) + 1)
-            self.sums[hkey] = 0.0
         counts[bisect_left(LATENCY_BUCKETS, seconds)] += 1
         self.sums[hkey] += seconds
         self.bytes_sent += sent
         self.bytes_received += received
         if eas_status is not None:
-            self.eas_statuses[(command, eas_status)] += 1
+            statuses = self.eas_statuses
+            skey = (command, eas_status)
+            statuses[skey] = statuses.get(skey, 0) + 1
+
+    def _slot(self, command, outcome, http_status):
+        """What record() needs for one (command, outcome, HTTP status), worked out once: the
+        by_key key (the status label), the (command, outcome) key and its Prometheus bucket
+        counts; with the buckets dict it belongs to (merges replace the dicts)."""
+        key = (command, outcome, str(http_status) if http_status else outcome)
+        hkey = (command, outcome)
+        counts = self.buckets.get(hkey)
+        if counts is None:
+            counts = self.buckets[hkey] = [0] * (len(LATENCY_BUCKETS) + 1)
+        if hkey not in self.sums:
+            self.sums[hkey] = 0.0
+        if len(self._slots) > 10_000:
+            self._slots.clear()
+        slot = self._slots[(command, outcome, http_status)] = (key, hkey, counts, self.buckets)
+        return slot
 
     @property
     def latency(self):
