@@ -1,7 +1,7 @@
 """Client memory per device holding a Ping, and many devices holding Pings on one machine.
 
     python bench/scale_run.py --devices 10000                 # one client worker, breakdown
-    python bench/scale_run.py --devices 100000 --workers 6    # 100k devices, 6 client workers
+    python bench/scale_run.py --devices 100000 --workers 6    # 100k devices, 6 client workers (~4 min)
 
 Targets: canned responders in their own processes, one per client worker, each
 on its own loopback address (127.0.0.2, 127.0.0.3, ...).  A responder answers
@@ -16,7 +16,8 @@ its ordinary keep-alive connection was closed by the idle timeout, as IIS's
 two-minute connectionTimeout would do; ``--idle`` shortens the wait).  The
 difference divided by the devices is the client's memory per holding device;
 kernel socket buffers are not in RSS.  ``--breakdown`` also sizes one device's
-objects (device, endpoint, connection, parser, task and coroutine frames).
+objects (device, identity, endpoint, connection, the parked request's record,
+and the task and coroutine frames of a Ping held by a task, if any).
 Prints figures; asserts nothing.  One process may hold at most 20,000 open
 files here: keep --devices / --workers <= ~18,000.
 """
@@ -249,11 +250,16 @@ def main():
     ap.add_argument("--idle", type=float, default=3.0,
                     help="idle timeout of the ordinary connection (s; IIS: 120); while it is open a device holds "
                          "two connections, so keep idle x rate well under the 20,000 files of a process")
-    ap.add_argument("--rate", type=float, default=400.0, help="devices started per second per worker")
+    ap.add_argument("--rate", type=float, default=None,
+                    help="devices started per second per worker (default: 800/s over all workers, at most 400 "
+                         "per worker: 6 workers at 400/s each overload this 2-core machine -- accept queues "
+                         "overflow, tens of thousands of timeouts and retries, and their garbage inflates RSS)")
     ap.add_argument("--settle", type=float, default=3.0, help="seconds all devices must hold before measuring")
     ap.add_argument("--breakdown", action="store_true")
     ap.add_argument("--trace", action="store_true", help="with --breakdown: tracemalloc by allocation site (slow)")
     args = ap.parse_args()
+    if args.rate is None:
+        args.rate = min(400.0, 800.0 / args.workers)
     per_worker = -(-args.devices // args.workers)
     if per_worker > 18000:
         raise SystemExit("scale_run: at most 18,000 devices per worker (20,000 open files per process)")
