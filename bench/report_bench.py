@@ -2,6 +2,7 @@
 HTML report (``easload report`` of 8 summaries, and of the one merged summary).
 
     python bench/report_bench.py [--shards 8] [--intervals 3600] [--commands 5] [--repeat 1] [--check] [--legacy]
+    python bench/report_bench.py --same-as REV [--real a.json[,b.json...]]... [--shards ...]
 
 Synthesised: every shard has ``intervals`` one-second samples; each sample has requests, HTTP and
 EAS statuses per command, devices by state, and for each command an interval HDR histogram of
@@ -14,15 +15,31 @@ summary.json's sparse ``"counts"`` form (loadgen.workers), or with --legacy in t
 of the shards' series as summary.json writes them (indented JSON); --check also compares the fast
 merge with hdrh's own (decode, add, get_value_at_percentile) on a sample of intervals.  Asserts
 nothing else.
+
+--same-as REV: the output must not depend on how fast it is made.  The code of git revision REV
+(``git archive``) and the working tree's each synthesise the inputs (both the "counts" and the
+--legacy "hdr" form), in a process of their own, and write merge_series' merged series (as
+summary.json has it), the report of the shards and the report of the merged summary, and the
+report of each --real group (comma-separated summary.json files rendered together); every file
+must be byte-identical (the report's rendering time is fixed for the comparison).  Exits 1 if
+one differs.
 """
 
 import argparse
+import hashlib
+import io
+import os
 import random
+import subprocess
 import sys
+import tarfile
+import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+ROOT = Path(__file__).resolve().parent.parent
+# (--same-as runs this file again with the code of another revision first on the path)
+sys.path.insert(0, os.environ.get("REPORT_BENCH_CODE") or str(ROOT))
 
 import orjson  # noqa: E402
 from hdrh.histogram import HdrHistogram  # noqa: E402
@@ -136,6 +153,68 @@ def check(summaries, merged, sample=40):
     print("check: fast merge equals hdrh's on %d intervals" % sample)
 
 
+def emit(out, a, real):
+    """Write what --same-as compares into the directory ``out``, with the code on the path."""
+    out = Path(out)
+    print("  code: %s" % Path(htmlreport.__file__).parent)
+    time.time = lambda: 1_800_000_000.0  # the report's "rendered on" (this process only)
+    for legacy in (False, True):
+        HDR.clear()
+        summaries = synthesise(a.shards, a.intervals, a.commands, legacy=legacy)
+        tag = "hdr" if legacy else "counts"
+        merged = merge_series([s["series"] for s in summaries])
+        (out / ("merged-series-%s.json" % tag)).write_bytes(orjson.dumps(merged))
+        (out / ("report-shards-%s.html" % tag)).write_text(htmlreport.render(summaries), encoding="utf-8")
+        one = dict(summaries[0], series=merged, target="merged")
+        del summaries, merged
+        (out / ("report-merged-%s.html" % tag)).write_text(htmlreport.render([one]), encoding="utf-8")
+    for i, group in enumerate(real):
+        docs = [orjson.loads(Path(f).read_bytes()) for f in group.split(",")]
+        try:
+            text = htmlreport.render(docs)
+        except ValueError as exc:
+            text = "ValueError: %s\n" % exc
+        (out / ("real-%d.html" % i)).write_text(text, encoding="utf-8")
+
+
+def same_as(rev, a):
+    """--same-as: the outputs of the code at ``rev`` and of the working tree, byte for byte."""
+    args = ["--shards", str(a.shards), "--intervals", str(a.intervals), "--commands", str(a.commands)]
+    for group in a.real:
+        args += ["--real", ",".join(str(Path(f).resolve()) for f in group.split(","))]
+    with tempfile.TemporaryDirectory(prefix="report-bench-") as tmp:
+        code = Path(tmp) / "code"
+        code.mkdir()
+        tar = subprocess.run(["git", "-C", str(ROOT), "archive", "--format=tar", rev, "loadgen"],
+                             check=True, capture_output=True).stdout
+        with tarfile.open(fileobj=io.BytesIO(tar)) as t:
+            t.extractall(code, filter="data")
+        outs = {}
+        for name, root in ((rev, code), ("working tree", None)):
+            d = Path(tmp) / ("out-" + ("rev" if root else "now"))
+            d.mkdir()
+            env = dict(os.environ)
+            env.pop("REPORT_BENCH_CODE", None)
+            if root:
+                env["REPORT_BENCH_CODE"] = str(root)
+            t0 = time.perf_counter()
+            subprocess.run([sys.executable, __file__, "--emit", str(d)] + args, check=True, env=env)
+            print("%s: written in %.1f s" % (name, time.perf_counter() - t0))
+            outs[name] = d
+        names = sorted(p.name for p in outs[rev].iterdir())
+        assert names == sorted(p.name for p in outs["working tree"].iterdir())
+        differ = 0
+        for n in names:
+            x, y = (outs[k].joinpath(n).read_bytes() for k in (rev, "working tree"))
+            same = x == y
+            differ += not same
+            print("  %-28s %10d bytes  %s  %s" % (n, len(x), hashlib.sha256(x).hexdigest()[:16],
+                                                 "identical" if same else "DIFFERS (%d bytes now)" % len(y)))
+        print("same-as %s: %s" % (rev, "all %d outputs byte-identical" % len(names) if not differ
+                                  else "%d of %d outputs differ" % (differ, len(names))))
+        return differ == 0
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--shards", type=int, default=8)
@@ -144,7 +223,15 @@ def main():
     ap.add_argument("--repeat", type=int, default=1)
     ap.add_argument("--check", action="store_true")
     ap.add_argument("--legacy", action="store_true", help='interval histograms as "hdr" (summaries written before)')
+    ap.add_argument("--same-as", metavar="REV", help="compare every output with the code of this git revision")
+    ap.add_argument("--real", action="append", default=[], metavar="A.json[,B.json]",
+                    help="with --same-as: summary.json files rendered together, too (repeatable)")
+    ap.add_argument("--emit", help=argparse.SUPPRESS)
     a = ap.parse_args()
+    if a.emit:
+        return emit(a.emit, a, a.real)
+    if a.same_as:
+        sys.exit(0 if same_as(a.same_as, a) else 1)
     t0 = time.perf_counter()
     summaries = synthesise(a.shards, a.intervals, a.commands, legacy=a.legacy)
     print("synthesised %d shards x %d intervals x %d commands (%s) in %.1f s"
