@@ -34,7 +34,8 @@ from importlib import resources
 from hdrh.histogram import HdrHistogram
 
 from loadgen import __version__
-from loadgen.workers import add_counts, interval_parts, merge_lag, merge_latency
+from loadgen.workers import (add_counts, entry_raws, group, lag_of, latency_of, merge_groups, merge_lag,
+                             merge_latency, paused_gc)
 
 MAX_POINTS = 600
 
@@ -158,6 +159,11 @@ def _threshold_value(m, metric, hists):
 def merge(summaries):
     """One summary from several of the same scenario and seed (a copy for a single one), with
     the time series aligned and combined into at most MAX_POINTS intervals: ``points``."""
+    with paused_gc():
+        return _merge(summaries)
+
+
+def _merge(summaries):
     if isinstance(summaries, dict):
         summaries = [summaries]
     summaries = list(summaries)
@@ -230,9 +236,7 @@ def merge(summaries):
             m["thresholds"].append({"threshold": text, "value": value, "passed": passed})
     grid = _grid(summaries, start0)
     m["interval_s"] = round(grid[0] * grid[1], 3)
-    cache = {}
-    m["points"] = _align(summaries, start0, grid, cache)
-    m["shard_points"] = [_align([s], start0, grid, cache) for s in summaries] if len(summaries) > 1 else []
+    m["points"], m["shard_points"] = _views(summaries, start0, grid)
     m["shard_info"] = [{"target": s.get("target"), "started": s.get("started"), "elapsed_s": s.get("elapsed_s"),
                         "requests": s.get("requests") or 0, "errors": s.get("errors") or 0,
                         "requests_per_s": s.get("requests_per_s") or 0.0, "devices_total": s.get("devices_total"),
@@ -255,37 +259,182 @@ def _grid(summaries, start0):
     return base, max(1, math.ceil(last / MAX_POINTS)), last
 
 
-def _align(summaries, start0, grid, cache=None):
-    """The series of several summaries on one time axis, at most MAX_POINTS points.
+def _views(summaries, start0, grid):
+    """The series of several summaries on one time axis, at most MAX_POINTS points: those of the
+    whole run and, for several summaries, those of each (``shard_points``).
 
     A shard's i-th sample is the i-th interval of its run (as loadgen.workers.merge_series has
     it), shifted by the shard's later start; ``factor`` consecutive intervals are combined.  Each
-    point has its time ``t`` (end of its interval(s) into the merged run) and length ``dt``."""
+    point has its time ``t`` (end of its interval(s) into the merged run) and length ``dt``.
+
+    Each summary's samples go into its own buckets once; a bucket of the whole run is the sum of
+    the summaries' (counts added, intervals listed in summary order, as if they had been put there
+    one by one).  Interval histograms are decoded once (loadgen.workers.entry_raws) and merged the
+    way loadgen.workers.group does it: a summary's point is the group of its intervals, the whole
+    run's point the sum of the summaries' groups."""
     base, factor, last = grid
     n = math.ceil(last / factor)
-    buckets = [None] * n
-    cache = {} if cache is None else cache
-    for si, s in enumerate(summaries):
-        off = (s.get("started") or start0) - start0
-        shift = int(round(off / base))
-        for i, p in enumerate(s.get("series") or ()):
-            b_i = (shift + i) // factor
-            b = buckets[b_i]
-            if b is None:
-                b = buckets[b_i] = {"counts": {name: {} for name in _SERIES_COUNTS}, "devices": {},
-                                    "latency": {}, "lag": [], "t": 0.0}
-            b["t"] = max(b["t"], off + p["t"])
-            for name in _SERIES_COUNTS:
-                add_counts(b["counts"][name], p.get(name) or {})
-            if p.get("lag"):
-                b["lag"].append(p["lag"])
-            b["devices"][si] = p.get("devices") or {}  # a gauge: the last of each shard in the interval
-            for cmd, lat in (p.get("latency") or {}).items():
-                b["latency"].setdefault(cmd, []).append(lat)
     width = base * factor
+    own = [_buckets(si, s, start0, base, factor, n) for si, s in enumerate(summaries)]
+    if len(summaries) == 1:
+        whole = own[0]
+        own = []
+    else:
+        whole = [_sum_buckets([buckets[b] for buckets in own]) for b in range(n)]
+    cache = {}
+    results = [_Results() for _ in own]  # each summary's points' latency and lag, when the whole run's made them
+    histograms = []
+    for b, bucket in enumerate(whole):
+        if bucket is None:
+            histograms.append(None)
+            continue
+        parts = [(si, buckets[b]) for si, buckets in enumerate(own) if buckets[b] is not None]
+        latency = {}
+        for command, entries in bucket["latency"].items():
+            latency[command] = _merged(entries, cache, [(si, sb["latency"].get(command)) for si, sb in parts],
+                                       results, (b, command), _latency)
+        lag = _merged(bucket["lag"], cache, [(si, sb["lag"]) for si, sb in parts], results, (b, None), _lag) \
+            if bucket["lag"] else None
+        histograms.append((latency, lag))
+    points = _points(whole, histograms, width)
+    shard_points = []
+    for si, buckets in enumerate(own):
+        done = results[si]
+        histograms = []
+        for b, bucket in enumerate(buckets):
+            if bucket is None:
+                histograms.append(None)
+                continue
+            latency = {}
+            for command, entries in bucket["latency"].items():
+                hit = done.get((b, command))
+                latency[command] = hit if hit is not None else _merged(entries, cache, (), (), None, _latency)
+            hit = done.get((b, None))
+            lag = hit if hit is not None else _merged(bucket["lag"], cache, (), (), None, _lag) if bucket["lag"] else None
+            histograms.append((latency, lag))
+        shard_points.append(_points(buckets, histograms, width))
+    return points, shard_points
+
+
+class _Results(dict):
+    """(bucket, command or None for the lag) -> a summary's point's latency or lag."""
+
+
+def _buckets(si, s, start0, base, factor, n):
+    """One summary's samples by point: counts added, devices (the last sample's), intervals listed."""
+    off = (s.get("started") or start0) - start0
+    shift = int(round(off / base))
+    buckets = [None] * n
+    for i, p in enumerate(s.get("series") or ()):
+        b_i = (shift + i) // factor
+        b = buckets[b_i]
+        if b is None:
+            b = buckets[b_i] = {"counts": {name: {} for name in _SERIES_COUNTS}, "devices": {},
+                                "latency": {}, "lag": [], "t": 0.0, "samples": []}
+        b["t"] = max(b["t"], off + p["t"])
+        b["samples"].append(p)
+        counts = b["counts"]
+        for name in _SERIES_COUNTS:
+            add_counts(counts[name], p.get(name) or {})
+        if p.get("lag"):
+            b["lag"].append(p["lag"])
+        b["devices"][si] = p.get("devices") or {}  # a gauge: the last of each shard in the interval
+        latency = b["latency"]
+        for cmd, lat in (p.get("latency") or {}).items():
+            if cmd in latency:
+                latency[cmd].append(lat)
+            else:
+                latency[cmd] = [lat]
+    return buckets
+
+
+def _sum_buckets(buckets):
+    """The bucket of several summaries' (in summary order): what putting their samples into one
+    bucket one by one makes."""
+    out = None
+    for sb in buckets:
+        if sb is None:
+            continue
+        if out is None:
+            out = {"counts": {name: {} for name in _SERIES_COUNTS}, "devices": {}, "latency": {}, "lag": [],
+                   "t": 0.0, "samples": None}
+        out["t"] = max(out["t"], sb["t"])
+        counts = out["counts"]
+        for name in _SERIES_COUNTS:
+            add_counts(counts[name], sb["counts"][name])
+        out["lag"] += sb["lag"]
+        out["devices"].update(sb["devices"])
+        latency = out["latency"]
+        for cmd, lats in sb["latency"].items():
+            if cmd in latency:
+                latency[cmd] += lats
+            else:
+                latency[cmd] = list(lats)
+    if out is not None and not all(type(v) is int for c in out["counts"].values() for v in c.values()):
+        # not whole numbers: added sample by sample, in that order (floats add up differently)
+        out["counts"] = {name: {} for name in _SERIES_COUNTS}
+        for sb in buckets:
+            for p in sb["samples"] if sb is not None else ():
+                for name in _SERIES_COUNTS:
+                    add_counts(out["counts"][name], p.get(name) or {})
+    return out
+
+
+def _raws(cache, entries, joined=True):
+    """The intervals' HDR histograms as raw parts (loadgen.workers.entry_raws), each decoded once for
+    every view (keyed by the entry object: the same interval of the same result); None if one of
+    them has none (the ones after it not decoded).  ``joined`` false: True instead of the parts."""
+    out = []
+    for entry in entries:
+        hit = cache.get(id(entry))
+        if hit is None or hit[0] is not entry:
+            hit = cache[id(entry)] = (entry, entry_raws(entry))
+        if hit[1] is None:
+            return None
+        if joined:
+            out += hit[1]
+    return out if joined else True
+
+
+def _latency(entries, g):
+    if g is None:  # an interval without its histogram: loadgen.workers.merge_latency's rule
+        return merge_latency(entries, None, encode=False)
+    return latency_of(g)
+
+
+def _lag(entries, g):
+    if g is None:
+        return merge_lag(entries, None, encode=False)
+    return lag_of(entries, g)
+
+
+def _merged(entries, cache, own, results, key, make):
+    """A point's latency of a command (``make`` _latency) or schedule lag (_lag) from its intervals'
+    ``entries``.  One interval: its own numbers (the lag copied).  With ``own`` (the summaries'
+    (index, entries) at this point), their points' too, into ``results`` at ``key``."""
+    if len(entries) == 1:
+        if make is _lag:
+            return merge_lag(entries)
+        x = entries[0]
+        return {"count": x.get("count", 0), "p50_ms": x.get("p50_ms"), "p90_ms": x.get("p90_ms"),
+                "p99_ms": x.get("p99_ms")}
+    raws = _raws(cache, entries, not own)
+    if raws is None:
+        return make(entries, None)
+    if not own:
+        return make(entries, group(raws))
+    groups = [(si, mine, group(_raws(cache, mine))) for si, mine in own if mine]
+    whole = merge_groups([g for _si, _mine, g in groups])  # (gives each its running sums: read faster)
+    for si, mine, g in groups:
+        if len(mine) > 1:
+            results[si][key] = make(mine, g)
+    return make(entries, whole)
+
+
+def _points(buckets, histograms, width):
     points = []
     prev = 0.0
-    for i, b in enumerate(buckets):
+    for i, (b, hist) in enumerate(zip(buckets, histograms)):
         t = b["t"] if b is not None else prev + width
         if i == 0 and b is not None:
             prev = max(0.0, t - width)
@@ -297,49 +446,14 @@ def _align(summaries, start0, grid, cache=None):
             point["latency"] = {}
             point["lag"] = None
         else:
-            for name in _SERIES_COUNTS:
-                point[name] = dict(b["counts"][name])
+            point.update(b["counts"])
             devices = Counter()
             for d in b["devices"].values():
                 devices.update(d)
             point["devices"] = dict(devices)
-            latency = {}
-            for cmd, lats in b["latency"].items():
-                if len(lats) == 1:
-                    x = lats[0]
-                    latency[cmd] = {"count": x.get("count", 0), "p50_ms": x.get("p50_ms"), "p90_ms": x.get("p90_ms"),
-                                    "p99_ms": x.get("p99_ms")}
-                else:
-                    latency[cmd] = merge_latency(lats, _parts(cache, lats), encode=False)
-            point["latency"] = latency
-            point["lag"] = _merged_lag(b["lag"], cache)
+            point["latency"], point["lag"] = hist
         points.append(point)
     return points
-
-
-def _parts(cache, entries):
-    """The intervals' HDR histograms as parts (loadgen.workers.interval_parts: summed when read, never
-    added), each decoded once for every view (keyed by the entry object: the same interval of the
-    same result); None if one of them has none."""
-    out = []
-    for entry in entries:
-        key = id(entry)
-        hit = cache.get(key)
-        if hit is None or hit[0] is not entry:
-            hit = cache[key] = (entry, interval_parts(entry))
-        if hit[1] is None:
-            return None
-        out.extend(hit[1])
-    return out
-
-
-def _merged_lag(lags, cache):
-    """The schedule lag of one point from the intervals' (loadgen.workers.merge_lag), or None."""
-    if not lags:
-        return None
-    if len(lags) == 1:
-        return merge_lag(lags)
-    return merge_lag(lags, _parts(cache, lags), encode=False)
 
 
 # ---------------------------------------------------------------- charts (data for uPlot)
@@ -1031,10 +1145,11 @@ def _license_comment():
 
 def render(summaries):
     """One self-contained HTML document from one summary dict or several of the same run."""
-    m = merge(summaries)
-    pal = _palette(m)
-    charts = _charts(m["points"], m, pal)
-    data = _data(m, charts, pal)
+    with paused_gc():
+        m = merge(summaries)
+        pal = _palette(m)
+        charts = _charts(m["points"], m, pal)
+        data = _data(m, charts, pal)
     title = "easload report: %s" % m["scenario"]
     return ('<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
             '<meta name="viewport" content="width=device-width,initial-scale=1">'

@@ -14,6 +14,9 @@ them (histograms added, so percentiles are those of all requests).
 
 import asyncio
 import base64
+import binascii
+import contextlib
+import gc
 import multiprocessing
 import queue as queue_mod
 import struct
@@ -23,8 +26,8 @@ import zlib
 from array import array
 from bisect import bisect_left, bisect_right
 from collections import Counter
-from itertools import accumulate, repeat
-from operator import getitem, sub
+from itertools import accumulate, chain, repeat
+from operator import add, and_, getitem, le, sub
 
 from hdrh.histogram import HdrHistogram
 
@@ -409,6 +412,309 @@ def parts_count(parts):
     return sum(t[-1] for _i, t in parts)
 
 
+# -- many intervals' histograms merged at once (easload merge, the report): sorted packed keys.
+#
+# A *group* is the sum of several parts (the shards' entries of an interval, the intervals of a
+# report's point).  Its entries are read as one list of packed keys ``index << S | count``
+# (S = 16 while the group holds fewer than 65,536 values, else 32), built from the parts' raw
+# bytes by slice assignments and sorted by sorted() -- in C, and the parts are runs already, so it
+# merges them.  The running count up to an entry is the sum of the keys before it, masked (the
+# indices only add multiples of 2**S): a percentile is the sum of the first T keys (T the target
+# count; every count is at least 1, so the entry that reaches T is among the first T) and, when
+# some counts exceed 1, the running counts of the few keys just below it.  No Python work per
+# entry.  Groups of the same run add up by sorting their lists together.  Parts whose counts take
+# 4 or 8 bytes, a zero count, 2**32 values or more, or a big-endian machine: parts_percentiles.
+# The results are those of parts_percentiles, to the bit (tests/test_workers.py, bench/report_bench.py
+# --same-as).
+
+_FAST = not _BIG_ENDIAN and array("I").itemsize == 4 and array("Q").itemsize == 8
+_WIDTH_OF = {"1": 1, "2": 2}  # the "counts" widths read as raw bytes (wider ones: decode_part)
+_VALUES = {}  # _value_at, memoized: ~ a thousand distinct answers in a report
+
+
+def _value(index, p):
+    key = index if p else -1 - index
+    value = _VALUES.get(key)
+    if value is None:
+        value = _VALUES[key] = _value_at(index, p)
+    return value
+
+
+def _raw_part(text):
+    """One part of a "counts" text as (indices, counts, width): its counts indices as little-endian
+    uint16 bytes and its counts as bytes (width 1 or 2 each); decode_part's checks and errors.  Other
+    widths (and on a big-endian machine, every part): (indices, running totals, 0) of decode_part."""
+    width = _WIDTH_OF.get(text[0]) if _FAST else None
+    if width is None:
+        indices, totals = decode_part(text)
+        return indices, totals, 0
+    try:
+        raw = zlib.decompress(binascii.a2b_base64(text[1:], strict_mode=True), -15)
+    except (ValueError, TypeError, zlib.error):
+        raise _bad(text) from None
+    n, rest = divmod(len(raw), 2 + width)
+    if rest or not n:
+        raise _bad(text)
+    cut = 2 * n
+    last = raw[cut - 2] | raw[cut - 1] << 8
+    if last >= _COUNTS_LEN:
+        raise _bad(text, "counts index %d beyond the last (%d)" % (last, _COUNTS_LEN - 1))
+    return raw[:cut], raw[cut:], width
+
+
+def _raw_of(indices, totals):
+    """A decoded part (decode_part, interval_parts) as a raw part, in bytes when its counts fit."""
+    counts = list(map(sub, totals[1:], totals[:-1]))
+    if _FAST and counts and min(counts) > 0 and max(counts) < 65536:
+        width = 1 if max(counts) < 256 else 2
+        return array("H", indices).tobytes(), array("B" if width == 1 else "H", counts).tobytes(), width
+    return indices, totals, 0
+
+
+def entry_raws(entry):
+    """The parts (_raw_part) of an interval's ``latency`` or ``lag`` entry, interval_parts' twin
+    (same checks, same errors); None when it carries no histogram."""
+    text = entry.get("counts")
+    if type(text) is str and text and _FAST and " " not in text:  # one part, the usual: _raw_part inlined
+        step = _STEPS.get(text[0])
+        if step:
+            try:
+                raw = _inflate(_unbase64(text[1:], strict_mode=True), -15)
+            except (ValueError, TypeError, zlib.error):
+                raise _bad(text) from None
+            n, rest = divmod(len(raw), step)
+            cut = 2 * n
+            if not rest and n and raw[cut - 2] | raw[cut - 1] << 8 < _COUNTS_LEN:
+                return [(raw[:cut], raw[cut:], step - 2)]
+    if text is not None:
+        return [_raw_part(p) for p in _split(text)]
+    parts = interval_parts(entry)
+    return None if parts is None else [_raw_of(i, t) for i, t in parts]
+
+
+_STEPS = {"1": 3, "2": 4}  # bytes an entry of a part of that width
+_inflate = zlib.decompress
+_unbase64 = binascii.a2b_base64
+
+
+def _as_part(raw):
+    """A raw part as decode_part gives it: (indices, running totals)."""
+    a, b, width = raw
+    if not width:
+        return a, b
+    indices = array("H")
+    indices.frombytes(a)
+    counts = array("B" if width == 1 else "H")
+    counts.frombytes(b)
+    totals = array("I", (0,))
+    totals.extend(accumulate(counts))
+    return indices, totals
+
+
+class Group:
+    """The sum of raw parts: ``total`` values; ``keys`` (sorted packed keys, shift ``shift``), or
+    ``groups`` (Groups with keys of the same shift, summed when read), or neither when it is read by
+    parts_percentiles."""
+
+    __slots__ = ("raws", "total", "keys", "shift", "groups")
+
+    def __init__(self, raws, total, keys, shift, groups=None):
+        self.raws, self.total, self.keys, self.shift, self.groups = raws, total, keys, shift, groups
+
+
+def group(raws):
+    """The Group of raw parts (_raw_part, entry_raws)."""
+    if len(raws) == 1:
+        indices, counts, width = raws[0]
+    elif all(r[2] == 1 for r in raws):
+        indices, counts, width = b"".join([r[0] for r in raws]), b"".join([r[1] for r in raws]), 1
+    else:
+        indices = counts = None
+        width = 0
+    if width == 1:
+        if 0 in counts:
+            return Group(raws, sum(counts), None, 0)
+        total = sum(counts)
+    else:  # widths 2 (or mixed 1 and 2): counts as uint16; wider, by parts_percentiles
+        total = 0
+        fast = True
+        for _a, b, w in raws:
+            if w == 1:
+                fast = fast and 0 not in b
+                total += sum(b)
+            elif w == 2:
+                c = array("H")
+                c.frombytes(b)
+                fast = fast and 0 not in c
+                total += sum(c)
+            else:
+                fast = False
+                total += b[-1]
+        if not fast:
+            return Group(raws, total, None, 0)
+    if total >= 1 << 32:
+        return Group(raws, total, None, 0)
+    shift = 16 if total < 1 << 16 else 32
+    return Group(raws, total, _packed(raws, shift, indices, counts if width == 1 else None), shift)
+
+
+def _packed(raws, shift, indices=None, counts=None):
+    """The sorted keys ``index << shift | count`` of raw parts of width 1 or 2 (``indices`` and
+    ``counts``: all their indices and counts joined, when they are of width 1)."""
+    step, at = (4, 2) if shift == 16 else (8, 4)
+    if indices is None:
+        indices = raws[0][0] if len(raws) == 1 else b"".join([r[0] for r in raws])
+    rec = bytearray(len(indices) * (step >> 1))
+    rec[at::step] = indices[0::2]
+    rec[at + 1::step] = indices[1::2]
+    if counts is not None:
+        rec[0::step] = counts
+    else:
+        at = 0
+        for _a, b, width in raws:
+            k = len(b) // width
+            end = step * (at + k)
+            if width == 1:
+                rec[step * at:end:step] = b
+            else:
+                rec[step * at:end:step] = b[0::2]
+                rec[step * at + 1:end:step] = b[1::2]
+            at += k
+    keys = array("I" if shift == 16 else "Q")
+    keys.frombytes(rec)
+    return sorted(keys) if len(raws) > 1 else keys.tolist()
+
+
+def merge_groups(groups):
+    """The Group of the sum of several Groups: one that reads theirs when they have keys of the same
+    shift that holds the sum, else one of all their parts."""
+    if len(groups) == 1:
+        return groups[0]
+    subs = [x for g in groups for x in (g.groups or (g,))]
+    total = sum(g.total for g in subs)
+    shift = subs[0].shift
+    raws = [r for g in subs for r in g.raws]
+    if total >= 1 << shift or not all(g.keys is not None and g.shift == shift for g in subs):
+        return group(raws)
+    return Group(raws, total, None, shift, [g for g in subs if g.keys])
+
+
+def group_percentiles(g, percentiles=(50, 90, 99)):
+    """parts_percentiles of a Group's parts."""
+    keys = g.keys
+    if keys is None:
+        if g.groups is not None:
+            return _sum_percentiles(g, percentiles)
+        return parts_percentiles([_as_part(r) for r in g.raws], percentiles)
+    if not keys:
+        return [0] * len(percentiles)
+    total, shift = g.total, g.shift
+    mask = (1 << shift) - 1
+    n = len(keys)
+    out = []
+    pos = raw = 0  # raw: the sum of keys[:pos]
+    for p in percentiles:
+        target = int(min(p, 100.0) * total / 100 + 0.5)  # _target
+        if target < 1:
+            target = 1
+        m = target if target < n else n  # the entry reaching the target is among the first m
+        if m >= pos:
+            raw += sum(keys[pos:m])
+        else:
+            raw -= sum(keys[m:pos])
+        pos = m
+        excess = (raw & mask) - target  # the count of the first m entries, less the target (>= 0)
+        if excess:  # each entry counting 1 or more, none before the excess-th one below reaches it
+            low = m - excess if m > excess else 1
+            window = keys[low - 1:m]
+            running = list(accumulate(map(and_, window, repeat(mask))))
+            key = window[bisect_left(running, running[-1] - excess)]
+        else:
+            key = keys[m - 1]
+        value = _VALUES.get(key >> shift if p else -1 - (key >> shift))
+        out.append(value if value is not None else _value(key >> shift, p))
+    return out
+
+
+def _sum_percentiles(g, percentiles):
+    """group_percentiles of a Group of Groups, without sorting all their keys together: the entry
+    reaching the target is among the entries of ranks target - (total - entries) .. target (each
+    counts 1 or more) of the sorted union; keys that bracket those ranks are read off each list at
+    the same fraction of its length (at or below the lowest rank in every list, at or above the
+    highest in some); the keys between are sorted, the count below them summed (masked once: the
+    total holds in the mask)."""
+    lists = [x.keys for x in g.groups]
+    if not lists:
+        return [0] * len(percentiles)
+    sizes = list(map(len, lists))
+    n = sum(sizes)
+    total, shift = g.total, g.shift
+    mask = (1 << shift) - 1
+    extra = total - n
+    done = [0] * len(lists)  # per list: how many of its keys ``sums`` holds
+    sums = [0] * len(lists)
+    out = []
+    for p in percentiles:
+        target = _target(p, total)
+        high = target if target < n else n
+        low = target - extra if target - extra > 1 else 1
+        a = min(map(getitem, lists, [max(low * k // n - 1, 0) for k in sizes]))  # rank of a <= low
+        b = max(map(getitem, lists, [-(-high * k // n) - 1 for k in sizes]))  # rank of b >= high
+        starts = list(map(bisect_left, lists, repeat(a)))
+        if all(map(le, done, starts)):
+            sums = list(map(add, sums, map(sum, map(getitem, lists, map(slice, done, starts)))))
+        else:
+            sums = list(map(sum, map(getitem, lists, map(slice, repeat(0), starts))))
+        done = starts
+        window = sorted(chain.from_iterable(map(getitem, lists, map(slice, starts,
+                                                                       map(bisect_right, lists, repeat(b))))))
+        running = list(accumulate(map(and_, window, repeat(mask)), initial=sum(sums) & mask))
+        out.append(_value(window[bisect_left(running, target) - 1] >> shift, p))
+    return out
+
+
+def _hist(g, encode, entries):
+    """count, p50/p90/p99 (ms) of a Group (_merged_hist's) and, if ``encode``, the entries' texts."""
+    p50, p90, p99 = group_percentiles(g)
+    out = {"count": g.total, "p50_ms": p50 / 1000, "p90_ms": p90 / 1000, "p99_ms": p99 / 1000}
+    if encode:
+        if len(g.raws) > MAX_PARTS:
+            out["counts"] = encode_counts(*merge_counts([(i.tolist(), list(map(sub, t[1:], t[:-1])))
+                                                         for i, t in map(_as_part, g.raws)]))
+        else:
+            out["counts"] = " ".join(t for t in map(_text, entries) if t)
+    return out
+
+
+def lag_fields(entries):
+    """merge_lag's fields but the histogram's: starts, late starts, mean weighted by starts, max."""
+    starts = sum(e.get("starts", 0) for e in entries)
+    return {"starts": starts, "late": sum(e.get("late", 0) for e in entries),
+            "mean_ms": round(sum(e.get("mean_ms", 0.0) * e.get("starts", 0) for e in entries) / max(starts, 1), 3),
+            "max_ms": max(e.get("max_ms", 0.0) for e in entries)}
+
+
+def latency_of(g):
+    """An interval's (or a report point's) latency of a Group: count, p50/p90/p99 (ms)."""
+    return _hist(g, False, ())
+
+
+def lag_of(entries, g):
+    """merge_lag(entries, encode=False) of entries whose Group is ``g`` (every entry with a histogram)."""
+    out = lag_fields(entries)
+    if g.raws:
+        hist = _hist(g, False, ())
+        hist.pop("count")
+        out.update(hist)
+    return out
+
+
+def _all_raws(entries):
+    """Every entry's raw parts (all decoded, as merge_latency does), or None if one has no histogram."""
+    each = [entry_raws(e) for e in entries]
+    return [r for rs in each for r in rs] if all(rs is not None for rs in each) else None
+
+
 def interval_entry(indices, counts):
     """An interval's ``latency`` entry of an (indices, counts) histogram: count, p50/p90/p99 (ms), counts."""
     p50, p90, p99 = counts_percentiles(indices, counts)
@@ -436,13 +742,14 @@ def merge_lag(entries, parts=None, encode=True):
     that histogram as ``"counts"``."""
     if len(entries) == 1 and parts is None:
         return dict(entries[0])
-    starts = sum(e.get("starts", 0) for e in entries)
-    out = {"starts": starts, "late": sum(e.get("late", 0) for e in entries),
-           "mean_ms": round(sum(e.get("mean_ms", 0.0) * e.get("starts", 0) for e in entries) / max(starts, 1), 3),
-           "max_ms": max(e.get("max_ms", 0.0) for e in entries)}
+    out = lag_fields(entries)
     if parts is None:
-        each = [interval_parts(e) for e in entries]
-        parts = [p for ps in each for p in ps] if all(ps is not None for ps in each) else None
+        raws = _all_raws(entries)
+        if raws:
+            hist = _hist(group(raws), encode, entries)
+            hist.pop("count")
+            out.update(hist)
+        return out
     if parts:
         hist = _merged_hist(entries, parts, encode)
         hist.pop("count")
@@ -457,13 +764,28 @@ def merge_latency(entries, parts=None, encode=True):
     easload), the counts are added and the percentiles are those of the entry with the most
     requests -- the only case that is not exact."""
     if parts is None:
-        each = [interval_parts(e) for e in entries]
-        parts = [p for ps in each for p in ps] if all(ps is not None for ps in each) else None
-    if parts is not None:
+        raws = _all_raws(entries)
+        if raws is not None:
+            return _hist(group(raws), encode, entries)
+    else:
         return _merged_hist(entries, parts, encode)
     x = max(entries, key=lambda v: v.get("count", 0))
     return {"count": sum(v.get("count", 0) for v in entries), "p50_ms": x.get("p50_ms"), "p90_ms": x.get("p90_ms"),
             "p99_ms": x.get("p99_ms")}
+
+
+@contextlib.contextmanager
+def paused_gc():
+    """The cyclic garbage collector paused (as it was after): merging a long run's series allocates
+    millions of lists, tuples and dicts, none in a cycle, and each full collection this sets off
+    walks every object of the summaries (a tenth of the report's time)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 _SERIES_COUNTERS = ("devices", "requests", "http", "eas", "provisionings", "reprovisions", "throttled", "wipes")
@@ -474,6 +796,11 @@ def merge_series(all_series):
     (their parts joined, percentiles read from them), schedule lag merged by merge_lag.  A command
     (or the lag) only one series has in an interval is copied, an old summary's ``"hdr"`` turned
     into ``"counts"``."""
+    with paused_gc():
+        return _merge_series(all_series)
+
+
+def _merge_series(all_series):
     merged = []
     for i in range(max((len(s) for s in all_series), default=0)):
         points = [s[i] for s in all_series if i < len(s)]
