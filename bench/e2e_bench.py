@@ -43,6 +43,7 @@ The load average is printed at start and end.  Prints figures; asserts nothing.
 
 import argparse
 import asyncio
+import gc
 import multiprocessing
 import os
 import statistics
@@ -98,10 +99,11 @@ class Result:
 
 async def device_flows(url, devices_count, seconds, concurrency, seed, kind="lean", recorder=None):
     """Full device logic, one fresh device per flow."""
-    from loadgen.engine import build_population
+    from loadgen.engine import build_population, settle_population
     from loadgen.transport import Transport
 
     devices, stats = build_population(_scenario(url, devices_count, seed), url)
+    settle_population()  # as engine.run does after building the population
     transport = Transport(kind, timeout=30)
     await transport.start()
     if recorder is not None:
@@ -130,6 +132,7 @@ async def device_flows(url, devices_count, seconds, concurrency, seed, kind="lea
     elapsed = time.perf_counter() - t0
     cpu = time.process_time() - cpu0
     await (transport.inner if recorder is not None else transport).close()
+    gc.unfreeze()
     return Result(flows[0], stats.total - requests0, elapsed, cpu, stats.errors(), started[0] >= devices_count)
 
 

@@ -9,6 +9,7 @@ Prometheus endpoint reads these at scrape time (``loadgen.metrics``), so no
 metric lock or label lookup is paid per request.
 """
 
+import ctypes
 import time
 from bisect import bisect_left
 from collections import Counter
@@ -55,6 +56,13 @@ class Recorder:
             self.max = value
         if self.min is None or value < self.min:
             self.min = value
+
+    def reset(self):
+        """Empty, for use again: counts zeroed in place (C memset)."""
+        ctypes.memset(ctypes.addressof(self.counts), 0, ctypes.sizeof(self.counts))
+        self.total = 0
+        self.min = None
+        self.max = 0
 
     def histogram(self):
         h = self.hist
@@ -108,6 +116,10 @@ class Stats:
         self.timings = {}  # Enrolment / EnrolmentUncorrected / StartLag -> Recorder (not requests)
         self.buckets = {}  # (command, outcome) -> [count per LATENCY_BUCKETS slot (+Inf last)]
         self._slots = {}  # (command, outcome, HTTP status) -> record()'s keys and bucket list (see _slot)
+        # interval recorders emptied at the interval's end, used again: each holds a 184 KiB counts
+        # array (and hdrh's histogram <-> encoder cycle), a new one per command and interval would
+        # wait for a full garbage collection and fragment the heap meanwhile
+        self._spare = []
         self.sums = {}  # (command, outcome) -> seconds
         self.provisionings = Counter()  # (result, ack status) -> n
         self.reprovisions = Counter()  # trigger -> n
@@ -161,7 +173,7 @@ class Stats:
         # interval closes (sample) or when the run's histograms are read (latency)
         rec = self.interval_latency.get(command)
         if rec is None:
-            rec = self.interval_latency[command] = Recorder()
+            rec = self.interval_latency[command] = self._spare.pop() if self._spare else Recorder()
         # Recorder.record's arithmetic, inlined
         bucket = (us | _MASK).bit_length() - _SHIFT
         rec.counts[((bucket + 1) << _HALF_MAG) + (us >> (bucket + _UNIT)) - _HALF_COUNT] += 1
@@ -219,11 +231,14 @@ class Stats:
 
     def _close_interval(self):
         """Add the interval's recorders to the run's."""
+        spare = self._spare
         for command, part in self.interval_latency.items():
             total = self._latency.get(command)
             if total is None:
                 total = self._latency[command] = Recorder()
             _add(total, part)
+            part.reset()
+            spare.append(part)
         self.interval_latency = {}
 
     def _observe(self, name, seconds):
@@ -244,7 +259,7 @@ class Stats:
         self._observe("StartLag", lag)
         rec = self.interval_lag
         if rec is None:
-            rec = self.interval_lag = Recorder()
+            rec = self.interval_lag = self._spare.pop() if self._spare else Recorder()
         us = int(lag * 1_000_000)
         rec.record(_LOW_US if us < _LOW_US else (_HIGH_US if us > _HIGH_US else us))
         self.starts += 1
@@ -317,6 +332,9 @@ class Stats:
                             "mean_ms": round((self.lag_sum - last_sum) / max(starts, 1) * 1000, 3),
                             "max_ms": rec.max / 1000, "p50_ms": lat["p50_ms"], "p90_ms": lat["p90_ms"],
                             "p99_ms": lat["p99_ms"], "counts": lat["counts"]}
+        if rec is not None:
+            rec.reset()
+            self._spare.append(rec)
         self.interval_lag = None
         point["latency"] = {command: entry(rec) for command, rec in self.interval_latency.items()}
         self._close_interval()

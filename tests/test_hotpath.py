@@ -189,3 +189,20 @@ def test_fetch_dropped_when_the_queue_is_full_is_counted():
     assert len(dev.fetches) == device_mod._MAX_PENDING_FETCHES == 100
     assert stats.policy_effects[device_mod.FETCH_QUEUE_FULL] == 20  # 120 opened, 100 queued
     assert stats.policy_effects["attachment_skip_disabled"] == 0
+
+
+def test_interval_recorders_are_used_again_and_start_empty():
+    stats = Stats()
+    stats.record("Ping", 200, "ok", 0.5, 1, 1)
+    stats.start_lag(0.2, 0.1)
+    first, lag = stats.interval_latency["Ping"], stats.interval_lag
+    stats.sample(1.0, {})
+    stats.record("Sync", 200, "ok", 0.001, 1, 1)  # another command takes a recorder emptied at the sample
+    again = stats.interval_latency["Sync"]
+    assert any(again is r for r in (first, lag)) and again.total == 1  # no new 184 KiB array
+    stats.sample(2.0, {})
+    last = stats.series[-1]
+    assert set(last["latency"]) == {"Sync"} and "lag" not in last
+    hist = stats.latency["Sync"].histogram()
+    assert hist.get_total_count() == 1 and hist.get_max_value() < 2000  # nothing of the Ping's 0.5 s
+    assert stats.latency["Ping"].histogram().get_total_count() == 1
