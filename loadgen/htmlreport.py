@@ -281,8 +281,7 @@ def _views(summaries, start0, grid):
         own = []
     else:
         whole = [_sum_buckets([buckets[b] for buckets in own]) for b in range(n)]
-    cache = {}
-    results = [_Results() for _ in own]  # each summary's points' latency and lag, when the whole run's made them
+    results = [{} for _ in own]  # (bucket, command or None for the lag) -> a summary's point's, made with the whole's
     histograms = []
     for b, bucket in enumerate(whole):
         if bucket is None:
@@ -291,9 +290,9 @@ def _views(summaries, start0, grid):
         parts = [(si, buckets[b]) for si, buckets in enumerate(own) if buckets[b] is not None]
         latency = {}
         for command, entries in bucket["latency"].items():
-            latency[command] = _merged(entries, cache, [(si, sb["latency"].get(command)) for si, sb in parts],
-                                       results, (b, command), _latency)
-        lag = _merged(bucket["lag"], cache, [(si, sb["lag"]) for si, sb in parts], results, (b, None), _lag) \
+            latency[command] = _merged(entries, [(si, sb["latency"][command]) for si, sb in parts
+                                                 if command in sb["latency"]], results, (b, command), _latency)
+        lag = _merged(bucket["lag"], [(si, sb["lag"]) for si, sb in parts if sb["lag"]], results, (b, None), _lag) \
             if bucket["lag"] else None
         histograms.append((latency, lag))
     points = _points(whole, histograms, width)
@@ -308,16 +307,12 @@ def _views(summaries, start0, grid):
             latency = {}
             for command, entries in bucket["latency"].items():
                 hit = done.get((b, command))
-                latency[command] = hit if hit is not None else _merged(entries, cache, (), (), None, _latency)
+                latency[command] = hit if hit is not None else _merged(entries, (), (), None, _latency)
             hit = done.get((b, None))
-            lag = hit if hit is not None else _merged(bucket["lag"], cache, (), (), None, _lag) if bucket["lag"] else None
+            lag = hit if hit is not None else _merged(bucket["lag"], (), (), None, _lag) if bucket["lag"] else None
             histograms.append((latency, lag))
         shard_points.append(_points(buckets, histograms, width))
     return points, shard_points
-
-
-class _Results(dict):
-    """(bucket, command or None for the lag) -> a summary's point's latency or lag."""
 
 
 def _buckets(si, s, start0, base, factor, n):
@@ -335,7 +330,12 @@ def _buckets(si, s, start0, base, factor, n):
         b["samples"].append(p)
         counts = b["counts"]
         for name in _SERIES_COUNTS:
-            add_counts(counts[name], p.get(name) or {})
+            more = p.get(name)
+            if more:  # (add_counts inlined)
+                into = counts[name]
+                get = into.get
+                for k, v in more.items():
+                    into[k] = get(k, 0) + v
         if p.get("lag"):
             b["lag"].append(p["lag"])
         b["devices"][si] = p.get("devices") or {}  # a gauge: the last of each shard in the interval
@@ -380,22 +380,6 @@ def _sum_buckets(buckets):
     return out
 
 
-def _raws(cache, entries, joined=True):
-    """The intervals' HDR histograms as raw parts (loadgen.workers.entry_raws), each decoded once for
-    every view (keyed by the entry object: the same interval of the same result); None if one of
-    them has none (the ones after it not decoded).  ``joined`` false: True instead of the parts."""
-    out = []
-    for entry in entries:
-        hit = cache.get(id(entry))
-        if hit is None or hit[0] is not entry:
-            hit = cache[id(entry)] = (entry, entry_raws(entry))
-        if hit[1] is None:
-            return None
-        if joined:
-            out += hit[1]
-    return out if joined else True
-
-
 def _latency(entries, g):
     if g is None:  # an interval without its histogram: loadgen.workers.merge_latency's rule
         return merge_latency(entries, None, encode=False)
@@ -408,27 +392,38 @@ def _lag(entries, g):
     return lag_of(entries, g)
 
 
-def _merged(entries, cache, own, results, key, make):
+def _merged(entries, own, results, key, make):
     """A point's latency of a command (``make`` _latency) or schedule lag (_lag) from its intervals'
-    ``entries``.  One interval: its own numbers (the lag copied).  With ``own`` (the summaries'
-    (index, entries) at this point), their points' too, into ``results`` at ``key``."""
+    ``entries``.  One interval: its own numbers (the lag copied).  Else their HDR histograms, each
+    decoded once (loadgen.workers.entry_raws, in order; at the first interval without one,
+    loadgen.workers.merge_latency's or merge_lag's own rule), merged by loadgen.workers.group.
+    ``own``: the summaries' (index, intervals) at this point, in summary order (``entries`` is
+    their concatenation): their points' too, into ``results`` at ``key``, each a Group of its
+    intervals, the whole's the sum of theirs."""
     if len(entries) == 1:
         if make is _lag:
             return merge_lag(entries)
         x = entries[0]
         return {"count": x.get("count", 0), "p50_ms": x.get("p50_ms"), "p90_ms": x.get("p90_ms"),
                 "p99_ms": x.get("p99_ms")}
-    raws = _raws(cache, entries, not own)
-    if raws is None:
-        return make(entries, None)
+    decoded = []
+    for entry in entries:
+        raws = entry_raws(entry)
+        if raws is None:
+            return make(entries, None)
+        decoded.append(raws)
     if not own:
-        return make(entries, group(raws))
-    groups = [(si, mine, group(_raws(cache, mine))) for si, mine in own if mine]
-    whole = merge_groups([g for _si, _mine, g in groups])  # (gives each its running sums: read faster)
-    for si, mine, g in groups:
-        if len(mine) > 1:
+        return make(entries, group([r for raws in decoded for r in raws]))
+    groups = []
+    at = 0
+    for si, mine in own:
+        k = len(mine)
+        g = group(decoded[at] if k == 1 else [r for raws in decoded[at:at + k] for r in raws])
+        at += k
+        groups.append(g)
+        if k > 1:
             results[si][key] = make(mine, g)
-    return make(entries, whole)
+    return make(entries, merge_groups(groups))
 
 
 def _points(buckets, histograms, width):
@@ -491,6 +486,18 @@ def _sig3(v):
     """A latency in ms to three significant digits: what a chart can show, in few bytes."""
     if v is None:
         return None
+    r = _SIG3.get(v)
+    if r is None:
+        if len(_SIG3) > 100_000:
+            _SIG3.clear()
+        r = _SIG3[v] = _sig3_of(v)
+    return r
+
+
+_SIG3 = {}  # _sig3 by value: a report's latencies are a few thousand distinct values
+
+
+def _sig3_of(v):
     if v == 0:
         return 0
     r = float("%.3g" % v)
@@ -573,9 +580,19 @@ def _charts(pts, totals, pal):
     def per_interval(name, key):
         return [p[name].get(key, 0) if ok else None for p, ok in zip(pts, sampled)]
 
+    by_command = []  # per point: requests by command (added in the point's order, as sum() would)
+    for p, ok in zip(pts, sampled):
+        if ok:
+            total = {}
+            for k, n in p["requests"].items():
+                c = str(k).partition(" ")[0]
+                total[c] = total.get(c, 0) + n
+            by_command.append(total)
+        else:
+            by_command.append(None)
+
     def rate_of(c):
-        return [sum(n for k, n in p["requests"].items() if _split(k)[0] == c) if ok else None
-                for p, ok in zip(pts, sampled)]
+        return [None if total is None else total.get(c, 0) for total in by_command]
 
     out.append(("rps", "throughput", "Requests per second by command", "",
                 _spec("line", "req/s", [_series(c, pal["cmd"][c], rate_of(c)) for c in cmds], rate=True)))

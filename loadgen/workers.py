@@ -27,7 +27,7 @@ from array import array
 from bisect import bisect_left, bisect_right
 from collections import Counter
 from itertools import accumulate, chain, repeat
-from operator import add, and_, getitem, le, sub
+from operator import and_, getitem, itemgetter, sub
 
 from hdrh.histogram import HdrHistogram
 
@@ -475,17 +475,23 @@ def entry_raws(entry):
     """The parts (_raw_part) of an interval's ``latency`` or ``lag`` entry, interval_parts' twin
     (same checks, same errors); None when it carries no histogram."""
     text = entry.get("counts")
-    if type(text) is str and text and _FAST and " " not in text:  # one part, the usual: _raw_part inlined
-        step = _STEPS.get(text[0])
-        if step:
+    if type(text) is str and _FAST:  # _raw_part inlined; anything unusual: by _raw_part, from the start
+        out = []
+        for part in text.split():
+            step = _STEPS.get(part[0])
+            if not step:
+                break
             try:
-                raw = _inflate(_unbase64(text[1:], strict_mode=True), -15)
+                raw = _inflate(_unbase64(part[1:], strict_mode=True), -15)
             except (ValueError, TypeError, zlib.error):
-                raise _bad(text) from None
+                raise _bad(part) from None
             n, rest = divmod(len(raw), step)
             cut = 2 * n
-            if not rest and n and raw[cut - 2] | raw[cut - 1] << 8 < _COUNTS_LEN:
-                return [(raw[:cut], raw[cut:], step - 2)]
+            if rest or not n or raw[cut - 2] | raw[cut - 1] << 8 >= _COUNTS_LEN:
+                break
+            out.append((raw[:cut], raw[cut:], step - 2))
+        else:
+            return out
     if text is not None:
         return [_raw_part(p) for p in _split(text)]
     parts = interval_parts(entry)
@@ -526,8 +532,8 @@ def group(raws):
     """The Group of raw parts (_raw_part, entry_raws)."""
     if len(raws) == 1:
         indices, counts, width = raws[0]
-    elif all(r[2] == 1 for r in raws):
-        indices, counts, width = b"".join([r[0] for r in raws]), b"".join([r[1] for r in raws]), 1
+    elif max(map(itemgetter(2), raws)) == 1 == min(map(itemgetter(2), raws)):
+        indices, counts, width = b"".join(map(itemgetter(0), raws)), b"".join(map(itemgetter(1), raws)), 1
     else:
         indices = counts = None
         width = 0
@@ -611,19 +617,15 @@ def group_percentiles(g, percentiles=(50, 90, 99)):
     total, shift = g.total, g.shift
     mask = (1 << shift) - 1
     n = len(keys)
+    half = n >> 1
     out = []
-    pos = raw = 0  # raw: the sum of keys[:pos]
     for p in percentiles:
         target = int(min(p, 100.0) * total / 100 + 0.5)  # _target
         if target < 1:
             target = 1
         m = target if target < n else n  # the entry reaching the target is among the first m
-        if m >= pos:
-            raw += sum(keys[pos:m])
-        else:
-            raw -= sum(keys[m:pos])
-        pos = m
-        excess = (raw & mask) - target  # the count of the first m entries, less the target (>= 0)
+        # the count of the first m entries (the shorter side summed), less the target (>= 0)
+        excess = (sum(keys[:m]) & mask if m <= half else total - (sum(keys[m:]) & mask)) - target
         if excess:  # each entry counting 1 or more, none before the excess-th one below reaches it
             low = m - excess if m > excess else 1
             window = keys[low - 1:m]
@@ -651,8 +653,6 @@ def _sum_percentiles(g, percentiles):
     total, shift = g.total, g.shift
     mask = (1 << shift) - 1
     extra = total - n
-    done = [0] * len(lists)  # per list: how many of its keys ``sums`` holds
-    sums = [0] * len(lists)
     out = []
     for p in percentiles:
         target = _target(p, total)
@@ -661,14 +661,13 @@ def _sum_percentiles(g, percentiles):
         a = min(map(getitem, lists, [max(low * k // n - 1, 0) for k in sizes]))  # rank of a <= low
         b = max(map(getitem, lists, [-(-high * k // n) - 1 for k in sizes]))  # rank of b >= high
         starts = list(map(bisect_left, lists, repeat(a)))
-        if all(map(le, done, starts)):
-            sums = list(map(add, sums, map(sum, map(getitem, lists, map(slice, done, starts)))))
+        if sum(starts) <= n >> 1:  # the count below the window (the shorter side summed)
+            below = sum(map(sum, map(getitem, lists, map(slice, repeat(0), starts)))) & mask
         else:
-            sums = list(map(sum, map(getitem, lists, map(slice, repeat(0), starts))))
-        done = starts
+            below = total - (sum(map(sum, map(getitem, lists, map(slice, starts, repeat(None))))) & mask)
         window = sorted(chain.from_iterable(map(getitem, lists, map(slice, starts,
                                                                        map(bisect_right, lists, repeat(b))))))
-        running = list(accumulate(map(and_, window, repeat(mask)), initial=sum(sums) & mask))
+        running = list(accumulate(map(and_, window, repeat(mask)), initial=below))
         out.append(_value(window[bisect_left(running, target) - 1] >> shift, p))
     return out
 
@@ -696,7 +695,8 @@ def lag_fields(entries):
 
 def latency_of(g):
     """An interval's (or a report point's) latency of a Group: count, p50/p90/p99 (ms)."""
-    return _hist(g, False, ())
+    p50, p90, p99 = group_percentiles(g)
+    return {"count": g.total, "p50_ms": p50 / 1000, "p90_ms": p90 / 1000, "p99_ms": p99 / 1000}
 
 
 def lag_of(entries, g):
