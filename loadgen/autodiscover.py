@@ -513,7 +513,11 @@ async def device_step(device, deadline):
     stats = device.stats
 
     def on_exchange(step, status, headers, body, elapsed, error):
-        outcome = ("timeout" if error == "timeout" else "conn_error") if status == 0 else _outcome(status, body)
+        if status == 0:  # no answer: timeout, the TLS handshake refused (certificate ...), or a connection error
+            outcome = ("timeout" if error == "timeout" else
+                       "tls_error" if error == "certificate not trusted" or "SSL" in (error or "") else "conn_error")
+        else:
+            outcome = _outcome(status, body)
         stats.record("Autodiscover", status, outcome, elapsed, len(step.body or b""), len(body))
 
     before = (lambda: ratelimit.acquire(device.load)) if device.load.request_cap else None

@@ -193,7 +193,7 @@ class Device:
         while True:
             resp, tree = await self._exchange(transport, action.command, action.body, action.policy_key)
             if resp.status == 0:
-                self._record(action.command, resp, "timeout" if resp.error == "timeout" else "conn_error")
+                self._record(action.command, resp, no_answer_outcome(resp.error))
                 self.prov.state = self.prov.state.__class__.IDLE
                 await self._sleep(self.load.backoff, deadline)
                 return False
@@ -351,7 +351,7 @@ class Device:
         else:
             resp, tree = answer
         if resp.status == 0:
-            self._record(name, resp, "timeout" if resp.error == "timeout" else "conn_error")
+            self._record(name, resp, no_answer_outcome(resp.error))
             await self._sleep(self.load.backoff, deadline)
             return FAILED_CMD
         if tree is MALFORMED:
@@ -718,6 +718,18 @@ def _ping_body(heartbeat, folder):
             _PING_BODIES.clear()
         body = _PING_BODIES[key] = commands.ping(heartbeat, folder)
     return body
+
+
+def no_answer_outcome(error):
+    """The outcome of a request that got no HTTP answer, from the transport's error: "timeout",
+    "tls_error" (the TLS handshake failed: an untrusted certificate, a host name mismatch ...;
+    the reason is in the error, e.g. "connection:SSLCertVerificationError(...)"), else
+    "conn_error" (refused, reset, malformed response ...)."""
+    if error == "timeout":
+        return "timeout"
+    if error and error.startswith("connection:SSL"):
+        return "tls_error"
+    return "conn_error"
 
 
 def _http_outcome(status):

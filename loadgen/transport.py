@@ -878,6 +878,18 @@ class LeanTransport:
             self._release(endpoint, conn)
 
 
+def _aiohttp_error_name(aiohttp, exc):
+    """aiohttp's connection error named as the lean transport names it: the ssl module's error
+    (with the verification reason) for a TLS failure, else the class name."""
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
+        return _error_name(exc.certificate_error)
+    if isinstance(exc, aiohttp.ClientSSLError):
+        cause = getattr(exc, "os_error", None) or exc.__cause__
+        if isinstance(cause, ssl.SSLError):
+            return _error_name(cause)
+    return type(exc).__name__
+
+
 def _error_name(exc):
     """A short, credential-free name for a connection error (TLS verification failures spelled out)."""
     if isinstance(exc, ssl.SSLCertVerificationError):
@@ -935,8 +947,9 @@ class AiohttpTransport:
         except asyncio.TimeoutError:
             return Response(0, _NO_HEADERS, b"", perf_counter() - t0, "timeout")
         except (aiohttp.ClientError, OSError) as exc:
-            # never str(exc) of a request error: it may carry the URL; keep the class name
-            return Response(0, _NO_HEADERS, b"", perf_counter() - t0, "connection:" + type(exc).__name__)
+            # never str(exc) of a request error: it may carry the URL; the class name, and for TLS the
+            # ssl module's reason, as the lean transport gives it
+            return Response(0, _NO_HEADERS, b"", perf_counter() - t0, "connection:" + _aiohttp_error_name(aiohttp, exc))
 
 
 TRANSPORTS = {"lean": LeanTransport, "aiohttp": AiohttpTransport}

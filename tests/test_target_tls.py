@@ -152,9 +152,10 @@ async def test_devices_without_the_ca_fail_with_certificate_not_trusted(pki, tra
     stats = result.stats
     assert result.tls_problem.startswith("certificate not trusted ("), result.tls_problem
     assert "certificate not trusted" in out.getvalue() and "ca_file" in out.getvalue()
-    # every device tried, none got through; each attempt counted as a connection error, no exception
+    # every device tried, none got through; each attempt counted as a TLS failure (its own outcome,
+    # not a generic connection error), no exception
     assert stats.final_states == {"provisioning": 4}
-    assert set(stats.by_key) == {("Provision", "conn_error", "conn_error")} and stats.total >= 4
+    assert set(stats.by_key) == {("Provision", "tls_error", "tls_error")} and stats.total >= 4
     assert srv.target.counters == {}  # nothing reached the EAS handlers
 
 

@@ -99,9 +99,11 @@ async def test_ca_bundle_client_certificate_and_sni(pki, cls):
     assert srv.sni == ["localhost"]  # SNI: the URL's host name
 
 
-async def test_verified_by_default_unknown_ca_is_a_clear_error(pki):
+@pytest.mark.parametrize("cls", [LeanTransport, AiohttpTransport])
+async def test_verified_by_default_unknown_ca_is_a_clear_error(pki, cls):
     async with TLSServer(pki) as srv:
-        t = LeanTransport(timeout=5, **_client(pki))  # system trust store only: the test CA is unknown
+        t = cls(timeout=5, **_client(pki))
+        await t.start()  # system trust store only: the test CA is unknown
         r = await t.post(srv.endpoint(), "FolderSync", b"", "1")
         await t.close()
     assert r.status == 0
@@ -111,17 +113,21 @@ async def test_verified_by_default_unknown_ca_is_a_clear_error(pki):
     assert srv.peers == []
 
 
-async def test_certificate_of_another_ca_is_refused_even_with_a_ca_bundle(pki):
+@pytest.mark.parametrize("cls", [LeanTransport, AiohttpTransport])
+async def test_certificate_of_another_ca_is_refused_even_with_a_ca_bundle(pki, cls):
     async with TLSServer(pki, cert="stranger") as srv:
-        t = LeanTransport(timeout=5, ca_file=str(pki / "ca.pem"), **_client(pki))
+        t = cls(timeout=5, ca_file=str(pki / "ca.pem"), **_client(pki))
+        await t.start()
         r = await t.post(srv.endpoint(), "FolderSync", b"", "1")
         await t.close()
     assert r.status == 0 and r.error.startswith("connection:SSLCertVerificationError("), r.error
 
 
-async def test_hostname_is_checked(pki):
+@pytest.mark.parametrize("cls", [LeanTransport, AiohttpTransport])
+async def test_hostname_is_checked(pki, cls):
     async with TLSServer(pki, cert="elsewhere") as srv:  # trusted CA, but issued to elsewhere.example
-        t = LeanTransport(timeout=5, ca_file=str(pki / "ca.pem"), **_client(pki))
+        t = cls(timeout=5, ca_file=str(pki / "ca.pem"), **_client(pki))
+        await t.start()
         r = await t.post(srv.endpoint(), "FolderSync", b"", "1")
         await t.close()
     assert r.status == 0 and r.error.startswith("connection:SSLCertVerificationError(")
