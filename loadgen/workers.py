@@ -168,12 +168,14 @@ def _merge_final(stats, finals):
 # A run writes one part per interval (smaller than hdrh's own encoding for an interval's few
 # requests; a JSON list would cost a line per number in the indented summary.json).  Merging
 # intervals -- shards, workers, or the report's combined points -- concatenates their parts: no
-# decoding, no addition, exact.  A percentile of the sum is found by bisecting the counts index
-# (~15 steps, each a C-level sum over the parts of their running totals up to that index), the
-# way hdrh's get_value_at_percentile walks its counts array (the first index whose running total
-# reaches max(1, int(p * total / 100 + 0.5))): equal to hdrh's on the merged histogram, to the
-# bit (tests/test_workers.py, bench/report_bench.py --check).  A part decodes with C-level
-# builtins only (base64, zlib, array, accumulate).  Past MAX_PARTS parts a merged interval is
+# decoding, no addition, exact.  A percentile of the sum is that of hdrh's get_value_at_percentile
+# on the merged histogram (the first index whose running total reaches max(1, int(p * total / 100
+# + 0.5))), to the bit: parts_percentiles finds it by bisecting the counts index (~15 steps, each a
+# C-level sum over the parts of their running totals up to that index); merge_series and the
+# report read it from the parts' entries sorted together (group, below), which costs less when
+# an interval has a hundred entries or more (tests/test_workers.py, tests/test_merge.py,
+# bench/report_bench.py --check).  A part decodes with C-level builtins only (base64, zlib,
+# array, accumulate).  Past MAX_PARTS parts a merged interval is
 # compacted into one (counts added).  Summaries written before carry ``"hdr"`` (hdrh's
 # compressed base64 form) instead: decoded once by sparse_counts, written again as a part.
 # The whole-run histograms stay in hdrh's form.
@@ -418,14 +420,19 @@ def parts_count(parts):
 # report's point).  Its entries are read as one list of packed keys ``index << S | count``
 # (S = 16 while the group holds fewer than 65,536 values, else 32), built from the parts' raw
 # bytes by slice assignments and sorted by sorted() -- in C, and the parts are runs already, so it
-# merges them.  The running count up to an entry is the sum of the keys before it, masked (the
-# indices only add multiples of 2**S): a percentile is the sum of the first T keys (T the target
-# count; every count is at least 1, so the entry that reaches T is among the first T) and, when
-# some counts exceed 1, the running counts of the few keys just below it.  No Python work per
-# entry.  Groups of the same run add up by sorting their lists together.  Parts whose counts take
-# 4 or 8 bytes, a zero count, 2**32 values or more, or a big-endian machine: parts_percentiles.
-# The results are those of parts_percentiles, to the bit (tests/test_workers.py, bench/report_bench.py
-# --same-as).
+# merges them.  The count of the first j entries is the sum of their keys, masked (the indices
+# only add multiples of 2**S): every count being at least 1, the entry reaching a target count T
+# is among the first T, so a percentile is one sum of keys (of the shorter side: the total is
+# known) and, when some counts exceed 1, the running counts of the few keys just below the T-th.
+# A group of groups (a report point of several results, each a group of its intervals) is read
+# without sorting their lists together: the entry reaching T is of rank T - (values - entries) ..
+# T in their union; keys read off each list at that fraction of its length bracket those ranks
+# (_sum_percentiles); only the keys between are sorted.  Both equal parts_percentiles -- hdrh's
+# get_value_at_percentile of the summed histogram -- to the bit (tests/test_merge.py,
+# bench/report_bench.py --check, --same-as).  Parts whose counts take 4 or 8 bytes, a zero count,
+# 2**32 values or more, a big-endian machine: parts_percentiles.  What it costs, 8 shards x an
+# hour of one-second intervals (~150 entries each): decoding (base64, zlib: ~4 us a part) and
+# sorting (~30 ns an entry) are most of it.
 
 _FAST = not _BIG_ENDIAN and array("I").itemsize == 4 and array("Q").itemsize == 8
 _WIDTH_OF = {"1": 1, "2": 2}  # the "counts" widths read as raw bytes (wider ones: decode_part)
@@ -667,9 +674,23 @@ def _sum_percentiles(g, percentiles):
             below = total - (sum(map(sum, map(getitem, lists, map(slice, starts, repeat(None))))) & mask)
         window = sorted(chain.from_iterable(map(getitem, lists, map(slice, starts,
                                                                        map(bisect_right, lists, repeat(b))))))
-        running = list(accumulate(map(and_, window, repeat(mask)), initial=below))
-        out.append(_value(window[bisect_left(running, target) - 1] >> shift, p))
+        out.append(_value(_reaching(window, target - below, mask) >> shift, p))
     return out
+
+
+def _reaching(keys, target, mask):
+    """The key, in sorted ``keys``, of the entry whose running count reaches ``target`` (at least 1,
+    at most their count): the sum of the first ``target`` keys, masked, is their count (every
+    entry counting 1 or more, the entry is among them), and its excess over the target says how
+    many entries back it may be."""
+    m = target if target < len(keys) else len(keys)
+    excess = (sum(keys[:m]) & mask) - target
+    if not excess:
+        return keys[m - 1]
+    low = m - excess if m > excess else 1
+    window = keys[low - 1:m]
+    running = list(accumulate(map(and_, window, repeat(mask))))
+    return window[bisect_left(running, running[-1] - excess)]
 
 
 def _hist(g, encode, entries):

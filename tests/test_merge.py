@@ -137,3 +137,109 @@ def test_a_damaged_summary_is_a_usage_error(tmp_path):
         assert out.returncode == 2, (i, out.stdout, out.stderr)
         assert "Traceback" not in out.stderr and out.stderr.strip().count("\n") == 0, out.stderr
         assert ("raw counters" if broken is missing else "not a valid easload summary") in out.stderr, out.stderr
+
+
+# -- interval histograms merged many at once (loadgen.workers.group, merge_groups): the percentiles
+# of the sum are hdrh's of all the values, whatever the widths, counts and grouping
+
+PCTS = (0, 1, 25, 50, 75, 90, 99, 99.9, 99.99, 100)
+
+
+def _values(rng, n, big):
+    """Latencies (us) over the whole Recorder range, with repeats (``big``: counts that take 2, 4 or 8 bytes)."""
+    return [(max(1, min(3_600_000_000, int(rng.lognormvariate(rng.uniform(6, 14), rng.uniform(0.1, 2.5))))),
+             rng.choice((1, 1, 1, 2, 3) + big)) for _ in range(n)]
+
+
+def _hdrh(values_counts):
+    from hdrh.histogram import HdrHistogram
+
+    h = HdrHistogram(1, 3_600_000_000, 3)
+    for v, n in values_counts:
+        h.record_value(v, n)
+    return h
+
+
+def _counts_text(values_counts):
+    from loadgen.workers import _REF, encode_counts
+
+    counts = {}
+    for v, n in values_counts:
+        k = _REF.get_counts_array_index(v)
+        counts[k] = counts.get(k, 0) + n
+    keys = sorted(counts)
+    return encode_counts(keys, [counts[k] for k in keys])
+
+
+def test_groups_of_parts_give_hdrh_percentiles():
+    import random
+
+    from loadgen.workers import entry_raws, group, group_percentiles, merge_groups
+
+    rng = random.Random(17)
+    for case in range(400):
+        big = rng.choice(((), (), (300,), (70_000,), (2**33,)))
+        groups = [[_values(rng, rng.choice((1, 5, 60, 300)), big) for _ in range(rng.randint(1, 4))]
+                  for _ in range(rng.randint(1, 9))]
+        entries = []
+        for parts in groups:  # an entry of one part or several (a merged summary's), or an old "hdr"
+            if len(parts) == 1 and rng.random() < 0.2:
+                entries.append({"hdr": _hdrh(parts[0]).encode().decode("ascii")})
+            else:
+                entries.append({"counts": " ".join(_counts_text(p) for p in parts)})
+        every = [vc for parts in groups for p in parts for vc in p]
+        ref = _hdrh(every)
+        want = [ref.get_value_at_percentile(p) for p in PCTS]
+        each = [group(entry_raws(e)) for e in entries]
+        whole = group([r for e in entries for r in entry_raws(e)])
+        summed = merge_groups([merge_groups(each[:2])] + each[2:])
+        for g in (whole, summed):
+            assert g.total == ref.get_total_count(), case
+            assert group_percentiles(g, PCTS) == want, case
+            assert group_percentiles(g, PCTS[::-1]) == want[::-1], case
+
+
+def test_merged_intervals_and_report_points_are_hdrh_of_all_requests():
+    """merge_series and the report (a point combines several intervals of several results) read the
+    merged histograms exactly: hdrh's percentiles of every request of the interval or the point."""
+    import random
+
+    from loadgen import htmlreport
+    from loadgen.workers import merge_series
+
+    rng = random.Random(23)
+    shards, intervals = 3, 1250  # more than MAX_POINTS: a point is 3 intervals of each result
+    values = [[_values(rng, rng.choice((0, 1, 2, 40, 200)), ()) for _ in range(intervals)] for _ in range(shards)]
+
+    def entry(vcs):
+        h = _hdrh(vcs)
+        return {"count": h.get_total_count(), "p50_ms": 0.0, "p90_ms": 0.0, "p99_ms": 0.0, "counts": _counts_text(vcs)}
+
+    summaries = [{"scenario": "s", "seed": 1, "target": "t%d" % s, "started": 100.0, "elapsed_s": float(intervals),
+                  "series": [dict({"t": i + 1.0, "devices": {"provisioned": 1}, "requests": {"Sync ok": 1}},
+                                  latency={"Sync": entry(vcs)} if vcs else {})
+                             for i, vcs in enumerate(values[s])]} for s in range(shards)]
+    merged = merge_series([s["series"] for s in summaries])
+    for i in rng.sample(range(intervals), 60):
+        every = [vc for s in range(shards) for vc in values[s][i]]
+        lat = merged[i]["latency"].get("Sync")
+        if len([s for s in range(shards) if values[s][i]]) < 2:
+            continue  # one result's interval: copied
+        ref = _hdrh(every)
+        assert lat["count"] == ref.get_total_count()
+        assert [lat["p50_ms"], lat["p90_ms"], lat["p99_ms"]] == [ref.get_value_at_percentile(p) / 1000
+                                                                 for p in (50, 90, 99)], i
+    m = htmlreport.merge(summaries)
+    factor = -(-intervals // htmlreport.MAX_POINTS)
+    views = [(m["points"], range(shards))] + [(pts, (s,)) for s, pts in enumerate(m["shard_points"])]
+    for pts, which in views:
+        for b in rng.sample(range(len(pts)), 40):
+            every = [vc for s in which for i in range(b * factor, min(intervals, (b + 1) * factor))
+                     for vc in values[s][i]]
+            lat = pts[b]["latency"].get("Sync")
+            if sum(1 for s in which for i in range(b * factor, min(intervals, (b + 1) * factor)) if values[s][i]) < 2:
+                continue  # one interval: its own numbers
+            ref = _hdrh(every)
+            assert lat["count"] == ref.get_total_count()
+            assert [lat["p50_ms"], lat["p90_ms"], lat["p99_ms"]] == [ref.get_value_at_percentile(p) / 1000
+                                                                     for p in (50, 90, 99)], (which, b)
