@@ -33,85 +33,9 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-
-def _bodies():
-    from _wbxml import encode
-    from loadgen.eas.policy import SEED_POLICY, policy_to_tree
-
-    def prov(key, data):
-        policy = [("Provision:PolicyType", "MS-EAS-Provisioning-WBXML"), ("Provision:Status", "1"),
-                  ("Provision:PolicyKey", key)]
-        if data:
-            policy.append(("Provision:Data", [policy_to_tree(dict(SEED_POLICY))]))
-        return encode(("Provision:Provision", [("Provision:Status", "1"),
-                                               ("Provision:Policies", [("Provision:Policy", policy)])]))
-
-    folders = encode(("FolderHierarchy:FolderSync", [
-        ("FolderHierarchy:Status", "1"), ("FolderHierarchy:SyncKey", "1"),
-        ("FolderHierarchy:Changes", [("FolderHierarchy:Count", "1"), ("FolderHierarchy:Add", [
-            ("FolderHierarchy:ServerId", "5"), ("FolderHierarchy:ParentId", "0"),
-            ("FolderHierarchy:DisplayName", "Inbox"), ("FolderHierarchy:Type", "2")])])]))
-    sync = encode(("AirSync:Sync", [("AirSync:Collections", [("AirSync:Collection", [
-        ("AirSync:SyncKey", "2"), ("AirSync:CollectionId", "5"), ("AirSync:Status", "1")])])]))
-
-    def resp(body):
-        return b"HTTP/1.1 200 OK\r\nContent-Type: application/vnd.ms-sync.wbxml\r\nContent-Length: %d\r\n\r\n%s" % (
-            len(body), body)
-
-    return {b"policy": resp(prov("1111", True)), b"final": resp(prov("2222", False)),
-            b"FolderSync": resp(folders), b"Sync": resp(sync)}
-
-
-class HoldingResponder(asyncio.Protocol):
-    bodies = None
-    held = 0
-
-    def connection_made(self, transport):
-        self.transport = transport
-        self.buf = b""
-
-    def data_received(self, data):
-        self.buf += data
-        while True:
-            end = self.buf.find(b"\r\n\r\n")
-            if end < 0:
-                return
-            head = self.buf[:end]
-            i = head.find(b"Content-Length: ")
-            length = int(head[i + 16:head.find(b"\r\n", i)]) if i >= 0 else 0
-            if len(self.buf) < end + 4 + length:
-                return
-            self.buf = self.buf[end + 4 + length:]
-            cmd = head[head.find(b"Cmd=") + 4:head.find(b" HTTP/1.1")]
-            if cmd == b"Ping":
-                HoldingResponder.held += 1  # held: no answer for the whole heartbeat
-            elif cmd == b"Provision":
-                self.transport.write(self.bodies[b"final" if b"X-MS-PolicyKey: 1111" in head else b"policy"])
-            else:
-                self.transport.write(self.bodies.get(cmd, self.bodies[b"Sync"]))
-
-
-def _raise_nofile():
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-
-
-def serve(host, port_queue):
-    _raise_nofile()
-    try:
-        import uvloop
-        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
-    except ImportError:
-        pass
-    HoldingResponder.bodies = _bodies()
-
-    async def main():
-        server = await asyncio.get_running_loop().create_server(HoldingResponder, host, 0, backlog=4096)
-        port_queue.put(server.sockets[0].getsockname()[1])
-        await asyncio.sleep(24 * 3600)
-
-    asyncio.run(main())
+from _responders import INBOX_ONLY, raise_nofile, serve_process  # noqa: E402
 
 
 def rss_kib():
@@ -155,7 +79,7 @@ def breakdown(device, task):
 
 
 def client(index, url, devices, heartbeat, idle, settle, rate, result_queue, want_breakdown):
-    _raise_nofile()
+    raise_nofile()
     import uvloop
 
     from loadgen import engine, scenario
@@ -271,10 +195,13 @@ def main():
         urls = []
         for i in range(args.workers):
             host = "127.0.0.%d" % (i + 2)
-            p = ctx.Process(target=serve, args=(host, ports), daemon=True)
+            # the shared canned responder: Provision keys, a FolderSync with only the Inbox, Sync on it;
+            # every Ping held unanswered, as a server with nothing new to say does for a whole heartbeat
+            p = ctx.Process(target=serve_process, args=(ports, None, host),
+                            kwargs={"folders": INBOX_ONLY, "fallback": b"Sync"}, daemon=True)
             p.start()
             servers.append(p)
-            urls.append("http://%s:%d/Microsoft-Server-ActiveSync" % (host, ports.get(timeout=30)))
+            urls.append(ports.get(timeout=30))
         t0 = time.monotonic()
         left = args.devices
         for i, url in enumerate(urls):
