@@ -719,20 +719,10 @@ class LeanTransport:
             fresh = True
             try:
                 conn, fresh = await self._acquire(endpoint, ping, loop)
-                waiter = conn.waiter = loop.create_future()
-                conn.received_any = False
-                self._arm(conn, deadline, budget)
-                # the request bytes are not kept in this frame while the response is awaited (a held
-                # Ping would keep them for its whole heartbeat): a re-send builds them again
-                if len(body) <= _SPLICE_LIMIT:
-                    out = self._out
-                    if not out:
-                        loop.call_soon(self._flush)
-                    out.append(conn)
-                    out.append(endpoint.request(command, policy_key, body))
-                    out = None  # this frame must not keep the batch alive while it waits
-                else:
-                    conn.transport.writelines((endpoint.request(command, policy_key, body), body))
+                waiter = loop.create_future()
+                # the request bytes are built in _send, not kept in this frame while the response is
+                # awaited (a held Ping would keep them for its whole heartbeat): a re-send builds them again
+                self._send(conn, endpoint, command, body, policy_key, loop, waiter, deadline, budget)
                 status, headers, rbody = await waiter
                 elapsed = perf_counter() - t0
                 self._disarm(conn)
