@@ -20,9 +20,9 @@ sleeps until it is due), so no device starves.
 """
 
 import asyncio
-import ipaddress
 import time
-from urllib.parse import urlsplit
+
+from loadgen import redirects
 
 DEFAULT_REMOTE_RATE = 50.0  # requests/s for a target that is not on this machine
 
@@ -69,13 +69,7 @@ class TokenBucket:
 
 
 def is_loopback(url):
-    host = urlsplit(url).hostname or ""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+    return redirects.is_loopback(url)
 
 
 def resolve(scenario):
@@ -101,11 +95,17 @@ def describe(scenario):
     return "request-rate cap: %g requests/s in total (%s)" % (rate, why)
 
 
-def install(scenario, parts=1):
+def install(scenario, parts=1, confirmed=False):
     """Set the per-process rate on ``scenario.load`` (``request_cap``) for a run in
-    ``parts`` processes; returns the whole run's rate (0 when off)."""
+    ``parts`` processes, and the redirect rule (``redirect_rule``, loadgen/redirects.py) that
+    re-checks the safety rail and this cap when a device moves to a new host; ``confirmed``: the
+    operator's ``--yes``.  Returns the whole run's rate (0 when off)."""
     rate, _ = resolve(scenario)
-    scenario.load.request_cap = rate / max(1, parts) if rate > 0 else 0.0
+    parts = max(1, parts)
+    scenario.load.request_cap = rate / parts if rate > 0 else 0.0
+    # the cap is off only because the target is on this machine: a move to a remote host turns it on
+    remote_cap = DEFAULT_REMOTE_RATE / parts if scenario.load.max_request_rate is None and rate <= 0 else 0.0
+    scenario.load.redirect_rule = redirects.Rule.for_scenario(scenario, confirmed=confirmed, remote_cap=remote_cap)
     scenario.load.__dict__.pop("_bucket", None)
     return rate
 
@@ -126,3 +126,11 @@ async def acquire(load):
     delay = b.reserve()
     if delay > 0:
         await asyncio.sleep(delay)
+
+
+def remote_move(load, cap):
+    """A device moved to a host not on this machine (loadgen/redirects.py): turn the cap on at
+    ``cap`` requests/s for this process when it is off (it was off only because the target was
+    on this machine; ``cap`` is 0 when the operator turned it off or set it)."""
+    if cap > 0 and not load.request_cap:
+        load.request_cap = cap
