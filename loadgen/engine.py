@@ -9,13 +9,13 @@ import gc
 import math
 import os
 import random
-import shlex
+import re
 import signal
 import sys
 import time
 import uuid
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from loadgen import metrics
 from loadgen.device import Device
@@ -164,12 +164,15 @@ class Lives:
     While a Ping is parked the device's ``in_flight`` stays "Ping", so the run's end and a
     closed-model ramp-down account it as cancelled exactly as a Ping held by a task."""
 
-    def __init__(self, transport, deadline):
+    def __init__(self, transport, deadline, stats=None):
         self.transport = transport
         self.deadline = deadline
+        self.stats = stats
         self.tasks = {}  # device -> the task of its life (none while it holds a parked Ping, or has ended)
         self.closed = False  # after the run: answers are dropped (their Pings are counted as cancelled)
-        self.error = None  # the first exception a device's life raised (a bug): raised after the run
+        # exception type name -> devices whose life raised it (see crashed): counted, never raised
+        counter = getattr(stats, "device_errors", None)
+        self.device_errors = counter if isinstance(counter, Counter) else Counter()
         # a wrapper around a transport that does not define park itself (a test counting post) gets
         # the coroutine path: nothing it does not see is sent
         self.park = self.answered if getattr(type(transport), "park", None) and transport.can_park else None
@@ -219,9 +222,8 @@ class Lives:
             pass
         except asyncio.CancelledError:
             raise
-        except Exception as exc:
-            if self.error is None:
-                self.error = exc
+        except Exception as exc:  # the one place a device's unexpected exception is caught (see crashed)
+            self.crashed(device, exc)
         finally:
             tasks = self.tasks
             if tasks.get(device) is asyncio.current_task():
@@ -231,6 +233,45 @@ class Lives:
                 if self._peak > 64 and len(tasks) * 8 < self._peak:
                     self.tasks = dict(tasks)
                     self._peak = len(tasks)
+
+
+    def crashed(self, device, exc):
+        """``device``'s life raised ``exc``: a bug or a server's answer the device code did not expect
+        (a header that overflows, a URL it cannot send to, bytes it cannot decode).  One device must
+        not end the run: the request it had in flight is counted (outcome ``internal_error``, so
+        every request sent stays accounted for), the exception's type is counted in
+        ``device_errors``, and the device ends in the state ``failed`` with the type and the first
+        line of the message (credentials masked) as its detail; its connections are closed."""
+        from loadgen.device import FAILED
+
+        command = device.in_flight
+        if command is not None:
+            device.in_flight = None  # accounted here, not again as cancelled at the end of the run
+            if self.stats is not None:
+                self.stats.record(command, 0, "internal_error", 0.0, 0, 0)
+        self.device_errors[type(exc).__name__] += 1
+        device.detail = _exception_line(exc, device)
+        device.state = FAILED
+        device.alive = False
+        try:
+            _disconnect(self.transport, device.endpoint)
+        except Exception:  # its connections may be the broken part: the device is ended all the same
+            pass
+
+
+_USERINFO = re.compile(r"(?i)([a-z][a-z0-9+.-]*://)[^/@\s]*@")
+
+
+def _exception_line(exc, device):
+    """``Type: first line of the message`` (at most 200 characters), without the device's password
+    or the user info of a URL (RFC 3986 3.2.1: never shown)."""
+    text = str(exc).strip().splitlines()
+    text = "%s: %s" % (type(exc).__name__, text[0]) if text else type(exc).__name__
+    password = getattr(device, "_password", None)
+    if isinstance(password, str) and password:
+        text = text.replace(password, "***")
+    text = _USERINFO.sub(r"\1***@", text)
+    return text if len(text) <= 200 else text[:197] + "..."
 
 
 def _disconnect(transport, endpoint):
@@ -351,6 +392,8 @@ class RunResult:
     reconnects: int = 0
     connections_opened: int = 0
     tls_problem: str | None = None  # "certificate not trusted (...)": the devices' TLS check before the run
+    # exception type name -> devices whose life raised it, each ended "failed" (Lives.crashed)
+    device_errors: dict = field(default_factory=dict)
 
 
 class Progress:
@@ -402,51 +445,138 @@ class Progress:
         self.stream.flush()
 
 
+class _Held:
+    """What a run holds that must go however the run ends -- normally, interrupted, or by an
+    exception before the load starts: the devices' transport, the embedded target, its admin API
+    and the admin token file, the throwaway TLS key directory (target/tls.py TemporaryPKI)."""
+
+    def __init__(self):
+        self.transport = self.runner = self.admin_runner = self.token_file = self.tls_pki = None
+
+    async def release(self):
+        # the files first: nothing awaited before them, so a cancellation cannot leave them behind
+        if self.token_file is not None:
+            _remove(self.token_file)
+            self.token_file = None
+        if self.tls_pki is not None:
+            try:
+                self.tls_pki.cleanup()
+            except OSError:
+                pass
+            self.tls_pki = None
+        for name, method in (("transport", "close"), ("runner", "cleanup"), ("admin_runner", "cleanup")):
+            held = getattr(self, name)
+            setattr(self, name, None)
+            if held is not None:
+                try:
+                    await getattr(held, method)()
+                except Exception:  # a close that fails must not hide the run's results
+                    pass
+
+
+def _signals(handle_signals):
+    if handle_signals is True:
+        return (signal.SIGINT, signal.SIGTERM)
+    return tuple(handle_signals or ())
+
+
+def install_stop_signals(loop, which, callback):
+    """``callback`` on each signal of ``which`` (True: SIGINT and SIGTERM) through the loop; the
+    signals actually handled (none where the loop cannot, e.g. not in the main thread)."""
+    handled = []
+    for sig in _signals(which):
+        try:
+            loop.add_signal_handler(sig, callback)
+            handled.append(sig)
+        except (NotImplementedError, RuntimeError, ValueError):
+            pass
+    return handled
+
+
 async def run(scenario, *, target_url=None, progress=True, stream=None, target_state=None, handle_signals=False,
-              shard=(0, 1), on_tick=None, attach_metrics=True, admin=None):
+              shard=(0, 1), on_tick=None, attach_metrics=True, admin=None, stop=None, ready=None):
     """Run ``scenario``; starts the embedded target when it names no URL.
 
     ``admin="127.0.0.1:0"``: serve that embedded target's admin API during the run
-    (see :func:`start_run_admin`)."""
+    (see :func:`start_run_admin`).  ``handle_signals``: True for SIGINT and SIGTERM, or a tuple of
+    signals, each ending the run as ``stop`` does; they are handled from the start, so a signal
+    during the set-up still takes the normal way out (files removed, results returned).  ``stop``:
+    an asyncio.Event that, once set, ends the run early: no new work, the graceful stop time for
+    the requests in flight, results marked interrupted.  ``ready``: a coroutine function awaited
+    once the devices and their transport are ready, before the run's clock starts (workers.py
+    starts every worker's clock together with it)."""
     stream = stream or sys.stderr
-    runner = None
+    loop = asyncio.get_running_loop()
+    stop = stop if stop is not None else asyncio.Event()
+    handled = install_stop_signals(loop, handle_signals, stop.set)
+    held = _Held()
+    try:
+        return await _run(scenario, held, stop, target_url, progress, stream, target_state, shard, on_tick,
+                          attach_metrics, admin, ready)
+    finally:
+        for sig in handled:
+            loop.remove_signal_handler(sig)
+        await held.release()
+
+
+async def _ready(scenario, held, stop, ready, stats):
+    """The devices' transport, started, then ``ready`` awaited (unless the run is already stopped)."""
+    held.transport = transport = Transport(
+        scenario.load.transport, timeout=scenario.load.timeout, insecure=scenario.target.insecure,
+        ca_file=scenario.target.ca_file, client_cert=scenario.target.client_cert,
+        client_key=scenario.target.client_key,
+        **({"pool_size": scenario.load.pool_size, "idle_timeout": scenario.load.idle_timeout}
+           if scenario.load.transport == "lean" else {}))
+    transport.stats = stats  # both transports count what they re-send on a fresh connection into it
+    await transport.start()
+    if ready is not None and not stop.is_set():
+        await ready()
+    return transport
+
+
+async def _run(scenario, held, stop, target_url, progress, stream, target_state, shard, on_tick, attach_metrics,
+               admin, ready):
     target = None
-    admin_runner = token_file = None
-    tls_pki = None
     if target_url is None:
         if scenario.target.embedded and scenario.target.tls:  # HTTPS; the devices trust its CA (target/tls.py)
             from loadgen.target.tls import for_scenario
 
-            scenario, tls_pki = for_scenario(scenario)
+            scenario, held.tls_pki = for_scenario(scenario)
         tls = dict(tls_cert=scenario.target.tls_cert, tls_key=scenario.target.tls_key) if scenario.target.tls else {}
         if scenario.target.embedded and scenario.target.processes > 1 and target_state is None:
             from loadgen.target.cluster import start_cluster
 
-            runner = target = await start_cluster(scenario)  # users sharded over processes
+            held.runner = target = await start_cluster(scenario)  # users sharded over processes
             target_url = target.urls
         elif scenario.target.embedded:
             from loadgen.target.server import start_target
 
             if target_state is None:
                 target_state = embedded_state(scenario)
-            runner, target, target_url = await start_target(scenario.target.listen, 0, target_state, **tls)
+            held.runner, target, target_url = await start_target(scenario.target.listen, 0, target_state, **tls)
             if admin:
-                admin_runner, token_file = await start_run_admin(target, admin, stream)
+                held.admin_runner, held.token_file = await start_run_admin(target, admin, stream)
         else:
             target_url = scenario.target.url
     tls_problem = None
     first_url = target_url[0] if isinstance(target_url, (list, tuple)) else target_url
     if first_url.startswith("https:") and not scenario.target.insecure:
+        from loadgen.scenario import shown_url
         from loadgen.target.tls import certificate_problem
         from loadgen.transport import make_ssl_context
 
         tls_problem = await certificate_problem(first_url, make_ssl_context(False, scenario.target.ca_file))
-        if tls_problem:  # the devices will fail every request: say why once, clearly
+        if tls_problem:  # the devices will fail every request: say why once, clearly (never the URL's user info)
             stream.write("easload: %s at %s: the devices cannot connect; trust its CA with ca_file in [target] "
-                         "(or insecure = true / --insecure, not recommended)\n" % (tls_problem, first_url))
+                         "(or insecure = true / --insecure, not recommended)\n" % (tls_problem, shown_url(first_url)))
     rss_base = rss_bytes()  # before the devices exist: what they cost is measured from here
     devices, stats = build_population(scenario, target_url, *shard)
     settle_population()
+    try:
+        transport = await _ready(scenario, held, stop, ready, stats)
+    except BaseException:
+        gc.unfreeze()
+        raise
     stats.rss_base = stats.rss_peak = stats.rss_end = rss_base
     stats.rss_with_target = target is not None and not hasattr(target, "apply_event")  # not a cluster's processes
     if attach_metrics:
@@ -455,12 +585,6 @@ async def run(scenario, *, target_url=None, progress=True, stream=None, target_s
         # a single embedded target's easload_target_* series on the same endpoint (a cluster serves
         # its merged ones on its admin endpoint: target/cluster.py)
         metrics.attach_target(target if target is not None and not hasattr(target, "apply_event") else None)
-    transport = Transport(scenario.load.transport, timeout=scenario.load.timeout,
-                          insecure=scenario.target.insecure, ca_file=scenario.target.ca_file,
-                          client_cert=scenario.target.client_cert, client_key=scenario.target.client_key,
-                          **({"pool_size": scenario.load.pool_size, "idle_timeout": scenario.load.idle_timeout}
-                             if scenario.load.transport == "lean" else {}))
-    await transport.start()
     loop = asyncio.get_running_loop()
     t0 = loop.time()
     deadline = t0 + scenario.duration
@@ -468,7 +592,7 @@ async def run(scenario, *, target_url=None, progress=True, stream=None, target_s
     stats.started = time.time()
 
     late_after = 0.1  # a device starting more than 100 ms after its intended time is a late start
-    lives = Lives(transport, deadline)
+    lives = Lives(transport, deadline, stats)
 
     async def start_devices(offsets):
         """Each device at its scheduled time (one task for all, not a sleeping task per device)."""
@@ -503,15 +627,6 @@ async def run(scenario, *, target_url=None, progress=True, stream=None, target_s
     # server) in the first shard
     if scenario.events and (target is not None or (not scenario.target.embedded and shard[0] == 0)):
         tasks.append(asyncio.create_task(_run_events(scenario, target, t0, deadline, stats)))
-    stop = asyncio.Event()
-    handled = []
-    if handle_signals:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            try:
-                loop.add_signal_handler(sig, stop.set)
-                handled.append(sig)
-            except (NotImplementedError, RuntimeError):
-                pass
     interrupted = False
     try:
         while loop.time() < deadline and not stop.is_set():
@@ -536,8 +651,6 @@ async def run(scenario, *, target_url=None, progress=True, stream=None, target_s
     except asyncio.CancelledError:
         interrupted = True
     finally:
-        for sig in handled:
-            loop.remove_signal_handler(sig)
         lives.closed = True  # a parked Ping answered from now on is not taken: it is counted here
         for d in devices:  # requests still in flight when the run is cut: accounted as cancelled
             if d.in_flight is not None:
@@ -549,19 +662,10 @@ async def run(scenario, *, target_url=None, progress=True, stream=None, target_s
         stats.ended = time.time()
         gc.unfreeze()  # the population may become garbage now: back in the collector's sight
         prog.tick(loop.time() - t0, stats, final=True)
-        await transport.close()
-        if runner is not None:
-            await runner.cleanup()
-        if admin_runner is not None:
-            await admin_runner.cleanup()
-            _remove(token_file)
-        if tls_pki is not None:
-            tls_pki.cleanup()
+        await held.release()
     for t in tasks:
         if not t.cancelled() and t.exception() is not None:
             raise t.exception()
-    if lives.error is not None:
-        raise lives.error
     stats.final_states = Counter(d.state for d in devices)
     stats.compliance = Counter(d.prov.ack_status for d in devices if d.prov.ack_status)
     stats.unmet = Counter(name for d in devices for name in d.prov.unmet)
@@ -569,7 +673,7 @@ async def run(scenario, *, target_url=None, progress=True, stream=None, target_s
     if on_tick is not None:
         on_tick(stats, devices, True)
     return RunResult(stats, devices, target_url, target, interrupted, getattr(transport, "reconnects", 0),
-                     getattr(transport, "connections_opened", 0), tls_problem)
+                     getattr(transport, "connections_opened", 0), tls_problem, dict(lives.device_errors))
 
 
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
@@ -651,13 +755,39 @@ async def _run_events(scenario, target, t0, deadline, stats):
         stats.events.append((round(loop.time() - t0, 3), event.action, result))
 
 
+_ASSIGNMENT = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)=")
+
+
+def _shown_command(event):
+    """A command event as it may be saved (summary.json, the report): the scenario's own display
+    (``Event.display``) when it has one, else the leading ``NAME=value`` environment assignments
+    (POSIX shell, 2.9.1 Simple Commands) with their values as ``***``, then the program."""
+    display = getattr(event, "display", None)
+    if display is not None:
+        return display()
+    import shlex
+
+    try:
+        words = shlex.split(event.args.get("run", ""))
+    except ValueError:  # unbalanced quotes: no word of it is shown
+        return "(command)"
+    shown = []
+    for word in words:
+        m = _ASSIGNMENT.match(word)
+        if not m:
+            shown.append(word)
+            break
+        shown.append("%s=***" % m.group(1))
+    return " ".join(shown)
+
+
 async def _apply_event(event, target, seed):
     args = event.args
     if event.action == "command":
         proc = await asyncio.create_subprocess_exec("/bin/sh", "-c", args["run"], stdout=asyncio.subprocess.DEVNULL,
                                                     stderr=asyncio.subprocess.DEVNULL)
         code = await proc.wait()
-        return "exit %d: %s" % (code, shlex.split(args["run"])[0] if args["run"].strip() else "")
+        return "exit %d: %s" % (code, _shown_command(event))
     if hasattr(target, "apply_event"):  # a multi-process target (target/cluster.py)
         return await target.apply_event(event, seed)
     state = target.state
