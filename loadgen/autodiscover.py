@@ -24,7 +24,13 @@ as MS-OXDSCLI describes:
   for the schema, MS-ASCMD 2.2.3.64): failed; anything else (no answer, another
   HTTP status, not Autodiscover XML): the next URL (MS-OXDSCLI 3.1.5.1);
 * at most :data:`MAX_REDIRECTS` redirects of either kind ("stop redirecting after
-  10 redirects", Exchange's POX Autodiscover reference, RedirectUrl).
+  10 redirects", Exchange's POX Autodiscover reference, RedirectUrl);
+* where the credentials may go: every authenticated request, every 302 and the MobileSync URL
+  found are checked by the redirect rule of ``loadgen/redirects.py`` (same scheme or stronger;
+  only hosts the user named -- the configured servers, the e-mail domain and hosts inside it --
+  or hosts an answer named in an https:// URL; the safety rail for a host not on this machine).
+  A URL it refuses gets nothing: the next candidate is tried, and a discovery that ends without
+  an answer says it refused something (``Failed.refused``).
 
 Tolerance: a 401 that carries a ``WWW-Authenticate: Basic`` challenge is answered
 once by sending the request again (a server that challenges before it accepts
@@ -42,6 +48,8 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from urllib.parse import urljoin, urlsplit
 from xml.sax.saxutils import escape
+
+from loadgen import redirects
 
 REQUEST_NS = "http://schemas.microsoft.com/exchange/autodiscover/mobilesync/requestschema/2006"
 RESPONSE_SCHEMA = "http://schemas.microsoft.com/exchange/autodiscover/mobilesync/responseschema/2006"
@@ -224,6 +232,7 @@ class Step:
     authenticated: bool = True
     why: str = ""  # how the URL was found
     challenged: bool = False  # a Basic challenge was already answered for this step
+    refused: str | None = None  # the answer named a URL the redirect rule refused (why)
 
 
 @dataclass
@@ -241,6 +250,7 @@ class Failed:
     answer: Answer | None = None
     auth: bool = False  # the server refused the credentials
     redirects: int = 0
+    refused: bool = False  # the redirect rule (loadgen/redirects.py) refused a URL on the way
 
 
 AUTH_ADVICE = "401 on Autodiscover: check the user name format (DOMAIN\\user or UPN) and the password"
@@ -251,8 +261,8 @@ class Discovery:
     answer to ``receive(status, headers, body)`` (or ``unreachable(reason)`` when there
     was none); each returns the next Step, or the outcome (:class:`Done` / :class:`Failed`)."""
 
-    def __init__(self, email, first_urls=(), max_redirects=MAX_REDIRECTS):
-        domain_of(email)  # ValueError for a bad address
+    def __init__(self, email, first_urls=(), max_redirects=MAX_REDIRECTS, guard=None):
+        self.domains = {domain_of(email)}  # ValueError for a bad address; hosts inside them are named
         self.email = email
         self.first_urls = tuple(first_urls)
         self.max_redirects = max_redirects
@@ -261,6 +271,17 @@ class Discovery:
         self.tried = []  # (url, what happened)
         self.seen = {email.lower()}
         self.step = None
+        self.hosts = set()  # hosts answers named in https:// URLs (loadgen/redirects.py point 3)
+        self.refusals = 0  # URLs an answer named that the rule refused (a candidate skipped is not one)
+        # guard(current URL, new URL, hosts, domains, credentials) -> redirects.Verdict; by default
+        # the rule with the configured servers as the named hosts and no safety rail
+        if guard is None:
+            rule = redirects.Rule(hosts=[redirects.host_of(u) for u in self.first_urls], loopback_only=False)
+            guard = rule.check
+        self.guard = guard
+
+    def _check(self, current, url, credentials=True):
+        return self.guard(current, url, tuple(self.hosts), tuple(self.domains), credentials)
 
     def _candidates(self, email):
         domain = domain_of(email)
@@ -280,13 +301,19 @@ class Discovery:
     def _next(self, note=None):
         if note is not None and self.step is not None:
             self.tried.append((self.step.url, note))
-        if not self.queue:
-            tried = "; ".join("%s: %s" % t for t in self.tried[-4:])
-            return Failed("no Autodiscover server answered for %s (%s)" % (self.email, tried or "nothing tried"),
-                          "check DNS for %s and autodiscover.%s, or give the EAS URL" % (
-                              domain_of(self.email), domain_of(self.email)), redirects=self.redirects)
-        self.step = self.queue.pop(0)
-        return self.step
+        while self.queue:
+            step = self.queue.pop(0)
+            verdict = self._check(None, step.url, step.authenticated)
+            if verdict.kind == redirects.REFUSED:  # nothing is sent to it
+                self.tried.append((step.url, "refused: %s" % verdict.reason))
+                continue
+            self.step = step
+            return step
+        tried = "; ".join("%s: %s" % t for t in self.tried[-4:])
+        return Failed("no Autodiscover server answered for %s (%s)" % (self.email, tried or "nothing tried"),
+                      "check DNS for %s and autodiscover.%s, or give the EAS URL" % (
+                          domain_of(self.email), domain_of(self.email)), redirects=self.redirects,
+                      refused=self.refusals > 0)
 
     def _redirected(self):
         self.redirects += 1
@@ -304,7 +331,14 @@ class Discovery:
                 return self._next("HTTP %d without a Location" % status)
             location = urljoin(step.url, location)
             if not location.lower().startswith("https://"):
+                self.refusals += 1
+                step.refused = "a non-https location"
                 return self._next("refused a redirect to a non-https location %s" % location)
+            verdict = self._check(step.url, location)
+            if verdict.kind != redirects.OK:  # (a 302 to the URL itself: refused as well)
+                self.refusals += 1
+                step.refused = verdict.reason
+                return self._next("refused a redirect to %s: %s" % (location, verdict.reason))
             if self._redirected():
                 return Failed("more than %d Autodiscover redirects" % self.max_redirects, redirects=self.redirects)
             self.tried.append((step.url, "HTTP %d to %s" % (status, location)))
@@ -330,6 +364,13 @@ class Discovery:
             if not url:
                 return Failed("the Autodiscover response has no MobileSync server", answer=answer,
                               redirects=self.redirects)
+            if url.lower().startswith("https://"):
+                self.hosts.add(redirects.host_of(url))
+            verdict = self._check(step.url, url)
+            if verdict.kind == redirects.REFUSED:
+                step.refused = verdict.reason
+                return Failed("the MobileSync URL %s is refused: %s" % (url, verdict.reason), answer=answer,
+                              redirects=self.redirects, refused=True)
             return Done(url, step.email, answer, self.redirects)
         if answer.kind == "redirect":
             address = answer.redirect
@@ -345,6 +386,8 @@ class Discovery:
                 return Failed("Autodiscover redirect loop (back to %s)" % address, answer=answer,
                               redirects=self.redirects)
             self.seen.add(address.lower())
+            if step.url.lower().startswith("https://"):  # named over TLS: its candidates may get credentials
+                self.domains.add(domain_of(address))
             self.tried.append((step.url, "redirect to the address %s" % address))
             self.email = address
             self.queue = self._candidates(address)
@@ -421,16 +464,19 @@ def basic_authorization(login, password):
 
 
 async def discover(email, authorization, *, first_urls=(), ssl=None, user_agent="easload", timeout=30.0,
-                   session=None, on_exchange=None, before_request=None, max_redirects=MAX_REDIRECTS, resolver=None):
+                   session=None, on_exchange=None, before_request=None, max_redirects=MAX_REDIRECTS, resolver=None,
+                   guard=None):
     """Run a :class:`Discovery` over HTTP; returns :class:`Done` or :class:`Failed`.
 
     ``on_exchange(step, status, headers, body, elapsed, error)`` sees every exchange
-    (status 0 and ``error`` when there was no answer); ``before_request()`` is awaited
-    before each request (the rate cap); ``resolver``: an aiohttp resolver for the session
-    made here (e.g. :func:`host_map`)."""
+    (status 0 and ``error`` when there was no answer), after the machine took the answer
+    (``step.refused`` says whether it named a URL the redirect rule refused);
+    ``before_request()`` is awaited before each request (the rate cap); ``resolver``: an
+    aiohttp resolver for the session made here (e.g. :func:`host_map`); ``guard``: the
+    redirect rule's check (:class:`Discovery`)."""
     import aiohttp
 
-    machine = Discovery(email, first_urls, max_redirects)
+    machine = Discovery(email, first_urls, max_redirects, guard)
     own = session is None
     if own:
         session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=ssl if ssl is not None else True,
@@ -469,9 +515,9 @@ async def discover(email, authorization, *, first_urls=(), ssl=None, user_agent=
                 result = machine.unreachable(kind)
                 continue
             elapsed = time.perf_counter() - t0
+            result = machine.receive(status, rheaders, body)
             if on_exchange is not None:
                 on_exchange(step, status, rheaders, body, elapsed, None)
-            result = machine.receive(status, rheaders, body)
         return result
     finally:
         if own:
@@ -499,47 +545,73 @@ def _outcome(status, body):
     return "http_4xx" if status < 500 else "http_5xx"
 
 
-async def device_step(device, deadline):
+async def device_step(device, deadline, transport=None):
     """A device's Autodiscover before its first Provision (scenario ``[target] autodiscover``).
 
     Every request is counted as the command "Autodiscover" in the stats.  Found: the
     device uses the discovered URL and returns True.  401: the device stops
-    (auth_failed).  Otherwise it waits its back-off and returns False (tries again)."""
+    (auth_failed).  A URL the redirect rule refuses (loadgen/redirects.py): counted as
+    "redirect_refused", the device stops (failed).  Otherwise it waits its back-off and
+    returns False (tries again)."""
     from loadgen import ratelimit
 
     pattern, insecure, ca_file = device.load.autodiscover
     n = device.origin[1] if device.origin is not None else device.index
     email = pattern.format(n=n)
     stats = device.stats
+    load = device.load
 
     def on_exchange(step, status, headers, body, elapsed, error):
         if status == 0:  # no answer: timeout, the TLS handshake refused (certificate ...), or a connection error
             outcome = ("timeout" if error == "timeout" else
                        "tls_error" if error == "certificate not trusted" or "SSL" in (error or "") else "conn_error")
+        elif step.refused:
+            outcome = "redirect_refused"
         else:
             outcome = _outcome(status, body)
         stats.record("Autodiscover", status, outcome, elapsed, len(step.body or b""), len(body))
 
-    before = (lambda: ratelimit.acquire(device.load)) if device.load.request_cap else None
+    def guard(current, url, hosts, domains, credentials):
+        verdict = device.redirect_verdict(url, domains, hosts, current) if credentials else \
+            device.redirect_rule().check(current, url, credentials=False)
+        if verdict.kind == redirects.OK and verdict.cap:  # a host not on this machine: the cap goes on
+            ratelimit.remote_move(load, verdict.cap)
+        return verdict
+
+    async def before():
+        if load.request_cap:  # (it may go on during the discovery)
+            await ratelimit.acquire(load)
+
     device.in_flight = "Autodiscover"
     try:
         result = await discover(email, device.endpoint.headers_no_key["Authorization"],
                                 first_urls=(endpoint_of(device.base_url),),
                                 ssl=ssl_context(insecure, ca_file),
-                                user_agent=device.profile.user_agent, timeout=device.load.timeout,
-                                on_exchange=on_exchange, before_request=before)
+                                user_agent=device.profile.user_agent, timeout=load.timeout,
+                                on_exchange=on_exchange, before_request=before, guard=guard)
     except ValueError as exc:  # not an e-mail address
         result = Failed(str(exc))
     finally:
         device.in_flight = None
     if isinstance(result, Done):
-        device._redirect(result.url)
-        device.discovered = True
-        return True
+        trusted = (redirects.host_of(result.url),) if result.url.lower().startswith("https://") else ()
+        verdict = device.redirect_verdict(result.url, (domain_of(result.email),), trusted)
+        if verdict.kind == redirects.REFUSED:  # (the machine checked it already: a device's own rule)
+            result = Failed("the MobileSync URL %s is refused: %s" % (result.url, verdict.reason), refused=True)
+        else:
+            device.trusted = trusted
+            if verdict.kind == redirects.OK:
+                device._move(transport, verdict)
+            device.discovered = True
+            return True
     device.detail = "Autodiscover: " + result.reason
     if result.auth:
         device.state = "auth_failed"
         device.alive = False
         return False
-    await device._sleep(device.load.backoff, deadline)
+    if result.refused:  # the rule will not change its mind: the device stops
+        device.state = "failed"
+        device.alive = False
+        return False
+    await device._backoff(deadline)
     return False

@@ -20,7 +20,7 @@ from loadgen.eas import commands, password as passwords, policy as policies
 from loadgen.eas.provisioning import (
     Blocked, Failed, Provisioned, Provisioner, Redirect, Refused, Retry, Send, Wiped, classify,
 )
-from loadgen import autodiscover, ratelimit
+from loadgen import autodiscover, ratelimit, redirects
 from loadgen.profiles import identity
 from loadgen.transport import DeviceEndpoint
 
@@ -53,6 +53,16 @@ _PREFERENCES = {}  # (id(applied policy), the user's wishes) -> (policy, SyncPre
 _MAX_PENDING_FETCHES = 100  # ItemOperations a device keeps queued (what the user opened); more are dropped
 FETCH_QUEUE_FULL = "fetch_skipped_queue_full"  # policy_effects label of an opened item dropped, the queue full
 _MAX_REPROVISION_STREAK = 3  # 449/142/144 right after provisioning: stop looping (seed 000, 12.1 note)
+# Every retry waits at least RETRY_FLOOR seconds, whatever the scenario's backoff or the server's
+# Retry-After says; a retry that met the same failure again (a streak) waits twice as long as the
+# last one, up to _STREAK_CAP seconds (or the configured wait, if longer).
+RETRY_FLOOR = 0.1
+_STREAK_CAP = 300.0
+_MAX_WAIT_S = 24 * 3600  # a server-given wait (X-MS-BackOffDuration, Retry-After) is clamped to a day
+# Ping HeartbeatInterval values the device can use (MS-ASCMD 2.2.3.88.1: "implementation-specific";
+# Exchange's range is 60..3540, test servers go lower): a Status 5 bound outside them is not followed
+HEARTBEAT_RANGE = (1, 3540)
+ADJUSTED = "ok"  # outcome of a Ping Status 5 whose bound the device follows (an adjustment, not an error)
 
 
 class Device:
@@ -65,7 +75,7 @@ class Device:
                  "ident", "in_flight", "inbox", "index", "intended_start", "items", "load", "need_provision",
                  "origin", "password", "password_history", "password_serial", "pending_sync", "prefs", "profile",
                  "prov", "reprovision_streak", "rng", "state", "stats", "stopping", "sync_key", "trigger", "user",
-                 "version", "__dict__")
+                 "version", "retry_streak", "redirect_streak", "trusted", "resets", "ping_adjusted", "__dict__")
 
     def __init__(self, index, user, password, version, profile, ident, base_url, load, stats, rng, domain="",
                  origin=None):
@@ -100,6 +110,14 @@ class Device:
     def _enrol(self, ident):
         """Start as a factory-fresh device with identity ``ident``."""
         self.ident = ident
+        old = getattr(self, "endpoint", None)
+        if old is not None:  # re-enrolment: the old identity's connections are not kept
+            old.close()
+        self.trusted = ()  # hosts an Autodiscover answer named over https (loadgen/redirects.py)
+        self.retry_streak = 0  # retries in a row that met the same failure (see _retry)
+        self.redirect_streak = 0  # redirects in a row without an answer in between
+        self.resets = 0  # hierarchy resets (Ping 7, Sync 12) in a row without a Sync or Ping answered OK
+        self.ping_adjusted = False  # the last Ping answer was a Status 5 the device followed
         self.endpoint = DeviceEndpoint(self.base_url, self.user, self._password, ident.device_id, ident.device_type,
                                        self.version.text, self.profile.user_agent, self._domain)
         self.prov = Provisioner(self.version, self.profile.caps, ident.info, retry_interval=self.load.retry_interval,
@@ -136,6 +154,28 @@ class Device:
         await asyncio.sleep(min(seconds, remaining))
         return loop.time() < deadline
 
+    async def _backoff(self, deadline, seconds=None):
+        """Wait before a retry: ``seconds`` (the scenario's backoff by default), at least RETRY_FLOOR."""
+        if seconds is None:
+            seconds = self.load.backoff
+        return await self._sleep(seconds if seconds > RETRY_FLOOR else RETRY_FLOOR, deadline)
+
+    async def _retry(self, deadline, seconds=None):
+        """Wait before retrying what failed the last time too: the backoff doubled for every
+        failure in a row (``retry_streak``), from RETRY_FLOOR up to _STREAK_CAP."""
+        base = self.load.backoff if seconds is None else seconds
+        base = base if base > RETRY_FLOOR else RETRY_FLOOR
+        wait = base * (1 << min(self.retry_streak, 16))
+        self.retry_streak += 1
+        return await self._sleep(min(wait, max(base, _STREAK_CAP)), deadline)
+
+    async def _hierarchy_reset(self, deadline):
+        """Ping 7 / Sync 12 sent the device to FolderSync; the second in a row without a Ping or
+        Sync answered OK between them waits a backoff (a server that keeps saying so)."""
+        self.resets += 1
+        if self.resets > 1:
+            await self._backoff(deadline)
+
     async def _exchange(self, transport, command, body, policy_key, timeout=None, park=None):
         """(response, decoded tree); (None, None) when ``park`` is given and the request was parked:
         ``transport.park`` then calls ``park(self, response)`` with the answer."""
@@ -170,14 +210,28 @@ class Device:
                 # Exchange's budget back-off suggestion: honour it before the next request
                 self.backoff_until = asyncio.get_running_loop().time() + ms / 1000.0
                 self.stats.throttle("BackOffDuration")
-        tree = None
-        if resp.status and resp.body and "wbxml" in resp.headers.get("Content-Type", "wbxml"):
+        return self._tree(command, resp.status, resp.body)
+
+    def _tree(self, command, status, body):
+        """The body's part in classifying an answer, which goes by HTTP status first: a 200's body
+        is the command's answer (MALFORMED when it does not decode); a 403's, 449's or 503's may
+        carry an EAS status (MS-ASCMD 2.2.2) and is read when it decodes, else the status alone
+        decides; any other status (401, 451, 5xx ...) is classified without its body.  The
+        Content-Type is not consulted: servers leave it out or get it wrong (an empty 401)."""
+        if not body:
+            return None
+        if status == 200:
             try:
-                tree = _decode(resp.body)
+                return _decode(body)
             except WBXMLError:
                 self.stats.malformed_response(command)
-                tree = MALFORMED
-        return tree
+                return MALFORMED
+        if status in _STATUS_BODIES:
+            try:
+                return _decode(body)
+            except WBXMLError:
+                return None
+        return None
 
     def _record(self, command, resp, outcome, eas_status=None):
         self.stats.record(command, resp.status, outcome, resp.elapsed, self._sent, len(resp.body), eas_status)
@@ -195,13 +249,15 @@ class Device:
             if resp.status == 0:
                 self._record(action.command, resp, no_answer_outcome(resp.error))
                 self.prov.state = self.prov.state.__class__.IDLE
-                await self._sleep(self.load.backoff, deadline)
+                await self._backoff(deadline)
                 return False
             if tree is MALFORMED:  # a damaged answer is a server fault, not a verdict: start again later
                 self._record(action.command, resp, "malformed")
                 self.prov.state = self.prov.state.__class__.IDLE
-                await self._sleep(self.load.backoff, deadline)
+                await self._backoff(deadline)
                 return False
+            if resp.status != 451:
+                self.redirect_streak = 0
             parsed = None
             if resp.status == 200 and tree is not None:
                 try:
@@ -214,9 +270,9 @@ class Device:
                 self._record(action.command, resp, "ok" if resp.status == 200 else _http_outcome(resp.status), status)
                 action = result
                 continue
-            return await self._on_outcome(action, resp, result, status, deadline)
+            return await self._on_outcome(action, resp, result, status, deadline, transport)
 
-    async def _on_outcome(self, action, resp, result, status, deadline):
+    async def _on_outcome(self, action, resp, result, status, deadline, transport=None):
         stats = self.stats
         if isinstance(result, Provisioned):
             self._record(action.command, resp, "ok", status)
@@ -242,7 +298,7 @@ class Device:
             self._record(action.command, resp, "refused", status)
             stats.provisioning("refused_%d" % result.status, self.prov.ack_status or 0)
             self.state = REFUSED
-            await self._sleep(result.retry_after, deadline)
+            await self._backoff(deadline, result.retry_after)
             return False
         if isinstance(result, Blocked):
             self._record(action.command, resp, "blocked", status)
@@ -255,11 +311,10 @@ class Device:
             if resp.status == 503:
                 stats.throttle(result.reason)
                 self.state = THROTTLED
-            await self._sleep(result.after, deadline)
+            await self._backoff(deadline, result.after)
             return False
         if isinstance(result, Redirect):
-            self._record(action.command, resp, "redirect", status)
-            self._redirect(result.location)
+            await self._redirect(transport, action.command, resp, result.location, deadline, status)
             return False
         assert isinstance(result, Failed)
         self._record(action.command, resp, "auth" if resp.status == 401 else _http_outcome(resp.status), status)
@@ -330,19 +385,69 @@ class Device:
         self.state = NEW
         self.stats.reenrolment()
 
-    def _redirect(self, location):
-        base = location if "://" in location else "https://%s/Microsoft-Server-ActiveSync" % location
-        self.endpoint = DeviceEndpoint(base, self.user, self._password, self.ident.device_id,
+    def redirect_rule(self):
+        """The run's redirect rule (``ratelimit.install`` puts it on the load configuration), or
+        the fallback for a run that did not go through it."""
+        rule = self.load.__dict__.get("redirect_rule")
+        if rule is None:
+            rule = self.load.__dict__["redirect_rule"] = redirects.fallback(self.base_url)
+        return rule
+
+    def redirect_verdict(self, location, domains=(), trusted=(), current=None):
+        """The redirect rule's verdict (loadgen/redirects.py) on moving this device from ``current``
+        (the URL it uses) to ``location``; its configured URL's host and the hosts an
+        Autodiscover answer named over https are named hosts, as are ``trusted`` and the hosts in
+        ``domains`` (its e-mail domain)."""
+        return self.redirect_rule().check(current or self.endpoint._base, location,
+                                          hosts=(redirects.host_of(self.base_url),) + self.trusted + tuple(trusted),
+                                          domains=domains)
+
+    def _move(self, transport, verdict):
+        """Move the device to the URL an allowed ``verdict`` names; the old endpoint's connections
+        are closed (nothing of the old server is kept), and the rate cap is turned on for a host
+        not on this machine when the rule says so."""
+        old = self.endpoint
+        if transport is not None and getattr(transport, "disconnect", None) is not None:
+            transport.disconnect(old)
+        else:
+            old.close()
+        if verdict.cap:
+            ratelimit.remote_move(self.load, verdict.cap)
+        self.endpoint = DeviceEndpoint(verdict.url, self.user, self._password, self.ident.device_id,
                                        self.ident.device_type, self.version.text, self.profile.user_agent,
                                        self._domain)
+
+    async def _redirect(self, transport, command, resp, location, deadline, status=None):
+        """A 451 (MS-ASHTTP 2.2.2.1.1, 3.2.5.1): follow ``location`` if the redirect rule allows it.
+        Refused: counted as "redirect_refused", the device ends FAILED, nothing goes there.  The
+        URL in use: counted as "redirect_loop", a retry with backoff.  Redirects in a row without
+        another answer between them wait a backoff each after the first (no redirect ping-pong)."""
+        verdict = self.redirect_verdict(location)
+        if verdict.kind == redirects.REFUSED:
+            self._record(command, resp, "redirect_refused", status)
+            self.state = FAILED
+            self.detail = "redirect refused: %s" % verdict.reason
+            self.alive = False
+            return
+        if verdict.kind == redirects.SAME:
+            self._record(command, resp, "redirect_loop", status)
+            await self._retry(deadline)
+            return
+        self._record(command, resp, "redirect", status)
+        self._move(transport, verdict)
+        self.redirect_streak += 1
+        if self.redirect_streak > 1:
+            await self._retry(deadline)
 
     # -- ordinary commands
 
     async def command(self, transport, name, body, deadline, ok_statuses=(1,), timeout=None, park=None,
-                      answer=None):
+                      answer=None, adjusted=None):
         """Send an ordinary command; the decoded tree (None for an empty body) on
         success, ``FAILED`` when the answer sent the device elsewhere.  ``park``: send it
-        parked (``PARKED`` is returned at once); ``answer``: (response, tree) of a parked one."""
+        parked (``PARKED`` is returned at once); ``answer``: (response, tree) of a parked one;
+        ``adjusted(tree)``: whether a status not in ``ok_statuses`` is an adjustment the device
+        follows (counted as ADJUSTED, not as an error)."""
         if answer is None:
             key = self.prov.policy_key if self.profile.caps.provisionable else None
             resp, tree = await self._exchange(transport, name, body, key, timeout, park)
@@ -352,19 +457,30 @@ class Device:
             resp, tree = answer
         if resp.status == 0:
             self._record(name, resp, no_answer_outcome(resp.error))
-            await self._sleep(self.load.backoff, deadline)
+            await self._backoff(deadline)
             return FAILED_CMD
         if tree is MALFORMED:
             self._record(name, resp, "malformed")
-            await self._sleep(self.load.backoff, deadline)
+            await self._backoff(deadline)
             return FAILED_CMD
         reaction = classify(resp.status, resp.headers, tree, self.load.retry_interval, self.load.backoff)
         kind = reaction.kind
         if kind == "ok":
-            outcome = "ok" if reaction.status is None or reaction.status in ok_statuses else "eas_error"
-            self._record(name, resp, outcome, reaction.status)
+            status = reaction.status
+            if status is None or status in ok_statuses:
+                outcome = "ok"
+            elif adjusted is not None and adjusted(self, tree):
+                outcome = ADJUSTED  # a bound the device follows (Ping Status 5): not an error
+            else:
+                outcome = "eas_error"
+            self._record(name, resp, outcome, status)
             self.reprovision_streak = 0
+            self.redirect_streak = 0
             return tree
+        if kind == "redirect":
+            await self._redirect(transport, name, resp, reaction.detail, deadline, reaction.status)
+            return FAILED_CMD
+        self.redirect_streak = 0
         self._record(name, resp, kind if kind != "error" else _http_outcome(resp.status), reaction.status)
         if kind == "reprovision":
             self.reprovision_streak += 1
@@ -374,14 +490,14 @@ class Device:
                 # seed 000 (12.1): "suggest that the user contact their administrator", retry hourly
                 self.detail = "server keeps asking for provisioning (%s): contact the administrator" % reaction.trigger
                 self.stats.provisioning("loop_%s" % reaction.trigger, self.prov.ack_status or 0)
-                await self._sleep(self.load.retry_interval, deadline)
+                await self._backoff(deadline, self.load.retry_interval)
                 self.reprovision_streak = 0
             self.need_provision = self.profile.caps.provisionable
             self.trigger = reaction.trigger
         elif kind == "refused":
             self.state = REFUSED
             self.detail = "status %s" % reaction.status
-            await self._sleep(reaction.wait, deadline)
+            await self._backoff(deadline, reaction.wait)
             self.need_provision = self.profile.caps.provisionable
             self.trigger = None
         elif kind == "blocked":
@@ -390,21 +506,20 @@ class Device:
                 # device provision and see its folders; see loadgen/target/server.py _abq).  The
                 # device keeps that limited life and asks again later: an admin may release it.
                 self.state = QUARANTINED
-                await self._sleep(self.load.quarantine_retry, deadline)
+                await self._backoff(deadline, self.load.quarantine_retry)
             else:
                 self.state = BLOCKED
                 self.alive = False
         elif kind == "throttled":
             self.stats.throttle(reaction.detail)
             self.state = THROTTLED
-            await self._sleep(reaction.wait, deadline)
-        elif kind == "redirect":
-            self._redirect(reaction.detail)
+            await self._backoff(deadline, reaction.wait)
         elif kind == "auth":
             self.state = AUTH_FAILED
+            self.detail = "authentication failed (HTTP 401 on %s)" % name
             self.alive = False
         else:
-            await self._sleep(reaction.wait, deadline)
+            await self._backoff(deadline, reaction.wait)
         return FAILED_CMD
 
     # -- life
@@ -418,7 +533,7 @@ class Device:
         loop = asyncio.get_running_loop()
         while self.alive and not self.stopping and loop.time() < deadline:
             if self.load.autodiscover is not None and not self.discovered:  # [target] autodiscover (issue 10)
-                if not await autodiscover.device_step(self, deadline):
+                if not await autodiscover.device_step(self, deadline, transport):
                     continue
             if self.need_provision:
                 if not await self.provision(transport, deadline):
@@ -439,8 +554,14 @@ class Device:
                     break
                 await self._foldersync(transport, deadline)
                 continue
-            if self.inbox is None:  # no Inbox in the hierarchy: nothing to sync, keep polling the hierarchy
-                if await self._think(deadline):
+            if self.inbox is None:
+                # no Inbox in the hierarchy (a server without mail storage): the device syncs what
+                # exists (the Calendar, when asked) and otherwise idles, asking for the hierarchy's
+                # changes again after a wait that doubles each time it still finds no Inbox
+                if self.calendar_due and self.calendar is not None and self.load.sync_calendar:
+                    await self._sync_calendar(transport, deadline)
+                    continue
+                if await self._retry(deadline, max(self.load.think_time, self.load.backoff)):
                     await self._foldersync(transport, deadline)
                 continue
             if (self.profile.caps.failed_unlocks and not self.fumbled and self.sync_key != "0"
@@ -480,9 +601,12 @@ class Device:
         if tree is FAILED_CMD:
             return
         fs = self._parse("FolderSync", commands.parse_foldersync, tree)
-        if fs is None:
+        if fs is None:  # counted as malformed: retried after a backoff
+            await self._retry(deadline)
             return
         if fs.status == 1 and fs.sync_key:
+            if self.inbox is not None:
+                self.retry_streak = 0
             if self.folder_key == "0":
                 self.inbox = None
             self.folder_key = fs.sync_key
@@ -495,10 +619,14 @@ class Device:
                     self.calendar = folder.server_id
                     self.calendar_key = "0"
                     self.calendar_due = True
-        elif fs.status == 9:  # invalid sync key: start the hierarchy again
+        elif fs.status == 9 and self.folder_key != "0":  # invalid sync key: start the hierarchy again
             self.folder_key = "0"
             self.folders = 0
             self.calendar = None
+        else:
+            # MS-ASCMD 2.2.3.177.4: 6 server error, 10/11/12 ..., 9 for SyncKey 0 itself, or a
+            # status 1 without a SyncKey: the same request again after a backoff that grows
+            await self._retry(deadline)
 
     def _sync_template(self, calendar=False):
         """The Sync request of a collection, within the applied policy (policy.sync_preferences):
@@ -528,6 +656,8 @@ class Device:
         opens_truncated = load.open_truncated
         resp = self._parse("Sync", commands.parse_sync, tree, details=opens_attachments > 0 or opens_truncated > 0)
         if resp is None:
+            self.pending_sync = False
+            await self._retry(deadline)
             return
         if resp.status == 1:
             if resp.sync_key:
@@ -538,16 +668,23 @@ class Device:
                     self._open(resp, opens_attachments, opens_truncated)
                 # after the initial Sync, fetch; then again while the server has more
                 self.pending_sync = first or resp.more_available
+                self.retry_streak = 0
+                self.resets = 0
             else:
                 self.pending_sync = False
+                if self.sync_key == "0":  # no SyncKey for SyncKey 0: the same request again, later
+                    await self._retry(deadline)
         elif resp.status == 3:  # invalid sync key: start the folder again (MS-ASCMD 2.2.3.177.17)
+            if self.sync_key == "0":  # ... for SyncKey 0 itself: not a way forward, back off
+                await self._retry(deadline)
             self.sync_key = "0"
         elif resp.status == 12:  # the hierarchy changed: FolderSync first
             self.folder_key = "0"
             self.folders = 0
+            await self._hierarchy_reset(deadline)
         else:
             self.pending_sync = False
-            await self._sleep(self.load.backoff, deadline)
+            await self._backoff(deadline)
 
     def _open(self, resp, opens_attachments, opens_truncated):
         """The user opens some of the new mail: attachments (fetched only where the policy lets
@@ -619,20 +756,25 @@ class Device:
             return
         resp = self._parse("Sync", commands.parse_sync, tree)
         if resp is None:
+            self.calendar_due = False
+            await self._retry(deadline)
             return
         if resp.status == 1 and resp.sync_key:
             first = self.calendar_key == "0"
             self.calendar_key = resp.sync_key
             self.calendar_due = first or resp.more_available
         elif resp.status == 3:
+            if self.calendar_key == "0":  # invalid for SyncKey 0 itself: back off
+                await self._retry(deadline)
             self.calendar_key = "0"
         elif resp.status == 12:
             self.folder_key = "0"
             self.folders = 0
             self.calendar = None
+            await self._hierarchy_reset(deadline)
         else:
             self.calendar_due = False
-            await self._sleep(self.load.backoff, deadline)
+            await self._backoff(deadline)
 
     async def ping_answered(self, transport, resp, deadline):
         """The answer to a Ping that ``run`` parked, taken as ``_ping`` takes an awaited one."""
@@ -648,25 +790,51 @@ class Device:
         heartbeat = self.heartbeat
         tree = await self.command(transport, "Ping", _ping_body(heartbeat, self.inbox), deadline,
                                   ok_statuses=(1, 2), timeout=heartbeat + self.load.timeout, park=park,
-                                  answer=answer)
+                                  answer=answer, adjusted=_ping_adjusts)
         if tree is FAILED_CMD or tree is PARKED:
             return tree
         resp = self._parse("Ping", commands.parse_ping, tree)
         if resp is None:
-            await self._sleep(self.load.backoff, deadline)
+            await self._retry(deadline)
             return
         status = resp.status
+        adjusted = self.ping_adjusted
+        self.ping_adjusted = False
         if status == 2:  # changes: Sync the folders it names
             self.pending_sync = True
+            self.resets = 0
         elif status == 1:  # heartbeat expired without changes: Ping again
-            pass
-        elif status == 5 and resp.heartbeat:  # out of the server's bounds: take the bound it gave
+            self.retry_streak = 0
+            self.resets = 0
+        elif status == 5 and not adjusted and _usable_bound(resp.heartbeat) and resp.heartbeat != heartbeat:
+            # MS-ASCMD 2.2.3.88.1: the server's minimum or maximum interval: take it (an adjustment)
             self.heartbeat = resp.heartbeat
+            self.ping_adjusted = True
         elif status == 7:  # folder hierarchy sync required
             self.folder_key = "0"
             self.folders = 0
+            await self._hierarchy_reset(deadline)
         else:
-            await self._sleep(self.load.backoff, deadline)
+            # 3, 4, 6, 8, another status, or a Status 5 whose bound the device cannot use (none,
+            # out of HEARTBEAT_RANGE, the very interval it just sent, or a second Status 5 right
+            # after it followed one: bounds that contradict each other): the same Ping would get
+            # the same answer; wait a backoff that grows while it does
+            await self._retry(deadline)
+
+
+def _usable_bound(heartbeat):
+    return heartbeat is not None and HEARTBEAT_RANGE[0] <= heartbeat <= HEARTBEAT_RANGE[1]
+
+
+def _ping_adjusts(device, tree):
+    """Whether a Ping answer outside the OK statuses is a Status 5 the device follows: a bound in
+    HEARTBEAT_RANGE other than the interval it sent (``command``'s ``adjusted``)."""
+    try:
+        resp = _parse_shared(commands.parse_ping, tree)
+    except ValueError:
+        return False
+    return (resp.status == 5 and not device.ping_adjusted and _usable_bound(resp.heartbeat)
+            and resp.heartbeat != device.heartbeat)
 
 
 # Identical answers are decoded and parsed once.  In a provisioning storm every device under a
@@ -745,16 +913,26 @@ def _http_outcome(status):
 
 
 _NUMBER = re.compile(r"-?\d+")
+_STATUS_BODIES = frozenset({403, 449, 503})  # non-200 answers whose body may carry an EAS status
+_MAX_WAIT_MS = _MAX_WAIT_S * 1000
 
 
 def _backoff_ms(value):
-    """X-MS-BackOffDuration in milliseconds (0 when absent or not positive).
+    """X-MS-BackOffDuration in milliseconds (0 when absent or not positive), at most a day.
 
     The header's exact format is not in the stored specification excerpts
     (unverified): the last integer in the value is taken as milliseconds, which
-    reads both a bare number and a prefixed form such as "L/-470".
+    reads both a bare number and a prefixed form such as "L/-470".  A number of
+    any length is clamped to 0.._MAX_WAIT_MS (never an OverflowError, nor the
+    ValueError of int() on thousands of digits).
     """
     found = _NUMBER.findall(value)
     if not found:
         return 0
-    return max(0, int(found[-1]))
+    last = found[-1]
+    if last.startswith("-"):
+        return 0
+    last = last.lstrip("0") or "0"
+    if len(last) > 12:
+        return _MAX_WAIT_MS
+    return min(int(last), _MAX_WAIT_MS)

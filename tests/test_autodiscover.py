@@ -126,15 +126,28 @@ def test_a_get_answer_that_is_not_a_redirect_is_not_trusted():
 
 
 def test_redirect_to_another_address_restarts_with_its_domain():
-    d = ad.Discovery("u@example.com", first_urls=("http://127.0.0.1:1/autodiscover/autodiscover.xml",))
+    d = ad.Discovery("u@example.com", first_urls=("https://127.0.0.1:1/autodiscover/autodiscover.xml",))
     d.start()
     nxt = d.receive(200, {}, tad.redirect_response("u@example.com", "u@example.org"))
-    assert nxt.email == "u@example.org" and nxt.url == "http://127.0.0.1:1/autodiscover/autodiscover.xml"
+    assert nxt.email == "u@example.org" and nxt.url == "https://127.0.0.1:1/autodiscover/autodiscover.xml"
     assert b"u@example.org" in nxt.body
     d.unreachable("x")
+    # named over https: the new domain's hosts may get the credentials (loadgen/redirects.py point 3)
     assert d.step.url == "https://example.org/autodiscover/autodiscover.xml"
     done = d.receive(200, {}, _settings(email="u@example.org"))
     assert isinstance(done, ad.Done) and done.email == "u@example.org" and done.redirects == 1
+
+
+def test_an_address_redirect_over_plain_http_does_not_send_credentials_to_its_domain():
+    d = ad.Discovery("u@example.com", first_urls=("http://127.0.0.1:1/autodiscover/autodiscover.xml",))
+    d.start()
+    nxt = d.receive(200, {}, tad.redirect_response("u@example.com", "u@example.org"))
+    assert nxt.url == "http://127.0.0.1:1/autodiscover/autodiscover.xml"  # a configured server: named
+    d.unreachable("x")
+    # https://example.org and https://autodiscover.example.org are skipped: only the probe (no credentials)
+    assert (d.step.method, d.step.url, d.step.authenticated) == (
+        "GET", "http://autodiscover.example.org/autodiscover/autodiscover.xml", False)
+    assert any("refused" in note and "example.org" in url for url, note in d.tried)
 
 
 def test_redirect_loop_and_redirect_limit():
@@ -146,10 +159,24 @@ def test_redirect_loop_and_redirect_limit():
     d = ad.Discovery("u@d0.com", max_redirects=10)
     result = d.start()
     for i in range(1, 12):
-        result = d.receive(302, {"Location": "https://h%d.example.com/autodiscover/autodiscover.xml" % i}, b"")
+        result = d.receive(302, {"Location": "https://h%d.d0.com/autodiscover/autodiscover.xml" % i}, b"")
         if not isinstance(result, ad.Step):
             break
     assert isinstance(result, ad.Failed) and "more than 10" in result.reason and i == 11
+
+
+def test_a_302_to_a_host_outside_the_named_ones_gets_no_credentials():
+    """loadgen/redirects.py: a 302 to an https host that is neither a configured server nor in the
+    e-mail domain is refused (nothing sent), as is one to the URL that answered."""
+    d = ad.Discovery("u@d0.com", first_urls=("https://eas.corp.test/autodiscover/autodiscover.xml",))
+    d.start()
+    nxt = d.receive(302, {"Location": "https://evil.example.net/autodiscover/autodiscover.xml"}, b"")
+    assert nxt.url == "https://d0.com/autodiscover/autodiscover.xml"  # the next candidate, not evil.example.net
+    assert "not a host the run was pointed at" in d.tried[-1][1]
+    again = d.receive(302, {"Location": nxt.url}, b"")
+    assert again.url == "https://autodiscover.d0.com/autodiscover/autodiscover.xml"
+    d.receive(302, {"Location": "https://eas.corp.test:8443/autodiscover/autodiscover.xml"}, b"")
+    assert d.step.url == "https://eas.corp.test:8443/autodiscover/autodiscover.xml"  # a configured host, any port
 
 
 def test_basic_challenge_answered_once_then_auth_failure():

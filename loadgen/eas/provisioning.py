@@ -143,12 +143,22 @@ def _header(headers, name):
     return value
 
 
+MAX_RETRY_AFTER = 24 * 3600.0  # a server-given wait is clamped to a day
+
+
 def retry_after(headers, default):
+    """Retry-After in seconds (RFC 9110 10.2.3: delay-seconds), clamped to 0..MAX_RETRY_AFTER;
+    ``default`` when absent or not a number (an HTTP-date, nan, garbage)."""
     value = _header(headers, "Retry-After")
-    try:
-        return max(0.0, float(value)) if value is not None else default
-    except ValueError:
+    if value is None:
         return default
+    try:
+        seconds = float(value)
+    except (ValueError, OverflowError):
+        return default
+    if seconds != seconds:  # nan
+        return default
+    return min(max(0.0, seconds), MAX_RETRY_AFTER)
 
 
 _POLICIES = {}  # one dict per distinct policy, shared by every device that holds it
