@@ -6,8 +6,10 @@ message names the file, the line and the key, e.g.
 """
 
 import difflib
+import math
 import os
 import re
+import string
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +20,57 @@ from loadgen.profiles import PROFILES
 
 class ScenarioError(Exception):
     """A scenario file that cannot be used; the message is meant for the user."""
+
+
+# The stated ranges every number is checked against before any load (here for files; cli.check_flag
+# for flags).  Every number must be finite (TOML's nan and inf are refused).
+MAX_DEVICES = 1_000_000  # devices in a run (all workers and shards together)
+MAX_DEVICES_PER_PROCESS = 250_000  # devices one client process holds (more: --workers or shards)
+MAX_USERS = 1_000_000  # users of a run (the embedded target builds a mailbox for each)
+MAX_DEVICES_PER_USER = 100  # EasMaxDevices' default (loadgen/target/state.py): more gives status 177
+MAX_PROCESSES = 64  # [target] processes and --workers: processes forked on this machine
+MAX_SECONDS = 366 * 86400.0  # any duration or interval: at most a year
+MAX_RATE = 1_000_000.0  # arrivals or requests per second
+MAX_FIRST_USER = 1_000_000_000
+
+
+def pattern_problem(pattern):
+    """Why ``pattern`` is not a user pattern (literal text and {n}; {{ and }} for braces), or None.
+    Attribute, index, positional and format-spec fields ({n.__class__}, {0}, {n:>99999}) are refused:
+    a pattern is filled once per user, never with anything but the user's number."""
+    try:
+        for _literal, name, spec, conversion in string.Formatter().parse(pattern):
+            if name is not None and (name != "n" or spec or conversion):
+                return "may only use the placeholder {n} (and {{ or }} for a brace), not {%s%s%s}" % (
+                    name, "!" + conversion if conversion else "", ":" + spec if spec else "")
+    except ValueError as exc:
+        return "is not a valid pattern (%s; write {{ or }} for a brace)" % exc
+    return None
+
+
+class UserPattern(str):
+    """A user, password or e-mail pattern checked by :func:`pattern_problem`; ``format(n=i)`` fills
+    {n} with ``first + i`` ([auth] first_user), so directories whose users start at 1 can be used
+    without changing device identities (profiles.identity takes the index) or a target's sharding
+    of users (by index).  Formatting is a join of pre-split parts: no format-string machinery."""
+
+    def __new__(cls, text, first=0):
+        self = super().__new__(cls, text)
+        self.first = int(first)
+        self._parts = []
+        for literal, name, _spec, _conv in string.Formatter().parse(text):
+            if literal:
+                self._parts.append(literal)
+            if name is not None:
+                self._parts.append(None)
+        return self
+
+    def format(self, *args, n=0, **kwargs):
+        number = str(n + self.first)
+        return "".join(number if part is None else part for part in self._parts)
+
+    def __reduce__(self):  # workers and target processes get the same pattern and offset
+        return (UserPattern, (str(self), self.first))
 
 
 @dataclass
@@ -92,7 +145,23 @@ def _url_problem(url):
         return "%r is not a valid URL (%s)" % (shown_url(url), exc)
     if not parts.hostname:
         return "%r has no host" % shown_url(url)
+    if not parts.netloc.isascii() or any(c.isspace() or ord(c) < 32 for c in parts.netloc):
+        return "%r: the host must be ASCII (write an internationalised name in its xn-- form)" % shown_url(url)
     return None
+
+
+# Characters a URL path keeps as they are (RFC 3986 3.3: pchar and "/", and "%" of an existing escape)
+_PATH_SAFE = "/%:@!$&'()*+,;=-._~"
+
+
+def _encoded_path(url):
+    """``url`` with a path that is not plain ASCII (spaces, non-ASCII letters, controls) percent-encoded
+    as UTF-8 (RFC 3986 2.1, 3.3), so every transport sends the same request line."""
+    from urllib.parse import quote, urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    path = quote(parts.path, safe=_PATH_SAFE)
+    return url if path == parts.path else urlunsplit(parts._replace(path=path))
 
 
 def _url_key(url):
@@ -124,6 +193,7 @@ def check_urls(items, field):
         problem = _url_problem(url)
         if problem:
             raise ValueError("%s: %s" % (which, problem))
+        url = _encoded_path(url)
         key = _url_key(url)
         if key in seen:
             raise ValueError("%s (%s) is URL %d again: list each process of the target once (user n goes to "
@@ -148,6 +218,7 @@ class AuthConfig:
     password_env: str | None = None  # take the password pattern from this variable
     domain: str = ""
     users: int = 100
+    first_user: int = 0  # {n} of user n's name, password and e-mail is first_user + n (directories often start at 1)
 
 
 @dataclass
@@ -226,6 +297,39 @@ class Event:
     action: str
     args: dict
 
+    def display(self):
+        """The event as it may be printed or saved (summary.json, the HTML report, --dry-run): a command
+        shows the values of its leading ``NAME=value`` environment assignments as ``***`` and its
+        program, never its arguments (``API_TOKEN=*** ./switch-policy ...``); other actions their name."""
+        if self.action != "command":
+            return self.action
+        return display_command(self.args.get("run", ""))
+
+
+_ASSIGNMENT = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)=")
+
+
+def display_command(run):
+    """A shell command as it may be shown: leading NAME=value assignments masked, the program, and
+    " ..." for its arguments (which can hold secrets too)."""
+    import shlex
+
+    try:
+        words = shlex.split(run)
+    except ValueError:  # unbalanced quotes: show no word of it
+        return "(command)"
+    shown = []
+    for i, word in enumerate(words):
+        m = _ASSIGNMENT.match(word)
+        if m:
+            shown.append("%s=***" % m.group(1))
+            continue
+        shown.append(word)
+        if i + 1 < len(words):
+            shown.append("...")
+        break
+    return " ".join(shown)
+
 
 # Threshold metrics: <command>.<stat> (seconds or count), errors.rate/count, devices.<state> (fraction),
 # requests.rate/count, provisionings.<result> / reprovisions.<trigger> / throttled.<reason> (counts).
@@ -284,16 +388,20 @@ class _Reader:
                     key, name, " (did you mean '%s'?)" % hint[0] if hint else "", ", ".join(sorted(known))))
         return value
 
-    def number(self, section, table, key, default, *, minimum=None, integer=False):
+    def number(self, section, table, key, default, *, minimum=None, maximum=None, integer=False):
         if key not in table:
             return default
         value = table[key]
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise self.fail(section, key, "'%s' must be a number, not %r" % (key, value))
+        if isinstance(value, float) and not math.isfinite(value):
+            raise self.fail(section, key, "'%s' must be a finite number, not %r" % (key, value))
         if integer and not isinstance(value, int):
             raise self.fail(section, key, "'%s' must be a whole number, not %r" % (key, value))
         if minimum is not None and value < minimum:
             raise self.fail(section, key, "'%s' must be at least %s, not %r" % (key, minimum, value))
+        if maximum is not None and value > maximum:
+            raise self.fail(section, key, "'%s' must be at most %s, not %r" % (key, _plain(maximum), value))
         return value
 
     def seconds(self, section, table, key, default):
@@ -307,8 +415,12 @@ class _Reader:
             seconds = float(number) * _UNITS[unit]
         else:
             raise self.fail(section, key, "'%s' must be a duration like 20, \"20s\", \"5m\" or \"1h\", not %r" % (key, value))
+        if not math.isfinite(seconds):
+            raise self.fail(section, key, "'%s' must be a finite duration, not %r" % (key, value))
         if seconds < 0:
             raise self.fail(section, key, "'%s' must not be negative" % key)
+        if seconds > MAX_SECONDS:
+            raise self.fail(section, key, "'%s' must be at most %d s (366 days), not %r" % (key, MAX_SECONDS, value))
         return seconds
 
     def string(self, section, table, key, default):
@@ -348,12 +460,17 @@ _TARGET = {"url", "insecure", "ca_file", "allow_non_provisionable", "no_policy",
            "ping_min", "ping_max", "mail_per_user_per_hour", "processes", "path", "autodiscover", "ignore_policy_key",
            "options_without_provision", "auth_realm", "challenge_first", "autodiscover_redirect", "confirm",
            "client_cert", "client_key", "tls", "tls_cert", "tls_key"}
-_AUTH = {"user", "password", "password_env", "domain", "users"}
+_AUTH = {"user", "password", "password_env", "domain", "users", "first_user"}
 _POPULATION = {"devices", "devices_per_user", "versions", "profiles"}
 _LOAD = {"ramp_up", "think_time", "timeout", "retry_interval", "graceful_stop", "backoff", "reenrol_after", "transport", "mode",
          "heartbeat", "window_size", "body_truncation", "html_bodies", "quarantine_retry", "sample_interval",
          "model", "arrival_rate", "stages", "max_request_rate", "pool_size", "idle_timeout",
          "email_filter", "calendar_filter", "sync_calendar", "open_attachments", "open_truncated"}
+
+
+def _plain(number):
+    """1000000 as "1,000,000" in messages."""
+    return "{:,}".format(number) if isinstance(number, int) else "%g" % number
 
 
 def parse(text, path="<scenario>"):
@@ -371,7 +488,9 @@ def parse(text, path="<scenario>"):
     s = Scenario(name=r.string("", data, "name", Path(str(path)).stem), path=str(path))
     s.description = r.string("", data, "description", "")
     s.duration = r.seconds("", data, "duration", s.duration)
-    s.seed = int(r.number("", data, "seed", s.seed, integer=True))
+    if s.duration <= 0:
+        raise r.fail("", "duration", "'duration' must be greater than 0")
+    s.seed = int(r.number("", data, "seed", s.seed, minimum=-2**63, maximum=2**63 - 1, integer=True))
 
     t = r.section(data, "target", _TARGET)
     s.target = TargetConfig(
@@ -382,12 +501,15 @@ def parse(text, path="<scenario>"):
         client_key=r.string("target", t, "client_key", None),
         allow_non_provisionable=r.boolean("target", t, "allow_non_provisionable", False),
         no_policy=r.boolean("target", t, "no_policy", False),
-        policy_refresh_minutes=int(r.number("target", t, "policy_refresh_minutes", 0, minimum=0, integer=True)),
+        policy_refresh_minutes=int(r.number("target", t, "policy_refresh_minutes", 0, minimum=0,
+                                                  maximum=527040, integer=True)),
         listen=r.string("target", t, "listen", "127.0.0.1"),
-        ping_min=int(r.number("target", t, "ping_min", 60, minimum=1, integer=True)),
-        ping_max=int(r.number("target", t, "ping_max", 3540, minimum=1, integer=True)),
-        mail_per_user_per_hour=float(r.number("target", t, "mail_per_user_per_hour", 0.0, minimum=0)),
-        processes=int(r.number("target", t, "processes", 1, minimum=1, integer=True)),
+        ping_min=int(r.number("target", t, "ping_min", 60, minimum=1, maximum=86400, integer=True)),
+        ping_max=int(r.number("target", t, "ping_max", 3540, minimum=1, maximum=86400, integer=True)),
+        mail_per_user_per_hour=float(r.number("target", t, "mail_per_user_per_hour", 0.0, minimum=0,
+                                                  maximum=36000)),
+        processes=int(r.number("target", t, "processes", 1, minimum=1, maximum=MAX_PROCESSES,
+                                 integer=True)),
         path=r.string("target", t, "path", "/Microsoft-Server-ActiveSync"),
         ignore_policy_key=r.boolean("target", t, "ignore_policy_key", False),
         options_without_provision=r.boolean("target", t, "options_without_provision", False),
@@ -406,24 +528,32 @@ def parse(text, path="<scenario>"):
         password=r.string("auth", a, "password", "Pass{n}!"),
         password_env=r.string("auth", a, "password_env", None),
         domain=r.string("auth", a, "domain", ""),
-        users=int(r.number("auth", a, "users", 100, minimum=1, integer=True)),
+        users=int(r.number("auth", a, "users", 100, minimum=1, maximum=MAX_USERS, integer=True)),
+        first_user=int(r.number("auth", a, "first_user", 0, minimum=0, maximum=MAX_FIRST_USER, integer=True)),
     )
     if s.auth.password_env:
         value = os.environ.get(s.auth.password_env)
         if value is None:
             raise r.fail("auth", "password_env", "environment variable %s (named by 'password_env') is not set"
                          % s.auth.password_env)
-        s.auth.password = value
-    for key, pattern in (("user", s.auth.user), ("password", s.auth.password)):
         try:
-            pattern.format(n=0)
-        except (KeyError, IndexError, ValueError):
-            raise r.fail("auth", key, "'%s' may only use the placeholder {n}" % key) from None
+            value.encode("utf-8")  # bytes that are not UTF-8 come as surrogate escapes (PEP 383)
+        except UnicodeEncodeError:
+            raise r.fail("auth", "password_env", "environment variable %s (named by 'password_env') is not "
+                         "valid UTF-8" % s.auth.password_env) from None
+        s.auth.password = value
+    for key in ("user", "password"):
+        problem = pattern_problem(getattr(s.auth, key))
+        if problem:
+            raise r.fail("auth", "password_env" if key == "password" and s.auth.password_env else key,
+                         "'%s' %s" % (key, problem))
+        setattr(s.auth, key, UserPattern(getattr(s.auth, key), s.auth.first_user))
 
     p = r.section(data, "population", _POPULATION)
     s.population = PopulationConfig(
-        devices=int(r.number("population", p, "devices", 200, minimum=1, integer=True)),
-        devices_per_user=int(r.number("population", p, "devices_per_user", 2, minimum=1, integer=True)),
+        devices=int(r.number("population", p, "devices", 200, minimum=1, maximum=MAX_DEVICES, integer=True)),
+        devices_per_user=int(r.number("population", p, "devices_per_user", 2, minimum=1,
+                                      maximum=MAX_DEVICES_PER_USER, integer=True)),
         versions=r.weights("population", p, "versions", {"14.1": 1}, versions.SIMULATED, "protocol version"),
         profiles=r.weights("population", p, "profiles", {"modern": 1}, tuple(PROFILES), "profile"),
     )
@@ -441,17 +571,18 @@ def parse(text, path="<scenario>"):
         backoff=r.seconds("load", lo, "backoff", 5.0),
         reenrol_after=r.seconds("load", lo, "reenrol_after", None),
         transport=r.string("load", lo, "transport", "lean"),
-        pool_size=int(r.number("load", lo, "pool_size", 0, minimum=0, integer=True)),
+        pool_size=int(r.number("load", lo, "pool_size", 0, minimum=0, maximum=100_000, integer=True)),
         idle_timeout=r.seconds("load", lo, "idle_timeout", 110.0),
         mode=r.string("load", lo, "mode", "ping"),
         heartbeat=r.seconds("load", lo, "heartbeat", 480.0),
-        window_size=int(r.number("load", lo, "window_size", 25, minimum=1, integer=True)),
-        body_truncation=int(r.number("load", lo, "body_truncation", 5120, minimum=0, integer=True)),
+        window_size=int(r.number("load", lo, "window_size", 25, minimum=1, maximum=512, integer=True)),
+        body_truncation=int(r.number("load", lo, "body_truncation", 5120, minimum=0, maximum=2**31 - 1,
+                                       integer=True)),
         html_bodies=r.boolean("load", lo, "html_bodies", False),
         quarantine_retry=r.seconds("load", lo, "quarantine_retry", 300.0),
         sample_interval=r.seconds("load", lo, "sample_interval", 1.0),
         model=r.string("load", lo, "model", "closed"),
-        arrival_rate=float(r.number("load", lo, "arrival_rate", 10.0, minimum=0)),
+        arrival_rate=float(r.number("load", lo, "arrival_rate", 10.0, minimum=0, maximum=MAX_RATE)),
     )
     _rate_cap(r, lo, s)
     _policy_preferences(r, lo, s)
@@ -467,7 +598,7 @@ def parse(text, path="<scenario>"):
             raise r.fail("load", "stages", "stages[%d] must be { duration = \"10s\", target = %s }"
                          % (i, "<active devices>" if closed else "<arrivals/s>"))
         duration = r.seconds("load", stage, "duration", 0.0)
-        target = r.number("load", stage, "target", 0.0, minimum=0)
+        target = r.number("load", stage, "target", 0.0, minimum=0, maximum=MAX_RATE)
         if closed and (not isinstance(target, int) or target > s.population.devices):
             raise r.fail("load", "stages", "stages[%d]: target must be a whole number of active devices from 0 to "
                          "the %d devices of [population], not %r" % (i, s.population.devices, target))
@@ -489,6 +620,9 @@ def parse(text, path="<scenario>"):
         raise r.fail("target", "client_key", "'client_key' needs 'client_cert'")
     if s.load.timeout <= 0:
         raise r.fail("load", "timeout", "'timeout' must be greater than 0")
+    if s.target.ping_min > s.target.ping_max:
+        raise r.fail("target", "ping_min", "'ping_min' (%d) is above 'ping_max' (%d)" % (s.target.ping_min,
+                                                                                       s.target.ping_max))
 
     th = data.get("thresholds", {})
     if not isinstance(th, dict):
@@ -502,6 +636,8 @@ def parse(text, path="<scenario>"):
                          % (metric, "|".join(THRESHOLD_STATS), "|".join(THRESHOLD_GROUPS),
                             " (did you mean '%s.%s'?)" % (group, hint[0]) if hint else ""))
         m = _THRESHOLD.match(expr) if isinstance(expr, str) else None
+        if m and not math.isfinite(float(m.group(2))):
+            m = None
         if not m:
             raise r.fail("thresholds", metric, "threshold '%s' must look like \"< 0.5\" (<, <=, >, >=, ==), not %r"
                          % (metric, expr))
@@ -527,6 +663,7 @@ def parse(text, path="<scenario>"):
         if action != "command" and not s.target.embedded:
             raise r.fail("events", "action", "%s: '%s' acts on the embedded target; for a real server use "
                          "action = \"command\" with run = \"...\"" % (where, action))
+        _event_args(r, where, action, args)
         at = r.seconds("events", ev, "at", 0.0)
         s.events.append(Event(at, action, args))
     s.events.sort(key=lambda e: e.at)
@@ -561,7 +698,8 @@ def _target_extras(r, t, s):
     if s.target.tls_key and not s.target.tls_cert:
         raise r.fail("target", "tls_key", "'tls_key' needs 'tls_cert'")
     s.target.tls = s.target.tls or bool(s.target.tls_cert)
-    if not s.target.path.startswith("/") or "?" in s.target.path or " " in s.target.path:
+    if (not s.target.path.startswith("/") or "?" in s.target.path or "#" in s.target.path
+            or not s.target.path.isascii() or any(c.isspace() or ord(c) < 32 for c in s.target.path)):
         raise r.fail("target", "path", "'path' must be a URL path like \"/SOGo/Microsoft-Server-ActiveSync\", not %r"
                      % s.target.path)
     if '"' in s.target.auth_realm:
@@ -581,6 +719,132 @@ def _target_extras(r, t, s):
     s.target.autodiscover_redirect = {k.lower(): v.lower() for k, v in redirect.items()}
 
 
+def _policy_settings(r, where, settings):
+    """``change_policy`` settings: names from the policy table (loadgen/eas/policy.py, the
+    EASProvisionDoc elements of MS-ASPROV 2.2.2.27) and whole-number or text values; an unknown name
+    would make every Provision of the embedded target fail."""
+    from loadgen.eas.policy import POLICY_NAMES
+
+    if not isinstance(settings, dict) or not settings:
+        raise r.fail("events", "settings", "%s: 'settings' must be a table of policy = value, like "
+                     "{ MinDevicePasswordLength = 6 }" % where)
+    for name, value in settings.items():
+        if name not in POLICY_NAMES:
+            hint = difflib.get_close_matches(name, POLICY_NAMES, 1)
+            raise r.fail("events", "settings", "%s: unknown policy setting '%s'%s (known: the EASProvisionDoc "
+                         "settings of MS-ASPROV, e.g. %s)" % (where, name, " (did you mean '%s'?)" % hint[0] if hint
+                                                             else "", ", ".join(POLICY_NAMES[:4])))
+        if isinstance(value, bool) or not isinstance(value, (int, str)) or (
+                isinstance(value, int) and not -1 <= value <= 2**31 - 1):
+            raise r.fail("events", "settings", "%s: policy setting '%s' must be a whole number (-1 to 2147483647) "
+                         "or a string, not %r" % (where, name, value))
+
+
+_FAULT_RATES = ("reset_rate", "malformed_rate", "truncated_rate")
+
+
+def _fault_settings(r, where, settings):
+    """``faults`` settings: the keys and value types of target/faults.py's Faults.configure."""
+    def bad(key, what):
+        return r.fail("events", "settings", "%s: fault '%s' must be %s, not %r" % (where, key, what, settings[key]))
+
+    def share(value):
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) \
+            and 0 <= value <= 1
+
+    def seconds(value):
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) \
+            and 0 <= value <= MAX_SECONDS
+
+    known = ("latency", "error_rates", *_FAULT_RATES, "trickle", "close_after_response", "commands", "seed",
+             "retry_after")
+    if not isinstance(settings, dict):
+        raise r.fail("events", "settings", "%s: 'settings' must be a table of fault = value" % where)
+    for key, value in settings.items():
+        if key not in known:
+            hint = difflib.get_close_matches(key, known, 1)
+            raise r.fail("events", "settings", "%s: unknown fault '%s'%s (known: %s)" % (
+                where, key, " (did you mean '%s'?)" % hint[0] if hint else "", ", ".join(known)))
+        if key in _FAULT_RATES and not share(value):
+            raise bad(key, "a share between 0 and 1")
+        if key == "error_rates" and not (isinstance(value, dict) and all(
+                k.isdigit() and 400 <= int(k) <= 599 and share(v) for k, v in value.items())):
+            raise bad(key, "a table of HTTP error status = share, like { \"503\" = 0.1 }")
+        if key == "latency" and not (isinstance(value, dict) and value.get("dist", "fixed") in (
+                "fixed", "uniform", "exponential") and all(k == "dist" or (k in ("seconds", "min", "max", "mean")
+                                                           and seconds(v)) for k, v in value.items())):
+            raise bad(key, "{ dist = \"fixed\", seconds = s }, { dist = \"uniform\", min = a, max = b } or "
+                      "{ dist = \"exponential\", mean = m }")
+        if key == "trickle" and not (isinstance(value, dict) and all(
+                (k == "rate" and share(v)) or (k == "interval" and seconds(v)) or
+                (k == "chunk" and isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 2**20)
+                for k, v in value.items())):
+            raise bad(key, "{ rate = share, chunk = bytes (1 to 1048576), interval = seconds }")
+        if key == "close_after_response" and not isinstance(value, bool):
+            raise bad(key, "true or false")
+        if key == "commands" and not (isinstance(value, list) and all(isinstance(c, str) for c in value)):
+            raise bad(key, "an array of EAS command names")
+        if key in ("seed", "retry_after") and (isinstance(value, bool) or not isinstance(value, int)
+                                               or not 0 <= value <= 2**31 - 1):
+            raise bad(key, "a whole number from 0 to 2147483647")
+
+
+def _event_args(r, where, action, args):
+    """Each event action's arguments checked by type at parse time, not when the event fires."""
+    def bad(key, what):
+        return r.fail("events", key, "%s: '%s' of '%s' must be %s, not %r" % (where, key, action, what, args[key]))
+
+    def fraction(key):
+        value = args.get(key, 0)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+                or not 0 <= value <= 1:
+            raise bad(key, "a share between 0 and 1")
+
+    if action == "command":
+        if not isinstance(args.get("run"), str) or not args["run"].strip():
+            raise r.fail("events", "run", "%s: 'command' needs run = \"a shell command\"" % where)
+    elif action == "change_policy":
+        _policy_settings(r, where, args.get("settings"))
+    elif action == "faults":
+        _fault_settings(r, where, args.get("settings", {}))
+    elif action == "wipe":
+        if "fraction" in args:
+            fraction("fraction")
+        if "account_only" in args and not isinstance(args["account_only"], bool):
+            raise bad("account_only", "true or false")
+    elif action == "mail":
+        if "fraction" in args:
+            fraction("fraction")
+        count = args.get("count", 1)
+        if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= 10_000:
+            raise bad("count", "a whole number of messages from 1 to 10,000")
+    elif action == "abq":
+        from loadgen.target import abq
+
+        if "default" in args:
+            try:
+                if not isinstance(args["default"], str):
+                    raise ValueError
+                abq.level(args["default"])
+            except ValueError:
+                raise bad("default", "\"Allow\", \"Block\" or \"Quarantine\"") from None
+        for key in ("allowed_ids", "blocked_ids"):
+            if key in args and not (isinstance(args[key], list) and all(isinstance(i, str) for i in args[key])):
+                raise bad(key, "an array of DeviceIds")
+        rules = args.get("rules", [])
+        if not isinstance(rules, list):
+            raise bad("rules", "an array of { characteristic = ..., query = ..., access = ... }")
+        for rule in rules:
+            try:
+                if not (isinstance(rule, dict) and all(isinstance(v, str) for v in rule.values())):
+                    raise TypeError
+                abq.AccessRule.make(**rule)
+            except (TypeError, ValueError) as exc:
+                raise r.fail("events", "rules", "%s: each of 'rules' must be { characteristic = \"DeviceType\", "
+                             "query = \"...\", access = \"Allow\" }%s" % (
+                                 where, ": %s" % exc if isinstance(exc, ValueError) else "")) from None
+
+
 def _autodiscover_pattern(r, s):
     pattern = s.target.autodiscover
     if pattern is None:
@@ -591,11 +855,10 @@ def _autodiscover_pattern(r, s):
                          "which is not one (%r): give the pattern, e.g. autodiscover = \"user{n}@example.com\""
                          % s.auth.user)
         pattern = s.auth.user
-    try:
-        pattern.format(n=0)
-    except (KeyError, IndexError, ValueError):
-        raise r.fail("target", "autodiscover", "'autodiscover' may only use the placeholder {n}") from None
-    s.load.autodiscover = (pattern, s.target.insecure, s.target.ca_file)
+    problem = pattern_problem(pattern)
+    if problem:
+        raise r.fail("target", "autodiscover", "'autodiscover' %s" % problem)
+    s.load.autodiscover = (UserPattern(pattern, s.auth.first_user), s.target.insecure, s.target.ca_file)
 
 
 def _rate_cap(r, lo, s):
@@ -605,11 +868,12 @@ def _rate_cap(r, lo, s):
     value = lo["max_request_rate"]
     if isinstance(value, str) and value.strip().lower() == "off":
         s.load.max_request_rate = 0.0
-    elif isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0:
+    elif (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+          and 0 <= value <= MAX_RATE):
         s.load.max_request_rate = float(value)
     else:
-        raise r.fail("load", "max_request_rate", "'max_request_rate' must be a number of requests/s >= 0, or \"off\", "
-                     "not %r" % (value,))
+        raise r.fail("load", "max_request_rate", "'max_request_rate' must be a number of requests/s from 0 to %s, "
+                     "or \"off\", not %r" % (_plain(int(MAX_RATE)), value))
     s.load.request_cap = s.load.max_request_rate  # one process unless ratelimit.install splits it
 
 
