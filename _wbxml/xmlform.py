@@ -89,7 +89,10 @@ def _convert(elem):
         return (tag, [_convert(k) for k in kids])
     text = elem.text
     if elem.get("opaque") == "base64":
-        return (tag, base64.b64decode((text or "").strip(), validate=True))
+        try:
+            return (tag, base64.b64decode("".join((text or "").split()), validate=True))
+        except ValueError:  # binascii.Error: not base64 (RFC 4648 4)
+            raise TreeError("<%s opaque=\"base64\"> is not valid base64" % tag) from None
     if text is None or text == "":
         return (tag, None)
     return (tag, text)
@@ -101,6 +104,20 @@ def from_xml(text):
         root = ET.fromstring(text)
     except ET.ParseError as exc:
         raise TreeError("not well-formed XML: %s" % exc) from None
+    _check_depth(root)
     tree = _convert(root)
     encode(tree)  # validates every tag against the code pages
     return tree
+
+
+def _check_depth(root):
+    """Refuse elements nested deeper than the codec's MAX_DEPTH (_wbxml/_pure.py), walking without
+    recursion, before _convert recurses."""
+    from _wbxml._pure import MAX_DEPTH
+
+    stack = [(root, 1)]
+    while stack:
+        elem, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise TreeError("elements nested deeper than %d" % MAX_DEPTH)
+        stack.extend((child, depth + 1) for child in elem)

@@ -23,6 +23,48 @@ class UsageError(Exception):
     pass
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse's own errors (a missing argument, ``--devices many``) as one line, exit 2."""
+
+    def error(self, message):
+        print("easload: %s (see %s --help)" % (message, self.prog), file=sys.stderr)
+        sys.exit(EXIT_USAGE)
+
+
+def check_flag(flag, value, minimum=None, maximum=None, *, above=None, integer=False):
+    """The shared range check of a numeric flag: finite, a whole number if ``integer``, at least
+    ``minimum`` (or greater than ``above``) and at most ``maximum``; UsageError naming the flag."""
+    import math
+
+    if value is None:
+        return None
+    if isinstance(value, float) and not math.isfinite(value):
+        raise UsageError("%s must be a finite number, not %s" % (flag, value))
+    if integer and value != int(value):
+        raise UsageError("%s must be a whole number, not %s" % (flag, value))
+    if above is not None and not value > above:
+        raise UsageError("%s must be greater than %s, not %s" % (flag, _num(above), _num(value)))
+    if minimum is not None and value < minimum:
+        raise UsageError("%s must be at least %s, not %s" % (flag, _num(minimum), _num(value)))
+    if maximum is not None and value > maximum:
+        raise UsageError("%s must be at most %s, not %s" % (flag, _num(maximum), _num(value)))
+    return value
+
+
+def _num(value):
+    return "{:,}".format(value) if isinstance(value, int) else "%g" % value
+
+
+def _check_port(flag, value, port):
+    try:
+        port = int(port)
+    except ValueError:
+        raise UsageError("%s must be HOST:PORT, not %r" % (flag, value)) from None
+    if not 0 <= port <= 65535:
+        raise UsageError("%s: port %d is outside 0..65535" % (flag, port))
+    return port
+
+
 def _loop_factory():
     try:
         import uvloop
@@ -116,13 +158,12 @@ def cmd_run(args):
     from loadgen.report import evaluate_thresholds, junit_xml, summary_text, thresholds_text
 
     _raise_file_limit()
+    _check_run_flags(args)
     path = args.scenario or scenario_mod.default_scenario_path()
     sc = scenario_mod.load(path)
     if args.duration is not None:
         sc.duration = args.duration
     if args.devices is not None:
-        if args.devices < 1:
-            raise UsageError("--devices must be at least 1")
         sc.population.devices = args.devices
         sc.auth.users = max(sc.auth.users, -(-args.devices // sc.population.devices_per_user))
     if args.target is not None:  # "embedded", one URL or URL1,URL2,... (a multi-process target)
@@ -137,13 +178,20 @@ def cmd_run(args):
     shard = _shard(args)
     if shard != (0, 1) and args.workers > 1:
         raise UsageError("--shard/--shards and --workers do not combine: run one shard per process or pod")
+    per_process = -(-sc.population.devices // (args.workers * shard[1]))
+    if per_process > scenario_mod.MAX_DEVICES_PER_PROCESS:
+        raise UsageError("%d devices in one process (%d devices over %d) is above %s per process: use --workers N "
+                         "(or shards) so that each process holds at most that many"
+                         % (per_process, sc.population.devices, args.workers * shard[1],
+                            _num(scenario_mod.MAX_DEVICES_PER_PROCESS)))
+    start_at = _start_time(args.start_at) if args.start_at else None
     if args.dry_run:  # the plan, computed from the scenario; nothing is sent (plan.py)
         from loadgen import plan as plan_mod
 
         print(plan_mod.text(plan_mod.build(sc, shard, args.workers)))
         return EXIT_OK
-    if args.start_at:
-        _wait_until(args.start_at)
+    if start_at is not None:
+        _wait_until(start_at)
     if args.insecure:
         sc.target.insecure = True
     if sc.target.insecure:
@@ -176,6 +224,7 @@ def cmd_run(args):
         value = getattr(sc.target, key, None)
         if value and not Path(value).is_file():
             raise UsageError("%s: [target] %s: no such file: %s" % (path, key, value))
+    _check_client_tls(sc, path)
     listen = args.metrics_listen
     if listen is None:  # the default: 127.0.0.1:9477, or a free port when that one is taken
         try:
@@ -186,9 +235,11 @@ def cmd_run(args):
             port = metrics.serve(listen)
             print("note: %s is in use; metrics moved to port %d" % (DEFAULT_METRICS, port), file=sys.stderr)
     elif listen:
+        host, _, port = listen.rpartition(":")
+        _check_port("--metrics-listen", listen, port)
         try:
             port = metrics.serve(listen)
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, OverflowError) as exc:
             raise UsageError("--metrics-listen %s: %s" % (listen, exc)) from None
     if listen:
         print("metrics on http://%s:%d/metrics" % (listen.rpartition(":")[0] or "127.0.0.1", port), file=sys.stderr)
@@ -220,7 +271,10 @@ def cmd_run(args):
     verdicts = evaluate_thresholds(stats, sc.thresholds)
     if verdicts:
         print()
-        print(thresholds_text(verdicts))
+        print(_thresholds_with_hints(thresholds_text(verdicts), stats, verdicts))
+    hint = _no_policy_hint(stats)
+    if hint:
+        print("\n" + hint)
     data = stats.to_dict(scenario=sc.name, target="embedded" if sc.target.embedded
                          else ", ".join(_safe_url(u) for u in sc.target.urls))
     data["seed"] = sc.seed
@@ -251,8 +305,12 @@ def cmd_run(args):
 
         time.sleep(args.linger)
     metrics.shutdown()
+    # MS-ASHTTP 2.2.2: every EAS request gets an HTTP response; one that was sent and never got one
+    # (a timeout, a connection error, or still waiting when the run ended: cancelled) is "not answered",
+    # so a server that reads requests and never answers is exit 3, not "0 requests, 0 errors".
     answered = sum(n for (_c, _o, status), n in stats.by_key.items() if status.isdigit())
-    if stats.total and not answered:
+    sent = stats.total + sum(stats.cancelled.values())
+    if sent and not answered:
         problem = getattr(result, "tls_problem", None) or (tls_problems[0][1] if tls_problems else None)
         print("easload: the target never answered (%s): %s" % (where, "%s: pass ca_file in [target]" % problem
               if problem else "check the URL, the network and TLS"), file=sys.stderr)
@@ -263,6 +321,111 @@ def cmd_run(args):
 
 
 SAFE_DEVICES = 10
+
+
+def _check_run_flags(args):
+    """``easload run``'s numeric flags, checked before the scenario is read and before any load."""
+    from loadgen import scenario as scenario_mod
+
+    check_flag("--duration", args.duration, maximum=scenario_mod.MAX_SECONDS, above=0)
+    check_flag("--devices", args.devices, 1, scenario_mod.MAX_DEVICES)
+    check_flag("--workers", args.workers, 1, scenario_mod.MAX_PROCESSES)
+    check_flag("--shards", args.shards, 1, 100_000)
+    check_flag("--linger", args.linger, 0, 86400)
+
+
+def _start_time(when):
+    """--start-at as unix seconds: a finite time at most a week ahead (unix seconds or RFC 3339)."""
+    import math
+    import time
+    from datetime import datetime
+
+    try:
+        target = float(when)
+    except ValueError:
+        try:
+            target = datetime.fromisoformat(when.replace("Z", "+00:00")).timestamp()
+        except (ValueError, OverflowError, OSError):
+            raise UsageError("--start-at must be unix seconds or an RFC 3339 time, not %r" % when) from None
+    if not math.isfinite(target):
+        raise UsageError("--start-at must be a finite time, not %r" % when)
+    if target - time.time() > 7 * 86400:
+        raise UsageError("--start-at %s is more than a week ahead" % when)
+    return target
+
+
+def _check_client_tls(sc, path):
+    """The client certificate and key loaded once before any load: a key protected by a passphrase
+    (which OpenSSL would ask for on the terminal, blocking the run) or a file that is not PEM is one
+    line naming the setting, not "target never answered"."""
+    if sc.target.embedded or not sc.target.client_cert:
+        return
+    import ssl
+
+    from loadgen.transport import make_ssl_context
+
+    key = "client_key" if sc.target.client_key else "client_cert"
+
+    class Passphrase(Exception):
+        pass
+
+    def no_passphrase():  # asked for only when the key is encrypted; never a prompt on the terminal
+        raise Passphrase
+
+    try:
+        ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_cert_chain(sc.target.client_cert, sc.target.client_key,
+                                                                password=no_passphrase)
+    except Passphrase:
+        raise UsageError("%s: [target] %s: the key is protected by a passphrase, which easload cannot ask for "
+                         "during a run: give a key without one (openssl pkey -in KEY -out PLAIN_KEY)"
+                         % (path, key)) from None
+    except (ssl.SSLError, OSError):
+        pass  # said below, with make_ssl_context's own words
+    try:
+        make_ssl_context(True if sc.target.insecure else False, sc.target.ca_file, sc.target.client_cert,
+                         sc.target.client_key)
+    except ValueError as exc:  # transport's error for a key it cannot use (a passphrase): its own line
+        raise UsageError("%s: [target] %s: %s" % (path, key, str(exc).splitlines()[0] if str(exc) else
+                                                 "cannot be used")) from None
+    except (ssl.SSLError, OSError) as exc:
+        raise UsageError("%s: [target] %s: cannot load the client certificate and key (%s); a key protected "
+                         "by a passphrase is not supported" % (path, key, getattr(exc, "reason", None) or exc)) \
+            from None
+
+
+def _no_policy_share(stats):
+    """(devices that ended no_policy, devices) of a run."""
+    total = sum(stats.final_states.values())
+    return stats.final_states.get("no_policy", 0), total
+
+
+# devices.provisioned stays strict (devices that acknowledged a policy, MS-ASPROV 3.1.5.1): a server that
+# sends no policy (Policy Status 2, MS-ASPROV 2.2.2.53) did not provision anyone, and an operator testing
+# provisioning must see that.  The hint says so and names the metric that counts such a run's devices.
+_NO_POLICY_HINT = ("hint: the server sent no policy (Provision Policy Status 2) to %d of %d devices, which ended "
+                   "'no_policy', not 'provisioned'; against a server without a policy use the threshold "
+                   "\"devices.no_policy\" (e.g. \">= 0.99\") instead of \"devices.provisioned\"")
+
+
+def _no_policy_hint(stats):
+    no_policy, total = _no_policy_share(stats)
+    if not no_policy or stats.final_states.get("provisioned", 0):
+        return None
+    return _NO_POLICY_HINT % (no_policy, total)
+
+
+def _thresholds_with_hints(text, stats, verdicts):
+    """The thresholds table, with a failed devices.provisioned line saying why when no device got a policy."""
+    no_policy, _total = _no_policy_share(stats)
+    if not no_policy or stats.final_states.get("provisioned", 0):
+        return text
+    lines = text.split("\n")
+    for th, _value, ok in verdicts:
+        if th.metric == "devices.provisioned" and not ok:
+            for i, line in enumerate(lines):
+                if line.strip().startswith(str(th)) and line.rstrip().endswith("FAIL"):
+                    lines[i] = line + "  (server sent no policy: see devices.no_policy)"
+    return "\n".join(lines)
 
 
 def _is_loopback(url):
@@ -373,7 +536,8 @@ def _shard(args):
             index, count = (int(x) for x in args.shard.split("/"))
         except ValueError:
             raise UsageError("--shard must be I/N, not %r" % args.shard) from None
-    elif args.shards:
+        check_flag("--shard I/N: N", count, 1, 100_000)
+    elif args.shards is not None:
         count = args.shards
         raw = os.environ.get("JOB_COMPLETION_INDEX")
         if raw is None:
@@ -389,18 +553,10 @@ def _shard(args):
     return (index, count)
 
 
-def _wait_until(when):
-    """Sleep until ``when`` (unix seconds or RFC 3339) so that shards start together."""
+def _wait_until(target):
+    """Sleep until ``target`` (unix seconds, from _start_time) so that shards start together."""
     import time
-    from datetime import datetime
 
-    try:
-        target = float(when)
-    except ValueError:
-        try:
-            target = datetime.fromisoformat(when.replace("Z", "+00:00")).timestamp()
-        except ValueError:
-            raise UsageError("--start-at must be unix seconds or an RFC 3339 time, not %r" % when) from None
     delay = target - time.time()
     if delay > 0:
         print("waiting %.1f s for the common start time" % delay, file=sys.stderr)
@@ -410,19 +566,26 @@ def _wait_until(when):
 
 
 def _load_summaries(names):
-    """summary.json files (or --out directories holding one), with one-line errors."""
-    summaries = []
-    for name in names:
-        path = Path(name)
-        if path.is_dir():
-            path = path / "summary.json"
-        try:
-            summaries.append(orjson.loads(path.read_bytes()))
-        except OSError as exc:
-            raise UsageError("%s: %s" % (path, exc.strerror or exc)) from None
-        except orjson.JSONDecodeError as exc:
-            raise UsageError("%s: not a summary.json (%s)" % (path, exc)) from None
-    return summaries
+    """summary.json files (or --out directories holding one), their shape checked by the one reader
+    (merge.read_summaries): a damaged file is one line naming it and the field."""
+    from loadgen.merge import SummaryError, read_summaries
+
+    try:
+        return read_summaries(names)
+    except SummaryError as exc:
+        raise UsageError(str(exc)) from None
+
+
+# What a summary that passed the shape check can still raise deep in a merge or a report: a histogram's
+# content (hdrh's or the interval "counts" decoder's errors) or numbers that do not fit together.
+def _damaged_errors():
+    import struct
+    import zlib
+
+    from hdrh.codec import HdrCookieException, HdrHistogramSettingsException, HdrLengthException
+
+    return (KeyError, IndexError, TypeError, ValueError, ArithmeticError, AttributeError, zlib.error, struct.error,
+            HdrCookieException, HdrHistogramSettingsException, HdrLengthException)
 
 
 def cmd_merge(args):
@@ -435,13 +598,16 @@ def cmd_merge(args):
         stats, shards, first = merge(summaries)
     except MergeError as exc:
         raise UsageError(str(exc)) from None
-    except (KeyError, TypeError, ValueError) as exc:  # a damaged or hand-edited summary.json: one line, exit 2
-        raise UsageError("a result is not a valid easload summary (%s: %s)" % (type(exc).__name__, exc)) from None
+    except _damaged_errors() as exc:  # a damaged or hand-edited summary.json: one line, exit 2
+        raise UsageError("%s: not a valid easload summary (%s: %s)" % (
+            ", ".join(args.results), type(exc).__name__, str(exc).splitlines()[0] if str(exc) else "")) from None
     thresholds = []
     for t in first.get("thresholds", []):
-        metric, op, limit = t["threshold"].rsplit(" ", 2)
-        if _THRESHOLD.match("%s %s" % (op, limit)):
-            thresholds.append(Threshold(metric, op, float(limit)))
+        parts = t["threshold"].rsplit(" ", 2)
+        if len(parts) == 3 and _THRESHOLD.match("%s %s" % (parts[1], parts[2])):
+            limit = float(parts[2])
+            if limit == limit and abs(limit) != float("inf"):
+                thresholds.append(Threshold(parts[0], parts[1], limit))
     print(summary_text(stats, first["scenario"], first.get("target"), shards["devices_total"]))
     verdicts = evaluate_thresholds(stats, thresholds)
     if verdicts:
@@ -482,10 +648,13 @@ def cmd_report(args):
     summaries = _load_summaries(args.results)
     try:
         size = htmlreport.write(summaries, args.output)
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
     except OSError as exc:
         raise UsageError("%s: %s" % (args.output, exc.strerror or exc)) from None
+    except _damaged_errors() as exc:  # a histogram's content, or results that do not belong together
+        text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise UsageError(text if isinstance(exc, ValueError) and not isinstance(exc, UnicodeError)
+                         else "%s: not a valid easload summary (%s: %s)" % (", ".join(args.results),
+                                                                            type(exc).__name__, text)) from None
     print("report: %s (%.0f KiB) from %d result(s)" % (args.output, size / 1024, len(summaries)), file=sys.stderr)
     return EXIT_OK
 
@@ -503,10 +672,98 @@ def cmd_validate(args):
 # --------------------------------------------------------------------------- target
 
 
+ADMIN_TOKEN_ENV = "EASLOAD_ADMIN_TOKEN"
+
+
+def _admin_token(args):
+    """The admin API's bearer token given by the operator: --admin-token-file, the EASLOAD_ADMIN_TOKEN
+    variable, or --admin-token (argv: visible to every local user, so a warning); None: generate one."""
+    import os
+
+    given = [name for name, value in (("--admin-token-file", args.admin_token_file),
+                                       ("--admin-token", args.admin_token)) if value]
+    if len(given) > 1:
+        raise UsageError("give --admin-token-file or --admin-token, not both")
+    if args.admin_token_file:
+        try:
+            with open(args.admin_token_file, "rb") as f:
+                token = f.read(4097).strip()
+        except OSError as exc:
+            raise UsageError("--admin-token-file %s: %s" % (args.admin_token_file, exc.strerror or exc)) from None
+        source = "--admin-token-file"
+    elif args.admin_token:
+        print("easload target: warning: --admin-token is visible to every local user (ps); use --admin-token-file "
+              "or %s" % ADMIN_TOKEN_ENV, file=sys.stderr)
+        token, source = args.admin_token.encode("utf-8", "surrogateescape"), "--admin-token"
+    elif os.environb.get(ADMIN_TOKEN_ENV.encode()) is not None:
+        token, source = os.environb[ADMIN_TOKEN_ENV.encode()].strip(), ADMIN_TOKEN_ENV
+    else:
+        return None
+    try:
+        text = token.decode("ascii")
+    except UnicodeDecodeError:
+        text = None
+    # RFC 6750 2.1: b64token characters only (it goes into an Authorization header)
+    if not text or len(text) > 4096 or not all(c.isalnum() or c in "-._~+/=" for c in text):
+        raise UsageError("%s: the admin token must be 1 to 4096 characters of A-Z a-z 0-9 - . _ ~ + / =" % source)
+    return text
+
+
+def _on_sigterm_as_sigint():
+    """SIGTERM takes the same shutdown path as Ctrl-C (asyncio.Runner's SIGINT handler cancels the
+    main task; the KeyboardInterrupt that follows ends ``easload target`` cleanly, its TLS directory
+    removed); returns a function that puts the old handler back."""
+    import signal
+
+    def handler(_signum, frame):
+        current = signal.getsignal(signal.SIGINT)
+        if callable(current):
+            current(signal.SIGINT, frame)
+        else:
+            raise KeyboardInterrupt
+
+    try:
+        old = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread (tests calling main() from a thread)
+        return lambda: None
+    return lambda: signal.signal(signal.SIGTERM, old)
+
+
+def _check_target_flags(args):
+    from loadgen import scenario as scenario_mod
+
+    check_flag("--users", args.users, 1, scenario_mod.MAX_USERS)
+    check_flag("--processes", args.processes, 1, scenario_mod.MAX_PROCESSES)
+    check_flag("--ping-min", args.ping_min, 1, 86400)
+    check_flag("--ping-max", args.ping_max, 1, 86400)
+    if args.ping_min > args.ping_max:
+        raise UsageError("--ping-min %d is above --ping-max %d" % (args.ping_min, args.ping_max))
+    check_flag("--policy-refresh-minutes", args.policy_refresh_minutes, 0, 527040)
+    check_flag("--max-devices", args.max_devices, 1, 100_000)
+    check_flag("--max-concurrency", args.max_concurrency, 1, 100_000)
+    check_flag("--command-rate", args.command_rate, maximum=scenario_mod.MAX_RATE, above=0)
+    check_flag("--command-burst", args.command_burst, 1, scenario_mod.MAX_RATE)
+    check_flag("--http-port", args.http_port, 0, 65535)
+    for flag, pattern in (("--user-pattern", args.user_pattern), ("--password-pattern", args.password_pattern)):
+        problem = scenario_mod.pattern_problem(pattern)
+        if problem:
+            raise UsageError("%s %s" % (flag, problem))
+    for value in args.listen or ():
+        _host_port(value, "--listen")
+
+
 def cmd_target(args):
+    _check_target_flags(args)
+    restore = _on_sigterm_as_sigint()
+    try:
+        return _cmd_target(args)
+    finally:
+        restore()
+
+
+def _cmd_target(args):
     import secrets
 
-    from loadgen.target.server import serve_forever
     from loadgen.target.state import TargetState
 
     _raise_file_limit()
@@ -523,13 +780,24 @@ def cmd_target(args):
     except (OSError, ValueError, KeyError) as exc:
         raise UsageError(str(exc)) from None
     admin = None
-    token = args.admin_token or secrets.token_urlsafe(24)
+    given = _admin_token(args)
+    token = given or secrets.token_urlsafe(24)
     if args.admin_listen:
         admin = _host_port(args.admin_listen, "--admin-listen")
     listens = args.listen or ["127.0.0.1:8443"]
-    tls, _pki = _target_tls(args, listens)
-    if args.processes != 1 or len(listens) > 1:
-        return _target_cluster(args, kw, listens, admin, token, len(state.passwords), tls)
+    tls, pki = _target_tls(args, listens)
+    try:
+        if args.processes != 1 or len(listens) > 1:
+            return _target_cluster(args, kw, listens, admin, token, len(state.passwords), tls, given is not None)
+        return _target_single(args, listens, state, admin, token, tls, given is not None)
+    finally:
+        if pki is not None:  # the throwaway CA's directory, on every way out (Ctrl-C, SIGTERM, an error)
+            pki.cleanup()
+
+
+def _target_single(args, listens, state, admin, token, tls, given):
+    from loadgen.target.server import serve_forever
+
     host, port = _host_port(listens[0], "--listen")
 
     def ready(url, admin_url=None, http_url=None):
@@ -538,7 +806,7 @@ def cmd_target(args):
             print("plain HTTP (Autodiscover redirect probe, 302 to https) on %s" % http_url, file=sys.stderr,
                   flush=True)
         if admin_url is not None:
-            shown = "(the one given)" if args.admin_token else token
+            shown = "(the one given)" if given else token
             print("admin API and /metrics on %s  bearer token: %s" % (admin_url, shown), file=sys.stderr, flush=True)
 
     try:
@@ -582,7 +850,7 @@ def _target_tls(args, listens):
     return options, pki
 
 
-def _target_cluster(args, kw, listens, admin, token, users, tls=None):
+def _target_cluster(args, kw, listens, admin, token, users, tls=None, given=False):
     """``easload target --processes N``: users sharded over N processes (loadgen/target/cluster.py)."""
     from loadgen.target.cluster import ClusterError, TargetCluster, serve_cluster
 
@@ -602,7 +870,7 @@ def _target_cluster(args, kw, listens, admin, token, users, tls=None):
             print("  process %d: %s" % (k, url), file=sys.stderr)
         print("drive it from another shell with: easload run SCENARIO --target %s" % ",".join(urls), file=sys.stderr)
         if admin_url is not None:
-            shown = "(the one given)" if args.admin_token else token
+            shown = "(the one given)" if given else token
             print("admin API and /metrics (all processes) on %s  bearer token: %s" % (admin_url, shown),
                   file=sys.stderr)
         sys.stderr.flush()
@@ -618,10 +886,7 @@ def _target_cluster(args, kw, listens, admin, token, users, tls=None):
 
 def _host_port(value, flag):
     host, _, port = value.rpartition(":")
-    try:
-        return host.strip("[]") or "127.0.0.1", int(port)
-    except ValueError:
-        raise UsageError("%s must be HOST:PORT, not %r" % (flag, value)) from None
+    return host.strip("[]") or "127.0.0.1", _check_port(flag, value, port)
 
 
 # --------------------------------------------------------------------------- wbxml
@@ -647,11 +912,17 @@ def cmd_wbxml(args):
             raise UsageError("%s: %s" % (args.file, exc)) from None
         sys.stdout.write(_wbxml.to_xml(tree))
     else:
-        text = _read_input(args.file, False)
+        raw = _read_input(args.file, True)
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise UsageError("%s: not UTF-8 text (byte %d)" % (args.file, exc.start)) from None
         try:
             data = _wbxml.encode(_wbxml.from_xml(text))
         except _wbxml.WBXMLError as exc:
-            raise UsageError("%s: %s" % (args.file, exc)) from None
+            raise UsageError("%s: %s" % (args.file, str(exc).splitlines()[0])) from None
+        except RecursionError:  # the depth check comes first; kept so that no nesting is a traceback
+            raise UsageError("%s: elements nested too deeply" % args.file) from None
         sys.stdout.buffer.write(data)
     return EXIT_OK
 
@@ -660,7 +931,7 @@ def cmd_wbxml(args):
 
 
 def _parser():
-    p = argparse.ArgumentParser(prog="easload", description="Load generator for Exchange ActiveSync servers")
+    p = _Parser(prog="easload", description="Load generator for Exchange ActiveSync servers")
     p.add_argument("-v", "--verbose", action="store_true", help="log debug information")
     sub = p.add_subparsers(dest="command")
 
@@ -705,7 +976,9 @@ def _parser():
     t.add_argument("--users-csv", help="users from a CSV file (user,password) instead of the pattern")
     t.add_argument("--admin-listen", default="127.0.0.1:8444",
                    help="HOST:PORT of the admin API and /metrics (default 127.0.0.1:8444; '' to disable)")
-    t.add_argument("--admin-token", help="bearer token of the admin API (default: generated, printed once)")
+    t.add_argument("--admin-token", help="bearer token of the admin API (default: generated, printed once); "
+                   "visible to every local user in the process list: prefer --admin-token-file or %s" % ADMIN_TOKEN_ENV)
+    t.add_argument("--admin-token-file", help="read the admin API's bearer token from this file")
     t.add_argument("--max-devices", type=int, default=100, help="device partnerships per mailbox (status 177)")
     t.add_argument("--ping-min", type=int, default=60, help="smallest Ping HeartbeatInterval (s)")
     t.add_argument("--ping-max", type=int, default=3540, help="largest Ping HeartbeatInterval (s)")

@@ -10,9 +10,10 @@ import urllib.request
 
 
 def test_target_command_serves_eas_and_admin():
+    """The admin token from the environment (EASLOAD_ADMIN_TOKEN): not on the command line, not echoed."""
     proc = subprocess.Popen([sys.executable, "-m", "loadgen", "target", "--listen", "127.0.0.1:0",
-                             "--admin-listen", "127.0.0.1:0", "--users", "3", "--admin-token", "t0k3n"],
-                            stderr=subprocess.PIPE, text=True, env=dict(os.environ))
+                             "--admin-listen", "127.0.0.1:0", "--users", "3"],
+                            stderr=subprocess.PIPE, text=True, env=dict(os.environ, EASLOAD_ADMIN_TOKEN="t0k3n"))
     try:
         lines = [proc.stderr.readline() for _ in range(2)]
         eas = re.search(r"(http://\S+/Microsoft-Server-ActiveSync)", lines[0]).group(1)
@@ -63,3 +64,112 @@ def test_run_exit_3_when_the_run_cannot_start(tmp_path):
         assert out.returncode == 3, (name, out.stdout, out.stderr)
         assert "Traceback" not in out.stderr, name
         assert ("never answered" if name == "closed" else "could not start") in out.stderr, (name, out.stderr)
+
+
+def _start_target(argv, env=None):
+    """``easload target`` started in its own session; its stderr lines until the admin API's line."""
+    proc = subprocess.Popen([sys.executable, "-m", "loadgen", "target", "--listen", "127.0.0.1:0",
+                             "--admin-listen", "127.0.0.1:0", "--users", "2", *argv], stderr=subprocess.PIPE,
+                            stdin=subprocess.DEVNULL, text=True, env=env or dict(os.environ), start_new_session=True)
+    lines = []
+    for _ in range(20):
+        line = proc.stderr.readline()
+        if not line:
+            break
+        lines.append(line)
+        if "admin API" in line:
+            break
+    return proc, lines
+
+
+def _admin_get(lines, token):
+    admin = re.search(r"admin API and /metrics on (http://127\.0\.0\.1:\d+)", "".join(lines)).group(1)
+    req = urllib.request.Request(admin + "/admin/devices", headers={"Authorization": "Bearer " + token})
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        return resp.status
+
+
+def _stop(proc, sig=signal.SIGINT):
+    proc.send_signal(sig)
+    try:
+        return proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+def test_target_admin_token_from_a_file_and_a_warning_for_argv(tmp_path):
+    token_file = tmp_path / "token"
+    token_file.write_text("fr0m-a-f1le\n")
+    proc, lines = _start_target(["--admin-token-file", str(token_file)])
+    try:
+        assert _admin_get(lines, "fr0m-a-f1le") == 200
+        assert "fr0m-a-f1le" not in "".join(lines) and "warning" not in "".join(lines)
+    finally:
+        _stop(proc)
+    proc, lines = _start_target(["--admin-token", "on-the-command-line"])
+    try:
+        assert any("warning" in line and "--admin-token" in line and "ps" in line for line in lines), lines
+        assert _admin_get(lines, "on-the-command-line") == 200
+    finally:
+        _stop(proc)
+    out = subprocess.run([sys.executable, "-m", "loadgen", "target", "--admin-token-file", str(tmp_path / "none")],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1 and "--admin-token-file" in out.stderr
+
+
+def test_target_sigterm_removes_its_tls_directory():
+    """SIGTERM takes Ctrl-C's way out: exit 0 and the throwaway CA's directory removed."""
+    proc, lines = _start_target(["--tls-self-signed"])
+    try:
+        text = "".join(lines)
+        ca = re.search(r"--ca (\S+)", text).group(1)
+        assert os.path.exists(ca)
+        assert "listening on https://" in text
+    except BaseException:
+        proc.kill()
+        raise
+    assert _stop(proc, signal.SIGTERM) == 0
+    assert not os.path.exists(os.path.dirname(ca))
+
+
+def test_run_exit_3_when_the_server_reads_requests_and_never_answers(tmp_path):
+    """Requests sent and never answered (timed out, or cancelled when the run ends) are not answers:
+    exit 3 "never answered", not "0 requests, 0 errors" and exit 0."""
+    import asyncio
+    import threading
+
+    sys.path.insert(0, os.path.dirname(__file__))
+    from hostile import ScriptedServer
+
+    async def silent(conn, req):
+        await asyncio.sleep(3600)  # reads the request, never writes a byte
+        return False
+
+    ready = threading.Event()
+    box = {}
+
+    def serve():
+        async def main():
+            async with ScriptedServer(silent) as srv:
+                box["srv"], box["stop"] = srv, asyncio.Event()
+                box["loop"] = asyncio.get_running_loop()
+                ready.set()
+                await box["stop"].wait()
+        asyncio.run(main())
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    assert ready.wait(30)
+    try:
+        f = tmp_path / "silent.toml"
+        f.write_text('duration = 2\n[target]\nurl = "%s"\n[population]\ndevices = 2\n[load]\nramp_up = 0\n'
+                     'graceful_stop = 0.5\n' % box["srv"].url)
+        out = subprocess.run([sys.executable, "-m", "loadgen", "run", str(f), "--metrics-listen", "", "-q"],
+                             capture_output=True, text=True, timeout=120)
+        assert len(box["srv"].requests) >= 1  # the server did read requests
+        assert out.returncode == 3, (out.stdout[-3000:], out.stderr[-3000:])
+        assert "never answered" in out.stderr and "Traceback" not in out.stderr
+    finally:
+        box["loop"].call_soon_threadsafe(box["stop"].set)
+        thread.join(30)
