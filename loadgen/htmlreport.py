@@ -34,6 +34,7 @@ from importlib import resources
 from hdrh.histogram import HdrHistogram
 
 from loadgen import __version__
+from loadgen.report import _OK_OUTCOMES  # one list of the outcomes that are not errors (ok, reprovision, challenge)
 from loadgen.workers import (add_counts, entry_raws, group, lag_of, latency_of, merge_groups, merge_lag,
                              merge_latency, paused_gc)
 
@@ -51,7 +52,6 @@ _COUNT_FIELDS = ("by_command_status", "by_command_outcome", "eas_statuses", "dev
                  "malformed_responses", "cancelled_in_flight")
 _SUM_FIELDS = ("requests", "errors", "bytes_sent", "bytes_received", "reenrolments", "devices_total")
 _SERIES_COUNTS = ("requests", "http", "eas", "provisionings", "reprovisions", "throttled", "wipes")
-_OK_OUTCOMES = ("ok", "reprovision")
 _THRESHOLD_RE = re.compile(r"^\s*(\S+)\s*(<=|>=|==|<|>)\s*(\S+)\s*$")
 _OPS = {"<": lambda a, b: a < b, "<=": lambda a, b: a <= b, ">": lambda a, b: a > b,
         ">=": lambda a, b: a >= b, "==": lambda a, b: a == b}
@@ -598,7 +598,7 @@ def _charts(pts, totals, pal):
                 _spec("line", "req/s", [_series(c, pal["cmd"][c], rate_of(c)) for c in cmds], rate=True)))
     fail = sorted({k for p in pts for k in p["requests"] if _split(k)[1] not in _OK_OUTCOMES} | set(pal["fail"]))
     out.append(("fail", "throughput", "Failed requests per second by command and outcome",
-                "Failed: outcomes other than ok and reprovision.",
+                "Failed: outcomes other than %s." % ", ".join(_OK_OUTCOMES),
                 _spec("line", "req/s", [_series(k, _colour(pal["fail"], k), per_interval("requests", k))
                                         for k in fail], rate=True)))
     for c in cmds:
@@ -906,7 +906,7 @@ def _errors_table(m):
         rows.append((c, total, errors, "%.2f %%" % (100.0 * errors / total) if total else "–",
                      ", ".join("%s %s" % (o, _fmt(n)) for o, n in sorted(outs.items()))))
     return '<div class="tables">%s</div>' % _table(
-        "errors", "Errors by command (errors: outcomes other than ok and reprovision)",
+        "errors", "Errors by command (errors: outcomes other than %s)" % ", ".join(_OK_OUTCOMES),
         ("command", "requests", "errors", "error rate", "outcomes"), rows)
 
 

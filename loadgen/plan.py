@@ -21,7 +21,6 @@ engine's schedule (closed ramp, open-model arrivals, closed-model stages):
   peak is above it.
 """
 
-import shlex
 from collections import Counter
 
 from loadgen import ratelimit
@@ -192,9 +191,8 @@ def build(scenario, shard=(0, 1), workers=1):
     events = []
     for ev in scenario.events:
         args = dict(ev.args)
-        if ev.action == "command":
-            run = args.get("run", "")
-            args = {"run": (shlex.split(run)[0] if run.strip() else "") + " ..."}  # the program, not its arguments
+        if ev.action == "command":  # environment assignments masked, the program, not its arguments
+            args = {"run": ev.display()}
         note = ""
         if ev.action == "change_policy":
             note = "every provisioned device provisions again: about %d requests" % (2 * len(devices))

@@ -404,3 +404,21 @@ def test_report_reads_interval_counts_and_old_hdr_alike():
         (point,) = htmlreport.merge([summ(a, 100.0, old_a), summ(b, 100.0, old_b)])["points"]
         lat = point["latency"]["Sync"]
         assert lat["count"] == 100 and [lat["p50_ms"], lat["p90_ms"], lat["p99_ms"]] == want, (old_a, old_b)
+
+
+def test_a_401_challenge_answered_is_no_error_in_the_report():
+    """The report's OK outcomes are loadgen.report's: a 401 Basic challenge the device answered (servers
+    that challenge first) is not an error, in the errors table as in the text summary."""
+    from loadgen.report import Stats
+
+    s = Stats()
+    s.record("Sync", 401, "challenge", 0.01, 10, 10)
+    s.record("Sync", 200, "ok", 0.01, 10, 10)
+    s.sample(1.0, {"provisioned": 1})
+    s.ended = s.started + 1
+    page = htmlreport.render([s.to_dict("challenge")])
+    table = page.split('<table data-table="errors">', 1)[1].split("</table>", 1)[0]
+    row = re.search(r'<tr data-key="Sync">(.*?)</tr>', table).group(1)
+    cells = re.findall(r"<td[^>]*>(.*?)</td>", row)
+    assert cells[:3] == ["2", "0", "0.00 %"], cells
+    assert "challenge" in table.split("</caption>", 1)[0]

@@ -126,3 +126,52 @@ async def test_pooled_connections_from_the_scenario():
     assert 1 <= pooled.connections_opened <= 2
     own = await run(scenario.parse(base), progress=False, attach_metrics=False)
     assert own.connections_opened >= 8
+
+
+def test_event_display_masks_environment_prefixes():
+    """A command's leading NAME=value assignments are shown as ***, its arguments not at all."""
+    s = scenario.parse('[target]\nurl = "http://127.0.0.1:1/x"\n[[events]]\nat = 1\naction = "command"\n'
+                       'run = "API_TOKEN=s3cr3t OTHER=\'two words\' ./switch-policy --token s3cr3t2"\n', "x.toml")
+    shown = s.events[0].display()
+    assert shown == "API_TOKEN=*** OTHER=*** ./switch-policy ..."
+    assert "s3cr3t" not in shown and "two words" not in shown
+    assert scenario.Event(1.0, "mail", {}).display() == "mail"
+
+
+def test_dry_run_never_shows_a_command_environment_value(tmp_path, capsys):
+    f = tmp_path / "cmd.toml"
+    f.write_text('[target]\nurl = "http://127.0.0.1:1/x"\n[population]\ndevices = 2\n[[events]]\nat = 1\n'
+                 'action = "command"\nrun = "API_TOKEN=s3cr3t ./switch-policy"\n')
+    assert main(["run", str(f), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "API_TOKEN=***" in out and "s3cr3t" not in out
+
+
+def test_first_user_shifts_names_passwords_and_email_not_identities():
+    """[auth] first_user = 1: user{n} is user1 for the first user (directories often start at 1); device ids
+    (profiles.identity of the user index) and the target's users stay consistent with the devices."""
+    from loadgen.engine import build_population
+    from loadgen.target.state import TargetState, scenario_options
+
+    text = ('[auth]\nuser = "user{n}@example.com"\npassword = "Pass{n}!"\nusers = 3\n%s[population]\ndevices = 3\n'
+            'devices_per_user = 1\n[target]\nautodiscover = true\n')
+    base = scenario.parse(text % "", "x.toml")
+    s = scenario.parse(text % "first_user = 1\n", "x.toml")
+    devices, _ = build_population(s, "http://127.0.0.1/Microsoft-Server-ActiveSync")
+    before, _ = build_population(base, "http://127.0.0.1/Microsoft-Server-ActiveSync")
+    assert [d.user for d in devices] == ["user1@example.com", "user2@example.com", "user3@example.com"]
+    assert devices[0]._password == "Pass1!"  # the account password (device.password is the lock screen's)
+    assert [d.ident.device_id for d in devices] == [d.ident.device_id for d in before]
+    assert s.load.autodiscover[0].format(n=0) == "user1@example.com"
+    state = TargetState(**scenario_options(s))
+    assert sorted(state.passwords) == [d.user for d in devices] and state.passwords["user3@example.com"] == "Pass3!"
+    import pickle
+
+    again = pickle.loads(pickle.dumps(s.auth.user))  # as --workers and target processes receive it
+    assert again.format(n=4) == "user5@example.com"
+
+
+def test_a_non_ascii_url_path_is_percent_encoded():
+    s = scenario.parse('[target]\nurl = "https://mail.example.com/Micro Soft/é"\n', "x.toml")
+    assert s.target.url == "https://mail.example.com/Micro%20Soft/%C3%A9"
+    assert scenario.parse_target_option("http://127.0.0.1:1/ä") == "http://127.0.0.1:1/%C3%A4"
