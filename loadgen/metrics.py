@@ -1,9 +1,11 @@
 """Prometheus metrics of a run, read from the run's statistics at scrape time.
 
-Conventions (../shared/reference/observability-conventions.md): one prefix
-``easload_``, base units, ``_total`` counters, ``_seconds`` histograms, label
+Conventions (Prometheus' metric and label naming, prometheus.io/docs/practices/naming): one
+prefix ``easload_``, base units, ``_total`` counters, ``_seconds`` histograms, label
 values bounded by design (command, outcome, HTTP status code, EAS status,
-state, trigger, reason).  Never a device id, user, URL or policy key.
+state, trigger, reason); the values a server controls (HTTP status, EAS status,
+X-MS-ASThrottle reason) are folded into ``other`` where they enter
+:class:`loadgen.report.Stats`.  Never a device id, user, URL or policy key.
 
 The devices update only plain counters in :class:`loadgen.report.Stats`; this
 collector turns them into metric families when Prometheus scrapes.  That costs
@@ -70,6 +72,13 @@ class RunCollector:
         for (command, outcome, status), n in sorted(by_key.items()):
             requests.add_metric([command, outcome, status], n)
         yield requests
+        # first attempts the transport sent again on a fresh connection (the server had closed the
+        # kept-alive one before answering), and requests cancelled before they were written
+        yield _counter("easload_resent_requests", "Requests re-sent on a fresh connection after the server had "
+                       "closed the kept-alive one unanswered (reconnects), by command",
+                       ["command"], ((c, n) for c, n in list(getattr(stats, "resent", {}).items())))
+        yield _counter("easload_not_sent_requests", "Requests cancelled before they were written (never sent), "
+                       "by command", ["command"], ((c, n) for c, n in list(getattr(stats, "not_sent", {}).items())))
         duration = HistogramMetricFamily(
             "easload_request_duration_seconds",
             "Request duration (send to full response) by command and outcome; Ping excluded",

@@ -18,7 +18,7 @@ from hdrh.histogram import HdrHistogram
 
 _LOW_US, _HIGH_US, _DIGITS = 1, 3_600_000_000, 3
 
-# 5 ms .. 1 h: the longest Ping heartbeat Exchange allows is 3,540 s (facts (d)).
+# 5 ms .. 1 h: the longest Ping heartbeat Exchange allows is 3,540 s (MS-ASCMD, Ping HeartbeatInterval).
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
                    600.0, 1200.0, 1800.0, 3600.0)
 
@@ -104,6 +104,45 @@ _EFFECTS = {  # Stats.policy_effects labels (loadgen/eas/policy.py) as the summa
 }
 
 
+# Outcomes that are not errors: an answer, a request for (re-)provisioning the device then obeys, a
+# 401 Basic challenge the device answered with its credentials (servers that challenge first), and a
+# Ping Status 5 whose heartbeat bound the device then follows (MS-ASCMD 2.2.3.159.3, Ping Status 5).
+# Every other outcome is an error, among them "too_large" (a response past the transport's
+# per-response limit or the process's body budget, loadgen/transport.py), "redirect_refused" (a
+# redirect the device refused to follow) and "internal_error" (a device's unexpected exception,
+# caught by the engine).  loadgen/htmlreport.py and loadgen/merge.py read this one list.
+OK_OUTCOMES = ("ok", "reprovision", "challenge", "adjusted")
+_OK_OUTCOMES = OK_OUTCOMES  # the former name
+
+# Bounded label sets: a value the server controls is folded into OTHER where it first enters Stats,
+# so that neither the Prometheus series nor summary.json's keys can grow with what a server sends.
+OTHER = "other"
+# X-MS-ASThrottle (MS-ASHTTP 2.2.2.1.2.13) as Exchange sends it, the DeviceAccessStateReason for an
+# exhausted budget (loadgen/target/throttle.py), and the reasons the devices record themselves
+# (loadgen/device.py, loadgen/eas/provisioning.py)
+THROTTLE_REASONS = frozenset((
+    "CommandFrequency", "RecentCommands", "TooManyJobsQueued", "OutOfBudgets", "OverBudget",
+    "BackOffDuration", "unspecified", "503"))
+# EAS Status values: MS-ASCMD defines command-specific values from 1 and the common status codes
+# 101-177 (MS-ASCMD 2.2.2); anything outside 1..199, or past EAS_STATUS_CAP distinct values of one
+# command, is folded
+EAS_STATUS_MAX = 199
+EAS_STATUS_CAP = 32
+
+
+def http_status_label(status):
+    """The by_key / Prometheus label of an HTTP status: the number for 100-599 (RFC 9110 15), else "other"."""
+    return str(status) if 100 <= status <= 599 else OTHER
+
+
+def _fold_outcome(outcome):
+    """An outcome named after an HTTP status the server chose ("http_NNN"): its class (http_3xx ...)."""
+    if outcome.startswith("http_") and outcome[5:].isdigit():
+        code = int(outcome[5:])
+        return "http_%dxx" % (code // 100) if 100 <= code <= 599 else "http_other"
+    return outcome
+
+
 class Stats:
     """Everything the summary and the metrics need, recorded as the run goes."""
 
@@ -148,6 +187,15 @@ class Stats:
         self.rss_with_target = False  # the embedded target runs in this process: its memory is in the figures
         self.final_states = Counter()
         self.cancelled = Counter()  # command -> requests in flight when the run was cut
+        # command -> first attempts of requests the transport re-sent on a fresh connection (the server
+        # had closed the kept-alive one before answering; it may have read them): part of "sent"
+        self.resent = Counter()
+        # command -> requests cancelled before they were written (in the pool's queue, connecting):
+        # never sent, so not in "sent" (the transport moves them out of ``cancelled``)
+        self.not_sent = Counter()
+        self._throttle_reasons = {}  # reason the server sent -> its label (THROTTLE_REASONS or OTHER)
+        self._eas_keys = {}  # (command, EAS status) -> its eas_statuses key (folded, see EAS_STATUS_CAP)
+        self._eas_per_command = Counter()  # command -> distinct EAS status values kept
         self.events = []  # (seconds into the run, action, result)
         self.interval_latency = {}  # command -> Recorder since the last sample
         self.interval_lag = None  # Recorder of the schedule lag (us) since the last sample, None if no start
@@ -155,18 +203,17 @@ class Stats:
         self._last = {}
         self.interrupted = False
         self.total = 0
-        self.failures = 0  # requests whose outcome is not ok / reprovision
+        self.failures = 0  # requests whose outcome is not in OK_OUTCOMES
 
     def record(self, command, http_status, outcome, seconds, sent, received, eas_status=None):
         slot = self._slots.get((command, outcome, http_status))
         if slot is None or slot[3] is not self.buckets:
             slot = self._slot(command, outcome, http_status)
-        key, hkey, counts, _buckets = slot
+        key, hkey, counts, _buckets, failure = slot
         by_key = self.by_key
         by_key[key] = by_key.get(key, 0) + 1
         self.total += 1
-        if outcome != "ok" and outcome != "reprovision" and outcome != "challenge":  # = not in _OK_OUTCOMES
-            self.failures += 1
+        self.failures += failure
         us = int(seconds * 1_000_000)
         us = _LOW_US if us < _LOW_US else (_HIGH_US if us > _HIGH_US else us)
         # only the interval's recorder: it is added to the run's (C, hdrh's add_array) when the
@@ -188,14 +235,33 @@ class Stats:
         self.bytes_received += received
         if eas_status is not None:
             statuses = self.eas_statuses
-            skey = (command, eas_status)
+            skey = self._eas_keys.get((command, eas_status))
+            if skey is None:
+                skey = self._eas_key(command, eas_status)
             statuses[skey] = statuses.get(skey, 0) + 1
 
-    def _slot(self, command, outcome, http_status):
+    def _eas_key(self, command, status):
+        """The eas_statuses key of an EAS status, worked out once per (command, value): values
+        outside 1..EAS_STATUS_MAX, and new values past EAS_STATUS_CAP of one command, are OTHER."""
+        keys = self._eas_keys
+        if len(keys) > 10_000:  # only reached with folded values: forget them, they fold again
+            keys.clear()
+        if type(status) is int and 1 <= status <= EAS_STATUS_MAX and (
+                (command, status) in self.eas_statuses or self._eas_per_command[command] < EAS_STATUS_CAP):
+            if (command, status) not in self.eas_statuses:
+                self._eas_per_command[command] += 1
+            key = (command, status)
+        else:
+            key = (command, OTHER)
+        keys[(command, status)] = key
+        return key
+
+    def _slot(self, command, outcome_in, http_status):
         """What record() needs for one (command, outcome, HTTP status), worked out once: the
         by_key key (the status label), the (command, outcome) key and its Prometheus bucket
         counts; with the buckets dict it belongs to (merges replace the dicts)."""
-        key = (command, outcome, str(http_status) if http_status else outcome)
+        outcome = _fold_outcome(outcome_in)
+        key = (command, outcome, http_status_label(http_status) if http_status else outcome)
         hkey = (command, outcome)
         counts = self.buckets.get(hkey)
         if counts is None:
@@ -204,7 +270,8 @@ class Stats:
             self.sums[hkey] = 0.0
         if len(self._slots) > 10_000:
             self._slots.clear()
-        slot = self._slots[(command, outcome, http_status)] = (key, hkey, counts, self.buckets)
+        slot = (key, hkey, counts, self.buckets, 0 if outcome in OK_OUTCOMES else 1)
+        self._slots[(command, outcome_in, http_status)] = slot
         return slot
 
     @property
@@ -278,7 +345,25 @@ class Stats:
         self.wipes[str(ack_status)] += 1
 
     def throttle(self, reason):
-        self.throttled[reason] += 1
+        label = self._throttle_reasons.get(reason)
+        if label is None:
+            label = reason if reason in THROTTLE_REASONS else OTHER
+            if len(self._throttle_reasons) < 1000:
+                self._throttle_reasons[reason] = label
+        self.throttled[label] += 1
+
+    def resend(self, command):
+        """A request the transport re-sent on a fresh connection: its first attempt is in "sent"."""
+        self.resent[command] += 1
+
+    def unsent(self, command):
+        """A request cancelled before it was written: out of ``cancelled`` (the engine counts a device's
+        request in flight there before it cancels it), into ``not_sent``."""
+        if self.cancelled.get(command, 0) > 0:
+            self.cancelled[command] -= 1
+            if not self.cancelled[command]:
+                del self.cancelled[command]
+        self.not_sent[command] += 1
 
     def reenrolment(self):
         self.reenrolments += 1
@@ -387,7 +472,7 @@ class Stats:
             "cancelled_raw": dict(self.cancelled),
             "by_command_status": {"%s %s" % k: v for k, v in sorted(self.requests.items())},
             "by_command_outcome": {"%s %s" % k: v for k, v in sorted(self.outcomes.items())},
-            "eas_statuses": {"%s %s" % k: v for k, v in sorted(self.eas_statuses.items())},
+            "eas_statuses": {"%s %s" % k: v for k, v in sorted(self.eas_statuses.items(), key=_eas_order)},
             "latency": {cmd: self.percentiles(cmd) for cmd in sorted(self.latency)},
             # HDR histograms (hdrh's compressed base64 form, microseconds) so runs and shards can be merged
             "histograms": {cmd: self.latency[cmd].histogram().encode().decode("ascii") for cmd in sorted(self.latency)},
@@ -414,15 +499,59 @@ class Stats:
             "client_rss": {"base_bytes": self.rss_base, "peak_bytes": self.rss_peak, "end_bytes": self.rss_end,
                            "target_in_process": self.rss_with_target},
             "cancelled_in_flight": dict(sorted(self.cancelled.items())),
+            # requests re-sent on a fresh connection (their first attempts, part of "sent"), their
+            # total (the transports' reconnects), and requests cancelled before they were written
+            "resent": dict(sorted(self.resent.items())),
+            "reconnects": sum(self.resent.values()),
+            "not_sent": dict(sorted(self.not_sent.items())),
+            "accounting": accounting(self),
             "events": [{"at_s": t, "action": a, "result": r} for t, a, r in self.events],
             "series": self.series,
             "interrupted": self.interrupted,
         }
 
 
-# Outcomes that are not errors: an answer, a request for (re-)provisioning the device then obeys, and
-# a 401 Basic challenge the device answered with its credentials (servers that challenge first).
-_OK_OUTCOMES = ("ok", "reprovision", "challenge")
+def _eas_order(item):
+    (command, status), _n = item
+    return (command, 0, status) if type(status) is int else (command, 1, 0)
+
+
+def accounting(stats, by_command=False):
+    """Where every request went: ``sent`` = ``answered`` (an HTTP status) + ``errors`` (no answer:
+    connection errors, malformed or too large responses) + ``timeouts`` + ``cancelled`` (in flight
+    when the run was cut) + ``resent`` (first attempts the transport sent again on a fresh
+    connection); ``not_sent`` (cancelled before they were written) is outside "sent".  Totals, or
+    command -> the same dict with ``by_command``."""
+    rows = {}
+
+    def row(command):
+        r = rows.get(command)
+        if r is None:
+            r = rows[command] = {"sent": 0, "answered": 0, "errors": 0, "timeouts": 0, "cancelled": 0,
+                                 "resent": 0, "not_sent": 0}
+        return r
+
+    for (command, outcome, status), n in stats.by_key.items():
+        r = row(command)
+        if status.isdigit() or status == OTHER:
+            r["answered"] += n
+        elif outcome == "timeout":
+            r["timeouts"] += n
+        else:
+            r["errors"] += n
+    for name, counter in (("cancelled", stats.cancelled), ("resent", stats.resent), ("not_sent", stats.not_sent)):
+        for command, n in counter.items():
+            if n:
+                row(command)[name] += n
+    for r in rows.values():
+        r["sent"] = r["answered"] + r["errors"] + r["timeouts"] + r["cancelled"] + r["resent"]
+    if by_command:
+        return dict(sorted(rows.items()))
+    total = {"sent": 0, "answered": 0, "errors": 0, "timeouts": 0, "cancelled": 0, "resent": 0, "not_sent": 0}
+    for r in rows.values():
+        for k, v in r.items():
+            total[k] += v
+    return total
 
 
 def threshold_value(stats, metric):
@@ -555,7 +684,7 @@ def summary_text(stats, scenario_name, target, devices_total):
     extra = []
     if stats.eas_statuses:
         extra.append(("EAS statuses by command", ("command", "status", "count"),
-                      [(c, s, n) for (c, s), n in sorted(stats.eas_statuses.items())]))
+                      [(c, s, n) for (c, s), n in sorted(stats.eas_statuses.items(), key=_eas_order)]))
     if stats.throttled:
         extra.append(("Throttling by reason", ("reason", "count"), sorted(stats.throttled.items())))
     if stats.malformed:
@@ -575,27 +704,27 @@ def summary_text(stats, scenario_name, target, devices_total):
         extra.append(("Remote wipes by ack status", ("ack status", "count"), sorted(stats.wipes.items())))
     if stats.events:
         extra.append(("Events", ("at (s)", "action", "result"), [(t, a, r) for t, a, r in stats.events]))
-    sent = Counter()
-    answered = Counter()
-    timeouts = Counter()
-    transport_errors = Counter()
-    for (command, outcome, status), n in stats.by_key.items():
-        sent[command] += n
-        if status.isdigit():
-            answered[command] += n
-        elif outcome == "timeout":
-            timeouts[command] += n
-        else:
-            transport_errors[command] += n
-    for command, n in stats.cancelled.items():
-        sent[command] += n
-    extra.append(("Accounting (sent = answered + transport errors + timeouts + cancelled at the end)",
-                  ("command", "sent", "answered", "transport errors", "timeouts", "cancelled"),
-                  [(c, sent[c], answered[c], transport_errors[c], timeouts[c], stats.cancelled[c]) for c in sorted(sent)]))
+    acc = accounting(stats, by_command=True)
+    headers = ("command", "sent", "answered", "transport errors", "timeouts", "cancelled", "re-sent")
+    title = "Accounting (sent = answered + transport errors + timeouts + cancelled at the end + re-sent)"
+    rows = [(c, r["sent"], r["answered"], r["errors"], r["timeouts"], r["cancelled"], r["resent"])
+            for c, r in acc.items()]
+    if any(r["not_sent"] for r in acc.values()):
+        headers += ("not sent",)
+        rows = [row + (acc[row[0]]["not_sent"],) for row in rows]
+    extra.append((title, headers, rows))
     for title, headers, rows in extra:
         out.append("")
         out.append(title)
         out.append(_table(headers, rows))
+    resent = sum(stats.resent.values())
+    if resent:
+        out.append("")
+        out.append("%d requests re-sent on a fresh connection (the server had closed the kept-alive one "
+                   "before answering; the first attempts are in \"sent\" as re-sent)" % resent)
+    not_sent = sum(stats.not_sent.values())
+    if not_sent:
+        out.append("%d requests cancelled before they were written (never sent)" % not_sent)
     if stats.interrupted:
         out.append("")
         out.append("The run was interrupted before its end.")

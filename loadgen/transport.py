@@ -30,7 +30,9 @@ command, body, policy_key, timeout=None) -> Response``:
 
   A request sent on a connection the server had already closed (no response
   byte received) is re-sent once on a fresh connection and counted as a
-  reconnect, not a failure.
+  reconnect, not a failure; with ``transport.stats`` set (the run's
+  :class:`loadgen.report.Stats`), the first attempt is counted there as re-sent
+  (``Stats.resend``), so that "sent" covers every request the server may have read.
 
   ``await transport.park(endpoint, command, body, policy_key, timeout, callback,
   arg)`` sends a request without anything waiting for it: ``callback(arg,
@@ -39,7 +41,26 @@ command, body, policy_key, timeout=None) -> Response``:
   its connection and a small record of the request (issue 12: memory per device
   holding a Ping).
 * :class:`AiohttpTransport`: one shared aiohttp ClientSession, for comparison
-  (``--transport aiohttp``).
+  (``--transport aiohttp``).  A request that met a connection the server had closed
+  (aiohttp's ServerDisconnectedError or a reset before any answer) is re-sent once on a
+  fresh connection, as by the lean transport.
+
+Memory against a server that answers without end (both transports): a response body may
+hold at most ``max_response_bytes`` (default :data:`MAX_BODY_BYTES`, 64 MiB: far above the
+largest legitimate EAS answer, e.g. an ItemOperations fetch of an attachment) and all the
+response bodies being received in the process together at most one :class:`BodyBudget`
+(default :data:`BODY_BUDGET_BYTES`, 256 MiB, shared by every transport of the process unless
+``body_budget`` gives another).  A request past either ends with ``error = "too_large"``
+(counted by the device as an error outcome), its bytes released at once; a Content-Length
+announcing more is refused before any byte of the body is kept.  A response head is bounded
+by :data:`MAX_HEADER_BYTES` (64 KiB) of input, checked per received chunk, so a header line
+that never ends fails the connection instead of growing inside the parser.  The aiohttp
+transport neither asks for nor decodes content codings (EAS bodies are WBXML, MS-ASHTTP
+2.2.2.1.2): a gzip body sent unasked stays as it came, so it cannot be inflated.
+
+Target URLs: user info (``http://u:p@host/``) never goes into a request (the device's own
+credentials go in its Authorization header only); a non-ASCII path is percent-encoded as
+UTF-8 (RFC 3986 2.1, 3.3) and a non-ASCII host name sent in its IDNA form.
 
 Credentials live only in the pre-built Authorization line and never appear
 in errors, logs or metrics.
@@ -57,12 +78,45 @@ from urllib.parse import quote, urlsplit
 import httptools
 
 WBXML = "application/vnd.ms-sync.wbxml"
-MAX_HEADER_BYTES = 64 * 1024
-MAX_BODY_BYTES = 64 * 1024 * 1024
+MAX_HEADER_BYTES = 64 * 1024  # a response head (status line and headers), bytes of input
+MAX_BODY_BYTES = 64 * 1024 * 1024  # one response body, default per-response limit
+BODY_BUDGET_BYTES = 256 * 1024 * 1024  # all response bodies being received by the process, default
 IDLE_TIMEOUT = 110.0  # s: below IIS's default connectionTimeout (120 s), so the client closes first
 _SLOTS_PER_SECOND = 20  # timer wheel resolution: 50 ms
 _COARSE = 80  # slots (4 s) shared by deadlines more than a minute away
 _SPLICE_LIMIT = 64 * 1024  # bodies up to this size go out in the same bytes as the head (one write)
+
+
+class BodyBudget:
+    """The bytes of response bodies being received, shared by every connection that uses it.
+
+    ``held`` is what the connections hold now (bodies still coming in); a connection whose body
+    would take it past ``limit`` ends its request ``too_large`` and gives its bytes back."""
+
+    __slots__ = ("limit", "held")
+
+    def __init__(self, limit=BODY_BUDGET_BYTES):
+        self.limit = limit
+        self.held = 0
+
+
+PROCESS_BUDGET = BodyBudget()  # the default: one budget for all the transports of a process
+
+
+def _budget(body_budget):
+    if body_budget is None:
+        return PROCESS_BUDGET
+    if isinstance(body_budget, BodyBudget):
+        return body_budget
+    return BodyBudget(int(body_budget))
+
+
+class TooLarge(Exception):
+    """A response past the per-response limit or the process budget (error "too_large")."""
+
+
+class EncryptedKeyError(ValueError):
+    """A client key that needs a passphrase (never asked for on a terminal)."""
 
 
 class InsecureTLSWarning(UserWarning):
@@ -111,6 +165,7 @@ def _tail(host_header, version, user_agent):
     return tail
 
 
+_PATH_SAFE = "/%:@!$&'()*+,;=-._~"  # RFC 3986 pchar and "/": kept as they are (a %XX stays encoded)
 _URLS = {}  # base URL -> (scheme, host, port, Host header, path): one set of strings for every device
 
 
@@ -120,9 +175,16 @@ def _url_parts(base_url):
         parts = urlsplit(base_url)
         scheme = parts.scheme or "http"
         host = parts.hostname or "127.0.0.1"
+        if not host.isascii():  # an internationalised host name: its IDNA (xn--) form
+            try:
+                host = host.encode("idna").decode("ascii")
+            except UnicodeError:
+                host = quote(host, safe="")
         port = parts.port or (443 if scheme == "https" else 80)
-        found = (scheme, host, port, host if parts.port is None else "%s:%d" % (host, port),
-                 parts.path or "/Microsoft-Server-ActiveSync")
+        # the path percent-encoded as UTF-8 where it is not already (RFC 3986 2.1, 3.3): the
+        # user info (never sent in the request line) is left out with the rest of the authority
+        path = quote(parts.path, safe=_PATH_SAFE, errors="surrogateescape") or "/Microsoft-Server-ActiveSync"
+        found = (scheme, host, port, host if parts.port is None else "%s:%d" % (host, port), path)
         if len(_URLS) < 10000:  # a handful of servers (redirects add a few)
             _URLS[base_url] = found
     return found
@@ -136,6 +198,7 @@ class DeviceEndpoint:
     user agent."""
 
     __slots__ = ("scheme", "host", "port", "_prefix", "_tail", "_auth", "_base", "conn", "ping_conn", "listed_by")
+    # _base: the URL without user info, as requests name it (aiohttp, Autodiscover)
 
     def __init__(self, base_url, user, password, device_id, device_type, version, user_agent, domain="",
                  bearer=None):
@@ -144,10 +207,15 @@ class DeviceEndpoint:
         if bearer:
             authorization = "Bearer " + bearer
         else:
-            authorization = "Basic " + base64.b64encode(("%s:%s" % (login, password)).encode("utf-8")).decode("ascii")
+            # surrogateescape: a password read from the environment with bytes that are not UTF-8 is
+            # sent as those bytes
+            authorization = "Basic " + base64.b64encode(
+                ("%s:%s" % (login, password)).encode("utf-8", "surrogateescape")).decode("ascii")
         query = "User=%s&DeviceId=%s&DeviceType=%s&Cmd=" % (
-            quote(login, safe=""), quote(device_id, safe=""), quote(device_type, safe=""))
-        self._base = base_url
+            quote(login, safe="", errors="surrogateescape"), quote(device_id, safe="", errors="surrogateescape"),
+            quote(device_type, safe="", errors="surrogateescape"))
+        self._base = "%s://%s%s" % (self.scheme, host_header if ":" not in self.host else
+                                    ("[%s]:%d" % (self.host, self.port)), path)
         self._prefix = ("POST %s?%s" % (path, query)).encode("latin-1")
         self._tail = _tail(host_header, version, user_agent)
         self._auth = ("Authorization: %s\r\n" % authorization).encode("latin-1")
@@ -199,9 +267,20 @@ class DeviceEndpoint:
         return "DeviceEndpoint(%s://%s:%d)" % (self.scheme, self.host, self.port)
 
 
+class _PassphraseWanted(Exception):
+    pass
+
+
+def _no_passphrase():
+    """OpenSSL's password callback: a load generator never prompts on the terminal (it would block
+    the event loop, and a run without a terminal would fail later as if the server never answered)."""
+    raise _PassphraseWanted()
+
+
 def make_ssl_context(insecure=False, ca_file=None, client_cert=None, client_key=None):
     """Verified TLS by default (system store, or ``ca_file``); ``insecure`` turns verification
-    off and says so with an :class:`InsecureTLSWarning`."""
+    off and says so with an :class:`InsecureTLSWarning`.  A client key encrypted with a passphrase
+    raises :class:`EncryptedKeyError` (a ValueError, one line) instead of OpenSSL's prompt."""
     if insecure:
         warnings.warn("TLS certificate verification is disabled (insecure = true)", InsecureTLSWarning,
                       stacklevel=2)
@@ -211,7 +290,12 @@ def make_ssl_context(insecure=False, ca_file=None, client_cert=None, client_key=
     else:
         ctx = ssl.create_default_context(cafile=ca_file) if ca_file else ssl.create_default_context()
     if client_cert:
-        ctx.load_cert_chain(client_cert, client_key)
+        try:
+            ctx.load_cert_chain(client_cert, client_key, password=_no_passphrase)
+        except _PassphraseWanted:
+            raise EncryptedKeyError(
+                "client_key %s is encrypted with a passphrase; easload cannot ask for one: give it a key "
+                "without a passphrase (e.g. openssl pkey -in KEY -out PLAIN_KEY)" % (client_key or client_cert)) from None
     return ctx
 
 
@@ -226,6 +310,8 @@ def _failed(exc, t0):
     """The Response of a request that got no answer (credential-free error names)."""
     if isinstance(exc, TimeoutError):
         error = "timeout"
+    elif type(exc) is TooLarge:
+        error = "too_large"
     elif isinstance(exc, ConnectionResetError):
         error = "connection:reset"
     elif isinstance(exc, ProtocolError):
@@ -269,7 +355,7 @@ class _Connection(asyncio.Protocol):
     """One HTTP/1.1 connection: one request in flight, responses parsed by llhttp."""
 
     __slots__ = ("transport", "parser", "waiter", "headers", "body", "size", "received_any", "closed",
-                 "keep_alive", "slot", "until_eof", "lazy", "used")
+                 "keep_alive", "slot", "until_eof", "lazy", "used", "head", "budget", "limit")
     # no on_message_begin: httptools keeps a bound method per callback and connection (~70 bytes)
 
     def __init__(self):
@@ -288,6 +374,9 @@ class _Connection(asyncio.Protocol):
         # "lazy" connection (a Ping's) drops it after each response: a held Ping has none
         self.lazy = False
         self.used = 0.0  # loop time its last response ended (the idle sweep reads it)
+        self.head = 0  # bytes received while the response head is still coming; -1 in its body
+        self.budget = PROCESS_BUDGET  # the transport's BodyBudget and per-response limit (_connect sets them)
+        self.limit = MAX_BODY_BYTES
 
     # asyncio.Protocol
 
@@ -303,13 +392,21 @@ class _Connection(asyncio.Protocol):
         parser = self.parser
         if parser is None:
             parser = self.parser = httptools.HttpResponseParser(self)
+        if self.head >= 0:
+            self.head += len(data)
         try:
             parser.feed_data(data)
         except httptools.HttpParserCallbackError as exc:
             cause = exc.__context__
-            self._fail(cause if isinstance(cause, ProtocolError) else ProtocolError("malformed response"))
+            self._fail(cause if isinstance(cause, (ProtocolError, TooLarge)) else ProtocolError("malformed response"))
+            return
         except Exception as exc:  # httptools.HttpParserError and the like
             self._fail(ProtocolError("malformed response: %s" % type(exc).__name__))
+            return
+        if self.head > MAX_HEADER_BYTES and self.waiter is not None:
+            # a head still incomplete after this much input (a header line that never ends): the
+            # parser would keep buffering it; checked per chunk, not per header
+            self._fail(ProtocolError("response head larger than %d bytes" % MAX_HEADER_BYTES))
 
     def eof_received(self):
         if self.until_eof and self.waiter is not None:
@@ -321,6 +418,11 @@ class _Connection(asyncio.Protocol):
         self.closed = True
         self.transport = None
         self.parser = None
+        if self.head < 0:  # a body was coming in: its bytes go back to the budget
+            self.budget.held -= self.size
+            self.size = 0
+            self.body = None
+            self.head = 0
         waiter = self.waiter
         self.waiter = None
         if waiter is not None and not waiter.done():
@@ -343,15 +445,22 @@ class _Connection(asyncio.Protocol):
         if self.waiter is None:  # a second response to one request
             raise ProtocolError("unsolicited response from the server")
         self.size = 0
+        self.head = -1
         headers = self.headers
         if headers is None:
             headers = self.headers = Headers()
         self.until_eof = "content-length" not in headers and "transfer-encoding" not in headers
+        length = headers.get("content-length")
+        if length is not None and len(length) > 8 and length.isdigit() and int(length) > self.limit:
+            raise TooLarge()  # refused before any byte of the body is kept
 
     def on_body(self, data):
-        self.size += len(data)
-        if self.size > MAX_BODY_BYTES:
-            raise ProtocolError("response body larger than %d bytes" % MAX_BODY_BYTES)
+        n = len(data)
+        self.size += n
+        budget = self.budget
+        budget.held += n
+        if self.size > self.limit or budget.held > budget.limit:
+            raise TooLarge()
         body = self.body
         if body is None:
             self.body = data
@@ -372,10 +481,12 @@ class _Connection(asyncio.Protocol):
         elif type(body) is list:
             body = b"".join(body)
         self.keep_alive = keep_alive
+        self.budget.held -= self.size  # the body is the device's now (self.size: its bytes)
+        self.size = 0
+        self.head = 0
         if waiter is not None and not waiter.done():
             waiter.set_result((self.parser.get_status_code(), self.headers, body))
         self.headers = self.body = None
-        self.size = 0
         self.until_eof = False
         if self.lazy:
             self.parser = None
@@ -401,6 +512,11 @@ class _Connection(asyncio.Protocol):
 
     def close(self):
         self.closed = True
+        if self.head < 0:  # a body was coming in: its bytes go back to the budget
+            self.budget.held -= self.size
+            self.size = 0
+            self.body = None
+            self.head = 0
         if self.transport is not None:
             self.transport.close()
 
@@ -434,8 +550,14 @@ class LeanTransport:
     name = "lean"
 
     def __init__(self, *, timeout=60.0, insecure=False, ca_file=None, client_cert=None, client_key=None,
-                 connect_timeout=15.0, idle_timeout=None, pool_size=0):
+                 connect_timeout=15.0, idle_timeout=None, pool_size=0, max_response_bytes=MAX_BODY_BYTES,
+                 body_budget=None):
         self.timeout = timeout
+        self.max_response_bytes = max_response_bytes  # one response body (module docstring: memory)
+        self.budget = _budget(body_budget)  # all bodies coming in: the process's BodyBudget by default
+        # the run's Stats (the engine sets it): re-sent requests and requests that never left the
+        # pool's queue are counted there
+        self.stats = None
         self.connect_timeout = connect_timeout
         self.idle_timeout = IDLE_TIMEOUT if idle_timeout is None else idle_timeout  # 0: never
         self.pool_size = pool_size  # 0: connections belong to devices
@@ -592,6 +714,8 @@ class LeanTransport:
                 _Connection, endpoint.host, endpoint.port, ssl=ssl_ctx,
                 server_hostname=endpoint.host if ssl_ctx else None)  # SNI: the URL's host name
         self.connections_opened += 1
+        conn.budget = self.budget
+        conn.limit = self.max_response_bytes
         return conn
 
     async def _acquire(self, endpoint, ping, loop):
@@ -610,29 +734,44 @@ class LeanTransport:
                 endpoint.listed_by = self
                 self._endpoints.append(endpoint)
             return conn, True
+        conn, fresh, _waited = await self._acquire_pooled(endpoint, loop)
+        return conn, fresh
+
+    async def _acquire_pooled(self, endpoint, loop):
+        """(connection, fresh, seconds queued): a connection of the shared pool, waiting in its
+        queue while all ``pool_size`` are busy."""
         key = (endpoint.scheme, endpoint.host, endpoint.port)
         pool = self._pools.get(key)
         if pool is None:
             pool = self._pools[key] = _Pool()
         idle = pool.idle
+        waited = 0.0
         while True:
             while idle:
                 conn = idle.pop()
                 if not conn.closed:
-                    return conn, False
+                    return conn, False, waited
                 pool.count -= 1
             if pool.count < self.pool_size:
                 break
             waiter = loop.create_future()
             pool.waiters.append(waiter)
-            conn = await waiter
+            queued = perf_counter()
+            try:
+                conn = await waiter
+            except BaseException:
+                # cancelled in the queue; a connection handed over meanwhile goes to the next one
+                if waiter.done() and not waiter.cancelled() and waiter.result() is not None:
+                    self._release(endpoint, waiter.result())
+                raise
+            waited += perf_counter() - queued
             if conn is not None and not conn.closed:
-                return conn, False
+                return conn, False, waited
             if conn is not None:
                 pool.count -= 1
         pool.count += 1
         try:
-            return await self._connect(endpoint, loop), True
+            return await self._connect(endpoint, loop), True, waited
         except BaseException:
             pool.count -= 1
             self._wake(pool, None)
@@ -714,15 +853,24 @@ class LeanTransport:
         budget = timeout or self.timeout
         deadline = loop.time() + budget
         ping = command == "Ping"
+        written = False
         for attempt in (0, 1):
             conn = None
             fresh = True
             try:
-                conn, fresh = await self._acquire(endpoint, ping, loop)
+                if self.pool_size:
+                    # latency and timeout count from the write, not from the pool's queue
+                    conn, fresh, waited = await self._acquire_pooled(endpoint, loop)
+                    if waited:
+                        t0 += waited
+                        deadline += waited
+                else:
+                    conn, fresh = await self._acquire(endpoint, ping, loop)
                 waiter = loop.create_future()
                 # the request bytes are built in _send, not kept in this frame while the response is
                 # awaited (a held Ping would keep them for its whole heartbeat): a re-send builds them again
                 self._send(conn, endpoint, command, body, policy_key, loop, waiter, deadline, budget)
+                written = True
                 status, headers, rbody = await waiter
                 elapsed = perf_counter() - t0
                 self._disarm(conn)
@@ -735,15 +883,21 @@ class LeanTransport:
             except ConnectionResetError:
                 self._drop(endpoint, conn)
                 if attempt == 0 and not fresh and not conn.received_any:
-                    # the server had closed the idle keep-alive connection: send again once
+                    # the server had closed the idle keep-alive connection: send again once (the
+                    # first attempt is counted as re-sent: the server may have read it)
                     self.reconnects += 1
+                    if self.stats is not None:
+                        self.stats.resend(command)
                     continue
                 return _failed(ConnectionResetError(), t0)
-            except (TimeoutError, ProtocolError, OSError, ssl.SSLError) as exc:
+            except (TimeoutError, ProtocolError, TooLarge, OSError, ssl.SSLError) as exc:
                 self._drop(endpoint, conn)
                 return _failed(exc, t0)
             except BaseException:  # cancelled: the connection has a request in flight, it cannot be reused
                 self._drop(endpoint, conn)
+                if not written and self.stats is not None:
+                    # cancelled before it was written (in the pool's queue, or connecting): it never left
+                    self.stats.unsent(command)
                 raise
         raise AssertionError("unreachable")
 
@@ -772,6 +926,10 @@ class LeanTransport:
             conn, fresh = await self._acquire(endpoint, command == "Ping", loop)
         except (TimeoutError, OSError, ssl.SSLError) as exc:
             return _failed(exc, t0)
+        except BaseException:
+            if self.stats is not None:  # cancelled while connecting: it never left
+                self.stats.unsent(command)
+            raise
         self._send(conn, endpoint, command, body, policy_key, loop,
                    _Parked(self, conn, endpoint, command, body, policy_key, t0, fresh, callback, arg),
                    deadline, budget)
@@ -810,6 +968,8 @@ class LeanTransport:
                     and not self._closed:
                 # the server had closed the idle keep-alive connection: send again once, on a fresh one
                 self.reconnects += 1
+                if self.stats is not None:
+                    self.stats.resend(parked.command)
                 task = self._loop.create_task(self._repark(parked, deadline))
                 self._reparking[task] = parked
                 task.add_done_callback(self._reparked)
@@ -891,31 +1051,52 @@ def _error_name(exc):
 
 
 class AiohttpTransport:
-    """One aiohttp ClientSession shared by all devices of a worker (for comparison)."""
+    """One aiohttp ClientSession shared by all devices of a worker (for comparison).
+
+    Bounded as the lean transport (module docstring: memory): ``max_response_bytes`` per response,
+    the process's :class:`BodyBudget` (or ``body_budget``) for all of them; no content coding is
+    asked for or decoded.  A request that met a connection the server had closed before any answer
+    is re-sent once on a fresh connection (a connector that does not keep connections), counted
+    in ``reconnects`` and, with ``stats`` set, as re-sent."""
 
     name = "aiohttp"
 
     def __init__(self, *, timeout=60.0, insecure=False, ca_file=None, client_cert=None, client_key=None, limit=0,
-                 **_ignored):
+                 max_response_bytes=MAX_BODY_BYTES, body_budget=None, **_ignored):
         import aiohttp
+        import yarl
 
         self._aiohttp = aiohttp
+        self._URL = yarl.URL
         self.timeout = aiohttp.ClientTimeout(total=timeout)
         self._ssl = make_ssl_context(insecure, ca_file, client_cert, client_key)
         self._limit = limit
+        self.max_response_bytes = max_response_bytes
+        self.budget = _budget(body_budget)
         self.session = None
+        self._fresh = None  # the session for re-sends: a fresh connection each time
         self.reconnects = 0
+        self.stats = None  # the run's Stats (the engine sets it): re-sent requests are counted there
+
+    def _session(self, force_close):
+        aiohttp = self._aiohttp
+        if force_close:
+            connector = aiohttp.TCPConnector(limit=self._limit, ssl=self._ssl, force_close=True)
+        else:
+            connector = aiohttp.TCPConnector(limit=self._limit, ssl=self._ssl, keepalive_timeout=300)
+        # auto_decompress off and no Accept-Encoding: EAS bodies are WBXML (MS-ASHTTP 2.2.2.1.2); a
+        # compressed body sent unasked is kept as it came (then undecodable), never inflated
+        return aiohttp.ClientSession(connector=connector, timeout=self.timeout, auto_decompress=False,
+                                     skip_auto_headers=("Accept-Encoding",))
 
     async def start(self):
-        aiohttp = self._aiohttp
-        connector = aiohttp.TCPConnector(limit=self._limit, ssl=self._ssl, keepalive_timeout=300)
-        self.session = aiohttp.ClientSession(connector=connector, timeout=self.timeout, auto_decompress=True,
-                                             skip_auto_headers=("Accept-Encoding",))
+        self.session = self._session(False)
 
     async def close(self):
-        if self.session is not None:
-            await self.session.close()
-            self.session = None
+        for session in (self.session, self._fresh):
+            if session is not None:
+                await session.close()
+        self.session = self._fresh = None
 
     can_park = False
 
@@ -927,19 +1108,68 @@ class AiohttpTransport:
         headers = endpoint.headers_no_key
         if policy_key is not None:
             headers["X-MS-PolicyKey"] = policy_key
+        # the request target as the lean transport writes it (percent-encoded once, no user info)
+        url = self._URL(endpoint.url_prefix + command, encoded=True)
         t0 = perf_counter()
+        client_timeout = aiohttp.ClientTimeout(total=timeout) if timeout else self.timeout
+        session = self.session
+        answered = False
+        for attempt in (0, 1):
+            try:
+                async with session.post(url, data=body, headers=headers, timeout=client_timeout,
+                                        allow_redirects=False) as resp:
+                    answered = True
+                    data = await self._read(resp)
+                    if data is None:
+                        resp.close()  # the rest is not read: the connection is not reused
+                        return Response(0, _NO_HEADERS, b"", perf_counter() - t0, "too_large")
+                    return Response(resp.status, resp.headers, data, perf_counter() - t0)
+            except asyncio.TimeoutError:
+                return Response(0, _NO_HEADERS, b"", perf_counter() - t0, "timeout")
+            except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as exc:
+                if attempt == 0 and not answered and not isinstance(exc, aiohttp.ClientConnectorError) \
+                        and self.session is not None:
+                    # closed by the server before any answer (a kept-alive connection it had
+                    # already closed): send again once, on a fresh connection
+                    self.reconnects += 1
+                    if self.stats is not None:
+                        self.stats.resend(command)
+                    if self._fresh is None:
+                        self._fresh = self._session(True)
+                    session = self._fresh
+                    continue
+                return Response(0, _NO_HEADERS, b"", perf_counter() - t0,
+                                "connection:" + _aiohttp_error_name(aiohttp, exc))
+            except (aiohttp.ClientError, OSError) as exc:
+                # never str(exc) of a request error: it may carry the URL; the class name, and for TLS the
+                # ssl module's reason, as the lean transport gives it
+                return Response(0, _NO_HEADERS, b"", perf_counter() - t0,
+                                "connection:" + _aiohttp_error_name(aiohttp, exc))
+        raise AssertionError("unreachable")
+
+    async def _read(self, resp):
+        """The body, or None when it is past the per-response limit or the process budget."""
+        limit = self.max_response_bytes
+        length = resp.content_length
+        if length is not None and length > limit:
+            return None  # refused before any byte of the body is kept
+        budget = self.budget
+        parts = []
+        size = 0
         try:
-            async with self.session.post(endpoint.url_prefix + command, data=body, headers=headers,
-                                         timeout=aiohttp.ClientTimeout(total=timeout) if timeout else self.timeout,
-                                         allow_redirects=False) as resp:
-                data = await resp.read()
-                return Response(resp.status, resp.headers, data, perf_counter() - t0)
-        except asyncio.TimeoutError:
-            return Response(0, _NO_HEADERS, b"", perf_counter() - t0, "timeout")
-        except (aiohttp.ClientError, OSError) as exc:
-            # never str(exc) of a request error: it may carry the URL; the class name, and for TLS the
-            # ssl module's reason, as the lean transport gives it
-            return Response(0, _NO_HEADERS, b"", perf_counter() - t0, "connection:" + _aiohttp_error_name(aiohttp, exc))
+            while True:
+                chunk = await resp.content.readany()
+                if not chunk:
+                    break
+                n = len(chunk)
+                size += n
+                budget.held += n
+                if size > limit or budget.held > budget.limit:
+                    return None
+                parts.append(chunk)
+        finally:
+            budget.held -= size
+        return parts[0] if len(parts) == 1 else b"".join(parts)
 
 
 TRANSPORTS = {"lean": LeanTransport, "aiohttp": AiohttpTransport}
