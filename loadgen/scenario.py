@@ -125,8 +125,9 @@ def shown_url(url):
     try:
         parts = urlsplit(url)
         port = parts.port
-    except ValueError:
-        return re.sub(r"//[^/@]*@", "//", url.split("?")[0].split("#")[0])
+    except ValueError:  # unreadable: everything up to the last "@" may be user info (a password with "/" in it)
+        scheme, _, rest = url.split("?")[0].split("#")[0].partition("://")
+        return "%s://%s" % (scheme, rest.rpartition("@")[2])
     host = parts.hostname or ""
     return "%s://%s%s%s" % (parts.scheme, "[%s]" % host if ":" in host else host, ":%d" % port if port else "",
                             parts.path)
@@ -141,8 +142,8 @@ def _url_problem(url):
     try:
         parts = urlsplit(url)
         parts.port  # noqa: B018 -- raises ValueError for a port that is not a number in 0..65535
-    except ValueError as exc:
-        return "%r is not a valid URL (%s)" % (shown_url(url), exc)
+    except ValueError as exc:  # the parser's words quote the port, which may be part of a password
+        return "%r is not a valid URL (%s)" % (shown_url(url), exc if "@" not in url else "host and port unreadable")
     if not parts.hostname:
         return "%r has no host" % shown_url(url)
     if not parts.netloc.isascii() or any(c.isspace() or ord(c) < 32 for c in parts.netloc):

@@ -8,6 +8,8 @@ import subprocess
 import sys
 import urllib.request
 
+from loadgen.cli import main
+
 
 def test_target_command_serves_eas_and_admin():
     """The admin token from the environment (EASLOAD_ADMIN_TOKEN): not on the command line, not echoed."""
@@ -173,3 +175,79 @@ def test_run_exit_3_when_the_server_reads_requests_and_never_answers(tmp_path):
     finally:
         box["loop"].call_soon_threadsafe(box["stop"].set)
         thread.join(30)
+
+
+def _serve_in_thread(behaviours, ssl_ctx=None):
+    """ScriptedServers (tests/hostile.py) on a loop of their own thread; (servers, stop)."""
+    import asyncio
+    import contextlib
+    import threading
+
+    sys.path.insert(0, os.path.dirname(__file__))
+    from hostile import ScriptedServer
+
+    ready = threading.Event()
+    box = {}
+
+    def serve():
+        async def main():
+            async with contextlib.AsyncExitStack() as stack:
+                box["srvs"] = [await stack.enter_async_context(ScriptedServer(b, ssl=ssl_ctx)) for b in behaviours]
+                box["stop"], box["loop"] = asyncio.Event(), asyncio.get_running_loop()
+                ready.set()
+                await box["stop"].wait()
+        asyncio.run(main())
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    assert ready.wait(30)
+
+    def stop():
+        box["loop"].call_soon_threadsafe(box["stop"].set)
+        thread.join(30)
+    return box["srvs"], stop
+
+
+def test_tls_precheck_never_prints_credentials_of_a_url(tmp_path, capsys):
+    """The TLS pre-check of several https URLs names the URLs it could not trust without their user
+    info; an unreadable URL with user info is refused without quoting the password either."""
+    import ssl
+
+    from loadgen import cli, scenario
+    from loadgen.target.tls import TemporaryPKI
+
+    async def nothing(conn, req):
+        return False
+
+    with TemporaryPKI() as pki:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(pki.cert, pki.key)
+        (a, b), stop = _serve_in_thread([nothing, nothing], ctx)
+        try:
+            urls = [srv.url.replace("https://", "https://bob:hunter2@") for srv in (a, b)]
+            sc = scenario.parse('[target]\nurl = ["%s", "%s"]\n' % tuple(urls), "x.toml")
+            problems = cli._tls_preflight(sc)
+        finally:
+            stop()
+    err = capsys.readouterr().err
+    assert problems and "certificate not trusted" in err
+    assert "hunter2" not in err and "bob" not in err
+    assert main(["run", "--target", "https://bob:hun/ter2@127.0.0.1:1/x", "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert "hun" not in err and "ter2" not in err and "--target" in err
+
+
+def test_no_policy_server_gets_a_hint_after_the_summary_and_in_the_threshold_line(tmp_path):
+    """A server without a policy: every device ends no_policy; devices.provisioned stays strict (nobody
+    was provisioned) and fails, and the output says why and which threshold fits such a server."""
+    f = tmp_path / "nopolicy.toml"
+    f.write_text('duration = 2\n[target]\nno_policy = true\n[population]\ndevices = 2\n[load]\nramp_up = 0\n'
+                 '[thresholds]\n"devices.provisioned" = ">= 0.99"\n"devices.no_policy" = ">= 0.99"\n')
+    out = subprocess.run([sys.executable, "-m", "loadgen", "run", str(f), "--metrics-listen", "", "-q"],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 1, out.stderr[-2000:]
+    line = [x for x in out.stdout.splitlines() if x.strip().startswith("devices.provisioned")][0]
+    assert "FAIL" in line and "no policy" in line, line
+    assert "no_policy" in [x for x in out.stdout.splitlines() if x.strip().startswith("devices.no_policy")][0]
+    hints = [x for x in out.stdout.splitlines() if x.startswith("hint:")]
+    assert len(hints) == 1 and "no policy" in hints[0] and "devices.no_policy" in hints[0], out.stdout[-2000:]
