@@ -195,7 +195,7 @@ class Stats:
         self.not_sent = Counter()
         self._throttle_reasons = {}  # reason the server sent -> its label (THROTTLE_REASONS or OTHER)
         self._eas_keys = {}  # (command, EAS status) -> its eas_statuses key (folded, see EAS_STATUS_CAP)
-        self._eas_per_command = Counter()  # command -> distinct EAS status values kept
+        self._eas_per_command = {}  # command -> distinct EAS status values kept (a dict: workers ship Counters)
         self.events = []  # (seconds into the run, action, result)
         self.interval_latency = {}  # command -> Recorder since the last sample
         self.interval_lag = None  # Recorder of the schedule lag (us) since the last sample, None if no start
@@ -247,9 +247,9 @@ class Stats:
         if len(keys) > 10_000:  # only reached with folded values: forget them, they fold again
             keys.clear()
         if type(status) is int and 1 <= status <= EAS_STATUS_MAX and (
-                (command, status) in self.eas_statuses or self._eas_per_command[command] < EAS_STATUS_CAP):
+                (command, status) in self.eas_statuses or self._eas_per_command.get(command, 0) < EAS_STATUS_CAP):
             if (command, status) not in self.eas_statuses:
-                self._eas_per_command[command] += 1
+                self._eas_per_command[command] = self._eas_per_command.get(command, 0) + 1
             key = (command, status)
         else:
             key = (command, OTHER)

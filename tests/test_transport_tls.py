@@ -162,3 +162,27 @@ async def test_tls_connection_is_kept_alive(pki):
         await t.close()
         await asyncio.sleep(0)
     assert opened == 1 and srv.sni == ["localhost"]
+
+
+def test_client_key_with_a_passphrase_is_a_clear_error_not_a_prompt(pki, tmp_path):
+    """OpenSSL would ask for the passphrase on the terminal (blocking the event loop); without a
+    terminal the run would fail later as if the server never answered.  One ValueError line instead,
+    in a child process with a terminal-less stdin so that a prompt would hang, not pass."""
+    import sys
+
+    key = tmp_path / "enc.key"
+    _openssl("pkey", "-in", str(pki / "client.key"), "-aes256", "-passout", "pass:hunter2", "-out", str(key),
+             cwd=tmp_path)
+    code = ("from loadgen.transport import make_ssl_context, EncryptedKeyError\n"
+            "try:\n    make_ssl_context(client_cert=%r, client_key=%r)\n"
+            "except EncryptedKeyError as exc:\n    assert isinstance(exc, ValueError); print('REFUSED', exc)\n"
+            % (str(pki / "client.pem"), str(key)))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                         stdin=subprocess.DEVNULL, start_new_session=True)
+    assert out.returncode == 0, out.stderr[-500:]
+    line = out.stdout.strip()
+    assert line.startswith("REFUSED client_key %s is encrypted with a passphrase" % key) and "\n" not in line
+    assert "hunter2" not in out.stdout + out.stderr
+    # the same key without a passphrase is fine
+    make_ssl_context = __import__("loadgen.transport", fromlist=["make_ssl_context"]).make_ssl_context
+    make_ssl_context(client_cert=str(pki / "client.pem"), client_key=str(pki / "client.key"))
