@@ -62,7 +62,7 @@ _MAX_WAIT_S = 24 * 3600  # a server-given wait (X-MS-BackOffDuration, Retry-Afte
 # Ping HeartbeatInterval values the device can use (MS-ASCMD 2.2.3.88.1: "implementation-specific";
 # Exchange's range is 60..3540, test servers go lower): a Status 5 bound outside them is not followed
 HEARTBEAT_RANGE = (1, 3540)
-ADJUSTED = "ok"  # outcome of a Ping Status 5 whose bound the device follows (an adjustment, not an error)
+ADJUSTED = "adjusted"  # a Ping Status 5 whose bound the device follows: an OK outcome (loadgen/report.py OK_OUTCOMES)
 
 
 class Device:
