@@ -18,9 +18,14 @@ import binascii
 import contextlib
 import gc
 import multiprocessing
+import os
+import pickle
 import queue as queue_mod
+import signal
 import struct
 import sys
+import threading
+import time
 import uuid
 import zlib
 from array import array
@@ -69,19 +74,72 @@ def _snapshot(stats, devices, final):
     return snap
 
 
-def _worker(scenario, url, shard, shards, out):
+def _die_with_parent(parent_pid):
+    """End this worker with its parent: prctl(PR_SET_PDEATHSIG, SIGKILL) on Linux (prctl(2)); a
+    worker whose parent is already gone ends now.  Without prctl the parent's pipe tells (see
+    _worker's watcher)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError, TypeError):
+        pass
+    if os.getppid() != parent_pid:
+        os._exit(1)
+
+
+def _worker(scenario, url, shard, shards, out, go, halt, parent_pid):
+    """One worker process: its shard of the population, run until the end, ``halt`` (the parent
+    asks every worker to stop: a signal to the parent) or SIGTERM to the worker itself.
+
+    SIGINT is ignored: the terminal sends it to the whole process group, and the parent, which
+    also receives it, stops the workers itself (graceful stop, then their results).  The run's
+    clock starts when the parent sets ``go`` (every worker ready), so the parent's scenario events
+    fall at the same point of every worker's run."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    early = []
+    signal.signal(signal.SIGTERM, lambda *_: early.append(True))  # until the run's loop handles it
+    _die_with_parent(parent_pid)
     from loadgen.cli import _loop_factory
     from loadgen.engine import run
 
     def on_tick(stats, devices, final):
         out.put((shard, _snapshot(stats, devices, final)))
 
+    async def main():
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+
+        def watch():  # the parent's halt, or the parent gone (its end of the pipes closed)
+            while not halt.wait(0.5):
+                if os.getppid() != parent_pid:
+                    break
+            loop.call_soon_threadsafe(stop.set)
+
+        threading.Thread(target=watch, daemon=True).start()
+        if early:
+            stop.set()
+
+        async def ready():
+            out.put((shard, {"ready": True}))
+            while not await loop.run_in_executor(None, go.wait, 0.5):
+                if stop.is_set():
+                    break
+
+        return await run(scenario, target_url=url, progress=False, handle_signals=(signal.SIGTERM,),
+                         shard=(shard, shards), on_tick=on_tick, attach_metrics=False, stop=stop, ready=ready)
+
     try:
         with asyncio.Runner(loop_factory=_loop_factory()) as runner:
-            runner.run(run(scenario, target_url=url, progress=False, handle_signals=True, shard=(shard, shards),
-                           on_tick=on_tick, attach_metrics=False))
+            runner.run(main())
     except BaseException as exc:  # report, never hang the parent
-        out.put((shard, {"error": "%s: %s" % (type(exc).__name__, exc)}))
+        report = {"error": "%s: %s" % (type(exc).__name__, exc)}
+        try:
+            pickle.dumps(exc)
+            report["exception"] = exc  # re-raised by the parent when no worker has results (e.g. a bad file)
+        except Exception:
+            pass
+        out.put((shard, report))
 
 
 class _HistogramView:
@@ -867,11 +925,83 @@ class _Devices:
         return total
 
 
-async def run_workers(scenario, workers, *, progress=True, stream=None, target_state=None):
-    """Run ``scenario`` over ``workers`` processes; returns an engine.RunResult."""
-    from loadgen.engine import RunResult, _deliver_mail, _run_events, _version
+async def run_workers(scenario, workers, *, progress=True, stream=None, target_state=None, handle_signals=True,
+                      stop=None):
+    """Run ``scenario`` over ``workers`` processes; returns an engine.RunResult.
+
+    SIGINT and SIGTERM to this (parent) process end the run as its end would: every worker is
+    asked to stop (it gets the graceful stop time for its requests in flight), what they recorded
+    is collected and merged, and the result is marked interrupted.  A second signal does not wait
+    for the graceful stop.  No worker outlives the run: one that does not send its results in
+    time is killed, and a worker dies with its parent (see _die_with_parent).  ``stop``: an
+    asyncio.Event that, once set, stops the run the same way (as engine.run's)."""
+    from loadgen.engine import RunResult, install_stop_signals
 
     stream = stream or sys.stderr
+    loop = asyncio.get_running_loop()
+    ctl = _Control(loop, workers, stop)
+    handled = install_stop_signals(loop, handle_signals, ctl.signalled)
+    procs = []
+    runner = None
+    try:
+        runner, target, url, result = await _run_workers(scenario, workers, progress, stream, target_state, ctl,
+                                                         procs)
+    finally:
+        for sig in handled:
+            loop.remove_signal_handler(sig)
+        ctl.halt.set()
+        ctl.go.set()
+        for p in procs:  # none left running, whatever happened
+            await loop.run_in_executor(None, p.join, 10 if not ctl.forced else 0.5)
+            if p.is_alive():
+                p.kill()
+                await loop.run_in_executor(None, p.join, 5)
+        if runner is not None:
+            await runner.cleanup()
+    stats, interrupted = result
+    return RunResult(stats, [None] * scenario.population.devices, url, target, interrupted)
+
+
+class _Control:
+    """The parent's side of the workers: the start gate, the stop request, the signals."""
+
+    FORCE_AFTER = 30.0  # s past the graceful stop time: a worker that has not sent its results is killed
+
+    def __init__(self, loop, workers, stop=None):
+        ctx = multiprocessing.get_context("spawn")
+        self.ctx = ctx
+        self.out = ctx.Queue()
+        self.go = ctx.Event()  # every worker's clock starts now
+        self.halt = ctx.Event()  # every worker stops now (graceful stop time for its requests in flight)
+        self.loop = loop
+        self.workers = workers
+        self.stopping = None  # loop time the stop was asked, or None
+        self.forced = False
+        self.interrupted = False
+        self.asked = stop  # the caller's asyncio.Event, or None
+
+    def check(self):
+        """The caller's stop, once set, taken as a signal is."""
+        if self.asked is not None and self.asked.is_set() and self.stopping is None:
+            self.interrupted = True
+            self.stop()
+
+    def signalled(self):
+        if self.stopping is not None:
+            self.forced = True  # a second signal: do not wait for the graceful stop
+        self.interrupted = True
+        self.stop()
+
+    def stop(self):
+        if self.stopping is None:
+            self.stopping = self.loop.time()
+        self.halt.set()
+        self.go.set()  # a worker still waiting at the gate goes through it and stops at once
+
+
+async def _run_workers(scenario, workers, progress, stream, target_state, ctl, procs):
+    from loadgen.engine import _deliver_mail, _run_events, _version
+
     loop = asyncio.get_running_loop()
     runner = target = None
     url = scenario.target.url
@@ -887,39 +1017,77 @@ async def run_workers(scenario, workers, *, progress=True, stream=None, target_s
         target_state = target_state or embedded_state(scenario)
         tls = dict(tls_cert=scenario.target.tls_cert, tls_key=scenario.target.tls_key) if scenario.target.tls else {}
         runner, target, url = await start_target(scenario.target.listen, 0, target_state, **tls)
+    try:
+        result = await _collect(scenario, workers, progress, stream, target, url, ctl, procs, _deliver_mail,
+                                _run_events, _version)
+    except BaseException:
+        if runner is not None:
+            await runner.cleanup()
+        raise
+    return runner, target, url, result
+
+
+async def _collect(scenario, workers, progress, stream, target, url, ctl, procs, _deliver_mail, _run_events,
+                   _version):
+    loop = asyncio.get_running_loop()
     stats = Stats()
     views = _Devices()
     metrics.attach(stats, views.counts, run_id=uuid.uuid4().hex[:12], scenario=scenario.name, version=_version())
-    ctx = multiprocessing.get_context("spawn")
-    out = ctx.Queue()
-    procs = [ctx.Process(target=_worker, args=(scenario, url, w, workers, out), daemon=True) for w in range(workers)]
+    out = ctl.out
+    parent = os.getpid()
+    procs.extend(ctl.ctx.Process(target=_worker, args=(scenario, url, w, workers, out, ctl.go, ctl.halt, parent),
+                                 daemon=True) for w in range(workers))
     for p in procs:
         p.start()
-    t0 = loop.time()
-    deadline = t0 + scenario.duration
+    t0 = None
     side = []
-    if target is not None:
-        if scenario.events:
-            side.append(asyncio.create_task(_run_events(scenario, target, t0, deadline, stats)))
-        if scenario.target.mail_per_user_per_hour > 0 and not hasattr(target, "apply_event"):  # (a cluster: its own)
-            side.append(asyncio.create_task(_deliver_mail(target.state, scenario, deadline)))
-    latest, finals, errors = {}, {}, []
+    ready = set()
+    latest, finals, errors, exceptions = {}, {}, [], []
     last_print = 0.0
-    interrupted = False
     try:
         while len(finals) + len(errors) < workers:
+            ctl.check()
+            if ctl.stopping is not None:
+                for task in side:  # no more scenario events once the run is stopped
+                    task.cancel()
+                limit = ctl.stopping + scenario.load.graceful_stop + _Control.FORCE_AFTER
+                if ctl.forced or loop.time() > limit:
+                    missing = [w for w in range(workers) if w not in finals]
+                    errors.extend("worker %d: stopped without its final results" % w for w in missing
+                                  if not any(e.startswith("worker %d:" % w) for e in errors))
+                    for w in missing:
+                        if procs[w].is_alive():
+                            procs[w].kill()
+                    break
             try:
-                shard, snap = await loop.run_in_executor(None, out.get, True, 0.5)
+                shard, snap = await loop.run_in_executor(None, out.get, True, 0.25)
             except queue_mod.Empty:
                 if not any(p.is_alive() for p in procs) and out.empty():
                     errors.append("a worker ended without its results")
                     break
                 continue
             except asyncio.CancelledError:
-                interrupted = True
+                ctl.interrupted = True
+                ctl.stop()
                 continue
             if "error" in snap:
                 errors.append("worker %d: %s" % (shard, snap["error"]))
+                if snap.get("exception") is not None:
+                    exceptions.append(snap["exception"])
+                if t0 is None:
+                    ctl.stop()  # the others must not wait at the start gate for it
+                continue
+            if snap.get("ready"):
+                ready.add(shard)
+                if len(ready) == workers and t0 is None and ctl.stopping is None:
+                    t0 = loop.time()  # every worker starts its clock now: the events fall at the same point
+                    ctl.go.set()
+                    deadline = t0 + scenario.duration
+                    if target is not None:
+                        if scenario.events:
+                            side.append(asyncio.create_task(_run_events(scenario, target, t0, deadline, stats)))
+                        if scenario.target.mail_per_user_per_hour > 0 and not hasattr(target, "apply_event"):
+                            side.append(asyncio.create_task(_deliver_mail(target.state, scenario, deadline)))
                 continue
             latest[shard] = snap
             views.states[shard] = snap["devices"]
@@ -931,26 +1099,35 @@ async def run_workers(scenario, workers, *, progress=True, stream=None, target_s
                 last_print = now
                 states = ", ".join("%s %d" % kv for kv in views.counts().most_common(4))
                 stream.write("[%5.1fs/%.0fs] %d workers | devices %d (%s) | requests %d | errors %d\n" % (
-                    now - t0, scenario.duration, workers, scenario.population.devices, states, stats.total,
-                    stats.failures))
+                    now - (t0 or now), scenario.duration, workers, scenario.population.devices, states,
+                    stats.total, stats.failures))
                 stream.flush()
     finally:
         events = list(stats.events)
         for task in side:
             task.cancel()
         await asyncio.gather(*side, return_exceptions=True)
-        for p in procs:
-            p.join(timeout=10)
-            if p.is_alive():
-                p.terminate()
-        if runner is not None:
-            await runner.cleanup()
     if errors:
-        raise RuntimeError("; ".join(errors))
-    _merge_final(stats, [finals[w] for w in sorted(finals)])
+        if not latest and exceptions:
+            raise exceptions[0]  # no worker ran: the cause as the single-process run would raise it
+        if not latest:
+            raise RuntimeError("; ".join(errors))
+        for line in errors:  # what is missing is said; what the others recorded is still merged and written
+            stream.write("easload: %s\n" % line)
+        stream.flush()
+    parts = [finals[w] for w in sorted(finals)]
+    parts += [_as_final(latest[w]) for w in sorted(latest) if w not in finals]  # counts without histograms
+    _merge_final(stats, parts)
     stats.events = events
-    stats.interrupted = stats.interrupted or interrupted
-    return RunResult(stats, [None] * scenario.population.devices, url, target, stats.interrupted)
+    stats.interrupted = stats.interrupted or ctl.interrupted or bool(errors)
+    return stats, stats.interrupted
+
+
+def _as_final(snap):
+    """A worker's last live snapshot standing for the final one it never sent: its counts; no
+    histograms or time series."""
+    now = time.time()
+    return dict(snap, final=True, histograms={}, timings={}, series=[], started=now, ended=now, interrupted=True)
 
 
 __all__ = ["run_workers", "merge_series"]

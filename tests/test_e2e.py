@@ -328,3 +328,37 @@ def test_failed_unlocks_code_word_then_local_wipe_and_reenrolment():
     assert st.local_wipes >= 3 and st.code_words >= 3 and st.reenrolments >= 3
     assert all(d.generation >= 1 for d in result.devices)
     assert st.wipes == {}  # local wipes are not remote wipes
+
+
+def test_tls_precheck_message_never_shows_the_urls_credentials(monkeypatch):
+    """The devices' TLS check before the run names the target without its user info (RFC 3986 3.2.1)."""
+    import io
+    import socket
+
+    from loadgen.target import tls
+
+    async def untrusted(url, ctx):
+        return "certificate not trusted (test)"
+
+    monkeypatch.setattr(tls, "certificate_problem", untrusted)
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    sc = scenario.parse('duration = 0.5\n[target]\nurl = "https://alice:s3cret@127.0.0.1:%d/Microsoft-Server-ActiveSync"\n'
+                        '[population]\ndevices = 1\n[load]\nramp_up = 0\ngraceful_stop = 0.5\n' % port, "t.toml")
+    stream = io.StringIO()
+    result = asyncio.run(engine.run(sc, progress=False, stream=stream))
+    text = stream.getvalue()
+    assert "certificate not trusted (test)" in text and "127.0.0.1:%d" % port in text
+    assert "s3cret" not in text and "alice" not in text
+    assert result.tls_problem
+
+
+def test_command_events_are_saved_without_environment_values():
+    """A command event's result (summary.json, the report) shows NAME=*** for its environment prefix."""
+    sc = make(devices=1, duration=1.5, extra='[[events]]\nat = 0\naction = "command"\nrun = "API_TOKEN=s3cret true"\n')
+    result = run(sc)
+    (event,) = result.stats.events
+    assert event[1] == "command" and event[2].startswith("exit 0: API_TOKEN=***")
+    assert "s3cret" not in repr(result.stats.events)

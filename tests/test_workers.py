@@ -41,16 +41,47 @@ def test_merge_series_adds_counts_and_merges_histograms():
 
 
 def test_two_workers_end_to_end(tmp_path):
-    f = tmp_path / "w.toml"
-    f.write_text('duration = 4\n[population]\ndevices = 12\n[load]\nramp_up = 0.5\nthink_time = 0.3\nmode = "poll"\n'
-                 '[thresholds]\n"devices.provisioned" = ">= 1"\n[[events]]\nat = 2\naction = "change_policy"\n'
-                 'settings = { MinDevicePasswordLength = 6 }\n')
-    out = subprocess.run([sys.executable, "-m", "loadgen", "run", str(f), "--workers", "2", "--metrics-listen", "",
-                          "-q", "--out", str(tmp_path / "o")], capture_output=True, text=True, timeout=90)
-    assert out.returncode == 0, out.stdout + out.stderr
-    data = orjson.loads((tmp_path / "o" / "summary.json").read_bytes())
+    """Two workers against the parent's embedded target: a policy change made once every device is
+    provisioned reaches every device of both workers (each reprovisions once, after a 144), and the
+    merged results account for every request.  Driven by conditions on the target's state, not by
+    times inside the run (the run is long and stopped by the test), so a loaded machine only makes
+    it slower; the scenario's event at 0 s is applied by the parent when the workers start."""
+    import asyncio
+
+    from hostile import wait_for
+
+    from loadgen.workers import run_workers
+
+    sc = scenario.parse('duration = 600\n[population]\ndevices = 12\n[load]\nramp_up = 0.5\nthink_time = 0.3\n'
+                        'mode = "poll"\ngraceful_stop = 5\n[[events]]\nat = 0\naction = "mail"\nfraction = 1.0\n',
+                        "w.toml")
+
+    async def go():
+        state = engine.embedded_state(sc)
+        stop = asyncio.Event()
+        run = asyncio.create_task(run_workers(sc, 2, progress=False, target_state=state, stop=stop,
+                                              handle_signals=False))
+
+        def all_on(key):
+            return len(state.devices) == 12 and all(r.acked_key == key for r in state.devices.values())
+
+        try:
+            await wait_for(lambda: all_on(state.policy_key) or run.done(), 120)
+            assert not run.done(), run
+            state.change_policy(MinDevicePasswordLength=6)
+            await wait_for(lambda: all_on(state.policy_key) or run.done(), 120)
+            assert not run.done(), run
+        finally:
+            stop.set()
+        return await asyncio.wait_for(run, 120)
+
+    result = asyncio.run(go())
+    stats = result.stats
+    assert result.interrupted  # stopped by the test, not at its end
+    assert stats.reprovisions["144"] == 12  # the parent's policy change reached every worker's devices
+    assert [e[1] for e in stats.events] == ["mail"] and stats.events[0][2].startswith("mail for ")
+    data = stats.to_dict(scenario=sc.name, target="embedded")
     assert data["devices"] == {"provisioned": 12}
-    assert data["reprovisions"]["144"] == 12  # the parent's event reached every worker's devices
     assert data["requests"] == sum(data["by_command_status"].values())
     assert data["latency"]["Provision"]["count"] == data["by_command_status"]["Provision 200"]
 
