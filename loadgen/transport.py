@@ -451,7 +451,7 @@ class _Connection(asyncio.Protocol):
             headers = self.headers = Headers()
         self.until_eof = "content-length" not in headers and "transfer-encoding" not in headers
         length = headers.get("content-length")
-        if length is not None and len(length) > 8 and length.isdigit() and int(length) > self.limit:
+        if length is not None and length.isdigit() and int(length) > self.limit:
             raise TooLarge()  # refused before any byte of the body is kept
 
     def on_body(self, data):
@@ -760,9 +760,13 @@ class LeanTransport:
             try:
                 conn = await waiter
             except BaseException:
-                # cancelled in the queue; a connection handed over meanwhile goes to the next one
-                if waiter.done() and not waiter.cancelled() and waiter.result() is not None:
-                    self._release(endpoint, waiter.result())
+                # cancelled in the queue: a connection (or a free slot, None) handed over meanwhile
+                # goes to the next request waiting
+                if waiter.done() and not waiter.cancelled():
+                    if waiter.result() is not None:
+                        self._release(endpoint, waiter.result())
+                    else:
+                        self._wake(pool, None)
                 raise
             waited += perf_counter() - queued
             if conn is not None and not conn.closed:
