@@ -412,3 +412,80 @@ def test_non_utf8_password_does_not_crash():
     head = ep.head("Sync", None, 0)
     assert b"Authorization: Basic " in head
     gc.collect()
+
+
+# -------------------------------------------------------------- the whole run: the server's count is in "sent"
+
+
+def test_engine_run_counts_every_request_the_server_saw():
+    """A front for the embedded target that reads the second request of every connection and closes
+    it unanswered (the kept-alive connection a server dropped): the devices' transport sends each
+    such request again on a fresh connection.  At the end, every request the front saw is in the
+    run's "sent", and sent = answered + errors + timeouts + cancelled + re-sent."""
+    import aiohttp
+
+    from loadgen import engine, scenario
+    from loadgen.target.server import start_target
+
+    def make_scenario(url=None):
+        return scenario.parse("""
+name = "closing-front"
+duration = 3
+seed = 5
+[target]
+%s
+ping_min = 1
+[auth]
+users = 4
+[population]
+devices = 4
+devices_per_user = 1
+[load]
+ramp_up = 0.5
+think_time = 0.05
+timeout = 5
+graceful_stop = 1
+mode = "poll"
+""" % ('url = "%s"' % url if url else ""), "front.toml")
+
+    async def go():
+        state = engine.embedded_state(make_scenario())
+        runner, _target, upstream = await start_target("127.0.0.1", 0, state)
+        base = upstream.split("/Microsoft-Server-ActiveSync")[0]
+        session = aiohttp.ClientSession(auto_decompress=False)
+
+        async def front(conn, req):
+            if conn.served >= 2:
+                return False  # read, then closed without an answer
+            headers = {k: v for k, v in req.headers.items() if k not in ("host", "content-length", "connection")}
+            async with session.request(req.method, base + req.target, headers=headers, data=req.body,
+                                       allow_redirects=False) as r:
+                body = await r.read()
+                extra = b"".join(b"%s: %s\r\n" % (k.encode(), v.encode()) for k, v in r.headers.items()
+                                 if k.lower() not in ("content-length", "content-type", "transfer-encoding",
+                                                      "connection", "date", "server"))
+                conn.write(http_response(body, status=b"%d %s" % (r.status, (r.reason or "X").encode()),
+                                         content_type=r.headers.get("Content-Type", "").encode() or None,
+                                         extra=extra))
+            return True
+
+        try:
+            async with ScriptedServer(front) as srv:
+                result = await engine.run(make_scenario(srv.url), progress=False)
+                saw = len(srv.requests)
+        finally:
+            await session.close()
+            await runner.cleanup()
+        return result, saw
+
+    result, saw = asyncio.run(go())
+    st = result.stats
+    resent = sum(getattr(st, "resent", {}).values())
+    sent = sum(st.by_key.values()) + sum(st.cancelled.values()) + resent
+    assert result.reconnects > 0 and resent == result.reconnects
+    assert saw <= sent <= saw + 4  # at most a request per device written as the run was cut
+    assert st.errors() == 0
+    acc = accounting(st)
+    assert acc["sent"] == sent
+    assert acc["sent"] == acc["answered"] + acc["errors"] + acc["timeouts"] + acc["cancelled"] + acc["resent"]
+    assert st.to_dict()["reconnects"] == result.reconnects
