@@ -417,7 +417,8 @@ def test_non_utf8_password_does_not_crash():
 # -------------------------------------------------------------- the whole run: the server's count is in "sent"
 
 
-def test_engine_run_counts_every_request_the_server_saw():
+@pytest.mark.parametrize("kind", KINDS)
+def test_engine_run_counts_every_request_the_server_saw(kind):
     """A front for the embedded target that reads the second request of every connection and closes
     it unanswered (the kept-alive connection a server dropped): the devices' transport sends each
     such request again on a fresh connection.  At the end, every request the front saw is in the
@@ -446,7 +447,8 @@ think_time = 0.05
 timeout = 5
 graceful_stop = 1
 mode = "poll"
-""" % ('url = "%s"' % url if url else ""), "front.toml")
+transport = "%s"
+""" % ('url = "%s"' % url if url else "", kind), "front.toml")
 
     async def go():
         state = engine.embedded_state(make_scenario())
