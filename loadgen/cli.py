@@ -466,6 +466,11 @@ def cmd_probe(args):
         if password is None:
             raise UsageError("set the password in the environment variable %s (or use --password-env / --token-file)"
                              % args.password_env)
+        try:
+            password.encode("utf-8")  # bytes that are not UTF-8 come as surrogate escapes (PEP 383)
+        except UnicodeEncodeError:
+            raise UsageError("the environment variable %s (--password-env) is not valid UTF-8" % args.password_env) \
+                from None
     email = args.autodiscover
     if email == "" or (args.url is None and email is None):  # --autodiscover alone, or no URL: the user's address
         if "@" not in args.user:

@@ -187,3 +187,13 @@ def test_argparse_errors_are_one_line(tmp_path):
     out = _run(["run", "--workers"])
     assert out.returncode == 2
     _one_line(out.stderr, "--workers")
+
+
+def test_probe_non_utf8_password_variable_is_exit_2_naming_it():
+    env = dict(os.environb)
+    env[b"EAS_PASSWORD"] = b"\xff\xfe"
+    out = subprocess.run([sys.executable, "-m", "loadgen", "probe", "http://127.0.0.1:9/Microsoft-Server-ActiveSync",
+                          "--user", "u"], capture_output=True, env=env, timeout=60, stdin=subprocess.DEVNULL)
+    err = out.stderr.decode("utf-8", "replace")
+    assert out.returncode == 2, err
+    _one_line(err, "EAS_PASSWORD")
