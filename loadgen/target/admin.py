@@ -36,11 +36,37 @@ import secrets
 from aiohttp import web
 
 from loadgen.target.metrics import exposition, make_registry
+from loadgen.target.state import policy_flags, validate_policy
 
 log = logging.getLogger("easload.target.admin")
 
 
 ADMIN_KEY = web.AppKey("admin", object)
+
+
+def authorized(request, expected):
+    """True when the request's Authorization header is exactly ``expected`` (bytes).
+
+    The header is compared as the bytes that were sent: aiohttp hands header values over decoded
+    as UTF-8 with surrogate escapes, so a value that is not UTF-8 (RFC 9110 5.5: field values are
+    octets) comes back to its own bytes here instead of raising; it is simply not the token."""
+    given = request.headers.get("Authorization", "")
+    return hmac.compare_digest(given.encode("utf-8", "surrogateescape"), expected)
+
+
+async def read_json(request):
+    """The JSON object of a POST body, or a 400 response: not JSON, not UTF-8, nested too deep
+    for the parser, or not an object (RFC 8259; RFC 9110 15.5.1 400 Bad Request)."""
+    raw = await request.read()
+    if not raw:
+        return {}
+    try:
+        data = json.loads(raw)
+    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
+        return web.json_response({"error": "body is not JSON"}, status=400)
+    if not isinstance(data, dict):
+        return web.json_response({"error": "body must be a JSON object"}, status=400)
+    return data
 
 
 def _json(data, status=200):
@@ -49,6 +75,12 @@ def _json(data, status=200):
 
 class BadRequest(Exception):
     pass
+
+
+def _message(exc):
+    """One line for a refused admin request (a KeyError's repr quotes its key)."""
+    text = str(exc) if not isinstance(exc, KeyError) else "unknown %s" % (exc.args[0] if exc.args else "key")
+    return (text or type(exc).__name__).splitlines()[0][:300]
 
 
 class Admin:
@@ -75,10 +107,8 @@ class Admin:
 
     @web.middleware
     async def _auth(self, request, handler):
-        if request.path.startswith("/admin"):
-            given = request.headers.get("Authorization", "").encode()
-            if not hmac.compare_digest(given, self._expected):
-                return _json({"error": "unauthorized"}, 401)
+        if request.path.startswith("/admin") and not authorized(request, self._expected):
+            return _json({"error": "unauthorized"}, 401)
         try:
             return await handler(request)
         except web.HTTPException:
@@ -91,18 +121,14 @@ class Admin:
         async def handler(request):
             data = dict(request.query) if request.method == "GET" else {}
             if request.method == "POST":
-                raw = await request.read()
-                if raw:
-                    try:
-                        data = json.loads(raw)
-                    except ValueError:
-                        return _json({"error": "body is not JSON"}, 400)
-                if not isinstance(data, dict):
-                    return _json({"error": "body must be a JSON object"}, 400)
+                data = await read_json(request)
+                if isinstance(data, web.StreamResponse):
+                    return data
             try:
                 return _json(method(data))
-            except (BadRequest, ValueError, TypeError, KeyError) as exc:
-                return _json({"error": str(exc) or type(exc).__name__}, 400)
+            except (BadRequest, ValueError, TypeError, KeyError, AttributeError, OverflowError,
+                    RecursionError) as exc:  # a value of the wrong type or range: the caller's mistake
+                return _json({"error": _message(exc)}, 400)
         return handler
 
     # -- endpoints (plain functions of a dict; usable without HTTP too)
@@ -118,20 +144,22 @@ class Admin:
 
     def policy(self, data):
         state = self.state
-        for flag in ("allow_non_provisionable", "no_policy"):
-            if flag in data:
-                setattr(state, flag, bool(data[flag]))
-        if "refresh_interval_min" in data:
-            state.refresh_interval_min = float(data["refresh_interval_min"])
         settings = data.get("settings") or {}
         if not isinstance(settings, dict):
             raise BadRequest("settings must be an object")
-        if settings:
-            state.change_policy(**settings)
+        settings = validate_policy(settings)  # every value is checked before anything changes
+        flags = policy_flags(data)
+        key = None
         if data.get("policy_key") is not None:
             key = str(data["policy_key"])
-            if not key or len(key) > 64:  # MS-ASPROV 2.2.2.42: at most 64 characters
-                raise BadRequest("policy_key must have 1 to 64 characters")
+            # MS-ASPROV 2.2.2.42: at most 64 characters; it travels in the X-MS-PolicyKey header
+            if not key or len(key) > 64 or not key.isprintable() or not key.isascii():
+                raise BadRequest("policy_key must have 1 to 64 printable ASCII characters")
+        for flag, value in flags.items():
+            setattr(state, flag, value)
+        if settings:
+            state.change_policy(**settings)
+        if key is not None:
             state.policy_key = key
         return {"policy_version": state.policy_version, "policy": state.policy}
 
@@ -226,7 +254,9 @@ async def start_admin(host="127.0.0.1", port=0, target=None, token=None):
     """Start the admin API for ``target``.  Returns (runner, url, token)."""
     admin = Admin(target, token)
     admin.app[ADMIN_KEY] = admin  # reachable from the runner: runner.app[ADMIN_KEY]
-    runner = web.AppRunner(admin.app, access_log=None, handle_signals=False)
+    from loadgen.target.server import HTTP_LOG
+
+    runner = web.AppRunner(admin.app, access_log=None, handle_signals=False, logger=HTTP_LOG)
     await runner.setup()
     site = web.TCPSite(runner, host, port, reuse_address=True)
     await site.start()

@@ -343,13 +343,12 @@ class TargetCluster:
     async def change_policy(self, settings=None, **flags):
         """New policy settings and/or flags (allow_non_provisionable, no_policy, refresh_interval_min):
         one new policy key, decided here, for every process."""
-        settings = dict(settings or {})
+        from loadgen.target.state import policy_flags, validate_policy
+
+        settings = validate_policy(settings or {})  # checked before anything changes, here or in a process
         state = self.state
-        for flag in ("allow_non_provisionable", "no_policy"):
-            if flag in flags:
-                setattr(state, flag, bool(flags[flag]))
-        if "refresh_interval_min" in flags:
-            state.refresh_interval_min = float(flags["refresh_interval_min"])
+        for flag, value in policy_flags(flags).items():
+            setattr(state, flag, value)
         body = dict(flags)
         if settings:
             state.change_policy(**settings)
@@ -499,7 +498,9 @@ class TargetCluster:
         from aiohttp import web
 
         admin = ClusterAdmin(self, token)
-        runner = web.AppRunner(admin.app, access_log=None, handle_signals=False)
+        from loadgen.target.server import HTTP_LOG
+
+        runner = web.AppRunner(admin.app, access_log=None, handle_signals=False, logger=HTTP_LOG)
         await runner.setup()
         site = web.TCPSite(runner, host, port, reuse_address=True)
         await site.start()
@@ -511,9 +512,9 @@ class ClusterAdmin:
     """admin.py's API for a cluster: actions broadcast or routed to the owner, answers merged."""
 
     def __init__(self, cluster, token=None):
-        import hmac
-
         from aiohttp import web
+
+        from loadgen.target.admin import authorized
 
         self.cluster = cluster
         self.token = token or secrets.token_urlsafe(24)
@@ -521,9 +522,8 @@ class ClusterAdmin:
 
         @web.middleware
         async def auth(request, handler):
-            if request.path.startswith("/admin"):
-                if not hmac.compare_digest(request.headers.get("Authorization", "").encode(), expected):
-                    return web.json_response({"error": "unauthorized"}, status=401)
+            if request.path.startswith("/admin") and not authorized(request, expected):
+                return web.json_response({"error": "unauthorized"}, status=401)
             try:
                 return await handler(request)
             except web.HTTPException:
@@ -544,25 +544,20 @@ class ClusterAdmin:
         r.add_get("/admin/counters", self._wrap(self.counters))
 
     def _wrap(self, method):
-        import json
-
         from aiohttp import web
+
+        from loadgen.target.admin import _message, read_json
 
         async def handler(request):
             data = {}
             if request.method == "POST":
-                raw = await request.read()
-                if raw:
-                    try:
-                        data = json.loads(raw)
-                    except ValueError:
-                        return web.json_response({"error": "body is not JSON"}, status=400)
-                if not isinstance(data, dict):
-                    return web.json_response({"error": "body must be a JSON object"}, status=400)
+                data = await read_json(request)
+                if isinstance(data, web.StreamResponse):
+                    return data
             try:
                 return web.json_response(await method(data))
-            except (ValueError, TypeError, KeyError) as exc:
-                return web.json_response({"error": str(exc) or type(exc).__name__}, status=400)
+            except (ValueError, TypeError, KeyError, AttributeError, OverflowError, RecursionError) as exc:
+                return web.json_response({"error": _message(exc)}, status=400)
         return handler
 
     async def policy(self, data):

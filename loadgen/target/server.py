@@ -17,10 +17,13 @@ applies the injected faults (faults.py).
 
 import asyncio
 import logging
+import re
+import signal
 import socket
 import struct
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 import _wbxml
 from _wbxml import Slot, Template, WBXMLError, encode, find, findtext
@@ -40,6 +43,35 @@ from loadgen.target.state import (
 from loadgen.target.throttle import COMMAND_FREQUENCY, OUT_OF_BUDGETS
 
 log = logging.getLogger("easload.target")
+
+
+class _ClientErrorFilter(logging.Filter):
+    """aiohttp logs a request its parser refuses (a byte that is not allowed in the request line
+    or a header, a header line longer than it takes: RFC 9112 3, 5) with a traceback, although it
+    answers 400 and the fault is the client's.  Such a record becomes one line without the
+    traceback and without the message (which quotes the client's bytes: they may hold credentials)."""
+
+    def filter(self, record):
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, HttpProcessingError) and 400 <= (exc.code or 0) < 500:
+            record.msg = "refused a malformed request (%s, HTTP %d)"
+            record.args = (type(exc).__name__, exc.code)
+            record.exc_info = record.exc_text = None
+            record.levelno, record.levelname = logging.INFO, "INFO"
+        return True
+
+
+#: the logger of the target's (and its admin API's) HTTP servers: aiohttp's, with the filter above
+HTTP_LOG = logging.getLogger("easload.target.http")
+HTTP_LOG.addFilter(_ClientErrorFilter())
+
+# The plain-text query value (MS-ASHTTP 2.2.1.1.1.2): device-id = 1*32(ALPHA / DIGIT);
+# command-name = 1*ALPHA (a digit is let through too: an unknown command is 501 / 137, as for
+# any name the target does not serve); user-name and device-type are 1*VCHAR -- printable text
+# is accepted for them (a directory's user names are not all ASCII), up to MAX_QUERY_VALUE characters.
+_COMMAND_NAME = re.compile(r"[A-Za-z0-9]{1,64}")
+_DEVICE_ID = re.compile(r"[A-Za-z0-9]{1,32}")
+MAX_QUERY_VALUE = 256
 
 WBXML = "application/vnd.ms-sync.wbxml"
 SUPPORTED_VERSIONS = "2.5,12.0,12.1,14.0,14.1,16.0,16.1"
@@ -340,7 +372,15 @@ class Target:
         device_id = query.get("DeviceId")
         device_type = query.get("DeviceType")
         if not command or not user_param or not device_id or not device_type:
+            if request.query_string and "=" not in request.query_string:
+                # MS-ASHTTP 2.2.1.1.1.1: the base64-encoded query value is not served here
+                return self._plain("unknown", 400, "a base64-encoded query value is not supported: "
+                                   "send the plain-text query (Cmd, User, DeviceId, DeviceType)")
             return self._plain(command or "unknown", 400, "Cmd, User, DeviceId and DeviceType are required")
+        if not (_COMMAND_NAME.fullmatch(command) and _DEVICE_ID.fullmatch(device_id)
+                and _text_value(user_param) and _text_value(device_type)):
+            # MS-ASHTTP 2.2.1.1.1.2: not the plain-text query value's syntax
+            return self._plain(command, 400, "malformed Cmd, User, DeviceId or DeviceType (MS-ASHTTP 2.2.1.1.1.2)")
         state = self.state
         user = state.authenticate(request.headers.get("Authorization"))
         if user is None or self._challenge(request):
@@ -584,6 +624,10 @@ class Target:
                  "ItemOperations": itemops.handle}
 
 
+def _text_value(value):
+    return len(value) <= MAX_QUERY_VALUE and value.isprintable()
+
+
 def _expire(fut):
     if not fut.done():
         fut.set_result(None)
@@ -604,30 +648,32 @@ def _reset(request):
 
 
 async def start_target(host="127.0.0.1", port=0, state=None, *, faults=None, reuse_port=None, tls_cert=None,
-                       tls_key=None, http_port=None):
+                       tls_key=None, http_port=None, folders=DEFAULT_FOLDERS):
     """Start a target on ``host:port`` (0: a free port).  Returns (runner, target, url).
 
     ``tls_cert`` (PEM, with ``tls_key``): HTTPS only, as Exchange (target/tls.py); the URL
     is https://.  With TLS, ``http_port`` (0: a free one) adds the plain-HTTP side of an
     Exchange site: the unauthenticated Autodiscover GET is redirected (302) to the https
     Autodiscover URL, anything else is refused (403, IIS's "SSL required") --
-    ``target.http_url`` is its base URL (target/autodiscover.py, MS-OXDSCLI 3.1.5)."""
+    ``target.http_url`` is its base URL (target/autodiscover.py, MS-OXDSCLI 3.1.5).
+    ``folders``: the hierarchy FolderSync lists ((server id, parent, name, type), as DEFAULT_FOLDERS)."""
     ssl_context = None
     if tls_cert:
         from loadgen.target.tls import server_context
 
         ssl_context = server_context(tls_cert, tls_key)  # TLSError (ValueError) before anything listens
-    target = Target(state, faults=faults)
+    target = Target(state, folders=folders, faults=faults)
     target.http_url = plain = None
     if ssl_context is not None and http_port is not None:
-        plain = web.AppRunner(autodiscover.plain_http_app(target), access_log=None, handle_signals=False)
+        plain = web.AppRunner(autodiscover.plain_http_app(target), access_log=None, handle_signals=False,
+                              logger=HTTP_LOG)
 
         async def stop_plain(_app):
             await plain.cleanup()
 
         target.app.on_cleanup.append(stop_plain)  # before the app is frozen by its runner
     runner = web.AppRunner(target.app, access_log=None, handle_signals=False, handler_cancellation=True,
-                           shutdown_timeout=2.0)
+                           shutdown_timeout=2.0, logger=HTTP_LOG)
     await runner.setup()
     try:
         site = web.TCPSite(runner, host, port, reuse_address=True, reuse_port=reuse_port, backlog=4096,
@@ -649,25 +695,38 @@ async def start_target(host="127.0.0.1", port=0, state=None, *, faults=None, reu
 
 
 async def serve_forever(host, port, state, ready=None, admin=None, admin_token=None, **server_options):
-    """Run the target (and, with ``admin=(host, port)``, its admin API) until cancelled;
-    ``server_options``: start_target's (TLS)."""
-    runner, target, url = await start_target(host, port, state, **server_options)
-    admin_runner = None
-    if admin is not None:
-        from loadgen.target.admin import start_admin
-
-        admin_runner, admin_url, admin_token = await start_admin(admin[0], admin[1], target, admin_token)
-        log.info("admin API on %s", admin_url)  # the token is never logged
-    if ready is not None:
-        extra = {"http_url": target.http_url} if target.http_url else {}  # TLS with its plain-HTTP side
-        ready(url, admin_url if admin is not None else None, **extra)
+    """Run the target (and, with ``admin=(host, port)``, its admin API) until SIGTERM, SIGINT or
+    cancellation, then stop it and return normally (so what its caller holds -- a throwaway TLS
+    directory, target/tls.py -- is cleaned up as on any normal end); ``server_options``:
+    start_target's (TLS)."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    handled = []
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+            handled.append(sig)
+        except (NotImplementedError, RuntimeError, ValueError):  # not the main thread, or no signals here
+            pass
+    admin_runner = runner = None
     try:
-        while True:
-            await asyncio.sleep(3600)
+        runner, target, url = await start_target(host, port, state, **server_options)
+        if admin is not None:
+            from loadgen.target.admin import start_admin
+
+            admin_runner, admin_url, admin_token = await start_admin(admin[0], admin[1], target, admin_token)
+            log.info("admin API on %s", admin_url)  # the token is never logged
+        if ready is not None:
+            extra = {"http_url": target.http_url} if target.http_url else {}  # TLS with its plain-HTTP side
+            ready(url, admin_url if admin is not None else None, **extra)
+        await stop.wait()
     finally:
+        for sig in handled:
+            loop.remove_signal_handler(sig)
         if admin_runner is not None:
             await admin_runner.cleanup()
-        await runner.cleanup()
+        if runner is not None:
+            await runner.cleanup()
 
 
 __all__ = ["Target", "TargetState", "start_target", "serve_forever", "root_status", "WIPE_PENDING"]

@@ -31,12 +31,13 @@ import base64
 import csv
 import hashlib
 import hmac
+import math
 import os
 import random
 import time
 from dataclasses import dataclass, field
 
-from loadgen.eas.policy import SEED_POLICY
+from loadgen.eas.policy import POLICY_NAMES as _POLICY_NAMES, SEED_POLICY
 from loadgen.target import abq
 from loadgen.target.mailbox import Mailbox
 from loadgen.target.throttle import Throttle
@@ -133,6 +134,19 @@ class TargetState:
                  command_burst=600.0, opaque_keys=False, eas_path="/Microsoft-Server-ActiveSync",
                  ignore_policy_key=False, options_without_provision=False, auth_realm="easload",
                  challenge_first=False, autodiscover_redirect=None):
+        users = _number("users", users, 1, MAX_USERS, integer=True) if users_csv is None else users
+        ping_min = _number("ping_min", ping_min, 1, MAX_HEARTBEAT)
+        ping_max = _number("ping_max", ping_max, 1, MAX_HEARTBEAT)
+        if ping_min > ping_max:
+            raise ValueError("ping_min (%s) must not be above ping_max (%s)" % (ping_min, ping_max))
+        ping_max_folders = _number("ping_max_folders", ping_max_folders, 1, None, integer=True)
+        refresh_interval_min = _number("refresh_interval_min", refresh_interval_min, 0, None)
+        inbox_items = _number("inbox_items", inbox_items, 0, MAX_INBOX, integer=True)
+        if max_devices is not None:
+            max_devices = _number("max_devices", max_devices, 1, None, integer=True)
+        _check_pattern("user_pattern", user_pattern)
+        _check_pattern("password_pattern", password_pattern)
+        policy = validate_policy(policy) if policy is not None else None
         self.rng = random.Random(seed)
         # real servers' habits (tests/test_tolerance.py): EAS mount path, a server that never checks
         # X-MS-PolicyKey, an OPTIONS command list without Provision, the 401 realm, a challenge before
@@ -159,7 +173,11 @@ class TargetState:
         self.ping_max = ping_max
         self.ping_max_folders = ping_max_folders
         self.access_list = abq.AccessList(abq_default, abq_rules)
-        self.throttle = Throttle(max_concurrency, command_rate, command_burst)
+        try:
+            self.throttle = Throttle(max_concurrency, command_rate, command_burst)
+        except ValueError as exc:  # the throttle's names are those of its admin API: say ours
+            raise ValueError(str(exc).replace("rate ", "command_rate ", 1).replace("burst ", "command_burst ", 1)) \
+                from None
         self.mailboxes = {}
         self.user_devices = {}  # user -> number of device partnerships
         self.policy = dict(policy) if policy is not None else dict(SEED_POLICY)
@@ -247,8 +265,10 @@ class TargetState:
     # -- policy
 
     def change_policy(self, **settings):
-        """Admin: change settings; the policy key changes with the policy."""
-        self.policy.update({k: (None if v is None else str(v)) for k, v in settings.items()})
+        """Admin: change settings; the policy key changes with the policy.  A setting that
+        does not exist, or a value that cannot be sent, is a ValueError naming it; nothing
+        of a refused change is applied."""
+        self.policy.update(validate_policy(settings))
         self.policy_key = self._key()
         self.policy_version += 1
 
@@ -440,6 +460,91 @@ class TargetState:
                 state = "stale_key"
             result[state] = result.get(state, 0) + 1
         return result
+
+
+# Bounds of the values a target is built with (beyond them a value is a mistake, not a test):
+MAX_USERS = 10_000_000  # a dict of user -> password; 10^7 is ~2 GB already
+MAX_HEARTBEAT = 86_400  # Ping HeartbeatInterval, seconds (MS-ASCMD 2.2.3.88.1: Exchange allows 60..3540)
+MAX_INBOX = 1_000_000
+MAX_POLICY_VALUE = 1024  # characters of one policy setting's value
+
+
+def _number(name, value, low, high, integer=False):
+    """``value`` as a number within [low, high] (high None: no upper bound), or a ValueError naming it."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        try:
+            if isinstance(value, bool):
+                raise TypeError
+            value = float(value) if not integer else int(value)
+        except (TypeError, ValueError):
+            raise ValueError("%s must be a number, not %r" % (name, value)) from None
+    if not math.isfinite(value):
+        raise ValueError("%s must be a finite number, not %r" % (name, value))
+    if integer and value != int(value):
+        raise ValueError("%s must be a whole number, not %r" % (name, value))
+    if value < low or (high is not None and value > high):
+        raise ValueError("%s must be %s, not %r" % (
+            name, "at least %s" % low if high is None else "between %s and %s" % (low, high), value))
+    return int(value) if integer else value
+
+
+def _check_pattern(name, pattern):
+    """A user or password pattern: plain text with ``{n}`` (optionally with a format spec, e.g.
+    ``{n:04d}``) and nothing else a format string could do (no index, attribute, other field)."""
+    import string
+
+    if not isinstance(pattern, str):
+        raise ValueError("%s must be text, not %r" % (name, pattern))
+    try:
+        fields = [f for _, f, _, _ in string.Formatter().parse(pattern) if f is not None]
+        if any(f != "n" for f in fields):
+            raise ValueError("only {n} may be used")
+        pattern.format(n=1)
+    except (ValueError, KeyError, IndexError, AttributeError, TypeError) as exc:
+        raise ValueError("%s %r: %s (write {n} for the user number)" % (name, pattern, exc)) from None
+
+
+def validate_policy(settings):
+    """``{setting: value}`` as the target keeps it (text or None), or a ValueError naming the first
+    setting that does not exist or whose value cannot be sent.  The settings are the children of
+    EASProvisionDoc (MS-ASPROV 2.2.2) the target knows (loadgen/eas/policy.py SEED_POLICY); a
+    value is text, a number or a boolean (sent as text), or null for an empty element."""
+    if not isinstance(settings, dict):
+        raise ValueError("policy settings must be an object of setting: value")
+    out = {}
+    for name, value in settings.items():
+        if name not in _POLICY_NAMES:
+            raise ValueError("unknown policy setting %r (MS-ASPROV 2.2.2: one of the EASProvisionDoc settings, "
+                             "e.g. DevicePasswordEnabled, AllowWiFi)" % (name,))
+        if value is None:
+            out[name] = None
+            continue
+        if isinstance(value, bool):
+            value = int(value)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError("policy setting %s: %r is not a value" % (name, value))
+        if not isinstance(value, (str, int, float)):
+            raise ValueError("policy setting %s must be text or a number, not %s" % (name, type(value).__name__))
+        text = str(value)
+        if len(text) > MAX_POLICY_VALUE or not text.isprintable():
+            raise ValueError("policy setting %s: the value must be printable text of at most %d characters"
+                             % (name, MAX_POLICY_VALUE))
+        out[name] = text
+    return out
+
+
+def policy_flags(data):
+    """The policy switches of an admin request (allow_non_provisionable, no_policy: booleans;
+    refresh_interval_min: minutes, finite, not negative), checked; only those present."""
+    flags = {}
+    for flag in ("allow_non_provisionable", "no_policy"):
+        if flag in data:
+            if not isinstance(data[flag], (bool, int)) or data[flag] not in (0, 1):
+                raise ValueError("%s must be true or false, not %r" % (flag, data[flag]))
+            flags[flag] = bool(data[flag])
+    if "refresh_interval_min" in data:
+        flags["refresh_interval_min"] = _number("refresh_interval_min", data["refresh_interval_min"], 0, None)
+    return flags
 
 
 def read_users_csv(path):

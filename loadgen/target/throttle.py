@@ -28,26 +28,52 @@ OUT_OF_BUDGETS = "OutOfBudgets"
 COMMAND_FREQUENCY = "CommandFrequency"
 
 
+# setting -> (type, lowest, highest): a budget of commands, not of server time (see above)
+_RANGES = {"max_concurrency": (int, 0, 1_000_000), "rate": (float, 0.0, 1e9), "burst": (float, 1.0, 1e12),
+           "low_water": (float, 0.0, 1.0), "retry_after": (int, 0, 86_400)}
+
+
+def _setting(name, value):
+    kind, low, high = _RANGES[name]
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise ValueError("throttle %s must be a number, not %r" % (name, value))
+    try:
+        number = float(value)
+    except ValueError:
+        raise ValueError("throttle %s must be a number, not %r" % (name, value)) from None
+    if not (math.isfinite(number) and low <= number <= high):
+        raise ValueError("%s must be a finite number from %s to %s, not %r" % (name, low, high, value))
+    if kind is int and number != int(number):
+        raise ValueError("%s must be a whole number, not %r" % (name, value))
+    return kind(number)
+
+
 class Throttle:
     __slots__ = ("max_concurrency", "rate", "burst", "low_water", "retry_after", "active", "buckets", "clock")
 
     def __init__(self, max_concurrency=10, rate=20.0, burst=600.0, low_water=0.2, retry_after=30, clock=None):
         import time
 
-        self.max_concurrency = max_concurrency  # None or 0: unlimited
-        self.rate = float(rate) if rate else 0.0  # 0: no command budget
-        self.burst = float(burst)
-        self.low_water = float(low_water)
-        self.retry_after = int(retry_after)
+        self.max_concurrency = 0  # None or 0: unlimited
+        self.rate = 0.0  # 0: no command budget
+        self.burst = 600.0
+        self.low_water = 0.2
+        self.retry_after = 30
+        self.configure(max_concurrency=max_concurrency or 0, rate=rate or 0.0, burst=burst, low_water=low_water,
+                       retry_after=retry_after)
         self.active = {}  # user -> concurrent requests
         self.buckets = {}  # (user, device id) -> [tokens, last time]
         self.clock = clock or time.monotonic
 
     def configure(self, **kw):
-        for name in ("max_concurrency", "rate", "burst", "low_water", "retry_after"):
-            if name in kw and kw[name] is not None:
-                setattr(self, name, type(getattr(self, name))(kw[name]) if name != "max_concurrency"
-                        else int(kw[name]))
+        """Change the given settings (None: unchanged); a value out of its range is a ValueError
+        naming it, and then nothing is changed."""
+        unknown = set(kw) - set(_RANGES)
+        if unknown:
+            raise ValueError("unknown throttle setting %s (one of %s)" % (sorted(unknown)[0], ", ".join(_RANGES)))
+        values = {name: _setting(name, kw[name]) for name in _RANGES if kw.get(name) is not None}
+        for name, value in values.items():
+            setattr(self, name, value)
         return self.to_dict()
 
     def to_dict(self):
