@@ -617,7 +617,10 @@ def cmd_merge(args):
     verdicts = evaluate_thresholds(stats, thresholds)
     if verdicts:
         print()
-        print(thresholds_text(verdicts))
+        print(_thresholds_with_hints(thresholds_text(verdicts), stats, verdicts))
+    hint = _no_policy_hint(stats)
+    if hint:
+        print("\n" + hint)
     if not shards["complete"]:
         print("\nwarning: %d of %d shards merged (%s)" % (len(shards["shards_merged"]), shards["shards_total"],
                                                          shards["shards_merged"]), file=sys.stderr)

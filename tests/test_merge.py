@@ -88,6 +88,10 @@ def test_every_count_of_a_summary_adds_up_when_merged():
     s.code_words += 1
     s.local_wipes += 1
     s.policy_effects["attachment_fetch"] += 1
+    s.record("Sync", 200, "ok", 0.01, 50, 50)
+    s.resend("Sync")
+    s.cancelled["Sync"] += 1
+    s.unsent("Sync")
     s.ended = s.started + 1
     one = s.to_dict("x")
     merged, _shards, _first = merge([dict(one, shard=[0, 2]), dict(one, shard=[1, 2])])
