@@ -9,6 +9,13 @@ request and response is printed: method, URL (query decoded), headers with
 credentials redacted, status, timing and the body as indented XML.  Each step
 ends with a verdict and, where something is off, plain advice.
 
+Everything the server sent is shown through :func:`escape` (control characters and ANSI
+escapes as ``\x1b`` etc.): a server cannot drive the terminal, and server text is always
+indented or inside a verdict's one line, so it cannot pass for a verdict (those start at the
+first column with ``==>``).  The final verdict says only what was shown: "this device can
+provision and sync" needs a Sync that worked; a walk that stopped short says where and why
+(exit status 1).
+
 Real servers' habits it tolerates and names: a 401 ``WWW-Authenticate: Basic``
 challenge before the credentials are accepted (answered once), a server that
 closes the connection after every response without saying so (seen as a new
@@ -32,6 +39,31 @@ from loadgen.profiles import PROFILES, identity
 from loadgen.transport import WBXML, make_ssl_context
 
 REDACTED = "<redacted>"
+_SHORT_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def escape(value):
+    """``value`` (text, or bytes: UTF-8 where it is, ``\\xNN`` where not) with every character
+    that is not printable shown as an escape: C0 and C1 controls (ESC as ``\\x1b``, CSI as
+    ``\\x9b``), DEL, line breaks, and the invisible format characters (bidirectional overrides
+    such as U+202E) -- so text from a server reaches the terminal only as text.  The one function
+    every byte from the server is printed through (Probe.say, Probe.verdict)."""
+    if isinstance(value, (bytes, bytearray)):
+        value = bytes(value).decode("utf-8", "backslashreplace")
+    elif not isinstance(value, str):
+        value = str(value)
+    if value.isprintable():
+        return value
+    out = []
+    for ch in value:
+        if ch.isprintable():
+            out.append(ch)
+        elif ch in _SHORT_ESCAPES:
+            out.append(_SHORT_ESCAPES[ch])
+        else:
+            code = ord(ch)
+            out.append("\\x%02x" % code if code < 0x100 else "\\u%04x" % code if code < 0x10000 else "\\U%08x" % code)
+    return "".join(out)
 _SECRET_HEADERS = {"authorization", "proxy-authorization", "cookie", "set-cookie"}
 
 
@@ -58,18 +90,26 @@ class Probe:
         self.timeout = timeout
         self.ok = True
         self.policy_key = None
+        self.auth_failed = False  # a 401 that answering a challenge did not cure
+        self.provisioned = False
+        self.synced = False  # a Sync of the Inbox worked
+        self.not_tried = None  # why the walk stopped short without a failure (the final verdict says it)
 
     # -- output
 
     def say(self, text=""):
-        self.out(text)
+        """One or more lines out; every line through :func:`escape` (nothing reaches the terminal raw)."""
+        self.out("\n".join(escape(line) for line in str(text).split("\n")))
 
     def verdict(self, step, good, message, advice=None):
-        mark = "OK  " if good else "FAIL"
-        self.say("==> [%s] %s: %s" % (mark, step, message))
+        """``good``: True (OK), False (FAIL) or None (SKIP: not tried, and why).  The message and the
+        advice are one line each whatever they hold (server text in them is escaped, newlines too)."""
+        message, advice = escape(message), escape(advice) if advice else advice
+        mark = "OK  " if good else "SKIP" if good is None else "FAIL"
+        self.out("==> [%s] %s: %s" % (mark, step, message))
         if advice:
-            self.say("    advice: %s" % advice)
-        if not good:
+            self.out("    advice: %s" % advice)
+        if good is False:
             self.ok = False
         if self.trace is not None:
             self.trace.write(json.dumps({"type": "verdict", "step": step, "ok": good, "message": message,
@@ -79,14 +119,17 @@ class Probe:
         return ["    %s: %s" % (k, REDACTED if k.lower() in _SECRET_HEADERS else v) for k, v in headers.items()]
 
     def _body_text(self, body, content_type):
+        """The body, every line indented (and escaped by say): server text never starts a line."""
         if not body:
             return "    (no body)"
         if "wbxml" in (content_type or ""):
             try:
-                return "\n".join("    " + line for line in _wbxml.to_xml(_wbxml.decode(body)).splitlines())
+                text = _wbxml.to_xml(_escaped_tree(_wbxml.decode(body)))
+                return "\n".join("    " + line for line in text.splitlines())
             except _wbxml.WBXMLError as exc:
-                return "    (malformed WBXML: %s) %s" % (exc, body[:64].hex())
-        return "    " + body[:500].decode("utf-8", "replace")
+                return "    (malformed WBXML: %s) %s" % (escape(str(exc)), body[:64].hex())
+        return "\n".join("    " + escape(line) for line in body[:500].decode("utf-8", "backslashreplace")
+                         .splitlines())
 
     # -- one exchange
 
@@ -132,7 +175,7 @@ class Probe:
                 self._announced_close = rheaders.get("Connection", "").lower() == "close"
                 break
         except aiohttp.ClientConnectorCertificateError as exc:
-            reason = getattr(exc.certificate_error, "verify_message", None)
+            reason = escape(getattr(exc.certificate_error, "verify_message", None) or "") or None
             raise ProbeError("the server's certificate is not trusted%s" % (" (%s)" % reason if reason else ""),
                              "certificate not trusted: pass --ca FILE with the CA bundle that signed it "
                              "(or --insecure to skip verification, not recommended)") from None
@@ -168,9 +211,13 @@ class Probe:
         challenge = rheaders.get("WWW-Authenticate", "")
         if status == 401 and challenge[:5].lower() == "basic" and not _retry:
             # a server that challenges before it accepts credentials: answer the challenge once
-            self.challenges.append(challenge)
             self.say("    (a Basic challenge: %s -- sending the request again with the credentials)" % challenge)
-            return await self.exchange(session, method, command, body, policy_key, timeout, _retry=True)
+            answer = await self.exchange(session, method, command, body, policy_key, timeout, _retry=True)
+            if answer[0] != 401:  # the challenge was only a challenge: the credentials were then accepted
+                self.challenges.append(challenge)
+            return answer
+        if status == 401:
+            self.auth_failed = True
         return status, rheaders, tree
 
     # -- the walk
@@ -190,7 +237,7 @@ class Probe:
                     await self._walk(session)
             except ProbeError as exc:
                 self.verdict("connection", False, exc.message, exc.advice)
-        if self.challenges:
+        if self.challenges and not self.auth_failed:
             self.verdict("authentication", True, "the server challenged before accepting the credentials (%s); "
                          "answered %d challenge(s)" % (self.challenges[0], len(self.challenges)),
                          "easload's devices send Basic credentials at once and answer such a challenge once per "
@@ -201,8 +248,16 @@ class Probe:
                          "close): every request pays a new TCP%s handshake" % (
                              " and TLS" if (self.url or "").startswith("https") else ""))
         self.say("")
-        self.say("probe verdict: %s" % ("this device can provision and sync" if self.ok else "problems found"))
-        return 0 if self.ok else 1
+        if not self.ok:
+            final = "problems found"
+        elif self.synced:
+            final = "this device can provision and sync"
+        elif self.provisioned:
+            final = "provisioned; Sync not tried: %s" % (self.not_tried or "the walk stopped before it")
+        else:
+            final = "incomplete: %s" % (self.not_tried or "the walk did not reach Provision")
+        self.out("probe verdict: %s" % escape(final))
+        return 0 if self.ok and self.synced else 1
 
     async def _autodiscover(self):
         """Autodiscover step: True when the walk may go on (with the discovered URL)."""
@@ -210,14 +265,15 @@ class Probe:
 
         def on_exchange(step, status, headers, body, elapsed, error):
             self.say("")
-            self.say("--> %s %s   (Autodiscover for %s: %s)" % (step.method, step.url, step.email, step.why))
+            self.say("--> %s %s   (Autodiscover for %s: %s)" % (step.method, escape(step.url), escape(step.email),
+                                                                 escape(step.why)))
             shown = {"Content-Type": ad.CONTENT_TYPE} if step.body else {}
             if step.authenticated:
                 shown["Authorization"] = self.auth
             self.say("\n".join(self._headers_text(shown)) if shown else "    (no credentials: the redirect probe)")
             self.say(_xml_text(step.body))
             if status == 0:
-                self.say("<-- no answer (%s) after %.1f ms" % (error, elapsed * 1000))
+                self.say("<-- no answer (%s) after %.1f ms" % (escape(error), elapsed * 1000))
             else:
                 self.say("<-- %d (%.1f ms)" % (status, elapsed * 1000))
                 self.say("\n".join(self._headers_text(headers)))
@@ -256,7 +312,7 @@ class Probe:
     async def _walk(self, session):
         status, headers, _ = await self.exchange(session, "OPTIONS", None)
         if status == 401:
-            self.verdict("OPTIONS", False, "401 Unauthorized", _AUTH_ADVICE)
+            self._unauthorized("OPTIONS")
             return
         if status != 200:
             self.verdict("OPTIONS", False, "HTTP %d" % status, "is this the Microsoft-Server-ActiveSync URL?")
@@ -280,7 +336,7 @@ class Probe:
             status, headers, tree = await self.exchange(session, "POST", action.command, action.body,
                                                         action.policy_key)
             if status == 401:
-                self.verdict("Provision", False, "401 Unauthorized", _AUTH_ADVICE)
+                self._unauthorized("Provision")
                 return
             result = prov.receive(status, headers, tree)
             if isinstance(result, Send):
@@ -293,6 +349,7 @@ class Probe:
             outcome = result
             break
         if isinstance(outcome, Provisioned):
+            self.provisioned = True
             if outcome.no_policy:
                 self.verdict("Provision", True, "no policy for this device (Policy Status 2)",
                              "the server has no policy for this device: provisioning is skipped")
@@ -321,15 +378,19 @@ class Probe:
         if self.version.device_info_via_settings:
             status, headers, tree = await self.exchange(session, "POST", "Settings",
                                                         commands.settings_device_information(self.ident.info), key)
-            self._check("Settings", status, headers, tree)
+            self._settings(status, headers, tree)
         status, headers, tree = await self.exchange(session, "POST", "FolderSync", commands.foldersync("0"), key)
         if not self._check("FolderSync", status, headers, tree):
             return
         fs = commands.parse_foldersync(tree)
         inbox = next((f for f in fs.added if f.type == 2), None)
         self.verdict("FolderSync", fs.status == 1, "%d folders%s" % (len(fs.added), ", Inbox is %s" % inbox.server_id
-                                                                      if inbox else ", no Inbox"))
+                                                                      if inbox else ", no Inbox"),
+                     None if inbox else "no folder of type 2 (Inbox, MS-ASCMD 2.2.3.186.3): a server without mail "
+                     "storage (e.g. no IMAP back end) lists none, and devices have nothing to sync")
         if inbox is None:
+            self.not_tried = "the server listed no Inbox"
+            self.verdict("Sync", None, "not tried: the server listed no Inbox")
             return
         status, headers, tree = await self.exchange(session, "POST", "Sync", commands.sync_initial(inbox.server_id),
                                                     key)
@@ -342,6 +403,10 @@ class Probe:
             if self._check("Sync", status, headers, tree):
                 resp = commands.parse_sync(tree)
                 self.verdict("Sync", resp.status == 1, "%d items in the Inbox window" % resp.added)
+                self.synced = resp.status == 1
+        else:
+            self.verdict("Sync", False, "the initial Sync of the Inbox gave no SyncKey (status %s)" % first.status,
+                         "MS-ASCMD 2.2.3.166.4: the first Sync (SyncKey 0) answers the collection's first SyncKey")
         status, headers, tree = await self.exchange(session, "POST", "Ping", commands.ping(self.heartbeat,
                                                     inbox.server_id), key, timeout=self.heartbeat + 30)
         if self._check("Ping", status, headers, tree):
@@ -351,6 +416,26 @@ class Probe:
                              % (self.heartbeat, ping.heartbeat), "use --heartbeat %s" % ping.heartbeat)
             else:
                 self.verdict("Ping", ping.status in (1, 2), "status %s" % ping.status)
+
+    def _unauthorized(self, step):
+        self.auth_failed = True
+        self.verdict("authentication", False, "401 Unauthorized on %s: the server refused the credentials of %s"
+                     % (step, self.user), _AUTH_ADVICE)
+
+    def _settings(self, status, headers, tree):
+        """Settings with DeviceInformation (12.1/14.0): OK only when the command and the
+        DeviceInformation Set both answer Status 1 (MS-ASCMD 2.2.3.177.14 Status in Settings)."""
+        if not self._check("Settings", status, headers, tree):
+            return
+        root = _wbxml.findtext(tree, "Settings:Status") if tree is not None else None
+        info = _wbxml.findtext(tree, "Settings:DeviceInformation/Settings:Status") if tree is not None else None
+        if root == "1" and info in ("1", None):
+            self.verdict("Settings", True, "device information accepted (Status 1)" if info else
+                         "Status 1 (no DeviceInformation status in the answer)")
+        else:
+            self.verdict("Settings", False, "Status %s, DeviceInformation Status %s" % (root, info),
+                         "the server did not accept the device information: Allow/Block/Quarantine rules that "
+                         "need the model or OS may not match this device")
 
     def _check(self, step, status, headers, tree):
         reaction = classify(status, headers, tree)
@@ -368,10 +453,21 @@ class Probe:
             self.verdict(step, False, "blocked or quarantined (129)", "Allow/Block/Quarantine: ask the "
                          "administrator to allow this device type or release it")
         elif reaction.kind == "auth":
-            self.verdict(step, False, "401 Unauthorized", _AUTH_ADVICE)
+            self._unauthorized(step)
         else:
             self.verdict(step, False, "HTTP %d%s" % (status, " status %s" % reaction.status if reaction.status else ""))
         return False
+
+
+def _escaped_tree(node):
+    """A decoded WBXML tree with its text shown through :func:`escape` (a line break in a
+    server's text stays inside its element instead of starting a line of the transcript)."""
+    tag, content = node[0], node[1]
+    if type(content) is str:
+        return (tag, escape(content))
+    if type(content) is list:
+        return (tag, [_escaped_tree(child) for child in content])
+    return node
 
 
 def _xml_text(body):
