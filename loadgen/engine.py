@@ -234,7 +234,6 @@ class Lives:
                     self.tasks = dict(tasks)
                     self._peak = len(tasks)
 
-
     def crashed(self, device, exc):
         """``device``'s life raised ``exc``: a bug or a server's answer the device code did not expect
         (a header that overflows, a URL it cannot send to, bytes it cannot decode).  One device must

@@ -125,6 +125,8 @@ def _worker(scenario, url, shard, shards, out, go, halt, parent_pid):
             while not await loop.run_in_executor(None, go.wait, 0.5):
                 if stop.is_set():
                     break
+            if halt.is_set():  # the parent opened the gate to stop: no device starts
+                stop.set()
 
         return await run(scenario, target_url=url, progress=False, handle_signals=(signal.SIGTERM,),
                          shard=(shard, shards), on_tick=on_tick, attach_metrics=False, stop=stop, ready=ready)
