@@ -563,8 +563,10 @@ class LeanTransport:
         self.pool_size = pool_size  # 0: connections belong to devices
         self._ssl = None
         self._ssl_args = (insecure, ca_file, client_cert, client_key)
-        if insecure:
-            self._ssl = make_ssl_context(*self._ssl_args)  # warns now, not at the first https request
+        if insecure or client_cert:
+            # now, not at the first https request: the warning, and a client key that cannot be
+            # loaded (EncryptedKeyError, a ValueError) before any load
+            self._ssl = make_ssl_context(*self._ssl_args)
         self.reconnects = 0  # requests re-sent once on a fresh connection
         self.connections_opened = 0
         self.idle_closed = 0  # idle keep-alive connections this client closed
