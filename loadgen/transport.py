@@ -38,8 +38,8 @@ command, body, policy_key, timeout=None) -> Response``:
   arg)`` sends a request without anything waiting for it: ``callback(arg,
   response)`` is called with the answer (or the timeout, or the error) later.
   A device holding a parked Ping has no task, no coroutine and no future, only
-  its connection and a small record of the request (issue 12: memory per device
-  holding a Ping).
+  its connection and a small record of the request (memory per device holding a
+  Ping: README.md, "Benchmarks").
 * :class:`AiohttpTransport`: one shared aiohttp ClientSession, for comparison
   (``--transport aiohttp``).  A request that met a connection the server had closed
   (aiohttp's ServerDisconnectedError or a reset before any answer) is re-sent once on a
