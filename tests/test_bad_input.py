@@ -197,3 +197,15 @@ def test_probe_non_utf8_password_variable_is_exit_2_naming_it():
     err = out.stderr.decode("utf-8", "replace")
     assert out.returncode == 2, err
     _one_line(err, "EAS_PASSWORD")
+
+
+@pytest.mark.parametrize("name,data", [
+    ("deep", ('<?xml version="1.0"?>' + '<Sync xmlns="AirSync:">' * 100_000 + "</Sync>" * 100_000).encode()),
+    ("base64", b'<?xml version="1.0"?><Sync xmlns="AirSync:"><SyncKey opaque="base64">!!not b64</SyncKey></Sync>'),
+    ("utf8", b'<?xml version="1.0" encoding="utf-8"?><Sync xmlns="AirSync:"><SyncKey>\xff\xfe</SyncKey></Sync>'),
+], ids=["deep", "base64", "utf8"])
+def test_wbxml_encode_of_bad_input_is_exit_2(tmp_path, capsys, name, data):
+    f = tmp_path / (name + ".xml")
+    f.write_bytes(data)
+    assert main(["wbxml", "encode", str(f)]) == 2
+    _one_line(capsys.readouterr().err, str(f))
