@@ -378,10 +378,25 @@ ENDPOINTS = [b"policy", b"wipe", b"clear_wipe", b"abq", b"release", b"remove_dev
              b"throttle"]
 
 
+NUMBERS = st.one_of(st.integers(-10, 10**6), st.floats(), st.sampled_from(["nan", "inf", "-1", "x"]))
+TARGETED = st.one_of(
+    st.fixed_dictionaries({"settings": st.dictionaries(st.sampled_from(list(POLICY_NAMES[:5]) + ["Nope", ""])
+                                                       | st.text(max_size=8), JSON, min_size=1, max_size=3)}),
+    st.dictionaries(st.sampled_from(["max_concurrency", "rate", "burst", "low_water", "retry_after",
+                                     "reset_rate", "malformed_rate", "retry_after", "refresh_interval_min"]),
+                    NUMBERS, min_size=1, max_size=3),
+    st.fixed_dictionaries({"latency": st.fixed_dictionaries({"dist": st.sampled_from(["fixed", "uniform"]),
+                                                             "seconds": NUMBERS, "min": NUMBERS, "max": NUMBERS})}),
+    st.fixed_dictionaries({"error_rates": st.dictionaries(st.sampled_from(["500", "503", "200", "x"]), NUMBERS,
+                                                          max_size=2)}),
+)
+
+
 @FUZZ
 @given(endpoint=st.sampled_from(ENDPOINTS),
        body=st.one_of(st.dictionaries(st.sampled_from(ADMIN_KEYS), JSON, max_size=4).map(
-           lambda d: json.dumps(d).encode()), st.binary(max_size=80), JSON.map(lambda j: json.dumps(j).encode())))
+           lambda d: json.dumps(d).encode()), st.binary(max_size=80), JSON.map(lambda j: json.dumps(j).encode()),
+           TARGETED.map(lambda d: json.dumps(d).encode())))
 def test_fuzz_admin_api_never_500(body, endpoint):
     with Served() as s:
         answer = raw(s.admin_port, admin(b"POST", b"/admin/" + endpoint, body))
@@ -452,3 +467,32 @@ def test_target_with_a_throwaway_certificate_removes_it_on_a_signal(sig):
         if proc.poll() is None:
             proc.kill()
             proc.wait(10)
+
+
+def test_temporary_pki_survives_a_forked_child_and_a_failed_certificate(monkeypatch):
+    code = ("import os, sys; from loadgen.target.tls import TemporaryPKI; p = TemporaryPKI()\n"
+            "pid = os.fork()\n"
+            "if pid == 0:\n    sys.exit(0)\n"
+            "os.waitpid(pid, 0); print(p.directory, os.path.isdir(p.directory), flush=True)\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    directory, alive = proc.stdout.split()
+    assert alive == "True", proc.stderr  # the child's exit did not remove its parent's key
+    assert not os.path.exists(directory)  # the parent's did
+
+    from loadgen.target import tls
+
+    made = []
+    real = tls.tempfile.mkdtemp
+
+    def mkdtemp(**kw):
+        made.append(real(**kw))
+        return made[-1]
+
+    def broken(directory, hosts, days):
+        raise tls.TLSError("openssl req failed: test")
+
+    monkeypatch.setattr(tls.tempfile, "mkdtemp", mkdtemp)
+    monkeypatch.setattr(tls, "self_signed", broken)
+    with pytest.raises(tls.TLSError):
+        tls.TemporaryPKI()
+    assert made and not os.path.exists(made[0])

@@ -112,17 +112,36 @@ def _is_ip(host):
         return False
 
 
+def _remove(directory, owner):
+    """Remove ``directory`` -- only in the process that made it: a forked child that exits
+    normally runs the inherited exit hooks too, and must not take its parent's key away."""
+    if os.getpid() == owner:
+        shutil.rmtree(directory, True)
+
+
 class TemporaryPKI:
-    """:func:`self_signed` in a new private temporary directory; ``cleanup()`` removes it."""
+    """:func:`self_signed` in a new private temporary directory; ``cleanup()`` (or ``close()``)
+    removes it.  The removal is certain on every normal end of the process: it is also an exit
+    hook (weakref.finalize, run by atexit; SystemExit and an uncaught exception end the process
+    normally in this sense) and runs when the object is collected; a failure while making the
+    certificate removes the directory at once.  SIGTERM ends a process without exit hooks:
+    its owner turns SIGTERM into its normal shutdown (target/server.py serve_forever)."""
 
     def __init__(self, hosts=DEFAULT_HOSTS, days=DAYS):
         self.directory = tempfile.mkdtemp(prefix="easload-tls-")  # 0700
         # removed at cleanup(), or when this object is collected or the interpreter exits
-        self._finalizer = weakref.finalize(self, shutil.rmtree, self.directory, True)
-        self.pki = self_signed(self.directory, hosts, days)
+        self._finalizer = weakref.finalize(self, _remove, self.directory, os.getpid())
+        try:
+            self.pki = self_signed(self.directory, hosts, days)
+        except BaseException:
+            self._finalizer()
+            raise
 
     def cleanup(self):
+        """Remove the directory now (again: nothing happens)."""
         self._finalizer()
+
+    close = cleanup
 
     def __enter__(self):
         return self.pki
