@@ -110,11 +110,13 @@ def _worker(scenario, url, shard, shards, out, go, halt, parent_pid):
         loop = asyncio.get_running_loop()
         stop = asyncio.Event()
 
-        def watch():  # the parent's halt, or the parent gone (its end of the pipes closed)
-            while not halt.wait(0.5):
-                if os.getppid() != parent_pid:
-                    break
-            loop.call_soon_threadsafe(stop.set)
+        def watch():  # the parent's halt, or the parent gone
+            while not halt.value and os.getppid() == parent_pid:
+                time.sleep(0.1)
+            try:
+                loop.call_soon_threadsafe(stop.set)
+            except RuntimeError:  # the run is over (its loop closed): nothing to stop
+                pass
 
         threading.Thread(target=watch, daemon=True).start()
         if early:
@@ -122,10 +124,9 @@ def _worker(scenario, url, shard, shards, out, go, halt, parent_pid):
 
         async def ready():
             out.put((shard, {"ready": True}))
-            while not await loop.run_in_executor(None, go.wait, 0.5):
-                if stop.is_set():
-                    break
-            if halt.is_set():  # the parent opened the gate to stop: no device starts
+            while not go.value and not stop.is_set():
+                await asyncio.sleep(0.01)
+            if halt.value or early:  # the parent opened the gate to stop, or a SIGTERM came: no device starts
                 stop.set()
 
         return await run(scenario, target_url=url, progress=False, handle_signals=(signal.SIGTERM,),
@@ -951,8 +952,8 @@ async def run_workers(scenario, workers, *, progress=True, stream=None, target_s
     finally:
         for sig in handled:
             loop.remove_signal_handler(sig)
-        ctl.halt.set()
-        ctl.go.set()
+        ctl.halt.value = 1
+        ctl.go.value = 1
         for p in procs:  # none left running, whatever happened
             await loop.run_in_executor(None, p.join, 10 if not ctl.forced else 0.5)
             if p.is_alive():
@@ -973,8 +974,10 @@ class _Control:
         ctx = multiprocessing.get_context("spawn")
         self.ctx = ctx
         self.out = ctx.Queue()
-        self.go = ctx.Event()  # every worker's clock starts now
-        self.halt = ctx.Event()  # every worker stops now (graceful stop time for its requests in flight)
+        # flags in shared memory, read by polling: a multiprocessing.Event's set() waits for every
+        # process waiting on it to wake, and hangs for ever if one ended while waiting
+        self.go = ctx.RawValue("b", 0)  # 1: every worker's clock starts now
+        self.halt = ctx.RawValue("b", 0)  # 1: every worker stops now (graceful stop time for what is in flight)
         self.loop = loop
         self.workers = workers
         self.stopping = None  # loop time the stop was asked, or None
@@ -997,8 +1000,8 @@ class _Control:
     def stop(self):
         if self.stopping is None:
             self.stopping = self.loop.time()
-        self.halt.set()
-        self.go.set()  # a worker still waiting at the gate goes through it and stops at once
+        self.halt.value = 1
+        self.go.value = 1  # a worker still waiting at the gate goes through it and stops at once
 
 
 async def _run_workers(scenario, workers, progress, stream, target_state, ctl, procs):
@@ -1083,7 +1086,7 @@ async def _collect(scenario, workers, progress, stream, target, url, ctl, procs,
                 ready.add(shard)
                 if len(ready) == workers and t0 is None and ctl.stopping is None:
                     t0 = loop.time()  # every worker starts its clock now: the events fall at the same point
-                    ctl.go.set()
+                    ctl.go.value = 1
                     deadline = t0 + scenario.duration
                     if target is not None:
                         if scenario.events:

@@ -56,7 +56,7 @@ def test_a_device_whose_answer_handling_raises_is_counted_and_ended(monkeypatch,
         return original(self, command, body, resp)
 
     monkeypatch.setattr(Device, "_received", received)
-    result = asyncio.run(engine.run(_scenario(transport=transport), progress=False))
+    result = asyncio.run(engine.run(_scenario(transport=transport), progress=False, attach_metrics=False))
     victim = next(d for d in result.devices if d.index == VICTIM)
     assert victim.state == "failed"
     assert victim.detail == "OverflowError: int too large to convert to float"
@@ -80,7 +80,7 @@ def test_a_device_whose_parse_raises_ends_and_the_run_goes_on(monkeypatch):
         return original(self, command, fn, tree, **kw)
 
     monkeypatch.setattr(Device, "_parse", parse)
-    result = asyncio.run(engine.run(_scenario(), progress=False))
+    result = asyncio.run(engine.run(_scenario(), progress=False, attach_metrics=False))
     victim = next(d for d in result.devices if d.index == VICTIM)
     assert victim.state == "failed"
     assert victim.detail.startswith("ValueError: cannot decode x") and "\n" not in victim.detail
@@ -106,7 +106,7 @@ def test_a_parked_ping_answer_that_raises_is_caught_by_the_same_place(monkeypatc
     monkeypatch.setattr(Device, "ping_answered", ping_answered)
     # a 1-s heartbeat the target accepts: parked Pings are answered (Status 1) within the run
     sc = _scenario(mode="ping", duration=4, target="ping_min = 1", load="heartbeat = 1")
-    result = asyncio.run(engine.run(sc, progress=False))
+    result = asyncio.run(engine.run(sc, progress=False, attach_metrics=False))
     victim = next(d for d in result.devices if d.index == VICTIM)
     assert raised == [VICTIM]
     assert victim.state == "failed" and victim.detail.startswith("UnicodeDecodeError: ")
@@ -123,7 +123,7 @@ def test_detail_never_shows_credentials(monkeypatch):
         return original(self, command, body, resp)
 
     monkeypatch.setattr(Device, "_received", received)
-    result = asyncio.run(engine.run(_scenario(duration=1.5), progress=False))
+    result = asyncio.run(engine.run(_scenario(duration=1.5), progress=False, attach_metrics=False))
     victim = next(d for d in result.devices if d.index == VICTIM)
     assert victim.state == "failed"
     assert victim._password not in victim.detail and "***" in victim.detail

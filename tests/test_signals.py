@@ -225,7 +225,8 @@ def test_a_run_failing_after_its_set_up_removes_token_file_and_tls_keys(monkeypa
 
     monkeypatch.setattr(engine, "build_population", broken)
     with pytest.raises(RuntimeError, match="population"):
-        asyncio.run(engine.run(_tls_scenario(), progress=False, admin="127.0.0.1:0", stream=io.StringIO()))
+        asyncio.run(engine.run(_tls_scenario(), progress=False, attach_metrics=False, admin="127.0.0.1:0",
+                               stream=io.StringIO()))
     assert made["tokens"] and made["pki"]
     assert not any(os.path.exists(p) for p in made["tokens"])
     assert not any(os.path.exists(d) for d in _pki_dirs(made))
@@ -243,7 +244,8 @@ def test_a_stop_during_the_set_up_takes_the_normal_way_out(made):
     async def go():
         stop = asyncio.Event()
         stop.set()
-        return await engine.run(_tls_scenario(duration=600), progress=False, admin="127.0.0.1:0",
+        return await engine.run(_tls_scenario(duration=600), progress=False, attach_metrics=False,
+                                admin="127.0.0.1:0",
                                 stream=io.StringIO(), stop=stop)
 
     result = asyncio.run(asyncio.wait_for(go(), DEADLINE))
