@@ -205,7 +205,7 @@ def cmd_run(args):
 
     if sc.load.autodiscover is not None:  # Autodiscover follows the command line's TLS choice too
         sc.load.autodiscover = (sc.load.autodiscover[0], sc.target.insecure, sc.target.ca_file)
-    ratelimit.install(sc, args.workers * shard[1])  # (sets the cap on sc.load)
+    ratelimit.install(sc, args.workers * shard[1], confirmed=args.yes)  # (sets the cap and redirect rule on sc.load)
     tls_pki = None  # kept until the run ends: the throwaway CA's files are removed with it
     if sc.target.embedded and sc.target.tls:  # made here: workers trust the same CA; a bad file is one line
         from loadgen.target.tls import for_scenario, server_context

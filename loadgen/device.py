@@ -892,9 +892,10 @@ def no_answer_outcome(error):
     """The outcome of a request that got no HTTP answer, from the transport's error: "timeout",
     "tls_error" (the TLS handshake failed: an untrusted certificate, a host name mismatch ...;
     the reason is in the error, e.g. "connection:SSLCertVerificationError(...)"), else
-    "conn_error" (refused, reset, malformed response ...)."""
-    if error == "timeout":
-        return "timeout"
+    "too_large" (the answer passed the transport's per-response limit or the process's body
+    budget), else "conn_error" (refused, reset, malformed response ...)."""
+    if error == "timeout" or error == "too_large":
+        return error
     if error and error.startswith("connection:SSL"):
         return "tls_error"
     return "conn_error"

@@ -73,7 +73,9 @@ def _numbers(v):
 
 
 def _status_key(k):
-    return k.rpartition(" ")[2].lstrip("-").isdigit()
+    """"<command> <EAS status>": a number, or "other" for the values Stats folds (bounded labels)."""
+    st = k.rpartition(" ")[2]
+    return st.lstrip("-").isdigit() or st == "other"
 
 
 def _row(*checks):
@@ -284,7 +286,7 @@ def merge(summaries):
             stats.provisionings[(r, a)] += n
         for key, n in s["eas_statuses"].items():
             c, _, st = key.rpartition(" ")
-            stats.eas_statuses[(c, int(st))] += n
+            stats.eas_statuses[(c, int(st) if st != "other" else st)] += n
         stats.reprovisions.update(s["reprovisions"])
         stats.throttled.update(s["throttled"])
         stats.wipes.update(s["remote_wipes"])

@@ -251,3 +251,24 @@ def test_no_policy_server_gets_a_hint_after_the_summary_and_in_the_threshold_lin
     assert "no_policy" in [x for x in out.stdout.splitlines() if x.strip().startswith("devices.no_policy")][0]
     hints = [x for x in out.stdout.splitlines() if x.startswith("hint:")]
     assert len(hints) == 1 and "no policy" in hints[0] and "devices.no_policy" in hints[0], out.stdout[-2000:]
+
+
+def test_run_yes_reaches_the_redirect_rule(tmp_path, monkeypatch):
+    """--yes confirms a load test on a new host a device is redirected to (loadgen/redirects.py):
+    the command line hands it to ratelimit.install, which puts it in the run's redirect rule."""
+    import loadgen.engine as engine_mod
+    from loadgen import cli
+
+    seen = {}
+
+    async def fake_run(scenario, **kw):
+        seen["rule"] = scenario.load.redirect_rule
+        raise cli.UsageError("stopped before any load")
+
+    monkeypatch.setattr(engine_mod, "run", fake_run)
+    f = tmp_path / "s.toml"
+    f.write_text('duration = 1\n[population]\ndevices = 20\n')
+    for flags, confirmed in (([], False), (["--yes"], True)):
+        seen.clear()
+        code = cli.main(["run", str(f), "-q", "--metrics-listen", "", *flags])
+        assert code == 2 and seen["rule"].confirmed is confirmed, (flags, seen)

@@ -129,3 +129,19 @@ def test_a_damaged_field_is_named(real_summary, tmp_path, capsys, field, value):
         assert main(argv) == 2
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and str(path) in err and "'%s'" % field in err, err
+
+
+def test_a_folded_eas_status_merges(real_summary, tmp_path):
+    """Stats folds EAS statuses past its bound into "other" (bounded labels): such a summary is not
+    damaged, and merge keeps the folded count."""
+    for i in range(2):
+        doc = json.loads(json.dumps(real_summary))
+        doc["eas_statuses"]["Sync other"] = 3
+        doc["shard"] = [i, 2]
+        (tmp_path / ("s%d.json" % i)).write_bytes(orjson.dumps(doc))
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        code = main(["merge", str(tmp_path / "s0.json"), str(tmp_path / "s1.json"), "--out", str(tmp_path / "m")])
+    assert code in (0, 1), err.getvalue()
+    merged = orjson.loads((tmp_path / "m" / "summary.json").read_bytes())
+    assert merged["eas_statuses"]["Sync other"] == 6

@@ -293,3 +293,23 @@ async def test_retry_after_0_on_503_still_waits_the_floor():
         await live(make_device(srv.url), seconds=1.0)
     assert device_mod.RETRY_FLOOR == 0.1
     assert 1 <= len(srv.requests) <= int(1.0 / 0.1) + 2
+
+
+# -- an answer too large to hold
+
+
+@pytest.mark.parametrize("kind", ["lean", "aiohttp"])
+async def test_an_answer_past_the_response_limit_is_counted_too_large(kind):
+    """The transport ends an answer past its per-response limit (error "too_large"); the device
+    counts that outcome by name, not as a connection error, and backs off."""
+    async def answer(conn, req):
+        conn.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/vnd.ms-sync.wbxml\r\n"
+                   b"Content-Length: 99999999999999\r\n\r\n")
+        return False
+
+    async with ScriptedServer(answer) as srv:
+        stats = Stats()
+        await live(make_device(srv.url, stats), kind=kind)
+    seen = outcomes(stats, "FolderSync")
+    assert seen.get("too_large", 0) >= 1 and "conn_error" not in seen, seen
+    assert srv.count("FolderSync") <= BOUND
