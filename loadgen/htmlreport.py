@@ -49,7 +49,7 @@ STATE_COLOURS = {"provisioned": "#009E73", "wiped": "#CC79A7", "refused": "#D55E
 
 _COUNT_FIELDS = ("by_command_status", "by_command_outcome", "eas_statuses", "devices", "provisionings",
                  "reprovisions", "remote_wipes", "compliance", "unmet_policies", "throttled",
-                 "malformed_responses", "cancelled_in_flight")
+                 "malformed_responses", "cancelled_in_flight", "resent", "not_sent")
 _SUM_FIELDS = ("requests", "errors", "bytes_sent", "bytes_received", "reenrolments", "devices_total")
 _SERIES_COUNTS = ("requests", "http", "eas", "provisionings", "reprovisions", "throttled", "wipes")
 _THRESHOLD_RE = re.compile(r"^\s*(\S+)\s*(<=|>=|==|<|>)\s*(\S+)\s*$")
@@ -732,11 +732,14 @@ def _split(key):
 
 
 def _accounting(m):
+    """Per command: sent = answered + transport errors + timeouts + cancelled at the end + re-sent (first
+    attempts the transport sent again on a fresh connection), and not sent (cancelled before written);
+    the same terms as ``loadgen.report.accounting``, from a summary's counts."""
     sent, answered, timeouts, nondigit = Counter(), Counter(), Counter(), Counter()
     for key, n in m["by_command_status"].items():
         c, status = _split(key)
         sent[c] += n
-        if status.isdigit():
+        if status.isdigit() or status == "other":
             answered[c] += n
         else:
             nondigit[c] += n
@@ -744,10 +747,16 @@ def _accounting(m):
         c, outcome = _split(key)
         if outcome == "timeout":
             timeouts[c] += n
-    for c, n in m["cancelled_in_flight"].items():
+    cancelled, resent, not_sent = m["cancelled_in_flight"], m.get("resent") or {}, m.get("not_sent") or {}
+    for counts in (cancelled, resent, not_sent):
+        for c in counts:
+            sent[c] += 0
+    for c, n in cancelled.items():
         sent[c] += n
-    return [(c, sent[c], answered[c], nondigit[c] - timeouts[c], timeouts[c], m["cancelled_in_flight"].get(c, 0))
-            for c in sorted(sent)]
+    for c, n in resent.items():
+        sent[c] += n
+    return [(c, sent[c], answered[c], nondigit[c] - timeouts[c], timeouts[c], cancelled.get(c, 0), resent.get(c, 0),
+             not_sent.get(c, 0)) for c in sorted(sent)]
 
 
 # ---------------------------------------------------------------- the document
@@ -982,8 +991,10 @@ def _summary_tables(m):
     t.append(_table("wipes", "Remote wipes by ack status", ("ack status", "count"), sorted(m["remote_wipes"].items())))
     t.append(_table("events", "Events", ("at (s)", "action", "result"),
                     [("%.3f" % e["at_s"], e["action"], e["result"]) for e in m["events"]], numeric_from=9))
-    t.append(_table("accounting", "Accounting (sent = answered + transport errors + timeouts + cancelled at the end)",
-                    ("command", "sent", "answered", "transport errors", "timeouts", "cancelled"), _accounting(m)))
+    t.append(_table("accounting", "Accounting (sent = answered + transport errors + timeouts + cancelled at the end "
+                    "+ re-sent on a fresh connection; not sent: cancelled before they were written)",
+                    ("command", "sent", "answered", "transport errors", "timeouts", "cancelled", "re-sent", "not sent"),
+                    _accounting(m)))
     out += [x for x in t if x]
     out.append("</div></section>")
     return "".join(out)

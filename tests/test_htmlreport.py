@@ -422,3 +422,23 @@ def test_a_401_challenge_answered_is_no_error_in_the_report():
     cells = re.findall(r"<td[^>]*>(.*?)</td>", row)
     assert cells[:3] == ["2", "0", "0.00 %"], cells
     assert "challenge" in table.split("</caption>", 1)[0]
+
+
+def test_accounting_table_agrees_with_the_summary_accounting():
+    """The report's accounting has the summary's terms (loadgen.report.accounting): re-sent first
+    attempts are in "sent", requests never written are "not sent", an answer folded to "other" counts
+    as answered."""
+    from loadgen.report import Stats, accounting
+
+    s = Stats()
+    s.record("Sync", 200, "ok", 0.01, 10, 10)
+    s.record("Sync", 999, "ok", 0.01, 10, 10)  # an impossible HTTP status: folded to "other"
+    s.record("Sync", 0, "timeout", 0.01, 10, 0)
+    s.resend("Sync")
+    s.not_sent["Sync"] += 2
+    s.sample(1.0, {"provisioned": 1})
+    s.ended = s.started + 1
+    want = accounting(s, by_command=True)["Sync"]
+    rows = table_rows(htmlreport.render([s.to_dict("acc")]), "accounting")
+    assert rows["Sync"] == [str(want[k]) for k in ("sent", "answered", "errors", "timeouts", "cancelled", "resent",
+                                                   "not_sent")], (rows, want)
