@@ -200,8 +200,9 @@ class Device:
         return resp, self._received(command, body, resp)
 
     def _received(self, command, body, resp):
-        """The answer is in: the decoded tree (None for no body, MALFORMED for a damaged one)."""
-        self.in_flight = None
+        """The answer is in: the decoded tree (None for no body, MALFORMED for a damaged one).
+        ``in_flight`` is cleared once the answer is read, so an exception while reading it leaves the
+        request in flight for the engine's catch-all to count (loadgen/engine.py Lives.crashed)."""
         self._sent = len(body)
         backoff = resp.headers.get("X-MS-BackOffDuration") if resp.status else None
         if backoff:
@@ -210,7 +211,9 @@ class Device:
                 # Exchange's budget back-off suggestion: honour it before the next request
                 self.backoff_until = asyncio.get_running_loop().time() + ms / 1000.0
                 self.stats.throttle("BackOffDuration")
-        return self._tree(command, resp.status, resp.body)
+        tree = self._tree(command, resp.status, resp.body)
+        self.in_flight = None
+        return tree
 
     def _tree(self, command, status, body):
         """The body's part in classifying an answer, which goes by HTTP status first: a 200's body

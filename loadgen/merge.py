@@ -179,7 +179,8 @@ def _simple(check, what):
 
 _COUNT_MAPS = ("by_command_status", "by_command_outcome", "devices", "provisionings", "reprovisions",
                "remote_wipes", "unmet_policies", "throttled", "malformed_responses", "cancelled_in_flight",
-               "cancelled_raw", "password_changes", "policy_effects", "versions", "resent", "not_sent")
+               "cancelled_raw", "password_changes", "policy_effects", "versions", "resent", "not_sent",
+               "device_errors")
 _INTS = ("requests", "errors", "bytes_sent", "bytes_received", "reenrolments", "devices_total", "late_starts",
          "code_word_requests", "local_wipes", "reconnects")
 FIELDS = {
@@ -294,6 +295,7 @@ def merge(summaries):
         stats.cancelled.update(s.get("cancelled_raw", {}))
         stats.resent.update(s.get("resent", {}))  # re-sent on a fresh connection (older summaries: none)
         stats.not_sent.update(s.get("not_sent", {}))  # cancelled before they were written
+        stats.device_errors.update(s.get("device_errors", {}))  # devices ended by their own exception
         stats.final_states.update(s["devices"])
         stats.compliance.update({int(k): v for k, v in s["compliance"].items()})
         stats.unmet.update(s["unmet_policies"])

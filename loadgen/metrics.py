@@ -77,6 +77,9 @@ class RunCollector:
         yield _counter("easload_resent_requests", "Requests re-sent on a fresh connection after the server had "
                        "closed the kept-alive one unanswered (reconnects), by command",
                        ["command"], ((c, n) for c, n in list(getattr(stats, "resent", {}).items())))
+        yield _counter("easload_device_errors", "Devices ended by an unexpected exception of their own (the "
+                       "run goes on), by exception type", ["type"],
+                       ((t, n) for t, n in list(getattr(stats, "device_errors", {}).items())))
         yield _counter("easload_not_sent_requests", "Requests cancelled before they were written (never sent), "
                        "by command", ["command"], ((c, n) for c, n in list(getattr(stats, "not_sent", {}).items())))
         duration = HistogramMetricFamily(

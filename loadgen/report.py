@@ -193,6 +193,9 @@ class Stats:
         # command -> requests cancelled before they were written (in the pool's queue, connecting):
         # never sent, so not in "sent" (the transport moves them out of ``cancelled``)
         self.not_sent = Counter()
+        # exception type -> devices ended by an unexpected exception of their own (caught in one
+        # place, loadgen/engine.py Lives.crashed; the run goes on)
+        self.device_errors = Counter()
         self._throttle_reasons = {}  # reason the server sent -> its label (THROTTLE_REASONS or OTHER)
         self._eas_keys = {}  # (command, EAS status) -> its eas_statuses key (folded, see EAS_STATUS_CAP)
         self._eas_per_command = {}  # command -> distinct EAS status values kept (a dict: workers ship Counters)
@@ -504,6 +507,7 @@ class Stats:
             "resent": dict(sorted(self.resent.items())),
             "reconnects": sum(self.resent.values()),
             "not_sent": dict(sorted(self.not_sent.items())),
+            "device_errors": dict(sorted(self.device_errors.items())),
             "accounting": accounting(self),
             "events": [{"at_s": t, "action": a, "result": r} for t, a, r in self.events],
             "series": self.series,
@@ -725,6 +729,11 @@ def summary_text(stats, scenario_name, target, devices_total):
     not_sent = sum(stats.not_sent.values())
     if not_sent:
         out.append("%d requests cancelled before they were written (never sent)" % not_sent)
+    if stats.device_errors:
+        out.append("")
+        out.append("%d devices ended by an unexpected exception of their own (counted as internal_error; the run "
+                   "went on): %s" % (sum(stats.device_errors.values()),
+                                     ", ".join("%s %d" % kv for kv in sorted(stats.device_errors.items()))))
     if stats.interrupted:
         out.append("")
         out.append("The run was interrupted before its end.")

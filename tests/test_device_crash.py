@@ -90,6 +90,24 @@ def test_a_device_whose_parse_raises_ends_and_the_run_goes_on(monkeypatch):
     assert sum(1 for d in result.devices if d.state == "provisioned") == DEVICES - 1
 
 
+def test_an_exception_while_reading_an_answer_counts_the_request_once(monkeypatch):
+    """Raised while the answer is read (decoding, the back-off header), before the device records an
+    outcome: the request is still in flight, so the catch-all records it as internal_error -- every
+    request the server answered is counted exactly once."""
+    original = Device._tree
+
+    def tree(self, command, status, body):
+        if self.index == VICTIM and command == "FolderSync":
+            raise RecursionError("maximum recursion depth exceeded")
+        return original(self, command, status, body)
+
+    monkeypatch.setattr(Device, "_tree", tree)
+    result = asyncio.run(engine.run(_scenario(), progress=False, attach_metrics=False))
+    internal = {c: n for (c, o, _l), n in result.stats.by_key.items() if o == "internal_error"}
+    assert internal == {"FolderSync": 1}, internal
+    assert result.device_errors == {"RecursionError": 1}
+
+
 def test_a_parked_ping_answer_that_raises_is_caught_by_the_same_place(monkeypatch):
     """The lean transport calls back into the device when a parked Ping's answer arrives: an
     exception there ends that device only."""
@@ -162,5 +180,7 @@ def test_easload_run_with_a_crashing_device_writes_its_results(tmp_path, workers
     assert out.returncode in (0, 1), out.stdout + out.stderr
     data = orjson.loads((tmp_path / "o" / "summary.json").read_bytes())
     assert data["devices"].get("failed") == 1, data["devices"]
+    assert data["device_errors"] == {"OverflowError": 1}, data["device_errors"]  # also with --workers: merged
+    assert "1 devices ended by an unexpected exception" in out.stdout
     assert (tmp_path / "o" / "junit.xml").is_file()
     assert "Accounting" in out.stdout

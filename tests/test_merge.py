@@ -92,6 +92,7 @@ def test_every_count_of_a_summary_adds_up_when_merged():
     s.resend("Sync")
     s.cancelled["Sync"] += 1
     s.unsent("Sync")
+    s.device_errors["OverflowError"] += 1
     s.ended = s.started + 1
     one = s.to_dict("x")
     merged, _shards, _first = merge([dict(one, shard=[0, 2]), dict(one, shard=[1, 2])])
