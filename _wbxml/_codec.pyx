@@ -979,7 +979,8 @@ def extract(data, wanted):
     Returns one tuple per entry of the sequence ``wanted``, in its order: the
     texts of all elements with that tag, in document order (``()`` when none
     holds text), e.g. ``(("1", "1"), ("2488355417",))`` for
-    ``("Provision:Status", "Provision:PolicyKey")`` and the seed's Provision
+    ``("Provision:Status", "Provision:PolicyKey")`` and the article's (docs/protocol-notes.md, source [A])
+    example Provision
     response.  Malformed documents raise a :class:`WBXMLError` (its offset may
     differ from the one :func:`decode` reports, since less is checked before it
     is found).

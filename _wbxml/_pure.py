@@ -279,7 +279,8 @@ def extract(data, wanted):
     order: the texts of all elements with that tag, in document order (``()``
     when none holds text; elements holding elements, opaque data or nothing are
     not counted), e.g. ``(("1", "1"), ("2488355417",))`` for
-    ``("Provision:Status", "Provision:PolicyKey")`` and the seed's Provision
+    ``("Provision:Status", "Provision:PolicyKey")`` and the article's (docs/protocol-notes.md, source [A])
+    example Provision
     response.  The compiled twin finds them without building the tree; this
     reference decodes the whole document and walks it.
     """

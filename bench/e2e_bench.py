@@ -34,7 +34,7 @@ pre-built), no device logic, against the canned responder:
 
 "device logic cost vs X" = 1 - (device requests/s) / (X's requests/s): the share
 of the plain loop's request rate that the complete device logic, codec and
-metrics cost (issue 6's target: no more than 30 %).  Like for like: ``device
+metrics cost (the target: no more than 30 %).  Like for like: ``device
 lean`` vs ``plain lean fresh`` and ``device aiohttp`` vs ``plain aiohttp``.
 Also per client CPU-second (process time while the clock runs), which other
 work on the machine disturbs less.  Each figure: min / median of the repeats.

@@ -2,7 +2,7 @@
 
     python bench/wbxml_bench.py [--seconds 1.0]
 
-Documents (as issue 3 asks): the seed's server Provision response (~45 policy
+Documents: the example server Provision response of the article (docs/protocol-notes.md, source [A]) (~45 policy
 settings), a 14.1 initial Provision request with DeviceInformation (full encode
 and pre-encoded Template render), and a Sync response with 100 e-mails with
 ~500-byte bodies.  Prints figures; asserts nothing.
@@ -154,7 +154,8 @@ def _rss_kib():
 
 def leak_check(count):
     """``count`` compiled decodes (and extracts) cycling over 6144 distinct documents -- seed-like
-    Provision responses with new values, other documents of the seed shape, Sync responses --
+    Provision responses with new values, other documents of the same shape as the article's
+    (docs/protocol-notes.md, source [A]) example, Sync responses --
     with RSS printed every tenth: the leaf cache must keep it flat once warm (bounded entries,
     no reference leak)."""
     docs = provision_responses_new_values(4096)

@@ -52,7 +52,9 @@ _SYNC_TEMPLATES = {}  # (body type, truncation, window, filter) -> Template, sha
 _PREFERENCES = {}  # (id(applied policy), the user's wishes) -> (policy, SyncPreferences): shared, read-only
 _MAX_PENDING_FETCHES = 100  # ItemOperations a device keeps queued (what the user opened); more are dropped
 FETCH_QUEUE_FULL = "fetch_skipped_queue_full"  # policy_effects label of an opened item dropped, the queue full
-_MAX_REPROVISION_STREAK = 3  # 449/142/144 right after provisioning: stop looping (seed 000, 12.1 note)
+# 449/142/144 right after provisioning: stop looping (docs/protocol-notes.md, 449 vs in-band statuses 139-145
+# and how Exchange chooses)
+_MAX_REPROVISION_STREAK = 3
 # Every retry waits at least RETRY_FLOOR seconds, whatever the scenario's backoff or the server's
 # Retry-After says; a retry that met the same failure again (a streak) waits twice as long as the
 # last one, up to _STREAK_CAP seconds (or the configured wait, if longer).
@@ -68,7 +70,7 @@ ADJUSTED = "adjusted"  # a Ping Status 5 whose bound the device follows: an OK o
 class Device:
     # slots: ~400 bytes per device instead of a ~1.6 KB attribute dict (more than 30 attributes
     # defeat CPython's key-sharing dicts); an attribute not listed still works (it goes to
-    # __dict__, created on first use), but list new ones here (transport issue 12: memory per device)
+    # __dict__, created on first use), but list new ones here (memory per device matters: see transport.py)
     __slots__ = ("_domain", "_password", "_sent", "actual_start", "alive", "attachments_fetched", "backoff_until",
                  "base_url", "calendar", "calendar_due", "calendar_key", "detail", "devinfo_sent", "discovered",
                  "endpoint", "enrolled", "fetches", "folder_key", "folders", "fumbled", "generation", "heartbeat",
@@ -328,7 +330,8 @@ class Device:
         return False
 
     def _apply_preferences(self):
-        """The user's Sync preferences clamped to the policy just applied (seed 000: the user
+        """The user's Sync preferences clamped to the policy just applied (docs/protocol-notes.md, Which
+        policies a device may ignore: the user
         cannot choose a value larger than the policy's); each clamp is counted once per policy."""
         load = self.load
         applied = self.prov.applied if self.profile.caps.provisionable else None
@@ -348,7 +351,8 @@ class Device:
         self.calendar_due = True  # the calendar window may have changed with the policy
 
     def _check_password(self):
-        """After (re-)provisioning: does the user's password still satisfy the policy? (seed 000)"""
+        """After (re-)provisioning: does the user's password still satisfy the policy? (docs/protocol-notes.md,
+        Which policies a device may ignore)"""
         applied = self.prov.applied
         broken = passwords.violations(self.password, applied)
         if not broken:
@@ -361,7 +365,8 @@ class Device:
                                           self.index * 1000 + self.password_serial)
 
     async def _unlock_fumble(self, deadline):
-        """The profile's failed unlocks: code word at CodeWordFrequency, local wipe at the threshold (seed 003)."""
+        """The profile's failed unlocks: code word at CodeWordFrequency, local wipe at the threshold
+        (docs/protocol-notes.md, Policy storage and refresh)."""
         self.fumbled = True
         applied = self.prov.applied
         code_word, wiped = passwords.unlock_attempts(self.profile.caps.failed_unlocks,
@@ -490,7 +495,8 @@ class Device:
             if self.reprovision_streak > _MAX_REPROVISION_STREAK or not self.profile.caps.provisionable:
                 # provisioning does not satisfy the server: behave as refused, retry hourly
                 self.state = REFUSED
-                # seed 000 (12.1): "suggest that the user contact their administrator", retry hourly
+                # 12.1: tell the user to contact the administrator, retry hourly (docs/protocol-notes.md, 449 vs
+                # in-band statuses 139-145 and how Exchange chooses)
                 self.detail = "server keeps asking for provisioning (%s): contact the administrator" % reaction.trigger
                 self.stats.provisioning("loop_%s" % reaction.trigger, self.prov.ack_status or 0)
                 await self._backoff(deadline, self.load.retry_interval)
@@ -532,10 +538,10 @@ class Device:
         can park requests) a Ping is sent parked and ``run`` returns while it is held: the
         transport calls ``park(self, response)`` with its answer, and the life goes on with
         :meth:`ping_answered` and ``run`` again, in a fresh task.  A device holding a Ping then
-        costs no task, coroutine or future (issue 12: memory per device)."""
+        costs no task, coroutine or future (memory per device)."""
         loop = asyncio.get_running_loop()
         while self.alive and not self.stopping and loop.time() < deadline:
-            if self.load.autodiscover is not None and not self.discovered:  # [target] autodiscover (issue 10)
+            if self.load.autodiscover is not None and not self.discovered:  # [target] autodiscover
                 if not await autodiscover.device_step(self, deadline, transport):
                     continue
             if self.need_provision:
@@ -546,7 +552,7 @@ class Device:
                 self.state = UNPROVISIONED if not self.profile.caps.provisionable else PROVISIONED
             if self.version.device_info_via_settings and not self.devinfo_sent:
                 # 12.1 / 14.0: DeviceInformation through Settings, after provisioning and
-                # before the first FolderSync (seed 000, ABQ section)
+                # before the first FolderSync (MS-ASCMD 2.2.3.45; docs/protocol-notes.md, ABQ and DeviceInformation)
                 tree = await self.command(transport, "Settings",
                                           commands.settings_device_information(self.ident.info), deadline)
                 if tree is FAILED_CMD:
@@ -717,7 +723,8 @@ class Device:
         """One queued ItemOperations Fetch (MS-ASCMD 2.2.1.10), decided again under the policy in
         force when it is sent (the policy may have changed since the user opened the mail).  A
         body fetch asks for the device's body type (no HTML where AllowHTMLEmail is 0) and no
-        TruncationSize: seed 000, the truncation policies do "not restrict the size of items
+        TruncationSize: the truncation policies do not restrict ItemOperations, the device may fetch the whole
+        item (MS-ASPROV 2.2.2.34/2.2.2.35; docs/protocol-notes.md, Which policies a device may ignore).
         returned by the ItemOperations command.  The device can download the full items"."""
         kind, ref, size = item = self.fetches.pop(0)
         if kind == "attachment":

@@ -158,7 +158,7 @@ class Lives:
     parks its Ping: the transport sends it and calls :meth:`answered` with the answer, and the
     device's task ends meanwhile.  A device holding a Ping thus costs its connection and a small
     record of the request, not a task with six coroutine frames and a future (about 2.5 KB of
-    the ~9 KiB per holding device measured before; issue 12).  The answer starts a fresh task
+    the ~9 KiB per holding device measured before).  The answer starts a fresh task
     that takes it as the waiting coroutine would have, and the device's life goes on.
 
     While a Ping is parked the device's ``in_flight`` stays "Ping", so the run's end and a

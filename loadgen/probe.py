@@ -1,5 +1,6 @@
 """``easload probe``: one device walks the whole enrolment against a server and says
-what it sees, with the WBXML decoded (the diagnostic client of seed 001, as a command).
+what it sees, with the WBXML decoded (a diagnostic client in the spirit of Helland's "Exchange ActiveSync
+Building Blocks", as a command).
 
 Steps: Autodiscover (with ``--autodiscover EMAIL``, or when no URL is given and the
 user is an e-mail address; loadgen/autodiscover.py), OPTIONS, Provision (both

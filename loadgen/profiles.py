@@ -2,7 +2,7 @@
 
 An identity is derived from (scenario seed, user index, slot) only, so repeated
 runs reuse the same DeviceIds and partnerships instead of exhausting the
-mailbox's device limit (status 177, eas-protocol-facts.md (f)).
+mailbox's device limit (status 177; docs/protocol-notes.md, Partnerships per mailbox and 177).
 """
 
 import hashlib
@@ -94,6 +94,7 @@ def identity(seed, user_index, slot, profile, generation=0):
         "OSLanguage": profile.language,
         "PhoneNumber": "+1555%07d" % (int(digest[48:56], 16) % 10_000_000),
         "MobileOperator": profile.operator,
-        "UserAgent": profile.user_agent,  # matches the User-Agent header (seed 000)
+        # matches the User-Agent header (docs/protocol-notes.md, ABQ and DeviceInformation)
+        "UserAgent": profile.user_agent,
     }
     return Identity(device_id, profile.device_type, imei, info)

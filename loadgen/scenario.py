@@ -88,7 +88,7 @@ class TargetConfig:
     no_policy: bool = False
     policy_refresh_minutes: int = 0
     listen: str = "127.0.0.1"
-    ping_min: int = 60  # Exchange's heartbeat bounds (facts (d)); lower them for short rehearsals
+    ping_min: int = 60  # Exchange's heartbeat bounds (docs/protocol-notes.md, Ping); lower them for short rehearsals
     ping_max: int = 3540
     mail_per_user_per_hour: float = 0.0  # new mail the embedded target delivers while the run goes
     processes: int = 1  # embedded target processes, users sharded over them (target/cluster.py)
@@ -235,7 +235,9 @@ class LoadConfig:
     ramp_up: float = 5.0  # seconds over which the devices start
     think_time: float = 2.0  # mean seconds between a device's commands
     timeout: float = 60.0  # per request
-    retry_interval: float = 3600.0  # after 139/141/145 (seed 000: once per hour)
+    # after 139/141/145 (once per hour; docs/protocol-notes.md, 449 vs in-band statuses 139-145 and how Exchange
+    # chooses)
+    retry_interval: float = 3600.0
     graceful_stop: float = 5.0
     backoff: float = 5.0  # after a timeout, a connection error or a server error
     reenrol_after: float | None = None  # a wiped device re-enrols as a new device after this; None: never
@@ -693,7 +695,7 @@ def _target_url(r, t):
 
 
 def _target_extras(r, t, s):
-    """[target] path, autodiscover and autodiscover_redirect (issue 10); tls, tls_cert, tls_key."""
+    """[target] path, autodiscover and autodiscover_redirect; tls, tls_cert, tls_key."""
     if (s.target.tls or s.target.tls_cert) and not s.target.embedded:
         raise r.fail("target", "tls", "'tls' is for the embedded target; a server's URL says https:// itself")
     if s.target.tls_key and not s.target.tls_cert:
@@ -879,7 +881,8 @@ def _rate_cap(r, lo, s):
 
 
 def _policy_preferences(r, lo, s):
-    """[load] preferences the device clamps to the policy it accepted (issue 11, policy.py)."""
+    """[load] preferences the device clamps to the policy it accepted (policy.py; docs/protocol-notes.md, Which
+    policies a device may ignore)."""
     from loadgen.eas.policy import parse_filter
 
     for key, calendar in (("email_filter", False), ("calendar_filter", True)):

@@ -141,7 +141,8 @@ def test_device_never_sends_a_command_without_its_final_key(script, version, pro
 
 
 def test_reprovision_loop_stops_and_says_so():
-    # the server keeps answering 449 right after every successful provisioning (seed 000, 12.1 note)
+    # the server keeps answering 449 right after every successful provisioning (docs/protocol-notes.md, 449 vs
+    # in-band statuses 139-145 and how Exchange chooses)
     script = ["policy", "ack_ok", "ok", "ok"] + ["http_449", "policy", "ack_ok"] * 4 + ["http_449", "policy", "ack_ok"]
     server = HostileServer(script)
     profile = PROFILES["modern"]
@@ -161,7 +162,7 @@ def test_reprovision_loop_stops_and_says_so():
     assert "contact the administrator" in dev.detail
 
 
-# --------------------------------------------------------------------------- living by the policy (issue 11)
+# --------------------------------------------------------------------------- living by the policy
 
 from _wbxml import find, findall, findtext  # noqa: E402
 from loadgen.eas import policy as policies  # noqa: E402

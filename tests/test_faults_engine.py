@@ -1,4 +1,4 @@
-"""Each fault of the embedded target alone, against the engine (issue 6, "faults cost what
+"""Each fault of the embedded target alone, against the engine ("faults cost what
 they should and no more"): the run completes, every request is accounted for (requests
 sent = answered + transport errors + timeouts + cancelled, per command, checked against
 an independent count of what the devices sent), the target's own count of what it

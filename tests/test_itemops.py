@@ -221,4 +221,5 @@ async def test_itemoperations_goes_through_the_policy_check(make_target):
     tgt, session, url = await make_target(inbox_items=3)
     c, _ = await _synced(session, url, tgt)
     status, _, tree = await c.post("ItemOperations", _itemops(_fetch_ref("1:1:0")), key="12345")  # a stale key
-    assert status == 200 and findtext(tree, "ItemOperations:Status") == "144"  # in-band for 14.1 (facts (a))
+    # in-band for 14.1 (docs/protocol-notes.md, 449 vs in-band statuses 139-145 and how Exchange chooses)
+    assert status == 200 and findtext(tree, "ItemOperations:Status") == "144"

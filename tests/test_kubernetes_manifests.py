@@ -1,4 +1,4 @@
-"""deploy/kubernetes: the Indexed Job, its ConfigMaps and Secret, the merge Job (issue 8).
+"""deploy/kubernetes: the Indexed Job, its ConfigMaps and Secret, the merge Job.
 
 Static checks on every YAML file (PyYAML), the scenarios validated by ``easload validate``,
 and, when ``kubectl`` or ``kustomize`` is installed, the kustomizations rendered and checked.
@@ -194,7 +194,7 @@ def test_kustomize_build(kdir):
         assert "emptyDir" not in results and results["persistentVolumeClaim"]["claimName"] == "easload-results"
 
 
-# --------------------------------------------------------------------------- Kubernetes schemas (issue 8)
+# --------------------------------------------------------------------------- Kubernetes schemas
 
 # Validated against the OpenAPI schemas of these Kubernetes versions (kubernetes-validate ships them; no
 # network): 1.29, the oldest the base supports (backoffLimitPerIndex, beta and on by default from 1.29), and

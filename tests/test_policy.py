@@ -1,4 +1,4 @@
-"""Policy compliance, following the rules of seed 000 exactly."""
+"""Policy compliance, following the rules in docs/protocol-notes.md, Which policies a device may ignore."""
 
 import pytest
 
@@ -63,7 +63,7 @@ def test_externally_managed_answers_4():
 def test_applied_policy_and_code_word_frequency():
     a = applied(SEED)
     assert a.password_required and a.min_password_length == 4 and a.max_failed_attempts == 8
-    assert a.code_word_frequency == 4  # half the wipe threshold (seed 003)
+    assert a.code_word_frequency == 4  # half the wipe threshold (docs/protocol-notes.md, Policy storage and refresh)
     assert a.max_body_truncation_kb == -1
 
 
@@ -95,7 +95,7 @@ def test_password_rules_and_replacement():
     assert unlock_attempts(8, 8) == (True, True) and unlock_attempts(20, 0) == (False, False)
 
 
-# --------------------------------------------------------------------------- living by the policy (issue 11)
+# --------------------------------------------------------------------------- living by the policy
 
 from loadgen.eas import policy as P  # noqa: E402
 
@@ -151,7 +151,8 @@ _TRUNCATION_PREFS = (None, 0, 500, 1024, 4096, 200_000)
 @pytest.mark.parametrize("allow_html", [True, False])
 @pytest.mark.parametrize("html", [True, False])
 def test_body_preference_never_above_the_policy(html, allow_html):
-    # seed 000: the user cannot choose a value larger than Max(HTML)BodyTruncationSize (KB; -1 unlimited)
+    # the user cannot choose a value larger than Max(HTML)BodyTruncationSize (KB; -1 unlimited; MS-ASPROV
+    # 2.2.2.34/2.2.2.35)
     for plain_kb in _TRUNCATION_LIMITS_KB:
         for html_kb in _TRUNCATION_LIMITS_KB:
             for pref in _TRUNCATION_PREFS:

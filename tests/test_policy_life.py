@@ -1,4 +1,4 @@
-"""End to end (issue 11): devices live by the policy they accepted, proven where the server sees it.
+"""End to end: devices live by the policy they accepted, proven where the server sees it.
 
 Real runs of the engine against the embedded target over loopback HTTP.  The target
 records per device what it received -- the BodyPreference Type / TruncationSize and
@@ -78,7 +78,8 @@ def test_truncation_filter_html_and_attachment_size_policy_reach_the_target():
         assert d.attachments_fetched == len(allowed)
         fetched_total += len(allowed)
         skipped_total += len(sizes) - len(allowed)
-        # the truncated bodies were downloaded whole (seed 000: the truncation policies do not restrict
+        # the truncated bodies were downloaded whole (docs/protocol-notes.md, Which policies a device may
+        # ignore: the truncation policies do not restrict
         # ItemOperations), and as plain text (AllowHTMLEmail 0 holds there too)
         assert seen["fetch_body"] == {("1", None)}
     assert fetched_total > 0 and skipped_total > 0  # the mailboxes have attachments on both sides of the limit

@@ -450,7 +450,7 @@ async def test_mail_rate_delivers_in_every_process():
 
 def test_workers_with_a_cluster_and_its_modes(tmp_path):
     """--workers N with [target] processes > 1 starts the cluster (not one process), and the
-    scenario's target modes reach every process: EAS mounted under /SOGo/ (issue 10)."""
+    scenario's target modes reach every process: EAS mounted under /SOGo/."""
     import subprocess
     import sys
 

@@ -1,5 +1,5 @@
 """Real servers' habits, end to end against the embedded target's modes and faults:
-easload run (the engine) and easload probe, one test each (issue 10)."""
+easload run (the engine) and easload probe, one test each."""
 
 import asyncio
 import os

@@ -461,7 +461,8 @@ def test_realistic_documents_both_directions(codec, libwbxml, name, tree):
     assert theirs == ours, (theirs.hex(), ours.hex())
     assert codec.decode(theirs) == tree
     # libwbxml's decoding of our bytes: same structure, names and text, except on the
-    # tags listed as known differences (the seed policy has RequireStorageCardEncryption).
+    # tags listed as known differences (the example policy of docs/protocol-notes.md source [A] has
+    # RequireStorageCardEncryption).
     xml = libwbxml.decode(ours)
     assert _same_as_libwbxml(tree, parse_libwbxml_xml(xml), None), xml
     if not any(tag_key(t) in KNOWN_LIBWBXML_DIFFERENCES for t in _tags(tree)):

@@ -204,7 +204,7 @@ from hypothesis import strategies as st  # noqa: E402
        shards=st.integers(1, 7), weights=st.lists(st.integers(0, 3), min_size=4, max_size=4).filter(any),
        urls=st.integers(1, 3))
 def test_sharding_never_changes_a_device(devices, per_user, seed, shards, weights, urls):
-    """Property (issue 8): whatever (population, N), the shards partition the population and each
+    """Property: whatever (population, N), the shards partition the population and each
     device keeps its identity -- user, password, device id, IMEI, version, profile, index and the
     target process of its user -- as in the unsharded run."""
     versions = dict(zip(("12.1", "14.0", "14.1", "16.1"), weights))

@@ -5,7 +5,7 @@ Requests that differ only in one or two values are pre-encoded once as
 
 Every parser returns the command's root ``Status`` the same way (``status``),
 so that the caller can recognise the in-band re-provision statuses 140-145
-(MS-ASCMD 2.2.2, seed 000) whatever the command.
+(MS-ASCMD 2.2.2; docs/protocol-notes.md, 449 vs in-band statuses 139-145 and how Exchange chooses) whatever the command.
 """
 
 import base64
@@ -103,12 +103,14 @@ _ACCOUNT_WIPE_ACK = Template(
 
 
 def remote_wipe_ack(status, account_only=False):
-    """The device's acknowledgement of a (account-only) remote wipe (seed 000, MS-ASPROV 4.2)."""
+    """The device's acknowledgement of a (account-only) remote wipe (MS-ASPROV 3.1.5.1.2.2 / 3.1.5.1.2.3,
+    examples in 4.2)."""
     return (_ACCOUNT_WIPE_ACK if account_only else _WIPE_ACK).render(str(int(status)))
 
 
 def settings_device_information(device_info):
-    """Settings request that sets DeviceInformation (12.1/14.0, seed 000 ABQ section)."""
+    """Settings request that sets DeviceInformation (12.1/14.0; MS-ASCMD 2.2.3.45, docs/protocol-notes.md, ABQ
+    and DeviceInformation)."""
     return encode(("Settings:Settings", [device_information(device_info)]))
 
 

@@ -35,7 +35,9 @@ class Password:
 
     @property
     def simple(self):
-        """Repeated or sequential characters, or keyboard order (seed 000: '1234', '1111', 'qwerty')."""
+        """Repeated or sequential characters, or keyboard order (MS-ASPROV 2.2.2.12; the article
+        (docs/protocol-notes.md, source [A]) adds keyboard order:
+        '1234', '1111', 'qwerty')."""
         t = self.text.lower()
         if len(set(t)) == 1:
             return True
@@ -81,7 +83,8 @@ def unlock_attempts(failed, max_attempts):
     """What ``failed`` consecutive failed unlocks do under a threshold of ``max_attempts`` (0: none).
 
     Returns (code_word_requested, wiped): the code word is asked for at half the
-    threshold (seed 003, CodeWordFrequency); the device wipes itself at the threshold.
+    threshold (CodeWordFrequency; docs/protocol-notes.md, Policy storage and refresh); the device wipes itself
+    at the threshold.
     """
     if max_attempts <= 0 or failed <= 0:
         return False, False

@@ -1,7 +1,7 @@
 """EASProvisionDoc: the policy model, and a device's compliance with it.
 
-The compliance rules are those of seed 000 ("Provisioning, Policies, Remote
-Wipe, and ABQ"):
+The compliance rules are those of docs/protocol-notes.md, "Which policies a device may ignore" (from its
+source [A] and MS-ASPROV 2.2.2.x):
 
 * policies a device may ignore when it lacks the feature (AllowBluetooth,
   AllowCamera, AllowDesktopSync, AllowInternetSharing, AllowIrDA,
@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 
 from loadgen.eas.status import AckStatus
 
-#: The seed's example policy (seed 000, server provisioning response), in order.
+#: The example policy of the server Provision response in docs/protocol-notes.md's source [A], in order
+#: (its elements: MS-ASPROV 2.2.2.28 EASProvisionDoc).
 SEED_POLICY = (
     ("DevicePasswordEnabled", "1"),
     ("AlphanumericDevicePasswordRequired", "0"),
@@ -68,7 +69,8 @@ SEED_POLICY = (
 
 POLICY_NAMES = tuple(name for name, _ in SEED_POLICY)
 
-# Allow* policies that may be ignored when the device lacks the feature (seed 000),
+# Allow* policies that may be ignored when the device lacks the feature (docs/protocol-notes.md, Which policies
+# a device may ignore),
 # mapped to the capability that says whether the device has it.
 _FEATURE_OF = {
     "AllowBluetooth": "bluetooth",
@@ -193,7 +195,8 @@ class AppliedPolicy:
 
     @property
     def code_word_frequency(self):
-        """Failed attempts after which the device asks for a code word (seed 003)."""
+        """Failed attempts after which the device asks for a code word (half the wipe threshold;
+        docs/protocol-notes.md, Policy storage and refresh)."""
         return self.max_failed_attempts // 2
 
 

@@ -7,9 +7,10 @@ request to send or an outcome.  Ordinary commands' answers go through
 :func:`classify` which says whether the server wants the device to provision,
 is refusing it, is throttling it, and so on.
 
-Transition table (state, input -> action, next state).  Sources: seed 000
-(two-step exchange, Policy/Provision statuses, 139-145, remote wipe), MS-ASPROV
-3.1.5.1, eas-protocol-facts.md (a) (165, Tencent's missing Provision/Status).
+Transition table (state, input -> action, next state).  Sources: MS-ASPROV 3.1.5.1, 3.1.5.2, 2.2.2.54.x;
+docs/protocol-notes.md, "Two-step Provision and acknowledgement statuses" (two-step exchange, Policy/Provision
+statuses), "449 vs in-band statuses 139-145 and how Exchange chooses", "Remote wipe" and "Provisioning by
+version" (165, Tencent's missing Provision/Status).
 
 ======================  ==============================================  =============================================
 state                   input                                           action -> next state
@@ -223,7 +224,7 @@ def _ack_send(temporary_key, status):
 class Provisioner:
     """One device's provisioning conversation.  See the module docstring."""
 
-    # one per device: slots, not a ~270-byte attribute dict (issue 12, memory per device)
+    # one per device: slots, not a ~270-byte attribute dict (memory per device)
     __slots__ = ("version", "caps", "device_info", "retry_interval", "retry_backoff", "state", "policy_key",
                  "temporary_key", "policy", "applied", "ack_status", "unmet", "_restarts", "_initial_send",
                  "_devinfo_sent", "_wipe_outcome")
@@ -254,7 +255,8 @@ class Provisioner:
         send = self._initial_send
         if send is None:
             info = self.device_info if self.version.device_info_in_provision else None
-            # A provisionable device announces itself with X-MS-PolicyKey: 0 (seed 001).
+            # A provisionable device announces itself with X-MS-PolicyKey: 0 (MS-ASPROV 3.1.5.1.1;
+            # docs/protocol-notes.md, Two-step Provision and acknowledgement statuses).
             send = self._initial_send = Send("Provision", commands.provision_initial(info, self.version.policy_type),
                                              "0", "initial")
         self.state = _AWAIT_POLICY
@@ -277,7 +279,7 @@ class Provisioner:
         if not (state is _AWAIT_POLICY or state is _AWAIT_ACK or state is _AWAIT_WIPE_ACK or state is _AWAIT_DEVINFO):
             raise RuntimeError("no provisioning request outstanding (%s)" % state.value)
         if state is _AWAIT_WIPE_ACK:
-            # The device acknowledged first and wipes now, whatever the answer (seed 000).
+            # The device acknowledged first and wipes now, whatever the answer (MS-ASPROV 3.1.5.1.2.2).
             return self._finish(_WIPED, self._wipe_outcome)
         if state is _AWAIT_DEVINFO:
             return self._initial()
@@ -330,7 +332,8 @@ class Provisioner:
             self.state = _AWAIT_WIPE_ACK
             body = commands.remote_wipe_ack(ack, account_only=self._wipe_outcome.account_only)
             return Send("Provision", body, self.policy_key or "0", "wipe_ack")
-        status = resp.status if resp.status is not None else 1  # Tencent omits it (facts (a))
+        # Tencent omits it (docs/protocol-notes.md, Provisioning by version)
+        status = resp.status if resp.status is not None else 1
         if status == 2:
             return self._finish(_FAILED, Failed("Provision status 2 (protocol error)"))
         if status == 3:
@@ -424,7 +427,8 @@ def classify(http_status, headers, tree, retry_interval=3600.0, backoff=5.0):
 
     12.x servers say "provision" with a bare HTTP 449; 14.0+ Exchange with HTTP
     200 and Status 140/142/143/144 in the command's root, and refuses with HTTP
-    403 and 139/141/145 (eas-protocol-facts.md (a), Command.IsPolicyCompliant).
+    403 and 139/141/145 (Command.IsPolicyCompliant; docs/protocol-notes.md, 449 vs in-band statuses 139-145 and
+    how Exchange chooses).
     """
     status = commands.root_status(tree) if tree is not None else None
     if http_status == 200:

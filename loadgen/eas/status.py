@@ -2,8 +2,8 @@
 
 Sources: MS-ASPROV 2.2.2.54.1/2.2.2.54.2 (Provision and Policy Status),
 MS-ASCMD 2.2.2 (common status codes 101-177; names as in
-../shared/reference/eas-protocol-facts.md (b), from grommunio-sync gsyncdefs.php),
-MS-ASCMD 2.2.3.177.x (Ping, FolderSync statuses), the first seed (client
+docs/protocol-notes.md, Common statuses 101-177, from grommunio-sync gsyncdefs.php),
+MS-ASCMD 2.2.3.177.11 (Ping) and 2.2.3.177.5 (FolderSync), MS-ASPROV 2.2.2.54.1 and 3.1.5.2 (client
 acknowledgement statuses 1-4 and statuses 139-145).
 """
 
@@ -29,7 +29,7 @@ class PolicyStatus(IntEnum):
 
 
 class AckStatus(IntEnum):
-    """Policy/Status in the client's acknowledgement (seed 000, MS-ASPROV 2.2.2.54.1)."""
+    """Policy/Status in the client's acknowledgement (MS-ASPROV 2.2.2.54.1)."""
 
     SUCCESS = 1
     PARTIAL_SUCCESS = 2
@@ -38,7 +38,7 @@ class AckStatus(IntEnum):
 
 
 class RemoteWipeAck(IntEnum):
-    """RemoteWipe/Status sent by the client (seed 000)."""
+    """RemoteWipe/Status sent by the client (MS-ASPROV 2.2.2.54.3)."""
 
     SUCCESS = 1
     FAILURE = 2
@@ -123,9 +123,11 @@ class CommonStatus(IntEnum):
     MaximumDevicesReached = 177
 
 
-#: Statuses that send the device to Provision at once (seed 000: 140 wipe, 142, 143, 144).
+# : Statuses that send the device to Provision at once (140 wipe, 142, 143, 144; docs/protocol-notes.md, 449 vs
+# in-band statuses 139-145 and how Exchange chooses).
 REPROVISION_STATUSES = frozenset({140, 142, 143, 144})
-#: Provisioning refused until the administrator changes the policy: retry hourly (seed 000).
+# : Provisioning refused until the administrator changes the policy: retry hourly (MS-ASPROV 3.1.5.2;
+# docs/protocol-notes.md, 449 vs in-band statuses 139-145 and how Exchange chooses).
 REFUSED_STATUSES = frozenset({139, 141, 145})
 
 

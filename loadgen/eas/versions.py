@@ -1,11 +1,12 @@
 """What differs between EAS protocol versions, as data.
 
-Sources (see ../shared/reference/eas-protocol-facts.md (a)):
+Sources (see docs/protocol-notes.md, Provisioning by version):
 * PolicyType: MS-ASPROV 2.2.2.43 -- "MS-WAP-Provisioning-XML" for 2.5,
   "MS-EAS-Provisioning-WBXML" for 12.0 and later.
 * DeviceInformation inside the initial Provision only for 14.1/16.0/16.1
   (MS-ASPROV 2.2.2.53); through the Settings command for 12.1/14.0
-  (MS-ASCMD 2.2.3.45 and seed 000 "Clients that support 12.1 and 14.0 should use
+  (MS-ASCMD 2.2.3.45; Settings before the first FolderSync: docs/protocol-notes.md source [A]
+  and/protocol-notes.md, Provisioning by version);
   the Settings command ... before sending the first FolderSync"); 12.0 has no
   DeviceInformation.
 * Re-provision signal: bare HTTP 449 below 14.0; from 14.0 HTTP 200 with the

@@ -2,7 +2,7 @@
 
 Sequence (Exchange 2010 SP1 help, "Understanding Exchange ActiveSync device
 access" -- "Determining a Mobile Device's Access State"; ABQ notes in
-../shared/reference/eas-protocol-facts.md): after authentication and the policy
+docs/protocol-notes.md, ABQ and DeviceInformation): after authentication and the policy
 check,
 
 1. a personal exemption *blocking* this device id     -> Block   (reason Individual)
@@ -16,7 +16,7 @@ Rules key on the characteristics Exchange offers (``New-ActiveSyncDeviceAccessRu
 -Characteristic DeviceType|DeviceModel|DeviceOS|UserAgent``; Microsoft365DSC
 EXOActiveSyncDeviceAccessRule): DeviceType comes from the query string,
 DeviceModel / DeviceOS from the DeviceInformation the device sent (Provision for
-14.1+, Settings for 12.1 / 14.0, seed 000 "ABQ"), UserAgent from the request's
+14.1+, Settings for 12.1 / 14.0; docs/protocol-notes.md, ABQ and DeviceInformation), UserAgent from the request's
 User-Agent header (Exchange's DeviceUserAgent), else from DeviceInformation.
 The query string matches exactly, as in Exchange (case-insensitively here).
 
@@ -31,7 +31,8 @@ BLOCK = "Block"
 QUARANTINE = "Quarantine"
 LEVELS = {"allow": ALLOW, "block": BLOCK, "quarantine": QUARANTINE}
 
-# Exchange's DeviceAccessStateReason names (eas-protocol-facts.md (c)): sent in X-MS-ASThrottle.
+# Exchange's DeviceAccessStateReason names (docs/protocol-notes.md, Throttling and device reaction): sent in
+# X-MS-ASThrottle.
 REASON_GLOBAL = "Global"
 REASON_INDIVIDUAL = "Individual"
 REASON_RULE = "DeviceRule"

@@ -2,7 +2,7 @@
 
 Separate from the load generator's ``loadgen.metrics.REGISTRY`` (so a run with
 the embedded target never mixes server-side and client-side series), prefixed
-``easload_target_``, labels bounded by design (observability-conventions.md):
+``easload_target_``, labels bounded by design (docs/protocol-notes.md, Observability conventions):
 command (the MS-ASHTTP command names, anything else is "other"), HTTP status,
 EAS status, device provisioning / access / wipe state, fault kind, throttle
 reason.  Everything is computed on scrape from counters the target keeps anyway,

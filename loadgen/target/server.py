@@ -1,6 +1,7 @@
 """The embedded EAS target: an aiohttp server that answers as Exchange does.
 
-Envelopes (Exchange's AirSyncResponse.SetErrorResponse, eas-protocol-facts.md (a)):
+Envelopes (Exchange's AirSyncResponse.SetErrorResponse; docs/protocol-notes.md, 449 vs in-band statuses 139-145
+and how Exchange chooses):
 a policy or provisioning error goes in the command's root Status with HTTP 200
 when the request's version can carry that code in-band (14.0 up to 163, 14.1
 and later up to 177); otherwise the bare HTTP code (449 "Retry after sending a
@@ -31,7 +32,7 @@ from loadgen.eas import versions
 from loadgen.eas.commands import root_status
 from loadgen.eas.policy import policy_to_tree
 from loadgen.target import abq, itemops
-import functools  # noqa: E402 -- Autodiscover route (issue 10)
+import functools  # noqa: E402 -- Autodiscover route
 
 from loadgen.target import autodiscover  # noqa: E402
 from loadgen.target.faults import Faults
@@ -247,7 +248,8 @@ class Target:
         return web.Response(status=http_status, text=text, headers=headers)
 
     def _throttled(self, command, reason, retry_after):
-        """HTTP 503 + X-MS-ASThrottle + Retry-After, no EAS status (facts (c), throttle.py)."""
+        """HTTP 503 + X-MS-ASThrottle + Retry-After, no EAS status (docs/protocol-notes.md, Throttling and
+        device reaction; throttle.py)."""
         self.throttled[reason] = self.throttled.get(reason, 0) + 1
         return self._plain(command, 503, "Service Unavailable",
                            {**SERVER_HEADERS, "X-MS-ASThrottle": reason, "Retry-After": str(retry_after)})
@@ -391,7 +393,7 @@ class Target:
         record = state.device(user, device_id, device_type)
         if record is None:
             # EasMaxDevices reached: 177 MaximumDevicesReached, in-band only from 14.1
-            # (SetErrorResponse, facts (a)/(f)); otherwise a bare 403.
+            # (SetErrorResponse; docs/protocol-notes.md, Partnerships per mailbox and 177); otherwise a bare 403.
             return self._error(command, version, 403, 177)
         throttle = state.throttle
         if not throttle.acquire(user):  # EasMaxConcurrency (throttle.py)
@@ -446,7 +448,7 @@ class Target:
 
         Blocked: 129 DeviceIsBlockedForThisUser, HTTP 403 envelope (in-band for 14.x as
         every SetErrorResponse), with ``X-MS-ASThrottle: <DeviceAccessStateReason>``
-        (Exchange adds it for admin blocks too, facts (a)).
+        (Exchange adds it for admin blocks too; docs/protocol-notes.md, Throttling and device reaction).
 
         Quarantined -- the model chosen here, because Exchange's exact quarantine
         behaviour is unverified (facts, ABQ notes; Exchange routes it through an
@@ -481,7 +483,7 @@ class Target:
             return self._wbxml("Provision", _PROVISION_WIPE_ACKED, 1)
         if record.wipe in (WIPE_PENDING, WIPE_SENT):
             # pending -> sent: RemoteWipe in the Provision response (MS-ASPROV 3.2.5.1.2.1,
-            # seed 000 "Remote Wipe"); AccountOnlyRemoteWipe only for 16.1 (MS-ASPROV
+            # docs/protocol-notes.md, Remote wipe); AccountOnlyRemoteWipe only for 16.1 (MS-ASPROV
             # 2.2.2.1), a full wipe for every other version.
             record.wipe = WIPE_SENT
             record.wipe_account_only = record.wipe_account_only and version.text == "16.1"
@@ -527,7 +529,8 @@ class Target:
         return self._wbxml("FolderSync", _FOLDERSYNC_BADKEY, 9)
 
     def settings(self, record, version, tree):
-        """Settings: DeviceInformation Set (12.1/14.0 send it here, seed 000 "ABQ";
+        """Settings: DeviceInformation Set (12.1/14.0 send it here, MS-ASCMD 2.2.3.45, docs/protocol-notes.md,
+        ABQ and DeviceInformation;
         ABQ is re-evaluated with it) and UserInformation Get (MS-ASCMD 2.2.3.189)."""
         if tree is None or tree[0] != "Settings:Settings":
             return self._wbxml("Settings", _STATUS_TEMPLATES["Settings"].render("2"), 2)  # protocol error
@@ -558,7 +561,7 @@ class Target:
         return self._wbxml("Sync", body, 1)
 
     async def ping(self, record, version, tree):
-        """Ping (MS-ASCMD 2.2.1.13; statuses from facts (d)).
+        """Ping (MS-ASCMD 2.2.1.13; statuses MS-ASCMD 2.2.3.177.11, docs/protocol-notes.md, Ping).
 
         HeartbeatInterval and the folder list are cached per device and may be
         omitted later (3 when nothing is cached).  Outside ``ping_min..ping_max``

@@ -1,7 +1,8 @@
 """Server-side state and rules of the embedded EAS target, independent of HTTP.
 
 The per-request policy decision follows Exchange's own ``Command.IsPolicyCompliant``
-(decompiled Exchange source, summarised in ../shared/reference/eas-protocol-facts.md (a)):
+(decompiled Exchange source, summarised in docs/protocol-notes.md, 449 vs in-band statuses 139-145 and how
+Exchange chooses):
 
 1. remote wipe pending                         -> 140 (449 if a key was sent, else 403)
 2. no policy for the mailbox ("no policy" mode) -> allowed
@@ -14,15 +15,16 @@ The per-request policy decision follows Exchange's own ``Command.IsPolicyComplia
 7. key differs from the current one            -> 144 (449)
 
 The last successful provisioning time is signed with a per-server salt
-(PolicyDataSalt, seed 003): a timestamp whose signature does not verify counts
+(PolicyDataSalt; docs/protocol-notes.md, Policy storage and refresh): a timestamp whose signature does not verify counts
 as "never provisioned".
 
 Besides the policy: mailboxes (generated pattern or a CSV file of user,password),
 the remote wipe lifecycle none -> pending -> sent -> acknowledged -> wiped
-(grommunio ``SYNC_PROVISION_RWSTATUS_*``, eas-protocol-facts.md (i); a wiped
+(grommunio ``SYNC_PROVISION_RWSTATUS_*``; docs/protocol-notes.md, Remote wipe; a wiped
 device id stays refused until an admin clears it), Allow/Block/Quarantine
 (abq.py), the device partnership limit per mailbox (EasMaxDevices, default 100,
-facts (e)/(f)), a small Inbox per user (mailbox.py), Ping bounds (facts (d)) and
+docs/protocol-notes.md, Partnerships per mailbox and 177), a small Inbox per user (mailbox.py), Ping bounds
+(docs/protocol-notes.md, Ping) and
 throttling (throttle.py).  Every admin action is a plain method here, so the
 engine can schedule them in-process; the admin HTTP API (admin.py) calls them.
 """
@@ -118,7 +120,8 @@ def scenario_options(scenario):
         users=auth.users, user_pattern=auth.user, password_pattern=auth.password,
         no_policy=t.no_policy, allow_non_provisionable=t.allow_non_provisionable,
         refresh_interval_min=t.policy_refresh_minutes, seed=scenario.seed, ping_min=t.ping_min, ping_max=t.ping_max,
-        eas_path=t.path, ignore_policy_key=t.ignore_policy_key,  # issue 10: modes
+        # target modes: path, Autodiscover, policy-key handling, auth quirks
+        eas_path=t.path, ignore_policy_key=t.ignore_policy_key,
         options_without_provision=t.options_without_provision, auth_realm=t.auth_realm,
         challenge_first=t.challenge_first, autodiscover_redirect=t.autodiscover_redirect)
 
@@ -165,10 +168,11 @@ class TargetState:
         else:
             self.passwords = {user_pattern.format(n=n): password_pattern.format(n=n) for n in range(users)}
         self.domain = domain
-        # EasMaxDevices: 100 on Exchange 2013+ (ThrottlingPolicyDefaults, facts (e)/(f)); None: unlimited
+        # EasMaxDevices: 100 on Exchange 2013+ (docs/protocol-notes.md, Partnerships per mailbox and 177); None:
+        # unlimited
         self.max_devices = max_devices
         self.inbox_items = inbox_items
-        # Ping HeartbeatInterval bounds: Exchange 60..3540 s (facts (d)); lower them in tests
+        # Ping HeartbeatInterval bounds: Exchange 60..3540 s (docs/protocol-notes.md, Ping); lower them in tests
         self.ping_min = ping_min
         self.ping_max = ping_max
         self.ping_max_folders = ping_max_folders
@@ -338,7 +342,7 @@ class TargetState:
         record.wipe_ack_status = None
 
     def acknowledge_wipe(self, record, status):
-        """The device's RemoteWipe/Status (seed 000: 1 = will wipe, 2 = could not): sent -> acknowledged."""
+        """The device's RemoteWipe/Status (MS-ASPROV 2.2.2.54.3: 1 = will wipe, 2 = could not): sent -> acknowledged."""
         if record.wipe == WIPE_SENT:
             record.wipe = WIPE_ACKNOWLEDGED
             record.wipe_ack_status = status
@@ -346,7 +350,8 @@ class TargetState:
 
     def contact(self, record):
         """Any request after a successful wipe acknowledgement is the wiped device coming
-        back (it wiped itself, facts (i): "-> WIPED"): acknowledged -> wiped.  The id then
+        back (it wiped itself; grommunio's RWSTATUS goes to WIPED, docs/protocol-notes.md, Remote wipe):
+        acknowledged -> wiped.  The id then
         stays refused (403 / 140) until :meth:`clear_wipe`."""
         if record.wipe == WIPE_ACKNOWLEDGED and record.wipe_ack_status == 1:
             record.wipe = WIPE_WIPED

@@ -1,13 +1,14 @@
 """Exchange-style throttling: per-user concurrency and a per-device command budget.
 
 * ``EasMaxConcurrency`` (Exchange 2013+ on-premises default **10**, Exchange Online
-  4; eas-protocol-facts.md (e), ThrottlingPolicyDefaults): "how many concurrent
+  4; docs/protocol-notes.md, Throttling and device reaction; Exchange's ThrottlingPolicyDefaults): "how many concurrent
   connections an Exchange ActiveSync user can have against an Exchange server at
   one time. A connection is held from the moment a request is received until a
   response is sent in its entirety" (New-ThrottlingPolicy documentation).  So a
   held **Ping counts** for its whole heartbeat: that is the choice here too.
   Over the limit: HTTP 503, ``X-MS-ASThrottle: OutOfBudgets`` (the
-  DeviceAccessStateReason Exchange sends for budget exhaustion, facts (c)) and
+  DeviceAccessStateReason Exchange sends for budget exhaustion; MS-ASHTTP 2.2.2.1.2.13, docs/protocol-notes.md,
+  Throttling and device reaction) and
   ``Retry-After``.
 * A per-device command budget as a token bucket (``burst`` commands, refilled at
   ``rate`` commands/s).  It stands in for Exchange's EasMaxBurst / EasRechargeRate /
@@ -16,7 +17,8 @@
   CommandFrequency``, ``Retry-After`` = seconds until one token is back.  While the
   bucket is below ``low_water`` of its capacity every response carries
   ``X-MS-BackOffDuration`` (Exchange adds it to every response as a back-off
-  suggestion, facts (c)); its value here is milliseconds until the bucket is back
+  suggestion; docs/protocol-notes.md, Throttling and device reaction); its value here is milliseconds until the
+  bucket is back
   to ``low_water`` -- Exchange's exact value format is unverified.
   Defaults (burst 600, 20 commands/s) are far above what a simulated device does,
   so normal scenarios are never throttled.
