@@ -24,7 +24,7 @@ device per flow, built before the clock starts, with its own endpoint; the same
 Plain loops -- the same three requests (bodies captured from a real flow,
 pre-built), no device logic, against the canned responder:
 
-* ``plain lean fresh``: loadgen/transport.py's public ``Transport("lean").post``
+* ``plain lean fresh``: loadgen/wire/transport.py's public ``Transport("lean").post``
   with one pre-built DeviceEndpoint per flow (``--devices`` of them), its new
   connection left open -- exactly the device flows' connection pattern;
 * ``plain lean reconnect``: one endpoint per worker, its connection closed and
@@ -59,8 +59,8 @@ from _responders import loop_factory, pin, raise_nofile, serve_process  # noqa: 
 def serve_embedded(queue, core, users):
     pin(core)
     raise_nofile()
-    from loadgen.target.server import serve_forever
-    from loadgen.target.state import TargetState
+    from loadgen.exchange.server import serve_forever
+    from loadgen.exchange.state import TargetState
 
     state = TargetState(users=users)
     with asyncio.Runner(loop_factory=loop_factory()) as runner:
@@ -99,8 +99,8 @@ class Result:
 
 async def device_flows(url, devices_count, seconds, concurrency, seed, kind="lean", recorder=None):
     """Full device logic, one fresh device per flow."""
-    from loadgen.engine import build_population, settle_population
-    from loadgen.transport import Transport
+    from loadgen.run.engine import build_population, settle_population
+    from loadgen.wire.transport import Transport
 
     devices, stats = build_population(_scenario(url, devices_count, seed), url)
     settle_population()  # as engine.run does after building the population
@@ -149,14 +149,14 @@ class Recorder:
 
 
 def _endpoint(url, i):
-    from loadgen.transport import DeviceEndpoint
+    from loadgen.wire.transport import DeviceEndpoint
 
     return DeviceEndpoint(url, "user%d" % i, "Pass%d!" % i, "BENCH%08d" % i, "SmartPhone", "14.1", "easload-bench/1")
 
 
 async def plain_lean(url, requests, seconds, concurrency, pattern, devices):
     """``pattern``: "fresh" (one pre-built endpoint per flow, left open), "reconnect", "keepalive"."""
-    from loadgen.transport import Transport
+    from loadgen.wire.transport import Transport
 
     transport = Transport("lean", timeout=30)
     await transport.start()

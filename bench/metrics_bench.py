@@ -1,8 +1,8 @@
 """What the Prometheus metrics cost per request (prints figures; not a test).
 
-easload's devices only update plain counters in ``loadgen.report.Stats``
+easload's devices only update plain counters in ``loadgen.results.report.Stats``
 (``Stats.record``: per-command HDR ``Recorder``, the classic-histogram bucket
-slot, counters); ``loadgen.metrics`` turns them into metric families when
+slot, counters); ``loadgen.results.metrics`` turns them into metric families when
 Prometheus scrapes.  This measures, in ns per request (min of several rounds):
 
 * ``Recorder.record``  one HDR histogram update (two per request: run + interval)
@@ -51,7 +51,7 @@ def inputs(n):
 
 
 def bench_recorder(n, rounds):
-    from loadgen.report import Recorder
+    from loadgen.results.report import Recorder
 
     values = [max(1, int(x[3] * 1e6)) for x in inputs(n)]
 
@@ -65,7 +65,7 @@ def bench_recorder(n, rounds):
 
 
 def bench_stats(n, rounds):
-    from loadgen.report import Stats
+    from loadgen.results.report import Stats
 
     data = inputs(n)
 
@@ -83,7 +83,7 @@ def bench_metrics_share(n, rounds):
     sum); the by_key counters and HDR histograms serve the summary too."""
     from bisect import bisect_left
 
-    from loadgen.report import LATENCY_BUCKETS
+    from loadgen.results.report import LATENCY_BUCKETS
 
     data = [((cmd, outcome), seconds) for cmd, outcome, _s, seconds, _a, _b, _e in inputs(n)]
 
@@ -107,7 +107,7 @@ def bench_metrics_share(n, rounds):
 def bench_client_direct(n, rounds):
     import prometheus_client as prom
 
-    from loadgen.report import LATENCY_BUCKETS
+    from loadgen.results.report import LATENCY_BUCKETS
 
     data = inputs(n)
 
@@ -133,7 +133,7 @@ _MULTIPROC_CHILD = r"""
 import sys, time
 sys.path.insert(0, %(root)r)
 import prometheus_client as prom
-from loadgen.report import LATENCY_BUCKETS
+from loadgen.results.report import LATENCY_BUCKETS
 sys.path.insert(0, %(bench)r)
 from metrics_bench import inputs
 n, rounds = %(n)d, %(rounds)d
@@ -167,7 +167,7 @@ def bench_client_multiprocess(n, rounds):
 
 
 def full_stats(n):
-    from loadgen.report import Stats
+    from loadgen.results.report import Stats
 
     stats = Stats()
     for cmd, outcome, status, seconds, sent, received, eas in inputs(n):
@@ -184,7 +184,7 @@ def full_stats(n):
 
 
 def bench_scrape(rounds):
-    from loadgen import metrics
+    from loadgen.results import metrics
 
     stats = full_stats(20000)
     states = {"provisioned": 9000, "provisioning": 10, "quarantined": 50, "blocked": 5, "wiped": 20,
@@ -203,7 +203,7 @@ def bench_scrape(rounds):
 def bench_snapshot(rounds):
     from collections import Counter
 
-    from loadgen.workers import _snapshot
+    from loadgen.run.workers import _snapshot
 
     stats = full_stats(20000)
 

@@ -10,7 +10,7 @@ EAS statuses per command, devices by state, and for each command an interval HDR
 command, each use a copy (decoding cost does not depend on the content; nothing caches by content
 or identity); the first 600
 intervals have device starts with a schedule-lag histogram.  Interval histograms are in
-summary.json's sparse ``"counts"`` form (loadgen.workers), or with --legacy in the ``"hdr"`` form
+summary.json's sparse ``"counts"`` form (loadgen.run.workers), or with --legacy in the ``"hdr"`` form
 (hdrh's base64) of summaries written before it.  Prints seconds (min of the repeats) and the size
 of the shards' series as summary.json writes them (indented JSON); --check also compares the fast
 merge with hdrh's own (decode, add, get_value_at_percentile) on a sample of intervals.  Asserts
@@ -44,9 +44,9 @@ sys.path.insert(0, os.environ.get("REPORT_BENCH_CODE") or str(ROOT))
 import orjson  # noqa: E402
 from hdrh.histogram import HdrHistogram  # noqa: E402
 
-from loadgen import htmlreport  # noqa: E402
-from loadgen.report import Recorder  # noqa: E402
-from loadgen.workers import encode_counts, merge_series, sparse_counts  # noqa: E402
+from loadgen.results import html as htmlreport  # noqa: E402
+from loadgen.results.report import Recorder  # noqa: E402
+from loadgen.run.workers import encode_counts, merge_series, sparse_counts  # noqa: E402
 
 COMMANDS = ("Sync", "Ping", "FolderSync", "Provision", "ItemOperations", "SendMail", "MoveItems")
 

@@ -82,7 +82,8 @@ def client(index, url, devices, heartbeat, idle, settle, rate, result_queue, wan
     raise_nofile()
     import uvloop
 
-    from loadgen import engine, scenario
+    from loadgen.run import engine
+    from loadgen import scenario
 
     sc = scenario.parse(f"""
 duration = 100000

@@ -15,7 +15,7 @@ Bounded in time (well under 2 minutes) and in file descriptors (each held Ping
 is one connection: one fd here and one in the target; levels are capped so that
 neither process passes 18,000 open files).
 
-Then the multi-process target (loadgen/target/cluster.py: users sharded over
+Then the multi-process target (loadgen/exchange/cluster.py: users sharded over
 processes, each on its own 127.0.0.x address), driven by several client
 processes (one process may open at most 20,000 files here; one destination
 ip:port gives a client ~28,000 ephemeral ports): ``--cluster PINGS:TARGETS:CLIENTS``
@@ -90,9 +90,9 @@ def target_main(conn, users):
     import logging
 
     logging.disable(logging.CRITICAL)
-    from loadgen.target.admin import start_admin
-    from loadgen.target.server import start_target
-    from loadgen.target.state import TargetState
+    from loadgen.exchange.admin import start_admin
+    from loadgen.exchange.server import start_target
+    from loadgen.exchange.state import TargetState
 
     loop, kind = _loop()
     asyncio.set_event_loop(loop)
@@ -460,7 +460,7 @@ async def cluster_bench(label, total, processes, clients, heartbeat, budget, ope
     import logging
 
     logging.disable(logging.CRITICAL)
-    from loadgen.target.cluster import TargetCluster
+    from loadgen.exchange.cluster import TargetCluster
 
     start = time.perf_counter()
     deadline = start + budget

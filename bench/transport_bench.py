@@ -67,7 +67,7 @@ def _loop_factory():
 
 def run_device(url, transport, devices, seconds):
     """The engine with full device logic: (requests, seconds, cpu seconds, errors)."""
-    from loadgen import engine
+    from loadgen.run import engine
 
     sc = _scenario(url, transport, devices, seconds)
     cpu0 = time.process_time()
@@ -81,7 +81,7 @@ def run_device(url, transport, devices, seconds):
 def run_plain(url, transport, conns, seconds):
     """The transport alone: ``post`` in a loop on ``conns`` connections."""
     from loadgen.eas import commands
-    from loadgen.transport import DeviceEndpoint, Transport
+    from loadgen.wire.transport import DeviceEndpoint, Transport
 
     body = commands.foldersync("1")
     kind, _, pooled = transport.partition("-")

@@ -1,5 +1,5 @@
 import sys
 
-from loadgen.cli import main
+from loadgen.cli.app import main
 
 sys.exit(main())

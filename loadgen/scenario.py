@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from loadgen.eas import versions
-from loadgen.profiles import PROFILES
+from loadgen.device.profiles import PROFILES
 
 
 class ScenarioError(Exception):
@@ -27,7 +27,7 @@ class ScenarioError(Exception):
 MAX_DEVICES = 1_000_000  # devices in a run (all workers and shards together)
 MAX_DEVICES_PER_PROCESS = 250_000  # devices one client process holds (more: --workers or shards)
 MAX_USERS = 1_000_000  # users of a run (the embedded target builds a mailbox for each)
-MAX_DEVICES_PER_USER = 100  # EasMaxDevices' default (loadgen/target/state.py): more gives status 177
+MAX_DEVICES_PER_USER = 100  # EasMaxDevices' default (loadgen/exchange/state.py): more gives status 177
 MAX_PROCESSES = 64  # [target] processes and --workers: processes forked on this machine
 MAX_SECONDS = 366 * 86400.0  # any duration or interval: at most a year
 MAX_RATE = 1_000_000.0  # arrivals or requests per second
@@ -822,7 +822,7 @@ def _event_args(r, where, action, args):
         if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= 10_000:
             raise bad("count", "a whole number of messages from 1 to 10,000")
     elif action == "abq":
-        from loadgen.target import abq
+        from loadgen.exchange import abq
 
         if "default" in args:
             try:

@@ -3,12 +3,12 @@ embedded target's answers over real HTTP, and the device step in a run."""
 
 import pytest
 
-from loadgen import autodiscover as ad
+from loadgen.device import autodiscover as ad
 from loadgen import scenario
-from loadgen.engine import run
-from loadgen.target import autodiscover as tad
-from loadgen.target.server import start_target
-from loadgen.target.state import TargetState
+from loadgen.run.engine import run
+from loadgen.exchange import autodiscover as tad
+from loadgen.exchange.server import start_target
+from loadgen.exchange.state import TargetState
 
 # MS-ASCMD 4.2.4 "Response - Case Server Settings" (two servers: MobileSync and CertEnroll)
 SETTINGS_4_2_4 = b"""<?xml version="1.0" encoding="utf-8"?>
@@ -132,7 +132,7 @@ def test_redirect_to_another_address_restarts_with_its_domain():
     assert nxt.email == "u@example.org" and nxt.url == "https://127.0.0.1:1/autodiscover/autodiscover.xml"
     assert b"u@example.org" in nxt.body
     d.unreachable("x")
-    # named over https: the new domain's hosts may get the credentials (loadgen/redirects.py point 3)
+    # named over https: the new domain's hosts may get the credentials (loadgen/wire/redirects.py point 3)
     assert d.step.url == "https://example.org/autodiscover/autodiscover.xml"
     done = d.receive(200, {}, _settings(email="u@example.org"))
     assert isinstance(done, ad.Done) and done.email == "u@example.org" and done.redirects == 1
@@ -166,7 +166,7 @@ def test_redirect_loop_and_redirect_limit():
 
 
 def test_a_302_to_a_host_outside_the_named_ones_gets_no_credentials():
-    """loadgen/redirects.py: a 302 to an https host that is neither a configured server nor in the
+    """loadgen/wire/redirects.py: a 302 to an https host that is neither a configured server nor in the
     e-mail domain is refused (nothing sent), as is one to the URL that answered."""
     d = ad.Discovery("u@d0.com", first_urls=("https://eas.corp.test/autodiscover/autodiscover.xml",))
     d.start()
@@ -312,7 +312,7 @@ def ad_pki():
     import os
     import shutil
 
-    from loadgen.target.tls import TemporaryPKI
+    from loadgen.exchange.tls import TemporaryPKI
 
     if shutil.which("openssl") is None and not os.environ.get("EASLOAD_REQUIRE_OPENSSL"):  # CI: fails instead
         pytest.skip("needs the openssl command")
@@ -373,7 +373,7 @@ async def test_redirect_probe_302_to_https_then_post_over_tls(ad_pki):
 
 
 async def test_probe_autodiscovers_over_tls_then_walks_eas_on_the_discovered_host(ad_pki):
-    from loadgen.probe import Probe
+    from loadgen.cli.probe import Probe
 
     async with _TLSTargetWithHTTP(ad_pki) as srv:
         lines = []
@@ -389,7 +389,7 @@ async def test_probe_autodiscovers_over_tls_then_walks_eas_on_the_discovered_hos
 
 
 async def test_probe_without_the_ca_says_certificate_not_trusted_at_autodiscover(ad_pki):
-    from loadgen.probe import Probe
+    from loadgen.cli.probe import Probe
 
     async with _TLSTargetWithHTTP(ad_pki) as srv:
         lines = []

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from loadgen.cli import main
+from loadgen.cli.app import main
 
 # (scenario text, what the one line must name)
 SCENARIOS = [

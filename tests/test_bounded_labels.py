@@ -10,10 +10,10 @@ import random
 
 from hostile import ScriptedServer, http_response
 
-from loadgen import metrics
-from loadgen.device import _http_outcome
-from loadgen.report import EAS_STATUS_CAP, OTHER, Stats, summary_text
-from loadgen.transport import DeviceEndpoint, LeanTransport
+from loadgen.results import metrics
+from loadgen.device.life import _http_outcome
+from loadgen.results.report import EAS_STATUS_CAP, OTHER, Stats, summary_text
+from loadgen.wire.transport import DeviceEndpoint, LeanTransport
 
 
 def _series(text):
@@ -43,7 +43,7 @@ async def _hostile_run(requests):
                 if not resp.status:
                     stats.record("Sync", 0, "conn_error", resp.elapsed, 3, 0)
                     continue
-                # as loadgen/device.py records an answer, its throttling reason and EAS status
+                # as loadgen/device/life.py records an answer, its throttling reason and EAS status
                 stats.record("Sync", resp.status, _http_outcome(resp.status), resp.elapsed, 3, len(resp.body),
                              int(resp.headers["X-Eas-Status"]))
                 stats.throttle(resp.headers["X-MS-ASThrottle"])
@@ -106,7 +106,7 @@ def test_known_values_are_kept():
 
 
 def test_ok_outcomes_are_one_list():
-    from loadgen.report import OK_OUTCOMES
+    from loadgen.results.report import OK_OUTCOMES
 
     s = Stats()
     for outcome in OK_OUTCOMES:

@@ -8,7 +8,7 @@ import subprocess
 import sys
 import urllib.request
 
-from loadgen.cli import main
+from loadgen.cli.app import main
 
 
 def test_target_command_serves_eas_and_admin():
@@ -213,8 +213,9 @@ def test_tls_precheck_never_prints_credentials_of_a_url(tmp_path, capsys):
     info; an unreadable URL with user info is refused without quoting the password either."""
     import ssl
 
-    from loadgen import cli, scenario
-    from loadgen.target.tls import TemporaryPKI
+    from loadgen.cli import app as cli
+    from loadgen import scenario
+    from loadgen.exchange.tls import TemporaryPKI
 
     async def nothing(conn, req):
         return False
@@ -254,10 +255,10 @@ def test_no_policy_server_gets_a_hint_after_the_summary_and_in_the_threshold_lin
 
 
 def test_run_yes_reaches_the_redirect_rule(tmp_path, monkeypatch):
-    """--yes confirms a load test on a new host a device is redirected to (loadgen/redirects.py):
+    """--yes confirms a load test on a new host a device is redirected to (loadgen/wire/redirects.py):
     the command line hands it to ratelimit.install, which puts it in the run's redirect rule."""
-    import loadgen.engine as engine_mod
-    from loadgen import cli
+    import loadgen.run.engine as engine_mod
+    from loadgen.cli import app as cli
 
     seen = {}
 

@@ -15,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from loadgen.cli import main
+from loadgen.cli.app import main
 
 
 @pytest.fixture(scope="module")

@@ -15,8 +15,9 @@ import textwrap
 import orjson
 import pytest
 
-from loadgen import engine, scenario
-from loadgen.device import Device
+from loadgen.run import engine
+from loadgen import scenario
+from loadgen.device.life import Device
 
 DEVICES = 8
 VICTIM = 3
@@ -149,7 +150,7 @@ def test_detail_never_shows_credentials(monkeypatch):
 
 # loaded by every process of the run (the workers are spawned interpreters) through sitecustomize
 CRASHER = textwrap.dedent("""
-    from loadgen.device import Device
+    from loadgen.device.life import Device
 
     original = Device._received
 

@@ -15,12 +15,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import _wbxml
-from loadgen import device as device_mod
+from loadgen.device import life as device_mod
 from loadgen.eas import versions
-from loadgen.profiles import PROFILES, identity
-from loadgen.report import Stats
+from loadgen.device.profiles import PROFILES, identity
+from loadgen.results.report import Stats
 from loadgen.scenario import LoadConfig
-from loadgen.transport import Response
+from loadgen.wire.transport import Response
 
 VALID_STATES = {device_mod.NEW, device_mod.PROVISIONING, device_mod.PROVISIONED, device_mod.NO_POLICY,
                 device_mod.UNPROVISIONED, device_mod.REFUSED, device_mod.BLOCKED, device_mod.WIPED,

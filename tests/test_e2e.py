@@ -7,8 +7,9 @@ import sys
 
 import pytest
 
-from loadgen import engine, scenario
-from loadgen.target.state import TargetState
+from loadgen.run import engine
+from loadgen import scenario
+from loadgen.exchange.state import TargetState
 
 
 def make(devices=30, duration=3, versions='{ "14.1" = 1 }', profiles='{ modern = 1 }', extra="", mode="poll",
@@ -147,7 +148,7 @@ def test_wiped_device_reenrols_as_a_new_device():
 
 
 def test_backoff_duration_header_parsing():
-    from loadgen.device import _backoff_ms
+    from loadgen.device.life import _backoff_ms
 
     assert _backoff_ms("250") == 250 and _backoff_ms("L/-470") == 0 and _backoff_ms("") == 0
 
@@ -173,7 +174,7 @@ def test_heartbeat_out_of_bounds_takes_the_servers_bound():
 
 
 def test_sync_truncation_is_clamped_to_the_policy():
-    from loadgen.device import Device
+    from loadgen.device.life import Device
 
     state = TargetState(users=2, policy=dict(__import__("loadgen.eas.policy", fromlist=["x"]).SEED_POLICY,
                                              MaxEmailBodyTruncationSize="1"))
@@ -247,7 +248,7 @@ def test_sigterm_still_prints_the_summary(tmp_path):
 
 
 def test_open_model_schedule_follows_the_rate():
-    from loadgen.engine import schedule
+    from loadgen.run.engine import schedule
 
     sc = scenario.parse('duration = 10\n[population]\ndevices = 1000\n[auth]\nusers = 1000\n'
                         '[load]\nmodel = "open"\narrival_rate = 10\n'
@@ -335,7 +336,7 @@ def test_tls_precheck_message_never_shows_the_urls_credentials(monkeypatch):
     import io
     import socket
 
-    from loadgen.target import tls
+    from loadgen.exchange import tls
 
     async def untrusted(url, ctx):
         return "certificate not trusted (test)"

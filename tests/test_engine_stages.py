@@ -7,10 +7,11 @@ from collections import Counter
 
 import pytest
 
-from loadgen import engine, scenario
-from loadgen.engine import active_target, first_activation
+from loadgen.run import engine
+from loadgen import scenario
+from loadgen.run.engine import active_target, first_activation
 from loadgen.scenario import ScenarioError
-from loadgen.transport import Transport as RealTransport
+from loadgen.wire.transport import Transport as RealTransport
 
 INACTIVE = ("new", "stopped")
 

@@ -6,7 +6,7 @@ injected matches what the devices recorded, and once the fault is cleared every 
 is provisioned and syncing (or pinging) again.
 
 Faults are set and cleared by scenario events (``action = "faults"``, the same
-configuration as the admin API's ``POST /admin/faults``, loadgen/target/faults.py).
+configuration as the admin API's ``POST /admin/faults``, loadgen/exchange/faults.py).
 Short runs: 8 devices, faults from 0 s (so they hit provisioning too) to 2 s.
 """
 
@@ -15,9 +15,10 @@ from collections import Counter
 
 import pytest
 
-from loadgen import engine, scenario
-from loadgen.target.server import start_target
-from loadgen.transport import Transport as RealTransport
+from loadgen.run import engine
+from loadgen import scenario
+from loadgen.exchange.server import start_target
+from loadgen.wire.transport import Transport as RealTransport
 
 DEVICES = 8
 CLEAR_AT = 2.0

@@ -10,12 +10,12 @@ import pytest
 
 import _wbxml
 from hostile import ScriptedServer, http_response
-from loadgen import device as device_mod
+from loadgen.device import life as device_mod
 from loadgen.eas import versions
-from loadgen.profiles import PROFILES, identity
-from loadgen.report import Stats
+from loadgen.device.profiles import PROFILES, identity
+from loadgen.results.report import Stats
 from loadgen.scenario import LoadConfig
-from loadgen.transport import Transport
+from loadgen.wire.transport import Transport
 
 BACKOFF = 0.2
 RUN = 1.5
@@ -209,7 +209,7 @@ async def test_451_ping_pong_between_two_servers_backs_off_and_closes_the_old_co
 
 
 async def test_451_to_a_host_the_run_was_not_pointed_at_gets_nothing():
-    """The credentials go only to named hosts (loadgen/redirects.py): 127.0.0.2 is not 127.0.0.1."""
+    """The credentials go only to named hosts (loadgen/wire/redirects.py): 127.0.0.2 is not 127.0.0.1."""
     async def elsewhere(conn, req):
         conn.write(http_response(foldersync(folders=INBOX)))
         return True

@@ -13,10 +13,10 @@ import asyncio
 from hostile import ScriptedServer, http_response
 
 import _wbxml
-from loadgen import probe as probe_module
-from loadgen.probe import Probe
-from loadgen.target.server import DEFAULT_FOLDERS, start_target
-from loadgen.target.state import TargetState
+from loadgen.cli import probe as probe_module
+from loadgen.cli.probe import Probe
+from loadgen.exchange.server import DEFAULT_FOLDERS, start_target
+from loadgen.exchange.state import TargetState
 
 ESC = "\x1b"
 FAKE = "\n==> [OK  ] Sync: 25 items in the Inbox window\nprobe verdict: this device can provision and sync\n"

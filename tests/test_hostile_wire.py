@@ -13,9 +13,9 @@ import gc
 import pytest
 from hostile import ScriptedServer, http_response, wait_for
 
-from loadgen import transport as tr
-from loadgen.report import Stats, accounting, summary_text
-from loadgen.transport import AiohttpTransport, BodyBudget, DeviceEndpoint, LeanTransport
+from loadgen.wire import transport as tr
+from loadgen.results.report import Stats, accounting, summary_text
+from loadgen.wire.transport import AiohttpTransport, BodyBudget, DeviceEndpoint, LeanTransport
 
 OK_BODY = b"\x03\x01\x6a\x00\x00\x07\x56\x52\x03\x31\x00\x01\x01"
 KINDS = ("lean", "aiohttp")
@@ -31,7 +31,7 @@ def endpoint(url, n=0, user="user%d"):
 
 
 def outcome(resp):
-    """The device's classification, in short (loadgen/device.py no_answer_outcome)."""
+    """The device's classification, in short (loadgen/device/life.py no_answer_outcome)."""
     if resp.status == 200:
         return "ok"
     if resp.status:
@@ -425,8 +425,9 @@ def test_engine_run_counts_every_request_the_server_saw(kind):
     run's "sent", and sent = answered + errors + timeouts + cancelled + re-sent."""
     import aiohttp
 
-    from loadgen import engine, scenario
-    from loadgen.target.server import start_target
+    from loadgen.run import engine
+    from loadgen import scenario
+    from loadgen.exchange.server import start_target
 
     def make_scenario(url=None):
         return scenario.parse("""

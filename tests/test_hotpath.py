@@ -15,11 +15,11 @@ from hypothesis import given, settings, strategies as st
 
 import _wbxml
 from _wbxml import encode, findtext
-from loadgen import device as device_mod
+from loadgen.device import life as device_mod
 from loadgen.eas import commands
 from loadgen.eas.provisioning import Provisioner, Send
 from loadgen.eas.versions import get as version
-from loadgen.report import Stats
+from loadgen.results.report import Stats
 
 # ---------------------------------------------------------------- initial Provision (MS-ASPROV 2.2.2.52, 14.1+)
 
@@ -179,7 +179,7 @@ def test_latency_recorded_per_interval_adds_up_to_hdrh():
 def test_fetch_dropped_when_the_queue_is_full_is_counted():
     from loadgen import scenario
     from loadgen.eas.commands import AttachmentRef, SyncResponse
-    from loadgen.engine import build_population
+    from loadgen.run.engine import build_population
 
     sc = scenario.parse("[population]\ndevices = 1\n[load]\nopen_attachments = 1.0\nopen_truncated = 1.0\n", "t.toml")
     (dev,), stats = build_population(sc, "http://127.0.0.1:1/Microsoft-Server-ActiveSync")

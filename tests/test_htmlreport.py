@@ -1,4 +1,4 @@
-"""The HTML report (loadgen.htmlreport) from a real run against the embedded target."""
+"""The HTML report (loadgen.results.html) from a real run against the embedded target."""
 
 import asyncio
 import copy
@@ -13,8 +13,10 @@ import orjson
 import pytest
 from hdrh.histogram import HdrHistogram
 
-from loadgen import engine, htmlreport, scenario
-from loadgen.report import evaluate_thresholds
+from loadgen.run import engine
+from loadgen.results import html as htmlreport
+from loadgen import scenario
+from loadgen.results.report import evaluate_thresholds
 
 SCENARIO = """
 name = "report-test"
@@ -178,11 +180,11 @@ def test_report_of_a_real_run(summary, tmp_path):
 
 
 def test_vendored_uplot_is_the_recorded_release():
-    """loadgen/report_assets/README.md names the version and the digests: a changed file is noticed."""
+    """loadgen/results/assets/README.md names the version and the digests: a changed file is noticed."""
     digests = {"uPlot.iife.min.js": "19c8d4c6ad88929a79f4ae49d6f7161566dfd0ba3d15cc495e974f787eb78f1f",
                "uPlot.min.css": "df630c6a8d6f8eeaff264b50f73ce5b114f646ffd9a0bb74f049b0a00135fa04",
                "LICENSE.uPlot": "8f989229699b4fe2f1a0432d0e9edc338a8a911e250e2d1b01ecd770a5f5b1bd"}
-    assets = resources.files("loadgen").joinpath("report_assets")
+    assets = resources.files("loadgen.results").joinpath("assets")
     readme = assets.joinpath("README.md").read_text(encoding="utf-8")
     for name, digest in digests.items():
         assert hashlib.sha256(assets.joinpath(name).read_bytes()).hexdigest() == digest, name
@@ -191,7 +193,7 @@ def test_vendored_uplot_is_the_recorded_release():
     assert js.startswith("/*! https://github.com/leeoniya/uPlot (v%s) */" % htmlreport.UPLOT_VERSION)
     assert "</script" not in js.lower() and "<!--" not in js
     # shipped in the wheel: package data of loadgen
-    assert '"loadgen" = ["report_assets/*"]' in (Path(__file__).parent.parent / "pyproject.toml").read_text()
+    assert '"loadgen.results" = ["assets/*"]' in (Path(__file__).parent.parent / "pyproject.toml").read_text()
 
 
 def test_malicious_strings_are_escaped(summary):
@@ -377,7 +379,7 @@ def test_load_shape_and_eas_statuses_over_time(summary):
 def test_report_reads_interval_counts_and_old_hdr_alike():
     """A shard written before the "counts" form (an "hdr" per interval) and one written after merge
     in the report exactly: the interval's percentiles are hdrh's of both shards' requests."""
-    from loadgen.workers import _REF, encode_counts
+    from loadgen.run.workers import _REF, encode_counts
 
     def summ(values, started, old):
         h = HdrHistogram(1, 3_600_000_000, 3)
@@ -407,9 +409,9 @@ def test_report_reads_interval_counts_and_old_hdr_alike():
 
 
 def test_a_401_challenge_answered_is_no_error_in_the_report():
-    """The report's OK outcomes are loadgen.report's: a 401 Basic challenge the device answered (servers
+    """The report's OK outcomes are loadgen.results.report's: a 401 Basic challenge the device answered (servers
     that challenge first) is not an error, in the errors table as in the text summary."""
-    from loadgen.report import Stats
+    from loadgen.results.report import Stats
 
     s = Stats()
     s.record("Sync", 401, "challenge", 0.01, 10, 10)
@@ -425,10 +427,10 @@ def test_a_401_challenge_answered_is_no_error_in_the_report():
 
 
 def test_accounting_table_agrees_with_the_summary_accounting():
-    """The report's accounting has the summary's terms (loadgen.report.accounting): re-sent first
+    """The report's accounting has the summary's terms (loadgen.results.report.accounting): re-sent first
     attempts are in "sent", requests never written are "not sent", an answer folded to "other" counts
     as answered."""
-    from loadgen.report import Stats, accounting
+    from loadgen.results.report import Stats, accounting
 
     s = Stats()
     s.record("Sync", 200, "ok", 0.01, 10, 10)

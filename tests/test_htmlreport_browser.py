@@ -33,8 +33,10 @@ from pathlib import Path
 import orjson
 import pytest
 
-from loadgen import engine, htmlreport, scenario
-from loadgen.report import evaluate_thresholds
+from loadgen.run import engine
+from loadgen.results import html as htmlreport
+from loadgen import scenario
+from loadgen.results.report import evaluate_thresholds
 
 SCENARIO = """
 name = "browser-report"

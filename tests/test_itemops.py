@@ -9,7 +9,7 @@ import pytest
 import _wbxml
 from _wbxml import encode, find, findall, findtext
 from loadgen.eas import commands
-from loadgen.target.mailbox import Mailbox, attachment_content
+from loadgen.exchange.mailbox import Mailbox, attachment_content
 from test_target_features import adds, body_pref, collection, make_target, provisioned, sync_request  # noqa: F401
 
 # --------------------------------------------------------------------------- builders and parsers

@@ -290,11 +290,11 @@ def test_podmonitor_structure():
 
 
 def test_shards_share_one_run_id():
-    """EASLOAD_RUN_ID (loadgen.metrics) comes from the Job's uid label, so every shard reports one run."""
+    """EASLOAD_RUN_ID (loadgen.results.metrics) comes from the Job's uid label, so every shard reports one run."""
     (c,) = [c for c in _containers(_shard_job(_docs(KDIR / "base" / "job.yaml"))) if c["name"] == "easload"]
     ref = _env(c)["EASLOAD_RUN_ID"]["valueFrom"]["fieldRef"]
     assert ref["fieldPath"] == "metadata.labels['batch.kubernetes.io/controller-uid']"
-    from loadgen.metrics import RUN_ID_ENV, _RUN_ID
+    from loadgen.results.metrics import RUN_ID_ENV, _RUN_ID
 
     assert RUN_ID_ENV == "EASLOAD_RUN_ID" and _RUN_ID.fullmatch("0f6b2a9e-4c51-4a0e-9d39-2b1c3f5a7e88")
 

@@ -66,8 +66,8 @@ _NOT_ADDITIVE = {"scenario", "target", "started", "elapsed_s", "requests_per_s",
 def test_every_count_of_a_summary_adds_up_when_merged():
     """Two shards with the same counts merge into twice every count of summary.json: a counter
     added to Stats/summary.json but forgotten by merge.py fails here."""
-    from loadgen.merge import merge
-    from loadgen.report import Stats
+    from loadgen.results.merge import merge
+    from loadgen.results.report import Stats
 
     s = Stats()
     s.record("Provision", 200, "ok", 0.01, 100, 200, eas_status=1)
@@ -119,7 +119,7 @@ def test_every_count_of_a_summary_adds_up_when_merged():
 
 def test_a_damaged_summary_is_a_usage_error(tmp_path):
     """A hand-edited or truncated summary.json: exit 2 with one line, never a traceback."""
-    from loadgen.report import Stats
+    from loadgen.results.report import Stats
 
     s = Stats()
     s.record("Sync", 200, "ok", 0.01, 10, 10)
@@ -146,7 +146,7 @@ def test_a_damaged_summary_is_a_usage_error(tmp_path):
         assert needle in out.stderr, out.stderr
 
 
-# -- interval histograms merged many at once (loadgen.workers.group, merge_groups): the percentiles
+# -- interval histograms merged many at once (loadgen.run.workers.group, merge_groups): the percentiles
 # of the sum are hdrh's of all the values, whatever the widths, counts and grouping
 
 PCTS = (0, 1, 25, 50, 75, 90, 99, 99.9, 99.99, 100)
@@ -168,7 +168,7 @@ def _hdrh(values_counts):
 
 
 def _counts_text(values_counts):
-    from loadgen.workers import _REF, encode_counts
+    from loadgen.run.workers import _REF, encode_counts
 
     counts = {}
     for v, n in values_counts:
@@ -181,7 +181,7 @@ def _counts_text(values_counts):
 def test_groups_of_parts_give_hdrh_percentiles():
     import random
 
-    from loadgen.workers import entry_raws, group, group_percentiles, merge_groups
+    from loadgen.run.workers import entry_raws, group, group_percentiles, merge_groups
 
     rng = random.Random(17)
     for case in range(400):
@@ -211,8 +211,8 @@ def test_merged_intervals_and_report_points_are_hdrh_of_all_requests():
     merged histograms exactly: hdrh's percentiles of every request of the interval or the point."""
     import random
 
-    from loadgen import htmlreport
-    from loadgen.workers import merge_series
+    from loadgen.results import html as htmlreport
+    from loadgen.run.workers import merge_series
 
     rng = random.Random(23)
     shards, intervals = 3, 1250  # more than MAX_POINTS: a point is 3 intervals of each result

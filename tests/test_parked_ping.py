@@ -17,10 +17,11 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from _wbxml import decode, encode
-from loadgen import engine, scenario
+from loadgen.run import engine
+from loadgen import scenario
 from loadgen.eas.policy import SEED_POLICY, policy_to_tree
-from loadgen.transport import DeviceEndpoint, LeanTransport
-from loadgen.transport import Transport as RealTransport
+from loadgen.wire.transport import DeviceEndpoint, LeanTransport
+from loadgen.wire.transport import Transport as RealTransport
 
 OK_BODY = b"\x03\x01\x6a\x00\x00\x07\x56\x52\x03\x31\x00\x01\x01"
 

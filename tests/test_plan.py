@@ -1,10 +1,11 @@
-"""easload run --dry-run: the plan from the scenario and the population builder (loadgen/plan.py)."""
+"""easload run --dry-run: the plan from the scenario and the population builder (loadgen/run/plan.py)."""
 
 from collections import Counter
 
-from loadgen import plan, scenario
-from loadgen.cli import main
-from loadgen.engine import build_population
+from loadgen.run import plan
+from loadgen import scenario
+from loadgen.cli.app import main
+from loadgen.run.engine import build_population
 
 REMOTE = '[target]\nurl = "https://mail.example.com/Microsoft-Server-ActiveSync"\n'
 

@@ -4,7 +4,7 @@ import pytest
 
 from loadgen.eas.policy import SEED_POLICY, Capabilities, applied, evaluate
 from loadgen.eas.status import AckStatus
-from loadgen.profiles import PROFILES, identity, luhn_valid
+from loadgen.device.profiles import PROFILES, identity, luhn_valid
 
 SEED = dict(SEED_POLICY)
 

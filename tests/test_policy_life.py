@@ -9,11 +9,13 @@ tests compare that with the policy the devices acknowledged.
 
 import asyncio
 
-from loadgen import engine, metrics, scenario
+from loadgen.run import engine
+from loadgen.results import metrics
+from loadgen import scenario
 from loadgen.eas.policy import SEED_POLICY
-from loadgen.report import summary_text
-from loadgen.target.mailbox import INBOX_ID
-from loadgen.target.state import TargetState
+from loadgen.results.report import summary_text
+from loadgen.exchange.mailbox import INBOX_ID
+from loadgen.exchange.state import TargetState
 
 CALENDAR_ID = "7"  # DEFAULT_FOLDERS in target/server.py
 

@@ -7,9 +7,9 @@ import sys
 
 import pytest
 
-from loadgen.cli import main
-from loadgen.target.server import start_target
-from loadgen.target.state import TargetState
+from loadgen.cli.app import main
+from loadgen.exchange.server import start_target
+from loadgen.exchange.state import TargetState
 
 
 async def _probe(tmp_path, password, state=None, *extra):
@@ -76,7 +76,7 @@ def test_safety_rail_for_remote_targets(tmp_path, capsys):
 
 def test_safety_rail_confirmed_in_the_scenario():
     from loadgen import scenario
-    from loadgen.cli import UsageError, _safety_rail
+    from loadgen.cli.app import UsageError, _safety_rail
 
     remote = '[target]\nurl = "https://mail.example.com/Microsoft-Server-ActiveSync"\n%s[population]\ndevices = 50\n'
     with pytest.raises(UsageError, match="confirm = true"):

@@ -484,11 +484,11 @@ def _run_target(api, target, values):
 
 def _exported_names():
     """Sample names the code exports (families of both collectors, with their suffixes)."""
-    from loadgen.metrics import RunCollector
-    from loadgen.report import Stats
-    from loadgen.target.metrics import make_registry
-    from loadgen.target.server import Target
-    from loadgen.target.state import TargetState
+    from loadgen.results.metrics import RunCollector
+    from loadgen.results.report import Stats
+    from loadgen.exchange.metrics import make_registry
+    from loadgen.exchange.server import Target
+    from loadgen.exchange.state import TargetState
 
     run = RunCollector()
     run.attach(Stats(), dict, {"run_id": "x"})
@@ -615,11 +615,11 @@ async def test_no_label_value_identifies_a_device_user_url_or_key(tmp_path):
     or URL (whatever appears in the run's own identities)."""
     from prometheus_client.parser import text_string_to_metric_families
 
-    from loadgen import metrics
-    from loadgen.engine import embedded_state, run
-    from loadgen.profiles import PROFILES
+    from loadgen.results import metrics
+    from loadgen.run.engine import embedded_state, run
+    from loadgen.device.profiles import PROFILES
     from loadgen.scenario import parse
-    from loadgen.target.metrics import exposition, make_registry
+    from loadgen.exchange.metrics import exposition, make_registry
 
     sc = parse("""
 name = "labels"

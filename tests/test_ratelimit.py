@@ -1,9 +1,10 @@
-"""The global request-rate cap (loadgen/ratelimit.py)."""
+"""The global request-rate cap (loadgen/wire/ratelimit.py)."""
 
 import pytest
 
-from loadgen import ratelimit, scenario
-from loadgen.engine import run
+from loadgen.wire import ratelimit
+from loadgen import scenario
+from loadgen.run.engine import run
 
 
 class Clock:

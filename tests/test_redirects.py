@@ -1,9 +1,10 @@
-"""The redirect rule (loadgen/redirects.py): scheme, named hosts, the URL in use, the safety rail
+"""The redirect rule (loadgen/wire/redirects.py): scheme, named hosts, the URL in use, the safety rail
 and the rate cap for a new host; ratelimit.install puts it on the scenario for worker processes."""
 
 import pickle
 
-from loadgen import ratelimit, redirects, scenario
+from loadgen.wire import ratelimit, redirects
+from loadgen import scenario
 
 EAS = "https://mail.corp.test/Microsoft-Server-ActiveSync"
 

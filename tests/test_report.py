@@ -5,8 +5,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 
-from loadgen import metrics
-from loadgen.report import Recorder, Stats
+from loadgen.results import metrics
+from loadgen.results.report import Recorder, Stats
 
 
 @settings(max_examples=200, deadline=None)
@@ -90,7 +90,8 @@ def test_promtool_check_metrics_is_clean():
 async def test_embedded_target_metrics_on_the_run_endpoint():
     """`easload run` with the embedded target: the target's easload_target_* series are on the run's
     own endpoint (client and server side by side in one scrape), with the target's exact counts."""
-    from loadgen import engine, scenario
+    from loadgen.run import engine
+    from loadgen import scenario
 
     sc = scenario.parse('duration = 2\n[population]\ndevices = 4\n[load]\nramp_up = 0.2\nthink_time = 0.2\n'
                         'mode = "poll"\n')

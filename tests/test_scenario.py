@@ -3,7 +3,7 @@
 import pytest
 
 from loadgen import scenario
-from loadgen.cli import main
+from loadgen.cli.app import main
 from loadgen.scenario import ScenarioError
 
 
@@ -118,7 +118,7 @@ def test_missing_tls_file_is_a_usage_error(tmp_path, capsys):
 async def test_pooled_connections_from_the_scenario():
     """[load] pool_size = 2: the devices share two connections (raw request-rate tests), against
     one or more per device by default (connections belong to devices, as on phones)."""
-    from loadgen.engine import run
+    from loadgen.run.engine import run
 
     base = 'duration = 1.5\n[population]\ndevices = 8\n[load]\nramp_up = 0\nmode = "poll"\nthink_time = 0.05\n'
     pooled = await run(scenario.parse(base + "pool_size = 2\n"), progress=False, attach_metrics=False)
@@ -150,8 +150,8 @@ def test_dry_run_never_shows_a_command_environment_value(tmp_path, capsys):
 def test_first_user_shifts_names_passwords_and_email_not_identities():
     """[auth] first_user = 1: user{n} is user1 for the first user (directories often start at 1); device ids
     (profiles.identity of the user index) and the target's users stay consistent with the devices."""
-    from loadgen.engine import build_population
-    from loadgen.target.state import TargetState, scenario_options
+    from loadgen.run.engine import build_population
+    from loadgen.exchange.state import TargetState, scenario_options
 
     text = ('[auth]\nuser = "user{n}@example.com"\npassword = "Pass{n}!"\nusers = 3\n%s[population]\ndevices = 3\n'
             'devices_per_user = 1\n[target]\nautodiscover = true\n')

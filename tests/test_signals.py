@@ -186,8 +186,8 @@ def _tls_scenario(devices=2, duration=1.0):
 @pytest.fixture
 def made(monkeypatch):
     """The TemporaryPKI directories and admin token files engine.run makes."""
-    from loadgen import engine
-    from loadgen.target import tls
+    from loadgen.run import engine
+    from loadgen.exchange import tls
 
     found = {"pki": [], "tokens": []}
     real_pki = tls.TemporaryPKI
@@ -215,7 +215,7 @@ def _pki_dirs(found):
 def test_a_run_failing_after_its_set_up_removes_token_file_and_tls_keys(monkeypatch, made):
     import io
 
-    from loadgen import engine
+    from loadgen.run import engine
 
     if not _has_openssl():
         pytest.skip("no openssl command")
@@ -236,7 +236,7 @@ def test_a_stop_during_the_set_up_takes_the_normal_way_out(made):
     """A stop (SIGTERM's path) before the load starts: the run returns interrupted, its files removed."""
     import io
 
-    from loadgen import engine
+    from loadgen.run import engine
 
     if not _has_openssl():
         pytest.skip("no openssl command")

@@ -9,8 +9,8 @@ import _wbxml
 from _wbxml import findtext
 from loadgen.eas import commands
 from loadgen.eas.commands import root_status
-from loadgen.target.server import start_target
-from loadgen.target.state import TargetState
+from loadgen.exchange.server import start_target
+from loadgen.exchange.state import TargetState
 
 AUTH = "Basic " + base64.b64encode(b"user1:Pass1!").decode()
 INFO = {"Model": "Contoso X12", "IMEI": "356938035643809"}

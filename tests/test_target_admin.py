@@ -9,9 +9,9 @@ import pytest
 import _wbxml
 from loadgen.eas import commands
 from loadgen.eas.commands import root_status
-from loadgen.target.admin import start_admin
-from loadgen.target.server import start_target
-from loadgen.target.state import TargetState
+from loadgen.exchange.admin import start_admin
+from loadgen.exchange.server import start_target
+from loadgen.exchange.state import TargetState
 from test_target import AUTH, Client
 from test_target_features import ping_request, provisioned, sync_request
 
@@ -122,7 +122,7 @@ async def test_metrics_endpoint_without_auth(admin):
     assert 'command="other"' in text and "Bogus" not in text  # bounded labels
     assert 'easload_target_devices{access="Allow",provisioning="provisioned",wipe="none"} 1.0' in text
     assert "easload_target_request_duration_seconds_bucket" in text and "easload_target_held_pings 0.0" in text
-    from loadgen import metrics as run_metrics
+    from loadgen.results import metrics as run_metrics
     assert b"easload_target_" not in __import__("prometheus_client").generate_latest(run_metrics.REGISTRY)
 
 

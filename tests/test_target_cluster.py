@@ -1,4 +1,4 @@
-"""The multi-process embedded target (loadgen/target/cluster.py), over real HTTP and real processes.
+"""The multi-process embedded target (loadgen/exchange/cluster.py), over real HTTP and real processes.
 
 Users are sharded over the processes (user n -> process n % N); organisation-wide admin
 actions are broadcast; the admin device list, counters and /metrics of the parent are the
@@ -13,10 +13,11 @@ import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from loadgen import engine, scenario
+from loadgen.run import engine
+from loadgen import scenario
 from loadgen.eas import commands
-from loadgen.target.cluster import TargetCluster, listen_addresses, pick_fraction
-from loadgen.target.metrics import merge_expositions
+from loadgen.exchange.cluster import TargetCluster, listen_addresses, pick_fraction
+from loadgen.exchange.metrics import merge_expositions
 from test_target import Client
 from test_target_features import ping_request
 
@@ -39,7 +40,7 @@ def test_listen_addresses_one_loopback_address_per_process():
 
 def test_pick_fraction_is_the_single_target_choice():
     """The parent chooses as TargetState.wipe_fraction / deliver_mail_fraction do (sorted, seeded sample)."""
-    from loadgen.target.state import TargetState
+    from loadgen.exchange.state import TargetState
 
     state = TargetState(users=40, seed=1)
     for n in range(40):
@@ -60,9 +61,9 @@ def _samples(text):
 
 
 def test_merge_expositions_adds_every_sample_and_keeps_the_policy_version():
-    from loadgen.target.metrics import exposition, make_registry
-    from loadgen.target.server import Target
-    from loadgen.target.state import TargetState
+    from loadgen.exchange.metrics import exposition, make_registry
+    from loadgen.exchange.server import Target
+    from loadgen.exchange.state import TargetState
 
     a, b = Target(TargetState(users=2, seed=1)), Target(TargetState(users=2, seed=2))
     a._count("Ping", 200, 2)

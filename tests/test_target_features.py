@@ -12,8 +12,8 @@ import _wbxml
 from _wbxml import encode, find, findall, findtext
 from loadgen.eas import commands
 from loadgen.eas.commands import root_status
-from loadgen.target.server import start_target
-from loadgen.target.state import TargetState
+from loadgen.exchange.server import start_target
+from loadgen.exchange.state import TargetState
 from test_target import AUTH, INFO, Client
 
 # --------------------------------------------------------------------------- request builders (tests only)

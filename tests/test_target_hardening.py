@@ -27,10 +27,10 @@ from hypothesis import strategies as st
 
 from loadgen.eas import commands
 from loadgen.eas.policy import POLICY_NAMES
-from loadgen.target.admin import start_admin
-from loadgen.target.server import start_target
-from loadgen.target.state import TargetState
-from loadgen.target.throttle import Throttle
+from loadgen.exchange.admin import start_admin
+from loadgen.exchange.server import start_target
+from loadgen.exchange.state import TargetState
+from loadgen.exchange.throttle import Throttle
 
 AUTH = b"Basic " + base64.b64encode(b"user1:Pass1!")
 TOKEN = "tok3n"
@@ -174,7 +174,7 @@ def test_admin_authorization_that_is_not_utf8_is_401_without_traceback(served, c
 async def test_cluster_admin_authorization_that_is_not_utf8_is_401(captured):
     from aiohttp import web
 
-    from loadgen.target.cluster import ClusterAdmin
+    from loadgen.exchange.cluster import ClusterAdmin
 
     app = ClusterAdmin(object(), TOKEN).app
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
@@ -317,7 +317,7 @@ def test_throttle_refuses_nonsense(kw, word):
     {"latency": "fast"}, {"commands": 5},
 ])
 def test_faults_refuse_nonsense(cfg):
-    from loadgen.target.faults import Faults
+    from loadgen.exchange.faults import Faults
 
     with pytest.raises((ValueError, TypeError)):
         Faults(**cfg)
@@ -431,7 +431,7 @@ def _wait_gone(path, deadline=30.0):
 
 
 def test_temporary_pki_removed_at_exit_and_by_cleanup(tmp_path):
-    from loadgen.target.tls import TemporaryPKI
+    from loadgen.exchange.tls import TemporaryPKI
 
     pki = TemporaryPKI()
     d = pki.directory
@@ -439,7 +439,7 @@ def test_temporary_pki_removed_at_exit_and_by_cleanup(tmp_path):
     pki.cleanup()
     assert not os.path.exists(d)
     pki.cleanup()  # twice: nothing happens
-    code = ("import sys; from loadgen.target.tls import TemporaryPKI; p = TemporaryPKI(); print(p.directory, flush=True);"
+    code = ("import sys; from loadgen.exchange.tls import TemporaryPKI; p = TemporaryPKI(); print(p.directory, flush=True);"
             " sys.exit(3)")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     d = proc.stdout.strip()
@@ -470,7 +470,7 @@ def test_target_with_a_throwaway_certificate_removes_it_on_a_signal(sig):
 
 
 def test_temporary_pki_survives_a_forked_child_and_a_failed_certificate(monkeypatch):
-    code = ("import os, sys; from loadgen.target.tls import TemporaryPKI; p = TemporaryPKI()\n"
+    code = ("import os, sys; from loadgen.exchange.tls import TemporaryPKI; p = TemporaryPKI()\n"
             "pid = os.fork()\n"
             "if pid == 0:\n    sys.exit(0)\n"
             "os.waitpid(pid, 0); print(p.directory, os.path.isdir(p.directory), flush=True)\n")
@@ -479,7 +479,7 @@ def test_temporary_pki_survives_a_forked_child_and_a_failed_certificate(monkeypa
     assert alive == "True", proc.stderr  # the child's exit did not remove its parent's key
     assert not os.path.exists(directory)  # the parent's did
 
-    from loadgen.target import tls
+    from loadgen.exchange import tls
 
     made = []
     real = tls.tempfile.mkdtemp

@@ -1,5 +1,5 @@
 """`easload run --target URL0,URL1,...` and `[target] url = [...]`: a multi-process target started
-on its own (`easload target --processes N`, loadgen/target/cluster.py) driven by a separate run.
+on its own (`easload target --processes N`, loadgen/exchange/cluster.py) driven by a separate run.
 
 Process k of the target owns the users n % N == k and refuses the others (401); the run sends
 the device of user n to URL n % N (engine.build_population), so every device enrols and syncs
@@ -17,10 +17,11 @@ import sys
 import orjson
 import pytest
 
-from loadgen import plan, scenario
-from loadgen.cli import main
+from loadgen.run import plan
+from loadgen import scenario
+from loadgen.cli.app import main
 from loadgen.scenario import ScenarioError
-from loadgen.target.cluster import TargetCluster
+from loadgen.exchange.cluster import TargetCluster
 
 SMALL = ('duration = 2.5\nseed = 3\n[auth]\nusers = 8\n[population]\ndevices = 16\ndevices_per_user = 2\n'
          '[load]\nramp_up = 0.3\nmode = "poll"\nthink_time = 0.3\ntimeout = 5\n'
@@ -191,7 +192,7 @@ def test_probe_refuses_a_list(capsys, monkeypatch):
 async def test_tls_preflight_checks_every_host_of_the_list(tmp_path):
     """An https list whose CA the devices are not given: every process's host is named (the engine
     checks the first URL, the command line the others), exit 3; with ca_file the run passes."""
-    from loadgen.target.tls import TemporaryPKI, loopback_hosts
+    from loadgen.exchange.tls import TemporaryPKI, loopback_hosts
 
     f = tmp_path / "small.toml"
     with TemporaryPKI(loopback_hosts(["127.0.0.1", "127.0.0.2"])) as pki:

@@ -20,12 +20,12 @@ import aiohttp
 import pytest
 
 from loadgen import scenario
-from loadgen.cli import main
-from loadgen.engine import run
-from loadgen.target.server import start_target
-from loadgen.target.state import TargetState
-from loadgen.target.tls import TLSError, TemporaryPKI, self_signed, server_context
-from loadgen.transport import InsecureTLSWarning
+from loadgen.cli.app import main
+from loadgen.run.engine import run
+from loadgen.exchange.server import start_target
+from loadgen.exchange.state import TargetState
+from loadgen.exchange.tls import TLSError, TemporaryPKI, self_signed, server_context
+from loadgen.wire.transport import InsecureTLSWarning
 
 # skipped without the openssl command, unless EASLOAD_REQUIRE_OPENSSL is set (CI): then it fails
 pytestmark = pytest.mark.skipif(shutil.which("openssl") is None and not os.environ.get("EASLOAD_REQUIRE_OPENSSL"),

@@ -9,10 +9,10 @@ import sys
 import pytest
 
 from loadgen import scenario
-from loadgen.engine import run
-from loadgen.target.faults import Faults
-from loadgen.target.server import start_target
-from loadgen.target.state import TargetState
+from loadgen.run.engine import run
+from loadgen.exchange.faults import Faults
+from loadgen.exchange.server import start_target
+from loadgen.exchange.state import TargetState
 
 RUN = ('duration = 3\n[population]\ndevices = 6\n[load]\nramp_up = 0.5\nmode = "poll"\nthink_time = 0.5\n'
        'graceful_stop = 1\n[target]\nping_min = 1\n')
@@ -141,7 +141,7 @@ async def test_run_with_basic_realm_challenges():
     assert challenges >= 6  # at least one per device connection, each answered
     assert stats.final_states["auth_failed"] == 0
     # an answered challenge is part of the handshake, not an error: errors.rate does not count it
-    from loadgen.report import threshold_value
+    from loadgen.results.report import threshold_value
     assert stats.failures == sum(n for (c, o, s), n in stats.by_key.items() if o not in ("ok", "reprovision", "challenge"))
     assert threshold_value(stats, "errors.rate") * stats.total == stats.failures
 

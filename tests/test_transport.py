@@ -4,7 +4,7 @@ import asyncio
 
 import pytest
 
-from loadgen.transport import AiohttpTransport, DeviceEndpoint, LeanTransport
+from loadgen.wire.transport import AiohttpTransport, DeviceEndpoint, LeanTransport
 
 OK_BODY = b"\x03\x01\x6a\x00\x00\x07\x56\x52\x03\x31\x00\x01\x01"
 
@@ -382,7 +382,8 @@ def test_request_bytes_share_the_common_head():
 
 
 async def _observed(transport_kind):
-    from loadgen import engine, scenario
+    from loadgen.run import engine
+    from loadgen import scenario
 
     sc = scenario.parse(f"""
 duration = 4

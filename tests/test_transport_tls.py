@@ -16,7 +16,7 @@ import subprocess
 import pytest
 from aiohttp import web
 
-from loadgen.transport import AiohttpTransport, DeviceEndpoint, InsecureTLSWarning, LeanTransport
+from loadgen.wire.transport import AiohttpTransport, DeviceEndpoint, InsecureTLSWarning, LeanTransport
 
 # skipped without the openssl command, unless EASLOAD_REQUIRE_OPENSSL is set (CI): then it fails
 pytestmark = pytest.mark.skipif(shutil.which("openssl") is None and not os.environ.get("EASLOAD_REQUIRE_OPENSSL"),
@@ -173,7 +173,7 @@ def test_client_key_with_a_passphrase_is_a_clear_error_not_a_prompt(pki, tmp_pat
     key = tmp_path / "enc.key"
     _openssl("pkey", "-in", str(pki / "client.key"), "-aes256", "-passout", "pass:hunter2", "-out", str(key),
              cwd=tmp_path)
-    code = ("from loadgen.transport import make_ssl_context, EncryptedKeyError\n"
+    code = ("from loadgen.wire.transport import make_ssl_context, EncryptedKeyError\n"
             "try:\n    make_ssl_context(client_cert=%r, client_key=%r)\n"
             "except EncryptedKeyError as exc:\n    assert isinstance(exc, ValueError); print('REFUSED', exc)\n"
             % (str(pki / "client.pem"), str(key)))
@@ -184,5 +184,5 @@ def test_client_key_with_a_passphrase_is_a_clear_error_not_a_prompt(pki, tmp_pat
     assert line.startswith("REFUSED client_key %s is encrypted with a passphrase" % key) and "\n" not in line
     assert "hunter2" not in out.stdout + out.stderr
     # the same key without a passphrase is fine
-    make_ssl_context = __import__("loadgen.transport", fromlist=["make_ssl_context"]).make_ssl_context
+    make_ssl_context = __import__("loadgen.wire.transport", fromlist=["make_ssl_context"]).make_ssl_context
     make_ssl_context(client_cert=str(pki / "client.pem"), client_key=str(pki / "client.key"))

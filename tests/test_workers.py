@@ -6,8 +6,9 @@ import sys
 import orjson
 import pytest
 
-from loadgen import engine, scenario
-from loadgen.workers import merge_series
+from loadgen.run import engine
+from loadgen import scenario
+from loadgen.run.workers import merge_series
 
 
 def _ids(devices):
@@ -26,7 +27,7 @@ def test_shards_union_is_the_whole_population():
 
 
 def test_merge_series_adds_counts_and_merges_histograms():
-    from loadgen.report import Stats
+    from loadgen.results.report import Stats
 
     a, b = Stats(), Stats()
     a.record("Sync", 200, "ok", 0.010, 1, 1)
@@ -50,7 +51,7 @@ def test_two_workers_end_to_end(tmp_path):
 
     from hostile import wait_for
 
-    from loadgen.workers import run_workers
+    from loadgen.run.workers import run_workers
 
     sc = scenario.parse('duration = 600\n[population]\ndevices = 12\n[load]\nramp_up = 0.5\nthink_time = 0.3\n'
                         'mode = "poll"\ngraceful_stop = 5\n[[events]]\nat = 0\naction = "mail"\nfraction = 1.0\n',
@@ -92,8 +93,8 @@ def test_worker_snapshots_carry_every_counter_of_stats():
     open-model arrival and schedule-lag figures (easload_device_starts_total, _schedule_lag_seconds)."""
     from collections import Counter
 
-    from loadgen.report import Stats
-    from loadgen.workers import _merge_into, _snapshot
+    from loadgen.results.report import Stats
+    from loadgen.run.workers import _merge_into, _snapshot
 
     shards = []
     for n in (1, 2):
@@ -125,7 +126,7 @@ def _same_counts(text, ref):
 
 
 def _hdrh_of(text):
-    """hdrh's histogram of an interval's "counts" (loadgen.workers: parts separated by spaces, each a
+    """hdrh's histogram of an interval's "counts" (loadgen.run.workers: parts separated by spaces, each a
     digit W and the base64 of raw DEFLATE of n uint16 LE counts indices then n W-byte LE counts), decoded
     here by the letter of that description."""
     import base64
@@ -150,8 +151,8 @@ def test_merge_series_merges_lag_and_statuses_exactly():
     max of maxima, mean weighted by starts, percentiles of the merged HDR equal to hdrh's own."""
     from hdrh.histogram import HdrHistogram
 
-    from loadgen.report import Stats
-    from loadgen.workers import sparse_counts, sparse_percentiles
+    from loadgen.results.report import Stats
+    from loadgen.run.workers import sparse_counts, sparse_percentiles
 
     a, b = Stats(), Stats()
     for lag in (0.001, 0.002, 0.003):
@@ -245,7 +246,7 @@ def _random_values(rng, n):
 
 
 def _part_of(values_counts):
-    from loadgen.workers import _REF, encode_counts
+    from loadgen.run.workers import _REF, encode_counts
 
     counts = {}
     for v, n in values_counts:
@@ -259,12 +260,12 @@ PCTS = (0, 1, 25, 50, 75, 90, 99, 99.9, 99.99, 100)
 
 
 def test_interval_counts_are_hdrh_counts_and_parts_sum_exactly():
-    """The "counts" form (loadgen.workers notes): an encoded histogram decodes to hdrh's own counts
+    """The "counts" form (loadgen.run.workers notes): an encoded histogram decodes to hdrh's own counts
     array, by this test's independent decoder too; a text of several parts is their sum, and its
     percentiles (read without adding the parts) are hdrh's get_value_at_percentile of the sum."""
     import random
 
-    from loadgen.workers import decode_counts, interval_parts, parts_count, parts_percentiles
+    from loadgen.run.workers import decode_counts, interval_parts, parts_count, parts_percentiles
 
     rng = random.Random(7)
     for case in range(60):
@@ -285,7 +286,7 @@ def test_merge_series_joins_parts_and_compacts_past_max_parts():
     series merges again."""
     import random
 
-    from loadgen.workers import MAX_PARTS
+    from loadgen.run.workers import MAX_PARTS
 
     rng = random.Random(3)
     shards = [_random_values(rng, 50) for _ in range(MAX_PARTS + 1)]
@@ -334,7 +335,7 @@ def test_old_summaries_with_hdr_intervals_still_merge():
 
 
 def test_malformed_interval_counts_are_a_clear_error():
-    from loadgen.workers import interval_parts
+    from loadgen.run.workers import interval_parts
 
     good = _part_of([(1000, 1)])
     for bad in ("x" + good[1:], "3" + good[1:], good[:1] + "!!", good + " 1", "1" + good[1:-4], 12):
@@ -342,6 +343,6 @@ def test_malformed_interval_counts_are_a_clear_error():
             merge_series([[{"t": 1.0, "latency": {"Sync": {"count": 1, "counts": bad}}}],
                           [{"t": 1.0, "latency": {"Sync": {"count": 1, "counts": good}}}]])
     with pytest.raises(ValueError, match="beyond the last"):
-        from loadgen.workers import encode_counts
+        from loadgen.run.workers import encode_counts
 
         interval_parts({"counts": encode_counts([23_552], [1])})

@@ -8,9 +8,9 @@ or shard counts, or the same shard twice, are refused.
 
 from hdrh.histogram import HdrHistogram
 
-from loadgen.report import _OK_OUTCOMES, Stats
-from loadgen.workers import _HistogramView as _View
-from loadgen.workers import merge_series
+from loadgen.results.report import _OK_OUTCOMES, Stats
+from loadgen.run.workers import _HistogramView as _View
+from loadgen.run.workers import merge_series
 
 
 class MergeError(ValueError):
@@ -21,7 +21,7 @@ class SummaryError(ValueError):
     """A summary.json that cannot be read: the message names the file and the field."""
 
 
-# The shape of every summary.json field merge and report read (Stats.to_dict in loadgen/report.py,
+# The shape of every summary.json field merge and report read (Stats.to_dict in loadgen/results/report.py,
 # cli.cmd_run's additions), checked once when a file is read so that a damaged or hand-edited file is
 # one line naming the file and the field, never a traceback from deep inside a merge.
 def _is_int(v):

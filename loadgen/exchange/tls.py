@@ -177,7 +177,7 @@ def for_scenario(scenario):
     temporary = None
     target = dataclasses.replace(t)
     if not t.tls_cert:
-        from loadgen.target.cluster import listen_addresses
+        from loadgen.exchange.cluster import listen_addresses
 
         hosts = loopback_hosts(h for h, _ in listen_addresses([t.listen + ":0"], max(1, t.processes)))
         temporary = TemporaryPKI(hosts)

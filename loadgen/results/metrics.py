@@ -5,9 +5,9 @@ prefix ``easload_``, base units, ``_total`` counters, ``_seconds`` histograms, l
 values bounded by design (command, outcome, HTTP status code, EAS status,
 state, trigger, reason); the values a server controls (HTTP status, EAS status,
 X-MS-ASThrottle reason) are folded into ``other`` where they enter
-:class:`loadgen.report.Stats`.  Never a device id, user, URL or policy key.
+:class:`loadgen.results.report.Stats`.  Never a device id, user, URL or policy key.
 
-The devices update only plain counters in :class:`loadgen.report.Stats`; this
+The devices update only plain counters in :class:`loadgen.results.report.Stats`; this
 collector turns them into metric families when Prometheus scrapes.  That costs
 nothing per request (prometheus-client's labelled children take a lock and a
 label lookup per ``inc``, measured at ~60 us per request with all metrics of a
@@ -36,7 +36,7 @@ import threading
 import prometheus_client as prom
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
-from loadgen.report import LATENCY_BUCKETS
+from loadgen.results.report import LATENCY_BUCKETS
 
 REGISTRY = prom.CollectorRegistry(auto_describe=False)
 
@@ -185,7 +185,7 @@ def attach(stats, device_states, **info):
 
 
 class _TargetMetrics:
-    """The embedded target's own metrics (``easload_target_*``, loadgen/target/metrics.py) on the
+    """The embedded target's own metrics (``easload_target_*``, loadgen/exchange/metrics.py) on the
     run's endpoint, so one scrape shows client and server side by side.  Collected on the
     scrape thread while the run's loop keeps changing the target's dicts: a collection that
     meets a dict changed mid-iteration is simply taken again."""
@@ -215,7 +215,7 @@ def attach_target(target):
     if target is None:
         _TARGET.inner = None
         return
-    from loadgen.target.metrics import TargetCollector
+    from loadgen.exchange.metrics import TargetCollector
 
     _TARGET.inner = TargetCollector(target)
 

@@ -10,7 +10,7 @@ exact), time series are aligned on wall-clock time, and thresholds are evaluated
 merged numbers.  Long runs are drawn with at most ``MAX_POINTS`` points per line: intervals are
 combined (counts added, HDR histograms merged), never sampled.
 
-The charts are drawn in the browser by uPlot (MIT, vendored in ``loadgen/report_assets/`` and
+The charts are drawn in the browser by uPlot (MIT, vendored in ``loadgen/results/assets/`` and
 inlined into every report with its licence): interactive canvas charts (values under the
 pointer, zoom in time across all charts, series toggled from the legend).  Python prepares
 their data as one JSON document (counts per interval, latencies to three significant digits);
@@ -34,8 +34,8 @@ from importlib import resources
 from hdrh.histogram import HdrHistogram
 
 from loadgen import __version__
-from loadgen.report import _OK_OUTCOMES  # one list of the outcomes that are not errors (ok, reprovision, challenge)
-from loadgen.workers import (add_counts, entry_raws, group, lag_of, latency_of, merge_groups, merge_lag,
+from loadgen.results.report import _OK_OUTCOMES  # one list of the outcomes that are not errors (ok, reprovision, challenge)
+from loadgen.run.workers import (add_counts, entry_raws, group, lag_of, latency_of, merge_groups, merge_lag,
                              merge_latency, paused_gc)
 
 MAX_POINTS = 600
@@ -113,7 +113,7 @@ def _interval(summaries):
 
 
 def _threshold_value(m, metric, hists):
-    """The merged run's value of a threshold metric (as loadgen.report.threshold_value), or None."""
+    """The merged run's value of a threshold metric (as loadgen.results.report.threshold_value), or None."""
     group, _, name = metric.partition(".")
     if group == "errors":
         if name == "rate":
@@ -263,14 +263,14 @@ def _views(summaries, start0, grid):
     """The series of several summaries on one time axis, at most MAX_POINTS points: those of the
     whole run and, for several summaries, those of each (``shard_points``).
 
-    A shard's i-th sample is the i-th interval of its run (as loadgen.workers.merge_series has
+    A shard's i-th sample is the i-th interval of its run (as loadgen.run.workers.merge_series has
     it), shifted by the shard's later start; ``factor`` consecutive intervals are combined.  Each
     point has its time ``t`` (end of its interval(s) into the merged run) and length ``dt``.
 
     Each summary's samples go into its own buckets once; a bucket of the whole run is the sum of
     the summaries' (counts added, intervals listed in summary order, as if they had been put there
-    one by one).  Interval histograms are decoded once (loadgen.workers.entry_raws) and merged the
-    way loadgen.workers.group does it: a summary's point is the group of its intervals, the whole
+    one by one).  Interval histograms are decoded once (loadgen.run.workers.entry_raws) and merged the
+    way loadgen.run.workers.group does it: a summary's point is the group of its intervals, the whole
     run's point the sum of the summaries' groups."""
     base, factor, last = grid
     n = math.ceil(last / factor)
@@ -381,7 +381,7 @@ def _sum_buckets(buckets):
 
 
 def _latency(entries, g):
-    if g is None:  # an interval without its histogram: loadgen.workers.merge_latency's rule
+    if g is None:  # an interval without its histogram: loadgen.run.workers.merge_latency's rule
         return merge_latency(entries, None, encode=False)
     return latency_of(g)
 
@@ -395,8 +395,8 @@ def _lag(entries, g):
 def _merged(entries, own, results, key, make):
     """A point's latency of a command (``make`` _latency) or schedule lag (_lag) from its intervals'
     ``entries``.  One interval: its own numbers (the lag copied).  Else their HDR histograms, each
-    decoded once (loadgen.workers.entry_raws, in order; at the first interval without one,
-    loadgen.workers.merge_latency's or merge_lag's own rule), merged by loadgen.workers.group.
+    decoded once (loadgen.run.workers.entry_raws, in order; at the first interval without one,
+    loadgen.run.workers.merge_latency's or merge_lag's own rule), merged by loadgen.run.workers.group.
     ``own``: the summaries' (index, intervals) at this point, in summary order (``entries`` is
     their concatenation): their points' too, into ``results`` at ``key``, each a Group of its
     intervals, the whole's the sum of theirs."""
@@ -453,12 +453,12 @@ def _points(buckets, histograms, width):
 
 # ---------------------------------------------------------------- charts (data for uPlot)
 
-ASSETS = "report_assets"
+ASSETS = "assets"
 UPLOT_VERSION = "1.6.32"
 
 
 def _asset(name):
-    return resources.files("loadgen").joinpath(ASSETS, name).read_text(encoding="utf-8")
+    return resources.files("loadgen.results").joinpath(ASSETS, name).read_text(encoding="utf-8")
 
 
 def _fmt(v):
@@ -734,7 +734,7 @@ def _split(key):
 def _accounting(m):
     """Per command: sent = answered + transport errors + timeouts + cancelled at the end + re-sent (first
     attempts the transport sent again on a fresh connection), and not sent (cancelled before written);
-    the same terms as ``loadgen.report.accounting``, from a summary's counts."""
+    the same terms as ``loadgen.results.report.accounting``, from a summary's counts."""
     sent, answered, timeouts, nondigit = Counter(), Counter(), Counter(), Counter()
     for key, n in m["by_command_status"].items():
         c, status = _split(key)

@@ -31,17 +31,17 @@ from _wbxml import Slot, Template, WBXMLError, encode, find, findtext
 from loadgen.eas import versions
 from loadgen.eas.commands import root_status
 from loadgen.eas.policy import policy_to_tree
-from loadgen.target import abq, itemops
+from loadgen.exchange import abq, itemops
 import functools  # noqa: E402 -- Autodiscover route
 
-from loadgen.target import autodiscover  # noqa: E402
-from loadgen.target.faults import Faults
-from loadgen.target.mailbox import INBOX_ID
-from loadgen.target.sync import SyncResponder
-from loadgen.target.state import (
+from loadgen.exchange import autodiscover  # noqa: E402
+from loadgen.exchange.faults import Faults
+from loadgen.exchange.mailbox import INBOX_ID
+from loadgen.exchange.sync import SyncResponder
+from loadgen.exchange.state import (
     WIPE_ACKNOWLEDGED, WIPE_PENDING, WIPE_SENT, WIPE_WIPED, TargetState,
 )
-from loadgen.target.throttle import COMMAND_FREQUENCY, OUT_OF_BUDGETS
+from loadgen.exchange.throttle import COMMAND_FREQUENCY, OUT_OF_BUDGETS
 
 log = logging.getLogger("easload.target")
 
@@ -662,7 +662,7 @@ async def start_target(host="127.0.0.1", port=0, state=None, *, faults=None, reu
     ``folders``: the hierarchy FolderSync lists ((server id, parent, name, type), as DEFAULT_FOLDERS)."""
     ssl_context = None
     if tls_cert:
-        from loadgen.target.tls import server_context
+        from loadgen.exchange.tls import server_context
 
         ssl_context = server_context(tls_cert, tls_key)  # TLSError (ValueError) before anything listens
     target = Target(state, folders=folders, faults=faults)
@@ -715,7 +715,7 @@ async def serve_forever(host, port, state, ready=None, admin=None, admin_token=N
     try:
         runner, target, url = await start_target(host, port, state, **server_options)
         if admin is not None:
-            from loadgen.target.admin import start_admin
+            from loadgen.exchange.admin import start_admin
 
             admin_runner, admin_url, admin_token = await start_admin(admin[0], admin[1], target, admin_token)
             log.info("admin API on %s", admin_url)  # the token is never logged

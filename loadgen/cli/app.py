@@ -124,8 +124,8 @@ def _tls_preflight(sc):
     urls = sc.target.urls
     if sc.target.embedded or len(urls) < 2 or sc.target.insecure:
         return []
-    from loadgen.target.tls import certificate_problem
-    from loadgen.transport import make_ssl_context
+    from loadgen.exchange.tls import certificate_problem
+    from loadgen.wire.transport import make_ssl_context
 
     def where(url):
         parts = urlsplit(url)
@@ -153,9 +153,10 @@ def _tls_preflight(sc):
 
 
 def cmd_run(args):
-    from loadgen import metrics, scenario as scenario_mod
-    from loadgen.engine import run
-    from loadgen.report import evaluate_thresholds, junit_xml, summary_text, thresholds_text
+    from loadgen.results import metrics
+    from loadgen import scenario as scenario_mod
+    from loadgen.run.engine import run
+    from loadgen.results.report import evaluate_thresholds, junit_xml, summary_text, thresholds_text
 
     _raise_file_limit()
     _check_run_flags(args)
@@ -186,7 +187,7 @@ def cmd_run(args):
                             _num(scenario_mod.MAX_DEVICES_PER_PROCESS)))
     start_at = _start_time(args.start_at) if args.start_at else None
     if args.dry_run:  # the plan, computed from the scenario; nothing is sent (plan.py)
-        from loadgen import plan as plan_mod
+        from loadgen.run import plan as plan_mod
 
         print(plan_mod.text(plan_mod.build(sc, shard, args.workers)))
         return EXIT_OK
@@ -197,18 +198,18 @@ def cmd_run(args):
     if sc.target.insecure:
         import warnings
 
-        from loadgen.transport import InsecureTLSWarning
+        from loadgen.wire.transport import InsecureTLSWarning
 
         print("WARNING: TLS certificate verification is disabled (insecure = true)", file=sys.stderr)
         warnings.simplefilter("ignore", InsecureTLSWarning)  # said once, here (not again per transport)
-    from loadgen import ratelimit
+    from loadgen.wire import ratelimit
 
     if sc.load.autodiscover is not None:  # Autodiscover follows the command line's TLS choice too
         sc.load.autodiscover = (sc.load.autodiscover[0], sc.target.insecure, sc.target.ca_file)
     ratelimit.install(sc, args.workers * shard[1], confirmed=args.yes)  # (sets the cap and redirect rule on sc.load)
     tls_pki = None  # kept until the run ends: the throwaway CA's files are removed with it
     if sc.target.embedded and sc.target.tls:  # made here: workers trust the same CA; a bad file is one line
-        from loadgen.target.tls import for_scenario, server_context
+        from loadgen.exchange.tls import for_scenario, server_context
 
         try:
             sc, tls_pki = for_scenario(sc)
@@ -250,7 +251,7 @@ def cmd_run(args):
     tls_problems = _tls_preflight(sc)  # several https URLs: every host checked, not only the first
     try:
         if args.workers > 1:
-            from loadgen.workers import run_workers
+            from loadgen.run.workers import run_workers
 
             result = _arun(run_workers(sc, args.workers, progress=not args.quiet))
         else:
@@ -294,7 +295,7 @@ def cmd_run(args):
             (out / "summary.json").write_bytes(orjson.dumps(data, option=orjson.OPT_INDENT_2))
             (out / "junit.xml").write_text(junit_xml(sc.name, verdicts, stats.ended - stats.started))
         if args.report:
-            from loadgen import htmlreport
+            from loadgen.results import html as htmlreport
 
             size = htmlreport.write([data], args.report)
             print("report: %s (%.0f KiB)" % (args.report, size / 1024), file=sys.stderr)
@@ -362,7 +363,7 @@ def _check_client_tls(sc, path):
         return
     import ssl
 
-    from loadgen.transport import make_ssl_context
+    from loadgen.wire.transport import make_ssl_context
 
     key = "client_key" if sc.target.client_key else "client_cert"
 
@@ -453,7 +454,7 @@ def cmd_probe(args):
     import os
     import re
 
-    from loadgen.probe import Probe
+    from loadgen.cli.probe import Probe
 
     password = token = None
     if args.token_file:
@@ -503,7 +504,7 @@ def cmd_probe(args):
 def cmd_devices(args):
     """The partnerships a scenario creates, for the Exchange admin to remove afterwards."""
     from loadgen import scenario as scenario_mod
-    from loadgen.engine import build_population
+    from loadgen.run.engine import build_population
 
     sc = scenario_mod.load(args.scenario)
     shard, shards = 0, 1
@@ -573,7 +574,7 @@ def _wait_until(target):
 def _load_summaries(names):
     """summary.json files (or --out directories holding one), their shape checked by the one reader
     (merge.read_summaries): a damaged file is one line naming it and the field."""
-    from loadgen.merge import SummaryError, read_summaries
+    from loadgen.results.merge import SummaryError, read_summaries
 
     try:
         return read_summaries(names)
@@ -594,8 +595,8 @@ def _damaged_errors():
 
 
 def cmd_merge(args):
-    from loadgen.merge import MergeError, merge
-    from loadgen.report import evaluate_thresholds, junit_xml, summary_text, thresholds_text
+    from loadgen.results.merge import MergeError, merge
+    from loadgen.results.report import evaluate_thresholds, junit_xml, summary_text, thresholds_text
     from loadgen.scenario import Threshold, _THRESHOLD
 
     summaries = _load_summaries(args.results)
@@ -644,14 +645,14 @@ def cmd_merge(args):
 
 
 def _package_version():
-    from loadgen.engine import _version
+    from loadgen.run.engine import _version
 
     return _version()
 
 
 def cmd_report(args):
     """Render saved or merged summary.json files as one self-contained HTML report."""
-    from loadgen import htmlreport
+    from loadgen.results import html as htmlreport
 
     summaries = _load_summaries(args.results)
     try:
@@ -772,7 +773,7 @@ def cmd_target(args):
 def _cmd_target(args):
     import secrets
 
-    from loadgen.target.state import TargetState
+    from loadgen.exchange.state import TargetState
 
     _raise_file_limit()
     kw = dict(allow_non_provisionable=args.allow_non_provisionable, no_policy=args.no_policy,
@@ -804,7 +805,7 @@ def _cmd_target(args):
 
 
 def _target_single(args, listens, state, admin, token, tls, given):
-    from loadgen.target.server import serve_forever
+    from loadgen.exchange.server import serve_forever
 
     host, port = _host_port(listens[0], "--listen")
 
@@ -828,7 +829,7 @@ def _target_single(args, listens, state, admin, token, tls, given):
 
 def _target_tls(args, listens):
     """--tls-cert/--tls-key or --tls-self-signed: (start_target's TLS options, TemporaryPKI or None)."""
-    from loadgen.target import tls
+    from loadgen.exchange import tls
 
     if args.tls_key and not args.tls_cert:
         raise UsageError("--tls-key needs --tls-cert")
@@ -840,7 +841,7 @@ def _target_tls(args, listens):
     options = {}
     try:
         if args.tls_self_signed:
-            from loadgen.target.cluster import listen_addresses
+            from loadgen.exchange.cluster import listen_addresses
 
             pki = tls.TemporaryPKI(tls.loopback_hosts(h for h, _ in listen_addresses(listens, args.processes)))
             options = dict(tls_cert=pki.pki.cert, tls_key=pki.pki.key)
@@ -859,8 +860,8 @@ def _target_tls(args, listens):
 
 
 def _target_cluster(args, kw, listens, admin, token, users, tls=None, given=False):
-    """``easload target --processes N``: users sharded over N processes (loadgen/target/cluster.py)."""
-    from loadgen.target.cluster import ClusterError, TargetCluster, serve_cluster
+    """``easload target --processes N``: users sharded over N processes (loadgen/exchange/cluster.py)."""
+    from loadgen.exchange.cluster import ClusterError, TargetCluster, serve_cluster
 
     if args.processes < 1:
         raise UsageError("--processes must be at least 1, not %d" % args.processes)

@@ -35,8 +35,8 @@ import secrets
 
 from aiohttp import web
 
-from loadgen.target.metrics import exposition, make_registry
-from loadgen.target.state import policy_flags, validate_policy
+from loadgen.exchange.metrics import exposition, make_registry
+from loadgen.exchange.state import policy_flags, validate_policy
 
 log = logging.getLogger("easload.target.admin")
 
@@ -254,7 +254,7 @@ async def start_admin(host="127.0.0.1", port=0, target=None, token=None):
     """Start the admin API for ``target``.  Returns (runner, url, token)."""
     admin = Admin(target, token)
     admin.app[ADMIN_KEY] = admin  # reachable from the runner: runner.app[ADMIN_KEY]
-    from loadgen.target.server import HTTP_LOG
+    from loadgen.exchange.server import HTTP_LOG
 
     runner = web.AppRunner(admin.app, access_log=None, handle_signals=False, logger=HTTP_LOG)
     await runner.setup()

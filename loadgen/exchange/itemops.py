@@ -24,8 +24,8 @@ can check what a device downloaded against the policy it acknowledged.
 import base64
 
 from _wbxml import children, encode, find, findtext
-from loadgen.target.mailbox import INBOX_ID, attachment_content
-from loadgen.target.sync import SyncResponder, observe
+from loadgen.exchange.mailbox import INBOX_ID, attachment_content
+from loadgen.exchange.sync import SyncResponder, observe
 
 _CONTENT_TYPES = {"pdf": "application/pdf", "jpg": "image/jpeg", "txt": "text/plain",
                   "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",

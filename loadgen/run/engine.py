@@ -17,12 +17,12 @@ import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 
-from loadgen import metrics
-from loadgen.device import Device
+from loadgen.results import metrics
+from loadgen.device.life import Device
 from loadgen.eas import versions
-from loadgen.profiles import PROFILES, identity
-from loadgen.report import Stats
-from loadgen.transport import Transport
+from loadgen.device.profiles import PROFILES, identity
+from loadgen.results.report import Stats
+from loadgen.wire.transport import Transport
 
 
 def _weighted_picker(weights, rng):
@@ -177,7 +177,7 @@ class Lives:
         # the coroutine path: nothing it does not see is sent
         self.park = self.answered if getattr(type(transport), "park", None) and transport.can_park else None
         self._peak = 0
-        from loadgen.device import Stopped
+        from loadgen.device.life import Stopped
 
         self._stopped = Stopped
 
@@ -241,7 +241,7 @@ class Lives:
         every request sent stays accounted for), the exception's type is counted in
         ``device_errors``, and the device ends in the state ``failed`` with the type and the first
         line of the message (credentials masked) as its detail; its connections are closed."""
-        from loadgen.device import FAILED
+        from loadgen.device.life import FAILED
 
         command = device.in_flight
         if command is not None:
@@ -326,7 +326,7 @@ class ClosedStages:
         self.running.add(device.index)
 
     def _finish(self, device):
-        from loadgen.device import STOPPED
+        from loadgen.device.life import STOPPED
         from loadgen.eas.provisioning import State
 
         if device.index in self.running:
@@ -374,7 +374,7 @@ class ClosedStages:
 
 def embedded_state(scenario):
     """The embedded target's state for a scenario (its users, policy options, Ping bounds, modes)."""
-    from loadgen.target.state import TargetState, scenario_options
+    from loadgen.exchange.state import TargetState, scenario_options
 
     return TargetState(**scenario_options(scenario))
 
@@ -538,17 +538,17 @@ async def _run(scenario, held, stop, target_url, progress, stream, target_state,
     target = None
     if target_url is None:
         if scenario.target.embedded and scenario.target.tls:  # HTTPS; the devices trust its CA (target/tls.py)
-            from loadgen.target.tls import for_scenario
+            from loadgen.exchange.tls import for_scenario
 
             scenario, held.tls_pki = for_scenario(scenario)
         tls = dict(tls_cert=scenario.target.tls_cert, tls_key=scenario.target.tls_key) if scenario.target.tls else {}
         if scenario.target.embedded and scenario.target.processes > 1 and target_state is None:
-            from loadgen.target.cluster import start_cluster
+            from loadgen.exchange.cluster import start_cluster
 
             held.runner = target = await start_cluster(scenario)  # users sharded over processes
             target_url = target.urls
         elif scenario.target.embedded:
-            from loadgen.target.server import start_target
+            from loadgen.exchange.server import start_target
 
             if target_state is None:
                 target_state = embedded_state(scenario)
@@ -561,8 +561,8 @@ async def _run(scenario, held, stop, target_url, progress, stream, target_state,
     first_url = target_url[0] if isinstance(target_url, (list, tuple)) else target_url
     if first_url.startswith("https:") and not scenario.target.insecure:
         from loadgen.scenario import shown_url
-        from loadgen.target.tls import certificate_problem
-        from loadgen.transport import make_ssl_context
+        from loadgen.exchange.tls import certificate_problem
+        from loadgen.wire.transport import make_ssl_context
 
         tls_problem = await certificate_problem(first_url, make_ssl_context(False, scenario.target.ca_file))
         if tls_problem:  # the devices will fail every request: say why once, clearly (never the URL's user info)
@@ -700,7 +700,7 @@ async def start_run_admin(target, listen, stream):
     import os
     import tempfile
 
-    from loadgen.target.admin import start_admin
+    from loadgen.exchange.admin import start_admin
 
     host, _, port = listen.rpartition(":")
     admin_runner, url, token = await start_admin(host or "127.0.0.1", int(port or 0), target)

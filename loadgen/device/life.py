@@ -20,9 +20,10 @@ from loadgen.eas import commands, password as passwords, policy as policies
 from loadgen.eas.provisioning import (
     Blocked, Failed, Provisioned, Provisioner, Redirect, Refused, Retry, Send, Wiped, classify,
 )
-from loadgen import autodiscover, ratelimit, redirects
-from loadgen.profiles import identity
-from loadgen.transport import DeviceEndpoint
+from loadgen.device import autodiscover
+from loadgen.wire import ratelimit, redirects
+from loadgen.device.profiles import identity
+from loadgen.wire.transport import DeviceEndpoint
 
 # Final / current states reported by the engine.
 NEW = "new"
@@ -64,7 +65,7 @@ _MAX_WAIT_S = 24 * 3600  # a server-given wait (X-MS-BackOffDuration, Retry-Afte
 # Ping HeartbeatInterval values the device can use (MS-ASCMD 2.2.3.88.1: "implementation-specific";
 # Exchange's range is 60..3540, test servers go lower): a Status 5 bound outside them is not followed
 HEARTBEAT_RANGE = (1, 3540)
-ADJUSTED = "adjusted"  # a Ping Status 5 whose bound the device follows: an OK outcome (loadgen/report.py OK_OUTCOMES)
+ADJUSTED = "adjusted"  # a Ping Status 5 whose bound the device follows: an OK outcome (loadgen/results/report.py OK_OUTCOMES)
 
 
 class Device:
@@ -115,7 +116,7 @@ class Device:
         old = getattr(self, "endpoint", None)
         if old is not None:  # re-enrolment: the old identity's connections are not kept
             old.close()
-        self.trusted = ()  # hosts an Autodiscover answer named over https (loadgen/redirects.py)
+        self.trusted = ()  # hosts an Autodiscover answer named over https (loadgen/wire/redirects.py)
         self.retry_streak = 0  # retries in a row that met the same failure (see _retry)
         self.redirect_streak = 0  # redirects in a row without an answer in between
         self.resets = 0  # hierarchy resets (Ping 7, Sync 12) in a row without a Sync or Ping answered OK
@@ -204,7 +205,7 @@ class Device:
     def _received(self, command, body, resp):
         """The answer is in: the decoded tree (None for no body, MALFORMED for a damaged one).
         ``in_flight`` is cleared once the answer is read, so an exception while reading it leaves the
-        request in flight for the engine's catch-all to count (loadgen/engine.py Lives.crashed)."""
+        request in flight for the engine's catch-all to count (loadgen/run/engine.py Lives.crashed)."""
         self._sent = len(body)
         backoff = resp.headers.get("X-MS-BackOffDuration") if resp.status else None
         if backoff:
@@ -402,7 +403,7 @@ class Device:
         return rule
 
     def redirect_verdict(self, location, domains=(), trusted=(), current=None):
-        """The redirect rule's verdict (loadgen/redirects.py) on moving this device from ``current``
+        """The redirect rule's verdict (loadgen/wire/redirects.py) on moving this device from ``current``
         (the URL it uses) to ``location``; its configured URL's host and the hosts an
         Autodiscover answer named over https are named hosts, as are ``trusted`` and the hosts in
         ``domains`` (its e-mail domain)."""
@@ -512,7 +513,7 @@ class Device:
         elif kind == "blocked":
             if name in ("Sync", "Ping") and self.folder_key != "0":
                 # 129 after the hierarchy was allowed: quarantine (Exchange lets a quarantined
-                # device provision and see its folders; see loadgen/target/server.py _abq).  The
+                # device provision and see its folders; see loadgen/exchange/server.py _abq).  The
                 # device keeps that limited life and asks again later: an admin may release it.
                 self.state = QUARANTINED
                 await self._backoff(deadline, self.load.quarantine_retry)

@@ -26,7 +26,7 @@ as MS-OXDSCLI describes:
 * at most :data:`MAX_REDIRECTS` redirects of either kind ("stop redirecting after
   10 redirects", Exchange's POX Autodiscover reference, RedirectUrl);
 * where the credentials may go: every authenticated request, every 302 and the MobileSync URL
-  found are checked by the redirect rule of ``loadgen/redirects.py`` (same scheme or stronger;
+  found are checked by the redirect rule of ``loadgen/wire/redirects.py`` (same scheme or stronger;
   only hosts the user named -- the configured servers, the e-mail domain and hosts inside it --
   or hosts an answer named in an https:// URL; the safety rail for a host not on this machine).
   A URL it refuses gets nothing: the next candidate is tried, and a discovery that ends without
@@ -49,7 +49,7 @@ from dataclasses import dataclass, field
 from urllib.parse import urljoin, urlsplit
 from xml.sax.saxutils import escape
 
-from loadgen import redirects
+from loadgen.wire import redirects
 
 REQUEST_NS = "http://schemas.microsoft.com/exchange/autodiscover/mobilesync/requestschema/2006"
 RESPONSE_SCHEMA = "http://schemas.microsoft.com/exchange/autodiscover/mobilesync/responseschema/2006"
@@ -250,7 +250,7 @@ class Failed:
     answer: Answer | None = None
     auth: bool = False  # the server refused the credentials
     redirects: int = 0
-    refused: bool = False  # the redirect rule (loadgen/redirects.py) refused a URL on the way
+    refused: bool = False  # the redirect rule (loadgen/wire/redirects.py) refused a URL on the way
 
 
 AUTH_ADVICE = "401 on Autodiscover: check the user name format (DOMAIN\\user or UPN) and the password"
@@ -271,7 +271,7 @@ class Discovery:
         self.tried = []  # (url, what happened)
         self.seen = {email.lower()}
         self.step = None
-        self.hosts = set()  # hosts answers named in https:// URLs (loadgen/redirects.py point 3)
+        self.hosts = set()  # hosts answers named in https:// URLs (loadgen/wire/redirects.py point 3)
         self.refusals = 0  # URLs an answer named that the rule refused (a candidate skipped is not one)
         # guard(current URL, new URL, hosts, domains, credentials) -> redirects.Verdict; by default
         # the rule with the configured servers as the named hosts and no safety rail
@@ -453,7 +453,7 @@ def ssl_context(insecure=False, ca_file=None):
     key = (bool(insecure), ca_file)
     ctx = _SSL.get(key)
     if ctx is None:
-        from loadgen.transport import make_ssl_context
+        from loadgen.wire.transport import make_ssl_context
 
         ctx = _SSL[key] = make_ssl_context(insecure, ca_file)
     return ctx
@@ -550,10 +550,10 @@ async def device_step(device, deadline, transport=None):
 
     Every request is counted as the command "Autodiscover" in the stats.  Found: the
     device uses the discovered URL and returns True.  401: the device stops
-    (auth_failed).  A URL the redirect rule refuses (loadgen/redirects.py): counted as
+    (auth_failed).  A URL the redirect rule refuses (loadgen/wire/redirects.py): counted as
     "redirect_refused", the device stops (failed).  Otherwise it waits its back-off and
     returns False (tries again)."""
-    from loadgen import ratelimit
+    from loadgen.wire import ratelimit
 
     pattern, insecure, ca_file = device.load.autodiscover
     n = device.origin[1] if device.origin is not None else device.index

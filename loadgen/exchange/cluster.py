@@ -22,7 +22,7 @@ spreads the target over N processes, each on its own address:
   differ), the Allow/Block/Quarantine configuration, faults, throttling limits.
   Actions that pick at random (wipe a fraction of devices, mail for a fraction
   of users) are decided by the parent over the whole population with the same
-  algorithm as :class:`~loadgen.target.state.TargetState` (sorted devices or
+  algorithm as :class:`~loadgen.exchange.state.TargetState` (sorted devices or
   users, ``random.Random(seed).sample``), then sent to the owners: the same
   seed wipes the same devices whatever N.
 * **One admin API and one /metrics for the cluster**, served by the parent:
@@ -112,7 +112,7 @@ def pick_fraction(items, fraction, seed):
 
 
 def _child_main(conn, index, count, options, host, port, admin_token, mail_per_user_per_hour, server_options):
-    from loadgen.cli import _loop_factory, _raise_file_limit
+    from loadgen.cli.app import _loop_factory, _raise_file_limit
 
     # Ctrl-C reaches the whole process group: the parent decides when its processes stop (SIGTERM), so
     # that a run's graceful stop still has a target to talk to
@@ -134,7 +134,7 @@ def _child_main(conn, index, count, options, host, port, admin_token, mail_per_u
 
 def shard_state(options, index, count):
     """The TargetState of process ``index`` of ``count``: only its own users."""
-    from loadgen.target.state import TargetState
+    from loadgen.exchange.state import TargetState
 
     kw = {k: v for k, v in options.items() if k in STATE_OPTIONS}
     policy_key = options.get("policy_key")
@@ -146,8 +146,8 @@ def shard_state(options, index, count):
 
 
 async def _child(conn, index, count, options, host, port, admin_token, mail_per_user_per_hour, server_options):
-    from loadgen.target.admin import start_admin
-    from loadgen.target.server import start_target
+    from loadgen.exchange.admin import start_admin
+    from loadgen.exchange.server import start_target
 
     state = shard_state(options, index, count)
     parent = os.getppid()
@@ -211,7 +211,7 @@ class TargetCluster:
 
     def __init__(self, processes, listen=("127.0.0.1:0",), mail_per_user_per_hour=0.0, start_timeout=60.0,
                  server_options=None, **options):
-        from loadgen.target.state import TargetState
+        from loadgen.exchange.state import TargetState
 
         unknown = set(options) - set(STATE_OPTIONS)
         if unknown:
@@ -343,7 +343,7 @@ class TargetCluster:
     async def change_policy(self, settings=None, **flags):
         """New policy settings and/or flags (allow_non_provisionable, no_policy, refresh_interval_min):
         one new policy key, decided here, for every process."""
-        from loadgen.target.state import policy_flags, validate_policy
+        from loadgen.exchange.state import policy_flags, validate_policy
 
         settings = validate_policy(settings or {})  # checked before anything changes, here or in a process
         state = self.state
@@ -419,7 +419,7 @@ class TargetCluster:
         return (await self.broadcast("POST", "/admin/abq", config))[0]
 
     async def set_faults(self, **config):
-        from loadgen.target.faults import Faults
+        from loadgen.exchange.faults import Faults
 
         Faults(**config)  # validate before anything changes
         return (await self.broadcast("POST", "/admin/faults", config))[0]
@@ -459,7 +459,7 @@ class TargetCluster:
 
     async def metrics(self, texts=None):
         """One exposition for the cluster: every sample summed over the processes."""
-        from loadgen.target.metrics import merge_expositions
+        from loadgen.exchange.metrics import merge_expositions
 
         if texts is None:
             texts = await self.process_metrics()
@@ -498,7 +498,7 @@ class TargetCluster:
         from aiohttp import web
 
         admin = ClusterAdmin(self, token)
-        from loadgen.target.server import HTTP_LOG
+        from loadgen.exchange.server import HTTP_LOG
 
         runner = web.AppRunner(admin.app, access_log=None, handle_signals=False, logger=HTTP_LOG)
         await runner.setup()
@@ -514,7 +514,7 @@ class ClusterAdmin:
     def __init__(self, cluster, token=None):
         from aiohttp import web
 
-        from loadgen.target.admin import authorized
+        from loadgen.exchange.admin import authorized
 
         self.cluster = cluster
         self.token = token or secrets.token_urlsafe(24)
@@ -546,7 +546,7 @@ class ClusterAdmin:
     def _wrap(self, method):
         from aiohttp import web
 
-        from loadgen.target.admin import _message, read_json
+        from loadgen.exchange.admin import _message, read_json
 
         async def handler(request):
             data = {}
@@ -630,7 +630,7 @@ class ClusterAdmin:
 
 async def start_cluster(scenario):
     """The embedded target of a scenario with ``[target] processes = N`` (engine and workers)."""
-    from loadgen.target.state import scenario_options
+    from loadgen.exchange.state import scenario_options
 
     t = scenario.target
     # [target] tls: every process serves the same certificate (made for 127.0.0.1..k by engine.run)

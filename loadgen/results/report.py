@@ -5,7 +5,7 @@ digits, 1 us .. 1 h), so percentiles are exact to 0.1 % and histograms from
 several workers or shards can be merged without averaging percentiles.
 
 The hot path (``Stats.record``) only updates plain dicts and lists: the
-Prometheus endpoint reads these at scrape time (``loadgen.metrics``), so no
+Prometheus endpoint reads these at scrape time (``loadgen.results.metrics``), so no
 metric lock or label lookup is paid per request.
 """
 
@@ -108,9 +108,9 @@ _EFFECTS = {  # Stats.policy_effects labels (loadgen/eas/policy.py) as the summa
 # 401 Basic challenge the device answered with its credentials (servers that challenge first), and a
 # Ping Status 5 whose heartbeat bound the device then follows (MS-ASCMD 2.2.3.159.3, Ping Status 5).
 # Every other outcome is an error, among them "too_large" (a response past the transport's
-# per-response limit or the process's body budget, loadgen/transport.py), "redirect_refused" (a
+# per-response limit or the process's body budget, loadgen/wire/transport.py), "redirect_refused" (a
 # redirect the device refused to follow) and "internal_error" (a device's unexpected exception,
-# caught by the engine).  loadgen/htmlreport.py and loadgen/merge.py read this one list.
+# caught by the engine).  loadgen/results/html.py and loadgen/results/merge.py read this one list.
 OK_OUTCOMES = ("ok", "reprovision", "challenge", "adjusted")
 _OK_OUTCOMES = OK_OUTCOMES  # the former name
 
@@ -118,8 +118,8 @@ _OK_OUTCOMES = OK_OUTCOMES  # the former name
 # so that neither the Prometheus series nor summary.json's keys can grow with what a server sends.
 OTHER = "other"
 # X-MS-ASThrottle (MS-ASHTTP 2.2.2.1.2.13) as Exchange sends it, the DeviceAccessStateReason for an
-# exhausted budget (loadgen/target/throttle.py), and the reasons the devices record themselves
-# (loadgen/device.py, loadgen/eas/provisioning.py)
+# exhausted budget (loadgen/exchange/throttle.py), and the reasons the devices record themselves
+# (loadgen/device/life.py, loadgen/eas/provisioning.py)
 THROTTLE_REASONS = frozenset((
     "CommandFrequency", "RecentCommands", "TooManyJobsQueued", "OutOfBudgets", "OverBudget",
     "BackOffDuration", "unspecified", "503"))
@@ -194,7 +194,7 @@ class Stats:
         # never sent, so not in "sent" (the transport moves them out of ``cancelled``)
         self.not_sent = Counter()
         # exception type -> devices ended by an unexpected exception of their own (caught in one
-        # place, loadgen/engine.py Lives.crashed; the run goes on)
+        # place, loadgen/run/engine.py Lives.crashed; the run goes on)
         self.device_errors = Counter()
         self._throttle_reasons = {}  # reason the server sent -> its label (THROTTLE_REASONS or OTHER)
         self._eas_keys = {}  # (command, EAS status) -> its eas_statuses key (folded, see EAS_STATUS_CAP)
@@ -385,7 +385,7 @@ class Stats:
         schedule lag's mean, max and percentiles (ms) and its HDR histogram (microseconds).
 
         An interval's HDR histogram is ``"counts"``: the non-zero entries of hdrh's counts array in
-        a compact sparse form (loadgen.workers' notes on per-interval HDR histograms) that merges
+        a compact sparse form (loadgen.run.workers' notes on per-interval HDR histograms) that merges
         without decoding, its percentiles equal to hdrh's; about half the size of hdrh's encoding
         for an interval's few requests.  (Summaries written before have ``"hdr"``: still read.)"""
         current = {
@@ -405,7 +405,7 @@ class Stats:
         current["lag"] = (self.starts, self.late_starts, self.lag_sum)
         self._last = current
         # hdrh's percentiles loop costs ~1.5 ms each: percentiles read from the sparse counts instead
-        from loadgen.workers import interval_entry, sparse_counts
+        from loadgen.run.workers import interval_entry, sparse_counts
 
         def entry(rec):  # the non-zero counts: hdrh's encoder (C) walks the counts array, then decoded
             counts = sparse_counts(rec.histogram().encode())

@@ -26,8 +26,8 @@ The rule (a location that fails any point is refused: nothing is sent to it):
 4. **The URL in use is not a redirect.**  A 451 pointing to the URL the device uses already
    (scheme, host, port and path) is a server fault: the caller counts it and backs off instead of
    sending the same request again (:data:`SAME`).
-5. **A new host is checked like a new target** (``loadgen/cli.py`` ``_safety_rail``,
-   ``loadgen/ratelimit.py``): when every target URL of the run was on this machine, a host that
+5. **A new host is checked like a new target** (``loadgen/cli/app.py`` ``_safety_rail``,
+   ``loadgen/wire/ratelimit.py``): when every target URL of the run was on this machine, a host that
    is not needs the operator's confirmation (``--yes`` / ``confirm = true``) for more than
    :data:`SAFE_DEVICES` devices, and the move turns on the default remote rate cap if the cap was
    off only because the target was on this machine (:attr:`Verdict.cap`).
@@ -41,7 +41,7 @@ import ipaddress
 from urllib.parse import urlsplit
 
 DEFAULT_PATH = "/Microsoft-Server-ActiveSync"
-SAFE_DEVICES = 10  # devices on a server not on this machine without --yes (loadgen/cli.py SAFE_DEVICES)
+SAFE_DEVICES = 10  # devices on a server not on this machine without --yes (loadgen/cli/app.py SAFE_DEVICES)
 
 OK = "ok"
 SAME = "same"  # the URL in use: not a move

@@ -6,7 +6,7 @@ Each worker process runs its own event loop (uvloop) and the devices ``i`` with
 scenario uses it), the scenario's events, the progress line and the Prometheus
 endpoint.  Workers send the parent a snapshot of their cumulative counters every
 sample interval (cheap dicts over a multiprocessing queue -- nothing per request);
-the parent's :class:`~loadgen.report.Stats` is the sum of the latest snapshots, so
+the parent's :class:`~loadgen.results.report.Stats` is the sum of the latest snapshots, so
 the metrics of N workers are one endpoint with correct totals.  At the end each
 worker sends its HDR histograms (encoded) and time series; the parent merges
 them (histograms added, so percentiles are those of all requests).
@@ -36,8 +36,8 @@ from operator import and_, getitem, itemgetter, sub
 
 from hdrh.histogram import HdrHistogram
 
-from loadgen import metrics
-from loadgen.report import Stats
+from loadgen.results import metrics
+from loadgen.results.report import Stats
 
 # What a worker ships to the parent is derived from Stats itself, so a counter added to Stats is
 # merged without a second list to keep in step: every Counter is added key by key, every number
@@ -100,8 +100,8 @@ def _worker(scenario, url, shard, shards, out, go, halt, parent_pid):
     early = []
     signal.signal(signal.SIGTERM, lambda *_: early.append(True))  # until the run's loop handles it
     _die_with_parent(parent_pid)
-    from loadgen.cli import _loop_factory
-    from loadgen.engine import run
+    from loadgen.cli.app import _loop_factory
+    from loadgen.run.engine import run
 
     def on_tick(stats, devices, final):
         out.put((shard, _snapshot(stats, devices, final)))
@@ -214,7 +214,7 @@ def _merge_final(stats, finals):
 
 # -- per-interval HDR histograms, in summary.json in a sparse form that merges without decoding.
 #
-# Each interval of the time series (loadgen.report.Stats.sample) carries, per command and for the
+# Each interval of the time series (loadgen.results.report.Stats.sample) carries, per command and for the
 # schedule lag, its HDR histogram as ``"counts"``: the non-zero entries of hdrh's counts array for
 # the Recorder's fixed parameters (lowest 1 us, highest 3,600,000,000 us, 3 significant digits:
 # counts indices 0 .. 23,551; index i holds the values from
@@ -241,7 +241,7 @@ def _merge_final(stats, finals):
 # compressed base64 form) instead: decoded once by sparse_counts, written again as a part.
 # The whole-run histograms stay in hdrh's form.
 
-_HDR_PARAMS = (1, 3_600_000_000, 3)  # loadgen.report's Recorder (microseconds)
+_HDR_PARAMS = (1, 3_600_000_000, 3)  # loadgen.results.report's Recorder (microseconds)
 _REF = HdrHistogram(*_HDR_PARAMS)
 _COUNTS_LEN = _REF.counts_len
 _HEADER = struct.Struct(">IIIIQQd")  # hdrh's PayloadHeader (40 bytes, big-endian)
@@ -818,7 +818,7 @@ def _merged_hist(entries, parts, encode):
 
 
 def merge_lag(entries, parts=None, encode=True):
-    """One interval's schedule lag from several (the ``lag`` of loadgen.report.Stats.sample): starts
+    """One interval's schedule lag from several (the ``lag`` of loadgen.results.report.Stats.sample): starts
     and late starts added, mean weighted by starts, max of maxima, percentiles of the merged HDR
     (``parts``: the entries' parts, decode_part, when the caller has them) and, if ``encode``,
     that histogram as ``"counts"``."""
@@ -938,7 +938,7 @@ async def run_workers(scenario, workers, *, progress=True, stream=None, target_s
     for the graceful stop.  No worker outlives the run: one that does not send its results in
     time is killed, and a worker dies with its parent (see _die_with_parent).  ``stop``: an
     asyncio.Event that, once set, stops the run the same way (as engine.run's)."""
-    from loadgen.engine import RunResult, install_stop_signals
+    from loadgen.run.engine import RunResult, install_stop_signals
 
     stream = stream or sys.stderr
     loop = asyncio.get_running_loop()
@@ -1005,19 +1005,19 @@ class _Control:
 
 
 async def _run_workers(scenario, workers, progress, stream, target_state, ctl, procs):
-    from loadgen.engine import _deliver_mail, _run_events, _version
+    from loadgen.run.engine import _deliver_mail, _run_events, _version
 
     loop = asyncio.get_running_loop()
     runner = target = None
     url = scenario.target.url
     if scenario.target.embedded and scenario.target.processes > 1 and target_state is None:
-        from loadgen.target.cluster import start_cluster
+        from loadgen.exchange.cluster import start_cluster
 
         runner = target = await start_cluster(scenario)  # users sharded over processes
         url = target.urls  # each worker sends a device to its user's process (engine.build_population)
     elif scenario.target.embedded:
-        from loadgen.engine import embedded_state
-        from loadgen.target.server import start_target
+        from loadgen.run.engine import embedded_state
+        from loadgen.exchange.server import start_target
 
         target_state = target_state or embedded_state(scenario)
         tls = dict(tls_cert=scenario.target.tls_cert, tls_key=scenario.target.tls_key) if scenario.target.tls else {}

@@ -23,7 +23,7 @@ engine's schedule (closed ramp, open-model arrivals, closed-model stages):
 
 from collections import Counter
 
-from loadgen import ratelimit
+from loadgen.wire import ratelimit
 
 _ROWS = 12  # points of the "over time" table
 
@@ -74,7 +74,7 @@ def steady_rate(scenario):
 
 def _arrivals(scenario, indexes):
     """(times at which the plan's devices first start, active(t)) for the scenario's load model."""
-    from loadgen import engine
+    from loadgen.run import engine
 
     load = scenario.load
     if load.model == "closed" and load.stages and hasattr(engine, "active_target"):
@@ -104,7 +104,7 @@ def _arrivals(scenario, indexes):
 
 def build(scenario, shard=(0, 1), workers=1):
     """The plan as a dict (see :func:`text`)."""
-    from loadgen.engine import build_population
+    from loadgen.run.engine import build_population
 
     urls = scenario.target.urls
     # several URLs: the population builder sends the device of user n to URL n % len (as in the run)

@@ -22,7 +22,7 @@ sleeps until it is due), so no device starves.
 import asyncio
 import time
 
-from loadgen import redirects
+from loadgen.wire import redirects
 
 DEFAULT_REMOTE_RATE = 50.0  # requests/s for a target that is not on this machine
 
@@ -97,7 +97,7 @@ def describe(scenario):
 
 def install(scenario, parts=1, confirmed=False):
     """Set the per-process rate on ``scenario.load`` (``request_cap``) for a run in
-    ``parts`` processes, and the redirect rule (``redirect_rule``, loadgen/redirects.py) that
+    ``parts`` processes, and the redirect rule (``redirect_rule``, loadgen/wire/redirects.py) that
     re-checks the safety rail and this cap when a device moves to a new host; ``confirmed``: the
     operator's ``--yes``.  Returns the whole run's rate (0 when off)."""
     rate, _ = resolve(scenario)
@@ -129,7 +129,7 @@ async def acquire(load):
 
 
 def remote_move(load, cap):
-    """A device moved to a host not on this machine (loadgen/redirects.py): turn the cap on at
+    """A device moved to a host not on this machine (loadgen/wire/redirects.py): turn the cap on at
     ``cap`` requests/s for this process when it is off (it was off only because the target was
     on this machine; ``cap`` is 0 when the operator turned it off or set it)."""
     if cap > 0 and not load.request_cap:

@@ -1,6 +1,6 @@
 """The target's own Prometheus metrics, in a registry owned by the target.
 
-Separate from the load generator's ``loadgen.metrics.REGISTRY`` (so a run with
+Separate from the load generator's ``loadgen.results.metrics.REGISTRY`` (so a run with
 the embedded target never mixes server-side and client-side series), prefixed
 ``easload_target_``, labels bounded by design (docs/protocol-notes.md, Observability conventions):
 command (the MS-ASHTTP command names, anything else is "other"), HTTP status,

@@ -3,7 +3,7 @@ what it sees, with the WBXML decoded (a diagnostic client in the spirit of Hella
 Building Blocks", as a command).
 
 Steps: Autodiscover (with ``--autodiscover EMAIL``, or when no URL is given and the
-user is an e-mail address; loadgen/autodiscover.py), OPTIONS, Provision (both
+user is an e-mail address; loadgen/device/autodiscover.py), OPTIONS, Provision (both
 steps), Settings/DeviceInformation (12.1/14.0), FolderSync, a Sync of the Inbox
 (initial and fetch) and a short Ping.  Every
 request and response is printed: method, URL (query decoded), headers with
@@ -36,8 +36,8 @@ import aiohttp
 import _wbxml
 from loadgen.eas import commands, versions
 from loadgen.eas.provisioning import Failed, Provisioned, Provisioner, Refused, Retry, Send, Wiped, classify
-from loadgen.profiles import PROFILES, identity
-from loadgen.transport import WBXML, make_ssl_context
+from loadgen.device.profiles import PROFILES, identity
+from loadgen.wire.transport import WBXML, make_ssl_context
 
 REDACTED = "<redacted>"
 _SHORT_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
@@ -262,7 +262,7 @@ class Probe:
 
     async def _autodiscover(self):
         """Autodiscover step: True when the walk may go on (with the discovered URL)."""
-        from loadgen import autodiscover as ad
+        from loadgen.device import autodiscover as ad
 
         def on_exchange(step, status, headers, body, elapsed, error):
             self.say("")

@@ -30,7 +30,7 @@
 """
 
 from _wbxml import children, encode, find, findtext
-from loadgen.target.mailbox import INBOX_ID
+from loadgen.exchange.mailbox import INBOX_ID
 
 MAX_WINDOW = 512
 DEFAULT_WINDOW = 100

@@ -40,9 +40,9 @@ import time
 from dataclasses import dataclass, field
 
 from loadgen.eas.policy import POLICY_NAMES as _POLICY_NAMES, SEED_POLICY
-from loadgen.target import abq
-from loadgen.target.mailbox import Mailbox
-from loadgen.target.throttle import Throttle
+from loadgen.exchange import abq
+from loadgen.exchange.mailbox import Mailbox
+from loadgen.exchange.throttle import Throttle
 
 WIPE_NONE = "none"
 WIPE_PENDING = "pending"

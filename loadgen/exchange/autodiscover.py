@@ -31,7 +31,7 @@ from xml.sax.saxutils import escape
 
 from aiohttp import web
 
-from loadgen.autodiscover import OUTER_NS, PATH, RESPONSE_SCHEMA, AutodiscoverError, parse_request
+from loadgen.device.autodiscover import OUTER_NS, PATH, RESPONSE_SCHEMA, AutodiscoverError, parse_request
 
 COMMAND = "Autodiscover"  # the label in the target's counters
 
