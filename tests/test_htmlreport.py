@@ -379,7 +379,7 @@ def test_load_shape_and_eas_statuses_over_time(summary):
 def test_report_reads_interval_counts_and_old_hdr_alike():
     """A shard written before the "counts" form (an "hdr" per interval) and one written after merge
     in the report exactly: the interval's percentiles are hdrh's of both shards' requests."""
-    from loadgen.run.workers import _REF, encode_counts
+    from loadgen.results.histograms import _REF, encode_counts
 
     def summ(values, started, old):
         h = HdrHistogram(1, 3_600_000_000, 3)

@@ -146,7 +146,7 @@ def test_a_damaged_summary_is_a_usage_error(tmp_path):
         assert needle in out.stderr, out.stderr
 
 
-# -- interval histograms merged many at once (loadgen.run.workers.group, merge_groups): the percentiles
+# -- interval histograms merged many at once (loadgen.results.histograms.group, merge_groups): the percentiles
 # of the sum are hdrh's of all the values, whatever the widths, counts and grouping
 
 PCTS = (0, 1, 25, 50, 75, 90, 99, 99.9, 99.99, 100)
@@ -168,7 +168,7 @@ def _hdrh(values_counts):
 
 
 def _counts_text(values_counts):
-    from loadgen.run.workers import _REF, encode_counts
+    from loadgen.results.histograms import _REF, encode_counts
 
     counts = {}
     for v, n in values_counts:
@@ -181,7 +181,7 @@ def _counts_text(values_counts):
 def test_groups_of_parts_give_hdrh_percentiles():
     import random
 
-    from loadgen.run.workers import entry_raws, group, group_percentiles, merge_groups
+    from loadgen.results.histograms import entry_raws, group, group_percentiles, merge_groups
 
     rng = random.Random(17)
     for case in range(400):
@@ -212,7 +212,7 @@ def test_merged_intervals_and_report_points_are_hdrh_of_all_requests():
     import random
 
     from loadgen.results import html as htmlreport
-    from loadgen.run.workers import merge_series
+    from loadgen.results.histograms import merge_series
 
     rng = random.Random(23)
     shards, intervals = 3, 1250  # more than MAX_POINTS: a point is 3 intervals of each result

@@ -8,7 +8,7 @@ import pytest
 
 from loadgen.run import engine
 from loadgen import scenario
-from loadgen.run.workers import merge_series
+from loadgen.results.histograms import merge_series
 
 
 def _ids(devices):
@@ -152,7 +152,7 @@ def test_merge_series_merges_lag_and_statuses_exactly():
     from hdrh.histogram import HdrHistogram
 
     from loadgen.results.report import Stats
-    from loadgen.run.workers import sparse_counts, sparse_percentiles
+    from loadgen.results.histograms import sparse_counts, sparse_percentiles
 
     a, b = Stats(), Stats()
     for lag in (0.001, 0.002, 0.003):
@@ -246,7 +246,7 @@ def _random_values(rng, n):
 
 
 def _part_of(values_counts):
-    from loadgen.run.workers import _REF, encode_counts
+    from loadgen.results.histograms import _REF, encode_counts
 
     counts = {}
     for v, n in values_counts:
@@ -265,7 +265,7 @@ def test_interval_counts_are_hdrh_counts_and_parts_sum_exactly():
     percentiles (read without adding the parts) are hdrh's get_value_at_percentile of the sum."""
     import random
 
-    from loadgen.run.workers import decode_counts, interval_parts, parts_count, parts_percentiles
+    from loadgen.results.histograms import decode_counts, interval_parts, parts_count, parts_percentiles
 
     rng = random.Random(7)
     for case in range(60):
@@ -286,7 +286,7 @@ def test_merge_series_joins_parts_and_compacts_past_max_parts():
     series merges again."""
     import random
 
-    from loadgen.run.workers import MAX_PARTS
+    from loadgen.results.histograms import MAX_PARTS
 
     rng = random.Random(3)
     shards = [_random_values(rng, 50) for _ in range(MAX_PARTS + 1)]
@@ -335,7 +335,7 @@ def test_old_summaries_with_hdr_intervals_still_merge():
 
 
 def test_malformed_interval_counts_are_a_clear_error():
-    from loadgen.run.workers import interval_parts
+    from loadgen.results.histograms import interval_parts
 
     good = _part_of([(1000, 1)])
     for bad in ("x" + good[1:], "3" + good[1:], good[:1] + "!!", good + " 1", "1" + good[1:-4], 12):
@@ -343,6 +343,6 @@ def test_malformed_interval_counts_are_a_clear_error():
             merge_series([[{"t": 1.0, "latency": {"Sync": {"count": 1, "counts": bad}}}],
                           [{"t": 1.0, "latency": {"Sync": {"count": 1, "counts": good}}}]])
     with pytest.raises(ValueError, match="beyond the last"):
-        from loadgen.run.workers import encode_counts
+        from loadgen.results.histograms import encode_counts
 
         interval_parts({"counts": encode_counts([23_552], [1])})

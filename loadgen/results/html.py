@@ -35,7 +35,7 @@ from hdrh.histogram import HdrHistogram
 
 from loadgen import __version__
 from loadgen.results.report import _OK_OUTCOMES  # one list of the outcomes that are not errors (ok, reprovision, challenge)
-from loadgen.run.workers import (add_counts, entry_raws, group, lag_of, latency_of, merge_groups, merge_lag,
+from loadgen.results.histograms import (add_counts, entry_raws, group, lag_of, latency_of, merge_groups, merge_lag,
                              merge_latency, paused_gc)
 
 MAX_POINTS = 600
@@ -263,14 +263,14 @@ def _views(summaries, start0, grid):
     """The series of several summaries on one time axis, at most MAX_POINTS points: those of the
     whole run and, for several summaries, those of each (``shard_points``).
 
-    A shard's i-th sample is the i-th interval of its run (as loadgen.run.workers.merge_series has
+    A shard's i-th sample is the i-th interval of its run (as loadgen.results.histograms.merge_series has
     it), shifted by the shard's later start; ``factor`` consecutive intervals are combined.  Each
     point has its time ``t`` (end of its interval(s) into the merged run) and length ``dt``.
 
     Each summary's samples go into its own buckets once; a bucket of the whole run is the sum of
     the summaries' (counts added, intervals listed in summary order, as if they had been put there
-    one by one).  Interval histograms are decoded once (loadgen.run.workers.entry_raws) and merged the
-    way loadgen.run.workers.group does it: a summary's point is the group of its intervals, the whole
+    one by one).  Interval histograms are decoded once (loadgen.results.histograms.entry_raws) and merged the
+    way loadgen.results.histograms.group does it: a summary's point is the group of its intervals, the whole
     run's point the sum of the summaries' groups."""
     base, factor, last = grid
     n = math.ceil(last / factor)
@@ -381,7 +381,7 @@ def _sum_buckets(buckets):
 
 
 def _latency(entries, g):
-    if g is None:  # an interval without its histogram: loadgen.run.workers.merge_latency's rule
+    if g is None:  # an interval without its histogram: loadgen.results.histograms.merge_latency's rule
         return merge_latency(entries, None, encode=False)
     return latency_of(g)
 
@@ -395,8 +395,8 @@ def _lag(entries, g):
 def _merged(entries, own, results, key, make):
     """A point's latency of a command (``make`` _latency) or schedule lag (_lag) from its intervals'
     ``entries``.  One interval: its own numbers (the lag copied).  Else their HDR histograms, each
-    decoded once (loadgen.run.workers.entry_raws, in order; at the first interval without one,
-    loadgen.run.workers.merge_latency's or merge_lag's own rule), merged by loadgen.run.workers.group.
+    decoded once (loadgen.results.histograms.entry_raws, in order; at the first interval without one,
+    loadgen.results.histograms.merge_latency's or merge_lag's own rule), merged by loadgen.results.histograms.group.
     ``own``: the summaries' (index, intervals) at this point, in summary order (``entries`` is
     their concatenation): their points' too, into ``results`` at ``key``, each a Group of its
     intervals, the whole's the sum of theirs."""

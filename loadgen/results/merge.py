@@ -9,8 +9,8 @@ or shard counts, or the same shard twice, are refused.
 from hdrh.histogram import HdrHistogram
 
 from loadgen.results.report import _OK_OUTCOMES, Stats
-from loadgen.run.workers import _HistogramView as _View
-from loadgen.run.workers import merge_series
+from loadgen.results.histograms import _HistogramView as _View
+from loadgen.results.histograms import merge_series
 
 
 class MergeError(ValueError):

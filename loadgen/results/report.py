@@ -16,6 +16,8 @@ from collections import Counter
 
 from hdrh.histogram import HdrHistogram
 
+from loadgen.results.histograms import interval_entry, sparse_counts
+
 _LOW_US, _HIGH_US, _DIGITS = 1, 3_600_000_000, 3
 
 # 5 ms .. 1 h: the longest Ping heartbeat Exchange allows is 3,540 s (MS-ASCMD, Ping HeartbeatInterval).
@@ -405,7 +407,6 @@ class Stats:
         current["lag"] = (self.starts, self.late_starts, self.lag_sum)
         self._last = current
         # hdrh's percentiles loop costs ~1.5 ms each: percentiles read from the sparse counts instead
-        from loadgen.run.workers import interval_entry, sparse_counts
 
         def entry(rec):  # the non-zero counts: hdrh's encoder (C) walks the counts array, then decoded
             counts = sparse_counts(rec.histogram().encode())
