@@ -597,7 +597,7 @@ def _damaged_errors():
 def cmd_merge(args):
     from loadgen.results.merge import MergeError, merge
     from loadgen.results.report import evaluate_thresholds, junit_xml, summary_text, thresholds_text
-    from loadgen.scenario import Threshold, _THRESHOLD
+    from loadgen.results.thresholds import CONDITION as _THRESHOLD, Threshold
 
     summaries = _load_summaries(args.results)
     try:
