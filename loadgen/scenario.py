@@ -16,6 +16,8 @@ from pathlib import Path
 
 from loadgen.eas import versions
 from loadgen.device.profiles import PROFILES
+from loadgen.results.thresholds import ThresholdError
+from loadgen.results.thresholds import parse as parse_threshold
 
 
 class ScenarioError(Exception):
@@ -281,18 +283,6 @@ class Scenario:
 
 
 @dataclass(frozen=True)
-class Threshold:
-    """``metric op limit``, e.g. ``Provision.p99 < 0.5`` (seconds), ``errors.rate < 0.01``."""
-
-    metric: str
-    op: str
-    limit: float
-
-    def __str__(self):
-        return "%s %s %g" % (self.metric, self.op, self.limit)
-
-
-@dataclass(frozen=True)
 class Event:
     """An action at a time of the run: on the embedded target, or a shell command for a real server."""
 
@@ -334,11 +324,6 @@ def display_command(run):
     return " ".join(shown)
 
 
-# Threshold metrics: <command>.<stat> (seconds or count), errors.rate/count, devices.<state> (fraction),
-# requests.rate/count, provisionings.<result> / reprovisions.<trigger> / throttled.<reason> (counts).
-THRESHOLD_STATS = ("p50", "p90", "p95", "p99", "max", "count", "errors")
-THRESHOLD_GROUPS = ("errors", "requests", "devices", "provisionings", "reprovisions", "throttled")
-_THRESHOLD = re.compile(r"^\s*(<=|>=|==|<|>)\s*(-?\d+(?:\.\d+)?)\s*$")
 EVENT_ACTIONS = {
     # action: allowed arguments
     "change_policy": {"settings"},
@@ -631,20 +616,10 @@ def parse(text, path="<scenario>"):
     if not isinstance(th, dict):
         raise r.fail("", "thresholds", "[thresholds] must be a table of metric = \"< limit\"")
     for metric, expr in th.items():
-        group, _, stat = metric.partition(".")
-        known = group in THRESHOLD_GROUPS or stat in THRESHOLD_STATS
-        if not stat or not known:
-            hint = difflib.get_close_matches(stat, THRESHOLD_STATS, 1)
-            raise r.fail("thresholds", metric, "unknown threshold metric '%s': use <command>.<%s> or %s.<name>%s"
-                         % (metric, "|".join(THRESHOLD_STATS), "|".join(THRESHOLD_GROUPS),
-                            " (did you mean '%s.%s'?)" % (group, hint[0]) if hint else ""))
-        m = _THRESHOLD.match(expr) if isinstance(expr, str) else None
-        if m and not math.isfinite(float(m.group(2))):
-            m = None
-        if not m:
-            raise r.fail("thresholds", metric, "threshold '%s' must look like \"< 0.5\" (<, <=, >, >=, ==), not %r"
-                         % (metric, expr))
-        s.thresholds.append(Threshold(metric, m.group(1), float(m.group(2))))
+        try:
+            s.thresholds.append(parse_threshold(metric, expr))
+        except ThresholdError as exc:
+            raise r.fail("thresholds", metric, str(exc)) from None
 
     events = data.get("events", [])
     if not isinstance(events, list):
