@@ -3,12 +3,19 @@ embedded target's answers over real HTTP, and the device step in a run."""
 
 import pytest
 
-from loadgen.device import autodiscover as ad
+from loadgen.device import autodiscover as dad
+from loadgen.eas import autodiscover as ad
+from loadgen.eas.http import basic_authorization
 from loadgen import scenario
-from loadgen.run.engine import run
-from loadgen.exchange import autodiscover as tad
+from loadgen.cli.start import run
 from loadgen.exchange.server import start_target
 from loadgen.exchange.state import TargetState
+
+
+def discovery(email, first_urls=(), **kw):
+    """The machine guarded as ``discover`` guards it when the caller gives no guard."""
+    return ad.Discovery(email, first_urls, guard=dad.rule_guard(first_urls), **kw)
+
 
 # MS-ASCMD 4.2.4 "Response - Case Server Settings" (two servers: MobileSync and CertEnroll)
 SETTINGS_4_2_4 = b"""<?xml version="1.0" encoding="utf-8"?>
@@ -57,12 +64,12 @@ def test_parse_settings_example_4_2_4():
 def test_parse_error_example_4_2_2_and_generic_error_codes():
     answer = ad.parse_response(ERROR_4_2_2)
     assert (answer.kind, answer.status, answer.message) == ("error", 2, "The directory service could not be reached")
-    generic = ad.parse_response(tad.generic_error(601, "Provider is not available"))  # MS-ASCMD 2.2.3.64
+    generic = ad.parse_response(ad.generic_error(601, "Provider is not available"))  # MS-ASCMD 2.2.3.64
     assert (generic.kind, generic.error_code) == ("error", 601)
 
 
 def test_parse_redirect_and_reject_what_is_not_autodiscover():
-    answer = ad.parse_response(tad.redirect_response("a@x.com", "a@y.com"))
+    answer = ad.parse_response(ad.redirect_response("a@x.com", "a@y.com"))
     assert (answer.kind, answer.redirect) == ("redirect", "a@y.com")
     for bad in (b"", b"<html>hello</html>", b"not xml <", b'<!DOCTYPE x [<!ENTITY a "b">]><x>&a;</x>'):
         with pytest.raises(ad.AutodiscoverError):
@@ -72,11 +79,11 @@ def test_parse_redirect_and_reject_what_is_not_autodiscover():
 # -- the machine
 
 def _settings(url="https://eas.example.com/Microsoft-Server-ActiveSync", email="u@example.com"):
-    return tad.settings_response(email, url)
+    return ad.settings_response(email, url)
 
 
 def test_candidates_in_ms_oxdscli_order():
-    d = ad.Discovery("u@Example.com", first_urls=("http://127.0.0.1:1/autodiscover/autodiscover.xml",))
+    d = discovery("u@Example.com", first_urls=("http://127.0.0.1:1/autodiscover/autodiscover.xml",))
     steps = [d.start()]
     while True:
         nxt = d.unreachable("refused")
@@ -94,14 +101,14 @@ def test_candidates_in_ms_oxdscli_order():
 
 
 def test_settings_end_the_discovery():
-    d = ad.Discovery("u@example.com")
+    d = discovery("u@example.com")
     d.start()
     done = d.receive(200, {}, _settings())
     assert isinstance(done, ad.Done) and done.url == "https://eas.example.com/Microsoft-Server-ActiveSync"
 
 
 def test_unauthenticated_get_302_is_followed_only_to_https():
-    d = ad.Discovery("u@example.com")
+    d = discovery("u@example.com")
     d.start()
     d.unreachable("x")
     d.unreachable("x")  # now the GET probe
@@ -109,7 +116,7 @@ def test_unauthenticated_get_302_is_followed_only_to_https():
     follow = d.receive(302, {"Location": "https://mail.example.com/autodiscover/autodiscover.xml"}, b"")
     assert (follow.method, follow.url, follow.authenticated) == (
         "POST", "https://mail.example.com/autodiscover/autodiscover.xml", True)
-    d2 = ad.Discovery("u@example.com")
+    d2 = discovery("u@example.com")
     d2.start()
     d2.unreachable("x")
     d2.unreachable("x")
@@ -118,7 +125,7 @@ def test_unauthenticated_get_302_is_followed_only_to_https():
 
 
 def test_a_get_answer_that_is_not_a_redirect_is_not_trusted():
-    d = ad.Discovery("u@example.com")
+    d = discovery("u@example.com")
     d.start()
     d.unreachable("x")
     d.unreachable("x")
@@ -126,9 +133,9 @@ def test_a_get_answer_that_is_not_a_redirect_is_not_trusted():
 
 
 def test_redirect_to_another_address_restarts_with_its_domain():
-    d = ad.Discovery("u@example.com", first_urls=("https://127.0.0.1:1/autodiscover/autodiscover.xml",))
+    d = discovery("u@example.com", first_urls=("https://127.0.0.1:1/autodiscover/autodiscover.xml",))
     d.start()
-    nxt = d.receive(200, {}, tad.redirect_response("u@example.com", "u@example.org"))
+    nxt = d.receive(200, {}, ad.redirect_response("u@example.com", "u@example.org"))
     assert nxt.email == "u@example.org" and nxt.url == "https://127.0.0.1:1/autodiscover/autodiscover.xml"
     assert b"u@example.org" in nxt.body
     d.unreachable("x")
@@ -139,9 +146,9 @@ def test_redirect_to_another_address_restarts_with_its_domain():
 
 
 def test_an_address_redirect_over_plain_http_does_not_send_credentials_to_its_domain():
-    d = ad.Discovery("u@example.com", first_urls=("http://127.0.0.1:1/autodiscover/autodiscover.xml",))
+    d = discovery("u@example.com", first_urls=("http://127.0.0.1:1/autodiscover/autodiscover.xml",))
     d.start()
-    nxt = d.receive(200, {}, tad.redirect_response("u@example.com", "u@example.org"))
+    nxt = d.receive(200, {}, ad.redirect_response("u@example.com", "u@example.org"))
     assert nxt.url == "http://127.0.0.1:1/autodiscover/autodiscover.xml"  # a configured server: named
     d.unreachable("x")
     # https://example.org and https://autodiscover.example.org are skipped: only the probe (no credentials)
@@ -151,12 +158,12 @@ def test_an_address_redirect_over_plain_http_does_not_send_credentials_to_its_do
 
 
 def test_redirect_loop_and_redirect_limit():
-    d = ad.Discovery("u@a.com")
+    d = discovery("u@a.com")
     d.start()
-    d.receive(200, {}, tad.redirect_response("u@a.com", "u@b.com"))
-    loop = d.receive(200, {}, tad.redirect_response("u@b.com", "u@a.com"))
+    d.receive(200, {}, ad.redirect_response("u@a.com", "u@b.com"))
+    loop = d.receive(200, {}, ad.redirect_response("u@b.com", "u@a.com"))
     assert isinstance(loop, ad.Failed) and "loop" in loop.reason
-    d = ad.Discovery("u@d0.com", max_redirects=10)
+    d = discovery("u@d0.com", max_redirects=10)
     result = d.start()
     for i in range(1, 12):
         result = d.receive(302, {"Location": "https://h%d.d0.com/autodiscover/autodiscover.xml" % i}, b"")
@@ -168,7 +175,7 @@ def test_redirect_loop_and_redirect_limit():
 def test_a_302_to_a_host_outside_the_named_ones_gets_no_credentials():
     """loadgen/wire/redirects.py: a 302 to an https host that is neither a configured server nor in the
     e-mail domain is refused (nothing sent), as is one to the URL that answered."""
-    d = ad.Discovery("u@d0.com", first_urls=("https://eas.corp.test/autodiscover/autodiscover.xml",))
+    d = discovery("u@d0.com", first_urls=("https://eas.corp.test/autodiscover/autodiscover.xml",))
     d.start()
     nxt = d.receive(302, {"Location": "https://evil.example.net/autodiscover/autodiscover.xml"}, b"")
     assert nxt.url == "https://d0.com/autodiscover/autodiscover.xml"  # the next candidate, not evil.example.net
@@ -180,7 +187,7 @@ def test_a_302_to_a_host_outside_the_named_ones_gets_no_credentials():
 
 
 def test_basic_challenge_answered_once_then_auth_failure():
-    d = ad.Discovery("u@example.com")
+    d = discovery("u@example.com")
     first = d.start()
     again = d.receive(401, {"WWW-Authenticate": 'Basic realm="Exchange"'}, b"")
     assert again is first and again.challenged
@@ -189,11 +196,11 @@ def test_basic_challenge_answered_once_then_auth_failure():
 
 
 def test_other_statuses_and_garbage_move_on_errors_stop():
-    d = ad.Discovery("u@example.com")
+    d = discovery("u@example.com")
     d.start()
     assert d.receive(404, {}, b"").url == "https://autodiscover.example.com/autodiscover/autodiscover.xml"
     assert d.receive(200, {}, b"<html/>").method == "GET"
-    d = ad.Discovery("u@example.com")
+    d = discovery("u@example.com")
     d.start()
     failed = d.receive(200, {}, ERROR_4_2_2)
     assert isinstance(failed, ad.Failed) and "Status 2" in failed.reason and not failed.auth
@@ -202,7 +209,7 @@ def test_other_statuses_and_garbage_move_on_errors_stop():
 def test_bad_addresses():
     for bad in ("user", "@example.com", "u@", "u@host:443"):
         with pytest.raises(ValueError):
-            ad.Discovery(bad)
+            discovery(bad)
 
 
 # -- over HTTP against the embedded target
@@ -215,13 +222,13 @@ async def test_discover_against_the_embedded_target():
     runner, target, url = await _target()
     try:
         seen = []
-        result = await ad.discover("user1@example.com", ad.basic_authorization("user1", "Pass1!"),
+        result = await dad.discover("user1@example.com", basic_authorization("user1", "Pass1!"),
                                    first_urls=(ad.endpoint_of(url),), on_exchange=lambda *a: seen.append(a[1]))
         assert isinstance(result, ad.Done) and result.url == url and seen == [200]
-        bad = await ad.discover("user1@example.com", ad.basic_authorization("user1", "nope"),
+        bad = await dad.discover("user1@example.com", basic_authorization("user1", "nope"),
                                 first_urls=(ad.endpoint_of(url),))
         assert isinstance(bad, ad.Failed) and bad.auth
-        foreign = await ad.discover("user2@example.com", ad.basic_authorization("user1", "Pass1!"),
+        foreign = await dad.discover("user2@example.com", basic_authorization("user1", "Pass1!"),
                                     first_urls=(ad.endpoint_of(url),))
         assert isinstance(foreign, ad.Failed) and foreign.answer.status == 2
         assert target.counters[("Autodiscover", 200, None)] == 2
@@ -233,7 +240,7 @@ async def test_embedded_target_redirect_mode_and_mount_path():
     runner, target, url = await _target(autodiscover_redirect={"example.com": "example.org"},
                                         eas_path="/SOGo/Microsoft-Server-ActiveSync")
     try:
-        result = await ad.discover("user1@example.com", ad.basic_authorization("user1", "Pass1!"),
+        result = await dad.discover("user1@example.com", basic_authorization("user1", "Pass1!"),
                                    first_urls=(ad.endpoint_of(url),))
         assert isinstance(result, ad.Done) and result.redirects == 1 and result.email == "user1@example.org"
         assert result.url.endswith(":%s/SOGo/Microsoft-Server-ActiveSync" % url.split(":")[2].split("/")[0])
@@ -241,7 +248,7 @@ async def test_embedded_target_redirect_mode_and_mount_path():
         await runner.cleanup()
     runner, target, url = await _target(autodiscover_redirect={"a.com": "b.com", "b.com": "a.com"})
     try:
-        result = await ad.discover("user1@a.com", ad.basic_authorization("user1", "Pass1!"),
+        result = await dad.discover("user1@a.com", basic_authorization("user1", "Pass1!"),
                                    first_urls=(ad.endpoint_of(url),))
         assert isinstance(result, ad.Failed) and "loop" in result.reason
     finally:
@@ -252,7 +259,7 @@ async def test_embedded_target_rejects_bad_requests_600_601():
     import aiohttp
 
     runner, target, url = await _target()
-    auth = {"Authorization": ad.basic_authorization("user1", "Pass1!"), "Content-Type": "text/xml"}
+    auth = {"Authorization": basic_authorization("user1", "Pass1!"), "Content-Type": "text/xml"}
     endpoint = ad.endpoint_of(url)
     try:
         async with aiohttp.ClientSession() as session:
@@ -284,7 +291,7 @@ async def test_devices_autodiscover_first_and_it_counts_as_a_command():
 
 def test_scenario_autodiscover_validation():
     sc = scenario.parse('[auth]\nuser = "u{n}@corp.example"\n[target]\nautodiscover = true\n')
-    assert sc.load.autodiscover[0] == "u{n}@corp.example"
+    assert sc.load.autodiscover == "u{n}@corp.example"
     for bad, msg in (("autodiscover = true", "not one"), ('autodiscover = "nobody"', "e-mail pattern"),
                      ('autodiscover = "u{x}@a.com"', "placeholder"), ('autodiscovr = true', "did you mean")):
         with pytest.raises(scenario.ScenarioError, match=msg):
@@ -346,8 +353,8 @@ class _TLSTargetWithHTTP:
 async def test_redirect_probe_302_to_https_then_post_over_tls(ad_pki):
     async with _TLSTargetWithHTTP(ad_pki) as srv:
         seen = []
-        result = await ad.discover("user1@" + DOMAIN, ad.basic_authorization("user1", "Pass1!"),
-                                   ssl=ad.ssl_context(False, ad_pki.ca), resolver=ad.host_map(srv.map), timeout=5,
+        result = await dad.discover("user1@" + DOMAIN, basic_authorization("user1", "Pass1!"),
+                                   ssl=dad.ssl_context(False, ad_pki.ca), resolver=dad.host_map(srv.map), timeout=5,
                                    on_exchange=lambda step, status, headers, body, elapsed, error: seen.append(
                                        (step.method, step.url, status, step.authenticated,
                                         headers.get("Location") if status else error)))
@@ -378,7 +385,7 @@ async def test_probe_autodiscovers_over_tls_then_walks_eas_on_the_discovered_hos
     async with _TLSTargetWithHTTP(ad_pki) as srv:
         lines = []
         probe = Probe(None, "user1", "Pass1!", ca=ad_pki.ca, heartbeat=1, out=lines.append, timeout=10,
-                      autodiscover="user1@" + DOMAIN, resolver=ad.host_map(srv.map))
+                      autodiscover="user1@" + DOMAIN, resolver=dad.host_map(srv.map))
         code = await probe.run()
         text = "\n".join(lines)
     assert code == 0, text
@@ -394,7 +401,7 @@ async def test_probe_without_the_ca_says_certificate_not_trusted_at_autodiscover
     async with _TLSTargetWithHTTP(ad_pki) as srv:
         lines = []
         probe = Probe(None, "user1", "Pass1!", heartbeat=1, out=lines.append, timeout=10,
-                      autodiscover="user1@" + DOMAIN, resolver=ad.host_map(srv.map))
+                      autodiscover="user1@" + DOMAIN, resolver=dad.host_map(srv.map))
         code = await probe.run()
         text = "\n".join(lines)
     assert code == 1
@@ -428,8 +435,8 @@ async def test_redirect_probe_302_to_plain_http_is_refused(ad_pki):
                "autodiscover.%s" % DOMAIN: "127.0.0.1:%d" % port}
     try:
         seen = []
-        result = await ad.discover("user1@" + DOMAIN, ad.basic_authorization("user1", "Pass1!"),
-                                   ssl=ad.ssl_context(False, ad_pki.ca), resolver=ad.host_map(mapping), timeout=5,
+        result = await dad.discover("user1@" + DOMAIN, basic_authorization("user1", "Pass1!"),
+                                   ssl=dad.ssl_context(False, ad_pki.ca), resolver=dad.host_map(mapping), timeout=5,
                                    on_exchange=lambda step, status, *rest: seen.append((step.method, status)))
     finally:
         await runner.cleanup()

@@ -14,8 +14,10 @@ import pytest
 from hostile import ScriptedServer, http_response, wait_for
 
 from loadgen.wire import transport as tr
-from loadgen.results.report import Stats, accounting, summary_text
+from loadgen.results.stats import Stats, accounting
+from loadgen.results.text import summary_text
 from loadgen.wire.transport import AiohttpTransport, BodyBudget, DeviceEndpoint, LeanTransport
+from loadgen.eas.http import request_head
 
 OK_BODY = b"\x03\x01\x6a\x00\x00\x07\x56\x52\x03\x31\x00\x01\x01"
 KINDS = ("lean", "aiohttp")
@@ -27,7 +29,8 @@ def make(kind, **kw):
 
 
 def endpoint(url, n=0, user="user%d"):
-    return DeviceEndpoint(url, user % n, "Secret1!", "DEV%d" % n, "SmartPhone", "14.1", "ContosoPhone/1.0")
+    return DeviceEndpoint(request_head(url, user % n, "Secret1!", "DEV%d" % n, "SmartPhone", "14.1",
+                                       "ContosoPhone/1.0"))
 
 
 def outcome(resp):
@@ -408,7 +411,7 @@ async def test_non_ascii_path_is_percent_encoded(kind):
 def test_non_utf8_password_does_not_crash():
     """A password read from the environment with undecodable bytes (surrogate escapes) is sent as
     those bytes, not a UnicodeEncodeError."""
-    ep = DeviceEndpoint("http://127.0.0.1:1/x", "u", "pa\udcffss", "D", "T", "14.1", "UA")
+    ep = DeviceEndpoint(request_head("http://127.0.0.1:1/x", "u", "pa\udcffss", "D", "T", "14.1", "UA"))
     head = ep.head("Sync", None, 0)
     assert b"Authorization: Basic " in head
     gc.collect()
@@ -425,7 +428,9 @@ def test_engine_run_counts_every_request_the_server_saw(kind):
     run's "sent", and sent = answered + errors + timeouts + cancelled + re-sent."""
     import aiohttp
 
-    from loadgen.run import engine
+    from loadgen.cli import start
+
+    from loadgen.exchange import launch
     from loadgen import scenario
     from loadgen.exchange.server import start_target
 
@@ -452,7 +457,7 @@ transport = "%s"
 """ % ('url = "%s"' % url if url else "", kind), "front.toml")
 
     async def go():
-        state = engine.embedded_state(make_scenario())
+        state = launch.embedded_state(make_scenario())
         runner, _target, upstream = await start_target("127.0.0.1", 0, state)
         base = upstream.split("/Microsoft-Server-ActiveSync")[0]
         session = aiohttp.ClientSession(auto_decompress=False)
@@ -474,7 +479,7 @@ transport = "%s"
 
         try:
             async with ScriptedServer(front) as srv:
-                result = await engine.run(make_scenario(srv.url), progress=False)
+                result = await start.run(make_scenario(srv.url), progress=False)
                 saw = len(srv.requests)
         finally:
             await session.close()

@@ -17,18 +17,20 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from _wbxml import decode, encode
+from loadgen.cli import start
 from loadgen.run import engine
 from loadgen import scenario
 from loadgen.eas.policy import SEED_POLICY, policy_to_tree
 from loadgen.wire.transport import DeviceEndpoint, LeanTransport
+from loadgen.eas.http import request_head
 from loadgen.wire.transport import Transport as RealTransport
 
 OK_BODY = b"\x03\x01\x6a\x00\x00\x07\x56\x52\x03\x31\x00\x01\x01"
 
 
 def endpoint(port):
-    return DeviceEndpoint("http://127.0.0.1:%d/Microsoft-Server-ActiveSync" % port, "user1", "Secret1!",
-                          "DEV1", "SmartPhone", "14.1", "ContosoPhone/1.0")
+    return DeviceEndpoint(request_head("http://127.0.0.1:%d/Microsoft-Server-ActiveSync" % port, "user1", "Secret1!",
+                                       "DEV1", "SmartPhone", "14.1", "ContosoPhone/1.0"))
 
 
 def http(status=b"200 OK", body=b"", extra=b""):
@@ -386,7 +388,7 @@ def scripted_run(monkeypatch, parked, script=SCRIPT, stop_when_held=False, **kw)
                 if stop_when_held:
                     os.kill(os.getpid(), signal.SIGINT)  # as an operator's Ctrl-C
 
-            result = await engine.run(sc, progress=False, on_tick=on_tick, handle_signals=stop_when_held)
+            result = await start.run(sc, progress=False, on_tick=on_tick, handle_signals=stop_when_held)
             return result, target
 
     result, target = asyncio.run(main())

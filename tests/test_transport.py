@@ -5,13 +5,14 @@ import asyncio
 import pytest
 
 from loadgen.wire.transport import AiohttpTransport, DeviceEndpoint, LeanTransport
+from loadgen.eas.http import request_head
 
 OK_BODY = b"\x03\x01\x6a\x00\x00\x07\x56\x52\x03\x31\x00\x01\x01"
 
 
 def endpoint(port, host="127.0.0.1"):
-    return DeviceEndpoint("http://%s:%d/Microsoft-Server-ActiveSync" % (host, port), "user1", "Secret1!",
-                          "DEV1", "SmartPhone", "14.1", "ContosoPhone/1.0")
+    return DeviceEndpoint(request_head("http://%s:%d/Microsoft-Server-ActiveSync" % (host, port), "user1", "Secret1!",
+                                       "DEV1", "SmartPhone", "14.1", "ContosoPhone/1.0"))
 
 
 class RawServer:
@@ -312,8 +313,8 @@ async def test_many_devices_at_once_each_get_their_own_answer():
 
     async with RawServer(echo_id) as srv:
         t = LeanTransport(timeout=5)
-        eps = [DeviceEndpoint("http://127.0.0.1:%d/Microsoft-Server-ActiveSync" % srv.port, "u%d" % i, "p",
-                              "DEV%d" % i, "SmartPhone", "14.1", "UA/1") for i in range(50)]
+        eps = [DeviceEndpoint(request_head("http://127.0.0.1:%d/Microsoft-Server-ActiveSync" % srv.port, "u%d" % i, "p",
+                                           "DEV%d" % i, "SmartPhone", "14.1", "UA/1")) for i in range(50)]
         for _ in range(3):
             rs = await asyncio.gather(*(t.post(ep, "Sync", b"x", "1") for ep in eps))
             assert [r.body for r in rs] == [b"DEV%d" % i for i in range(50)]
@@ -337,8 +338,8 @@ async def test_pooled_mode_shares_a_bounded_pool():
 
     async with RawServer(echo_id) as srv:
         t = LeanTransport(timeout=5, pool_size=3)
-        eps = [DeviceEndpoint("http://127.0.0.1:%d/Microsoft-Server-ActiveSync" % srv.port, "u%d" % i, "p",
-                              "DEV%d" % i, "SmartPhone", "14.1", "UA/1") for i in range(20)]
+        eps = [DeviceEndpoint(request_head("http://127.0.0.1:%d/Microsoft-Server-ActiveSync" % srv.port, "u%d" % i, "p",
+                                           "DEV%d" % i, "SmartPhone", "14.1", "UA/1")) for i in range(20)]
         rs = await asyncio.gather(*(t.post(ep, "Sync", b"x", "1") for ep in eps for _ in range(3)))
         await t.close()
     assert [r.body for r in rs] == [b"DEV%d" % i for i in range(20) for _ in range(3)]
@@ -373,8 +374,8 @@ async def test_pooled_mode_connection_refused_frees_the_slot():
 
 def test_request_bytes_share_the_common_head():
     a = endpoint(80)
-    b = DeviceEndpoint("http://127.0.0.1:80/Microsoft-Server-ActiveSync", "user2", "Other2!", "DEV2", "SmartPhone",
-                       "14.1", "ContosoPhone/1.0")
+    b = DeviceEndpoint(request_head("http://127.0.0.1:80/Microsoft-Server-ActiveSync", "user2", "Other2!", "DEV2",
+                                    "SmartPhone", "14.1", "ContosoPhone/1.0"))
     assert a._tail is b._tail  # shared by every device with the same server, version and user agent
     req = a.request("Ping", "42", b"body")
     assert req.endswith(b"X-MS-PolicyKey: 42\r\nContent-Length: 4\r\n\r\nbody")
@@ -382,7 +383,7 @@ def test_request_bytes_share_the_common_head():
 
 
 async def _observed(transport_kind):
-    from loadgen.run import engine
+    from loadgen.cli import start
     from loadgen import scenario
 
     sc = scenario.parse(f"""
@@ -402,7 +403,7 @@ think_time = 0
 transport = "{transport_kind}"
 graceful_stop = 0.5
 """, "both.toml")
-    result = await engine.run(sc, progress=False, attach_metrics=False)
+    result = await start.run(sc, progress=False, attach_metrics=False)
     return {dev_id: (r.user, r.device_type, r.version, r.user_agent, r.requests, r.provisions, r.ack_status,
                      r.folder_sync_key, sorted(r.device_info.items()))
             for dev_id, r in result.target.state.devices.items()}, result.stats.errors()

@@ -17,6 +17,7 @@ import pytest
 from aiohttp import web
 
 from loadgen.wire.transport import AiohttpTransport, DeviceEndpoint, InsecureTLSWarning, LeanTransport
+from loadgen.eas.http import request_head
 
 # skipped without the openssl command, unless EASLOAD_REQUIRE_OPENSSL is set (CI): then it fails
 pytestmark = pytest.mark.skipif(shutil.which("openssl") is None and not os.environ.get("EASLOAD_REQUIRE_OPENSSL"),
@@ -79,8 +80,8 @@ class TLSServer:
         await self.runner.cleanup()
 
     def endpoint(self):
-        return DeviceEndpoint("https://localhost:%d/Microsoft-Server-ActiveSync" % self.port, "user1", "Secret1!",
-                              "DEV1", "SmartPhone", "14.1", "ContosoPhone/1.0")
+        return DeviceEndpoint(request_head("https://localhost:%d/Microsoft-Server-ActiveSync" % self.port, "user1",
+                                           "Secret1!", "DEV1", "SmartPhone", "14.1", "ContosoPhone/1.0"))
 
 
 def _client(pki):

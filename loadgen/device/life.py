@@ -16,7 +16,7 @@ import re
 
 import _wbxml
 from _wbxml import WBXMLError
-from loadgen.eas import commands, password as passwords, policy as policies
+from loadgen.eas import commands, http, password as passwords, policy as policies
 from loadgen.eas.provisioning import (
     Blocked, Failed, Provisioned, Provisioner, Redirect, Refused, Retry, Send, Wiped, classify,
 )
@@ -121,8 +121,7 @@ class Device:
         self.redirect_streak = 0  # redirects in a row without an answer in between
         self.resets = 0  # hierarchy resets (Ping 7, Sync 12) in a row without a Sync or Ping answered OK
         self.ping_adjusted = False  # the last Ping answer was a Status 5 the device followed
-        self.endpoint = DeviceEndpoint(self.base_url, self.user, self._password, ident.device_id, ident.device_type,
-                                       self.version.text, self.profile.user_agent, self._domain)
+        self.endpoint = self._endpoint(self.base_url)
         self.prov = Provisioner(self.version, self.profile.caps, ident.info, retry_interval=self.load.retry_interval,
                                 retry_backoff=self.load.backoff)
         self.discovered = False  # Autodiscover again as a factory-fresh device
@@ -146,6 +145,12 @@ class Device:
         self.reprovision_streak = 0
 
     # -- plumbing
+
+    def _endpoint(self, url):
+        """The device's request head at ``url`` (MS-ASHTTP 2.2.1.1), built once, and its connections."""
+        ident = self.ident
+        return DeviceEndpoint(http.request_head(url, self.user, self._password, ident.device_id, ident.device_type,
+                                                self.version.text, self.profile.user_agent, self._domain))
 
     async def _sleep(self, seconds, deadline):
         loop = asyncio.get_running_loop()
@@ -422,9 +427,7 @@ class Device:
             old.close()
         if verdict.cap:
             ratelimit.remote_move(self.load, verdict.cap)
-        self.endpoint = DeviceEndpoint(verdict.url, self.user, self._password, self.ident.device_id,
-                                       self.ident.device_type, self.version.text, self.profile.user_agent,
-                                       self._domain)
+        self.endpoint = self._endpoint(verdict.url)
 
     async def _redirect(self, transport, command, resp, location, deadline, status=None):
         """A 451 (MS-ASHTTP 2.2.2.1.1, 3.2.5.1): follow ``location`` if the redirect rule allows it.

@@ -27,49 +27,14 @@ gets a 302 to ``https://<same host>:<TLS port>/autodiscover/autodiscover.xml``
 other request a 403 "SSL required" (IIS's answer, 403.4, on a site that requires SSL).
 """
 
-from xml.sax.saxutils import escape
-
 from aiohttp import web
 
-from loadgen.device.autodiscover import OUTER_NS, PATH, RESPONSE_SCHEMA, AutodiscoverError, parse_request
+from loadgen.eas.autodiscover import (
+    PATH, RESPONSE_SCHEMA, AutodiscoverError, error_response, generic_error, parse_request, redirect_response,
+    settings_response,
+)
 
 COMMAND = "Autodiscover"  # the label in the target's counters
-
-
-def _xml(inner):
-    return ('<?xml version="1.0" encoding="utf-8"?>\r\n<Autodiscover xmlns="%s">\r\n%s</Autodiscover>\r\n'
-            % (OUTER_NS, inner)).encode("utf-8")
-
-
-def generic_error(code, message):
-    """ErrorCode 600/601 in the generic response schema (MS-ASCMD 6.4, 2.2.3.64)."""
-    return _xml('  <Response>\r\n    <Error>\r\n      <ErrorCode>%d</ErrorCode>\r\n      <Message>%s</Message>\r\n'
-                '      <DebugData />\r\n    </Error>\r\n  </Response>\r\n' % (code, escape(message)))
-
-
-def _mobilesync(email, action, display_name=None):
-    user = "    <User>\r\n%s      <EMailAddress>%s</EMailAddress>\r\n    </User>\r\n" % (
-        "      <DisplayName>%s</DisplayName>\r\n" % escape(display_name) if display_name else "", escape(email))
-    return _xml('  <Response xmlns="%s">\r\n    <Culture>en:us</Culture>\r\n%s    <Action>\r\n%s    </Action>\r\n'
-                '  </Response>\r\n' % (RESPONSE_SCHEMA, user, action))
-
-
-def settings_response(email, url, display_name=None):
-    """Action/Settings with one MobileSync server (MS-ASCMD 4.2.4)."""
-    return _mobilesync(email, "      <Settings>\r\n        <Server>\r\n          <Type>MobileSync</Type>\r\n"
-                       "          <Url>%s</Url>\r\n          <Name>%s</Name>\r\n        </Server>\r\n"
-                       "      </Settings>\r\n" % (escape(url), escape(url)), display_name)
-
-
-def redirect_response(email, address):
-    """Action/Redirect to another e-mail address (MS-ASCMD 2.2.3.147)."""
-    return _mobilesync(email, "      <Redirect>%s</Redirect>\r\n" % escape(address))
-
-
-def error_response(email, status, message):
-    """Action/Error with Status (MS-ASCMD 4.2.2)."""
-    return _mobilesync(email, "      <Error>\r\n        <Status>%d</Status>\r\n        <Message>%s</Message>\r\n"
-                       "        <DebugData>MailUser</DebugData>\r\n      </Error>\r\n" % (status, escape(message)))
 
 
 def answer(state, user, email, eas_url):

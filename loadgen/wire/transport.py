@@ -58,26 +58,25 @@ that never ends fails the connection instead of growing inside the parser.  The 
 transport neither asks for nor decodes content codings (EAS bodies are WBXML, MS-ASHTTP
 2.2.2.1.2): a gzip body sent unasked stays as it came, so it cannot be inflated.
 
-Target URLs: user info (``http://u:p@host/``) never goes into a request (the device's own
-credentials go in its Authorization header only); a non-ASCII path is percent-encoded as
-UTF-8 (RFC 3986 2.1, 3.3) and a non-ASCII host name sent in its IDNA form.
+The request head's parts come prepared (``loadgen/eas/http.py``): user info in a target URL
+(``http://u:p@host/``) never goes into a request (the device's own credentials go in its
+Authorization header only); a non-ASCII path is percent-encoded as UTF-8 (RFC 3986 2.1, 3.3)
+and a non-ASCII host name sent in its IDNA form.
 
 Credentials live only in the pre-built Authorization line and never appear
 in errors, logs or metrics.
 """
 
 import asyncio
-import base64
 import ssl
 import warnings
 from collections import deque
 from dataclasses import dataclass
 from time import perf_counter
-from urllib.parse import quote, urlsplit
 
 import httptools
 
-WBXML = "application/vnd.ms-sync.wbxml"
+WBXML = "application/vnd.ms-sync.wbxml"  # (loadgen/eas/http.py WBXML is the request head's)
 MAX_HEADER_BYTES = 64 * 1024  # a response head (status line and headers), bytes of input
 MAX_BODY_BYTES = 64 * 1024 * 1024  # one response body, default per-response limit
 BODY_BUDGET_BYTES = 256 * 1024 * 1024  # all response bodies being received by the process, default
@@ -150,75 +149,23 @@ class Response:
     error: str | None = None  # "timeout" / "connection:..." / "protocol:..." when status is 0
 
 
-_TAILS = {}  # (host header, version, user agent) -> head bytes shared by every device with them
 _COMMANDS = {}  # command -> its bytes
 _TAIL_HEADERS = {}  # shared tail -> its headers as a dict (aiohttp, Autodiscover)
-
-
-def _tail(host_header, version, user_agent):
-    key = (host_header, version, user_agent)
-    tail = _TAILS.get(key)
-    if tail is None:
-        tail = _TAILS[key] = (
-            " HTTP/1.1\r\nHost: %s\r\nMS-ASProtocolVersion: %s\r\nContent-Type: %s\r\nUser-Agent: %s\r\n"
-            "Accept-Language: en-us\r\n" % (host_header, version, WBXML, user_agent)).encode("latin-1")
-    return tail
-
-
-_PATH_SAFE = "/%:@!$&'()*+,;=-._~"  # RFC 3986 pchar and "/": kept as they are (a %XX stays encoded)
-_URLS = {}  # base URL -> (scheme, host, port, Host header, path): one set of strings for every device
-
-
-def _url_parts(base_url):
-    found = _URLS.get(base_url)
-    if found is None:
-        parts = urlsplit(base_url)
-        scheme = parts.scheme or "http"
-        host = parts.hostname or "127.0.0.1"
-        if not host.isascii():  # an internationalised host name: its IDNA (xn--) form
-            try:
-                host = host.encode("idna").decode("ascii")
-            except UnicodeError:
-                host = quote(host, safe="")
-        port = parts.port or (443 if scheme == "https" else 80)
-        # the path percent-encoded as UTF-8 where it is not already (RFC 3986 2.1, 3.3): the
-        # user info (never sent in the request line) is left out with the rest of the authority
-        path = quote(parts.path, safe=_PATH_SAFE, errors="surrogateescape") or "/Microsoft-Server-ActiveSync"
-        found = (scheme, host, port, host if parts.port is None else "%s:%d" % (host, port), path)
-        if len(_URLS) < 10000:  # a handful of servers (redirects add a few)
-            _URLS[base_url] = found
-    return found
 
 
 class DeviceEndpoint:
     """The pre-built, per-device part of every request, and the device's connections.
 
-    Per device: the request line up to ``Cmd=`` and the Authorization line; the
-    rest of the head is shared with every device of the same server, version and
-    user agent."""
+    ``head``: the device's request parts (``loadgen/eas/http.py`` ``request_head``: the rules of
+    the MS-ASHTTP request head live there): per device the request line up to ``Cmd=`` and the
+    Authorization line; the rest of the head is shared with every device of the same server,
+    version and user agent."""
 
     __slots__ = ("scheme", "host", "port", "_prefix", "_tail", "_auth", "_base", "conn", "ping_conn", "listed_by")
     # _base: the URL without user info, as requests name it (aiohttp, Autodiscover)
 
-    def __init__(self, base_url, user, password, device_id, device_type, version, user_agent, domain="",
-                 bearer=None):
-        self.scheme, self.host, self.port, host_header, path = _url_parts(base_url)
-        login = "%s\\%s" % (domain, user) if domain else user
-        if bearer:
-            authorization = "Bearer " + bearer
-        else:
-            # surrogateescape: a password read from the environment with bytes that are not UTF-8 is
-            # sent as those bytes
-            authorization = "Basic " + base64.b64encode(
-                ("%s:%s" % (login, password)).encode("utf-8", "surrogateescape")).decode("ascii")
-        query = "User=%s&DeviceId=%s&DeviceType=%s&Cmd=" % (
-            quote(login, safe="", errors="surrogateescape"), quote(device_id, safe="", errors="surrogateescape"),
-            quote(device_type, safe="", errors="surrogateescape"))
-        self._base = "%s://%s%s" % (self.scheme, host_header if ":" not in self.host else
-                                    ("[%s]:%d" % (self.host, self.port)), path)
-        self._prefix = ("POST %s?%s" % (path, query)).encode("latin-1")
-        self._tail = _tail(host_header, version, user_agent)
-        self._auth = ("Authorization: %s\r\n" % authorization).encode("latin-1")
+    def __init__(self, head):
+        self.scheme, self.host, self.port, self._base, self._prefix, self._tail, self._auth = head
         self.conn = None
         self.ping_conn = None
         self.listed_by = None  # the LeanTransport whose idle sweep lists this endpoint
