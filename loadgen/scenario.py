@@ -263,8 +263,7 @@ class LoadConfig:
     stages: list = field(default_factory=list)  # [(duration s, target)], linear ramps (k6): open model
     # target = arrivals/s; closed model target = active devices (ramp up, hold, down; replaces ramp_up)
     max_request_rate: float | None = None  # global cap (ratelimit.py): None default, 0 off
-    request_cap: float = 0.0  # this process's share of the cap, set by ratelimit.install (0: off)
-    autodiscover: object = None  # (e-mail pattern, insecure, ca_file) from [target] autodiscover (devices see load)
+    autodiscover: object = None  # the e-mail pattern (UserPattern) of [target] autodiscover, or None
 
 
 @dataclass
@@ -836,7 +835,7 @@ def _autodiscover_pattern(r, s):
     problem = pattern_problem(pattern)
     if problem:
         raise r.fail("target", "autodiscover", "'autodiscover' %s" % problem)
-    s.load.autodiscover = (UserPattern(pattern, s.auth.first_user), s.target.insecure, s.target.ca_file)
+    s.load.autodiscover = UserPattern(pattern, s.auth.first_user)
 
 
 def _rate_cap(r, lo, s):
@@ -852,7 +851,6 @@ def _rate_cap(r, lo, s):
     else:
         raise r.fail("load", "max_request_rate", "'max_request_rate' must be a number of requests/s from 0 to %s, "
                      "or \"off\", not %r" % (_plain(int(MAX_RATE)), value))
-    s.load.request_cap = s.load.max_request_rate  # one process unless ratelimit.install splits it
 
 
 def _policy_preferences(r, lo, s):
@@ -884,6 +882,33 @@ def load(path):
     except (OSError, UnicodeDecodeError) as exc:
         raise ScenarioError("%s: cannot read: %s" % (path, exc)) from None
     return parse(text, str(path))
+
+
+def overridden(scenario, *, duration=None, devices=None, url=None, transport=None, insecure=False):
+    """A copy of ``scenario`` with the command line's overrides (``easload run --duration
+    --devices --target --transport --insecure``); the scenario given is not changed (no part of a
+    Scenario is written after parsing)."""
+    import dataclasses
+
+    replace = dataclasses.replace
+    changes = {}
+    if duration is not None:
+        changes["duration"] = duration
+    if devices is not None:
+        population = replace(scenario.population, devices=devices)
+        changes["population"] = population
+        changes["auth"] = replace(scenario.auth, users=max(scenario.auth.users,
+                                                           -(-devices // population.devices_per_user)))
+    target = {}
+    if url is not None:
+        target["url"] = url
+    if insecure:
+        target["insecure"] = True
+    if target:
+        changes["target"] = replace(scenario.target, **target)
+    if transport:
+        changes["load"] = replace(scenario.load, transport=transport)
+    return replace(scenario, **changes) if changes else scenario
 
 
 def default_scenario_path():

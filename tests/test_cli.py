@@ -1,5 +1,6 @@
 """`easload target` as operators start it: the URLs it prints work; bad flags exit 2."""
 
+import asyncio
 import base64
 import os
 import re
@@ -213,8 +214,8 @@ def test_tls_precheck_never_prints_credentials_of_a_url(tmp_path, capsys):
     info; an unreadable URL with user info is refused without quoting the password either."""
     import ssl
 
-    from loadgen.cli import app as cli
     from loadgen import scenario
+    from loadgen.cli import start
     from loadgen.exchange.tls import TemporaryPKI
 
     async def nothing(conn, req):
@@ -227,7 +228,7 @@ def test_tls_precheck_never_prints_credentials_of_a_url(tmp_path, capsys):
         try:
             urls = [srv.url.replace("https://", "https://bob:hunter2@") for srv in (a, b)]
             sc = scenario.parse('[target]\nurl = ["%s", "%s"]\n' % tuple(urls), "x.toml")
-            problems = cli._tls_preflight(sc)
+            problems = asyncio.run(start.tls_preflight(sc, sc.target.url, sys.stderr))
         finally:
             stop()
     err = capsys.readouterr().err
@@ -256,14 +257,14 @@ def test_no_policy_server_gets_a_hint_after_the_summary_and_in_the_threshold_lin
 
 def test_run_yes_reaches_the_redirect_rule(tmp_path, monkeypatch):
     """--yes confirms a load test on a new host a device is redirected to (loadgen/wire/redirects.py):
-    the command line hands it to ratelimit.install, which puts it in the run's redirect rule."""
+    the command line hands it to the run context (loadgen/run/context.py), which holds the run's redirect rule."""
     import loadgen.run.engine as engine_mod
     from loadgen.cli import app as cli
 
     seen = {}
 
     async def fake_run(scenario, **kw):
-        seen["rule"] = scenario.load.redirect_rule
+        seen["rule"] = kw["context"].redirect_rule
         raise cli.UsageError("stopped before any load")
 
     monkeypatch.setattr(engine_mod, "run", fake_run)

@@ -15,7 +15,7 @@ import textwrap
 import orjson
 import pytest
 
-from loadgen.run import engine
+from loadgen.cli import start
 from loadgen import scenario
 from loadgen.device.life import Device
 
@@ -57,7 +57,7 @@ def test_a_device_whose_answer_handling_raises_is_counted_and_ended(monkeypatch,
         return original(self, command, body, resp)
 
     monkeypatch.setattr(Device, "_received", received)
-    result = asyncio.run(engine.run(_scenario(transport=transport), progress=False, attach_metrics=False))
+    result = asyncio.run(start.run(_scenario(transport=transport), progress=False, attach_metrics=False))
     victim = next(d for d in result.devices if d.index == VICTIM)
     assert victim.state == "failed"
     assert victim.detail == "OverflowError: int too large to convert to float"
@@ -81,7 +81,7 @@ def test_a_device_whose_parse_raises_ends_and_the_run_goes_on(monkeypatch):
         return original(self, command, fn, tree, **kw)
 
     monkeypatch.setattr(Device, "_parse", parse)
-    result = asyncio.run(engine.run(_scenario(), progress=False, attach_metrics=False))
+    result = asyncio.run(start.run(_scenario(), progress=False, attach_metrics=False))
     victim = next(d for d in result.devices if d.index == VICTIM)
     assert victim.state == "failed"
     assert victim.detail.startswith("ValueError: cannot decode x") and "\n" not in victim.detail
@@ -103,7 +103,7 @@ def test_an_exception_while_reading_an_answer_counts_the_request_once(monkeypatc
         return original(self, command, status, body)
 
     monkeypatch.setattr(Device, "_tree", tree)
-    result = asyncio.run(engine.run(_scenario(), progress=False, attach_metrics=False))
+    result = asyncio.run(start.run(_scenario(), progress=False, attach_metrics=False))
     internal = {c: n for (c, o, _l), n in result.stats.by_key.items() if o == "internal_error"}
     assert internal == {"FolderSync": 1}, internal
     assert result.device_errors == {"RecursionError": 1}
@@ -125,7 +125,7 @@ def test_a_parked_ping_answer_that_raises_is_caught_by_the_same_place(monkeypatc
     monkeypatch.setattr(Device, "ping_answered", ping_answered)
     # a 1-s heartbeat the target accepts: parked Pings are answered (Status 1) within the run
     sc = _scenario(mode="ping", duration=4, target="ping_min = 1", load="heartbeat = 1")
-    result = asyncio.run(engine.run(sc, progress=False, attach_metrics=False))
+    result = asyncio.run(start.run(sc, progress=False, attach_metrics=False))
     victim = next(d for d in result.devices if d.index == VICTIM)
     assert raised == [VICTIM]
     assert victim.state == "failed" and victim.detail.startswith("UnicodeDecodeError: ")
@@ -142,7 +142,7 @@ def test_detail_never_shows_credentials(monkeypatch):
         return original(self, command, body, resp)
 
     monkeypatch.setattr(Device, "_received", received)
-    result = asyncio.run(engine.run(_scenario(duration=1.5), progress=False, attach_metrics=False))
+    result = asyncio.run(start.run(_scenario(duration=1.5), progress=False, attach_metrics=False))
     victim = next(d for d in result.devices if d.index == VICTIM)
     assert victim.state == "failed"
     assert victim._password not in victim.detail and "***" in victim.detail

@@ -19,6 +19,7 @@ from loadgen.device import life as device_mod
 from loadgen.eas import versions
 from loadgen.device.profiles import PROFILES, identity
 from loadgen.results.report import Stats
+from loadgen.run.context import RunLoad
 from loadgen.scenario import LoadConfig
 from loadgen.wire.transport import Response
 
@@ -123,7 +124,7 @@ class InstantDevice(device_mod.Device):
 def test_device_never_sends_a_command_without_its_final_key(script, version, profile_name):
     profile = PROFILES[profile_name]
     server = HostileServer(script)
-    load = LoadConfig(think_time=0.0, retry_interval=3600.0, backoff=5.0, reenrol_after=1.0)
+    load = RunLoad(LoadConfig(think_time=0.0, retry_interval=3600.0, backoff=5.0, reenrol_after=1.0))
     dev = InstantDevice(0, "user0", "pw", versions.get(version), profile, identity(1, 0, 0, profile),
                         "https://t/Microsoft-Server-ActiveSync", load, Stats(), random.Random(1), origin=(1, 0, 0))
 
@@ -146,7 +147,7 @@ def test_reprovision_loop_stops_and_says_so():
     script = ["policy", "ack_ok", "ok", "ok"] + ["http_449", "policy", "ack_ok"] * 4 + ["http_449", "policy", "ack_ok"]
     server = HostileServer(script)
     profile = PROFILES["modern"]
-    load = LoadConfig(think_time=0.0, retry_interval=3600.0, mode="poll")
+    load = RunLoad(LoadConfig(think_time=0.0, retry_interval=3600.0, mode="poll"))
     stats = Stats()
     dev = InstantDevice(0, "user0", "pw", versions.get("12.1"), profile, identity(1, 0, 0, profile),
                         "https://t/Microsoft-Server-ActiveSync", load, stats, random.Random(1), origin=(1, 0, 0))
@@ -296,8 +297,9 @@ class PolicyServer:
 def test_sync_and_itemoperations_stay_within_the_policy_in_force(first, second, sizes, html, truncation, email,
                                                                    calendar, version):
     server = PolicyServer(first, second, sizes)
-    load = LoadConfig(think_time=0.0, mode="poll", html_bodies=html, body_truncation=truncation, email_filter=email,
-                      calendar_filter=calendar, sync_calendar=True, open_attachments=1.0, open_truncated=1.0)
+    load = RunLoad(LoadConfig(think_time=0.0, mode="poll", html_bodies=html, body_truncation=truncation,
+                              email_filter=email, calendar_filter=calendar, sync_calendar=True, open_attachments=1.0,
+                              open_truncated=1.0))
     profile = PROFILES["modern"]
     stats = Stats()
     dev = InstantDevice(0, "user0", "pw", versions.get(version), profile, identity(1, 0, 0, profile),

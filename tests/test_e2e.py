@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from loadgen.run import engine
+from loadgen.cli import start
 from loadgen import scenario
 from loadgen.exchange.state import TargetState
 
@@ -39,7 +39,7 @@ mode = "{mode}"
 
 
 def run(sc, **kw):
-    return asyncio.run(engine.run(sc, progress=False, **kw))
+    return asyncio.run(start.run(sc, progress=False, **kw))
 
 
 @pytest.mark.parametrize("version", ["12.0", "12.1", "14.0", "14.1", "16.0", "16.1"])
@@ -68,7 +68,7 @@ def test_policy_change_mid_run_reprovisions_everyone():
 
     async def scenario_with_change():
         sc = make(devices=20, duration=4, versions='{ "14.1" = 1, "12.1" = 1 }')
-        task = asyncio.create_task(engine.run(sc, progress=False, target_state=state))
+        task = asyncio.create_task(start.run(sc, progress=False, target_state=state))
         await asyncio.sleep(2.0)
         state.change_policy(MinDevicePasswordLength=6)
         return await task
@@ -104,7 +104,7 @@ def test_remote_wipe_during_run():
     state = TargetState(users=4, seed=9)
 
     async def go():
-        task = asyncio.create_task(engine.run(make(devices=4, duration=3), progress=False, target_state=state))
+        task = asyncio.create_task(start.run(make(devices=4, duration=3), progress=False, target_state=state))
         await asyncio.sleep(1.5)
         for record in list(state.devices.values())[:2]:
             state.request_wipe(record)
@@ -134,7 +134,7 @@ def test_wiped_device_reenrols_as_a_new_device():
 
     async def go():
         sc = make(devices=2, duration=3, extra="reenrol_after = 0.3\n")
-        task = asyncio.create_task(engine.run(sc, progress=False, target_state=state))
+        task = asyncio.create_task(start.run(sc, progress=False, target_state=state))
         await asyncio.sleep(1.0)
         state.request_wipe(list(state.devices.values())[0])
         return await task
@@ -306,7 +306,7 @@ def test_password_rechecked_after_policy_change():
     state = TargetState(users=6, seed=5)
 
     async def go():
-        task = asyncio.create_task(engine.run(make(devices=6, duration=3.5), progress=False, target_state=state))
+        task = asyncio.create_task(start.run(make(devices=6, duration=3.5), progress=False, target_state=state))
         await asyncio.sleep(1.5)
         state.change_policy(MinDevicePasswordLength=8, AlphanumericDevicePasswordRequired=1,
                             MinDevicePasswordComplexCharacters=3, AllowSimpleDevicePassword=0)
@@ -336,7 +336,7 @@ def test_tls_precheck_message_never_shows_the_urls_credentials(monkeypatch):
     import io
     import socket
 
-    from loadgen.exchange import tls
+    from loadgen.wire import tls
 
     async def untrusted(url, ctx):
         return "certificate not trusted (test)"
@@ -349,7 +349,7 @@ def test_tls_precheck_message_never_shows_the_urls_credentials(monkeypatch):
     sc = scenario.parse('duration = 0.5\n[target]\nurl = "https://alice:s3cret@127.0.0.1:%d/Microsoft-Server-ActiveSync"\n'
                         '[population]\ndevices = 1\n[load]\nramp_up = 0\ngraceful_stop = 0.5\n' % port, "t.toml")
     stream = io.StringIO()
-    result = asyncio.run(engine.run(sc, progress=False, stream=stream))
+    result = asyncio.run(start.run(sc, progress=False, stream=stream))
     text = stream.getvalue()
     assert "certificate not trusted (test)" in text and "127.0.0.1:%d" % port in text
     assert "s3cret" not in text and "alice" not in text

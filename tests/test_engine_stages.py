@@ -7,6 +7,7 @@ from collections import Counter
 
 import pytest
 
+from loadgen.cli import start
 from loadgen.run import engine
 from loadgen import scenario
 from loadgen.run.engine import active_target, first_activation
@@ -126,7 +127,7 @@ def test_closed_stages_validation():
 def test_active_devices_follow_the_stages_and_the_rest_stop_gracefully(counted):
     stages = [(2.0, 16.0), (2.0, 16.0), (1.0, 4.0)]
     sc = make('[{ duration = "2s", target = 16 }, { duration = "2s", target = 16 }, { duration = "1s", target = 4 }]')
-    result = asyncio.run(engine.run(sc, progress=False))
+    result = asyncio.run(start.run(sc, progress=False))
     st = result.stats
     points = [p for p in st.series if p["t"] <= sc.duration]
     assert len(points) >= 5
@@ -150,7 +151,7 @@ def test_held_pings_of_stopping_devices_are_cancelled_and_devices_resume_without
     sc = make('[{ duration = "1s", target = 12 }, { duration = "1s", target = 12 }, '
               '{ duration = "0.5s", target = 4 }, { duration = "1.5s", target = 4 }, { duration = "0.5s", target = 12 }]',
               devices=12, duration=5.5, mode="ping")
-    result = asyncio.run(engine.run(sc, progress=False))
+    result = asyncio.run(start.run(sc, progress=False))
     st = result.stats
     down = [p for p in st.series if 3.0 <= p["t"] <= 3.9]
     assert down and all(active(p) == 4 and p["devices"].get("stopped") == 8 for p in down)

@@ -15,7 +15,10 @@ from collections import Counter
 
 import pytest
 
+from loadgen.cli import start
 from loadgen.run import engine
+
+from loadgen.exchange import launch
 from loadgen import scenario
 from loadgen.exchange.server import start_target
 from loadgen.wire.transport import Transport as RealTransport
@@ -138,7 +141,7 @@ def check_recovered(result, transport, command="Sync"):
 
 
 def run(sc, **kw):
-    return asyncio.run(engine.run(sc, progress=False, **kw))
+    return asyncio.run(start.run(sc, progress=False, **kw))
 
 
 def test_no_fault_baseline(counted):
@@ -233,12 +236,12 @@ def test_latency_beyond_the_timeout(counted):
 def test_target_restarting_mid_run(counted):
     """Stop the embedded target and start a new one on the same port (same partnerships, as a
     restarted server keeps its database) while the devices hold Pings."""
-    state = engine.embedded_state(make(None, mode="ping"))
+    state = launch.embedded_state(make(None, mode="ping"))
 
     async def go():
         runner, _target, url = await start_target("127.0.0.1", 0, state)
         port = int(url.split(":")[2].split("/")[0])
-        task = asyncio.create_task(engine.run(make(None, mode="ping", target_url=url), progress=False))
+        task = asyncio.create_task(start.run(make(None, mode="ping", target_url=url), progress=False))
         await asyncio.sleep(1.8)
         await runner.cleanup()  # held Pings are answered, connections closed
         await asyncio.sleep(0.5)  # devices meet a closed port meanwhile
@@ -270,7 +273,7 @@ def test_admin_api_during_a_run_sets_and_clears_a_fault(counted):
     stream = io.StringIO()
 
     async def go():
-        task = asyncio.create_task(engine.run(make(None), progress=False, stream=stream, admin="127.0.0.1:0"))
+        task = asyncio.create_task(start.run(make(None), progress=False, stream=stream, admin="127.0.0.1:0"))
         while "admin API" not in stream.getvalue():
             await asyncio.sleep(0.05)
         url, path = re.search(r"admin API of the embedded target on (http://127\.0\.0\.1:\d+) "

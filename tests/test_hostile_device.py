@@ -14,6 +14,7 @@ from loadgen.device import life as device_mod
 from loadgen.eas import versions
 from loadgen.device.profiles import PROFILES, identity
 from loadgen.results.report import Stats
+from loadgen.run.context import RunLoad
 from loadgen.scenario import LoadConfig
 from loadgen.wire.transport import Transport
 
@@ -51,7 +52,8 @@ INBOX = (("inbox", "Inbox", 2),)
 
 def make_device(url, stats=None, **load):
     profile = PROFILES["modern"]
-    config = LoadConfig(think_time=0.0, backoff=BACKOFF, mode=load.pop("mode", "poll"), timeout=5.0, **load)
+    config = RunLoad(LoadConfig(think_time=0.0, backoff=BACKOFF, mode=load.pop("mode", "poll"), timeout=5.0,
+                                **load))
     dev = device_mod.Device(0, "user0", "pw", versions.get("14.1"), profile, identity(1, 0, 0, profile), url,
                             config, stats or Stats(), random.Random(1), origin=(1, 0, 0))
     dev.need_provision = False  # these servers play the commands after provisioning

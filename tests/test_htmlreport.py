@@ -50,7 +50,7 @@ settings = { MinDevicePasswordLength = 6 }
 def run_summary(text=SCENARIO):
     """What ``easload run --out`` writes to summary.json, from an in-process run."""
     sc = scenario.parse(text, "report-test.toml")
-    result = asyncio.run(engine.run(sc, progress=False))
+    result = asyncio.run(start.run(sc, progress=False))
     verdicts = evaluate_thresholds(result.stats, sc.thresholds)
     data = result.stats.to_dict(scenario=sc.name, target="embedded")
     data["seed"] = sc.seed

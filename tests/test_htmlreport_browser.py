@@ -33,10 +33,10 @@ from pathlib import Path
 import orjson
 import pytest
 
-from loadgen.run import engine
+from loadgen.cli import start
 from loadgen.results import html as htmlreport
 from loadgen import scenario
-from loadgen.results.report import evaluate_thresholds
+from loadgen.results.thresholds import evaluate as evaluate_thresholds
 
 SCENARIO = """
 name = "browser-report"
@@ -345,7 +345,7 @@ def _merged(d, summary):
 def report(tmp_path_factory):
     exe = _chromium()
     sc = scenario.parse(SCENARIO, "browser-report.toml")
-    result = asyncio.run(engine.run(sc, progress=False))
+    result = asyncio.run(start.run(sc, progress=False))
     data = result.stats.to_dict(scenario=sc.name, target="embedded")
     data["seed"] = sc.seed
     data["devices_total"] = len(result.devices)

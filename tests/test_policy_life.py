@@ -9,11 +9,11 @@ tests compare that with the policy the devices acknowledged.
 
 import asyncio
 
-from loadgen.run import engine
+from loadgen.cli import start
 from loadgen.results import metrics
 from loadgen import scenario
 from loadgen.eas.policy import SEED_POLICY
-from loadgen.results.report import summary_text
+from loadgen.results.text import summary_text
 from loadgen.exchange.mailbox import INBOX_ID
 from loadgen.exchange.state import TargetState
 
@@ -45,7 +45,7 @@ mode = "poll"
 
 def run(sc, **policy):
     state = TargetState(users=sc.auth.users, seed=4, inbox_items=24, policy=dict(SEED_POLICY, **policy))
-    result = asyncio.run(engine.run(sc, progress=False, target_state=state))
+    result = asyncio.run(start.run(sc, progress=False, target_state=state))
     return result, state
 
 

@@ -616,7 +616,8 @@ async def test_no_label_value_identifies_a_device_user_url_or_key(tmp_path):
     from prometheus_client.parser import text_string_to_metric_families
 
     from loadgen.results import metrics
-    from loadgen.run.engine import embedded_state, run
+    from loadgen.cli.start import run
+    from loadgen.exchange.launch import embedded_state
     from loadgen.device.profiles import PROFILES
     from loadgen.scenario import parse
     from loadgen.exchange.metrics import exposition, make_registry

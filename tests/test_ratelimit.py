@@ -2,9 +2,10 @@
 
 import pytest
 
-from loadgen.wire import ratelimit
 from loadgen import scenario
-from loadgen.run.engine import run
+from loadgen.cli.start import run
+from loadgen.run.context import RunLoad
+from loadgen.wire import ratelimit
 
 
 class Clock:
@@ -45,14 +46,12 @@ def test_defaults_remote_on_loopback_off_and_overrides():
     assert ratelimit.resolve(_sc("[load]\nmax_request_rate = 5\n"))[0] == 5  # on loopback when asked
 
 
-def test_install_splits_the_cap_across_processes():
+def test_the_run_context_splits_the_cap_across_processes():
     sc = _sc('[target]\nurl = "https://mail.example.com/Microsoft-Server-ActiveSync"\n[load]\nmax_request_rate = 90\n')
-    assert ratelimit.install(sc, parts=3) == 90
-    assert sc.load.request_cap == 30
+    assert RunLoad.for_run(sc, parts=3).request_cap == 30
     assert "90 requests/s in total" in ratelimit.describe(sc)
     sc = _sc("")
-    ratelimit.install(sc, parts=4)
-    assert sc.load.request_cap == 0 and "off" in ratelimit.describe(sc)
+    assert RunLoad.for_run(sc, parts=4).request_cap == 0 and "off" in ratelimit.describe(sc)
 
 
 def test_bad_values_are_one_line_errors():
@@ -77,7 +76,7 @@ async def test_a_capped_run_stays_under_the_cap():
 async def test_acquire_waits_when_on():
     # a slow rate, so that no stall of a busy machine refills the bucket between two calls:
     # 10 saved tokens, then 2 more that have to wait (0.1 s and 0.2 s)
-    sc = _sc("[load]\nmax_request_rate = 10\n")
+    ctx = RunLoad.for_run(_sc("[load]\nmax_request_rate = 10\n"))
     for _ in range(12):
-        await ratelimit.acquire(sc.load)
-    assert ratelimit.bucket(sc.load).waited >= 1
+        await ratelimit.acquire(ctx)
+    assert ratelimit.bucket(ctx).waited >= 1

@@ -1,10 +1,11 @@
 """The redirect rule (loadgen/wire/redirects.py): scheme, named hosts, the URL in use, the safety rail
-and the rate cap for a new host; ratelimit.install puts it on the scenario for worker processes."""
+and the rate cap for a new host; the run context (loadgen/run/context.py) carries it to worker processes."""
 
 import pickle
 
-from loadgen.wire import ratelimit, redirects
 from loadgen import scenario
+from loadgen.run.context import RunLoad
+from loadgen.wire import ratelimit, redirects
 
 EAS = "https://mail.corp.test/Microsoft-Server-ActiveSync"
 
@@ -35,17 +36,17 @@ def test_the_url_in_use_is_not_a_move():
 def test_a_remote_host_from_a_loopback_run_needs_confirmation_and_turns_the_cap_on():
     sc = scenario.parse('[target]\nurl = "http://127.0.0.1:9/Microsoft-Server-ActiveSync"\n'
                         '[population]\ndevices = 50\n')
-    ratelimit.install(sc, parts=2)
-    rule = pickle.loads(pickle.dumps(sc.load)).redirect_rule  # what a worker process gets
-    assert sc.load.request_cap == 0
+    ctx = RunLoad.for_run(sc, parts=2)
+    rule = pickle.loads(pickle.dumps(ctx)).redirect_rule  # what a worker process gets
+    assert ctx.request_cap == 0
     v = rule.check(sc.target.url, "https://eas.example.test/M", domains=("example.test",))
     assert v.kind == redirects.REFUSED and "--yes" in v.reason
-    ratelimit.install(sc, parts=2, confirmed=True)
-    v = sc.load.redirect_rule.check(sc.target.url, "https://eas.example.test/M", domains=("example.test",))
+    ctx = RunLoad.for_run(sc, parts=2, confirmed=True)
+    v = ctx.redirect_rule.check(sc.target.url, "https://eas.example.test/M", domains=("example.test",))
     assert v.ok and v.cap == ratelimit.DEFAULT_REMOTE_RATE / 2
-    ratelimit.remote_move(sc.load, v.cap)
-    assert sc.load.request_cap == ratelimit.DEFAULT_REMOTE_RATE / 2
+    ratelimit.remote_move(ctx, v.cap)
+    assert ctx.request_cap == ratelimit.DEFAULT_REMOTE_RATE / 2
+    assert not hasattr(sc.load, "request_cap")  # the scenario carries no run-time state
     # a cap the operator turned off stays off
     sc2 = scenario.parse('[target]\nurl = "http://127.0.0.1:9/M"\n[load]\nmax_request_rate = "off"\n')
-    ratelimit.install(sc2, confirmed=True)
-    assert sc2.load.redirect_rule.check(sc2.target.url, "https://a.example.test/M", hosts=("a.example.test",)).cap == 0
+    assert RunLoad.for_run(sc2, confirmed=True).redirect_rule.check(sc2.target.url, "https://a.example.test/M", hosts=("a.example.test",)).cap == 0

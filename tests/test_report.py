@@ -6,7 +6,7 @@ from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 
 from loadgen.results import metrics
-from loadgen.results.report import Recorder, Stats
+from loadgen.results.stats import Recorder, Stats
 
 
 @settings(max_examples=200, deadline=None)
@@ -90,12 +90,12 @@ def test_promtool_check_metrics_is_clean():
 async def test_embedded_target_metrics_on_the_run_endpoint():
     """`easload run` with the embedded target: the target's easload_target_* series are on the run's
     own endpoint (client and server side by side in one scrape), with the target's exact counts."""
-    from loadgen.run import engine
+    from loadgen.cli import start
     from loadgen import scenario
 
     sc = scenario.parse('duration = 2\n[population]\ndevices = 4\n[load]\nramp_up = 0.2\nthink_time = 0.2\n'
                         'mode = "poll"\n')
-    result = await engine.run(sc, progress=False, attach_metrics=True)
+    result = await start.run(sc, progress=False, attach_metrics=True)
     families = {f.name: f for f in text_string_to_metric_families(metrics.exposition())}
     assert "easload_requests" in families and "easload_target_requests" in families
     served = {}
@@ -105,5 +105,5 @@ async def test_embedded_target_metrics_on_the_run_endpoint():
     assert served.get("Provision", 0) == sum(n for (c, _h, _e), n in result.target.counters.items() if c == "Provision")
     sent = sum(n for (c, _o, _s), n in result.stats.by_key.items() if c == "Provision")
     assert served["Provision"] == sent > 0
-    metrics.attach_target(None)
+    metrics.attach_collector(None)
     assert "easload_target_requests" not in metrics.exposition()

@@ -118,7 +118,7 @@ def test_missing_tls_file_is_a_usage_error(tmp_path, capsys):
 async def test_pooled_connections_from_the_scenario():
     """[load] pool_size = 2: the devices share two connections (raw request-rate tests), against
     one or more per device by default (connections belong to devices, as on phones)."""
-    from loadgen.run.engine import run
+    from loadgen.cli.start import run
 
     base = 'duration = 1.5\n[population]\ndevices = 8\n[load]\nramp_up = 0\nmode = "poll"\nthink_time = 0.05\n'
     pooled = await run(scenario.parse(base + "pool_size = 2\n"), progress=False, attach_metrics=False)
@@ -162,7 +162,7 @@ def test_first_user_shifts_names_passwords_and_email_not_identities():
     assert [d.user for d in devices] == ["user1@example.com", "user2@example.com", "user3@example.com"]
     assert devices[0]._password == "Pass1!"  # the account password (device.password is the lock screen's)
     assert [d.ident.device_id for d in devices] == [d.ident.device_id for d in before]
-    assert s.load.autodiscover[0].format(n=0) == "user1@example.com"
+    assert s.load.autodiscover.format(n=0) == "user1@example.com"
     state = TargetState(**scenario_options(s))
     assert sorted(state.passwords) == [d.user for d in devices] and state.passwords["user3@example.com"] == "Pass3!"
     import pickle

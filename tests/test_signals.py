@@ -185,9 +185,8 @@ def _tls_scenario(devices=2, duration=1.0):
 
 @pytest.fixture
 def made(monkeypatch):
-    """The TemporaryPKI directories and admin token files engine.run makes."""
-    from loadgen.run import engine
-    from loadgen.exchange import tls
+    """The TemporaryPKI directories and admin token files a run's start-up makes (exchange/launch.py)."""
+    from loadgen.exchange import launch, tls
 
     found = {"pki": [], "tokens": []}
     real_pki = tls.TemporaryPKI
@@ -197,14 +196,13 @@ def made(monkeypatch):
         return found["pki"][-1]
 
     monkeypatch.setattr(tls, "TemporaryPKI", pki)
-    real_admin = engine.start_run_admin
+    real_admin = launch._start_admin
 
-    async def admin(*a, **kw):
-        runner, path = await real_admin(*a, **kw)
-        found["tokens"].append(path)
-        return runner, path
+    async def admin(launched, *a, **kw):
+        await real_admin(launched, *a, **kw)
+        found["tokens"].append(launched.token_file)
 
-    monkeypatch.setattr(engine, "start_run_admin", admin)
+    monkeypatch.setattr(launch, "_start_admin", admin)
     return found
 
 
@@ -215,6 +213,7 @@ def _pki_dirs(found):
 def test_a_run_failing_after_its_set_up_removes_token_file_and_tls_keys(monkeypatch, made):
     import io
 
+    from loadgen.cli import start
     from loadgen.run import engine
 
     if not _has_openssl():
@@ -225,7 +224,7 @@ def test_a_run_failing_after_its_set_up_removes_token_file_and_tls_keys(monkeypa
 
     monkeypatch.setattr(engine, "build_population", broken)
     with pytest.raises(RuntimeError, match="population"):
-        asyncio.run(engine.run(_tls_scenario(), progress=False, attach_metrics=False, admin="127.0.0.1:0",
+        asyncio.run(start.run(_tls_scenario(), progress=False, attach_metrics=False, admin="127.0.0.1:0",
                                stream=io.StringIO()))
     assert made["tokens"] and made["pki"]
     assert not any(os.path.exists(p) for p in made["tokens"])
@@ -236,7 +235,7 @@ def test_a_stop_during_the_set_up_takes_the_normal_way_out(made):
     """A stop (SIGTERM's path) before the load starts: the run returns interrupted, its files removed."""
     import io
 
-    from loadgen.run import engine
+    from loadgen.cli import start
 
     if not _has_openssl():
         pytest.skip("no openssl command")
@@ -244,7 +243,7 @@ def test_a_stop_during_the_set_up_takes_the_normal_way_out(made):
     async def go():
         stop = asyncio.Event()
         stop.set()
-        return await engine.run(_tls_scenario(duration=600), progress=False, attach_metrics=False,
+        return await start.run(_tls_scenario(duration=600), progress=False, attach_metrics=False,
                                 admin="127.0.0.1:0",
                                 stream=io.StringIO(), stop=stop)
 

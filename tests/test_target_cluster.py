@@ -13,7 +13,7 @@ import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from loadgen.run import engine
+from loadgen.cli import start
 from loadgen import scenario
 from loadgen.eas import commands
 from loadgen.exchange.cluster import TargetCluster, listen_addresses, pick_fraction
@@ -290,7 +290,7 @@ fraction = 0.25
 
 def _run(processes):
     sc = scenario.parse(SCENARIO.format(processes=processes), "cluster.toml")
-    return sc, asyncio.run(engine.run(sc, progress=False))
+    return sc, asyncio.run(start.run(sc, progress=False))
 
 
 def _device_set(devices):

@@ -190,8 +190,8 @@ def test_probe_refuses_a_list(capsys, monkeypatch):
 @pytest.mark.skipif(shutil.which("openssl") is None and not os.environ.get("EASLOAD_REQUIRE_OPENSSL"),
                     reason="needs the openssl command")
 async def test_tls_preflight_checks_every_host_of_the_list(tmp_path):
-    """An https list whose CA the devices are not given: every process's host is named (the engine
-    checks the first URL, the command line the others), exit 3; with ca_file the run passes."""
+    """An https list whose CA the devices are not given: every process's host is named (one check of
+    every URL before the run, loadgen/cli/start.py), exit 3; with ca_file the run passes."""
     from loadgen.exchange.tls import TemporaryPKI, loopback_hosts
 
     f = tmp_path / "small.toml"

@@ -21,7 +21,7 @@ import pytest
 
 from loadgen import scenario
 from loadgen.cli.app import main
-from loadgen.run.engine import run
+from loadgen.cli.start import run
 from loadgen.exchange.server import start_target
 from loadgen.exchange.state import TargetState
 from loadgen.exchange.tls import TLSError, TemporaryPKI, self_signed, server_context

@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from loadgen import scenario
-from loadgen.run.engine import run
+from loadgen.cli.start import run
 from loadgen.exchange.faults import Faults
 from loadgen.exchange.server import start_target
 from loadgen.exchange.state import TargetState
@@ -141,9 +141,9 @@ async def test_run_with_basic_realm_challenges():
     assert challenges >= 6  # at least one per device connection, each answered
     assert stats.final_states["auth_failed"] == 0
     # an answered challenge is part of the handshake, not an error: errors.rate does not count it
-    from loadgen.results.report import threshold_value
+    from loadgen.results.thresholds import Figures
     assert stats.failures == sum(n for (c, o, s), n in stats.by_key.items() if o not in ("ok", "reprovision", "challenge"))
-    assert threshold_value(stats, "errors.rate") * stats.total == stats.failures
+    assert Figures.of_stats(stats).value("errors.rate") * stats.total == stats.failures
 
 
 async def test_probe_with_basic_realm_challenges():

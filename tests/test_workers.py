@@ -51,17 +51,18 @@ def test_two_workers_end_to_end(tmp_path):
 
     from hostile import wait_for
 
-    from loadgen.run.workers import run_workers
+    from loadgen.cli.start import run as start_run
+    from loadgen.exchange import launch
 
     sc = scenario.parse('duration = 600\n[population]\ndevices = 12\n[load]\nramp_up = 0.5\nthink_time = 0.3\n'
                         'mode = "poll"\ngraceful_stop = 5\n[[events]]\nat = 0\naction = "mail"\nfraction = 1.0\n',
                         "w.toml")
 
     async def go():
-        state = engine.embedded_state(sc)
+        state = launch.embedded_state(sc)
         stop = asyncio.Event()
-        run = asyncio.create_task(run_workers(sc, 2, progress=False, target_state=state, stop=stop,
-                                              handle_signals=False))
+        run = asyncio.create_task(start_run(sc, workers=2, progress=False, target_state=state, stop=stop,
+                                            handle_signals=False))
 
         def all_on(key):
             return len(state.devices) == 12 and all(r.acked_key == key for r in state.devices.values())

@@ -14,6 +14,9 @@ from pathlib import Path
 
 import orjson
 
+from loadgen.wire.loop import loop_factory, raise_file_limit
+from loadgen.wire.redirects import is_loopback
+
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 EXIT_UNREACHABLE = 3
 DEFAULT_METRICS = "127.0.0.1:9477"
@@ -65,34 +68,12 @@ def _check_port(flag, value, port):
     return port
 
 
-def _loop_factory():
-    try:
-        import uvloop
-    except ImportError:
-        return None
-    return uvloop.new_event_loop
-
-
 def _arun(coro):
-    with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+    with asyncio.Runner(loop_factory=loop_factory()) as runner:
         return runner.run(coro)
 
 
 # --------------------------------------------------------------------------- run
-
-
-def _raise_file_limit():
-    """Each device holds up to two connections: take the hard open-file limit as the soft one."""
-    try:
-        import resource
-
-        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-        if hard == resource.RLIM_INFINITY:
-            hard = 1 << 20
-        if soft != resource.RLIM_INFINITY and soft < hard:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    except (ImportError, ValueError, OSError):
-        pass
 
 
 def _safety_rail(sc, yes):
@@ -101,7 +82,7 @@ def _safety_rail(sc, yes):
     With several URLs, one that is not on this machine is enough to ask."""
     if sc.target.embedded:
         return
-    remote = [u for u in sc.target.urls if not _is_loopback(u)]
+    remote = [u for u in sc.target.urls if not is_loopback(u)]
     if remote and sc.population.devices > SAFE_DEVICES and not yes and not sc.target.confirm:
         raise UsageError("%d devices against %s, which %s not on this machine: pass --yes (or set confirm = true "
                          "in [target]) to confirm the load test"
@@ -116,64 +97,24 @@ def _target_text(urls):
     return "%d URLs (user n -> URL n %% %d): %s" % (len(urls), len(urls), ", ".join(_safe_url(u) for u in urls))
 
 
-def _tls_preflight(sc):
-    """The devices' TLS check of the https URLs of a list other than the first (engine.run checks the
-    first one, as for a single URL), once per distinct host and port: [(URL, problem)]."""
-    from urllib.parse import urlsplit
-
-    urls = sc.target.urls
-    if sc.target.embedded or len(urls) < 2 or sc.target.insecure:
-        return []
-    from loadgen.exchange.tls import certificate_problem
-    from loadgen.wire.transport import make_ssl_context
-
-    def where(url):
-        parts = urlsplit(url)
-        return parts.hostname.lower(), parts.port or 443
-
-    seen = {where(urls[0])} if urls[0].lower().startswith("https:") else set()
-    todo = []
-    for url in urls[1:]:
-        if url.lower().startswith("https:") and where(url) not in seen:
-            seen.add(where(url))
-            todo.append(url)
-    if not todo:
-        return []
-
-    async def check():
-        ctx = make_ssl_context(False, sc.target.ca_file)
-        found = await asyncio.gather(*(certificate_problem(u, ctx) for u in todo))
-        return [(u, problem) for u, problem in zip(todo, found) if problem]
-
-    problems = _arun(check())
-    for url, problem in problems:  # as engine.run says it for the first URL
-        print("easload: %s at %s: the devices cannot connect; trust its CA with ca_file in [target] "
-              "(or insecure = true / --insecure, not recommended)" % (problem, _safe_url(url)), file=sys.stderr)
-    return problems
-
-
 def cmd_run(args):
     from loadgen.results import metrics
     from loadgen import scenario as scenario_mod
-    from loadgen.run.engine import run
+    from loadgen.cli import start
     from loadgen.results.report import evaluate_thresholds, junit_xml, summary_text, thresholds_text
 
-    _raise_file_limit()
+    raise_file_limit()
     _check_run_flags(args)
     path = args.scenario or scenario_mod.default_scenario_path()
     sc = scenario_mod.load(path)
-    if args.duration is not None:
-        sc.duration = args.duration
-    if args.devices is not None:
-        sc.population.devices = args.devices
-        sc.auth.users = max(sc.auth.users, -(-args.devices // sc.population.devices_per_user))
+    url = None
     if args.target is not None:  # "embedded", one URL or URL1,URL2,... (a multi-process target)
         try:
-            sc.target.url = scenario_mod.parse_target_option(args.target)
+            url = scenario_mod.parse_target_option(args.target)
         except ValueError as exc:
             raise UsageError(str(exc)) from None
-    if args.transport:
-        sc.load.transport = args.transport
+    sc = scenario_mod.overridden(sc, duration=args.duration, devices=args.devices, url=url,
+                                 transport=args.transport, insecure=args.insecure)
     if args.workers < 1:
         raise UsageError("--workers must be at least 1")
     shard = _shard(args)
@@ -193,8 +134,6 @@ def cmd_run(args):
         return EXIT_OK
     if start_at is not None:
         _wait_until(start_at)
-    if args.insecure:
-        sc.target.insecure = True
     if sc.target.insecure:
         import warnings
 
@@ -204,15 +143,10 @@ def cmd_run(args):
         warnings.simplefilter("ignore", InsecureTLSWarning)  # said once, here (not again per transport)
     from loadgen.wire import ratelimit
 
-    if sc.load.autodiscover is not None:  # Autodiscover follows the command line's TLS choice too
-        sc.load.autodiscover = (sc.load.autodiscover[0], sc.target.insecure, sc.target.ca_file)
-    ratelimit.install(sc, args.workers * shard[1], confirmed=args.yes)  # (sets the cap and redirect rule on sc.load)
-    tls_pki = None  # kept until the run ends: the throwaway CA's files are removed with it
-    if sc.target.embedded and sc.target.tls:  # made here: workers trust the same CA; a bad file is one line
-        from loadgen.exchange.tls import for_scenario, server_context
+    if sc.target.embedded and sc.target.tls and sc.target.tls_cert:  # a bad file is one line, before any load
+        from loadgen.exchange.tls import server_context
 
         try:
-            sc, tls_pki = for_scenario(sc)
             server_context(sc.target.tls_cert, sc.target.tls_key)
         except ValueError as exc:
             raise UsageError("%s: [target] tls: %s" % (path, exc)) from None
@@ -248,15 +182,15 @@ def cmd_run(args):
     print("easload: scenario %s (%s): %d devices for %.0f s against %s; %s"
           % (sc.name, path, sc.population.devices, sc.duration, where,
              ratelimit.describe(sc)), file=sys.stderr)
-    tls_problems = _tls_preflight(sc)  # several https URLs: every host checked, not only the first
-    try:
-        if args.workers > 1:
-            from loadgen.run.workers import run_workers
+    from loadgen.exchange.tls import TLSError
 
-            result = _arun(run_workers(sc, args.workers, progress=not args.quiet))
-        else:
-            result = _arun(run(sc, progress=not args.quiet, handle_signals=True, shard=shard,
-                                  admin="127.0.0.1:0"))  # the embedded target's admin API, printed
+    try:
+        result = _arun(start.run(sc, workers=args.workers, parts=args.workers * shard[1], confirmed=args.yes,
+                                 progress=not args.quiet, handle_signals=True, shard=shard,
+                                 admin="127.0.0.1:0"))  # the embedded target's admin API, printed
+    except TLSError as exc:  # the throwaway CA could not be made: one line
+        metrics.shutdown()
+        raise UsageError("%s: [target] tls: %s" % (path, exc)) from None
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         metrics.shutdown()
@@ -312,7 +246,7 @@ def cmd_run(args):
     answered = sum(n for (_c, _o, status), n in stats.by_key.items() if status.isdigit())
     sent = stats.total + sum(stats.cancelled.values())
     if sent and not answered:
-        problem = getattr(result, "tls_problem", None) or (tls_problems[0][1] if tls_problems else None)
+        problem = result.tls_problem
         print("easload: the target never answered (%s): %s" % (where, "%s: pass ca_file in [target]" % problem
               if problem else "check the URL, the network and TLS"), file=sys.stderr)
         return EXIT_UNREACHABLE
@@ -427,19 +361,6 @@ def _thresholds_with_hints(text, stats, verdicts):
                 if line.strip().startswith(str(th)) and line.rstrip().endswith("FAIL"):
                     lines[i] = line + "  (server sent no policy: see devices.no_policy)"
     return "\n".join(lines)
-
-
-def _is_loopback(url):
-    import ipaddress
-    from urllib.parse import urlsplit
-
-    host = urlsplit(url).hostname or ""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _safe_url(url):
@@ -775,7 +696,7 @@ def _cmd_target(args):
 
     from loadgen.exchange.state import TargetState
 
-    _raise_file_limit()
+    raise_file_limit()
     kw = dict(allow_non_provisionable=args.allow_non_provisionable, no_policy=args.no_policy,
               refresh_interval_min=args.policy_refresh_minutes, max_devices=args.max_devices,
               ping_min=args.ping_min, ping_max=args.ping_max, abq_default=args.abq_default,

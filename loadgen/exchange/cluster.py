@@ -112,15 +112,15 @@ def pick_fraction(items, fraction, seed):
 
 
 def _child_main(conn, index, count, options, host, port, admin_token, mail_per_user_per_hour, server_options):
-    from loadgen.cli.app import _loop_factory, _raise_file_limit
+    from loadgen.wire.loop import loop_factory, raise_file_limit
 
     # Ctrl-C reaches the whole process group: the parent decides when its processes stop (SIGTERM), so
     # that a run's graceful stop still has a target to talk to
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    _raise_file_limit()
+    raise_file_limit()
     logging.getLogger("aiohttp.access").disabled = True
     try:
-        with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+        with asyncio.Runner(loop_factory=loop_factory()) as runner:
             runner.run(_child(conn, index, count, options, host, port, admin_token, mail_per_user_per_hour,
                               server_options))
     except KeyboardInterrupt:
@@ -159,8 +159,11 @@ async def _child(conn, index, count, options, host, port, admin_token, mail_per_
     conn.send(("ready", url, admin_url, os.getpid()))
     mail = None
     if mail_per_user_per_hour > 0:
-        mail = asyncio.create_task(_mail_loop(state, mail_per_user_per_hour, (options.get("seed") or 0) ^ 0x3A11,
-                                              index))
+        from loadgen.exchange.launch import mail_at_rate
+
+        # each process draws its own arrivals, seeded by the scenario's seed and its index
+        rng = random.Random(((options.get("seed") or 0) ^ 0x3A11) * 1000003 + index)
+        mail = asyncio.create_task(mail_at_rate(state, mail_per_user_per_hour, rng))
     try:
         while not stop.is_set():
             try:
@@ -173,23 +176,6 @@ async def _child(conn, index, count, options, host, port, admin_token, mail_per_
             mail.cancel()
         await admin_runner.cleanup()
         await runner.cleanup()  # held Pings are answered (Target._on_shutdown)
-
-
-async def _mail_loop(state, per_user_per_hour, seed, index):
-    """New mail for this process's users at the scenario's rate (Poisson), as engine._deliver_mail does
-    for a single target; each process draws its own arrivals (seeded by seed and process index)."""
-    rng = random.Random(seed * 1000003 + index)
-    users = sorted(state.passwords)
-    if not users:
-        return
-    per_second = per_user_per_hour * len(users) / 3600.0
-    tick = 0.25
-    while True:
-        await asyncio.sleep(tick)
-        t = rng.expovariate(per_second)
-        while t < tick:
-            state.deliver_mail(rng.choice(users))
-            t += rng.expovariate(per_second)
 
 
 # --------------------------------------------------------------------------- parent
@@ -469,27 +455,6 @@ class TargetCluster:
                 if line.startswith("easload_target_held_pings "):
                     held[k] = float(line.split()[1])
         return merge_expositions(texts, per_process=held)
-
-    async def apply_event(self, event, seed):
-        """A scenario event (engine._apply_event's actions and results) on every process."""
-        args = event.args
-        if event.action == "change_policy":
-            await self.change_policy(args.get("settings", {}))
-            return "policy changed (%s)" % ", ".join(sorted(args.get("settings", {})))
-        if event.action == "wipe":
-            wiped = await self.wipe_fraction(args.get("fraction", 0.0), seed=seed,
-                                             account_only=args.get("account_only", False))
-            return "%d devices to wipe" % len(wiped)
-        if event.action == "mail":
-            users = await self.deliver_mail_fraction(args.get("fraction", 1.0), args.get("count", 1), seed=seed)
-            return "mail for %d users" % users
-        if event.action == "abq":
-            await self.set_abq(**args)
-            return "access rules set"
-        if event.action == "faults":
-            await self.set_faults(**args.get("settings", {}))
-            return "faults %s" % (", ".join(sorted(args.get("settings", {}))) or "off")
-        raise ValueError("unknown action %s" % event.action)
 
     # -- the cluster's admin API on HTTP (same routes as admin.py)
 

@@ -168,45 +168,15 @@ def for_scenario(scenario):
     (the caller cleans it up), and the devices (and their Autodiscover) trust that CA
     unless ``ca_file`` names another bundle: certificates stay verified.  The scenario
     returned is a copy; the one given is not changed."""
-    import copy
     import dataclasses
 
     t = scenario.target
-    if not (t.embedded and t.tls):
+    if not (t.embedded and t.tls) or t.tls_cert:
         return scenario, None
-    temporary = None
-    target = dataclasses.replace(t)
-    if not t.tls_cert:
-        from loadgen.exchange.cluster import listen_addresses
+    from loadgen.exchange.cluster import listen_addresses
 
-        hosts = loopback_hosts(h for h, _ in listen_addresses([t.listen + ":0"], max(1, t.processes)))
-        temporary = TemporaryPKI(hosts)
-        target.tls_cert, target.tls_key = temporary.pki.cert, temporary.pki.key
-        target.ca_file = t.ca_file or temporary.pki.ca
-    scenario = copy.copy(scenario)
-    scenario.target = target
-    if scenario.load.autodiscover is not None:  # (e-mail pattern, insecure, ca_file)
-        scenario.load = dataclasses.replace(scenario.load, autodiscover=(
-            scenario.load.autodiscover[0], target.insecure, target.ca_file))
-    return scenario, temporary
-
-
-async def certificate_problem(url, ctx, timeout=5.0):
-    """One TLS handshake with the devices' settings (``ctx``) before a run: "certificate not
-    trusted (...)" when verification fails, else None (other failures are the devices' to count)."""
-    import asyncio
-    from urllib.parse import urlsplit
-
-    parts = urlsplit(url)
-    if parts.scheme != "https" or not parts.hostname:
-        return None
-    try:
-        async with asyncio.timeout(timeout):
-            _reader, writer = await asyncio.open_connection(parts.hostname, parts.port or 443, ssl=ctx,
-                                                            server_hostname=parts.hostname)
-        writer.close()
-    except ssl.SSLCertVerificationError as exc:
-        return "certificate not trusted (%s)" % (exc.verify_message or "certificate verify failed")
-    except (OSError, ssl.SSLError, TimeoutError):
-        return None
-    return None
+    hosts = loopback_hosts(h for h, _ in listen_addresses([t.listen + ":0"], max(1, t.processes)))
+    temporary = TemporaryPKI(hosts)
+    target = dataclasses.replace(t, tls_cert=temporary.pki.cert, tls_key=temporary.pki.key,
+                                 ca_file=t.ca_file or temporary.pki.ca)
+    return dataclasses.replace(scenario, target=target), temporary

@@ -210,14 +210,10 @@ _TARGET = _TargetMetrics()
 REGISTRY.register(_TARGET)
 
 
-def attach_target(target):
-    """Expose an embedded ``target``'s metrics on the run's endpoint (None: none)."""
-    if target is None:
-        _TARGET.inner = None
-        return
-    from loadgen.exchange.metrics import TargetCollector
-
-    _TARGET.inner = TargetCollector(target)
+def attach_collector(collector):
+    """Expose another collector's metrics on the run's endpoint (an embedded target's
+    ``easload_target_*`` series, attached by the run's start-up); None: none."""
+    _TARGET.inner = collector
 
 
 _servers = []

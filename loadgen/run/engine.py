@@ -22,6 +22,7 @@ from loadgen.device.life import Device
 from loadgen.eas import versions
 from loadgen.device.profiles import PROFILES, identity
 from loadgen.results.report import Stats
+from loadgen.run.context import RunLoad
 from loadgen.wire.transport import Transport
 
 
@@ -43,12 +44,15 @@ def _weighted_picker(weights, rng):
     return pick
 
 
-def build_population(scenario, base_url, shard=0, shards=1):
+def build_population(scenario, base_url, shard=0, shards=1, load=None):
     """The scenario's devices, deterministic for its seed (ids, versions, profiles).
 
     With ``shards`` > 1 only the devices ``i`` with ``i % shards == shard`` are built;
     versions and profiles are still drawn for every device in order, so a device has
-    the same identity, version and profile whatever the number of shards."""
+    the same identity, version and profile whatever the number of shards.  ``load``: the
+    run context the devices read (loadgen/run/context.py; by default one process's)."""
+    if load is None:
+        load = RunLoad.for_run(scenario)
     pop = scenario.population
     auth = scenario.auth
     rng = random.Random(scenario.seed)
@@ -59,7 +63,7 @@ def build_population(scenario, base_url, shard=0, shards=1):
     devices = []
     for i in range(pop.devices):
         user_index, slot = divmod(i, pop.devices_per_user)
-        # several URLs: a multi-process target whose process k owns the users n % len == k (target/cluster.py)
+        # several URLs: a multi-process target whose process k owns the users n % len == k (exchange/cluster.py)
         url = base_url[user_index % len(base_url)] if isinstance(base_url, (list, tuple)) else base_url
         version = versions.get(pick_version())
         profile = PROFILES[pick_profile()]
@@ -68,7 +72,7 @@ def build_population(scenario, base_url, shard=0, shards=1):
         ident = identity(scenario.seed, user_index, slot, profile)
         devices.append(Device(
             i, auth.user.format(n=user_index), auth.password.format(n=user_index), version, profile, ident,
-            url, scenario.load, stats, think_rng, auth.domain, origin=(scenario.seed, user_index, slot),
+            url, load, stats, think_rng, auth.domain, origin=(scenario.seed, user_index, slot),
         ))
     return devices, stats
 
@@ -77,9 +81,8 @@ def settle_population():
     """Take the population just built out of the cyclic garbage collector's sight.
 
     The devices live for the whole run; without this, every full collection walks all
-    their objects: 150-210 ms at 50,000 devices (measured here), a pause that lands in the
-    latency of every request in flight, and ~6 % of a provisioning storm's client CPU
-    (bench/e2e_bench.py).  ``gc.unfreeze()`` at the end of the run undoes it."""
+    their objects, a pause that lands in the latency of every request in flight.
+    ``gc.unfreeze()`` at the end of the run undoes it."""
     gc.collect()
     gc.freeze()
 
@@ -372,19 +375,12 @@ class ClosedStages:
                 self._finish(device)
 
 
-def embedded_state(scenario):
-    """The embedded target's state for a scenario (its users, policy options, Ping bounds, modes)."""
-    from loadgen.exchange.state import TargetState, scenario_options
-
-    return TargetState(**scenario_options(scenario))
-
-
 @dataclass
 class RunResult:
     stats: Stats
     devices: list
     target_url: str
-    target: object = None  # the embedded Target, when one was started
+    target: object = None  # the embedded Target (or TargetCluster) the run was given, if any
     interrupted: bool = False
     # the devices' transport: requests re-sent once on a fresh connection after the server had closed
     # the kept-alive one (not failures), and connections opened in all (lean transport only)
@@ -446,31 +442,18 @@ class Progress:
 
 class _Held:
     """What a run holds that must go however the run ends -- normally, interrupted, or by an
-    exception before the load starts: the devices' transport, the embedded target, its admin API
-    and the admin token file, the throwaway TLS key directory (target/tls.py TemporaryPKI)."""
+    exception before the load starts: the devices' transport."""
 
     def __init__(self):
-        self.transport = self.runner = self.admin_runner = self.token_file = self.tls_pki = None
+        self.transport = None
 
     async def release(self):
-        # the files first: nothing awaited before them, so a cancellation cannot leave them behind
-        if self.token_file is not None:
-            _remove(self.token_file)
-            self.token_file = None
-        if self.tls_pki is not None:
+        transport, self.transport = self.transport, None
+        if transport is not None:
             try:
-                self.tls_pki.cleanup()
-            except OSError:
+                await transport.close()
+            except Exception:  # a close that fails must not hide the run's results
                 pass
-            self.tls_pki = None
-        for name, method in (("transport", "close"), ("runner", "cleanup"), ("admin_runner", "cleanup")):
-            held = getattr(self, name)
-            setattr(self, name, None)
-            if held is not None:
-                try:
-                    await getattr(held, method)()
-                except Exception:  # a close that fails must not hide the run's results
-                    pass
 
 
 def _signals(handle_signals):
@@ -492,26 +475,29 @@ def install_stop_signals(loop, which, callback):
     return handled
 
 
-async def run(scenario, *, target_url=None, progress=True, stream=None, target_state=None, handle_signals=False,
-              shard=(0, 1), on_tick=None, attach_metrics=True, admin=None, stop=None, ready=None):
-    """Run ``scenario``; starts the embedded target when it names no URL.
+async def run(scenario, *, target=None, target_url=None, context=None, progress=True, stream=None,
+              handle_signals=False, shard=(0, 1), on_tick=None, attach_metrics=True, stop=None, ready=None):
+    """Run ``scenario``'s devices against ``target`` or ``target_url``.
 
-    ``admin="127.0.0.1:0"``: serve that embedded target's admin API during the run
-    (see :func:`start_run_admin`).  ``handle_signals``: True for SIGINT and SIGTERM, or a tuple of
-    signals, each ending the run as ``stop`` does; they are handled from the start, so a signal
-    during the set-up still takes the normal way out (files removed, results returned).  ``stop``:
-    an asyncio.Event that, once set, ends the run early: no new work, the graceful stop time for
-    the requests in flight, results marked interrupted.  ``ready``: a coroutine function awaited
-    once the devices and their transport are ready, before the run's clock starts (workers.py
-    starts every worker's clock together with it)."""
+    ``target``: the embedded Exchange the command line started for this run (its launch handle,
+    loadgen/exchange/launch.py: ``urls``, ``apply_event``, ``deliver_mail``, ``in_process``,
+    ``target``); ``target_url``: the URL(s) to use instead of the scenario's (a worker process's
+    embedded target, started by its parent).  ``context``: the run context the devices read
+    (loadgen/run/context.py; by default one process's).  ``handle_signals``: True for SIGINT and
+    SIGTERM, or a tuple of signals, each ending the run as ``stop`` does; they are handled from
+    the start, so a signal during the set-up still takes the normal way out (results returned).
+    ``stop``: an asyncio.Event that, once set, ends the run early: no new work, the graceful stop
+    time for the requests in flight, results marked interrupted.  ``ready``: a coroutine function
+    awaited once the devices and their transport are ready, before the run's clock starts
+    (workers.py starts every worker's clock together with it)."""
     stream = stream or sys.stderr
     loop = asyncio.get_running_loop()
     stop = stop if stop is not None else asyncio.Event()
     handled = install_stop_signals(loop, handle_signals, stop.set)
     held = _Held()
     try:
-        return await _run(scenario, held, stop, target_url, progress, stream, target_state, shard, on_tick,
-                          attach_metrics, admin, ready)
+        return await _run(scenario, held, stop, target, target_url, context, progress, stream, shard, on_tick,
+                          attach_metrics, ready)
     finally:
         for sig in handled:
             loop.remove_signal_handler(sig)
@@ -533,43 +519,16 @@ async def _ready(scenario, held, stop, ready, stats):
     return transport
 
 
-async def _run(scenario, held, stop, target_url, progress, stream, target_state, shard, on_tick, attach_metrics,
-               admin, ready):
-    target = None
-    if target_url is None:
-        if scenario.target.embedded and scenario.target.tls:  # HTTPS; the devices trust its CA (target/tls.py)
-            from loadgen.exchange.tls import for_scenario
-
-            scenario, held.tls_pki = for_scenario(scenario)
-        tls = dict(tls_cert=scenario.target.tls_cert, tls_key=scenario.target.tls_key) if scenario.target.tls else {}
-        if scenario.target.embedded and scenario.target.processes > 1 and target_state is None:
-            from loadgen.exchange.cluster import start_cluster
-
-            held.runner = target = await start_cluster(scenario)  # users sharded over processes
-            target_url = target.urls
-        elif scenario.target.embedded:
-            from loadgen.exchange.server import start_target
-
-            if target_state is None:
-                target_state = embedded_state(scenario)
-            held.runner, target, target_url = await start_target(scenario.target.listen, 0, target_state, **tls)
-            if admin:
-                held.admin_runner, held.token_file = await start_run_admin(target, admin, stream)
-        else:
-            target_url = scenario.target.url
-    tls_problem = None
-    first_url = target_url[0] if isinstance(target_url, (list, tuple)) else target_url
-    if first_url.startswith("https:") and not scenario.target.insecure:
-        from loadgen.scenario import shown_url
-        from loadgen.exchange.tls import certificate_problem
-        from loadgen.wire.transport import make_ssl_context
-
-        tls_problem = await certificate_problem(first_url, make_ssl_context(False, scenario.target.ca_file))
-        if tls_problem:  # the devices will fail every request: say why once, clearly (never the URL's user info)
-            stream.write("easload: %s at %s: the devices cannot connect; trust its CA with ca_file in [target] "
-                         "(or insecure = true / --insecure, not recommended)\n" % (tls_problem, shown_url(first_url)))
+async def _run(scenario, held, stop, target, target_url, context, progress, stream, shard, on_tick,
+               attach_metrics, ready):
+    if target is not None:
+        target_url = target.urls
+    elif target_url is None:
+        target_url = scenario.target.url
+    if context is None:
+        context = RunLoad.for_run(scenario)
     rss_base = rss_bytes()  # before the devices exist: what they cost is measured from here
-    devices, stats = build_population(scenario, target_url, *shard)
+    devices, stats = build_population(scenario, target_url, *shard, load=context)
     settle_population()
     try:
         transport = await _ready(scenario, held, stop, ready, stats)
@@ -577,13 +536,10 @@ async def _run(scenario, held, stop, target_url, progress, stream, target_state,
         gc.unfreeze()
         raise
     stats.rss_base = stats.rss_peak = stats.rss_end = rss_base
-    stats.rss_with_target = target is not None and not hasattr(target, "apply_event")  # not a cluster's processes
+    stats.rss_with_target = target is not None and target.in_process  # not a cluster's processes
     if attach_metrics:
         metrics.attach(stats, lambda: Counter(d.state for d in devices), run_id=uuid.uuid4().hex[:12],
                        scenario=scenario.name, version=_version())
-        # a single embedded target's easload_target_* series on the same endpoint (a cluster serves
-        # its merged ones on its admin endpoint: target/cluster.py)
-        metrics.attach_target(target if target is not None and not hasattr(target, "apply_event") else None)
     loop = asyncio.get_running_loop()
     t0 = loop.time()
     deadline = t0 + scenario.duration
@@ -620,8 +576,8 @@ async def _run(scenario, held, stop, target_url, progress, stream, target_state,
     else:
         starter = asyncio.create_task(start_devices(schedule(scenario)))
         tasks = [starter]
-    if target is not None and target_state is not None and scenario.target.mail_per_user_per_hour > 0:
-        tasks.append(asyncio.create_task(_deliver_mail(target_state, scenario, deadline)))  # (a cluster: its own)
+    if target is not None and scenario.target.mail_per_user_per_hour > 0:
+        tasks.append(asyncio.create_task(target.deliver_mail(deadline)))
     # events act once: on the embedded target this process started, or (a shell command for a real
     # server) in the first shard
     if scenario.events and (target is not None or (not scenario.target.embedded and shard[0] == 0)):
@@ -671,8 +627,9 @@ async def _run(scenario, held, stop, target_url, progress, stream, target_state,
     stats.interrupted = interrupted
     if on_tick is not None:
         on_tick(stats, devices, True)
-    return RunResult(stats, devices, target_url, target, interrupted, getattr(transport, "reconnects", 0),
-                     getattr(transport, "connections_opened", 0), tls_problem, dict(lives.device_errors))
+    return RunResult(stats, devices, target_url, target.target if target is not None else None, interrupted,
+                     getattr(transport, "reconnects", 0), getattr(transport, "connections_opened", 0), None,
+                     dict(lives.device_errors))
 
 
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
@@ -687,55 +644,6 @@ def rss_bytes():
         import resource
 
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-
-
-async def start_run_admin(target, listen, stream):
-    """The embedded target's admin API during ``easload run``, so an operator can act on the
-    target (faults, policy, wipes, ABQ, counters) with curl while the devices run.
-
-    Bound to ``listen`` (127.0.0.1 and a free port by default).  The bearer token is
-    random, written to a file only the user can read (0600) and removed at the end of
-    the run; the URL and the file's path are printed, never the token itself.
-    Returns (admin runner, token file)."""
-    import os
-    import tempfile
-
-    from loadgen.exchange.admin import start_admin
-
-    host, _, port = listen.rpartition(":")
-    admin_runner, url, token = await start_admin(host or "127.0.0.1", int(port or 0), target)
-    fd, path = tempfile.mkstemp(prefix="easload-admin-", suffix=".token")  # created 0600
-    with os.fdopen(fd, "w") as f:
-        f.write(token + "\n")
-    stream.write("admin API of the embedded target on %s (bearer token in %s), e.g.\n"
-                 "  curl -H \"Authorization: Bearer $(cat %s)\" %s/admin/counters\n" % (url, path, path, url))
-    stream.flush()
-    return admin_runner, path
-
-
-def _remove(path):
-    try:
-        import os
-
-        os.unlink(path)
-    except OSError:
-        pass
-
-
-async def _deliver_mail(state, scenario, deadline):
-    """New mail in the embedded target at the scenario's rate (Poisson), waking held Pings."""
-    loop = asyncio.get_running_loop()
-    rng = random.Random(scenario.seed ^ 0x3A11)
-    users = sorted(state.passwords)
-    per_second = scenario.target.mail_per_user_per_hour * len(users) / 3600.0
-    tick = 0.25
-    while loop.time() < deadline:
-        await asyncio.sleep(tick)
-        # Poisson arrivals in one tick, by counting exponential gaps
-        t = rng.expovariate(per_second)
-        while t < tick:
-            state.deliver_mail(rng.choice(users))
-            t += rng.expovariate(per_second)
 
 
 async def _run_events(scenario, target, t0, deadline, stats):
@@ -781,31 +689,16 @@ def _shown_command(event):
 
 
 async def _apply_event(event, target, seed):
-    args = event.args
+    """A command event runs here (a shell command: the run's, whatever the target); every other
+    acts on the embedded target (its launch handle's ``apply_event``)."""
     if event.action == "command":
-        proc = await asyncio.create_subprocess_exec("/bin/sh", "-c", args["run"], stdout=asyncio.subprocess.DEVNULL,
-                                                    stderr=asyncio.subprocess.DEVNULL)
+        proc = await asyncio.create_subprocess_exec("/bin/sh", "-c", event.args["run"],
+                                                    stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
         code = await proc.wait()
         return "exit %d: %s" % (code, _shown_command(event))
-    if hasattr(target, "apply_event"):  # a multi-process target (target/cluster.py)
-        return await target.apply_event(event, seed)
-    state = target.state
-    if event.action == "change_policy":
-        state.change_policy(**args.get("settings", {}))
-        return "policy changed (%s)" % ", ".join(sorted(args.get("settings", {})))
-    if event.action == "wipe":
-        wiped = state.wipe_fraction(args.get("fraction", 0.0), seed=seed, account_only=args.get("account_only", False))
-        return "%d devices to wipe" % len(wiped)
-    if event.action == "mail":
-        users = state.deliver_mail_fraction(args.get("fraction", 1.0), args.get("count", 1), seed=seed)
-        return "mail for %d users" % users
-    if event.action == "abq":
-        state.set_abq(**args)
-        return "access rules set"
-    if event.action == "faults":
-        target.set_faults(**args.get("settings", {}))
-        return "faults %s" % (", ".join(sorted(args.get("settings", {}))) or "off")
-    raise ValueError("unknown action %s" % event.action)
+    if target is None:
+        raise ValueError("%s needs the embedded target" % event.action)
+    return await target.apply_event(event, seed)
 
 
 def _version():
@@ -815,12 +708,3 @@ def _version():
         return version("easload")
     except Exception:
         return "unknown"
-
-
-def install_uvloop():
-    try:
-        import uvloop
-    except ImportError:
-        return False
-    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
-    return True

@@ -2,9 +2,9 @@
 
 Each worker process runs its own event loop (uvloop) and the devices ``i`` with
 ``i % N == w``; identities, versions and profiles do not depend on N (see
-``engine.build_population``).  The parent runs the embedded target (when the
-scenario uses it), the scenario's events, the progress line and the Prometheus
-endpoint.  Workers send the parent a snapshot of their cumulative counters every
+``engine.build_population``).  The parent holds the embedded target (started by
+the command line, loadgen/exchange/launch.py) and runs the scenario's events, the
+progress line and the Prometheus endpoint.  Workers send the parent a snapshot of their cumulative counters every
 sample interval (cheap dicts over a multiprocessing queue -- nothing per request);
 the parent's :class:`~loadgen.results.report.Stats` is the sum of the latest snapshots, so
 the metrics of N workers are one endpoint with correct totals.  At the end each
@@ -79,7 +79,7 @@ def _die_with_parent(parent_pid):
         os._exit(1)
 
 
-def _worker(scenario, url, shard, shards, out, go, halt, parent_pid):
+def _worker(scenario, url, context, shard, shards, out, go, halt, parent_pid):
     """One worker process: its shard of the population, run until the end, ``halt`` (the parent
     asks every worker to stop: a signal to the parent) or SIGTERM to the worker itself.
 
@@ -91,8 +91,8 @@ def _worker(scenario, url, shard, shards, out, go, halt, parent_pid):
     early = []
     signal.signal(signal.SIGTERM, lambda *_: early.append(True))  # until the run's loop handles it
     _die_with_parent(parent_pid)
-    from loadgen.cli.app import _loop_factory
     from loadgen.run.engine import run
+    from loadgen.wire.loop import loop_factory
 
     def on_tick(stats, devices, final):
         out.put((shard, _snapshot(stats, devices, final)))
@@ -120,11 +120,11 @@ def _worker(scenario, url, shard, shards, out, go, halt, parent_pid):
             if halt.value or early:  # the parent opened the gate to stop, or a SIGTERM came: no device starts
                 stop.set()
 
-        return await run(scenario, target_url=url, progress=False, handle_signals=(signal.SIGTERM,),
+        return await run(scenario, target_url=url, context=context, progress=False, handle_signals=(signal.SIGTERM,),
                          shard=(shard, shards), on_tick=on_tick, attach_metrics=False, stop=stop, ready=ready)
 
     try:
-        with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+        with asyncio.Runner(loop_factory=loop_factory()) as runner:
             runner.run(main())
     except BaseException as exc:  # report, never hang the parent
         report = {"error": "%s: %s" % (type(exc).__name__, exc)}
@@ -205,27 +205,32 @@ class _Devices:
         return total
 
 
-async def run_workers(scenario, workers, *, progress=True, stream=None, target_state=None, handle_signals=True,
-                      stop=None):
+async def run_workers(scenario, workers, *, target=None, context=None, progress=True, stream=None,
+                      handle_signals=True, stop=None):
     """Run ``scenario`` over ``workers`` processes; returns an engine.RunResult.
 
+    ``target``: the embedded Exchange the command line started (its launch handle,
+    loadgen/exchange/launch.py), held here in the parent; ``context``: the run context pickled
+    to every worker (loadgen/run/context.py; by default one for ``workers`` processes).
     SIGINT and SIGTERM to this (parent) process end the run as its end would: every worker is
     asked to stop (it gets the graceful stop time for its requests in flight), what they recorded
     is collected and merged, and the result is marked interrupted.  A second signal does not wait
     for the graceful stop.  No worker outlives the run: one that does not send its results in
     time is killed, and a worker dies with its parent (see _die_with_parent).  ``stop``: an
     asyncio.Event that, once set, stops the run the same way (as engine.run's)."""
+    from loadgen.run.context import RunLoad
     from loadgen.run.engine import RunResult, install_stop_signals
 
     stream = stream or sys.stderr
+    if context is None:
+        context = RunLoad.for_run(scenario, workers)
+    url = target.urls if target is not None else scenario.target.url
     loop = asyncio.get_running_loop()
     ctl = _Control(loop, workers, stop)
     handled = install_stop_signals(loop, handle_signals, ctl.signalled)
     procs = []
-    runner = None
     try:
-        runner, target, url, result = await _run_workers(scenario, workers, progress, stream, target_state, ctl,
-                                                         procs)
+        stats, interrupted = await _collect(scenario, workers, progress, stream, target, url, context, ctl, procs)
     finally:
         for sig in handled:
             loop.remove_signal_handler(sig)
@@ -236,10 +241,8 @@ async def run_workers(scenario, workers, *, progress=True, stream=None, target_s
             if p.is_alive():
                 p.kill()
                 await loop.run_in_executor(None, p.join, 5)
-        if runner is not None:
-            await runner.cleanup()
-    stats, interrupted = result
-    return RunResult(stats, [None] * scenario.population.devices, url, target, interrupted)
+    return RunResult(stats, [None] * scenario.population.devices, url,
+                     target.target if target is not None else None, interrupted)
 
 
 class _Control:
@@ -281,43 +284,17 @@ class _Control:
         self.go.value = 1  # a worker still waiting at the gate goes through it and stops at once
 
 
-async def _run_workers(scenario, workers, progress, stream, target_state, ctl, procs):
-    from loadgen.run.engine import _deliver_mail, _run_events, _version
+async def _collect(scenario, workers, progress, stream, target, url, context, ctl, procs):
+    from loadgen.run.engine import _run_events, _version
 
-    loop = asyncio.get_running_loop()
-    runner = target = None
-    url = scenario.target.url
-    if scenario.target.embedded and scenario.target.processes > 1 and target_state is None:
-        from loadgen.exchange.cluster import start_cluster
-
-        runner = target = await start_cluster(scenario)  # users sharded over processes
-        url = target.urls  # each worker sends a device to its user's process (engine.build_population)
-    elif scenario.target.embedded:
-        from loadgen.run.engine import embedded_state
-        from loadgen.exchange.server import start_target
-
-        target_state = target_state or embedded_state(scenario)
-        tls = dict(tls_cert=scenario.target.tls_cert, tls_key=scenario.target.tls_key) if scenario.target.tls else {}
-        runner, target, url = await start_target(scenario.target.listen, 0, target_state, **tls)
-    try:
-        result = await _collect(scenario, workers, progress, stream, target, url, ctl, procs, _deliver_mail,
-                                _run_events, _version)
-    except BaseException:
-        if runner is not None:
-            await runner.cleanup()
-        raise
-    return runner, target, url, result
-
-
-async def _collect(scenario, workers, progress, stream, target, url, ctl, procs, _deliver_mail, _run_events,
-                   _version):
     loop = asyncio.get_running_loop()
     stats = Stats()
     views = _Devices()
     metrics.attach(stats, views.counts, run_id=uuid.uuid4().hex[:12], scenario=scenario.name, version=_version())
     out = ctl.out
     parent = os.getpid()
-    procs.extend(ctl.ctx.Process(target=_worker, args=(scenario, url, w, workers, out, ctl.go, ctl.halt, parent),
+    procs.extend(ctl.ctx.Process(target=_worker, args=(scenario, url, context, w, workers, out, ctl.go, ctl.halt,
+                                                       parent),
                                  daemon=True) for w in range(workers))
     for p in procs:
         p.start()
@@ -368,8 +345,8 @@ async def _collect(scenario, workers, progress, stream, target, url, ctl, procs,
                     if target is not None:
                         if scenario.events:
                             side.append(asyncio.create_task(_run_events(scenario, target, t0, deadline, stats)))
-                        if scenario.target.mail_per_user_per_hour > 0 and not hasattr(target, "apply_event"):
-                            side.append(asyncio.create_task(_deliver_mail(target.state, scenario, deadline)))
+                        if scenario.target.mail_per_user_per_hour > 0:
+                            side.append(asyncio.create_task(target.deliver_mail(deadline)))
                 continue
             latest[shard] = snap
             views.states[shard] = snap["devices"]

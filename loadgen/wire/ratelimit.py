@@ -9,7 +9,8 @@ set with ``[load] max_request_rate = N`` and turned off with ``0`` or ``"off"``
 
 The run's rate is split evenly across the processes that run it (``--workers``
 and ``--shard``/``--shards``): each process owns a bucket of ``rate / parts``
-tokens a second, so the whole keeps the cap.  The devices' hook
+tokens a second, so the whole keeps the cap.  The cap and the bucket are the
+run's state (``loadgen/run/context.py``), never the scenario's.  The devices' hook
 (:func:`acquire`, called before each request) costs one attribute test when the
 cap is off.
 
@@ -28,8 +29,8 @@ DEFAULT_REMOTE_RATE = 50.0  # requests/s for a target that is not on this machin
 
 
 class TokenBucket:
-    """``rate`` tokens a second, at most ``burst`` saved; ``reserve()`` is the
-    sans-I/O core (how long to wait for the next token), ``take()`` waits."""
+    """``rate`` tokens a second, at most ``burst`` saved; ``reserve()`` says how long
+    to wait for the next token (:func:`acquire` waits)."""
 
     __slots__ = ("rate", "burst", "tokens", "stamp", "clock", "waited", "taken")
 
@@ -62,15 +63,6 @@ class TokenBucket:
         self.waited += 1
         return -tokens / self.rate
 
-    async def take(self):
-        delay = self.reserve()
-        if delay > 0:
-            await asyncio.sleep(delay)
-
-
-def is_loopback(url):
-    return redirects.is_loopback(url)
-
 
 def resolve(scenario):
     """(requests/s for the whole run or 0 when off, a phrase saying why) for a scenario.
@@ -78,7 +70,7 @@ def resolve(scenario):
     ``scenario.load.max_request_rate`` is None (the default), 0 (off) or a rate."""
     configured = scenario.load.max_request_rate
     # several URLs (a multi-process target): remote as soon as one of them is not on this machine
-    remote = not scenario.target.embedded and not all(is_loopback(url) for url in scenario.target.urls)
+    remote = not scenario.target.embedded and not all(redirects.is_loopback(url) for url in scenario.target.urls)
     if configured is None:
         if remote:
             return DEFAULT_REMOTE_RATE, "default for a target that is not on this machine"
@@ -95,32 +87,30 @@ def describe(scenario):
     return "request-rate cap: %g requests/s in total (%s)" % (rate, why)
 
 
-def install(scenario, parts=1, confirmed=False):
-    """Set the per-process rate on ``scenario.load`` (``request_cap``) for a run in
-    ``parts`` processes, and the redirect rule (``redirect_rule``, loadgen/wire/redirects.py) that
-    re-checks the safety rail and this cap when a device moves to a new host; ``confirmed``: the
-    operator's ``--yes``.  Returns the whole run's rate (0 when off)."""
+def plan(scenario, parts=1, confirmed=False):
+    """(this process's requests/s, the redirect rule) for a run of ``scenario`` in ``parts``
+    processes; ``confirmed``: the operator's ``--yes``.  The rule (loadgen/wire/redirects.py)
+    re-checks the safety rail and this cap when a device moves to a new host.  The scenario is
+    not changed: the run keeps both (loadgen/run/context.py)."""
     rate, _ = resolve(scenario)
     parts = max(1, parts)
-    scenario.load.request_cap = rate / parts if rate > 0 else 0.0
     # the cap is off only because the target is on this machine: a move to a remote host turns it on
     remote_cap = DEFAULT_REMOTE_RATE / parts if scenario.load.max_request_rate is None and rate <= 0 else 0.0
-    scenario.load.redirect_rule = redirects.Rule.for_scenario(scenario, confirmed=confirmed, remote_cap=remote_cap)
-    scenario.load.__dict__.pop("_bucket", None)
-    return rate
+    rule = redirects.Rule.for_scenario(scenario, confirmed=confirmed, remote_cap=remote_cap)
+    return (rate / parts if rate > 0 else 0.0), rule
 
 
 def bucket(load):
-    """The process's bucket for this run's load configuration."""
-    b = load.__dict__.get("_bucket")
+    """The process's bucket for the run's cap (``load``: the run context, ``load.request_cap``)."""
+    b = load.bucket
     if b is None or b.rate != load.request_cap:
-        b = load.__dict__["_bucket"] = TokenBucket(load.request_cap)
+        b = load.bucket = TokenBucket(load.request_cap)
     return b
 
 
 async def acquire(load):
     """The devices' hook: wait for a token when the cap is on (``load.request_cap`` > 0)."""
-    b = load.__dict__.get("_bucket")
+    b = load.bucket
     if b is None or b.rate != load.request_cap:
         b = bucket(load)
     delay = b.reserve()
