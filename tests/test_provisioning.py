@@ -7,7 +7,7 @@ from _wbxml import find, findtext
 from loadgen.eas import versions
 from loadgen.eas.policy import Capabilities
 from loadgen.eas.provisioning import (
-    Blocked, Failed, Provisioned, Provisioner, Redirect, Refused, Retry, Send, State, Wiped, classify,
+    Blocked, Failed, Kind, Provisioned, Provisioner, Redirect, Refused, Retry, Send, State, Wiped, classify,
 )
 
 V141 = versions.get("14.1")
@@ -204,7 +204,7 @@ def fs(status):
 @pytest.mark.parametrize("code", [140, 142, 143, 144])
 def test_classify_in_band_reprovision(code):
     r = classify(200, {}, fs(code))
-    assert r.kind == "reprovision" and r.trigger == str(code)
+    assert r.kind is Kind.REPROVISION and r.trigger == str(code)
 
 
 def test_classify_bare_449_for_12x():
@@ -213,19 +213,19 @@ def test_classify_bare_449_for_12x():
 
 @pytest.mark.parametrize("code", [139, 141, 145])
 def test_classify_refusals(code):
-    assert classify(403, {}, fs(code)).kind == "refused"
-    assert classify(200, {}, fs(code)).kind == "refused"
+    assert classify(403, {}, fs(code)).kind is Kind.REFUSED
+    assert classify(200, {}, fs(code)).kind is Kind.REFUSED
 
 
 def test_classify_other_reactions():
-    assert classify(200, {}, fs(1)).kind == "ok"
-    assert classify(403, {}, fs(129)).kind == "blocked"
-    assert classify(403, {}, None).kind == "refused"
+    assert classify(200, {}, fs(1)).kind is Kind.OK
+    assert classify(403, {}, fs(129)).kind is Kind.BLOCKED
+    assert classify(403, {}, None).kind is Kind.REFUSED
     r = classify(503, {"Retry-After": "7", "X-MS-ASThrottle": "CommandFrequency"}, None)
-    assert (r.kind, r.wait, r.detail) == ("throttled", 7.0, "CommandFrequency")
-    assert classify(451, {"X-MS-Location": "https://x/"}, None).kind == "redirect"
-    assert classify(401, {}, None).kind == "auth"
-    assert classify(500, {}, None).kind == "error"
+    assert (r.kind, r.wait, r.detail) == (Kind.THROTTLED, 7.0, "CommandFrequency")
+    assert classify(451, {"X-MS-Location": "https://x/"}, None).kind is Kind.REDIRECT
+    assert classify(401, {}, None).kind is Kind.AUTH
+    assert classify(500, {}, None).kind is Kind.ERROR
 
 
 def test_policy_document_in_ack_answer_is_a_new_policy_not_a_final_key():
@@ -236,3 +236,18 @@ def test_policy_document_in_ack_answer_is_a_new_policy_not_a_final_key():
     assert isinstance(again, Send) and again.phase == "ack" and again.policy_key == "T2"
     assert p.policy_key is None and p.state is State.AWAIT_ACK
     assert p.receive(200, {}, provision_response(key="F1", data=False)) == Provisioned("F1", 1)
+
+
+def test_a_failed_exchange_ends_the_conversation():
+    # no answer or a damaged one (h11's send_failed): the conversation is over, start() begins it again
+    p, first = started()
+    p.failed()
+    assert p.state is State.IDLE and p.start() == first
+    p.receive(200, {}, provision_response(key="T1"))
+    assert p.state is State.AWAIT_ACK
+    p.failed()
+    assert p.state is State.IDLE and p.start().phase == "initial"
+    p.failed()
+    p.state = State.PROVISIONED  # outside a conversation: nothing to end
+    p.failed()
+    assert p.state is State.PROVISIONED

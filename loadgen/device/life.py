@@ -18,8 +18,9 @@ import _wbxml
 from _wbxml import WBXMLError
 from loadgen.eas import commands, http, password as passwords, policy as policies
 from loadgen.eas.provisioning import (
-    Blocked, Failed, Provisioned, Provisioner, Redirect, Refused, Retry, Send, Wiped, classify,
+    Blocked, Failed, Kind, Provisioned, Provisioner, Redirect, Refused, Retry, Send, Wiped, classify,
 )
+from loadgen.eas.status import FolderSyncStatus, ItemOperationsStatus, PingStatus, SyncStatus
 from loadgen.device import autodiscover
 from loadgen.wire import ratelimit, redirects
 from loadgen.device.profiles import identity
@@ -39,6 +40,18 @@ THROTTLED = "throttled"
 FAILED = "failed"
 AUTH_FAILED = "auth_failed"
 STOPPED = "stopped"  # stopped by a closed-model ramp-down (engine.ClosedStages): not a failure
+
+_OK, _REDIRECT, _ERROR, _REPROVISION = Kind.OK, Kind.REDIRECT, Kind.ERROR, Kind.REPROVISION
+_REFUSED, _BLOCKED, _THROTTLED, _AUTH = Kind.REFUSED, Kind.BLOCKED, Kind.THROTTLED, Kind.AUTH
+# EAS statuses by name (loadgen/eas/status.py), bound once as module globals for the request path
+_FOLDERSYNC_OK, _FOLDERSYNC_BAD_KEY = FolderSyncStatus.SUCCESS, FolderSyncStatus.SYNC_KEY_ERROR
+_SYNC_OK, _SYNC_BAD_KEY = SyncStatus.SUCCESS, SyncStatus.INVALID_SYNC_KEY
+_SYNC_HIERARCHY_CHANGED = SyncStatus.FOLDER_HIERARCHY_CHANGED
+_ITEMOPS_OK = ItemOperationsStatus.SUCCESS
+_PING_EXPIRED, _PING_CHANGES = PingStatus.HEARTBEAT_EXPIRED, PingStatus.CHANGES_FOUND
+_PING_BOUND, _PING_FOLDERSYNC = PingStatus.INVALID_HEARTBEAT, PingStatus.FOLDER_SYNC_REQUIRED
+_SUCCESS = (int(SyncStatus.SUCCESS),)  # an ordinary command's OK status: 1, success, for every command
+_PING_OK = (int(_PING_EXPIRED), int(_PING_CHANGES))
 
 FAILED_CMD = object()  # an ordinary command that did not succeed
 PARKED = object()  # a Ping sent with transport.park: the answer comes to a callback (Device.ping_answered)
@@ -259,12 +272,12 @@ class Device:
             resp, tree = await self._exchange(transport, action.command, action.body, action.policy_key)
             if resp.status == 0:
                 self._record(action.command, resp, no_answer_outcome(resp.error))
-                self.prov.state = self.prov.state.__class__.IDLE
+                self.prov.failed()
                 await self._backoff(deadline)
                 return False
             if tree is MALFORMED:  # a damaged answer is a server fault, not a verdict: start again later
                 self._record(action.command, resp, "malformed")
-                self.prov.state = self.prov.state.__class__.IDLE
+                self.prov.failed()
                 await self._backoff(deadline)
                 return False
             if resp.status != 451:
@@ -453,7 +466,7 @@ class Device:
 
     # -- ordinary commands
 
-    async def command(self, transport, name, body, deadline, ok_statuses=(1,), timeout=None, park=None,
+    async def command(self, transport, name, body, deadline, ok_statuses=_SUCCESS, timeout=None, park=None,
                       answer=None, adjusted=None):
         """Send an ordinary command; the decoded tree (None for an empty body) on
         success, ``FAILED`` when the answer sent the device elsewhere.  ``park``: send it
@@ -477,7 +490,7 @@ class Device:
             return FAILED_CMD
         reaction = classify(resp.status, resp.headers, tree, self.load.retry_interval, self.load.backoff)
         kind = reaction.kind
-        if kind == "ok":
+        if kind is _OK:
             status = reaction.status
             if status is None or status in ok_statuses:
                 outcome = "ok"
@@ -489,12 +502,12 @@ class Device:
             self.reprovision_streak = 0
             self.redirect_streak = 0
             return tree
-        if kind == "redirect":
+        if kind is _REDIRECT:
             await self._redirect(transport, name, resp, reaction.detail, deadline, reaction.status)
             return FAILED_CMD
         self.redirect_streak = 0
-        self._record(name, resp, kind if kind != "error" else _http_outcome(resp.status), reaction.status)
-        if kind == "reprovision":
+        self._record(name, resp, kind.value if kind is not _ERROR else _http_outcome(resp.status), reaction.status)
+        if kind is _REPROVISION:
             self.reprovision_streak += 1
             if self.reprovision_streak > _MAX_REPROVISION_STREAK or not self.profile.caps.provisionable:
                 # provisioning does not satisfy the server: behave as refused, retry hourly
@@ -507,13 +520,13 @@ class Device:
                 self.reprovision_streak = 0
             self.need_provision = self.profile.caps.provisionable
             self.trigger = reaction.trigger
-        elif kind == "refused":
+        elif kind is _REFUSED:
             self.state = REFUSED
             self.detail = "status %s" % reaction.status
             await self._backoff(deadline, reaction.wait)
             self.need_provision = self.profile.caps.provisionable
             self.trigger = None
-        elif kind == "blocked":
+        elif kind is _BLOCKED:
             if name in ("Sync", "Ping") and self.folder_key != "0":
                 # 129 after the hierarchy was allowed: quarantine (Exchange lets a quarantined
                 # device provision and see its folders; see loadgen/exchange/server.py _abq).  The
@@ -523,11 +536,11 @@ class Device:
             else:
                 self.state = BLOCKED
                 self.alive = False
-        elif kind == "throttled":
+        elif kind is _THROTTLED:
             self.stats.throttle(reaction.detail)
             self.state = THROTTLED
             await self._backoff(deadline, reaction.wait)
-        elif kind == "auth":
+        elif kind is _AUTH:
             self.state = AUTH_FAILED
             self.detail = "authentication failed (HTTP 401 on %s)" % name
             self.alive = False
@@ -617,7 +630,7 @@ class Device:
         if fs is None:  # counted as malformed: retried after a backoff
             await self._retry(deadline)
             return
-        if fs.status == 1 and fs.sync_key:
+        if fs.status == _FOLDERSYNC_OK and fs.sync_key:
             if self.inbox is not None:
                 self.retry_streak = 0
             if self.folder_key == "0":
@@ -632,7 +645,7 @@ class Device:
                     self.calendar = folder.server_id
                     self.calendar_key = "0"
                     self.calendar_due = True
-        elif fs.status == 9 and self.folder_key != "0":  # invalid sync key: start the hierarchy again
+        elif fs.status == _FOLDERSYNC_BAD_KEY and self.folder_key != "0":  # start the hierarchy again
             self.folder_key = "0"
             self.folders = 0
             self.calendar = None
@@ -672,7 +685,7 @@ class Device:
             self.pending_sync = False
             await self._retry(deadline)
             return
-        if resp.status == 1:
+        if resp.status == _SYNC_OK:
             if resp.sync_key:
                 first = self.sync_key == "0"
                 self.sync_key = resp.sync_key
@@ -687,11 +700,11 @@ class Device:
                 self.pending_sync = False
                 if self.sync_key == "0":  # no SyncKey for SyncKey 0: the same request again, later
                     await self._retry(deadline)
-        elif resp.status == 3:  # invalid sync key: start the folder again (MS-ASCMD 2.2.3.177.17)
+        elif resp.status == _SYNC_BAD_KEY:  # start the folder again (MS-ASCMD 2.2.3.177.17)
             if self.sync_key == "0":  # ... for SyncKey 0 itself: not a way forward, back off
                 await self._retry(deadline)
             self.sync_key = "0"
-        elif resp.status == 12:  # the hierarchy changed: FolderSync first
+        elif resp.status == _SYNC_HIERARCHY_CHANGED:  # FolderSync first
             self.folder_key = "0"
             self.folders = 0
             await self._hierarchy_reset(deadline)
@@ -755,7 +768,8 @@ class Device:
         resp = self._parse("ItemOperations", commands.parse_itemoperations, tree)
         if resp is None:
             return
-        if kind == "attachment" and resp.status == 1 and resp.fetches and resp.fetches[0].status == 1:
+        if (kind == "attachment" and resp.status == _ITEMOPS_OK and resp.fetches
+                and resp.fetches[0].status == _ITEMOPS_OK):
             self.attachments_fetched += 1
 
     async def _sync_calendar(self, transport, deadline):
@@ -773,15 +787,15 @@ class Device:
             self.calendar_due = False
             await self._retry(deadline)
             return
-        if resp.status == 1 and resp.sync_key:
+        if resp.status == _SYNC_OK and resp.sync_key:
             first = self.calendar_key == "0"
             self.calendar_key = resp.sync_key
             self.calendar_due = first or resp.more_available
-        elif resp.status == 3:
+        elif resp.status == _SYNC_BAD_KEY:
             if self.calendar_key == "0":  # invalid for SyncKey 0 itself: back off
                 await self._retry(deadline)
             self.calendar_key = "0"
-        elif resp.status == 12:
+        elif resp.status == _SYNC_HIERARCHY_CHANGED:
             self.folder_key = "0"
             self.folders = 0
             self.calendar = None
@@ -803,7 +817,7 @@ class Device:
     async def _ping(self, transport, deadline, park=None, answer=None):
         heartbeat = self.heartbeat
         tree = await self.command(transport, "Ping", _ping_body(heartbeat, self.inbox), deadline,
-                                  ok_statuses=(1, 2), timeout=heartbeat + self.load.timeout, park=park,
+                                  ok_statuses=_PING_OK, timeout=heartbeat + self.load.timeout, park=park,
                                   answer=answer, adjusted=_ping_adjusts)
         if tree is FAILED_CMD or tree is PARKED:
             return tree
@@ -814,17 +828,17 @@ class Device:
         status = resp.status
         adjusted = self.ping_adjusted
         self.ping_adjusted = False
-        if status == 2:  # changes: Sync the folders it names
+        if status == _PING_CHANGES:  # Sync the folders it names
             self.pending_sync = True
             self.resets = 0
-        elif status == 1:  # heartbeat expired without changes: Ping again
+        elif status == _PING_EXPIRED:  # without changes: Ping again
             self.retry_streak = 0
             self.resets = 0
-        elif status == 5 and not adjusted and _usable_bound(resp.heartbeat) and resp.heartbeat != heartbeat:
+        elif status == _PING_BOUND and not adjusted and _usable_bound(resp.heartbeat) and resp.heartbeat != heartbeat:
             # MS-ASCMD 2.2.3.88.1: the server's minimum or maximum interval: take it (an adjustment)
             self.heartbeat = resp.heartbeat
             self.ping_adjusted = True
-        elif status == 7:  # folder hierarchy sync required
+        elif status == _PING_FOLDERSYNC:
             self.folder_key = "0"
             self.folders = 0
             await self._hierarchy_reset(deadline)
@@ -847,7 +861,7 @@ def _ping_adjusts(device, tree):
         resp = _parse_shared(commands.parse_ping, tree)
     except ValueError:
         return False
-    return (resp.status == 5 and not device.ping_adjusted and _usable_bound(resp.heartbeat)
+    return (resp.status == _PING_BOUND and not device.ping_adjusted and _usable_bound(resp.heartbeat)
             and resp.heartbeat != device.heartbeat)
 
 

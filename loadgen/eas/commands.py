@@ -17,15 +17,6 @@ from _wbxml import Slot, Template, encode, find, findtext
 from loadgen.eas.policy import policy_from_tree
 from loadgen.eas.versions import POLICY_TYPE_WBXML
 
-# Commands in the order of MS-ASHTTP 2.2.1.1.1.2 (code used by the base64 query form).
-COMMAND_CODES = {
-    "Sync": 0, "SendMail": 1, "SmartForward": 2, "SmartReply": 3, "GetAttachment": 4,
-    "FolderSync": 9, "FolderCreate": 10, "FolderDelete": 11, "FolderUpdate": 12,
-    "MoveItems": 13, "GetItemEstimate": 14, "MeetingResponse": 15, "Search": 16,
-    "Settings": 17, "Ping": 18, "ItemOperations": 19, "Provision": 20,
-    "ResolveRecipients": 21, "ValidateCert": 22, "Find": 23,
-}
-
 DEVICE_INFO_FIELDS = (
     "Model", "IMEI", "FriendlyName", "OS", "OSLanguage", "PhoneNumber", "MobileOperator", "UserAgent",
 )

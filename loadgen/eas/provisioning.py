@@ -16,6 +16,7 @@ version" (165, Tencent's missing Provision/Status).
 state                   input                                           action -> next state
 ======================  ==============================================  =============================================
 IDLE                    start()                                         initial Provision, key "0" -> AWAIT_POLICY
+AWAIT_*                 failed() (no answer, a damaged one)             -> IDLE
 AWAIT_POLICY            200, RemoteWipe / AccountOnlyRemoteWipe         wipe ack (1, or 2 if wipe fails) -> AWAIT_WIPE_ACK
 AWAIT_POLICY            200, Status 1 (or absent), Policy Status 1      ack (temp key, compliance status) -> AWAIT_ACK
 AWAIT_POLICY            200, Policy Status 2 (no policy)                Provisioned(no_policy) -> PROVISIONED
@@ -48,7 +49,9 @@ from enum import Enum
 
 from loadgen.eas import commands
 from loadgen.eas.policy import Capabilities, applied, evaluate
-from loadgen.eas.status import REFUSED_STATUSES, REPROVISION_STATUSES, AckStatus, PolicyStatus, RemoteWipeAck
+from loadgen.eas.status import (
+    REFUSED_STATUSES, REPROVISION_STATUSES, AckStatus, CommonStatus, PolicyStatus, ProvisionStatus, RemoteWipeAck,
+)
 
 
 class State(Enum):
@@ -80,6 +83,9 @@ _P_POLICY_DATA_CORRUPT = PolicyStatus.POLICY_DATA_CORRUPT
 _P_POLICY_KEY_MISMATCH = PolicyStatus.POLICY_KEY_MISMATCH
 _P_SUCCESS = PolicyStatus.SUCCESS
 _P_UNKNOWN_POLICY_TYPE = PolicyStatus.UNKNOWN_POLICY_TYPE
+_BLOCKED_STATUS = CommonStatus.DeviceIsBlockedForThisUser  # 129
+_WIPE_REQUESTED = CommonStatus.RemoteWipeRequested  # 140
+_DEVINFO_REQUIRED = CommonStatus.DeviceInformationRequired  # 165
 
 
 # ----------------------------------------------------------------- actions and outcomes
@@ -308,9 +314,9 @@ class Provisioner:
                 return self._finish(_IDLE, Redirect(location))
             return self._finish(_FAILED, Failed("451 without X-MS-Location"))
         if http_status == 403:
-            if status == 129:
-                return self._finish(_BLOCKED, Blocked(129))
-            if status == 140:
+            if status == _BLOCKED_STATUS:
+                return self._finish(_BLOCKED, Blocked(_BLOCKED_STATUS))
+            if status == _WIPE_REQUESTED:
                 return self._restart()
             return self._finish(_REFUSED, Refused(status or 403, self.retry_interval))
         if http_status == 449:
@@ -333,22 +339,22 @@ class Provisioner:
             body = commands.remote_wipe_ack(ack, account_only=self._wipe_outcome.account_only)
             return Send("Provision", body, self.policy_key or "0", "wipe_ack")
         # Tencent omits it (docs/protocol-notes.md, Provisioning by version)
-        status = resp.status if resp.status is not None else 1
-        if status == 2:
+        status = resp.status if resp.status is not None else ProvisionStatus.SUCCESS
+        if status == ProvisionStatus.PROTOCOL_ERROR:
             return self._finish(_FAILED, Failed("Provision status 2 (protocol error)"))
-        if status == 3:
+        if status == ProvisionStatus.GENERAL_SERVER_ERROR:
             return self._finish(_IDLE, Retry(self.retry_backoff, "provision_server_error"))
         if status in REFUSED_STATUSES:
             return self._finish(_REFUSED, Refused(status, self.retry_interval))
-        if status == 129:
-            return self._finish(_BLOCKED, Blocked(129))
-        if status == 165 and not self._devinfo_sent and self.device_info is not None:
+        if status == _BLOCKED_STATUS:
+            return self._finish(_BLOCKED, Blocked(_BLOCKED_STATUS))
+        if status == _DEVINFO_REQUIRED and not self._devinfo_sent and self.device_info is not None:
             self._devinfo_sent = True
             self.state = _AWAIT_DEVINFO
             return Send("Settings", commands.settings_device_information(self.device_info), "0", "device_info")
         if status in REPROVISION_STATUSES:
             return self._restart()
-        if status != 1:
+        if status != ProvisionStatus.SUCCESS:
             return self._finish(_FAILED, Failed("Provision status %d" % status))
         pstatus = resp.policy_status
         if pstatus == _P_POLICY_KEY_MISMATCH:
@@ -396,30 +402,44 @@ class Provisioner:
             self.applied = None
         return outcome
 
-    def forget(self):
-        """Factory reset: the device forgets key, policy and history."""
-        self.__init__(self.version, self.caps, self.device_info, self.retry_interval, self.retry_backoff)
+    def failed(self):
+        """The exchange in progress got no usable answer (none at all, a damaged one, the device
+        gone): the conversation is over, :meth:`start` begins it again (h11's ``send_failed``).
+        Outside a conversation: nothing to end."""
+        state = self.state
+        if state is _AWAIT_POLICY or state is _AWAIT_ACK or state is _AWAIT_WIPE_ACK or state is _AWAIT_DEVINFO:
+            self.state = _IDLE
 
 
 # ----------------------------------------------------------------- ordinary commands
 
 
+class Kind(str, Enum):
+    """What an ordinary command's answer means for the device (:attr:`Reaction.kind`); the value
+    is the request's outcome where the device counts it so."""
+
+    OK = "ok"
+    REPROVISION = "reprovision"
+    REFUSED = "refused"
+    BLOCKED = "blocked"
+    THROTTLED = "throttled"
+    REDIRECT = "redirect"
+    AUTH = "auth"
+    ERROR = "error"
+
+
 @dataclass(frozen=True)
 class Reaction:
-    """What an ordinary command's answer means for the device.
+    """What an ordinary command's answer means for the device."""
 
-    kind: ok | reprovision | refused | blocked | throttled | redirect | auth | error
-    """
-
-    kind: str
+    kind: Kind
     status: int | None = None  # EAS status in the root, if any
     trigger: str | None = None  # reprovision trigger: "449", "140", "142", "143", "144"
     wait: float = 0.0
     detail: str | None = None
 
 
-OK = "ok"
-_OK_REACTIONS = {}  # status -> Reaction(OK, status): immutable, one per status
+_OK_REACTIONS = {}  # status -> Reaction(Kind.OK, status): immutable, one per status
 
 
 def classify(http_status, headers, tree, retry_interval=3600.0, backoff=5.0):
@@ -433,39 +453,39 @@ def classify(http_status, headers, tree, retry_interval=3600.0, backoff=5.0):
     status = commands.root_status(tree) if tree is not None else None
     if http_status == 200:
         if status in REPROVISION_STATUSES:
-            return Reaction("reprovision", status, str(status))
+            return Reaction(Kind.REPROVISION, status, str(status))
         if status in REFUSED_STATUSES:
-            return Reaction("refused", status, wait=retry_interval)
-        if status == 129:
-            return Reaction("blocked", status)
+            return Reaction(Kind.REFUSED, status, wait=retry_interval)
+        if status == _BLOCKED_STATUS:
+            return Reaction(Kind.BLOCKED, status)
         found = _OK_REACTIONS.get(status)
         if found is None:
-            found = Reaction(OK, status)
+            found = Reaction(Kind.OK, status)
             if len(_OK_REACTIONS) < 1000:
                 _OK_REACTIONS[status] = found
         return found
     if http_status == 449:
-        return Reaction("reprovision", status, "449")
+        return Reaction(Kind.REPROVISION, status, "449")
     if http_status == 403:
         if status in REPROVISION_STATUSES:
-            return Reaction("reprovision", status, str(status))
-        if status == 129:
-            return Reaction("blocked", status)
-        return Reaction("refused", status or 403, wait=retry_interval)
+            return Reaction(Kind.REPROVISION, status, str(status))
+        if status == _BLOCKED_STATUS:
+            return Reaction(Kind.BLOCKED, status)
+        return Reaction(Kind.REFUSED, status or 403, wait=retry_interval)
     if http_status == 503:
         reason = _header(headers, "X-MS-ASThrottle") or "unspecified"
-        return Reaction("throttled", status, wait=retry_after(headers, backoff), detail=reason)
+        return Reaction(Kind.THROTTLED, status, wait=retry_after(headers, backoff), detail=reason)
     if http_status == 451:
         location = _header(headers, "X-MS-Location")
         if location:
-            return Reaction("redirect", detail=location)
-        return Reaction("error", detail="451 without X-MS-Location")
+            return Reaction(Kind.REDIRECT, detail=location)
+        return Reaction(Kind.ERROR, detail="451 without X-MS-Location")
     if http_status == 401:
-        return Reaction("auth", detail="401")
-    return Reaction("error", status, wait=backoff, detail="http_%d" % http_status)
+        return Reaction(Kind.AUTH, detail="401")
+    return Reaction(Kind.ERROR, status, wait=backoff, detail="http_%d" % http_status)
 
 
 __all__ = [
-    "AckStatus", "Blocked", "Failed", "Provisioned", "Provisioner", "Reaction", "Redirect", "Refused",
+    "AckStatus", "Blocked", "Failed", "Kind", "Provisioned", "Provisioner", "Reaction", "Redirect", "Refused",
     "Retry", "Send", "State", "Wiped", "classify",
 ]

@@ -125,10 +125,12 @@ class CommonStatus(IntEnum):
 
 # : Statuses that send the device to Provision at once (140 wipe, 142, 143, 144; docs/protocol-notes.md, 449 vs
 # in-band statuses 139-145 and how Exchange chooses).
-REPROVISION_STATUSES = frozenset({140, 142, 143, 144})
+REPROVISION_STATUSES = frozenset({CommonStatus.RemoteWipeRequested, CommonStatus.DeviceNotProvisioned,
+                                  CommonStatus.PolicyRefresh, CommonStatus.InvalidPolicyKey})
 # : Provisioning refused until the administrator changes the policy: retry hourly (MS-ASPROV 3.1.5.2;
 # docs/protocol-notes.md, 449 vs in-band statuses 139-145 and how Exchange chooses).
-REFUSED_STATUSES = frozenset({139, 141, 145})
+REFUSED_STATUSES = frozenset({CommonStatus.DeviceNotFullyProvisionable, CommonStatus.LegacyDeviceOnStrictPolicy,
+                              CommonStatus.ExternallyManagedDevicesNotAllowed})
 
 
 class PingStatus(IntEnum):
@@ -155,21 +157,15 @@ class FolderSyncStatus(IntEnum):
     CODE_UNKNOWN = 12
 
 
-class SettingsStatus(IntEnum):
-    """Settings/Status (MS-ASCMD 2.2.3.177.13)."""
+class SyncStatus(IntEnum):
+    """Sync/Status (MS-ASCMD 2.2.3.177.17)."""
 
     SUCCESS = 1
-    PROTOCOL_ERROR = 2
-    ACCESS_DENIED = 3
-    SERVER_UNAVAILABLE = 4
-    INVALID_ARGUMENTS = 5
-    CONFLICTING_ARGUMENTS = 6
-    DENIED_BY_POLICY = 7
+    INVALID_SYNC_KEY = 3
+    FOLDER_HIERARCHY_CHANGED = 12
 
 
-def status_name(code):
-    """A readable name for a common status code, or the number as text."""
-    try:
-        return CommonStatus(code).name
-    except ValueError:
-        return str(code)
+class ItemOperationsStatus(IntEnum):
+    """ItemOperations/Status and Fetch/Status (MS-ASCMD 2.2.3.177.7)."""
+
+    SUCCESS = 1
