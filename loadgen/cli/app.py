@@ -12,8 +12,6 @@ import logging
 import sys
 from pathlib import Path
 
-import orjson
-
 from loadgen.wire.loop import loop_factory, raise_file_limit
 from loadgen.wire.redirects import is_loopback
 
@@ -98,7 +96,7 @@ def _target_text(urls):
 
 
 def cmd_run(args):
-    from loadgen.results import metrics
+    from loadgen.results import metrics, summary
     from loadgen import scenario as scenario_mod
     from loadgen.cli import start
     from loadgen.results.report import evaluate_thresholds, junit_xml, summary_text, thresholds_text
@@ -210,23 +208,17 @@ def cmd_run(args):
     hint = _no_policy_hint(stats)
     if hint:
         print("\n" + hint)
-    data = stats.to_dict(scenario=sc.name, target="embedded" if sc.target.embedded
-                         else ", ".join(_safe_url(u) for u in sc.target.urls))
-    data["seed"] = sc.seed
-    data["devices_total"] = len(result.devices)
-    data["thresholds"] = [{"threshold": str(t), "value": v, "passed": ok} for t, v, ok in verdicts]
-    data["shard"] = list(shard)
-    data["versions"] = sc.population.versions
-    data["mode"] = sc.load.mode
-    data["model"] = sc.load.model
-    data["easload_version"] = _package_version()
+    data = summary.build(stats, scenario=sc.name, target="embedded" if sc.target.embedded
+                         else ", ".join(_safe_url(u) for u in sc.target.urls), verdicts=verdicts, seed=sc.seed,
+                         devices_total=len(result.devices), shard=list(shard), versions=sc.population.versions,
+                         mode=sc.load.mode, model=sc.load.model, easload_version=_package_version())
     try:
         if args.json:
-            Path(args.json).write_bytes(orjson.dumps(data, option=orjson.OPT_INDENT_2))
+            Path(args.json).write_bytes(summary.dumps(data))
         if args.out:
             out = Path(args.out)
             out.mkdir(parents=True, exist_ok=True)
-            (out / "summary.json").write_bytes(orjson.dumps(data, option=orjson.OPT_INDENT_2))
+            (out / "summary.json").write_bytes(summary.dumps(data))
             (out / "junit.xml").write_text(junit_xml(sc.name, verdicts, stats.ended - stats.started))
         if args.report:
             from loadgen.results import html as htmlreport
@@ -494,12 +486,12 @@ def _wait_until(target):
 
 def _load_summaries(names):
     """summary.json files (or --out directories holding one), their shape checked by the one reader
-    (merge.read_summaries): a damaged file is one line naming it and the field."""
-    from loadgen.results.merge import SummaryError, read_summaries
+    (results/summary.read): a damaged file is one line naming it and the field."""
+    from loadgen.results import summary
 
     try:
-        return read_summaries(names)
-    except SummaryError as exc:
+        return summary.read(names)
+    except summary.SummaryError as exc:
         raise UsageError(str(exc)) from None
 
 
@@ -516,6 +508,7 @@ def _damaged_errors():
 
 
 def cmd_merge(args):
+    from loadgen.results import summary
     from loadgen.results.merge import MergeError, merge
     from loadgen.results.report import evaluate_thresholds, junit_xml, summary_text, thresholds_text
     from loadgen.results.thresholds import CONDITION as _THRESHOLD, Threshold
@@ -546,17 +539,14 @@ def cmd_merge(args):
     if not shards["complete"]:
         print("\nwarning: %d of %d shards merged (%s)" % (len(shards["shards_merged"]), shards["shards_total"],
                                                          shards["shards_merged"]), file=sys.stderr)
-    data = stats.to_dict(scenario=first["scenario"], target=first.get("target"))
-    for key in ("seed", "versions", "mode", "model", "easload_version"):
-        data[key] = first.get(key)
-    data.update(shards)
-    data["shard"] = [0, 1]
-    data["thresholds"] = [{"threshold": str(t), "value": v, "passed": ok} for t, v, ok in verdicts]
+    data = summary.build(stats, scenario=first["scenario"], target=first.get("target"), verdicts=verdicts,
+                         **{key: first.get(key) for key in ("seed", "versions", "mode", "model", "easload_version")},
+                         **dict(shards, shard=[0, 1]))
     if args.out:
         out = Path(args.out)
         try:
             out.mkdir(parents=True, exist_ok=True)
-            (out / "summary.json").write_bytes(orjson.dumps(data, option=orjson.OPT_INDENT_2))
+            (out / "summary.json").write_bytes(summary.dumps(data))
             (out / "junit.xml").write_text(junit_xml(first["scenario"], verdicts, stats.ended - stats.started))
         except OSError as exc:
             raise UsageError("cannot write results: %s" % exc) from None
