@@ -330,7 +330,6 @@ class ClosedStages:
 
     def _finish(self, device):
         from loadgen.device.life import STOPPED
-        from loadgen.eas.provisioning import State
 
         if device.index in self.running:
             self.running.discard(device.index)
@@ -339,8 +338,7 @@ class ClosedStages:
                     self.stats.cancelled[device.in_flight] += 1
                     device.in_flight = None
                 self.lives.cancel(device)  # its task, or its parked Ping (dropped without an answer)
-        if device.prov.state in (State.AWAIT_POLICY, State.AWAIT_ACK, State.AWAIT_WIPE_ACK, State.AWAIT_DEVINFO):
-            device.prov.state = State.IDLE  # the conversation starts again when the device comes back
+        device.prov.failed()  # a conversation cut here starts again when the device comes back
         _disconnect(self.transport, device.endpoint)  # a phone going offline drops its connections
         self.saved[device] = device.state
         device.state = STOPPED
