@@ -15,17 +15,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import _wbxml
-from loadgen.device import life as device_mod
+from loadgen.device import life as device_mod, states
 from loadgen.eas import versions
 from loadgen.device.profiles import PROFILES, identity
-from loadgen.results.report import Stats
+from loadgen.results.stats import Stats
 from loadgen.run.context import RunLoad
 from loadgen.scenario import LoadConfig
 from loadgen.wire.transport import Response
 
-VALID_STATES = {device_mod.NEW, device_mod.PROVISIONING, device_mod.PROVISIONED, device_mod.NO_POLICY,
-                device_mod.UNPROVISIONED, device_mod.REFUSED, device_mod.BLOCKED, device_mod.WIPED,
-                device_mod.THROTTLED, device_mod.FAILED, device_mod.AUTH_FAILED, device_mod.QUARANTINED}
+VALID_STATES = {states.NEW, states.PROVISIONING, states.PROVISIONED, states.NO_POLICY,
+                states.UNPROVISIONED, states.REFUSED, states.BLOCKED, states.WIPED,
+                states.THROTTLED, states.FAILED, states.AUTH_FAILED, states.QUARANTINED}
 
 
 def prov(status="1", pstatus="1", key=None, data=True, wipe=None):
@@ -137,7 +137,7 @@ def test_device_never_sends_a_command_without_its_final_key(script, version, pro
     asyncio.run(go())
     assert server.violations == []
     assert dev.state in VALID_STATES
-    if dev.prov.policy_key is not None and dev.state == device_mod.PROVISIONED and not dev.prov.policy_key == "0":
+    if dev.prov.policy_key is not None and dev.state == states.PROVISIONED and not dev.prov.policy_key == "0":
         assert dev.prov.policy_key in server.final_keys
 
 

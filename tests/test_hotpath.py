@@ -15,7 +15,7 @@ from hypothesis import given, settings, strategies as st
 
 import _wbxml
 from _wbxml import encode, findtext
-from loadgen.device import life as device_mod
+from loadgen.device import answers, mail
 from loadgen.eas import commands
 from loadgen.eas.provisioning import Provisioner, Send
 from loadgen.eas.versions import get as version
@@ -117,37 +117,37 @@ def test_shared_decode_and_parse_equal_fresh_ones():
     bodies = [_provision_answer(str(k), k % 2 == 0) for k in range(40)]
     random.Random(5).shuffle(bodies)
     for body in bodies * 3:
-        tree = device_mod._decode(body)
+        tree = answers._decode(body)
         assert tree == _wbxml.decode(body)
-        assert device_mod._decode(bytes(body)) is tree  # equal bytes, another object: the same tree
-        parsed = device_mod._parse_shared(commands.parse_provision, tree)
+        assert answers._decode(bytes(body)) is tree  # equal bytes, another object: the same tree
+        parsed = answers._parse_shared(commands.parse_provision, tree)
         assert parsed == commands.parse_provision(_wbxml.decode(body))
-        assert device_mod._parse_shared(commands.parse_provision, tree) is parsed
+        assert answers._parse_shared(commands.parse_provision, tree) is parsed
 
 
 def test_shared_decode_is_bounded_and_skips_large_bodies(monkeypatch):
-    monkeypatch.setattr(device_mod, "_SHARE_MAX_ENTRIES", 8)
-    device_mod._SHARED_TREES.clear()
-    device_mod._SHARED_PARSES.clear()
+    monkeypatch.setattr(answers, "_SHARE_MAX_ENTRIES", 8)
+    answers._SHARED_TREES.clear()
+    answers._SHARED_PARSES.clear()
     for k in range(50):
-        device_mod._decode(_provision_answer("k%d" % k, False))
-        assert len(device_mod._SHARED_TREES) <= 8 and len(device_mod._SHARED_PARSES) <= 8
+        answers._decode(_provision_answer("k%d" % k, False))
+        assert len(answers._SHARED_TREES) <= 8 and len(answers._SHARED_PARSES) <= 8
     big = _provision_answer("big", True) + b""
-    monkeypatch.setattr(device_mod, "_SHARE_MAX_BODY", len(big) - 1)
-    assert device_mod._decode(big) is not device_mod._decode(big)
+    monkeypatch.setattr(answers, "_SHARE_MAX_BODY", len(big) - 1)
+    assert answers._decode(big) is not answers._decode(big)
 
 
 def test_parse_of_a_tree_not_shared_is_not_kept():
     tree = _wbxml.decode(_provision_answer("77", False))
-    before = len(device_mod._SHARED_PARSES)
-    assert device_mod._parse_shared(commands.parse_provision, tree).policy_key == "77"
-    assert len(device_mod._SHARED_PARSES) == before
+    before = len(answers._SHARED_PARSES)
+    assert answers._parse_shared(commands.parse_provision, tree).policy_key == "77"
+    assert len(answers._SHARED_PARSES) == before
 
 
 def test_malformed_body_is_not_kept():
     with pytest.raises(_wbxml.WBXMLError):
-        device_mod._decode(b"\x03\x01\x6a\x00\x45")
-    assert b"\x03\x01\x6a\x00\x45" not in device_mod._SHARED_TREES
+        answers._decode(b"\x03\x01\x6a\x00\x45")
+    assert b"\x03\x01\x6a\x00\x45" not in answers._SHARED_TREES
 
 
 # ---------------------------------------------------------------- latency: per interval, added up later
@@ -186,8 +186,8 @@ def test_fetch_dropped_when_the_queue_is_full_is_counted():
     resp = SyncResponse(status=1, attachments=[AttachmentRef("1:%d" % i, "1:%d:0" % i, 10) for i in range(70)],
                         truncated=["1:%d" % i for i in range(50)])
     dev._open(resp, 1.0, 1.0)
-    assert len(dev.fetches) == device_mod._MAX_PENDING_FETCHES == 100
-    assert stats.policy_effects[device_mod.FETCH_QUEUE_FULL] == 20  # 120 opened, 100 queued
+    assert len(dev.fetches) == mail._MAX_PENDING_FETCHES == 100
+    assert stats.policy_effects[mail.FETCH_QUEUE_FULL] == 20  # 120 opened, 100 queued
     assert stats.policy_effects["attachment_skip_disabled"] == 0
 
 
