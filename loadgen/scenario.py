@@ -93,7 +93,7 @@ class TargetConfig:
     ping_min: int = 60  # Exchange's heartbeat bounds (docs/protocol-notes.md, Ping); lower them for short rehearsals
     ping_max: int = 3540
     mail_per_user_per_hour: float = 0.0  # new mail the embedded target delivers while the run goes
-    processes: int = 1  # embedded target processes, users sharded over them (target/cluster.py)
+    processes: int = 1  # embedded target processes, users sharded over them (exchange/cluster.py)
     path: str = "/Microsoft-Server-ActiveSync"  # embedded target: where EAS is mounted (e.g. /SOGo/...)
     autodiscover: str | None = None  # e-mail pattern ({n}): devices start with Autodiscover (autodiscover.py)
     # embedded target modes of real servers' habits (tests/test_tolerance.py)
@@ -103,7 +103,7 @@ class TargetConfig:
     challenge_first: bool = False  # 401 challenge to the first request of each connection, then accepts
     autodiscover_redirect: dict = field(default_factory=dict)  # Autodiscover: e-mail domain -> domain
     confirm: bool = False  # the operator confirms a load test of a server not on this machine (= --yes)
-    # embedded target over HTTPS (target/tls.py): a throwaway CA the devices trust, or this certificate and key
+    # embedded target over HTTPS (exchange/tls.py): a throwaway CA the devices trust, or this certificate and key
     tls: bool = False
     tls_cert: str | None = None
     tls_key: str | None = None
@@ -721,7 +721,7 @@ _FAULT_RATES = ("reset_rate", "malformed_rate", "truncated_rate")
 
 
 def _fault_settings(r, where, settings):
-    """``faults`` settings: the keys and value types of target/faults.py's Faults.configure."""
+    """``faults`` settings: the keys and value types of exchange/faults.py's Faults.configure."""
     def bad(key, what):
         return r.fail("events", "settings", "%s: fault '%s' must be %s, not %r" % (where, key, what, settings[key]))
 

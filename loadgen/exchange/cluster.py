@@ -594,11 +594,11 @@ class ClusterAdmin:
 
 
 async def start_cluster(scenario):
-    """The embedded target of a scenario with ``[target] processes = N`` (engine and workers)."""
+    """The embedded target of a scenario with ``[target] processes = N`` (exchange/launch.py)."""
     from loadgen.exchange.state import scenario_options
 
     t = scenario.target
-    # [target] tls: every process serves the same certificate (made for 127.0.0.1..k by engine.run)
+    # [target] tls: every process serves the same certificate (made for 127.0.0.1..k by exchange/launch.py)
     tls = dict(tls_cert=t.tls_cert, tls_key=t.tls_key) if t.tls_cert else None
     cluster = TargetCluster(t.processes, listen=(t.listen + ":0",), mail_per_user_per_hour=t.mail_per_user_per_hour,
                             server_options=tls, **scenario_options(scenario))

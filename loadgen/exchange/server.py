@@ -201,7 +201,7 @@ class Target:
         self.app = web.Application(client_max_size=16 * 1024 * 1024, middlewares=[self._middleware])
         self.app.router.add_route("OPTIONS", self.state.eas_path, self.options)  # mount path: state.eas_path
         self.app.router.add_route("POST", self.state.eas_path, self.post)
-        for path in ("/autodiscover/autodiscover.xml", "/Autodiscover/Autodiscover.xml"):  # target/autodiscover.py
+        for path in ("/autodiscover/autodiscover.xml", "/Autodiscover/Autodiscover.xml"):  # exchange/autodiscover.py
             self.app.router.add_route("*", path, functools.partial(autodiscover.handle, self))
         self._challenged = set()  # peers already challenged (state.challenge_first)
         self.app.on_shutdown.append(self._on_shutdown)
@@ -654,11 +654,11 @@ async def start_target(host="127.0.0.1", port=0, state=None, *, faults=None, reu
                        tls_key=None, http_port=None, folders=DEFAULT_FOLDERS):
     """Start a target on ``host:port`` (0: a free port).  Returns (runner, target, url).
 
-    ``tls_cert`` (PEM, with ``tls_key``): HTTPS only, as Exchange (target/tls.py); the URL
+    ``tls_cert`` (PEM, with ``tls_key``): HTTPS only, as Exchange (exchange/tls.py); the URL
     is https://.  With TLS, ``http_port`` (0: a free one) adds the plain-HTTP side of an
     Exchange site: the unauthenticated Autodiscover GET is redirected (302) to the https
     Autodiscover URL, anything else is refused (403, IIS's "SSL required") --
-    ``target.http_url`` is its base URL (target/autodiscover.py, MS-OXDSCLI 3.1.5).
+    ``target.http_url`` is its base URL (exchange/autodiscover.py, MS-OXDSCLI 3.1.5).
     ``folders``: the hierarchy FolderSync lists ((server id, parent, name, type), as DEFAULT_FOLDERS)."""
     ssl_context = None
     if tls_cert:
@@ -700,7 +700,7 @@ async def start_target(host="127.0.0.1", port=0, state=None, *, faults=None, reu
 async def serve_forever(host, port, state, ready=None, admin=None, admin_token=None, **server_options):
     """Run the target (and, with ``admin=(host, port)``, its admin API) until SIGTERM, SIGINT or
     cancellation, then stop it and return normally (so what its caller holds -- a throwaway TLS
-    directory, target/tls.py -- is cleaned up as on any normal end); ``server_options``:
+    directory, exchange/tls.py -- is cleaned up as on any normal end); ``server_options``:
     start_target's (TLS)."""
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()

@@ -153,7 +153,7 @@ class TargetState:
         self.rng = random.Random(seed)
         # real servers' habits (tests/test_tolerance.py): EAS mount path, a server that never checks
         # X-MS-PolicyKey, an OPTIONS command list without Provision, the 401 realm, a challenge before
-        # credentials are accepted, Autodiscover redirects by e-mail domain (target/autodiscover.py)
+        # credentials are accepted, Autodiscover redirects by e-mail domain (exchange/autodiscover.py)
         self.eas_path = eas_path
         self.ignore_policy_key = ignore_policy_key
         self.options_without_provision = options_without_provision

@@ -125,7 +125,7 @@ class TemporaryPKI:
     hook (weakref.finalize, run by atexit; SystemExit and an uncaught exception end the process
     normally in this sense) and runs when the object is collected; a failure while making the
     certificate removes the directory at once.  SIGTERM ends a process without exit hooks:
-    its owner turns SIGTERM into its normal shutdown (target/server.py serve_forever)."""
+    its owner turns SIGTERM into its normal shutdown (exchange/server.py serve_forever)."""
 
     def __init__(self, hosts=DEFAULT_HOSTS, days=DAYS):
         self.directory = tempfile.mkdtemp(prefix="easload-tls-")  # 0700

@@ -32,8 +32,8 @@ The rule (a location that fails any point is refused: nothing is sent to it):
    :data:`SAFE_DEVICES` devices, and the move turns on the default remote rate cap if the cap was
    off only because the target was on this machine (:attr:`Verdict.cap`).
 
-:class:`Rule` holds what the rule needs about the run (set by ``ratelimit.install`` on
-``scenario.load``, so it reaches worker processes with the pickled scenario); it is pure: no
+:class:`Rule` holds what the rule needs about the run (made by ``ratelimit.plan`` and
+kept in the run context, loadgen/run/context.py, which reaches worker processes pickled); it is pure: no
 asyncio, no I/O.
 """
 
@@ -176,7 +176,6 @@ class Rule:
 
 
 def fallback(url):
-    """The rule for a run whose scenario did not go through ``ratelimit.install`` (an engine called
-    directly): the device's own URL is the only named host, and a host not on this machine needs
+    """The rule for a device whose run context holds none (a device made without a run): the device's own URL is the only named host, and a host not on this machine needs
     a confirmation it does not have when that URL was on this machine."""
     return Rule(hosts=(host_of(url),), loopback_only=is_loopback(url), confirmed=False)
