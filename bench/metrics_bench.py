@@ -1,6 +1,6 @@
 """What the Prometheus metrics cost per request (prints figures; not a test).
 
-easload's devices only update plain counters in ``loadgen.results.report.Stats``
+easload's devices only update plain counters in ``loadgen.results.stats.Stats``
 (``Stats.record``: per-command HDR ``Recorder``, the classic-histogram bucket
 slot, counters); ``loadgen.results.metrics`` turns them into metric families when
 Prometheus scrapes.  This measures, in ns per request (min of several rounds):
@@ -51,7 +51,7 @@ def inputs(n):
 
 
 def bench_recorder(n, rounds):
-    from loadgen.results.report import Recorder
+    from loadgen.results.stats import Recorder
 
     values = [max(1, int(x[3] * 1e6)) for x in inputs(n)]
 
@@ -65,7 +65,7 @@ def bench_recorder(n, rounds):
 
 
 def bench_stats(n, rounds):
-    from loadgen.results.report import Stats
+    from loadgen.results.stats import Stats
 
     data = inputs(n)
 
@@ -83,7 +83,7 @@ def bench_metrics_share(n, rounds):
     sum); the by_key counters and HDR histograms serve the summary too."""
     from bisect import bisect_left
 
-    from loadgen.results.report import LATENCY_BUCKETS
+    from loadgen.results.stats import LATENCY_BUCKETS
 
     data = [((cmd, outcome), seconds) for cmd, outcome, _s, seconds, _a, _b, _e in inputs(n)]
 
@@ -107,7 +107,7 @@ def bench_metrics_share(n, rounds):
 def bench_client_direct(n, rounds):
     import prometheus_client as prom
 
-    from loadgen.results.report import LATENCY_BUCKETS
+    from loadgen.results.stats import LATENCY_BUCKETS
 
     data = inputs(n)
 
@@ -133,7 +133,7 @@ _MULTIPROC_CHILD = r"""
 import sys, time
 sys.path.insert(0, %(root)r)
 import prometheus_client as prom
-from loadgen.results.report import LATENCY_BUCKETS
+from loadgen.results.stats import LATENCY_BUCKETS
 sys.path.insert(0, %(bench)r)
 from metrics_bench import inputs
 n, rounds = %(n)d, %(rounds)d
@@ -167,7 +167,7 @@ def bench_client_multiprocess(n, rounds):
 
 
 def full_stats(n):
-    from loadgen.results.report import Stats
+    from loadgen.results.stats import Stats
 
     stats = Stats()
     for cmd, outcome, status, seconds, sent, received, eas in inputs(n):

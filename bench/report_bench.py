@@ -45,7 +45,7 @@ import orjson  # noqa: E402
 from hdrh.histogram import HdrHistogram  # noqa: E402
 
 from loadgen.results import html as htmlreport  # noqa: E402
-from loadgen.results.report import Recorder  # noqa: E402
+from loadgen.results.stats import Recorder  # noqa: E402
 from loadgen.results.histograms import encode_counts, merge_series, sparse_counts  # noqa: E402
 
 COMMANDS = ("Sync", "Ping", "FolderSync", "Provision", "ItemOperations", "SendMail", "MoveItems")

@@ -12,8 +12,10 @@ from hostile import ScriptedServer, http_response
 
 from loadgen.results import metrics
 from loadgen.device.life import _http_outcome
-from loadgen.results.report import EAS_STATUS_CAP, OTHER, Stats, summary_text
+from loadgen.results.stats import EAS_STATUS_CAP, OTHER, Stats
+from loadgen.results.text import summary_text
 from loadgen.wire.transport import DeviceEndpoint, LeanTransport
+from loadgen.eas.http import request_head
 
 
 def _series(text):
@@ -35,7 +37,7 @@ async def _hostile_run(requests):
     async with ScriptedServer(behave) as srv:
         t = LeanTransport(timeout=10)
         t.stats = stats
-        eps = [DeviceEndpoint(srv.url, "u%d" % i, "p", "D%d" % i, "T", "14.1", "UA") for i in range(4)]
+        eps = [DeviceEndpoint(request_head(srv.url, "u%d" % i, "p", "D%d" % i, "T", "14.1", "UA")) for i in range(4)]
 
         async def device(ep):
             for _ in range(requests // len(eps)):
@@ -106,7 +108,7 @@ def test_known_values_are_kept():
 
 
 def test_ok_outcomes_are_one_list():
-    from loadgen.results.report import OK_OUTCOMES
+    from loadgen.results.outcomes import OK_OUTCOMES
 
     s = Stats()
     for outcome in OK_OUTCOMES:

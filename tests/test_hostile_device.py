@@ -13,7 +13,7 @@ from hostile import ScriptedServer, http_response
 from loadgen.device import life as device_mod
 from loadgen.eas import versions
 from loadgen.device.profiles import PROFILES, identity
-from loadgen.results.report import Stats
+from loadgen.results.stats import Stats
 from loadgen.run.context import RunLoad
 from loadgen.scenario import LoadConfig
 from loadgen.wire.transport import Transport

@@ -13,10 +13,10 @@ import orjson
 import pytest
 from hdrh.histogram import HdrHistogram
 
-from loadgen.run import engine
+from loadgen.cli import start
 from loadgen.results import html as htmlreport
 from loadgen import scenario
-from loadgen.results.report import evaluate_thresholds
+from loadgen.results.thresholds import evaluate as evaluate_thresholds
 
 SCENARIO = """
 name = "report-test"
@@ -409,9 +409,9 @@ def test_report_reads_interval_counts_and_old_hdr_alike():
 
 
 def test_a_401_challenge_answered_is_no_error_in_the_report():
-    """The report's OK outcomes are loadgen.results.report's: a 401 Basic challenge the device answered (servers
+    """The report's OK outcomes are loadgen.results.outcomes': a 401 Basic challenge the device answered (servers
     that challenge first) is not an error, in the errors table as in the text summary."""
-    from loadgen.results.report import Stats
+    from loadgen.results.stats import Stats
 
     s = Stats()
     s.record("Sync", 401, "challenge", 0.01, 10, 10)
@@ -427,10 +427,10 @@ def test_a_401_challenge_answered_is_no_error_in_the_report():
 
 
 def test_accounting_table_agrees_with_the_summary_accounting():
-    """The report's accounting has the summary's terms (loadgen.results.report.accounting): re-sent first
+    """The report's accounting has the summary's terms (loadgen.results.stats.accounting): re-sent first
     attempts are in "sent", requests never written are "not sent", an answer folded to "other" counts
     as answered."""
-    from loadgen.results.report import Stats, accounting
+    from loadgen.results.stats import Stats, accounting
 
     s = Stats()
     s.record("Sync", 200, "ok", 0.01, 10, 10)

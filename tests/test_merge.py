@@ -67,7 +67,7 @@ def test_every_count_of_a_summary_adds_up_when_merged():
     """Two shards with the same counts merge into twice every count of summary.json: a counter
     added to Stats/summary.json but forgotten by merge.py fails here."""
     from loadgen.results.merge import merge
-    from loadgen.results.report import Stats
+    from loadgen.results.stats import Stats
 
     s = Stats()
     s.record("Provision", 200, "ok", 0.01, 100, 200, eas_status=1)
@@ -119,7 +119,7 @@ def test_every_count_of_a_summary_adds_up_when_merged():
 
 def test_a_damaged_summary_is_a_usage_error(tmp_path):
     """A hand-edited or truncated summary.json: exit 2 with one line, never a traceback."""
-    from loadgen.results.report import Stats
+    from loadgen.results.stats import Stats
 
     s = Stats()
     s.record("Sync", 200, "ok", 0.01, 10, 10)

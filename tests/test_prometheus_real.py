@@ -485,7 +485,7 @@ def _run_target(api, target, values):
 def _exported_names():
     """Sample names the code exports (families of both collectors, with their suffixes)."""
     from loadgen.results.metrics import RunCollector
-    from loadgen.results.report import Stats
+    from loadgen.results.stats import Stats
     from loadgen.exchange.metrics import make_registry
     from loadgen.exchange.server import Target
     from loadgen.exchange.state import TargetState

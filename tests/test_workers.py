@@ -27,7 +27,7 @@ def test_shards_union_is_the_whole_population():
 
 
 def test_merge_series_adds_counts_and_merges_histograms():
-    from loadgen.results.report import Stats
+    from loadgen.results.stats import Stats
 
     a, b = Stats(), Stats()
     a.record("Sync", 200, "ok", 0.010, 1, 1)
@@ -94,7 +94,7 @@ def test_worker_snapshots_carry_every_counter_of_stats():
     open-model arrival and schedule-lag figures (easload_device_starts_total, _schedule_lag_seconds)."""
     from collections import Counter
 
-    from loadgen.results.report import Stats
+    from loadgen.results.stats import Stats
     from loadgen.run.workers import _merge_into, _snapshot
 
     shards = []
@@ -152,7 +152,7 @@ def test_merge_series_merges_lag_and_statuses_exactly():
     max of maxima, mean weighted by starts, percentiles of the merged HDR equal to hdrh's own."""
     from hdrh.histogram import HdrHistogram
 
-    from loadgen.results.report import Stats
+    from loadgen.results.stats import Stats
     from loadgen.results.histograms import sparse_counts, sparse_percentiles
 
     a, b = Stats(), Stats()

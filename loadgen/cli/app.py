@@ -99,7 +99,8 @@ def cmd_run(args):
     from loadgen.results import metrics, summary
     from loadgen import scenario as scenario_mod
     from loadgen.cli import start
-    from loadgen.results.report import evaluate_thresholds, junit_xml, summary_text, thresholds_text
+    from loadgen.results.text import junit_xml, summary_text, thresholds_text
+    from loadgen.results.thresholds import evaluate as evaluate_thresholds
 
     raise_file_limit()
     _check_run_flags(args)
@@ -510,7 +511,8 @@ def _damaged_errors():
 def cmd_merge(args):
     from loadgen.results import summary
     from loadgen.results.merge import MergeError, merge
-    from loadgen.results.report import evaluate_thresholds, junit_xml, summary_text, thresholds_text
+    from loadgen.results.text import junit_xml, summary_text, thresholds_text
+    from loadgen.results.thresholds import evaluate as evaluate_thresholds
     from loadgen.results.thresholds import CONDITION as _THRESHOLD, Threshold
 
     summaries = _load_summaries(args.results)

@@ -26,7 +26,6 @@ its script element, and the script only ever puts it into the page as text.
 import html
 import json
 import math
-import re
 import time
 from collections import Counter
 from importlib import resources
@@ -34,9 +33,11 @@ from importlib import resources
 from hdrh.histogram import HdrHistogram
 
 from loadgen import __version__
-from loadgen.results.report import _OK_OUTCOMES  # one list of the outcomes that are not errors (ok, reprovision, challenge)
 from loadgen.results.histograms import (add_counts, entry_raws, group, lag_of, latency_of, merge_groups, merge_lag,
                              merge_latency, paused_gc)
+from loadgen.results.outcomes import OK_OUTCOMES
+from loadgen.results.thresholds import Figures, evaluate, from_text
+from loadgen.results.thresholds import split as split_threshold
 
 MAX_POINTS = 600
 
@@ -52,9 +53,6 @@ _COUNT_FIELDS = ("by_command_status", "by_command_outcome", "eas_statuses", "dev
                  "malformed_responses", "cancelled_in_flight", "resent", "not_sent")
 _SUM_FIELDS = ("requests", "errors", "bytes_sent", "bytes_received", "reenrolments", "devices_total")
 _SERIES_COUNTS = ("requests", "http", "eas", "provisionings", "reprovisions", "throttled", "wipes")
-_THRESHOLD_RE = re.compile(r"^\s*(\S+)\s*(<=|>=|==|<|>)\s*(\S+)\s*$")
-_OPS = {"<": lambda a, b: a < b, "<=": lambda a, b: a <= b, ">": lambda a, b: a > b,
-        ">=": lambda a, b: a >= b, "==": lambda a, b: a == b}
 
 
 def esc(value):
@@ -110,50 +108,6 @@ def _interval(summaries):
     if not spans:
         return 1.0
     return max(0.001, round(sum(spans) / len(spans), 3))
-
-
-def _threshold_value(m, metric, hists):
-    """The merged run's value of a threshold metric (as loadgen.results.report.threshold_value), or None."""
-    group, _, name = metric.partition(".")
-    if group == "errors":
-        if name == "rate":
-            return m["errors"] / m["requests"] if m["requests"] else None
-        if name == "count":
-            return float(m["errors"])
-    elif group == "requests":
-        if name == "rate":
-            return m["requests"] / max(1e-9, m["elapsed_s"])
-        if name == "count":
-            return float(m["requests"])
-    elif group == "devices":
-        total = sum(m["devices"].values())
-        return m["devices"].get(name, 0) / total if total else None
-    elif group == "provisionings":
-        return float(sum(n for k, n in m["provisionings"].items() if k.rsplit(" ack=", 1)[0] == name))
-    elif group == "reprovisions":
-        return float(m["reprovisions"].get(name, 0))
-    elif group == "throttled":
-        return float(m["throttled"].get(name, 0))
-    if group in m["latency"]:
-        if name == "count":
-            return float(m["latency"][group]["count"])
-        if name == "errors":
-            return float(sum(n for k, n in m["by_command_outcome"].items()
-                             if k.split(" ", 1)[0] == group and k.split(" ", 1)[1] not in _OK_OUTCOMES))
-        hist = hists.get(group)
-        if hist is not None:
-            if name == "max":
-                return hist.get_max_value() / 1e6
-            if name.startswith("p"):
-                try:
-                    return hist.get_value_at_percentile(float(name[1:])) / 1e6
-                except ValueError:
-                    return None
-        elif name == "max":
-            return m["latency"][group]["max_ms"] / 1000
-        elif name in ("p50", "p90", "p99"):
-            return m["latency"][group][name + "_ms"] / 1000
-    return None
 
 
 def merge(summaries):
@@ -223,16 +177,15 @@ def _merge(summaries):
                 if t.get("threshold") not in texts:
                     texts.append(t.get("threshold"))
         m["thresholds"] = []
+        if texts:  # the timings (Enrolment, StartLag) merged too: thresholds may name them
+            names = sorted({n for s in summaries for n in (s.get("timing_histograms") or {})})
+            timings = {n: _merge_hdr([s["timing_histograms"][n] for s in summaries
+                                      if n in (s.get("timing_histograms") or {})]) for n in names}
+            figures = Figures.of_summary(dict(m, timings={n: _percentiles(h) for n, h in timings.items()}),
+                                         dict(timings, **hists))
         for text in texts:
-            match = _THRESHOLD_RE.match(str(text))
-            value, passed = None, False
-            if match:
-                metric, op, limit = match.groups()
-                try:
-                    value = _threshold_value(m, metric, hists)
-                    passed = value is not None and _OPS[op](value, float(limit))
-                except (ValueError, KeyError):
-                    value, passed = None, False
+            th = from_text(text)
+            value, passed = evaluate(figures, [th])[0][1:] if th is not None else (None, False)
             m["thresholds"].append({"threshold": text, "value": value, "passed": passed})
     grid = _grid(summaries, start0)
     m["interval_s"] = round(grid[0] * grid[1], 3)
@@ -544,7 +497,7 @@ def _palette(m):
     return {
         "commands": commands,
         "cmd": _colours(commands),
-        "fail": _colours(sorted({k for p in pts for k in p["requests"] if _split(k)[1] not in _OK_OUTCOMES})),
+        "fail": _colours(sorted({k for p in pts for k in p["requests"] if _split(k)[1] not in OK_OUTCOMES})),
         "states": states,
         "state": _colours(states, STATE_COLOURS),
         "prov": _colours(provs, {k: "#009E73" for k in provs if k.startswith("provisioned ack=1")}),
@@ -596,9 +549,9 @@ def _charts(pts, totals, pal):
 
     out.append(("rps", "throughput", "Requests per second by command", "",
                 _spec("line", "req/s", [_series(c, pal["cmd"][c], rate_of(c)) for c in cmds], rate=True)))
-    fail = sorted({k for p in pts for k in p["requests"] if _split(k)[1] not in _OK_OUTCOMES} | set(pal["fail"]))
+    fail = sorted({k for p in pts for k in p["requests"] if _split(k)[1] not in OK_OUTCOMES} | set(pal["fail"]))
     out.append(("fail", "throughput", "Failed requests per second by command and outcome",
-                "Failed: outcomes other than %s." % ", ".join(_OK_OUTCOMES),
+                "Failed: outcomes other than %s." % ", ".join(OK_OUTCOMES),
                 _spec("line", "req/s", [_series(k, _colour(pal["fail"], k), per_interval("requests", k))
                                         for k in fail], rate=True)))
     for c in cmds:
@@ -822,8 +775,7 @@ def _header(m):
     dl = "".join("<div><dt>%s</dt><dd>%s</dd></div>" % (esc(k), esc(v)) for k, v in facts)
     rows = []
     for t in m["thresholds"]:
-        match = _THRESHOLD_RE.match(str(t.get("threshold")))
-        metric, op, limit = match.groups() if match else (t.get("threshold"), "", "")
+        metric, op, limit = split_threshold(t.get("threshold")) or (t.get("threshold"), "", "")
         value = t.get("value")
         ok = t.get("passed")
         rows.append('<tr class="%s" data-key="%s"><th scope="row"><code>%s</code></th><td class="num">%s</td>'
@@ -911,11 +863,11 @@ def _errors_table(m):
         per_cmd.setdefault(c, Counter())[o] += n
     for c, outs in sorted(per_cmd.items()):
         total = sum(outs.values())
-        errors = sum(n for o, n in outs.items() if o not in _OK_OUTCOMES)
+        errors = sum(n for o, n in outs.items() if o not in OK_OUTCOMES)
         rows.append((c, total, errors, "%.2f %%" % (100.0 * errors / total) if total else "–",
                      ", ".join("%s %s" % (o, _fmt(n)) for o, n in sorted(outs.items()))))
     return '<div class="tables">%s</div>' % _table(
-        "errors", "Errors by command (errors: outcomes other than %s)" % ", ".join(_OK_OUTCOMES),
+        "errors", "Errors by command (errors: outcomes other than %s)" % ", ".join(OK_OUTCOMES),
         ("command", "requests", "errors", "error rate", "outcomes"), rows)
 
 

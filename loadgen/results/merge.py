@@ -8,7 +8,8 @@ or shard counts, or the same shard twice, are refused.
 
 from hdrh.histogram import HdrHistogram
 
-from loadgen.results.report import _OK_OUTCOMES, Stats
+from loadgen.results.outcomes import OK_OUTCOMES
+from loadgen.results.stats import Stats
 from loadgen.results.histograms import _HistogramView as _View
 from loadgen.results.histograms import merge_series
 
@@ -83,7 +84,7 @@ def merge(summaries):
         stats.rss_end += rss.get("end_bytes", 0)
         stats.interrupted = stats.interrupted or s.get("interrupted", False)
     stats.total = sum(stats.by_key.values())
-    stats.failures = sum(n for (_c, o, _s), n in stats.by_key.items() if o not in _OK_OUTCOMES)
+    stats.failures = sum(n for (_c, o, _s), n in stats.by_key.items() if o not in OK_OUTCOMES)
     for attr, key in (("latency", "histograms"), ("timings", "timing_histograms")):
         merged = {}
         for s in summaries:

@@ -36,7 +36,7 @@ import threading
 import prometheus_client as prom
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
-from loadgen.results.report import LATENCY_BUCKETS
+from loadgen.results.stats import LATENCY_BUCKETS
 
 REGISTRY = prom.CollectorRegistry(auto_describe=False)
 

@@ -21,7 +21,7 @@ from loadgen.results import metrics
 from loadgen.device.life import Device
 from loadgen.eas import versions
 from loadgen.device.profiles import PROFILES, identity
-from loadgen.results.report import Stats
+from loadgen.results.stats import Stats
 from loadgen.run.context import RunLoad
 from loadgen.wire.transport import Transport
 

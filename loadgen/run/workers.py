@@ -28,7 +28,7 @@ from hdrh.histogram import HdrHistogram
 
 from loadgen.results import metrics
 from loadgen.results.histograms import _HistogramView, merge_series
-from loadgen.results.report import Stats
+from loadgen.results.stats import Stats
 
 # What a worker ships to the parent is derived from Stats itself, so a counter added to Stats is
 # merged without a second list to keep in step: every Counter is added key by key, every number

@@ -1,4 +1,4 @@
-"""Run statistics (HDR histograms) and the end-of-run summary.
+"""Run statistics: what the devices record as the run goes, and the summary's fields (``Stats.to_dict``).
 
 Latency is kept per command in HDR histograms (microseconds, 3 significant
 digits, 1 us .. 1 h), so percentiles are exact to 0.1 % and histograms from
@@ -17,6 +17,7 @@ from collections import Counter
 from hdrh.histogram import HdrHistogram
 
 from loadgen.results.histograms import interval_entry, sparse_counts
+from loadgen.results.outcomes import OK_OUTCOMES, fold
 
 _LOW_US, _HIGH_US, _DIGITS = 1, 3_600_000_000, 3
 
@@ -28,10 +29,9 @@ LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0
 class Recorder:
     """An HdrHistogram with a fast ``record``.
 
-    hdrh's ``record_value`` costs about 10 us in Python; this computes the same
-    counts index (hdrh's ``_counts_index_for``) with precomputed constants and
-    leaves total/min/max to :meth:`histogram`.  tests/test_report.py checks it
-    against ``record_value`` value for value.
+    It computes the counts index of hdrh's ``record_value`` (``_counts_index_for``)
+    with precomputed constants and leaves total/min/max to :meth:`histogram`.
+    tests/test_report.py checks it against ``record_value`` value for value.
     """
 
     __slots__ = ("hist", "counts", "mask", "unit", "half_mag", "half_count", "total", "min", "max")
@@ -94,28 +94,6 @@ def _add(total, part):
         total.min = part.min
 
 
-_EFFECTS = {  # Stats.policy_effects labels (loadgen/eas/policy.py) as the summary says them
-    "email_filter_clamped": "preference clamped: e-mail FilterType (MaxEmailAgeFilter)",
-    "calendar_filter_clamped": "preference clamped: calendar FilterType (MaxCalendarAgeFilter)",
-    "truncation_clamped": "preference clamped: body TruncationSize (Max*BodyTruncationSize)",
-    "html_downgraded": "preference clamped: plain text, not HTML (AllowHTMLEmail 0)",
-    "attachment_fetch": "attachment opened and fetched (ItemOperations)",
-    "attachment_skip_disabled": "attachment fetch skipped by policy: AttachmentsEnabled 0",
-    "attachment_skip_too_large": "attachment fetch skipped by policy: above MaxAttachmentSize",
-    "fetch_skipped_queue_full": "fetch skipped: the device's queue of 100 opened items was full",
-}
-
-
-# Outcomes that are not errors: an answer, a request for (re-)provisioning the device then obeys, a
-# 401 Basic challenge the device answered with its credentials (servers that challenge first), and a
-# Ping Status 5 whose heartbeat bound the device then follows (MS-ASCMD 2.2.3.159.3, Ping Status 5).
-# Every other outcome is an error, among them "too_large" (a response past the transport's
-# per-response limit or the process's body budget, loadgen/wire/transport.py), "redirect_refused" (a
-# redirect the device refused to follow) and "internal_error" (a device's unexpected exception,
-# caught by the engine).  loadgen/results/html.py and loadgen/results/merge.py read this one list.
-OK_OUTCOMES = ("ok", "reprovision", "challenge", "adjusted")
-_OK_OUTCOMES = OK_OUTCOMES  # the former name
-
 # Bounded label sets: a value the server controls is folded into OTHER where it first enters Stats,
 # so that neither the Prometheus series nor summary.json's keys can grow with what a server sends.
 OTHER = "other"
@@ -135,14 +113,6 @@ EAS_STATUS_CAP = 32
 def http_status_label(status):
     """The by_key / Prometheus label of an HTTP status: the number for 100-599 (RFC 9110 15), else "other"."""
     return str(status) if 100 <= status <= 599 else OTHER
-
-
-def _fold_outcome(outcome):
-    """An outcome named after an HTTP status the server chose ("http_NNN"): its class (http_3xx ...)."""
-    if outcome.startswith("http_") and outcome[5:].isdigit():
-        code = int(outcome[5:])
-        return "http_%dxx" % (code // 100) if 100 <= code <= 599 else "http_other"
-    return outcome
 
 
 class Stats:
@@ -265,7 +235,7 @@ class Stats:
         """What record() needs for one (command, outcome, HTTP status), worked out once: the
         by_key key (the status label), the (command, outcome) key and its Prometheus bucket
         counts; with the buckets dict it belongs to (merges replace the dicts)."""
-        outcome = _fold_outcome(outcome_in)
+        outcome = fold(outcome_in)
         key = (command, outcome, http_status_label(http_status) if http_status else outcome)
         hkey = (command, outcome)
         counts = self.buckets.get(hkey)
@@ -387,9 +357,8 @@ class Stats:
         schedule lag's mean, max and percentiles (ms) and its HDR histogram (microseconds).
 
         An interval's HDR histogram is ``"counts"``: the non-zero entries of hdrh's counts array in
-        a compact sparse form (loadgen.run.workers' notes on per-interval HDR histograms) that merges
-        without decoding, its percentiles equal to hdrh's; about half the size of hdrh's encoding
-        for an interval's few requests.  (Summaries written before have ``"hdr"``: still read.)"""
+        the sparse form loadgen/results/histograms.py describes, which merges without decoding, its
+        percentiles equal to hdrh's."""
         current = {
             "requests": {"%s %s" % (c, o): n for (c, o), n in self.outcomes.items()},
             "http": {"%s %s" % (c, st): n for (c, st), n in self.requests.items()},
@@ -406,7 +375,7 @@ class Stats:
         last_starts, last_late, last_sum = self._last.get("lag", (0, 0, 0.0))
         current["lag"] = (self.starts, self.late_starts, self.lag_sum)
         self._last = current
-        # hdrh's percentiles loop costs ~1.5 ms each: percentiles read from the sparse counts instead
+        # percentiles read from the sparse counts, not by hdrh's percentile loop
 
         def entry(rec):  # the non-zero counts: hdrh's encoder (C) walks the counts array, then decoded
             counts = sparse_counts(rec.histogram().encode())
@@ -557,192 +526,3 @@ def accounting(stats, by_command=False):
         for k, v in r.items():
             total[k] += v
     return total
-
-
-def threshold_value(stats, metric):
-    """The value a threshold metric names, or None when the run produced no data for it."""
-    group, _, name = metric.partition(".")
-    elapsed = max(1e-9, (stats.ended or time.time()) - stats.started)
-    if group == "errors":
-        if name == "rate":
-            return stats.failures / stats.total if stats.total else None
-        if name == "count":
-            return float(stats.failures)
-    elif group == "requests":
-        if name == "rate":
-            return stats.total / elapsed
-        if name == "count":
-            return float(stats.total)
-    elif group == "devices":
-        total = sum(stats.final_states.values())
-        return stats.final_states.get(name, 0) / total if total else None
-    elif group == "provisionings":
-        return float(sum(n for (result, _ack), n in stats.provisionings.items() if result == name))
-    elif group == "reprovisions":
-        return float(stats.reprovisions.get(name, 0))
-    elif group == "throttled":
-        return float(stats.throttled.get(name, 0))
-    if group in stats.latency or group in stats.timings:
-        rec = stats.latency.get(group) or stats.timings[group]
-        if name == "count":
-            return float(rec.total)
-        if name == "errors":
-            return float(sum(n for (c, o, _s), n in stats.by_key.items() if c == group and o not in _OK_OUTCOMES))
-        hist = rec.histogram()
-        if name == "max":
-            return hist.get_max_value() / 1e6
-        if name.startswith("p"):
-            return hist.get_value_at_percentile(float(name[1:])) / 1e6
-    return None
-
-
-_OPS = {"<": lambda a, b: a < b, "<=": lambda a, b: a <= b, ">": lambda a, b: a > b,
-        ">=": lambda a, b: a >= b, "==": lambda a, b: a == b}
-
-
-def evaluate_thresholds(stats, thresholds):
-    """[(threshold, value or None, passed)]: a metric without data fails, it never passes."""
-    results = []
-    for th in thresholds:
-        value = threshold_value(stats, th.metric)
-        results.append((th, value, value is not None and _OPS[th.op](value, th.limit)))
-    return results
-
-
-def junit_xml(scenario_name, results, elapsed):
-    """One test case per threshold (JUnit XML for CI job pages)."""
-    from xml.sax.saxutils import quoteattr
-
-    failures = sum(1 for _t, _v, ok in results if not ok)
-    lines = ['<?xml version="1.0" encoding="UTF-8"?>',
-             '<testsuites><testsuite name=%s tests="%d" failures="%d" time="%.3f">'
-             % (quoteattr("easload." + scenario_name), len(results), failures, elapsed)]
-    for th, value, ok in results:
-        lines.append('  <testcase classname=%s name=%s>' % (quoteattr("easload." + scenario_name), quoteattr(str(th))))
-        if not ok:
-            msg = "no data for %s" % th.metric if value is None else "%s = %g" % (th.metric, value)
-            lines.append('    <failure message=%s/>' % quoteattr(msg))
-        lines.append('  </testcase>')
-    lines.append("</testsuite></testsuites>")
-    return "\n".join(lines) + "\n"
-
-
-def _table(headers, rows):
-    widths = [len(h) for h in headers]
-    for row in rows:
-        for i, cell in enumerate(row):
-            widths[i] = max(widths[i], len(str(cell)))
-    lines = ["  ".join(str(h).ljust(w) if i == 0 else str(h).rjust(w) for i, (h, w) in enumerate(zip(headers, widths)))]
-    lines.append("  ".join("-" * w for w in widths))
-    for row in rows:
-        lines.append("  ".join(str(c).ljust(w) if i == 0 else str(c).rjust(w)
-                               for i, (c, w) in enumerate(zip(row, widths))))
-    return "\n".join("  " + line for line in lines)
-
-
-def summary_text(stats, scenario_name, target, devices_total):
-    d = stats.to_dict()
-    out = []
-    out.append("easload summary: scenario %s, target %s" % (scenario_name, target))
-    out.append("  %d devices, %d requests in %.1f s (%.1f req/s), %d errors, %.1f KiB sent, %.1f KiB received"
-               % (devices_total, d["requests"], d["elapsed_s"], d["requests_per_s"], d["errors"],
-                  d["bytes_sent"] / 1024, d["bytes_received"] / 1024))
-    if stats.rss_end and devices_total:
-        out.append("  client memory%s: %.1f MiB RSS before the devices, %.1f MiB at the end (peak %.1f MiB): "
-                   "%.1f KiB per device (fixed costs included: meaningful for thousands of devices)"
-                   % (" (the embedded target in the same process included)" if stats.rss_with_target else "",
-                      stats.rss_base / 2**20, stats.rss_end / 2**20, stats.rss_peak / 2**20,
-                      max(0, stats.rss_end - stats.rss_base) / 1024 / devices_total))
-    out.append("")
-    out.append("Requests by command and HTTP status")
-    out.append(_table(("command", "status", "count"),
-                      [(cmd, status, n) for (cmd, status), n in sorted(stats.requests.items())]))
-    out.append("")
-    out.append("Latency by command (ms; Ping is held by the server on purpose)")
-    rows = []
-    for cmd in sorted(stats.latency):
-        p = stats.percentiles(cmd)
-        rows.append((cmd, p["count"], "%.1f" % p["p50_ms"], "%.1f" % p["p90_ms"], "%.1f" % p["p99_ms"],
-                     "%.1f" % p["max_ms"]))
-    out.append(_table(("command", "count", "p50", "p90", "p99", "max"), rows))
-    if stats.timings:
-        out.append("")
-        out.append("Enrolment (ms; from each device's intended start, and from its actual start) and schedule lag; "
-                   "%d late starts (> 100 ms)" % stats.late_starts)
-        rows = []
-        for name in sorted(stats.timings):
-            p = stats.percentiles(name)
-            rows.append((name, p["count"], "%.1f" % p["p50_ms"], "%.1f" % p["p90_ms"], "%.1f" % p["p99_ms"],
-                         "%.1f" % p["max_ms"]))
-        out.append(_table(("timing", "count", "p50", "p90", "p99", "max"), rows))
-    out.append("")
-    out.append("Devices by final state")
-    out.append(_table(("state", "devices"), sorted(stats.final_states.items())))
-    out.append("")
-    out.append("Provisioning outcomes")
-    prov_rows = [(result, ack, n) for (result, ack), n in sorted(stats.provisionings.items())]
-    out.append(_table(("result", "ack status", "count"), prov_rows) if prov_rows else "  (none)")
-    if stats.reprovisions:
-        out.append("")
-        out.append("Re-provisioning triggers")
-        out.append(_table(("trigger", "count"), sorted(stats.reprovisions.items())))
-    extra = []
-    if stats.eas_statuses:
-        extra.append(("EAS statuses by command", ("command", "status", "count"),
-                      [(c, s, n) for (c, s), n in sorted(stats.eas_statuses.items(), key=_eas_order)]))
-    if stats.throttled:
-        extra.append(("Throttling by reason", ("reason", "count"), sorted(stats.throttled.items())))
-    if stats.malformed:
-        extra.append(("Malformed responses", ("command", "count"), sorted(stats.malformed.items())))
-    if stats.compliance:
-        names = {1: "success", 2: "partial success", 3: "failure", 4: "externally managed"}
-        extra.append(("Policy compliance (acknowledgement the devices sent)", ("ack status", "devices"),
-                      [("%d %s" % (k, names.get(k, "")), n) for k, n in sorted(stats.compliance.items())]))
-    if stats.unmet:
-        extra.append(("Policies the devices could not apply", ("policy", "devices"), sorted(stats.unmet.items())))
-    if stats.password_changes or stats.local_wipes or stats.code_words or stats.policy_effects:
-        rows = [("password change required: %s" % k, n) for k, n in sorted(stats.password_changes.items())]
-        rows += [("code word requested", stats.code_words), ("local wipe (failed unlocks)", stats.local_wipes)]
-        rows += [(_EFFECTS.get(k, k), n) for k, n in sorted(stats.policy_effects.items())]
-        extra.append(("Living by the policy", ("event", "count"), rows))
-    if stats.wipes:
-        extra.append(("Remote wipes by ack status", ("ack status", "count"), sorted(stats.wipes.items())))
-    if stats.events:
-        extra.append(("Events", ("at (s)", "action", "result"), [(t, a, r) for t, a, r in stats.events]))
-    acc = accounting(stats, by_command=True)
-    headers = ("command", "sent", "answered", "transport errors", "timeouts", "cancelled", "re-sent")
-    title = "Accounting (sent = answered + transport errors + timeouts + cancelled at the end + re-sent)"
-    rows = [(c, r["sent"], r["answered"], r["errors"], r["timeouts"], r["cancelled"], r["resent"])
-            for c, r in acc.items()]
-    if any(r["not_sent"] for r in acc.values()):
-        headers += ("not sent",)
-        rows = [row + (acc[row[0]]["not_sent"],) for row in rows]
-    extra.append((title, headers, rows))
-    for title, headers, rows in extra:
-        out.append("")
-        out.append(title)
-        out.append(_table(headers, rows))
-    resent = sum(stats.resent.values())
-    if resent:
-        out.append("")
-        out.append("%d requests re-sent on a fresh connection (the server had closed the kept-alive one "
-                   "before answering; the first attempts are in \"sent\" as re-sent)" % resent)
-    not_sent = sum(stats.not_sent.values())
-    if not_sent:
-        out.append("%d requests cancelled before they were written (never sent)" % not_sent)
-    if stats.device_errors:
-        out.append("")
-        out.append("%d devices ended by an unexpected exception of their own (counted as internal_error; the run "
-                   "went on): %s" % (sum(stats.device_errors.values()),
-                                     ", ".join("%s %d" % kv for kv in sorted(stats.device_errors.items()))))
-    if stats.interrupted:
-        out.append("")
-        out.append("The run was interrupted before its end.")
-    return "\n".join(out)
-
-
-def thresholds_text(results):
-    if not results:
-        return ""
-    rows = [(str(th), "no data" if v is None else "%g" % v, "pass" if ok else "FAIL") for th, v, ok in results]
-    return "Thresholds\n" + _table(("threshold", "value", "verdict"), rows)
