@@ -196,6 +196,16 @@ def test_vendored_uplot_is_the_recorded_release():
     assert '"loadgen.results" = ["assets/*"]' in (Path(__file__).parent.parent / "pyproject.toml").read_text()
 
 
+def test_own_assets_are_package_data_and_inlined(summary):
+    """The report's styles and script are files of the package (assets/report.css, report.js), inlined whole."""
+    assets = resources.files("loadgen.results").joinpath("assets")
+    doc = htmlreport.render([summary])
+    for name, end in (("report.css", "</style"), ("report.js", "</script")):
+        text = assets.joinpath(name).read_text(encoding="utf-8")
+        assert end not in text.lower() and "<!--" not in text, name
+        assert text in doc, name
+
+
 def test_malicious_strings_are_escaped(summary):
     evil = copy.deepcopy(summary)
     bad = '<script>alert(1)</script><img src=x onerror=alert(2)>"\'&'
