@@ -37,6 +37,7 @@ from loadgen import __version__
 from loadgen.results.histograms import (add_counts, entry_raws, group, lag_of, latency_of, merge_groups, merge_lag,
                              merge_latency, paused_gc)
 from loadgen.results.outcomes import OK_OUTCOMES
+from loadgen.results.stats import tally
 from loadgen.results.thresholds import Figures, evaluate, from_text
 from loadgen.results.thresholds import split as split_threshold
 
@@ -686,31 +687,11 @@ def _split(key):
 
 
 def _accounting(m):
-    """Per command: sent = answered + transport errors + timeouts + cancelled at the end + re-sent (first
-    attempts the transport sent again on a fresh connection), and not sent (cancelled before written);
-    the same terms as ``loadgen.results.stats.accounting``, from a summary's counts."""
-    sent, answered, timeouts, nondigit = Counter(), Counter(), Counter(), Counter()
-    for key, n in m["by_command_status"].items():
-        c, status = _split(key)
-        sent[c] += n
-        if status.isdigit() or status == "other":
-            answered[c] += n
-        else:
-            nondigit[c] += n
-    for key, n in m["by_command_outcome"].items():
-        c, outcome = _split(key)
-        if outcome == "timeout":
-            timeouts[c] += n
-    cancelled, resent, not_sent = m["cancelled_in_flight"], m.get("resent") or {}, m.get("not_sent") or {}
-    for counts in (cancelled, resent, not_sent):
-        for c in counts:
-            sent[c] += 0
-    for c, n in cancelled.items():
-        sent[c] += n
-    for c, n in resent.items():
-        sent[c] += n
-    return [(c, sent[c], answered[c], nondigit[c] - timeouts[c], timeouts[c], cancelled.get(c, 0), resent.get(c, 0),
-             not_sent.get(c, 0)) for c in sorted(sent)]
+    """Per command: the summary's accounting (loadgen.results.stats.tally) from its counts."""
+    acc = tally(((_split(key), n) for key, n in m["by_command_status"].items()), m["cancelled_in_flight"],
+                m.get("resent") or {}, m.get("not_sent") or {}, by_command=True)
+    return [(c, r["sent"], r["answered"], r["errors"], r["timeouts"], r["cancelled"], r["resent"], r["not_sent"])
+            for c, r in acc.items()]
 
 
 # ---------------------------------------------------------------- the document

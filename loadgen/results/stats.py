@@ -17,7 +17,7 @@ from collections import Counter
 from hdrh.histogram import HdrHistogram
 
 from loadgen.results.histograms import interval_entry, sparse_counts
-from loadgen.results.outcomes import OK_OUTCOMES, fold
+from loadgen.results.outcomes import OK_OUTCOMES, TIMEOUT, fold
 
 _LOW_US, _HIGH_US, _DIGITS = 1, 3_600_000_000, 3
 
@@ -491,11 +491,20 @@ def _eas_order(item):
 
 
 def accounting(stats, by_command=False):
-    """Where every request went: ``sent`` = ``answered`` (an HTTP status) + ``errors`` (no answer:
-    connection errors, malformed or too large responses) + ``timeouts`` + ``cancelled`` (in flight
-    when the run was cut) + ``resent`` (first attempts the transport sent again on a fresh
-    connection); ``not_sent`` (cancelled before they were written) is outside "sent".  Totals, or
-    command -> the same dict with ``by_command``."""
+    """Where every request of ``stats`` went (see :func:`tally`): totals, or command -> the same dict
+    with ``by_command``."""
+    return tally((((command, status), n) for (command, _outcome, status), n in stats.by_key.items()),
+                 stats.cancelled, stats.resent, stats.not_sent, by_command)
+
+
+def tally(requests, cancelled, resent, not_sent, by_command=False):
+    """Where every request went, from ((command, HTTP status or error label), n) pairs (a Stats' by_key,
+    a summary's by_command_status) and the command -> n counters of cancelled, re-sent and never sent
+    requests: ``sent`` = ``answered`` (an HTTP status) + ``errors`` (no answer: connection errors,
+    malformed or too large responses) + ``timeouts`` + ``cancelled`` (in flight when the run was cut) +
+    ``resent`` (first attempts the transport sent again on a fresh connection); ``not_sent`` (cancelled
+    before they were written) is outside "sent".  A request without an answer carries its outcome as
+    its label (``Stats._slot``): "timeout" for a timeout."""
     rows = {}
 
     def row(command):
@@ -505,15 +514,15 @@ def accounting(stats, by_command=False):
                                  "resent": 0, "not_sent": 0}
         return r
 
-    for (command, outcome, status), n in stats.by_key.items():
+    for (command, status), n in requests:
         r = row(command)
         if status.isdigit() or status == OTHER:
             r["answered"] += n
-        elif outcome == "timeout":
+        elif status == TIMEOUT:
             r["timeouts"] += n
         else:
             r["errors"] += n
-    for name, counter in (("cancelled", stats.cancelled), ("resent", stats.resent), ("not_sent", stats.not_sent)):
+    for name, counter in (("cancelled", cancelled), ("resent", resent), ("not_sent", not_sent)):
         for command, n in counter.items():
             if n:
                 row(command)[name] += n
