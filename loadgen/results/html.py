@@ -37,7 +37,7 @@ from loadgen import __version__
 from loadgen.results.histograms import (add_counts, entry_raws, group, lag_of, latency_of, merge_groups, merge_lag,
                              merge_latency, paused_gc)
 from loadgen.results.outcomes import OK_OUTCOMES
-from loadgen.results.stats import tally
+from loadgen.results.stats import percentiles, tally
 from loadgen.results.thresholds import Figures, evaluate, from_text
 from loadgen.results.thresholds import split as split_threshold
 
@@ -78,12 +78,6 @@ def _check_same_run(summaries):
         if s.get("seed") != first.get("seed"):
             raise ValueError("cannot merge results of different seeds (scenario %r): result 1 has seed %r, "
                              "result %d has seed %r" % (first.get("scenario"), first.get("seed"), i, s.get("seed")))
-
-
-def _percentiles(hist):
-    return {"count": hist.get_total_count(), "p50_ms": hist.get_value_at_percentile(50) / 1000,
-            "p90_ms": hist.get_value_at_percentile(90) / 1000, "p99_ms": hist.get_value_at_percentile(99) / 1000,
-            "max_ms": hist.get_max_value() / 1000}
 
 
 def _merge_hdr(encoded_list):
@@ -154,7 +148,7 @@ def _merge(summaries):
         commands = sorted({c for s in summaries for c in (s.get("histograms") or {})})
         for c in commands:
             hists[c] = _merge_hdr([s["histograms"][c] for s in summaries if c in (s.get("histograms") or {})])
-        m["latency"] = {c: _percentiles(h) for c, h in hists.items()}
+        m["latency"] = {c: percentiles(h) for c, h in hists.items()}
         m["histograms"] = {c: h.encode().decode("ascii") for c, h in hists.items()}
     # events: relative to the merged start; the same event reported by several shards once
     events = []
@@ -183,7 +177,7 @@ def _merge(summaries):
             names = sorted({n for s in summaries for n in (s.get("timing_histograms") or {})})
             timings = {n: _merge_hdr([s["timing_histograms"][n] for s in summaries
                                       if n in (s.get("timing_histograms") or {})]) for n in names}
-            figures = Figures.of_summary(dict(m, timings={n: _percentiles(h) for n, h in timings.items()}),
+            figures = Figures.of_summary(dict(m, timings={n: percentiles(h) for n, h in timings.items()}),
                                          dict(timings, **hists))
         for text in texts:
             th = from_text(text)

@@ -420,14 +420,7 @@ class Stats:
         return self.failures
 
     def percentiles(self, command):
-        hist = (self.latency.get(command) or self.timings[command]).histogram()
-        return {
-            "count": hist.get_total_count(),
-            "p50_ms": hist.get_value_at_percentile(50) / 1000,
-            "p90_ms": hist.get_value_at_percentile(90) / 1000,
-            "p99_ms": hist.get_value_at_percentile(99) / 1000,
-            "max_ms": hist.get_max_value() / 1000,
-        }
+        return percentiles((self.latency.get(command) or self.timings[command]).histogram())
 
     def to_dict(self, scenario=None, target=None):
         elapsed = (self.ended or time.time()) - self.started
@@ -483,6 +476,17 @@ class Stats:
             "series": self.series,
             "interrupted": self.interrupted,
         }
+
+
+def percentiles(hist):
+    """A summary's latency entry of an HdrHistogram (microseconds): count, p50/p90/p99/max in ms."""
+    return {
+        "count": hist.get_total_count(),
+        "p50_ms": hist.get_value_at_percentile(50) / 1000,
+        "p90_ms": hist.get_value_at_percentile(90) / 1000,
+        "p99_ms": hist.get_value_at_percentile(99) / 1000,
+        "max_ms": hist.get_max_value() / 1000,
+    }
 
 
 def _eas_order(item):
