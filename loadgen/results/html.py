@@ -31,11 +31,10 @@ import time
 from collections import Counter
 from importlib import resources
 
-from hdrh.histogram import HdrHistogram
-
 from loadgen import __version__
 from loadgen.results.histograms import (add_counts, entry_raws, group, lag_of, latency_of, merge_groups, merge_lag,
-                             merge_latency, paused_gc)
+                                        merge_latency, paused_gc)
+from loadgen.results.merge import histograms_of
 from loadgen.results.outcomes import OK_OUTCOMES
 from loadgen.results.stats import percentiles, tally
 from loadgen.results.thresholds import Figures, evaluate, from_text
@@ -78,17 +77,6 @@ def _check_same_run(summaries):
         if s.get("seed") != first.get("seed"):
             raise ValueError("cannot merge results of different seeds (scenario %r): result 1 has seed %r, "
                              "result %d has seed %r" % (first.get("scenario"), first.get("seed"), i, s.get("seed")))
-
-
-def _merge_hdr(encoded_list):
-    merged = None
-    for encoded in encoded_list:
-        hist = HdrHistogram.decode(encoded)
-        if merged is None:
-            merged = hist
-        else:
-            merged.add(hist)
-    return merged
 
 
 def _interval(summaries):
@@ -145,9 +133,7 @@ def _merge(summaries):
         m["latency"] = dict(first.get("latency") or {})
         m["histograms"] = dict(first.get("histograms") or {})
     else:
-        commands = sorted({c for s in summaries for c in (s.get("histograms") or {})})
-        for c in commands:
-            hists[c] = _merge_hdr([s["histograms"][c] for s in summaries if c in (s.get("histograms") or {})])
+        hists = histograms_of(summaries, "histograms")
         m["latency"] = {c: percentiles(h) for c, h in hists.items()}
         m["histograms"] = {c: h.encode().decode("ascii") for c, h in hists.items()}
     # events: relative to the merged start; the same event reported by several shards once
@@ -174,9 +160,7 @@ def _merge(summaries):
                     texts.append(t.get("threshold"))
         m["thresholds"] = []
         if texts:  # the timings (Enrolment, StartLag) merged too: thresholds may name them
-            names = sorted({n for s in summaries for n in (s.get("timing_histograms") or {})})
-            timings = {n: _merge_hdr([s["timing_histograms"][n] for s in summaries
-                                      if n in (s.get("timing_histograms") or {})]) for n in names}
+            timings = histograms_of(summaries, "timing_histograms")
             figures = Figures.of_summary(dict(m, timings={n: percentiles(h) for n, h in timings.items()}),
                                          dict(timings, **hists))
         for text in texts:

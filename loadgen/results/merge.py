@@ -24,8 +24,18 @@ MERGE_FIELDS = ("by_key", "provisionings_raw", "eas_statuses", "reprovisions", "
                 "bytes_received", "started", "elapsed_s")
 
 
-def _hists(encoded):
-    return {name: HdrHistogram.decode(value) for name, value in encoded.items()}
+def histograms_of(summaries, key):
+    """name -> the sum of the summaries' hdrh-encoded histograms under ``key`` ("histograms" per command,
+    "timing_histograms"), in name order."""
+    merged = {}
+    for s in summaries:
+        for name, encoded in (s.get(key) or {}).items():
+            hist = HdrHistogram.decode(encoded)
+            if name in merged:
+                merged[name].add(hist)
+            else:
+                merged[name] = hist
+    return dict(sorted(merged.items()))
 
 
 def merge(summaries):
@@ -86,14 +96,7 @@ def merge(summaries):
     stats.total = sum(stats.by_key.values())
     stats.failures = sum(n for (_c, o, _s), n in stats.by_key.items() if o not in OK_OUTCOMES)
     for attr, key in (("latency", "histograms"), ("timings", "timing_histograms")):
-        merged = {}
-        for s in summaries:
-            for name, hist in _hists(s.get(key, {})).items():
-                if name in merged:
-                    merged[name].add(hist)
-                else:
-                    merged[name] = hist
-        setattr(stats, attr, {name: _View(h) for name, h in merged.items()})
+        setattr(stats, attr, {name: _View(h) for name, h in histograms_of(summaries, key).items()})
     stats.started = min(s["started"] for s in summaries)
     stats.ended = max(s["started"] + s["elapsed_s"] for s in summaries)
     stats.series = merge_series([s.get("series", []) for s in summaries])
