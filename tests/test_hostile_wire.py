@@ -34,7 +34,7 @@ def endpoint(url, n=0, user="user%d"):
 
 
 def outcome(resp):
-    """The device's classification, in short (loadgen/device/life.py no_answer_outcome)."""
+    """The device's classification, in short (loadgen/device/answers.py no_answer_outcome)."""
     if resp.status == 200:
         return "ok"
     if resp.status:
