@@ -438,7 +438,7 @@ class Stats:
             "cancelled_raw": dict(self.cancelled),
             "by_command_status": {"%s %s" % k: v for k, v in sorted(self.requests.items())},
             "by_command_outcome": {"%s %s" % k: v for k, v in sorted(self.outcomes.items())},
-            "eas_statuses": {"%s %s" % k: v for k, v in sorted(self.eas_statuses.items(), key=_eas_order)},
+            "eas_statuses": {"%s %s" % k: v for k, v in sorted(self.eas_statuses.items(), key=eas_order)},
             "latency": {cmd: self.percentiles(cmd) for cmd in sorted(self.latency)},
             # HDR histograms (hdrh's compressed base64 form, microseconds) so runs and shards can be merged
             "histograms": {cmd: self.latency[cmd].histogram().encode().decode("ascii") for cmd in sorted(self.latency)},
@@ -489,7 +489,8 @@ def percentiles(hist):
     }
 
 
-def _eas_order(item):
+def eas_order(item):
+    """Sort key of an ((command, EAS status), n) item: by command, the numbers in order, then "other"."""
     (command, status), _n = item
     return (command, 0, status) if type(status) is int else (command, 1, 0)
 

@@ -6,7 +6,7 @@ They read a :class:`loadgen.results.stats.Stats` (a run's, or the merge of sever
 
 from xml.sax.saxutils import quoteattr
 
-from loadgen.results.stats import _eas_order, accounting
+from loadgen.results.stats import accounting, eas_order
 
 _EFFECTS = {  # Stats.policy_effects labels (loadgen/eas/policy.py) as the summary says them
     "email_filter_clamped": "preference clamped: e-mail FilterType (MaxEmailAgeFilter)",
@@ -98,7 +98,7 @@ def summary_text(stats, scenario_name, target, devices_total):
     extra = []
     if stats.eas_statuses:
         extra.append(("EAS statuses by command", ("command", "status", "count"),
-                      [(c, s, n) for (c, s), n in sorted(stats.eas_statuses.items(), key=_eas_order)]))
+                      [(c, s, n) for (c, s), n in sorted(stats.eas_statuses.items(), key=eas_order)]))
     if stats.throttled:
         extra.append(("Throttling by reason", ("reason", "count"), sorted(stats.throttled.items())))
     if stats.malformed:
