@@ -16,7 +16,7 @@ from hdrh.histogram import HdrHistogram
 from loadgen.cli import start
 from loadgen.results import html as htmlreport
 from loadgen import scenario
-from loadgen.results.thresholds import evaluate as evaluate_thresholds
+from loadgen.results.thresholds import evaluate
 
 SCENARIO = """
 name = "report-test"
@@ -51,7 +51,7 @@ def run_summary(text=SCENARIO):
     """What ``easload run --out`` writes to summary.json, from an in-process run."""
     sc = scenario.parse(text, "report-test.toml")
     result = asyncio.run(start.run(sc, progress=False))
-    verdicts = evaluate_thresholds(result.stats, sc.thresholds)
+    verdicts = evaluate(result.stats, sc.thresholds)
     data = result.stats.to_dict(scenario=sc.name, target="embedded")
     data["seed"] = sc.seed
     data["devices_total"] = len(result.devices)

@@ -36,7 +36,7 @@ import pytest
 from loadgen.cli import start
 from loadgen.results import html as htmlreport
 from loadgen import scenario
-from loadgen.results.thresholds import evaluate as evaluate_thresholds
+from loadgen.results.thresholds import evaluate
 
 SCENARIO = """
 name = "browser-report"
@@ -350,7 +350,7 @@ def report(tmp_path_factory):
     data["seed"] = sc.seed
     data["devices_total"] = len(result.devices)
     data["thresholds"] = [{"threshold": str(t), "value": v, "passed": ok}
-                          for t, v, ok in evaluate_thresholds(result.stats, sc.thresholds)]
+                          for t, v, ok in evaluate(result.stats, sc.thresholds)]
     summary = orjson.loads(orjson.dumps(data))
     d = tmp_path_factory.mktemp("report")
     (d / "summary.json").write_bytes(orjson.dumps(summary))

@@ -107,3 +107,43 @@ async def test_embedded_target_metrics_on_the_run_endpoint():
     assert served["Provision"] == sent > 0
     metrics.attach_collector(None)
     assert "easload_target_requests" not in metrics.exposition()
+
+
+def _shard(seed, index):
+    import random
+
+    rng = random.Random(seed)
+    s = Stats()
+    for _ in range(400):
+        outcome, status = rng.choice((("ok", 200), ("challenge", 401), ("timeout", 0), ("http_503", 503)))
+        s.record(rng.choice(("Sync", "Ping")), status, outcome, rng.expovariate(20), 10, 10)
+    s.enrolment(rng.uniform(0.1, 2), 0.1)
+    s.provisioning("provisioned", 1)
+    s.final_states.update({"provisioned": 3, "wiped": 1})
+    s.ended = s.started + 10
+    d = s.to_dict("t")
+    d["shard"] = [index, 2]
+    return d
+
+
+def test_one_threshold_evaluator_for_run_merge_and_report():
+    """The thresholds of a merged run are judged alike by ``easload merge`` (a merged Stats) and by the HTML
+    report (the summaries' dicts), timings included; the text a summary keeps reads back as written."""
+    from loadgen.results import html
+    from loadgen.results.merge import merge
+    from loadgen.results.thresholds import evaluate, from_text, parse
+
+    metrics = ("errors.rate", "errors.count", "requests.count", "devices.provisioned", "provisionings.provisioned",
+               "Sync.p50", "Sync.p95", "Sync.max", "Sync.count", "Sync.errors", "Enrolment.p99", "Nothing.p99")
+    ths = [parse(m, "< 0.00001") for m in metrics]
+    assert [from_text(str(t)) for t in ths] == ths and str(ths[0]) == "errors.rate < 1e-05"
+    shards = [_shard(1, 0), _shard(2, 1)]
+    for d in shards:
+        d["thresholds"] = [{"threshold": str(t), "value": None, "passed": False} for t in ths]
+    stats, _info, _first = merge(shards)
+    by_stats = [(str(t), v) for t, v, _ok in evaluate(stats, ths)]
+    by_report = [(t["threshold"], t["value"]) for t in html.merge(shards)["thresholds"]]
+    assert by_stats == by_report
+    assert dict(by_stats)["Enrolment.p99 < 1e-05"] is not None and dict(by_stats)["Nothing.p99 < 1e-05"] is None
+    assert dict(by_stats)["Sync.errors < 1e-05"] == sum(n for (c, o, _s), n in stats.by_key.items()
+                                                        if c == "Sync" and o in ("timeout", "http_5xx"))
