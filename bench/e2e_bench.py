@@ -149,9 +149,11 @@ class Recorder:
 
 
 def _endpoint(url, i):
+    from loadgen.eas.http import request_head
     from loadgen.wire.transport import DeviceEndpoint
 
-    return DeviceEndpoint(url, "user%d" % i, "Pass%d!" % i, "BENCH%08d" % i, "SmartPhone", "14.1", "easload-bench/1")
+    return DeviceEndpoint(request_head(url, "user%d" % i, "Pass%d!" % i, "BENCH%08d" % i, "SmartPhone", "14.1",
+                                       "easload-bench/1"))
 
 
 async def plain_lean(url, requests, seconds, concurrency, pattern, devices):

@@ -81,6 +81,7 @@ def run_device(url, transport, devices, seconds):
 def run_plain(url, transport, conns, seconds):
     """The transport alone: ``post`` in a loop on ``conns`` connections."""
     from loadgen.eas import commands
+    from loadgen.eas.http import request_head
     from loadgen.wire.transport import DeviceEndpoint, Transport
 
     body = commands.foldersync("1")
@@ -91,8 +92,8 @@ def run_plain(url, transport, conns, seconds):
         t = Transport(kind, timeout=30, **({"pool_size": conns} if pooled else {}))
         await t.start()
         loop = asyncio.get_running_loop()
-        endpoints = [DeviceEndpoint(url, "user%d" % i, "Pass%d!" % i, "BENCH%08d" % i, "SmartPhone", "14.1",
-                                    "easload-bench/1.0") for i in range(conns)]
+        endpoints = [DeviceEndpoint(request_head(url, "user%d" % i, "Pass%d!" % i, "BENCH%08d" % i, "SmartPhone",
+                                                 "14.1", "easload-bench/1.0")) for i in range(conns)]
         stop = loop.time() + seconds
 
         async def one(ep):

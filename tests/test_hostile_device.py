@@ -11,6 +11,7 @@ import pytest
 import _wbxml
 from hostile import ScriptedServer, http_response
 from loadgen.device import life as device_mod
+from loadgen.device import states
 from loadgen.eas import versions
 from loadgen.device.profiles import PROFILES, identity
 from loadgen.results.stats import Stats
@@ -228,7 +229,7 @@ async def test_451_to_a_host_the_run_was_not_pointed_at_gets_nothing():
         dev = make_device(srv.url, stats=stats)
         await live(dev)
     assert other.requests == [] and other.connections == 0
-    assert dev.state == device_mod.FAILED and not dev.alive and "redirect refused" in dev.detail
+    assert dev.state == states.FAILED and not dev.alive and "redirect refused" in dev.detail
     assert outcomes(stats, "FolderSync") == {"redirect_refused": 1}
 
 

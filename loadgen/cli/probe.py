@@ -25,7 +25,6 @@ policy (Policy Status 2), EAS mounted under another path.
 """
 
 import asyncio
-import base64
 import json
 import ssl
 import time
@@ -34,10 +33,11 @@ from urllib.parse import parse_qsl, urlsplit
 import aiohttp
 
 import _wbxml
-from loadgen.eas import commands, versions
-from loadgen.eas.provisioning import Failed, Provisioned, Provisioner, Refused, Retry, Send, Wiped, classify
+from loadgen.eas import commands, http, versions
+from loadgen.eas.provisioning import (Failed, Kind, Provisioned, Provisioner, Refused, Retry, Send, Wiped,
+                                       classify)
 from loadgen.device.profiles import PROFILES, identity
-from loadgen.wire.transport import WBXML, make_ssl_context
+from loadgen.wire.transport import make_ssl_context
 
 REDACTED = "<redacted>"
 _SHORT_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
@@ -82,8 +82,7 @@ class Probe:
         self.version = versions.get(version)
         self.profile = PROFILES[profile]
         self.ident = identity(0, 0, 0, self.profile)
-        self.auth = ("Bearer " + token) if token else "Basic " + base64.b64encode(
-            ("%s:%s" % (user, password or "")).encode()).decode()
+        self.auth = http.authorization(user, password or "", bearer=token)
         self.ssl = make_ssl_context(insecure, ca)
         self.heartbeat = heartbeat
         self.out = out
@@ -136,23 +135,17 @@ class Probe:
 
     async def exchange(self, session, method, command, body=b"", policy_key=None, timeout=None, _retry=False):
         if command:
-            url = "%s?Cmd=%s&User=%s&DeviceId=%s&DeviceType=%s" % (
-                self.url, command, self.user, self.ident.device_id, self.ident.device_type)
+            url = "%s?%s" % (self.url, http.query(self.user, self.ident.device_id, self.ident.device_type, command))
         else:
             url = self.url
-        headers = {"Authorization": self.auth, "MS-ASProtocolVersion": self.version.text,
-                   "User-Agent": self.profile.user_agent}
-        if body:
-            headers["Content-Type"] = WBXML
-        if policy_key is not None:
-            headers["X-MS-PolicyKey"] = policy_key
+        headers = http.headers(self.version.text, self.profile.user_agent, self.auth, policy_key, body=bool(body))
         parts = urlsplit(url)
         self.say("")
         self.say("--> %s %s" % (method, parts.path))
         for k, v in parse_qsl(parts.query):
             self.say("    ?%s=%s" % (k, v))
         self.say("\n".join(self._headers_text(headers)))
-        self.say(self._body_text(body, WBXML))
+        self.say(self._body_text(body, http.WBXML))
         t0 = time.perf_counter()
         try:
             for attempt in (0, 1):
@@ -263,12 +256,13 @@ class Probe:
     async def _autodiscover(self):
         """Autodiscover step: True when the walk may go on (with the discovered URL)."""
         from loadgen.device import autodiscover as ad
+        from loadgen.eas import autodiscover as pox
 
         def on_exchange(step, status, headers, body, elapsed, error):
             self.say("")
             self.say("--> %s %s   (Autodiscover for %s: %s)" % (step.method, escape(step.url), escape(step.email),
                                                                  escape(step.why)))
-            shown = {"Content-Type": ad.CONTENT_TYPE} if step.body else {}
+            shown = {"Content-Type": pox.CONTENT_TYPE} if step.body else {}
             if step.authenticated:
                 shown["Authorization"] = self.auth
             self.say("\n".join(self._headers_text(shown)) if shown else "    (no credentials: the redirect probe)")
@@ -286,7 +280,7 @@ class Probe:
                     "request_xml": (step.body or b"").decode("utf-8", "replace") or None,
                     "response_xml": body[:4096].decode("utf-8", "replace") if body else None}) + "\n")
 
-        first = (ad.endpoint_of(self.url),) if self.url else ()
+        first = (pox.endpoint_of(self.url),) if self.url else ()
         try:
             result = await ad.discover(self.autodiscover, self.auth, first_urls=first, ssl=self.ssl,
                                        user_agent=self.profile.user_agent, timeout=self.timeout,
@@ -294,7 +288,7 @@ class Probe:
         except ValueError as exc:
             self.verdict("Autodiscover", False, str(exc), "pass --autodiscover with an e-mail address")
             return bool(self.url)
-        if isinstance(result, ad.Done):
+        if isinstance(result, pox.Done):
             note = ""
             advice = None
             if result.redirects:
@@ -440,20 +434,20 @@ class Probe:
 
     def _check(self, step, status, headers, tree):
         reaction = classify(status, headers, tree)
-        if reaction.kind == "ok" and reaction.status in (None, 1, 2):
+        if reaction.kind is Kind.OK and reaction.status in (None, 1, 2):
             return True
-        if reaction.kind == "ok":
+        if reaction.kind is Kind.OK:
             self.verdict(step, False, "status %s" % reaction.status)
-        elif reaction.kind == "reprovision":
+        elif reaction.kind is Kind.REPROVISION:
             self.verdict(step, False, "the server wants provisioning again (%s) right after provisioning"
                          % reaction.trigger, "HTTP 449 on %s: the server wants provisioning; it may not accept "
                          "the policy key it gave" % step if reaction.trigger == "449" else None)
-        elif reaction.kind == "throttled":
+        elif reaction.kind is Kind.THROTTLED:
             self.verdict(step, False, "throttled (%s), retry after %.0f s" % (reaction.detail, reaction.wait))
-        elif reaction.kind == "blocked":
+        elif reaction.kind is Kind.BLOCKED:
             self.verdict(step, False, "blocked or quarantined (129)", "Allow/Block/Quarantine: ask the "
                          "administrator to allow this device type or release it")
-        elif reaction.kind == "auth":
+        elif reaction.kind is Kind.AUTH:
             self._unauthorized(step)
         else:
             self.verdict(step, False, "HTTP %d%s" % (status, " status %s" % reaction.status if reaction.status else ""))

@@ -27,7 +27,6 @@ from loadgen.device.states import (
     ADJUSTED, AUTH_FAILED, BLOCKED, FAILED_CMD, MALFORMED, NEW, PARKED, PROVISIONED, QUARANTINED, REFUSED, THROTTLED,
     UNPROVISIONED, Stopped,
 )
-from loadgen.device.states import FAILED, STOPPED  # noqa: F401 -- loadgen/run/engine.py imports them from here
 from loadgen.eas import commands, http, password as passwords
 from loadgen.eas.provisioning import Kind, Provisioner, classify
 from loadgen.eas.status import SyncStatus

@@ -177,12 +177,10 @@ class PolicyLife:
         self.stats.reenrolment()
 
     def redirect_rule(self):
-        """The run's redirect rule (``ratelimit.install`` puts it on the load configuration), or
-        the fallback for a run that did not go through it."""
-        rule = self.load.__dict__.get("redirect_rule")
-        if rule is None:
-            rule = self.load.__dict__["redirect_rule"] = redirects.fallback(self.base_url)
-        return rule
+        """The run's redirect rule (the run context's, loadgen/run/context.py), or the fallback of a
+        device run without one (only its own host named)."""
+        rule = self.load.redirect_rule
+        return rule if rule is not None else redirects.fallback(self.base_url)
 
     def redirect_verdict(self, location, domains=(), trusted=(), current=None):
         """The redirect rule's verdict (loadgen/wire/redirects.py) on moving this device from ``current``

@@ -180,7 +180,7 @@ class Lives:
         # the coroutine path: nothing it does not see is sent
         self.park = self.answered if getattr(type(transport), "park", None) and transport.can_park else None
         self._peak = 0
-        from loadgen.device.life import Stopped
+        from loadgen.device.states import Stopped
 
         self._stopped = Stopped
 
@@ -244,7 +244,7 @@ class Lives:
         every request sent stays accounted for), the exception's type is counted in
         ``device_errors``, and the device ends in the state ``failed`` with the type and the first
         line of the message (credentials masked) as its detail; its connections are closed."""
-        from loadgen.device.life import FAILED
+        from loadgen.device.states import FAILED
 
         command = device.in_flight
         if command is not None:
@@ -329,7 +329,7 @@ class ClosedStages:
         self.running.add(device.index)
 
     def _finish(self, device):
-        from loadgen.device.life import STOPPED
+        from loadgen.device.states import STOPPED
 
         if device.index in self.running:
             self.running.discard(device.index)

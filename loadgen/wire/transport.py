@@ -76,7 +76,6 @@ from time import perf_counter
 
 import httptools
 
-WBXML = "application/vnd.ms-sync.wbxml"  # (loadgen/eas/http.py WBXML is the request head's)
 MAX_HEADER_BYTES = 64 * 1024  # a response head (status line and headers), bytes of input
 MAX_BODY_BYTES = 64 * 1024 * 1024  # one response body, default per-response limit
 BODY_BUDGET_BYTES = 256 * 1024 * 1024  # all response bodies being received by the process, default
