@@ -250,3 +250,22 @@ def test_merged_intervals_and_report_points_are_hdrh_of_all_requests():
             assert lat["count"] == ref.get_total_count()
             assert [lat["p50_ms"], lat["p90_ms"], lat["p99_ms"]] == [ref.get_value_at_percentile(p) / 1000
                                                                      for p in (50, 90, 99)], (which, b)
+
+
+def test_merge_keeps_a_threshold_written_in_exponent_form(tmp_path):
+    """summary.json writes a limit with %g ("errors.rate < 1e-05"): easload merge reads it back with
+    the one threshold grammar (loadgen/results/thresholds.py) and judges it, as the HTML report does."""
+    from loadgen.cli import main
+    from loadgen.results.stats import Stats
+
+    s = Stats()
+    s.record("Sync", 200, "ok", 0.01, 10, 10)
+    s.sample(1.0, {"provisioned": 1})
+    s.ended = s.started + 1
+    for i in range(2):
+        doc = dict(s.to_dict("x"), shard=[i, 2], seed=1, devices_total=1,
+                   thresholds=[{"threshold": "errors.rate < 1e-05", "value": 0.0, "passed": True}])
+        (tmp_path / ("s%d.json" % i)).write_bytes(orjson.dumps(doc))
+    code = main(["merge", str(tmp_path / "s0.json"), str(tmp_path / "s1.json"), "--out", str(tmp_path / "m")])
+    merged = orjson.loads((tmp_path / "m" / "summary.json").read_bytes())
+    assert [t["threshold"] for t in merged["thresholds"]] == ["errors.rate < 1e-05"] and code == 0

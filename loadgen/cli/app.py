@@ -100,7 +100,7 @@ def cmd_run(args):
     from loadgen import scenario as scenario_mod
     from loadgen.cli import start
     from loadgen.results.text import junit_xml, summary_text, thresholds_text
-    from loadgen.results.thresholds import evaluate as evaluate_thresholds
+    from loadgen.results.thresholds import evaluate
 
     raise_file_limit()
     _check_run_flags(args)
@@ -202,7 +202,7 @@ def cmd_run(args):
     shown = result.target_url if isinstance(result.target_url, str) else ", ".join(result.target_url)
     target_label = "embedded (%s)" % shown if sc.target.embedded else _target_text(result.target_url)
     print(summary_text(stats, sc.name, target_label, len(result.devices)))
-    verdicts = evaluate_thresholds(stats, sc.thresholds)
+    verdicts = evaluate(stats, sc.thresholds)
     if verdicts:
         print()
         print(_thresholds_with_hints(thresholds_text(verdicts), stats, verdicts))
@@ -512,8 +512,7 @@ def cmd_merge(args):
     from loadgen.results import summary
     from loadgen.results.merge import MergeError, merge
     from loadgen.results.text import junit_xml, summary_text, thresholds_text
-    from loadgen.results.thresholds import evaluate as evaluate_thresholds
-    from loadgen.results.thresholds import CONDITION as _THRESHOLD, Threshold
+    from loadgen.results import thresholds as grammar
 
     summaries = _load_summaries(args.results)
     try:
@@ -523,15 +522,9 @@ def cmd_merge(args):
     except _damaged_errors() as exc:  # a damaged or hand-edited summary.json: one line, exit 2
         raise UsageError("%s: not a valid easload summary (%s: %s)" % (
             ", ".join(args.results), type(exc).__name__, str(exc).splitlines()[0] if str(exc) else "")) from None
-    thresholds = []
-    for t in first.get("thresholds", []):
-        parts = t["threshold"].rsplit(" ", 2)
-        if len(parts) == 3 and _THRESHOLD.match("%s %s" % (parts[1], parts[2])):
-            limit = float(parts[2])
-            if limit == limit and abs(limit) != float("inf"):
-                thresholds.append(Threshold(parts[0], parts[1], limit))
+    thresholds = [th for th in (grammar.from_text(t["threshold"]) for t in first.get("thresholds", [])) if th]
     print(summary_text(stats, first["scenario"], first.get("target"), shards["devices_total"]))
-    verdicts = evaluate_thresholds(stats, thresholds)
+    verdicts = grammar.evaluate(stats, thresholds)
     if verdicts:
         print()
         print(_thresholds_with_hints(thresholds_text(verdicts), stats, verdicts))
