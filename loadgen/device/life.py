@@ -24,12 +24,13 @@ from loadgen.device import autodiscover
 from loadgen.device.answers import _backoff_ms, _decode, _http_outcome, _parse_shared, no_answer_outcome
 from loadgen.device.mail import MailLife
 from loadgen.device.states import (
-    ADJUSTED, AUTH_FAILED, BLOCKED, FAILED_CMD, MALFORMED, NEW, PARKED, PROVISIONED, QUARANTINED, REFUSED, THROTTLED,
+    AUTH_FAILED, BLOCKED, FAILED_CMD, MALFORMED, NEW, PARKED, PROVISIONED, QUARANTINED, REFUSED, THROTTLED,
     UNPROVISIONED, Stopped,
 )
 from loadgen.eas import commands, http, password as passwords
 from loadgen.eas.provisioning import Kind, Provisioner, classify
 from loadgen.eas.status import SyncStatus
+from loadgen.results.outcomes import ADJUSTED
 from loadgen.wire import ratelimit
 from loadgen.wire.transport import DeviceEndpoint
 

@@ -21,7 +21,6 @@ STOPPED = "stopped"  # stopped by a closed-model ramp-down (engine.ClosedStages)
 FAILED_CMD = object()  # an ordinary command that did not succeed
 PARKED = object()  # a Ping sent with transport.park: the answer comes to a callback (Device.ping_answered)
 MALFORMED = object()  # the tree of a WBXML body that does not decode (truncated, corrupt): a failed request
-ADJUSTED = "adjusted"  # a Ping Status 5 whose bound the device follows: an OK outcome (loadgen/results/outcomes.py)
 
 
 class Stopped(Exception):

@@ -31,7 +31,7 @@ class _HistogramView:
 
 # -- per-interval HDR histograms, in summary.json in a sparse form that merges without decoding.
 #
-# Each interval of the time series (loadgen.results.report.Stats.sample) carries, per command and for the
+# Each interval of the time series (loadgen.results.stats.Stats.sample) carries, per command and for the
 # schedule lag, its HDR histogram as ``"counts"``: the non-zero entries of hdrh's counts array for
 # the Recorder's fixed parameters (lowest 1 us, highest 3,600,000,000 us, 3 significant digits:
 # counts indices 0 .. 23,551; index i holds the values from
@@ -58,7 +58,7 @@ class _HistogramView:
 # compressed base64 form) instead: decoded once by sparse_counts, written again as a part.
 # The whole-run histograms stay in hdrh's form.
 
-_HDR_PARAMS = (1, 3_600_000_000, 3)  # loadgen.results.report's Recorder (microseconds)
+_HDR_PARAMS = (1, 3_600_000_000, 3)  # loadgen.results.stats' Recorder (microseconds)
 _REF = HdrHistogram(*_HDR_PARAMS)
 _COUNTS_LEN = _REF.counts_len
 _HEADER = struct.Struct(">IIIIQQd")  # hdrh's PayloadHeader (40 bytes, big-endian)
@@ -308,9 +308,8 @@ def parts_count(parts):
 # (_sum_percentiles); only the keys between are sorted.  Both equal parts_percentiles -- hdrh's
 # get_value_at_percentile of the summed histogram -- to the bit (tests/test_merge.py,
 # bench/report_bench.py --check, --same-as).  Parts whose counts take 4 or 8 bytes, a zero count,
-# 2**32 values or more, a big-endian machine: parts_percentiles.  What it costs, 8 shards x an
-# hour of one-second intervals (~150 entries each): decoding (base64, zlib: ~4 us a part) and
-# sorting (~30 ns an entry) are most of it.
+# 2**32 values or more, a big-endian machine: parts_percentiles.  Decoding (base64, zlib) and
+# sorting are most of its cost (bench/report_bench.py).
 
 _FAST = not _BIG_ENDIAN and array("I").itemsize == 4 and array("Q").itemsize == 8
 _WIDTH_OF = {"1": 1, "2": 2}  # the "counts" widths read as raw bytes (wider ones: decode_part)
@@ -635,7 +634,7 @@ def _merged_hist(entries, parts, encode):
 
 
 def merge_lag(entries, parts=None, encode=True):
-    """One interval's schedule lag from several (the ``lag`` of loadgen.results.report.Stats.sample): starts
+    """One interval's schedule lag from several (the ``lag`` of loadgen.results.stats.Stats.sample): starts
     and late starts added, mean weighted by starts, max of maxima, percentiles of the merged HDR
     (``parts``: the entries' parts, decode_part, when the caller has them) and, if ``encode``,
     that histogram as ``"counts"``."""

@@ -5,13 +5,12 @@ prefix ``easload_``, base units, ``_total`` counters, ``_seconds`` histograms, l
 values bounded by design (command, outcome, HTTP status code, EAS status,
 state, trigger, reason); the values a server controls (HTTP status, EAS status,
 X-MS-ASThrottle reason) are folded into ``other`` where they enter
-:class:`loadgen.results.report.Stats`.  Never a device id, user, URL or policy key.
+:class:`loadgen.results.stats.Stats`.  Never a device id, user, URL or policy key.
 
-The devices update only plain counters in :class:`loadgen.results.report.Stats`; this
+The devices update only plain counters in :class:`loadgen.results.stats.Stats`; this
 collector turns them into metric families when Prometheus scrapes.  That costs
 nothing per request (prometheus-client's labelled children take a lock and a
-label lookup per ``inc``, measured at ~60 us per request with all metrics of a
-request), and the values are exactly those of the end-of-run summary.
+label lookup per ``inc``), and the values are exactly those of the end-of-run summary.
 
 Ping is held by the server on purpose for up to the heartbeat interval, so its
 duration goes to its own histogram and never into request-latency SLOs.
@@ -23,9 +22,8 @@ carries the run id, scenario and version; shards of one run share the run id
 through ``EASLOAD_RUN_ID`` and are told apart by a ``shard`` *target* label set
 by Prometheus (deploy/prometheus), so the dashboard sums them.
 
-Cost (bench/metrics_bench.py): the only per-request work done for Prometheus
-alone is the classic-histogram slot and sum in ``Stats.record`` (~0.4 us); a
-scrape of a run with every command and outcome (~1,000 series) takes ~15 ms.
+The only per-request work done for Prometheus alone is the classic-histogram slot and sum in
+``Stats.record``; bench/metrics_bench.py measures it and a scrape.
 """
 
 import os

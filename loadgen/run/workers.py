@@ -6,7 +6,7 @@ Each worker process runs its own event loop (uvloop) and the devices ``i`` with
 the command line, loadgen/exchange/launch.py) and runs the scenario's events, the
 progress line and the Prometheus endpoint.  Workers send the parent a snapshot of their cumulative counters every
 sample interval (cheap dicts over a multiprocessing queue -- nothing per request);
-the parent's :class:`~loadgen.results.report.Stats` is the sum of the latest snapshots, so
+the parent's :class:`~loadgen.results.stats.Stats` is the sum of the latest snapshots, so
 the metrics of N workers are one endpoint with correct totals.  At the end each
 worker sends its HDR histograms (encoded) and time series; the parent merges
 them (histograms added, so percentiles are those of all requests).

@@ -31,7 +31,7 @@ command, body, policy_key, timeout=None) -> Response``:
   A request sent on a connection the server had already closed (no response
   byte received) is re-sent once on a fresh connection and counted as a
   reconnect, not a failure; with ``transport.stats`` set (the run's
-  :class:`loadgen.results.report.Stats`), the first attempt is counted there as re-sent
+  :class:`loadgen.results.stats.Stats`), the first attempt is counted there as re-sent
   (``Stats.resend``), so that "sent" covers every request the server may have read.
 
   ``await transport.park(endpoint, command, body, policy_key, timeout, callback,
