@@ -142,7 +142,6 @@ def test_run_exit_3_when_the_server_reads_requests_and_never_answers(tmp_path):
     import asyncio
     import threading
 
-    sys.path.insert(0, os.path.dirname(__file__))
     from hostile import ScriptedServer
 
     async def silent(conn, req):
@@ -184,7 +183,6 @@ def _serve_in_thread(behaviours, ssl_ctx=None):
     import contextlib
     import threading
 
-    sys.path.insert(0, os.path.dirname(__file__))
     from hostile import ScriptedServer
 
     ready = threading.Event()

@@ -193,7 +193,7 @@ def test_vendored_uplot_is_the_recorded_release():
     assert js.startswith("/*! https://github.com/leeoniya/uPlot (v%s) */" % htmlreport.UPLOT_VERSION)
     assert "</script" not in js.lower() and "<!--" not in js
     # shipped in the wheel: package data of loadgen
-    assert '"loadgen.results" = ["assets/*"]' in (Path(__file__).parent.parent / "pyproject.toml").read_text()
+    assert '"loadgen.results" = ["assets/*"]' in (Path(__file__).resolve().parents[2] / "pyproject.toml").read_text()
 
 
 def test_own_assets_are_package_data_and_inlined(summary):

@@ -172,7 +172,7 @@ def test_easload_run_with_a_crashing_device_writes_its_results(tmp_path, workers
     site = tmp_path / "site"
     site.mkdir()
     (site / "sitecustomize.py").write_text(CRASHER)
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(site), root]))
     out = subprocess.run([sys.executable, "-m", "loadgen", "run", str(f), "--metrics-listen", "", "-q",
                           "--workers", str(workers), "--out", str(tmp_path / "o")],

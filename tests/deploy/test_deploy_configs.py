@@ -9,7 +9,7 @@ from pathlib import Path
 
 import yaml
 
-DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
+DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 
 
 def test_kubernetes_scrape_config_keeps_only_annotated_easload_pods():

@@ -16,7 +16,7 @@ import pytest
 
 yaml = pytest.importorskip("yaml")
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 KDIR = ROOT / "deploy" / "kubernetes"
 KUSTOMIZATIONS = [KDIR / "base", KDIR / "overlays" / "example", KDIR / "overlays" / "example" / "merge"]
 YAML_FILES = sorted(p for p in KDIR.rglob("*") if p.suffix in (".yaml", ".yml"))
