@@ -1,4 +1,4 @@
-"""Shared fixtures: the codec twins (multidict/yarl style).
+"""Shared fixtures: the codec twins (multidict/yarl style); the global metrics registry left clean.
 
 Tests that take ``codec`` run against the pure twin and the compiled one.  The
 compiled one is skipped when it was not built -- unless EASLOAD_REQUIRE_EXTENSIONS
@@ -43,3 +43,13 @@ def both_codecs():
             pytest.fail("the compiled codec _wbxml._codec is not built (EASLOAD_REQUIRE_EXTENSIONS is set)")
         pytest.skip("compiled codec not built")
     return _pure, COMPILED
+
+
+@pytest.fixture(autouse=True)
+def _no_target_collector_left():
+    """The run's Prometheus registry is global: a test whose in-process run attached its embedded
+    target's collector (loadgen/cli/start.py) must not leave it for the next test."""
+    yield
+    from loadgen.results import metrics
+
+    metrics.attach_collector(None)

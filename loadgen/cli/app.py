@@ -99,8 +99,7 @@ def cmd_run(args):
     from loadgen.results import metrics, summary
     from loadgen import scenario as scenario_mod
     from loadgen.cli import start
-    from loadgen.results.text import junit_xml, summary_text, thresholds_text
-    from loadgen.results.thresholds import evaluate
+    from loadgen.results.text import junit_xml
 
     raise_file_limit()
     _check_run_flags(args)
@@ -201,14 +200,7 @@ def cmd_run(args):
     stats = result.stats
     shown = result.target_url if isinstance(result.target_url, str) else ", ".join(result.target_url)
     target_label = "embedded (%s)" % shown if sc.target.embedded else _target_text(result.target_url)
-    print(summary_text(stats, sc.name, target_label, len(result.devices)))
-    verdicts = evaluate(stats, sc.thresholds)
-    if verdicts:
-        print()
-        print(_thresholds_with_hints(thresholds_text(verdicts), stats, verdicts))
-    hint = _no_policy_hint(stats)
-    if hint:
-        print("\n" + hint)
+    verdicts = _show_results(stats, sc.name, target_label, len(result.devices), sc.thresholds)
     data = summary.build(stats, scenario=sc.name, target="embedded" if sc.target.embedded
                          else ", ".join(_safe_url(u) for u in sc.target.urls), verdicts=verdicts, seed=sc.seed,
                          devices_total=len(result.devices), shard=list(shard), versions=sc.population.versions,
@@ -508,11 +500,28 @@ def _damaged_errors():
             HdrCookieException, HdrHistogramSettingsException, HdrLengthException)
 
 
+def _show_results(stats, scenario_name, target, devices_total, thresholds):
+    """The end of `run` and `merge` alike: the summary, the thresholds' table with its hints, the
+    no-policy hint; the verdicts."""
+    from loadgen.results.text import summary_text, thresholds_text
+    from loadgen.results.thresholds import evaluate
+
+    print(summary_text(stats, scenario_name, target, devices_total))
+    verdicts = evaluate(stats, thresholds)
+    if verdicts:
+        print()
+        print(_thresholds_with_hints(thresholds_text(verdicts), stats, verdicts))
+    hint = _no_policy_hint(stats)
+    if hint:
+        print("\n" + hint)
+    return verdicts
+
+
 def cmd_merge(args):
     from loadgen.results import summary
-    from loadgen.results.merge import MergeError, merge
-    from loadgen.results.text import junit_xml, summary_text, thresholds_text
     from loadgen.results import thresholds as grammar
+    from loadgen.results.merge import MergeError, merge
+    from loadgen.results.text import junit_xml
 
     summaries = _load_summaries(args.results)
     try:
@@ -523,14 +532,7 @@ def cmd_merge(args):
         raise UsageError("%s: not a valid easload summary (%s: %s)" % (
             ", ".join(args.results), type(exc).__name__, str(exc).splitlines()[0] if str(exc) else "")) from None
     thresholds = [th for th in (grammar.from_text(t["threshold"]) for t in first.get("thresholds", [])) if th]
-    print(summary_text(stats, first["scenario"], first.get("target"), shards["devices_total"]))
-    verdicts = grammar.evaluate(stats, thresholds)
-    if verdicts:
-        print()
-        print(_thresholds_with_hints(thresholds_text(verdicts), stats, verdicts))
-    hint = _no_policy_hint(stats)
-    if hint:
-        print("\n" + hint)
+    verdicts = _show_results(stats, first["scenario"], first.get("target"), shards["devices_total"], thresholds)
     if not shards["complete"]:
         print("\nwarning: %d of %d shards merged (%s)" % (len(shards["shards_merged"]), shards["shards_total"],
                                                          shards["shards_merged"]), file=sys.stderr)

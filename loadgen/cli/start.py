@@ -14,6 +14,7 @@ from loadgen.run import engine
 from loadgen.run.context import RunLoad
 from loadgen.scenario import shown_url
 from loadgen.wire import tls as wire_tls
+from loadgen.wire.loop import install_stop_signals
 
 TLS_HINT = ("easload: %s at %s: the devices cannot connect; trust its CA with ca_file in [target] "
             "(or insecure = true / --insecure, not recommended)\n")
@@ -36,7 +37,7 @@ async def run(scenario, *, workers=1, target_state=None, admin=None, parts=None,
     handled = []
     if workers == 1:
         stop = stop if stop is not None else asyncio.Event()
-        handled = engine.install_stop_signals(loop, handle_signals, stop.set)
+        handled = install_stop_signals(loop, handle_signals, stop.set)
     launched = None
     try:
         if scenario.target.embedded:

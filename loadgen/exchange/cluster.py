@@ -48,6 +48,8 @@ import random
 import secrets
 import signal
 
+from loadgen.wire.loop import install_stop_signals
+
 log = logging.getLogger("easload.target.cluster")
 
 # TargetState options a cluster passes to its processes (the same for every process).
@@ -615,13 +617,7 @@ async def serve_cluster(cluster, ready=None, admin=None, admin_token=None):
     API and merged /metrics) and run until SIGINT/SIGTERM or cancellation; the processes are stopped."""
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
-    handled = []
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        try:
-            loop.add_signal_handler(sig, stop.set)
-            handled.append(sig)
-        except (NotImplementedError, RuntimeError):
-            pass
+    handled = install_stop_signals(loop, True, stop.set)
     admin_runner = admin_url = None
     try:
         await cluster.start()

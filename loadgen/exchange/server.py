@@ -19,7 +19,6 @@ applies the injected faults (faults.py).
 import asyncio
 import logging
 import re
-import signal
 import socket
 import struct
 
@@ -31,6 +30,7 @@ from _wbxml import Slot, Template, WBXMLError, encode, find, findtext
 from loadgen.eas import versions
 from loadgen.eas.commands import root_status
 from loadgen.eas.policy import policy_to_tree
+from loadgen.wire.loop import install_stop_signals
 from loadgen.exchange import abq, itemops
 import functools  # noqa: E402 -- Autodiscover route
 
@@ -704,13 +704,7 @@ async def serve_forever(host, port, state, ready=None, admin=None, admin_token=N
     start_target's (TLS)."""
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
-    handled = []
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        try:
-            loop.add_signal_handler(sig, stop.set)
-            handled.append(sig)
-        except (NotImplementedError, RuntimeError, ValueError):  # not the main thread, or no signals here
-            pass
+    handled = install_stop_signals(loop, True, stop.set)
     admin_runner = runner = None
     try:
         runner, target, url = await start_target(host, port, state, **server_options)

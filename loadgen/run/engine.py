@@ -10,7 +10,6 @@ import math
 import os
 import random
 import re
-import signal
 import sys
 import time
 import uuid
@@ -23,6 +22,7 @@ from loadgen.eas import versions
 from loadgen.device.profiles import PROFILES, identity
 from loadgen.results.stats import Stats
 from loadgen.run.context import RunLoad
+from loadgen.wire.loop import install_stop_signals
 from loadgen.wire.transport import Transport
 
 
@@ -452,25 +452,6 @@ class _Held:
                 await transport.close()
             except Exception:  # a close that fails must not hide the run's results
                 pass
-
-
-def _signals(handle_signals):
-    if handle_signals is True:
-        return (signal.SIGINT, signal.SIGTERM)
-    return tuple(handle_signals or ())
-
-
-def install_stop_signals(loop, which, callback):
-    """``callback`` on each signal of ``which`` (True: SIGINT and SIGTERM) through the loop; the
-    signals actually handled (none where the loop cannot, e.g. not in the main thread)."""
-    handled = []
-    for sig in _signals(which):
-        try:
-            loop.add_signal_handler(sig, callback)
-            handled.append(sig)
-        except (NotImplementedError, RuntimeError, ValueError):
-            pass
-    return handled
 
 
 async def run(scenario, *, target=None, target_url=None, context=None, progress=True, stream=None,

@@ -219,7 +219,8 @@ async def run_workers(scenario, workers, *, target=None, context=None, progress=
     time is killed, and a worker dies with its parent (see _die_with_parent).  ``stop``: an
     asyncio.Event that, once set, stops the run the same way (as engine.run's)."""
     from loadgen.run.context import RunLoad
-    from loadgen.run.engine import RunResult, install_stop_signals
+    from loadgen.run.engine import RunResult
+    from loadgen.wire.loop import install_stop_signals
 
     stream = stream or sys.stderr
     if context is None:

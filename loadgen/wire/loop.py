@@ -4,6 +4,8 @@ uvloop when it is installed, else asyncio's own; and the open-file limit raised 
 since each device holds up to two connections and each held Ping one socket in the target.
 """
 
+import signal
+
 
 def loop_factory():
     """``asyncio.Runner``'s ``loop_factory``: uvloop's new_event_loop, or None (asyncio's default)."""
@@ -28,4 +30,19 @@ def raise_file_limit():
         pass
 
 
-__all__ = ["loop_factory", "raise_file_limit"]
+def install_stop_signals(loop, which, callback):
+    """``callback`` on each signal of ``which`` (True: SIGINT and SIGTERM; or a tuple of signals)
+    through the loop; the signals actually handled (none where the loop cannot: not the main
+    thread, no signals on this platform).  The caller removes them with loop.remove_signal_handler."""
+    signals = (signal.SIGINT, signal.SIGTERM) if which is True else tuple(which or ())
+    handled = []
+    for sig in signals:
+        try:
+            loop.add_signal_handler(sig, callback)
+            handled.append(sig)
+        except (NotImplementedError, RuntimeError, ValueError):
+            pass
+    return handled
+
+
+__all__ = ["install_stop_signals", "loop_factory", "raise_file_limit"]
