@@ -24,10 +24,9 @@ import time
 import uuid
 from collections import Counter
 
-from hdrh.histogram import HdrHistogram
-
 from loadgen.results import metrics
 from loadgen.results.histograms import _HistogramView, merge_series
+from loadgen.results.merge import histograms_of
 from loadgen.results.stats import Stats
 
 # What a worker ships to the parent is derived from Stats itself, so a counter added to Stats is
@@ -168,24 +167,8 @@ def _merge_into(stats, snaps):
 
 def _merge_final(stats, finals):
     _merge_into(stats, finals)
-    merged = {}
-    for snap in finals:
-        for command, encoded in snap["histograms"].items():
-            hist = HdrHistogram.decode(encoded)
-            if command in merged:
-                merged[command].add(hist)
-            else:
-                merged[command] = hist
-    stats.latency = {c: _HistogramView(h) for c, h in merged.items()}
-    timings = {}
-    for snap in finals:
-        for name, encoded in snap.get("timings", {}).items():
-            hist = HdrHistogram.decode(encoded)
-            if name in timings:
-                timings[name].add(hist)
-            else:
-                timings[name] = hist
-    stats.timings = {c: _HistogramView(h) for c, h in timings.items()}
+    stats.latency = {c: _HistogramView(h) for c, h in histograms_of(finals, "histograms").items()}
+    stats.timings = {c: _HistogramView(h) for c, h in histograms_of(finals, "timings").items()}
     stats.started = min(s["started"] for s in finals)
     stats.ended = max(s["ended"] for s in finals)
     stats.interrupted = stats.interrupted or any(s["interrupted"] for s in finals)
