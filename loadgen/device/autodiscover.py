@@ -202,7 +202,7 @@ async def device_step(device, deadline, transport=None):
     def guard(current, url, named, domains, credentials):
         verdict = device.redirect_verdict(url, domains, hosts_of(named), current) if credentials else \
             device.redirect_rule().check(current, url, credentials=False)
-        if verdict.kind == redirects.OK and verdict.cap:  # a host not on this machine: the cap goes on
+        if verdict.ok and verdict.cap:  # a host not on this machine: the cap goes on
             ratelimit.remote_move(load, verdict.cap)
         return verdict
 
@@ -224,11 +224,11 @@ async def device_step(device, deadline, transport=None):
     if isinstance(result, Done):
         trusted = (redirects.host_of(result.url),) if result.url.lower().startswith("https://") else ()
         verdict = device.redirect_verdict(result.url, (domain_of(result.email),), trusted)
-        if verdict.kind == redirects.REFUSED:  # (the machine checked it already: a device's own rule)
+        if verdict.refused:  # (the machine checked it already: a device's own rule)
             result = Failed("the MobileSync URL %s is refused: %s" % (result.url, verdict.reason), refused=True)
         else:
             device.trusted = trusted
-            if verdict.kind == redirects.OK:
+            if verdict.ok:
                 device._move(transport, verdict)
             device.discovered = True
             return True

@@ -13,7 +13,7 @@ from loadgen.device.profiles import identity
 from loadgen.device.states import (
     AUTH_FAILED, BLOCKED, FAILED, MALFORMED, NEW, NO_POLICY, PROVISIONED, PROVISIONING, REFUSED, THROTTLED, WIPED,
 )
-from loadgen.eas import commands, password as passwords, policy as policies
+from loadgen.eas import commands, http, password as passwords, policy as policies
 from loadgen.eas.provisioning import Blocked, Failed, Provisioned, Redirect, Refused, Retry, Send, Wiped
 from loadgen.wire import ratelimit, redirects
 
@@ -209,14 +209,14 @@ class PolicyLife:
         Refused: counted as "redirect_refused", the device ends FAILED, nothing goes there.  The
         URL in use: counted as "redirect_loop", a retry with backoff.  Redirects in a row without
         another answer between them wait a backoff each after the first (no redirect ping-pong)."""
-        verdict = self.redirect_verdict(location)
-        if verdict.kind == redirects.REFUSED:
+        verdict = self.redirect_verdict(http.location_url(location))
+        if verdict.refused:
             self._record(command, resp, "redirect_refused", status)
             self.state = FAILED
             self.detail = "redirect refused: %s" % verdict.reason
             self.alive = False
             return
-        if verdict.kind == redirects.SAME:
+        if verdict.same:
             self._record(command, resp, "redirect_loop", status)
             await self._retry(deadline)
             return

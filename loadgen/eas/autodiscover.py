@@ -51,9 +51,6 @@ CONTENT_TYPE = "text/xml"
 PATH = "/autodiscover/autodiscover.xml"
 MAX_REDIRECTS = 10
 MAX_BODY = 256 * 1024  # an Autodiscover answer is a few hundred bytes
-# the kinds of the guard's verdict on a URL (loadgen/wire/redirects.py Verdict.kind): follow it, it is
-# the URL in use, or nothing may be sent to it
-FOLLOW, SAME, REFUSED = "ok", "same", "refused"
 
 _M = "{%s}" % RESPONSE_SCHEMA
 _O = "{%s}" % OUTER_NS
@@ -309,7 +306,8 @@ class Discovery:
         self.named = set()  # https:// URLs answers named: their hosts are named (loadgen/wire/redirects.py point 3)
         self.refusals = 0  # URLs an answer named that the rule refused (a candidate skipped is not one)
         # guard(current URL, new URL, named URLs, domains, credentials) -> a verdict whose ``kind`` is
-        # FOLLOW, SAME (the URL in use) or REFUSED, with a ``reason`` (loadgen/wire/redirects.py Verdict)
+        # ``ok`` (follow it), ``same`` (the URL in use) or ``refused`` (nothing may be sent to it), with a
+        # ``reason`` (loadgen/wire/redirects.py Verdict)
         self.guard = guard
 
     def _check(self, current, url, credentials=True):
@@ -336,7 +334,7 @@ class Discovery:
         while self.queue:
             step = self.queue.pop(0)
             verdict = self._check(None, step.url, step.authenticated)
-            if verdict.kind == REFUSED:  # nothing is sent to it
+            if verdict.refused:  # nothing is sent to it
                 self.tried.append((step.url, "refused: %s" % verdict.reason))
                 continue
             self.step = step
@@ -367,7 +365,7 @@ class Discovery:
                 step.refused = "a non-https location"
                 return self._next("refused a redirect to a non-https location %s" % location)
             verdict = self._check(step.url, location)
-            if verdict.kind != FOLLOW:  # (a 302 to the URL itself: refused as well)
+            if not verdict.ok:  # (a 302 to the URL itself: refused as well)
                 self.refusals += 1
                 step.refused = verdict.reason
                 return self._next("refused a redirect to %s: %s" % (location, verdict.reason))
@@ -399,7 +397,7 @@ class Discovery:
             if url.lower().startswith("https://"):
                 self.named.add(url)
             verdict = self._check(step.url, url)
-            if verdict.kind == REFUSED:
+            if verdict.refused:
                 step.refused = verdict.reason
                 return Failed("the MobileSync URL %s is refused: %s" % (url, verdict.reason), answer=answer,
                               redirects=self.redirects, refused=True)

@@ -60,6 +60,16 @@ def headers(version, user_agent, authorization, policy_key=None, body=True):
     return found
 
 
+def location_url(location):
+    """A redirect's location as a URL: a bare host name (what some servers put in a 451's
+    ``X-MS-Location``, MS-ASHTTP 2.2.2.1.1) means ``https://<host>/Microsoft-Server-ActiveSync``;
+    anything else is returned as it is (``loadgen/wire/redirects.py`` judges it)."""
+    location = (location or "").strip()
+    if location and "://" not in location and "/" not in location and "@" not in location:
+        return "https://%s%s" % (location, DEFAULT_PATH)
+    return location
+
+
 def url_parts(base_url):
     """(scheme, host, port, Host header, path) of a device's URL.  User info is left out (the
     device's credentials go in its Authorization header only); a non-ASCII host name is given in its

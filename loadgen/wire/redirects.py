@@ -7,8 +7,9 @@ Every one of them is checked by :meth:`Rule.check` before a single byte goes to 
 
 The rule (a location that fails any point is refused: nothing is sent to it):
 
-1. **A URL.**  ``http://`` or ``https://`` with a host, no user info; a bare host name (the form
-   some servers put in X-MS-Location) means ``https://<host>/Microsoft-Server-ActiveSync``.
+1. **A URL.**  ``http://`` or ``https://`` with a host, no user info.  (A bare host name, the form
+   some servers put in X-MS-Location, is made a URL by the protocol's rule before it gets here:
+   ``loadgen/eas/http.py`` ``location_url``.)
 2. **Same scheme or stronger.**  http -> https is allowed, https -> http never (the Basic
    credentials would cross the network in clear text, RFC 7617 4).
 3. **Credentials only to hosts the user named.**  A host is named when it is:
@@ -40,7 +41,6 @@ asyncio, no I/O.
 import ipaddress
 from urllib.parse import urlsplit
 
-DEFAULT_PATH = "/Microsoft-Server-ActiveSync"
 SAFE_DEVICES = 10  # devices on a server not on this machine without --yes (loadgen/cli/app.py SAFE_DEVICES)
 
 OK = "ok"
@@ -76,7 +76,7 @@ def _where(url):
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
     port = parts.port or (443 if scheme == "https" else 80)
-    return scheme, (parts.hostname or "").rstrip(".").lower(), port, parts.path or DEFAULT_PATH
+    return scheme, (parts.hostname or "").rstrip(".").lower(), port, parts.path or "/"
 
 
 class Verdict:
@@ -94,6 +94,14 @@ class Verdict:
     @property
     def ok(self):
         return self.kind == OK
+
+    @property
+    def same(self):
+        return self.kind == SAME
+
+    @property
+    def refused(self):
+        return self.kind == REFUSED
 
     def __repr__(self):
         return "Verdict(%s, %r, %r, cap=%g)" % (self.kind, self.url, self.reason, self.cap)
@@ -142,9 +150,7 @@ class Rule:
         if not location:
             return Verdict(REFUSED, location, "an empty location")
         if "://" not in location:
-            if "/" in location or "@" in location:
-                return Verdict(REFUSED, location, "not a URL or a host name")
-            location = "https://%s%s" % (location, DEFAULT_PATH)
+            return Verdict(REFUSED, location, "not a URL")
         try:
             parts = urlsplit(location)
             parts.port  # noqa: B018 -- a port out of range raises here

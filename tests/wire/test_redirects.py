@@ -4,6 +4,7 @@ and the rate cap for a new host; the run context (loadgen/run/context.py) carrie
 import pickle
 
 from loadgen import scenario
+from loadgen.eas import http
 from loadgen.run.context import RunLoad
 from loadgen.wire import ratelimit, redirects
 
@@ -25,7 +26,8 @@ def test_credentials_go_only_to_named_hosts():
     assert rule.check(EAS, "https://found.test/M", hosts=("found.test",)).ok  # named by an https answer
     assert rule.check(EAS, "https://user:pw@mail.corp.test/M").kind == redirects.REFUSED
     assert rule.check(EAS, "ftp://mail.corp.test/M").kind == redirects.REFUSED
-    assert rule.check(EAS, "mail.corp.test").url == EAS  # a bare host name
+    assert rule.check(EAS, "mail.corp.test").kind == redirects.REFUSED  # not a URL: the protocol makes it one first
+    assert rule.check(EAS, http.location_url("mail.corp.test")).url == EAS  # a bare host name (MS-ASHTTP 2.2.2.1.1)
 
 
 def test_the_url_in_use_is_not_a_move():
