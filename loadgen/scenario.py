@@ -3,6 +3,11 @@
 Every mistake in a scenario file becomes a :class:`ScenarioError` whose one-line
 message names the file, the line and the key, e.g.
 ``scenarios/x.toml:12: unknown key 'thinktime' in [load] (known: ...)``.
+
+A :class:`Scenario` is frozen by construction: every value is decided while it is built
+(:func:`parse`, and :func:`overridden` for the command line's flags, which returns a copy), and
+any later write -- to the scenario, to a part of it, or to one of its lists or tables -- raises.
+What a run adds while it goes lives in its run context (loadgen/run/context.py).
 """
 
 import difflib
@@ -11,7 +16,7 @@ import os
 import re
 import string
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import FrozenInstanceError, dataclass, field
 from pathlib import Path
 
 from loadgen.eas import versions
@@ -22,6 +27,53 @@ from loadgen.results.thresholds import parse as parse_threshold
 
 class ScenarioError(Exception):
     """A scenario file that cannot be used; the message is meant for the user."""
+
+
+def _refuse(self, *args, **kwargs):
+    raise TypeError("a scenario is not changed after it is built (scenario.overridden or dataclasses.replace "
+                    "make a changed copy)")
+
+
+class FrozenList(list):
+    """A list of a scenario (stages, thresholds, events, target URLs) that refuses every change; it
+    compares, prints and serialises (JSON, pickle) as the list it holds."""
+
+    __slots__ = ()
+    __setitem__ = __delitem__ = __iadd__ = __imul__ = _refuse
+    append = extend = insert = remove = pop = clear = sort = reverse = _refuse
+
+    def __reduce__(self):
+        return (FrozenList, (list(self),))
+
+
+class FrozenDict(dict):
+    """A table of a scenario (version and profile weights, redirects, an event's arguments) that
+    refuses every change; it compares, prints and serialises (JSON, pickle) as the dict it holds."""
+
+    __slots__ = ()
+    __setitem__ = __delitem__ = __ior__ = _refuse
+    update = setdefault = pop = popitem = clear = _refuse
+
+    def __reduce__(self):
+        return (FrozenDict, (dict(self),))
+
+
+def frozen(value):
+    """``value`` with every list and table in it (at any depth) made read-only."""
+    if isinstance(value, dict):
+        return FrozenDict({k: frozen(v) for k, v in value.items()})
+    if isinstance(value, list):
+        return FrozenList(frozen(v) for v in value)
+    return value
+
+
+def _freeze_fields(obj, names):
+    """In ``__post_init__`` of a frozen part: its list and table fields made read-only (a part built
+    directly, e.g. ``LoadConfig(stages=[...])``, is as frozen as one :func:`parse` built)."""
+    for name in names:
+        value = getattr(obj, name)
+        if isinstance(value, (list, dict)):
+            object.__setattr__(obj, name, frozen(value))
 
 
 # The stated ranges every number is checked against before any load (here for files; cli.check_flag
@@ -54,18 +106,28 @@ class UserPattern(str):
     """A user, password or e-mail pattern checked by :func:`pattern_problem`; ``format(n=i)`` fills
     {n} with ``first + i`` ([auth] first_user), so directories whose users start at 1 can be used
     without changing device identities (profiles.identity takes the index) or a target's sharding
-    of users (by index).  Formatting is a join of pre-split parts: no format-string machinery."""
+    of users (by index).  Formatting is a join of pre-split parts: no format-string machinery.
+    A pattern is part of a frozen scenario: its attributes are set once, here."""
+
+    __slots__ = ("first", "_parts")
 
     def __new__(cls, text, first=0):
         self = super().__new__(cls, text)
-        self.first = int(first)
-        self._parts = []
+        parts = []
         for literal, name, _spec, _conv in string.Formatter().parse(text):
             if literal:
-                self._parts.append(literal)
+                parts.append(literal)
             if name is not None:
-                self._parts.append(None)
+                parts.append(None)
+        object.__setattr__(self, "first", int(first))
+        object.__setattr__(self, "_parts", tuple(parts))
         return self
+
+    def __setattr__(self, name, value):
+        raise FrozenInstanceError("cannot assign to field %r of a user pattern" % name)
+
+    def __delattr__(self, name):
+        raise FrozenInstanceError("cannot delete field %r of a user pattern" % name)
 
     def format(self, *args, n=0, **kwargs):
         number = str(n + self.first)
@@ -75,7 +137,7 @@ class UserPattern(str):
         return (UserPattern, (str(self), self.first))
 
 
-@dataclass
+@dataclass(frozen=True, slots=True)
 class TargetConfig:
     # "embedded", https://host/Microsoft-Server-ActiveSync, or a list of URLs: a multi-process target
     # started separately (``easload target --processes N``) whose process k serves the users n % N == k;
@@ -107,6 +169,9 @@ class TargetConfig:
     tls: bool = False
     tls_cert: str | None = None
     tls_key: str | None = None
+
+    def __post_init__(self):
+        _freeze_fields(self, ("url", "autodiscover_redirect"))
 
     @property
     def embedded(self):
@@ -214,7 +279,7 @@ def parse_target_option(value):
     return check_urls([] if not value else value.split(","), "--target")
 
 
-@dataclass
+@dataclass(frozen=True, slots=True)
 class AuthConfig:
     user: str = "user{n}"
     password: str = "Pass{n}!"
@@ -224,15 +289,18 @@ class AuthConfig:
     first_user: int = 0  # {n} of user n's name, password and e-mail is first_user + n (directories often start at 1)
 
 
-@dataclass
+@dataclass(frozen=True, slots=True)
 class PopulationConfig:
     devices: int = 200
     devices_per_user: int = 2
     versions: dict = field(default_factory=lambda: {"14.1": 1})
     profiles: dict = field(default_factory=lambda: {"modern": 1})
 
+    def __post_init__(self):
+        _freeze_fields(self, ("versions", "profiles"))
 
-@dataclass
+
+@dataclass(frozen=True, slots=True)
 class LoadConfig:
     ramp_up: float = 5.0  # seconds over which the devices start
     think_time: float = 2.0  # mean seconds between a device's commands
@@ -265,8 +333,11 @@ class LoadConfig:
     max_request_rate: float | None = None  # global cap (ratelimit.py): None default, 0 off
     autodiscover: object = None  # the e-mail pattern (UserPattern) of [target] autodiscover, or None
 
+    def __post_init__(self):
+        _freeze_fields(self, ("stages",))
 
-@dataclass
+
+@dataclass(frozen=True, slots=True)
 class Scenario:
     name: str
     path: str
@@ -280,14 +351,20 @@ class Scenario:
     thresholds: list = field(default_factory=list)  # [Threshold]
     events: list = field(default_factory=list)  # [Event], sorted by time
 
+    def __post_init__(self):
+        _freeze_fields(self, ("thresholds", "events"))
 
-@dataclass(frozen=True)
+
+@dataclass(frozen=True, slots=True)
 class Event:
     """An action at a time of the run: on the embedded target, or a shell command for a real server."""
 
     at: float
     action: str
     args: dict
+
+    def __post_init__(self):
+        _freeze_fields(self, ("args",))
 
     def display(self):
         """The event as it may be printed or saved (summary.json, the HTML report, --dry-run): a command
@@ -461,7 +538,7 @@ def _plain(number):
 
 
 def parse(text, path="<scenario>"):
-    """Validate scenario TOML text into a :class:`Scenario`."""
+    """Validate scenario TOML text into a :class:`Scenario`, built once from values decided here."""
     r = _Reader(path, text)
     try:
         data = tomllib.loads(text)
@@ -472,16 +549,86 @@ def parse(text, path="<scenario>"):
             hint = difflib.get_close_matches(key, _TOP, 1)
             raise r.fail("", key, "unknown key '%s'%s (known: %s)" % (
                 key, " (did you mean '%s'?)" % hint[0] if hint else "", ", ".join(sorted(_TOP))))
-    s = Scenario(name=r.string("", data, "name", Path(str(path)).stem), path=str(path))
-    s.description = r.string("", data, "description", "")
-    s.duration = r.seconds("", data, "duration", s.duration)
-    if s.duration <= 0:
+    name = r.string("", data, "name", Path(str(path)).stem)
+    description = r.string("", data, "description", "")
+    duration = r.seconds("", data, "duration", 20.0)
+    if duration <= 0:
         raise r.fail("", "duration", "'duration' must be greater than 0")
-    s.seed = int(r.number("", data, "seed", s.seed, minimum=-2**63, maximum=2**63 - 1, integer=True))
+    seed = int(r.number("", data, "seed", 1, minimum=-2**63, maximum=2**63 - 1, integer=True))
 
     t = r.section(data, "target", _TARGET)
-    s.target = TargetConfig(
-        url=_target_url(r, t),
+    target = _target(r, t)
+    auth = _auth(r, r.section(data, "auth", _AUTH))
+
+    p = r.section(data, "population", _POPULATION)
+    population = PopulationConfig(
+        devices=int(r.number("population", p, "devices", 200, minimum=1, maximum=MAX_DEVICES, integer=True)),
+        devices_per_user=int(r.number("population", p, "devices_per_user", 2, minimum=1,
+                                      maximum=MAX_DEVICES_PER_USER, integer=True)),
+        versions=r.weights("population", p, "versions", {"14.1": 1}, versions.SIMULATED, "protocol version"),
+        profiles=r.weights("population", p, "profiles", {"modern": 1}, tuple(PROFILES), "profile"),
+    )
+    if population.devices > auth.users * population.devices_per_user:
+        raise r.fail("population", "devices", "%d devices need more than %d users x %d devices per user"
+                     % (population.devices, auth.users, population.devices_per_user))
+
+    load = _load(r, r.section(data, "load", _LOAD), target, auth, population)
+    if target.client_key and not target.client_cert:
+        raise r.fail("target", "client_key", "'client_key' needs 'client_cert'")
+    if target.ping_min > target.ping_max:
+        raise r.fail("target", "ping_min", "'ping_min' (%d) is above 'ping_max' (%d)" % (target.ping_min,
+                                                                                       target.ping_max))
+
+    th = data.get("thresholds", {})
+    if not isinstance(th, dict):
+        raise r.fail("", "thresholds", "[thresholds] must be a table of metric = \"< limit\"")
+    thresholds = []
+    for metric, expr in th.items():
+        try:
+            thresholds.append(parse_threshold(metric, expr))
+        except ThresholdError as exc:
+            raise r.fail("thresholds", metric, str(exc)) from None
+
+    return Scenario(name=name, path=str(path), duration=duration, seed=seed, description=description,
+                    target=target, auth=auth, population=population, load=load, thresholds=thresholds,
+                    events=_events(r, data, target))
+
+
+def _target(r, t):
+    """[target], with its checks (path, realm, TLS, autodiscover) made before it is built."""
+    url = _target_url(r, t)
+    embedded = url == "embedded"
+    tls = r.boolean("target", t, "tls", False)
+    tls_cert = r.string("target", t, "tls_cert", None)
+    tls_key = r.string("target", t, "tls_key", None)
+    if (tls or tls_cert) and not embedded:
+        raise r.fail("target", "tls", "'tls' is for the embedded target; a server's URL says https:// itself")
+    if tls_key and not tls_cert:
+        raise r.fail("target", "tls_key", "'tls_key' needs 'tls_cert'")
+    path = r.string("target", t, "path", "/Microsoft-Server-ActiveSync")
+    if (not path.startswith("/") or "?" in path or "#" in path
+            or not path.isascii() or any(c.isspace() or ord(c) < 32 for c in path)):
+        raise r.fail("target", "path", "'path' must be a URL path like \"/SOGo/Microsoft-Server-ActiveSync\", not %r"
+                     % path)
+    auth_realm = r.string("target", t, "auth_realm", "easload")
+    if '"' in auth_realm:
+        raise r.fail("target", "auth_realm", "'auth_realm' must not contain a double quote")
+    value = t.get("autodiscover")
+    if value is True:
+        autodiscover = ""  # the user name, when it is an e-mail address (_autodiscover_pattern)
+    elif isinstance(value, str) and value.count("@") == 1 and value.split("@")[1]:
+        autodiscover = value
+    elif value is None or value is False:
+        autodiscover = None
+    else:
+        raise r.fail("target", "autodiscover", "'autodiscover' must be true or an e-mail pattern like "
+                     "\"user{n}@example.com\", not %r" % (value,))
+    redirect = t.get("autodiscover_redirect", {})
+    if not isinstance(redirect, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in redirect.items()):
+        raise r.fail("target", "autodiscover_redirect", "'autodiscover_redirect' must be a table of "
+                     "\"from.domain\" = \"to.domain\"")
+    return TargetConfig(
+        url=url,
         insecure=r.boolean("target", t, "insecure", False),
         ca_file=r.string("target", t, "ca_file", None),
         client_cert=r.string("target", t, "client_cert", None),
@@ -489,67 +636,58 @@ def parse(text, path="<scenario>"):
         allow_non_provisionable=r.boolean("target", t, "allow_non_provisionable", False),
         no_policy=r.boolean("target", t, "no_policy", False),
         policy_refresh_minutes=int(r.number("target", t, "policy_refresh_minutes", 0, minimum=0,
-                                                  maximum=527040, integer=True)),
+                                            maximum=527040, integer=True)),
         listen=r.string("target", t, "listen", "127.0.0.1"),
         ping_min=int(r.number("target", t, "ping_min", 60, minimum=1, maximum=86400, integer=True)),
         ping_max=int(r.number("target", t, "ping_max", 3540, minimum=1, maximum=86400, integer=True)),
         mail_per_user_per_hour=float(r.number("target", t, "mail_per_user_per_hour", 0.0, minimum=0,
-                                                  maximum=36000)),
-        processes=int(r.number("target", t, "processes", 1, minimum=1, maximum=MAX_PROCESSES,
-                                 integer=True)),
-        path=r.string("target", t, "path", "/Microsoft-Server-ActiveSync"),
+                                              maximum=36000)),
+        processes=int(r.number("target", t, "processes", 1, minimum=1, maximum=MAX_PROCESSES, integer=True)),
+        path=path,
+        autodiscover=autodiscover,
         ignore_policy_key=r.boolean("target", t, "ignore_policy_key", False),
         options_without_provision=r.boolean("target", t, "options_without_provision", False),
-        auth_realm=r.string("target", t, "auth_realm", "easload"),
+        auth_realm=auth_realm,
         challenge_first=r.boolean("target", t, "challenge_first", False),
+        autodiscover_redirect={k.lower(): v.lower() for k, v in redirect.items()},
         confirm=r.boolean("target", t, "confirm", False),
-        tls=r.boolean("target", t, "tls", False),
-        tls_cert=r.string("target", t, "tls_cert", None),
-        tls_key=r.string("target", t, "tls_key", None),
+        tls=tls or bool(tls_cert),
+        tls_cert=tls_cert,
+        tls_key=tls_key,
     )
-    _target_extras(r, t, s)
 
-    a = r.section(data, "auth", _AUTH)
-    s.auth = AuthConfig(
-        user=r.string("auth", a, "user", "user{n}"),
-        password=r.string("auth", a, "password", "Pass{n}!"),
-        password_env=r.string("auth", a, "password_env", None),
-        domain=r.string("auth", a, "domain", ""),
-        users=int(r.number("auth", a, "users", 100, minimum=1, maximum=MAX_USERS, integer=True)),
-        first_user=int(r.number("auth", a, "first_user", 0, minimum=0, maximum=MAX_FIRST_USER, integer=True)),
-    )
-    if s.auth.password_env:
-        value = os.environ.get(s.auth.password_env)
+
+def _auth(r, a):
+    """[auth]: the password from 'password_env' when named; user and password as :class:`UserPattern`."""
+    first_user = int(r.number("auth", a, "first_user", 0, minimum=0, maximum=MAX_FIRST_USER, integer=True))
+    users = int(r.number("auth", a, "users", 100, minimum=1, maximum=MAX_USERS, integer=True))
+    patterns = {"user": r.string("auth", a, "user", "user{n}"), "password": r.string("auth", a, "password", "Pass{n}!")}
+    password_env = r.string("auth", a, "password_env", None)
+    domain = r.string("auth", a, "domain", "")
+    if password_env:
+        value = os.environ.get(password_env)
         if value is None:
             raise r.fail("auth", "password_env", "environment variable %s (named by 'password_env') is not set"
-                         % s.auth.password_env)
+                         % password_env)
         try:
             value.encode("utf-8")  # bytes that are not UTF-8 come as surrogate escapes (PEP 383)
         except UnicodeEncodeError:
             raise r.fail("auth", "password_env", "environment variable %s (named by 'password_env') is not "
-                         "valid UTF-8" % s.auth.password_env) from None
-        s.auth.password = value
+                         "valid UTF-8" % password_env) from None
+        patterns["password"] = value
     for key in ("user", "password"):
-        problem = pattern_problem(getattr(s.auth, key))
+        problem = pattern_problem(patterns[key])
         if problem:
-            raise r.fail("auth", "password_env" if key == "password" and s.auth.password_env else key,
+            raise r.fail("auth", "password_env" if key == "password" and password_env else key,
                          "'%s' %s" % (key, problem))
-        setattr(s.auth, key, UserPattern(getattr(s.auth, key), s.auth.first_user))
+        patterns[key] = UserPattern(patterns[key], first_user)
+    return AuthConfig(user=patterns["user"], password=patterns["password"], password_env=password_env,
+                      domain=domain, users=users, first_user=first_user)
 
-    p = r.section(data, "population", _POPULATION)
-    s.population = PopulationConfig(
-        devices=int(r.number("population", p, "devices", 200, minimum=1, maximum=MAX_DEVICES, integer=True)),
-        devices_per_user=int(r.number("population", p, "devices_per_user", 2, minimum=1,
-                                      maximum=MAX_DEVICES_PER_USER, integer=True)),
-        versions=r.weights("population", p, "versions", {"14.1": 1}, versions.SIMULATED, "protocol version"),
-        profiles=r.weights("population", p, "profiles", {"modern": 1}, tuple(PROFILES), "profile"),
-    )
-    if s.population.devices > s.auth.users * s.population.devices_per_user:
-        raise r.fail("population", "devices", "%d devices need more than %d users x %d devices per user"
-                     % (s.population.devices, s.auth.users, s.population.devices_per_user))
 
-    lo = r.section(data, "load", _LOAD)
-    s.load = LoadConfig(
+def _load(r, lo, target, auth, population):
+    """[load], every value checked before the part is built."""
+    values = dict(
         ramp_up=r.seconds("load", lo, "ramp_up", 5.0),
         think_time=r.seconds("load", lo, "think_time", 2.0),
         timeout=r.seconds("load", lo, "timeout", 60.0),
@@ -564,65 +702,57 @@ def parse(text, path="<scenario>"):
         heartbeat=r.seconds("load", lo, "heartbeat", 480.0),
         window_size=int(r.number("load", lo, "window_size", 25, minimum=1, maximum=512, integer=True)),
         body_truncation=int(r.number("load", lo, "body_truncation", 5120, minimum=0, maximum=2**31 - 1,
-                                       integer=True)),
+                                     integer=True)),
         html_bodies=r.boolean("load", lo, "html_bodies", False),
         quarantine_retry=r.seconds("load", lo, "quarantine_retry", 300.0),
         sample_interval=r.seconds("load", lo, "sample_interval", 1.0),
         model=r.string("load", lo, "model", "closed"),
         arrival_rate=float(r.number("load", lo, "arrival_rate", 10.0, minimum=0, maximum=MAX_RATE)),
     )
-    _rate_cap(r, lo, s)
-    _policy_preferences(r, lo, s)
-    _autodiscover_pattern(r, s)
-    if s.load.model not in ("closed", "open"):
-        raise r.fail("load", "model", "'model' must be \"closed\" or \"open\", not %r" % s.load.model)
+    values["max_request_rate"] = _rate_cap(r, lo)
+    values.update(_policy_preferences(r, lo))
+    values["autodiscover"] = _autodiscover_pattern(r, target, auth)
+    if values["model"] not in ("closed", "open"):
+        raise r.fail("load", "model", "'model' must be \"closed\" or \"open\", not %r" % values["model"])
     stages = lo.get("stages", [])
     if not isinstance(stages, list):
         raise r.fail("load", "stages", "'stages' must be an array like [{ duration = \"10s\", target = 100 }]")
-    closed = s.load.model == "closed"  # closed: target = active devices (engine.ClosedStages); open: arrivals/s
+    closed = values["model"] == "closed"  # closed: target = active devices (engine.ClosedStages); open: arrivals/s
+    values["stages"] = []
     for i, stage in enumerate(stages):
         if not isinstance(stage, dict) or set(stage) != {"duration", "target"}:
             raise r.fail("load", "stages", "stages[%d] must be { duration = \"10s\", target = %s }"
                          % (i, "<active devices>" if closed else "<arrivals/s>"))
         duration = r.seconds("load", stage, "duration", 0.0)
-        target = r.number("load", stage, "target", 0.0, minimum=0, maximum=MAX_RATE)
-        if closed and (not isinstance(target, int) or target > s.population.devices):
+        goal = r.number("load", stage, "target", 0.0, minimum=0, maximum=MAX_RATE)
+        if closed and (not isinstance(goal, int) or goal > population.devices):
             raise r.fail("load", "stages", "stages[%d]: target must be a whole number of active devices from 0 to "
-                         "the %d devices of [population], not %r" % (i, s.population.devices, target))
-        s.load.stages.append((duration, float(target)))
+                         "the %d devices of [population], not %r" % (i, population.devices, goal))
+        values["stages"].append((duration, float(goal)))
     if closed and stages and "ramp_up" in lo:
         raise r.fail("load", "ramp_up", "'ramp_up' and 'stages' do not combine in the closed model: the stages ramp "
                      "the active devices (start with a stage like { duration = \"30s\", target = 100 })")
-    if s.load.sample_interval <= 0:
+    if values["sample_interval"] <= 0:
         raise r.fail("load", "sample_interval", "'sample_interval' must be greater than 0")
-    if s.load.mode not in ("ping", "poll", "foldersync"):
-        raise r.fail("load", "mode", "'mode' must be \"ping\", \"poll\" or \"foldersync\", not %r" % s.load.mode)
-    if s.load.transport not in ("lean", "aiohttp"):
-        raise r.fail("load", "transport", "'transport' must be \"lean\" or \"aiohttp\", not %r" % s.load.transport)
-    if s.load.pool_size and s.load.transport != "lean":
+    if values["mode"] not in ("ping", "poll", "foldersync"):
+        raise r.fail("load", "mode", "'mode' must be \"ping\", \"poll\" or \"foldersync\", not %r" % values["mode"])
+    if values["transport"] not in ("lean", "aiohttp"):
+        raise r.fail("load", "transport", "'transport' must be \"lean\" or \"aiohttp\", not %r" % values["transport"])
+    if values["pool_size"] and values["transport"] != "lean":
         raise r.fail("load", "pool_size", "'pool_size' needs transport = \"lean\"")
-    if s.load.idle_timeout < 0:
+    if values["idle_timeout"] < 0:
         raise r.fail("load", "idle_timeout", "'idle_timeout' must be 0 (never) or more")
-    if s.target.client_key and not s.target.client_cert:
-        raise r.fail("target", "client_key", "'client_key' needs 'client_cert'")
-    if s.load.timeout <= 0:
+    if values["timeout"] <= 0:
         raise r.fail("load", "timeout", "'timeout' must be greater than 0")
-    if s.target.ping_min > s.target.ping_max:
-        raise r.fail("target", "ping_min", "'ping_min' (%d) is above 'ping_max' (%d)" % (s.target.ping_min,
-                                                                                       s.target.ping_max))
+    return LoadConfig(**values)
 
-    th = data.get("thresholds", {})
-    if not isinstance(th, dict):
-        raise r.fail("", "thresholds", "[thresholds] must be a table of metric = \"< limit\"")
-    for metric, expr in th.items():
-        try:
-            s.thresholds.append(parse_threshold(metric, expr))
-        except ThresholdError as exc:
-            raise r.fail("thresholds", metric, str(exc)) from None
 
+def _events(r, data, target):
+    """[[events]], checked by action and sorted by time."""
     events = data.get("events", [])
     if not isinstance(events, list):
         raise r.fail("", "events", "'events' must be an array of tables: [[events]]")
+    out = []
     for i, ev in enumerate(events):
         where = "events[%d]" % i
         if not isinstance(ev, dict) or "at" not in ev or "action" not in ev:
@@ -637,14 +767,14 @@ def parse(text, path="<scenario>"):
             if key not in EVENT_ACTIONS[action]:
                 raise r.fail("events", key, "%s: '%s' does not take '%s' (it takes: %s)" % (
                     where, action, key, ", ".join(sorted(EVENT_ACTIONS[action]))))
-        if action != "command" and not s.target.embedded:
+        if action != "command" and not target.embedded:
             raise r.fail("events", "action", "%s: '%s' acts on the embedded target; for a real server use "
                          "action = \"command\" with run = \"...\"" % (where, action))
         _event_args(r, where, action, args)
         at = r.seconds("events", ev, "at", 0.0)
-        s.events.append(Event(at, action, args))
-    s.events.sort(key=lambda e: e.at)
-    return s
+        out.append(Event(at, action, args))
+    out.sort(key=lambda e: e.at)
+    return out
 
 
 def _target_url(r, t):
@@ -666,34 +796,6 @@ def _target_url(r, t):
         return check_urls(items, "'url'")
     except ValueError as exc:
         raise r.fail("target", "url", str(exc)) from None
-
-
-def _target_extras(r, t, s):
-    """[target] path, autodiscover and autodiscover_redirect; tls, tls_cert, tls_key."""
-    if (s.target.tls or s.target.tls_cert) and not s.target.embedded:
-        raise r.fail("target", "tls", "'tls' is for the embedded target; a server's URL says https:// itself")
-    if s.target.tls_key and not s.target.tls_cert:
-        raise r.fail("target", "tls_key", "'tls_key' needs 'tls_cert'")
-    s.target.tls = s.target.tls or bool(s.target.tls_cert)
-    if (not s.target.path.startswith("/") or "?" in s.target.path or "#" in s.target.path
-            or not s.target.path.isascii() or any(c.isspace() or ord(c) < 32 for c in s.target.path)):
-        raise r.fail("target", "path", "'path' must be a URL path like \"/SOGo/Microsoft-Server-ActiveSync\", not %r"
-                     % s.target.path)
-    if '"' in s.target.auth_realm:
-        raise r.fail("target", "auth_realm", "'auth_realm' must not contain a double quote")
-    value = t.get("autodiscover")
-    if value is True:
-        s.target.autodiscover = ""  # the user name, when it is an e-mail address (_autodiscover_pattern)
-    elif isinstance(value, str) and value.count("@") == 1 and value.split("@")[1]:
-        s.target.autodiscover = value
-    elif value is not None and value is not False:
-        raise r.fail("target", "autodiscover", "'autodiscover' must be true or an e-mail pattern like "
-                     "\"user{n}@example.com\", not %r" % (value,))
-    redirect = t.get("autodiscover_redirect", {})
-    if not isinstance(redirect, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in redirect.items()):
-        raise r.fail("target", "autodiscover_redirect", "'autodiscover_redirect' must be a table of "
-                     "\"from.domain\" = \"to.domain\"")
-    s.target.autodiscover_redirect = {k.lower(): v.lower() for k, v in redirect.items()}
 
 
 def _policy_settings(r, where, settings):
@@ -822,54 +924,56 @@ def _event_args(r, where, action, args):
                                  where, ": %s" % exc if isinstance(exc, ValueError) else "")) from None
 
 
-def _autodiscover_pattern(r, s):
-    pattern = s.target.autodiscover
+def _autodiscover_pattern(r, target, auth):
+    """The e-mail pattern (:class:`UserPattern`) of [target] autodiscover, or None."""
+    pattern = target.autodiscover
     if pattern is None:
-        return
+        return None
     if pattern == "":
-        if "@" not in s.auth.user:
+        if "@" not in auth.user:
             raise r.fail("target", "autodiscover", "'autodiscover = true' takes the e-mail address from [auth] user, "
                          "which is not one (%r): give the pattern, e.g. autodiscover = \"user{n}@example.com\""
-                         % s.auth.user)
-        pattern = s.auth.user
+                         % auth.user)
+        pattern = auth.user
     problem = pattern_problem(pattern)
     if problem:
         raise r.fail("target", "autodiscover", "'autodiscover' %s" % problem)
-    s.load.autodiscover = UserPattern(pattern, s.auth.first_user)
+    return UserPattern(str(pattern), auth.first_user)
 
 
-def _rate_cap(r, lo, s):
-    """[load] max_request_rate: a number of requests/s, 0 or "off" (ratelimit.py)."""
+def _rate_cap(r, lo):
+    """[load] max_request_rate: a number of requests/s, 0 or "off" (ratelimit.py); None when not given."""
     if "max_request_rate" not in lo:
-        return
+        return None
     value = lo["max_request_rate"]
     if isinstance(value, str) and value.strip().lower() == "off":
-        s.load.max_request_rate = 0.0
-    elif (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-          and 0 <= value <= MAX_RATE):
-        s.load.max_request_rate = float(value)
-    else:
-        raise r.fail("load", "max_request_rate", "'max_request_rate' must be a number of requests/s from 0 to %s, "
-                     "or \"off\", not %r" % (_plain(int(MAX_RATE)), value))
+        return 0.0
+    if (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+            and 0 <= value <= MAX_RATE):
+        return float(value)
+    raise r.fail("load", "max_request_rate", "'max_request_rate' must be a number of requests/s from 0 to %s, "
+                 "or \"off\", not %r" % (_plain(int(MAX_RATE)), value))
 
 
-def _policy_preferences(r, lo, s):
+def _policy_preferences(r, lo):
     """[load] preferences the device clamps to the policy it accepted (policy.py; docs/protocol-notes.md, Which
-    policies a device may ignore)."""
+    policies a device may ignore), as LoadConfig's keyword arguments."""
     from loadgen.eas.policy import parse_filter
 
+    out = {}
     for key, calendar in (("email_filter", False), ("calendar_filter", True)):
         if key in lo:
             try:
-                setattr(s.load, key, parse_filter(lo[key], calendar))
+                out[key] = parse_filter(lo[key], calendar)
             except ValueError as exc:
                 raise r.fail("load", key, "'%s' %s" % (key, exc)) from None
-    s.load.sync_calendar = r.boolean("load", lo, "sync_calendar", False)
+    out["sync_calendar"] = r.boolean("load", lo, "sync_calendar", False)
     for key in ("open_attachments", "open_truncated"):
         value = r.number("load", lo, key, 0.0, minimum=0)
         if value > 1:
             raise r.fail("load", key, "'%s' is a share of the messages, between 0 and 1, not %r" % (key, value))
-        setattr(s.load, key, float(value))
+        out[key] = float(value)
+    return out
 
 
 def load(path):

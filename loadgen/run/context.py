@@ -9,11 +9,14 @@ reads every one of them as one attribute of ``device.load``.  It is built once p
 pickled to the worker processes; each process makes its own token bucket.
 """
 
+import dataclasses
+
 from loadgen.wire import ratelimit
 
 
 class RunLoad:
-    """The ``[load]`` settings of a scenario (copied: the same names) and the run's state.
+    """The ``[load]`` settings of a scenario (copied: the same names, plain attributes as fast to
+    read as before; the scenario's own part is frozen) and the run's state.
 
     ``request_cap``: requests/s this process may send (0: no cap); ``redirect_rule``: the
     :class:`~loadgen.wire.redirects.Rule` of this run (None: each device falls back to its own
@@ -21,7 +24,7 @@ class RunLoad:
     process's token bucket, made by the first request under a cap."""
 
     def __init__(self, load, *, request_cap=0.0, redirect_rule=None, autodiscover=None):
-        self.__dict__.update(vars(load))
+        self.__dict__.update((f.name, getattr(load, f.name)) for f in dataclasses.fields(load))
         self.request_cap = request_cap
         self.redirect_rule = redirect_rule
         self.autodiscover = autodiscover
