@@ -10,7 +10,7 @@ so that the caller can recognise the in-band re-provision statuses 140-145
 
 import base64
 import binascii
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from _wbxml import Slot, Template, encode, find, findtext
@@ -232,18 +232,38 @@ class Folder(NamedTuple):
 
 @dataclass
 class FolderSyncResponse:
+    """A FolderSync answer (MS-ASCMD 2.2.1.5): the folders added, the folders updated (an Update,
+    renamed or moved: its ServerId, ParentId, DisplayName and Type) and the ServerIds of the folders
+    deleted (a Delete), besides the counts of Updates and Deletes."""
+
     status: int | None
     sync_key: str | None
     added: list
     changed: int = 0
     deleted: int = 0
+    updated: list = field(default_factory=list)  # [Folder] of the Update elements
+    deleted_ids: list = field(default_factory=list)  # ServerId texts of the Delete elements
 
 
 _FOLDERS = {}  # an Add's children (hashable: leaves only) -> Folder, shared by every answer carrying them
 
 
+def _shared_folder(ccontent, folders):
+    """The Folder of an Add's or Update's children, shared through ``folders`` when hashable."""
+    try:
+        key = tuple(ccontent)
+        folder = folders.get(key)  # hashes the children: TypeError for nested lists
+    except TypeError:
+        return _folder(ccontent)
+    if folder is None:
+        if len(folders) > 4096:
+            folders.clear()
+        folder = folders[key] = _folder(ccontent)
+    return folder
+
+
 def _folder(ccontent):
-    """The Folder of one Add: each field from the first element of its tag, as findtext reads
+    """The Folder of one Add (or Update): each field from the first element of its tag, as findtext reads
     it (text, "" for an empty element, else the default "" / "0" / no type)."""
     server_id = parent_id = name = kind = _ABSENT
     for ftag, fcontent in ccontent:
@@ -303,8 +323,16 @@ def parse_foldersync(tree):
                 added.append(folder)
             elif ctag == "FolderHierarchy:Update":
                 result.changed += 1
+                if type(ccontent) is list:
+                    result.updated.append(_shared_folder(ccontent, folders))
             elif ctag == "FolderHierarchy:Delete":
                 result.deleted += 1
+                if type(ccontent) is list:
+                    for dtag, dcontent in ccontent:
+                        if dtag == "FolderHierarchy:ServerId":
+                            if type(dcontent) is str:
+                                result.deleted_ids.append(dcontent)
+                            break
     # findtext's reading of the first SyncKey directly under the root: text, "" when empty
     result.sync_key = None if sync_key is _ABSENT else _text(sync_key)
     return result
