@@ -2,7 +2,10 @@
 
 Latency is kept per command in HDR histograms (microseconds, 3 significant
 digits, 1 us .. 1 h), so percentiles are exact to 0.1 % and histograms from
-several workers or shards can be merged without averaging percentiles.
+several workers or shards can be merged without averaging percentiles.  The
+mail figures (``Stats.mail``, ``Stats.push_latency``; their names in
+loadgen/results/mail.py) use the same recorders: a push latency of 1 ms .. 1 h
+is kept to 0.1 %, a longer one is counted as 1 h.
 
 The hot path (``Stats.record``) only updates plain dicts and lists: the
 Prometheus endpoint reads these at scrape time (``loadgen.results.metrics``), so no
@@ -17,6 +20,7 @@ from collections import Counter
 from hdrh.histogram import HdrHistogram
 
 from loadgen.results.histograms import interval_entry, sparse_counts
+from loadgen.results.mail import EVENT_LABELS, MAIL_EVENTS, PUSH_LABELS
 from loadgen.results.outcomes import OK_OUTCOMES, TIMEOUT, fold
 
 _LOW_US, _HIGH_US, _DIGITS = 1, 3_600_000_000, 3
@@ -110,6 +114,14 @@ EAS_STATUS_MAX = 199
 EAS_STATUS_CAP = 32
 
 
+# mail: an event's label by name (MAIL_EVENTS; anything else is OTHER), a push kind's first slot in
+# Stats.push_buckets (PUSH_KINDS, then OTHER: one run of len(LATENCY_BUCKETS) + 1 slots each)
+_MAIL_LABEL = {e: e for e in MAIL_EVENTS}
+_PUSH_SLOTS = len(LATENCY_BUCKETS) + 1
+_PUSH_SLOT = {k: i * _PUSH_SLOTS for i, k in enumerate(PUSH_LABELS)}
+_PUSH_MAX_S = _HIGH_US / 1_000_000
+
+
 def http_status_label(status):
     """The by_key / Prometheus label of an HTTP status: the number for 100-599 (RFC 9110 15), else "other"."""
     return str(status) if 100 <= status <= 599 else OTHER
@@ -168,6 +180,13 @@ class Stats:
         # exception type -> devices ended by an unexpected exception of their own (caught in one
         # place, loadgen/run/engine.py Lives.crashed; the run goes on)
         self.device_errors = Counter()
+        # mail (loadgen/results/mail.py): event -> n; push latency per recipient kind: its HDR recorder
+        # (microseconds), its Prometheus buckets (PUSH_LABELS' runs of LATENCY_BUCKETS slots, +Inf last:
+        # a list named *_buckets and a Counter, so that --workers ship them with every snapshot) and sums
+        self.mail_events = Counter()
+        self.push_hdr = {}  # kind -> Recorder
+        self.push_buckets = [0] * (len(PUSH_LABELS) * _PUSH_SLOTS)
+        self.push_sums = Counter()  # kind -> seconds
         self._throttle_reasons = {}  # reason the server sent -> its label (THROTTLE_REASONS or OTHER)
         self._eas_keys = {}  # (command, EAS status) -> its eas_statuses key (folded, see EAS_STATUS_CAP)
         self._eas_per_command = {}  # command -> distinct EAS status values kept (a dict: workers ship Counters)
@@ -309,6 +328,46 @@ class Stats:
         self.lag_sum += lag
         if lag > late_after:
             self.late_starts += 1
+
+    def mail(self, event, n=1):
+        """A mail event of a device (one of MAIL_EVENTS; any other name is counted as "other")."""
+        self.mail_events[_MAIL_LABEL.get(event, OTHER)] += n
+
+    def push_latency(self, kind, seconds):
+        """A message of this run reached a recipient's device ``seconds`` after its sender submitted it;
+        ``kind`` how the recipient was addressed (PUSH_KINDS; any other is "other").  Below 0 (clocks
+        of two machines apart) counts as 0, above an hour as an hour, not a number as 0."""
+        if kind not in _PUSH_SLOT:
+            kind = OTHER
+        if not seconds > 0:  # negative, zero or NaN
+            seconds = 0.0
+        elif seconds > _PUSH_MAX_S:
+            seconds = _PUSH_MAX_S
+        rec = self.push_hdr.get(kind)
+        if rec is None:
+            rec = self.push_hdr[kind] = Recorder()
+        us = int(seconds * 1_000_000)
+        rec.record(us if us > _LOW_US else _LOW_US)
+        self.push_buckets[_PUSH_SLOT[kind] + bisect_left(LATENCY_BUCKETS, seconds)] += 1
+        self.push_sums[kind] += seconds
+
+    def push_bucket_counts(self, kind):
+        """The Prometheus bucket counts (one per LATENCY_BUCKETS slot, +Inf last) of a push kind."""
+        at = _PUSH_SLOT[kind]
+        return self.push_buckets[at:at + _PUSH_SLOTS]
+
+    def push_percentiles(self, kind):
+        return percentiles(self.push_hdr[kind].histogram())
+
+    def mail_dict(self):
+        """summary.json's ``mail``: events (non-zero, in MAIL_EVENTS' order, "other" last), push latency
+        per kind (count, p50/p90/p99/max in ms, as ``latency``) and its HDR histograms (hdrh's form)."""
+        kinds = [k for k in PUSH_LABELS if k in self.push_hdr and self.push_hdr[k].total]
+        return {
+            "events": {e: self.mail_events[e] for e in EVENT_LABELS if self.mail_events.get(e)},
+            "push_latency": {k: self.push_percentiles(k) for k in kinds},
+            "push_latency_histograms": {k: self.push_hdr[k].histogram().encode().decode("ascii") for k in kinds},
+        }
 
     def provisioning(self, result, ack_status):
         self.provisionings[(result, str(ack_status))] += 1
@@ -471,6 +530,7 @@ class Stats:
             "reconnects": sum(self.resent.values()),
             "not_sent": dict(sorted(self.not_sent.items())),
             "device_errors": dict(sorted(self.device_errors.items())),
+            "mail": self.mail_dict(),
             "accounting": accounting(self),
             "events": [{"at_s": t, "action": a, "result": r} for t, a, r in self.events],
             "series": self.series,

@@ -163,6 +163,19 @@ def _point(p):
     return None
 
 
+def _mail(v):
+    """summary.json's ``mail`` (Stats.mail_dict): events (name: count), push_latency (kind: percentiles),
+    push_latency_histograms (kind: hdrh-encoded); a part may be missing."""
+    if type(v) is not dict:
+        return "must be an object of events, push_latency and push_latency_histograms"
+    for key, check in (("events", _counts), ("push_latency", _latency_map), ("push_latency_histograms", _hdr)):
+        if key in v:
+            problem = check(v[key])
+            if problem:
+                return "'%s' %s" % (key, problem)
+    return None
+
+
 def _shard(v):
     if type(v) is not list or len(v) != 2 or not all(_is_int(x) for x in v) or not 0 <= v[0] < v[1]:
         return "must be [index, count] with 0 <= index < count"
@@ -217,6 +230,7 @@ FIELDS = {
     "events": _list_of(_event, "events"),
     "thresholds": _list_of(_threshold, "thresholds"),
     "series": _list_of(_point, "samples"),
+    "mail": _mail,
 }
 FIELDS.update({key: _counts for key in _COUNT_MAPS})
 FIELDS.update({key: _simple(lambda v: _is_int(v) and v >= 0, "a whole number >= 0") for key in _INTS})
