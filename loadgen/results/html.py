@@ -4,10 +4,11 @@
 seed (shards or machines of one distributed run) and returns one HTML document that needs no
 network: an operator opens it on an air-gapped jump host or from a CI job page.
 
-Several summaries are merged: counts are added, latency percentiles come from the merged HDR
-histograms (overall and per interval of the time series, so percentiles over time stay
-exact), time series are aligned on wall-clock time, and thresholds are evaluated again on the
-merged numbers.  Long runs are drawn with at most ``MAX_POINTS`` points per line: intervals are
+Several summaries are merged by loadgen/results/merge.py (the one merge, as ``easload merge``):
+counts are added, latency percentiles come from the merged HDR histograms, thresholds are
+evaluated again on the merged numbers.  The report derives its views from that: the time series
+of every result aligned on wall-clock time (percentiles of each point from the merged HDR
+histograms of its intervals, so percentiles over time stay exact).  Long runs are drawn with at most ``MAX_POINTS`` points per line: intervals are
 combined (counts added, HDR histograms merged), never sampled.
 
 The charts are drawn in the browser by uPlot (MIT, vendored in ``loadgen/results/assets/`` and
@@ -34,10 +35,12 @@ from importlib import resources
 from loadgen import __version__
 from loadgen.results.histograms import (add_counts, entry_raws, group, lag_of, latency_of, merge_groups, merge_lag,
                                         merge_latency, paused_gc)
-from loadgen.results.merge import histograms_of
+from loadgen.results.mail import EVENT_LABELS, PUSH_LABELS
+from loadgen.results.mail import GROUPS as MAIL_GROUPS
+from loadgen.results.merge import merge as merge_results
 from loadgen.results.outcomes import OK_OUTCOMES
-from loadgen.results.stats import percentiles, tally
-from loadgen.results.thresholds import Figures, evaluate, from_text
+from loadgen.results.stats import tally
+from loadgen.results.thresholds import evaluate, from_text
 from loadgen.results.thresholds import split as split_threshold
 
 MAX_POINTS = 600
@@ -49,10 +52,6 @@ PCT_COLOURS = {"p50": "#0072B2", "p90": "#E69F00", "p99": "#D55E00"}
 STATE_COLOURS = {"provisioned": "#009E73", "wiped": "#CC79A7", "refused": "#D55E00", "unprovisioned": "#999999",
                  "blocked": "#B2182B", "quarantined": "#E69F00", "new": "#56B4E9"}
 
-_COUNT_FIELDS = ("by_command_status", "by_command_outcome", "eas_statuses", "devices", "provisionings",
-                 "reprovisions", "remote_wipes", "compliance", "unmet_policies", "throttled",
-                 "malformed_responses", "cancelled_in_flight", "resent", "not_sent")
-_SUM_FIELDS = ("requests", "errors", "bytes_sent", "bytes_received", "reenrolments", "devices_total")
 _SERIES_COUNTS = ("requests", "http", "eas", "provisionings", "reprovisions", "throttled", "wipes")
 
 
@@ -61,22 +60,6 @@ def esc(value):
 
 
 # ---------------------------------------------------------------- merging
-
-
-def _check_same_run(summaries):
-    if not summaries:
-        raise ValueError("no result to report on")
-    for i, s in enumerate(summaries):
-        if not isinstance(s, dict) or "scenario" not in s:
-            raise ValueError("result %d is not an easload summary (no 'scenario')" % (i + 1))
-    first = summaries[0]
-    for i, s in enumerate(summaries[1:], 2):
-        if s.get("scenario") != first.get("scenario"):
-            raise ValueError("cannot merge results of different scenarios: result 1 is %r, result %d is %r"
-                             % (first.get("scenario"), i, s.get("scenario")))
-        if s.get("seed") != first.get("seed"):
-            raise ValueError("cannot merge results of different seeds (scenario %r): result 1 has seed %r, "
-                             "result %d has seed %r" % (first.get("scenario"), first.get("seed"), i, s.get("seed")))
 
 
 def _interval(summaries):
@@ -95,60 +78,33 @@ def _interval(summaries):
 
 
 def merge(summaries):
-    """One summary from several of the same scenario and seed (a copy for a single one), with
+    """One summary from several of the same scenario and seed (loadgen.results.merge.merge's), with
     the time series aligned and combined into at most MAX_POINTS intervals: ``points``."""
     with paused_gc():
         return _merge(summaries)
 
 
 def _merge(summaries):
+    """The merged results (loadgen.results.merge.merge: counts added, HDR histograms merged, events on the
+    merged clock, thresholds evaluated again for several results) as a summary dict (Stats.to_dict),
+    with what only the report needs: the facts of the first result, the targets, the results' count
+    and each result's own figures (``shard_info``), and the time axis of the views."""
     if isinstance(summaries, dict):
         summaries = [summaries]
     summaries = list(summaries)
-    _check_same_run(summaries)
-    first = summaries[0]
-    start0 = min(s.get("started") or 0.0 for s in summaries)
-    end = max((s.get("started") or 0.0) + (s.get("elapsed_s") or 0.0) for s in summaries)
-    m = {"scenario": first.get("scenario"), "seed": first.get("seed"), "started": start0,
-         "elapsed_s": round(end - start0, 3), "shards": len(summaries)}
+    stats, described, first = merge_results(summaries, shards=False, series=False)
     targets = []
     for s in summaries:
         if s.get("target") not in targets:
             targets.append(s.get("target"))
-    m["target"] = targets[0] if len(targets) == 1 else ", ".join(str(t) for t in targets)
+    m = stats.to_dict(scenario=first.get("scenario"),
+                      target=targets[0] if len(targets) == 1 else ", ".join(str(t) for t in targets))
+    m["seed"] = first.get("seed")
+    m["shards"] = len(summaries)
+    m["devices_total"] = described["devices_total"]
     for key in ("easload_version", "versions", "mode"):
         if first.get(key) is not None:
             m[key] = first[key]
-    for key in _SUM_FIELDS:
-        m[key] = sum(s.get(key) or 0 for s in summaries)
-    m["requests_per_s"] = round(m["requests"] / m["elapsed_s"], 1) if m["elapsed_s"] > 0 else 0.0
-    for key in _COUNT_FIELDS:
-        total = Counter()
-        for s in summaries:
-            total.update(s.get(key) or {})
-        m[key] = dict(sorted(total.items()))
-    m["interrupted"] = any(s.get("interrupted") for s in summaries)
-    hists = {}
-    if len(summaries) == 1:
-        m["latency"] = dict(first.get("latency") or {})
-        m["histograms"] = dict(first.get("histograms") or {})
-    else:
-        hists = histograms_of(summaries, "histograms")
-        m["latency"] = {c: percentiles(h) for c, h in hists.items()}
-        m["histograms"] = {c: h.encode().decode("ascii") for c, h in hists.items()}
-    # events: relative to the merged start; the same event reported by several shards once
-    events = []
-    seen = set()
-    for s in summaries:
-        off = (s.get("started") or start0) - start0
-        for e in s.get("events") or ():
-            at = round((e.get("at_s") or 0.0) + off, 3)
-            key = (e.get("action"), e.get("result"), round(at))
-            if key in seen:
-                continue
-            seen.add(key)
-            events.append({"at_s": at, "action": e.get("action"), "result": e.get("result")})
-    m["events"] = sorted(events, key=lambda e: e["at_s"])
     # thresholds: as the run judged them, or evaluated again on the merged numbers
     if len(summaries) == 1:
         m["thresholds"] = [dict(t) for t in first.get("thresholds") or ()]
@@ -159,14 +115,11 @@ def _merge(summaries):
                 if t.get("threshold") not in texts:
                     texts.append(t.get("threshold"))
         m["thresholds"] = []
-        if texts:  # the timings (Enrolment, StartLag) merged too: thresholds may name them
-            timings = histograms_of(summaries, "timing_histograms")
-            figures = Figures.of_summary(dict(m, timings={n: percentiles(h) for n, h in timings.items()}),
-                                         dict(timings, **hists))
         for text in texts:
             th = from_text(text)
-            value, passed = evaluate(figures, [th])[0][1:] if th is not None else (None, False)
+            value, passed = evaluate(stats, [th])[0][1:] if th is not None else (None, False)
             m["thresholds"].append({"threshold": text, "value": value, "passed": passed})
+    start0 = m["started"]
     grid = _grid(summaries, start0)
     m["interval_s"] = round(grid[0] * grid[1], 3)
     m["points"], m["shard_points"] = _views(summaries, start0, grid)
@@ -178,7 +131,8 @@ def _merge(summaries):
                         "latency": s.get("latency") or {},
                         "by_command_status": s.get("by_command_status") or {},
                         "eas_statuses": s.get("eas_statuses") or {},
-                        "throttled": s.get("throttled") or {}} for s in summaries]
+                        "throttled": s.get("throttled") or {},
+                        "mail": s.get("mail") or {}} for s in summaries]
     return m
 
 
@@ -594,6 +548,12 @@ def _charts(pts, totals, pal):
     out.append(("thr", "statuses", "Throttling by reason", "",
                 _spec("cat", "requests", [_series("throttled", "#E69F00", [thr[r] for r in sorted(thr)])],
                       cats=sorted(thr), cat_label="reason")))
+    events = (totals.get("mail") or {}).get("events") or {}
+    cats = [e for e in EVENT_LABELS if events.get(e)]
+    if cats:
+        out.append(("mail", "mail", "Mail events (run totals)", "",
+                    _spec("cat", "events", [_series("events", "#0072B2", [events[e] for e in cats])], cats=cats,
+                          cat_label="event")))
     return out
 
 
@@ -773,6 +733,8 @@ _SECTIONS = (
     ("load", "Load shape: device starts and schedule lag", ""),
     ("devices", "Devices, provisioning and re-provisioning", ""),
     ("statuses", "Errors and statuses by command", ""),
+    ("mail", "Mail", "What the users did with mail, and the push latency of the run's messages: from the sender's "
+     "submission to the Sync that returned the message to a recipient's device (HDR histograms, merged exactly)."),
 )
 
 
@@ -797,6 +759,9 @@ def _sections(m, charts):
         figs.setdefault(sec, []).append(_figure(key, title, note, spec, pts))
     out = ['<noscript><p class="warn">The charts are drawn by the report\'s own script (uPlot, inlined): allow '
            'JavaScript for this file to see them. The tables below need no script.</p></noscript>', _toolbar(m)]
+    mail = _mail_tables(m)
+    if mail and "mail" not in figs:
+        figs["mail"] = []
     for sec, heading, intro in _SECTIONS:
         if sec not in figs:
             if sec != "latency":
@@ -808,11 +773,32 @@ def _sections(m, charts):
                    % (sec, esc(heading), '<p class="note">%s</p>' % esc(intro) if intro else "", "".join(figs[sec])))
         if sec == "statuses":
             out.append(_errors_table(m))
+        if sec == "mail":
+            out.append(mail)
         out.append("</section>")
     if m["shards"] > 1:
         out.append(_shards(m))
     out.append(_summary_tables(m))
     return "".join(out)
+
+
+def _mail_tables(m):
+    """The Mail section's tables ("" when the run had no mail): events by group, push latency by kind."""
+    mail = m.get("mail") or {}
+    events = mail.get("events") or {}
+    push = mail.get("push_latency") or {}
+    if not any(events.values()) and not push:
+        return ""
+    rows = [(what, group, events[event]) for group, named in MAIL_GROUPS for event, what in named
+            if events.get(event)]
+    tables = [_table("mail", "Mail events", ("event", "group", "count"), rows, numeric_from=2)]
+    lat = [(kind, p.get("count", 0), "%.3f" % (p.get("p50_ms", 0) / 1000), "%.3f" % (p.get("p90_ms", 0) / 1000),
+            "%.3f" % (p.get("p99_ms", 0) / 1000), "%.3f" % (p.get("max_ms", 0) / 1000))
+           for kind, p in sorted(push.items(), key=lambda kv: PUSH_LABELS.index(kv[0])
+                                 if kv[0] in PUSH_LABELS else len(PUSH_LABELS))]
+    tables.append(_table("push_latency", "Push latency by how the recipient was addressed (s)",
+                         ("recipient", "count", "p50", "p90", "p99", "max"), lat))
+    return '<div class="tables">%s</div>' % "".join(t for t in tables if t)
 
 
 def _errors_table(m):

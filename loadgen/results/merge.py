@@ -1,9 +1,10 @@
-"""``easload merge``: shard results (summary.json) merged exactly into one.
+"""The one merge of results (summary.json): ``easload merge`` of shards, and the HTML report of
+several results (loadgen/results/html.py derives its views from what :func:`merge` returns).
 
-Counts add up; HDR histograms (per command, per timing and per time-series
-interval) are added, so percentiles are those of all requests, never an average
-of shard percentiles.  Results of different scenarios, seeds, easload versions
-or shard counts, or the same shard twice, are refused.
+Counts add up; HDR histograms (per command, per timing, per push-latency kind and per time-series
+interval) are added, so percentiles are those of all requests, never an average of shard
+percentiles.  Results of different scenarios or seeds are refused; as shards (``easload merge``)
+also results of different easload versions or shard counts, or the same shard twice.
 """
 
 from hdrh.histogram import HdrHistogram
@@ -38,56 +39,97 @@ def histograms_of(summaries, key):
     return dict(sorted(merged.items()))
 
 
-def merge(summaries):
-    """A Stats holding the exact union of the shards' results, and the shard description."""
+def _raw_counts(s):
+    """A summary's (command, outcome, status label) -> n: its ``by_key``; for a summary without one (written
+    before it, or by hand: the HTML report takes those) its ``by_command_status`` with the outcome an
+    answer has ("ok" for an HTTP status, else the label itself: Stats._slot's rule), an approximation."""
+    if "by_key" in s:
+        return s["by_key"]
+    rows = []
+    for key, n in (s.get("by_command_status") or {}).items():
+        c, _, st = key.partition(" ")
+        rows.append((c, "ok" if st.isdigit() or st == "other" else st, st, n))
+    return rows
+
+
+def _events(summaries, start0):
+    """The events of several results, their times relative to the earliest start; the same event (action
+    and result in the same second) reported by several results once."""
+    events = []
+    seen = set()
+    for s in summaries:
+        off = (s.get("started") or start0) - start0
+        for e in s.get("events") or ():
+            at = round((e.get("at_s") or 0.0) + off, 3)
+            key = (e.get("action"), e.get("result"), round(at))
+            if key not in seen:
+                seen.add(key)
+                events.append((at, e.get("action"), e.get("result")))
+    events.sort(key=lambda e: e[0])
+    return events
+
+
+def merge(summaries, *, shards=True, series=True):
+    """A Stats holding the exact union of the results, the shard description, and the first result.
+
+    ``shards``: the results are shards of one run (``easload merge``): the same easload version and
+    shard count, no shard twice, every field merge needs present.  Else (the HTML report) results of
+    one scenario and seed from anywhere -- machines of one distributed run, or the same result twice --
+    with any field missing read as empty.  ``series``: merge the time series too (the HTML report
+    draws its own from each result's)."""
     if not summaries:
-        raise MergeError("nothing to merge")
+        raise MergeError("no result to merge")
+    for i, s in enumerate(summaries):
+        if not isinstance(s, dict) or "scenario" not in s:
+            raise MergeError("result %d is not an easload summary (no 'scenario')" % (i + 1))
     first = summaries[0]
-    for key in ("scenario", "seed", "easload_version"):
+    for key in ("scenario", "seed", "easload_version") if shards else ("scenario", "seed"):
         values = {repr(s.get(key)) for s in summaries}
         if len(values) > 1:
             raise MergeError("cannot merge results of different %ss: %s" % (key.replace("_", " "), ", ".join(sorted(values))))
-    shards = [tuple(s.get("shard") or (0, 1)) for s in summaries]
-    if len({n for _i, n in shards}) > 1:
-        raise MergeError("cannot merge results with different shard counts: %s" % sorted(set(shards)))
-    if len(set(shards)) != len(shards):
-        raise MergeError("the same shard appears twice: %s" % sorted(s for s in shards if shards.count(s) > 1))
-    for s in summaries:
-        if "by_key" not in s:
-            raise MergeError("a result without raw counters (written by an older easload?)")
-        missing = [key for key in MERGE_FIELDS if key not in s]
-        if missing:
-            raise MergeError("a result of scenario %r has no field '%s': not a whole easload summary"
-                             % (s.get("scenario"), missing[0]))
+    numbers = [tuple(s.get("shard") or (0, 1)) for s in summaries]
+    if shards:
+        if len({n for _i, n in numbers}) > 1:
+            raise MergeError("cannot merge results with different shard counts: %s" % sorted(set(numbers)))
+        if len(set(numbers)) != len(numbers):
+            raise MergeError("the same shard appears twice: %s" % sorted(s for s in numbers if numbers.count(s) > 1))
+        for s in summaries:
+            if "by_key" not in s:
+                raise MergeError("a result without raw counters (written by an older easload?)")
+            missing = [key for key in MERGE_FIELDS if key not in s]
+            if missing:
+                raise MergeError("a result of scenario %r has no field '%s': not a whole easload summary"
+                                 % (s.get("scenario"), missing[0]))
     stats = Stats()
     stats.by_key = {}
     for s in summaries:
-        for c, o, st, n in s["by_key"]:
+        for c, o, st, n in _raw_counts(s):
             stats.by_key[(c, o, st)] = stats.by_key.get((c, o, st), 0) + n
-        for r, a, n in s["provisionings_raw"]:
+        for r, a, n in s.get("provisionings_raw") or ():
             stats.provisionings[(r, a)] += n
-        for key, n in s["eas_statuses"].items():
+        for key, n in (s.get("eas_statuses") or {}).items():
             c, _, st = key.rpartition(" ")
             stats.eas_statuses[(c, int(st) if st != "other" else st)] += n
-        stats.reprovisions.update(s["reprovisions"])
-        stats.throttled.update(s["throttled"])
-        stats.wipes.update(s["remote_wipes"])
-        stats.malformed.update(s["malformed_responses"])
+        stats.reprovisions.update(s.get("reprovisions") or {})
+        stats.throttled.update(s.get("throttled") or {})
+        stats.wipes.update(s.get("remote_wipes") or {})
+        stats.malformed.update(s.get("malformed_responses") or {})
         stats.cancelled.update(s.get("cancelled_raw", {}))
         stats.resent.update(s.get("resent", {}))  # re-sent on a fresh connection (older summaries: none)
         stats.not_sent.update(s.get("not_sent", {}))  # cancelled before they were written
         stats.device_errors.update(s.get("device_errors", {}))  # devices ended by their own exception
-        stats.final_states.update(s["devices"])
-        stats.compliance.update({int(k): v for k, v in s["compliance"].items()})
-        stats.unmet.update(s["unmet_policies"])
-        stats.reenrolments += s["reenrolments"]
+        stats.final_states.update(s.get("devices") or {})
+        stats.compliance.update({int(k): v for k, v in (s.get("compliance") or {}).items()})
+        stats.unmet.update(s.get("unmet_policies") or {})
+        stats.reenrolments += s.get("reenrolments", 0)
         stats.late_starts += s.get("late_starts", 0)
         stats.password_changes.update(s.get("password_changes", {}))
         stats.code_words += s.get("code_word_requests", 0)
         stats.local_wipes += s.get("local_wipes", 0)
         stats.policy_effects.update(s.get("policy_effects", {}))
-        stats.bytes_sent += s["bytes_sent"]
-        stats.bytes_received += s["bytes_received"]
+        stats.bytes_sent += s.get("bytes_sent", 0)
+        stats.bytes_received += s.get("bytes_received", 0)
+        stats.mail_events.update((s.get("mail") or {}).get("events") or {})
         rss = s.get("client_rss", {})
         stats.rss_base += rss.get("base_bytes", 0)
         stats.rss_peak += rss.get("peak_bytes", 0)
@@ -97,20 +139,15 @@ def merge(summaries):
     stats.failures = sum(n for (_c, o, _s), n in stats.by_key.items() if o not in OK_OUTCOMES)
     for attr, key in (("latency", "histograms"), ("timings", "timing_histograms")):
         setattr(stats, attr, {name: _View(h) for name, h in histograms_of(summaries, key).items()})
-    stats.started = min(s["started"] for s in summaries)
-    stats.ended = max(s["started"] + s["elapsed_s"] for s in summaries)
-    stats.series = merge_series([s.get("series", []) for s in summaries])
-    seen = set()
-    for s in summaries:
-        for e in s.get("events", []):
-            key = (e["at_s"], e["action"], e["result"])
-            if key not in seen:
-                seen.add(key)
-                stats.events.append(key)
-    stats.events.sort()
-    total_shards = shards[0][1]
-    return stats, {"shards_merged": sorted(i for i, _n in shards), "shards_total": total_shards,
-                   "complete": len(shards) == total_shards, "devices_total": sum(s.get("devices_total", 0)
+    stats.push_hdr = {kind: _View(h) for kind, h in
+                      histograms_of([s.get("mail") or {} for s in summaries], "push_latency_histograms").items()}
+    stats.started = min(s.get("started") or 0.0 for s in summaries)
+    stats.ended = max((s.get("started") or 0.0) + (s.get("elapsed_s") or 0.0) for s in summaries)
+    stats.series = merge_series([s.get("series") or [] for s in summaries]) if series else []
+    stats.events = _events(summaries, stats.started)
+    total_shards = numbers[0][1]
+    return stats, {"shards_merged": sorted(i for i, _n in numbers), "shards_total": total_shards,
+                   "complete": len(numbers) == total_shards, "devices_total": sum(s.get("devices_total") or 0
                                                                                  for s in summaries)}, first
 
 
