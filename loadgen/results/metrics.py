@@ -15,6 +15,11 @@ label lookup per ``inc``), and the values are exactly those of the end-of-run su
 Ping is held by the server on purpose for up to the heartbeat interval, so its
 duration goes to its own histogram and never into request-latency SLOs.
 
+Mail: ``easload_mail_events_total{event}`` (the fixed MAIL_EVENTS of loadgen/results/mail.py, each
+exported from zero, and ``other``) and ``easload_push_latency_seconds{kind}`` (to, cc, bcc: from a
+sender's submission to the Sync that returned the message to a recipient's device; the standard
+latency buckets, counts equal to the summary's HDR counts).
+
 Load shape: ``easload_device_starts_total`` (open model: arrivals),
 ``easload_late_starts_total`` (more than 100 ms behind schedule) and
 ``easload_schedule_lag_seconds`` (intended to actual start).  ``easload_run_info``
@@ -34,6 +39,7 @@ import threading
 import prometheus_client as prom
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
+from loadgen.results.mail import MAIL_EVENTS, OTHER, PUSH_KINDS
 from loadgen.results.stats import LATENCY_BUCKETS
 
 REGISTRY = prom.CollectorRegistry(auto_describe=False)
@@ -120,6 +126,7 @@ class RunCollector:
                        [(stats.local_wipes,)])
         yield _counter("easload_policy_effects", "Preferences clamped to the policy and attachment fetches allowed "
                        "or skipped by it, by effect", ["effect"], ((e, n) for e, n in list(stats.policy_effects.items())))
+        yield from _mail(stats)
         # load shape (open model: arrivals; closed model: the ramp)
         starts = getattr(stats, "starts", 0)
         if not starts and "StartLag" in stats.timings:  # --workers: the parent has the merged timings at the end
@@ -144,6 +151,34 @@ class RunCollector:
             for state, n in sorted(device_states().items()):
                 devices.add_metric([state], n)
         yield devices
+
+
+def _mail(stats):
+    """The mail families: every known event and push kind from zero (a known label value is exported
+    before it happens, so rates and dashboards see a 0, not nothing), "other" once it is counted."""
+    events = dict(stats.mail_events)
+    family = CounterMetricFamily("easload_mail_events", "Mail events of the devices (messages sent and received, "
+                                 "read, flagged, deleted, moved, meeting responses, searches...), by event",
+                                 labels=["event"])
+    for event in MAIL_EVENTS:
+        family.add_metric([event], events.get(event, 0))
+    if events.get(OTHER):
+        family.add_metric([OTHER], events[OTHER])
+    yield family
+    push = HistogramMetricFamily("easload_push_latency_seconds", "Push latency: from a sender's submission to the "
+                                 "Sync that returned the message to a recipient's device, by how the recipient "
+                                 "was addressed (to, cc, bcc)", labels=["kind"])
+    sums = dict(stats.push_sums)
+    for kind in PUSH_KINDS + (OTHER,):
+        counts = stats.push_bucket_counts(kind)
+        if kind == OTHER and not any(counts):
+            continue
+        cumulative, buckets = 0, []
+        for label, n in zip(_BUCKET_LABELS, counts):
+            cumulative += n
+            buckets.append((label, cumulative))
+        push.add_metric([kind], buckets, sums.get(kind, 0.0))
+    yield push
 
 
 def _counter(name, documentation, labels, rows):

@@ -6,6 +6,7 @@ They read a :class:`loadgen.results.stats.Stats` (a run's, or the merge of sever
 
 from xml.sax.saxutils import quoteattr
 
+from loadgen.results.mail import GROUPS, PUSH_LABELS
 from loadgen.results.stats import accounting, eas_order
 
 _EFFECTS = {  # Stats.policy_effects labels (loadgen/eas/policy.py) as the summary says them
@@ -84,6 +85,7 @@ def summary_text(stats, scenario_name, target, devices_total):
             rows.append((name, p["count"], "%.1f" % p["p50_ms"], "%.1f" % p["p90_ms"], "%.1f" % p["p99_ms"],
                          "%.1f" % p["max_ms"]))
         out.append(_table(("timing", "count", "p50", "p90", "p99", "max"), rows))
+    out += mail_text(stats)
     out.append("")
     out.append("Devices by final state")
     out.append(_table(("state", "devices"), sorted(stats.final_states.items())))
@@ -148,6 +150,30 @@ def summary_text(stats, scenario_name, target, devices_total):
         out.append("")
         out.append("The run was interrupted before its end.")
     return "\n".join(out)
+
+
+def mail_text(stats):
+    """The Mail block's lines (empty when no mail event and no push latency was recorded): the events
+    by group, and the push latency per recipient kind (from the sender's submission to the Sync that
+    returned the message to the recipient's device)."""
+    events = stats.mail_events
+    kinds = [k for k in PUSH_LABELS if k in stats.push_hdr and stats.push_hdr[k].total]
+    if not any(events.values()) and not kinds:
+        return []
+    out = ["", "Mail"]
+    rows = [(group, what, events[event]) for group, named in GROUPS for event, what in named if events.get(event)]
+    if rows:
+        out.append(_table(("group", "event", "count"), rows))
+    if kinds:
+        out.append("")
+        out.append("Push latency (s; sender's submission to the recipient's Sync, by how the recipient was addressed)")
+        lat = []
+        for kind in kinds:
+            p = stats.push_percentiles(kind)
+            lat.append((kind, p["count"], "%.3f" % (p["p50_ms"] / 1000), "%.3f" % (p["p90_ms"] / 1000),
+                        "%.3f" % (p["p99_ms"] / 1000), "%.3f" % (p["max_ms"] / 1000)))
+        out.append(_table(("recipient", "count", "p50", "p90", "p99", "max"), lat))
+    return out
 
 
 def thresholds_text(results):
