@@ -67,6 +67,22 @@ def frozen(value):
     return value
 
 
+def _sealed(cls):
+    """A frozen, slotted dataclass whose every attribute write raises FrozenInstanceError, a new name's
+    too (Python 3.11's generated ``__setattr__`` fails on a new name of a slotted class with a
+    TypeError about super() instead)."""
+    def __setattr__(self, name, value):
+        raise FrozenInstanceError("cannot assign to field %r: a scenario is not changed after it is built "
+                                  "(scenario.overridden or dataclasses.replace make a changed copy)" % name)
+
+    def __delattr__(self, name):
+        raise FrozenInstanceError("cannot delete field %r" % name)
+
+    cls.__setattr__ = __setattr__
+    cls.__delattr__ = __delattr__
+    return cls
+
+
 def _freeze_fields(obj, names):
     """In ``__post_init__`` of a frozen part: its list and table fields made read-only (a part built
     directly, e.g. ``LoadConfig(stages=[...])``, is as frozen as one :func:`parse` built)."""
@@ -137,6 +153,7 @@ class UserPattern(str):
         return (UserPattern, (str(self), self.first))
 
 
+@_sealed
 @dataclass(frozen=True, slots=True)
 class TargetConfig:
     # "embedded", https://host/Microsoft-Server-ActiveSync, or a list of URLs: a multi-process target
@@ -279,6 +296,7 @@ def parse_target_option(value):
     return check_urls([] if not value else value.split(","), "--target")
 
 
+@_sealed
 @dataclass(frozen=True, slots=True)
 class AuthConfig:
     user: str = "user{n}"
@@ -289,6 +307,7 @@ class AuthConfig:
     first_user: int = 0  # {n} of user n's name, password and e-mail is first_user + n (directories often start at 1)
 
 
+@_sealed
 @dataclass(frozen=True, slots=True)
 class PopulationConfig:
     devices: int = 200
@@ -300,6 +319,7 @@ class PopulationConfig:
         _freeze_fields(self, ("versions", "profiles"))
 
 
+@_sealed
 @dataclass(frozen=True, slots=True)
 class LoadConfig:
     ramp_up: float = 5.0  # seconds over which the devices start
@@ -337,6 +357,7 @@ class LoadConfig:
         _freeze_fields(self, ("stages",))
 
 
+@_sealed
 @dataclass(frozen=True, slots=True)
 class Scenario:
     name: str
@@ -355,6 +376,7 @@ class Scenario:
         _freeze_fields(self, ("thresholds", "events"))
 
 
+@_sealed
 @dataclass(frozen=True, slots=True)
 class Event:
     """An action at a time of the run: on the embedded target, or a shell command for a real server."""
