@@ -84,3 +84,37 @@ def test_grafana_datasource_matches_the_prometheus_config():
     prom = yaml.safe_load((DEPLOY / "prometheus" / "prometheus.yml").read_text())
     intervals = {job["scrape_interval"] for job in prom["scrape_configs"]}
     assert intervals == {source["jsonData"]["timeInterval"]}  # $__rate_interval is computed from it
+
+
+def test_dashboard_has_the_mail_row():
+    """A "Mail" row before the target's: mail events/s by event and push latency p50/p99 by kind over the
+    metrics loadgen/results/metrics.py exports, joined on the run like every client panel; ids unique and
+    no two panels on the same cells."""
+    from loadgen.results.metrics import RunCollector
+    from loadgen.results.stats import Stats
+
+    dashboard = json.loads((DEPLOY / "grafana" / "easload-dashboard.json").read_text())
+    panels = dashboard["panels"]
+    rows = [(i, p["title"]) for i, p in enumerate(panels) if p["type"] == "row"]
+    (mail_at,) = [i for i, title in rows if title.startswith("Mail")]
+    assert rows[-1][1].startswith("Target") and mail_at < rows[-1][0]
+    mail = panels[mail_at + 1:rows[-1][0]]
+    exprs = [t["expr"] for p in mail for t in p["targets"]]
+    assert any(e.startswith("sum by (event) (rate(easload_mail_events_total[") for e in exprs)
+    quantiles = [e for e in exprs if "easload_push_latency_seconds_bucket" in e]
+    assert [e.split(",")[0] for e in quantiles] == ["histogram_quantile(0.5", "histogram_quantile(0.99"]
+    assert all("sum by (le, kind)" in e for e in quantiles)
+    join = 'easload_run_info{run_id=~"$run_id", scenario=~"$scenario", shard=~"$shard"}'
+    assert all(join in e for e in exprs)
+    run = RunCollector()
+    run.attach(Stats(), dict, {"run_id": "x"})
+    exported = {f.name for f in run.collect()}
+    assert {"easload_mail_events", "easload_push_latency_seconds"} <= exported
+    ids = [p["id"] for p in panels]
+    assert len(ids) == len(set(ids))
+    cells = set()
+    for p in panels:
+        g = p["gridPos"]
+        mine = {(x, y) for x in range(g["x"], g["x"] + g["w"]) for y in range(g["y"], g["y"] + g["h"])}
+        assert not cells & mine, p["title"]
+        cells |= mine
