@@ -459,7 +459,7 @@ class CollectionResult(NamedTuple):
 
 class SyncAll(NamedTuple):
     """A Sync answer: ``status`` the root Status (errors only; 1 when absent or for an empty body,
-    MS-ASCMD 2.2.3.177.17), ``collections`` in answer order."""
+    None when it is not a number; MS-ASCMD 2.2.3.177.17), ``collections`` in answer order."""
 
     status: int | None
     collections: list
@@ -592,17 +592,19 @@ def _parse_sync_all(tree, own_address=None):
     if tree[0] != "AirSync:Sync":
         raise ValueError("not a Sync response: root %r" % (tree[0],))
     own = own_address.strip().lower() if own_address else None
-    status = None
+    status = 1  # absent: no Sync-level error
+    seen_status = False
     collections = []
     for tag, value in _children(tree[1]):
         if tag == "AirSync:Status":
-            if status is None:
-                status = _int(value)
+            if not seen_status:
+                seen_status = True
+                status = _int(value)  # None when it is not a number
         elif tag == "AirSync:Collections":
             for ctag, cvalue in _children(value):
                 if ctag == "AirSync:Collection":
                     collections.append(_collection_result(cvalue, own))
-    return SyncAll(1 if status is None else status, collections)
+    return SyncAll(status, collections)
 
 
 parse_sync_all = _parse_sync_all
