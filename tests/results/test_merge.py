@@ -60,7 +60,7 @@ def test_shard_flag_errors(tmp_path):
 
 # summary.json keys that are not counts to add up when shards merge
 _NOT_ADDITIVE = {"scenario", "target", "started", "elapsed_s", "requests_per_s", "latency", "histograms", "timings",
-                 "timing_histograms", "events", "series", "interrupted", "shard", "seed", "easload_version"}
+                 "timing_histograms", "events", "series", "interrupted", "shard", "seed", "easload_version", "mail"}
 
 
 def test_every_count_of_a_summary_adds_up_when_merged():
@@ -93,10 +93,15 @@ def test_every_count_of_a_summary_adds_up_when_merged():
     s.cancelled["Sync"] += 1
     s.unsent("Sync")
     s.device_errors["OverflowError"] += 1
+    s.mail("sent_new")
+    s.push_latency("cc", 2.5)
     s.ended = s.started + 1
     one = s.to_dict("x")
     merged, _shards, _first = merge([dict(one, shard=[0, 2]), dict(one, shard=[1, 2])])
     two = merged.to_dict("x")
+    # mail: events doubled, the push latency's counts doubled and its percentiles those of the same data
+    assert two["mail"]["events"] == {"sent_new": 2}
+    assert two["mail"]["push_latency"]["cc"] == dict(one["mail"]["push_latency"]["cc"], count=2)
 
     def doubled(a):
         if isinstance(a, dict):
