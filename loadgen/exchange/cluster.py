@@ -55,6 +55,7 @@ log = logging.getLogger("easload.target.cluster")
 # TargetState options a cluster passes to its processes (the same for every process).
 STATE_OPTIONS = ("users", "user_pattern", "password_pattern", "users_csv", "policy", "no_policy",
                  "allow_non_provisionable", "refresh_interval_min", "seed", "domain", "max_devices", "inbox_items",
+                 "history_days", "daily_messages",
                  "ping_min", "ping_max", "ping_max_folders", "abq_default", "abq_rules", "max_concurrency",
                  "command_rate", "command_burst", "opaque_keys", "eas_path", "ignore_policy_key",
                  "options_without_provision", "auth_realm", "challenge_first", "autodiscover_redirect")

@@ -7,7 +7,7 @@
   "attachment or attachment ID is invalid" (MS-ASAIRS: a zero-length FileReference is 15).
   ``Range`` "first-last" (bytes, inclusive) returns that part with the Total size; a
   range that starts beyond the data is Status 8 "the byte-range is invalid or too large".
-* Fetch of a message: ``Fetch/{Store, airsync:CollectionId, airsync:ServerId,
+* Fetch of an item (any folder of the mail store, store.py): ``Fetch/{Store, airsync:CollectionId, airsync:ServerId,
   [Options/airsyncbase:BodyPreference]}`` -> ``Fetch/{Status, CollectionId, ServerId,
   airsync:Class, Properties/{airsyncbase:Body}}``; a message that does not exist is
   Status 6 "the object was not found".
@@ -24,8 +24,7 @@ can check what a device downloaded against the policy it acknowledged.
 import base64
 
 from _wbxml import children, encode, find, findtext
-from loadgen.exchange.mailbox import INBOX_ID, attachment_content
-from loadgen.exchange.sync import SyncResponder, observe
+from loadgen.exchange.sync import _body, observe, render
 
 _CONTENT_TYPES = {"pdf": "application/pdf", "jpg": "image/jpeg", "txt": "text/plain",
                   "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
@@ -79,9 +78,10 @@ class ItemOperationsResponder:
         found = box.attachment(ref) if ref else None
         if found is None:
             return [_status(15), ("AirSyncBase:FileReference", ref)]
-        _msg, name, size = found
+        name, size, content_of = found
         observe(record, "fetch", ref)
-        content = attachment_content(size)
+        content = content_of()
+        size = len(content)
         props = [("AirSyncBase:ContentType", _CONTENT_TYPES.get(name.rpartition(".")[2], "application/octet-stream"))]
         wanted = findtext(node, "ItemOperations:Options/ItemOperations:Range")
         if wanted is not None:
@@ -99,9 +99,10 @@ class ItemOperationsResponder:
         sid = findtext(node, "AirSync:ServerId")
         if cid is None or sid is None:
             return [_status(2)]
-        msg = box.message(sid) if cid == INBOX_ID else None
-        if msg is None:
+        found = box.item_by_id(sid) if type(sid) is str else None
+        if found is None or found[0] != cid:
             return [_status(6), ("AirSync:CollectionId", cid), ("AirSync:ServerId", sid)]
+        fid, n, item = found
         body_type, truncation = "1", None
         options = find(node, "ItemOperations:Options")
         raw_type = raw_truncation = None
@@ -119,8 +120,12 @@ class ItemOperationsResponder:
                         truncation = None
                     break
         observe(record, "fetch_body", (raw_type, raw_truncation))
-        return [_status(1), ("AirSync:CollectionId", cid), ("AirSync:ServerId", sid), ("AirSync:Class", "Email"),
-                ("ItemOperations:Properties", [SyncResponder._body(msg, box.address, body_type, truncation)])]
+        if item.cls == "Email":
+            props = [_body(item, body_type, truncation)]
+        else:
+            props = render(box, fid, n, item, body_type, truncation)
+        return [_status(1), ("AirSync:CollectionId", cid), ("AirSync:ServerId", sid), ("AirSync:Class", item.cls),
+                ("ItemOperations:Properties", props)]
 
 
 _RESPONDER = ItemOperationsResponder()

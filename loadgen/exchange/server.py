@@ -31,13 +31,13 @@ from loadgen.eas import versions
 from loadgen.eas.commands import root_status
 from loadgen.eas.policy import policy_to_tree
 from loadgen.wire.loop import install_stop_signals
-from loadgen.exchange import abq, itemops
+from loadgen.exchange import abq, compose, itemops, moveitems
 import functools  # noqa: E402 -- Autodiscover route
 
 from loadgen.exchange import autodiscover  # noqa: E402
 from loadgen.exchange.faults import Faults
-from loadgen.exchange.mailbox import INBOX_ID
-from loadgen.exchange.sync import SyncResponder
+from loadgen.exchange.store import FOLDERS
+from loadgen.exchange.sync import SyncResponder, SyncState
 from loadgen.exchange.state import (
     WIPE_ACKNOWLEDGED, WIPE_PENDING, WIPE_SENT, WIPE_WIPED, TargetState,
 )
@@ -101,13 +101,9 @@ _ROOTS = {
 _STATUS_TEMPLATES = {cmd: Template((root, [(root.partition(":")[0] + ":Status", Slot("s"))]))
                      for cmd, root in _ROOTS.items()}
 
-DEFAULT_FOLDERS = (
-    # (server id, parent, display name, type) -- MS-ASCMD 2.2.3.186.3 folder types
-    ("1", "0", "Inbox", 2), ("2", "0", "Drafts", 3), ("3", "0", "Deleted Items", 4),
-    ("4", "0", "Sent Items", 5), ("5", "0", "Outbox", 6), ("6", "0", "Tasks", 7),
-    ("7", "0", "Calendar", 8), ("8", "0", "Contacts", 9), ("9", "0", "Notes", 10),
-    ("10", "0", "Journal", 11),
-)
+# (server id, parent, display name, type) -- MS-ASCMD 2.2.3.186.3 folder types: the default folders
+# and three user mail folders (type 12) under the Inbox, the same for every mailbox (store.py)
+DEFAULT_FOLDERS = FOLDERS
 
 
 def _foldersync_full(folders):
@@ -413,7 +409,9 @@ class Target:
         state = self.state
         body = await request.read()
         tree = None
-        if body:
+        raw = command in compose.COMMANDS and (request.content_type == compose.MIME_CONTENT_TYPE
+                                               or version.number < 140)
+        if body and not raw:
             try:
                 tree = _wbxml.decode(body)
             except WBXMLError:
@@ -441,6 +439,8 @@ class Target:
                 return refused
         if command == "Ping":
             return await self.ping(record, version, tree)
+        if command in compose.COMMANDS:  # 12.x: the raw MIME and the query's parameters (MS-ASHTTP 2.2.1.1.1.1)
+            return handler(self, record, version, tree, body if raw else None, request.query)
         return handler(self, record, version, tree)
 
     def _abq(self, command, record, version):
@@ -567,9 +567,12 @@ class Target:
         omitted later (3 when nothing is cached).  Outside ``ping_min..ping_max``
         (Exchange 60..3540 s): Status 5 with the violated bound.  More folders than
         ``ping_max_folders``: Status 6 with MaxFolders.  A folder id the hierarchy
-        does not have: Status 7 (FolderSync required).  Otherwise the request is held
-        until new mail arrives for the user in a watched folder (Status 2 with that
-        folder; at once when the device's Inbox sync state is already behind) or the
+        does not have: Status 7 (FolderSync required).  Otherwise Status 2 at once when
+        a watched folder holds something this device has not been sent yet (its sync
+        state behind the folder: sync.SyncState.pending; changes the device made itself
+        do not count), else the request is held until a watched folder changes
+        for this device -- Status 2 naming exactly the folders that changed (a folder
+        the device never synced counts when a change in it woke the Ping) -- or the
         heartbeat expires (Status 1).
         """
         state = self.state
@@ -600,31 +603,65 @@ class Target:
         if record.ping_interval is None or not record.ping_folders:
             return self._wbxml("Ping", _STATUS_TEMPLATES["Ping"].render("3"), 3)
         box = state.mailbox(record.user)
-        watches_inbox = INBOX_ID in record.ping_folders
-        if watches_inbox:
-            sync = record.sync.get(INBOX_ID)
-            if sync is not None and sync[1] < len(box.inbox):
-                return self._wbxml("Ping", _PING_CHANGED.render(INBOX_ID), 2)
+        folders = record.ping_folders
+        changed = _ping_changed(record, box, folders, ())
+        if changed:
+            return self._wbxml("Ping", _ping_changed_body(changed), 2)
         loop = asyncio.get_running_loop()
+        deadline = loop.time() + record.ping_interval
         fut = loop.create_future()
-        if watches_inbox:
-            box.waiters.add(fut)
+        box.watch(folders, fut)
         self._ping_futures.add(fut)
-        timer = loop.call_later(record.ping_interval, _expire, fut)
+        timer = loop.call_at(deadline, _expire, fut)
         self.held_pings += 1
         try:
-            changed = await fut
+            while True:
+                woke = await fut
+                if woke is None:  # the heartbeat expired, or shutdown
+                    break
+                changed = _ping_changed(record, box, folders, (woke,))
+                if changed:
+                    break
+                # a change this device made itself: hold on until the same deadline
+                box.unwatch(folders, fut)
+                self._ping_futures.discard(fut)
+                timer.cancel()
+                fut = loop.create_future()
+                box.watch(folders, fut)
+                self._ping_futures.add(fut)
+                timer = loop.call_at(deadline, _expire, fut)
         finally:
             self.held_pings -= 1
             timer.cancel()
-            box.waiters.discard(fut)
+            box.unwatch(folders, fut)
             self._ping_futures.discard(fut)
-        if changed is not None:
-            return self._wbxml("Ping", _PING_CHANGED.render(changed), 2)
+        if changed:
+            return self._wbxml("Ping", _ping_changed_body(changed), 2)
         return self._wbxml("Ping", _PING_EXPIRED, 1)
 
     _handlers = {"FolderSync": foldersync, "Settings": settings, "Sync": sync, "Ping": ping,
-                 "ItemOperations": itemops.handle}
+                 "ItemOperations": itemops.handle, "MoveItems": moveitems.handle,
+                 "SendMail": compose.handle, "SmartReply": compose.handle, "SmartForward": compose.handle}
+
+
+def _ping_changed(record, box, folders, woke):
+    """The watched folders that changed for this device (Ping Status 2, MS-ASCMD 2.2.3.177.11)."""
+    out = []
+    origin = record.device_id
+    for fid in folders:
+        sync = record.sync.get(fid)
+        if type(sync) is SyncState:
+            if sync.pending(box.folder(fid), origin):
+                out.append(fid)
+        elif fid in woke:
+            out.append(fid)
+    return out
+
+
+def _ping_changed_body(changed):
+    if len(changed) == 1:
+        return _PING_CHANGED.render(changed[0])
+    return encode(("Ping:Ping", [("Ping:Status", "2"), ("Ping:Folders", [("Ping:Folder", f) for f in changed])]))
 
 
 def _text_value(value):

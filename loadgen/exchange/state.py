@@ -23,7 +23,7 @@ the remote wipe lifecycle none -> pending -> sent -> acknowledged -> wiped
 (grommunio ``SYNC_PROVISION_RWSTATUS_*``; docs/protocol-notes.md, Remote wipe; a wiped
 device id stays refused until an admin clears it), Allow/Block/Quarantine
 (abq.py), the device partnership limit per mailbox (EasMaxDevices, default 100,
-docs/protocol-notes.md, Partnerships per mailbox and 177), a small Inbox per user (mailbox.py), Ping bounds
+docs/protocol-notes.md, Partnerships per mailbox and 177), the mail store of every user (store.py), Ping bounds
 (docs/protocol-notes.md, Ping) and
 throttling (throttle.py).  Every admin action is a plain method here, so the
 engine can schedule them in-process; the admin HTTP API (admin.py) calls them.
@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 
 from loadgen.eas.policy import POLICY_NAMES as _POLICY_NAMES, SEED_POLICY
 from loadgen.exchange import abq
-from loadgen.exchange.mailbox import Mailbox
+from loadgen.exchange.store import Store
 from loadgen.exchange.throttle import Throttle
 
 WIPE_NONE = "none"
@@ -132,7 +132,7 @@ class TargetState:
     def __init__(self, users=1000, user_pattern="user{n}", password_pattern="Pass{n}!", *,
                  policy=None, no_policy=False, allow_non_provisionable=False,
                  refresh_interval_min=0, seed=None, clock=time.time, users_csv=None, domain="example.com",
-                 max_devices=100, inbox_items=5, ping_min=60, ping_max=3540, ping_max_folders=300,
+                 max_devices=100, inbox_items=None, history_days=3, daily_messages=20, ping_min=60, ping_max=3540, ping_max_folders=300,
                  abq_default=abq.ALLOW, abq_rules=(), max_concurrency=10, command_rate=20.0,
                  command_burst=600.0, opaque_keys=False, eas_path="/Microsoft-Server-ActiveSync",
                  ignore_policy_key=False, options_without_provision=False, auth_realm="easload",
@@ -144,7 +144,10 @@ class TargetState:
             raise ValueError("ping_min (%s) must not be above ping_max (%s)" % (ping_min, ping_max))
         ping_max_folders = _number("ping_max_folders", ping_max_folders, 1, None, integer=True)
         refresh_interval_min = _number("refresh_interval_min", refresh_interval_min, 0, None)
-        inbox_items = _number("inbox_items", inbox_items, 0, MAX_INBOX, integer=True)
+        if inbox_items is not None:
+            inbox_items = _number("inbox_items", inbox_items, 0, MAX_INBOX, integer=True)
+        history_days = _number("history_days", history_days, 0, MAX_HISTORY_DAYS, integer=True)
+        daily_messages = _number("daily_messages", daily_messages, 0, MAX_DAILY_MESSAGES, integer=True)
         if max_devices is not None:
             max_devices = _number("max_devices", max_devices, 1, None, integer=True)
         _check_pattern("user_pattern", user_pattern)
@@ -171,7 +174,12 @@ class TargetState:
         # EasMaxDevices: 100 on Exchange 2013+ (docs/protocol-notes.md, Partnerships per mailbox and 177); None:
         # unlimited
         self.max_devices = max_devices
+        # the mail store (store.py): history_days at daily_messages received per day; inbox_items, when
+        # given, is the Inbox's generated count instead
         self.inbox_items = inbox_items
+        self.history_days = history_days
+        self.daily_messages = daily_messages
+        self._store = None
         # Ping HeartbeatInterval bounds: Exchange 60..3540 s (docs/protocol-notes.md, Ping); lower them in tests
         self.ping_min = ping_min
         self.ping_max = ping_max
@@ -182,7 +190,6 @@ class TargetState:
         except ValueError as exc:  # the throttle's names are those of its admin API: say ours
             raise ValueError(str(exc).replace("rate ", "command_rate ", 1).replace("burst ", "command_burst ", 1)) \
                 from None
-        self.mailboxes = {}
         self.user_devices = {}  # user -> number of device partnerships
         self.policy = dict(policy) if policy is not None else dict(SEED_POLICY)
         self.no_policy = no_policy
@@ -419,17 +426,29 @@ class TargetState:
 
     # -- mail
 
+    @property
+    def store(self):
+        """The mail store (store.py), built on first use: a cluster's process narrows ``passwords`` to its
+        own users after construction (cluster.shard_state), and the store's internal users are those."""
+        store = self._store
+        if store is None:
+            store = self._store = Store(self.seed, users=self.passwords, domain=self.domain,
+                                        history_days=self.history_days, daily_messages=self.daily_messages,
+                                        inbox_items=self.inbox_items, clock=self.clock)
+        return store
+
+    @property
+    def mailboxes(self):
+        return self.store.mailboxes
+
     def mailbox(self, user):
-        box = self.mailboxes.get(user)
-        if box is None:
-            box = self.mailboxes[user] = Mailbox(user, self.smtp_address(user), self.seed, self.inbox_items)
-        return box
+        return self.store.mailbox(user)
 
     def deliver_mail(self, user, count=1):
         """Admin: ``count`` new messages in ``user``'s Inbox; wakes that user's held Pings."""
         if user not in self.passwords:
             raise KeyError(user)
-        self.mailbox(user).add(int(count))
+        self.store.deliver_generated(user, int(count))
 
     def deliver_mail_fraction(self, fraction, count=1, seed=None):
         """Admin: new mail for a random ``fraction`` of all users; returns how many users got mail."""
@@ -437,7 +456,7 @@ class TargetState:
         n = round(len(users) * float(fraction))
         chosen = random.Random(seed).sample(users, n) if n else []
         for user in chosen:
-            self.mailbox(user).add(int(count))
+            self.store.deliver_generated(user, int(count))
         return len(chosen)
 
     # -- reporting
@@ -471,6 +490,8 @@ class TargetState:
 MAX_USERS = 10_000_000  # a dict of user -> password; 10^7 is ~2 GB already
 MAX_HEARTBEAT = 86_400  # Ping HeartbeatInterval, seconds (MS-ASCMD 2.2.3.88.1: Exchange allows 60..3540)
 MAX_INBOX = 1_000_000
+MAX_HISTORY_DAYS = 3650
+MAX_DAILY_MESSAGES = 100_000
 MAX_POLICY_VALUE = 1024  # characters of one policy setting's value
 
 

@@ -9,10 +9,15 @@ import pytest
 import _wbxml
 from _wbxml import encode, find, findall, findtext
 from loadgen.eas import commands
-from loadgen.exchange.mailbox import Mailbox, attachment_content
+from loadgen.exchange.store import Store, attachment_content
 from test_target_features import adds, body_pref, collection, make_target, provisioned, sync_request  # noqa: F401
 
 # --------------------------------------------------------------------------- builders and parsers
+
+
+def inbox(box):
+    """The Inbox items of a mailbox of the store (store.py), in order."""
+    return [box.item("1", n) for n in box.folder("1").numbers()]
 
 
 def test_fetch_attachment_request_has_store_and_one_file_reference():
@@ -93,15 +98,14 @@ def test_parse_sync_details_collects_attachments_and_truncated_bodies():
 
 
 def test_generated_attachments_are_deterministic_and_addressable():
-    a, b = Mailbox("u1", "u1@x", 3, 40), Mailbox("u1", "u1@x", 3, 40)
-    refs = [att for m in a.inbox for att in m.attachments]
-    assert refs == [att for m in b.inbox for att in m.attachments] and len(refs) >= 5
+    a, b = (Store(3, inbox_items=40, history_days=0, anchor=0).mailbox("u1") for _ in range(2))
+    refs = [att for m in inbox(a) for att in m.attachments]
+    assert refs == [att for m in inbox(b) for att in m.attachments] and len(refs) >= 5
     for ref, _name, size in refs:
-        msg, _, found_size = a.attachment(ref)
-        assert found_size == size and ref.startswith(msg.server_id + ":")
-        assert len(attachment_content(size)) == size
+        _, found_size, content = a.attachment(ref)
+        assert found_size == size and len(content()) == size == len(attachment_content(size))
     assert a.attachment("1:999:0") is None and a.attachment("junk") is None and a.attachment("") is None
-    assert a.message("1:1") is a.inbox[0] and a.message("2:1") is None and a.message("1:0") is None
+    assert a.item_by_id("1:1")[2].n == 1 and a.item_by_id("2:1") is None and a.item_by_id("1:0") is None
 
 
 # --------------------------------------------------------------------------- the embedded target, real HTTP
@@ -134,7 +138,7 @@ async def test_sync_announces_attachments_with_file_reference_and_size(make_targ
         data = find(item, "AirSync:ApplicationData")
         order = [t for t, _ in data[1]]
         atts = findall(data, "AirSyncBase:Attachments/AirSyncBase:Attachment")
-        msg = box.message(findtext(item, "AirSync:ServerId"))
+        msg = box.item_by_id(findtext(item, "AirSync:ServerId"))[2]
         assert len(atts) == len(msg.attachments)
         if atts:
             assert order.index("AirSyncBase:Attachments") == order.index("AirSyncBase:Body") - 1
@@ -143,7 +147,7 @@ async def test_sync_announces_attachments_with_file_reference_and_size(make_targ
                                               "AirSyncBase:Method", "AirSyncBase:EstimatedDataSize"]
             announced.append((findtext(att, "AirSyncBase:FileReference"),
                               int(findtext(att, "AirSyncBase:EstimatedDataSize"))))
-    assert announced == [(ref, size) for m in box.inbox for ref, _n, size in m.attachments] and announced
+    assert announced == [(ref, size) for m in inbox(box) for ref, _n, size in m.attachments] and announced
     seen = tgt.state.devices[("user1", "DEV1")].observed
     assert seen[("sync", "1")] == {("1", "100", None)} and seen[("last_sync", "1")] == ("1", "100", None)
 
@@ -152,7 +156,7 @@ async def test_fetch_attachment_whole_and_by_range(make_target):
     tgt, session, url = await make_target(inbox_items=30)
     c, _items = await _synced(session, url, tgt)
     box = tgt.state.mailbox("user1")
-    ref, _name, size = next(att for m in box.inbox for att in m.attachments)
+    ref, _name, size = next(att for m in inbox(box) for att in m.attachments)
     status, _, tree = await c.post("ItemOperations", _itemops(_fetch_ref(ref)), key=c.key)
     assert status == 200 and findtext(tree, "ItemOperations:Status") == "1"
     fetch = find(tree, "ItemOperations:Response/ItemOperations:Fetch")
@@ -178,7 +182,7 @@ async def test_fetch_attachment_whole_and_by_range(make_target):
 async def test_fetch_errors_per_operation(make_target):
     tgt, session, url = await make_target(inbox_items=30)
     c, _ = await _synced(session, url, tgt)
-    ref = next(att[0] for m in tgt.state.mailbox("user1").inbox for att in m.attachments)
+    ref = next(att[0] for m in inbox(tgt.state.mailbox("user1")) for att in m.attachments)
     body = _itemops(_fetch_ref("1:999:0"), _fetch_ref(""), _fetch_ref(ref, ref),
                     ("ItemOperations:Fetch", [("ItemOperations:Store", "\\\\server\\share\\f.doc")]),
                     ("ItemOperations:EmptyFolderContents", [("AirSync:CollectionId", "1")]))
@@ -194,7 +198,7 @@ async def test_fetch_errors_per_operation(make_target):
 async def test_fetch_body_follows_the_body_preference(make_target):
     tgt, session, url = await make_target(inbox_items=3)
     c, _ = await _synced(session, url, tgt)
-    msg = tgt.state.mailbox("user1").inbox[1]
+    msg = inbox(tgt.state.mailbox("user1"))[1]
 
     def fetch_body(sid, pref):
         return _itemops(("ItemOperations:Fetch", [
@@ -205,12 +209,12 @@ async def test_fetch_body_follows_the_body_preference(make_target):
     fetch = find(tree, "ItemOperations:Response/ItemOperations:Fetch")
     assert findtext(fetch, "ItemOperations:Status") == "1" and findtext(fetch, "AirSync:Class") == "Email"
     body = find(fetch, "ItemOperations:Properties/AirSyncBase:Body")
-    assert findtext(body, "AirSyncBase:Type") == "2" and msg.body in findtext(body, "AirSyncBase:Data")
+    assert findtext(body, "AirSyncBase:Type") == "2" and msg.text in findtext(body, "AirSyncBase:Data")
     assert find(body, "AirSyncBase:Truncated") is None
     _, _, tree = await c.post("ItemOperations", fetch_body(
         "1:2", [("AirSyncBase:Type", "1"), ("AirSyncBase:TruncationSize", "5")]), key=c.key)
     body = find(tree, "ItemOperations:Response/ItemOperations:Fetch/ItemOperations:Properties/AirSyncBase:Body")
-    assert findtext(body, "AirSyncBase:Data") == msg.body[:5] and findtext(body, "AirSyncBase:Truncated") == "1"
+    assert findtext(body, "AirSyncBase:Data") == msg.text[:5] and findtext(body, "AirSyncBase:Truncated") == "1"
     _, _, tree = await c.post("ItemOperations", fetch_body("1:99", [("AirSyncBase:Type", "1")]), key=c.key)
     assert findtext(tree, "ItemOperations:Response/ItemOperations:Fetch/ItemOperations:Status") == "6"
     seen = tgt.state.devices[("user1", "DEV1")].observed

@@ -192,7 +192,7 @@ async def test_fault_trickle_and_close_after_response(admin):
     loop = asyncio.get_running_loop()
     t0 = loop.time()
     status, _, tree = await c.post("FolderSync", commands.foldersync("0"), key=c.key)
-    assert status == 200 and len(commands.parse_foldersync(tree).added) == 10  # whole body, slowly
+    assert status == 200 and len(commands.parse_foldersync(tree).added) == 13  # whole body, slowly
     assert loop.time() - t0 >= 0.2
     tgt.set_faults(close_after_response=True)
     port = int(url.split(":")[2].split("/")[0])
