@@ -25,7 +25,8 @@ POST /admin/faults    faults.py configuration ({} turns faults off)
 POST /admin/throttle  {"max_concurrency", "rate", "burst", "low_water", "retry_after"}
 GET  /admin/devices   every partnership with provisioning, access and wipe state and device info
                       (?ids=1: only [[user, device id], ...], what a multi-process target's parent needs)
-GET  /admin/counters  requests by (command, HTTP status, EAS status), device states, throttling, faults
+GET  /admin/counters  requests by (command, HTTP status, EAS status), device states, throttling, faults,
+                     mail actions (messages submitted, delivered, read, flagged, deleted, moved...: store.py)
 """
 
 import hmac
@@ -243,6 +244,7 @@ class Admin:
             "held_pings": target.held_pings,
             "throttled": dict(target.throttled),
             "faults": dict(target.faults.injected),
+            "mail": dict(self.state.store.counters),  # the mail store's actions (store.COUNTERS)
         }
 
     async def metrics(self, request):

@@ -416,7 +416,7 @@ class TargetCluster:
     async def counters(self):
         """GET /admin/counters of every process, added; ``processes`` keeps each one's figures."""
         answers = await self.broadcast("GET", "/admin/counters")
-        requests, devices, throttled, faults = {}, {}, {}, {}
+        requests, devices, throttled, faults, mail = {}, {}, {}, {}, {}
         for a in answers:
             for r in a["requests"]:
                 key = (r["command"], r["http_status"], r["eas_status"])
@@ -424,8 +424,8 @@ class TargetCluster:
             for d in a["devices"]:
                 key = (d["provisioning"], d["access"], d["wipe"])
                 devices[key] = devices.get(key, 0) + d["count"]
-            for name, into in (("throttled", throttled), ("faults", faults)):
-                for k, n in a[name].items():
+            for name, into in (("throttled", throttled), ("faults", faults), ("mail", mail)):
+                for k, n in a.get(name, {}).items():
                     into[k] = into.get(k, 0) + n
         return {
             "requests": [{"command": c, "http_status": h, "eas_status": e, "count": n}
@@ -435,6 +435,7 @@ class TargetCluster:
             "held_pings": sum(a["held_pings"] for a in answers),
             "throttled": throttled,
             "faults": faults,
+            "mail": mail,
             "processes": [{"process": k, "url": self.urls[k], "pid": self.pids[k], "held_pings": a["held_pings"],
                            "devices": sum(d["count"] for d in a["devices"])} for k, a in enumerate(answers)],
         }

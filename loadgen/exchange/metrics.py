@@ -63,6 +63,11 @@ class TargetCollector:
         for kind, n in sorted(target.faults.injected.items()):
             faults.add_metric([kind], n)
         yield faults
+        mail = CounterMetricFamily("easload_target_mail", "Mail actions of the target's store (submitted, delivered, "
+                                   "external recipients, duplicates, read, flagged, deleted, moved...)", labels=["event"])
+        for event, n in state.store.counters.items():  # a fixed set of names (store.COUNTERS)
+            mail.add_metric([event], n)
+        yield mail
         yield GaugeMetricFamily("easload_target_policy_version", "Policy changes since start (1 = initial)",
                                 value=state.policy_version)
 

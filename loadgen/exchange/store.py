@@ -561,6 +561,8 @@ class Folder:
         self.cn = 0  # the last change number
 
     def live(self, n):
+        if n < 1:
+            return False
         if n <= self.count:
             return not (self.deleted and n in self.deleted)
         return self.added is not None and n in self.added
