@@ -102,7 +102,7 @@ def test_build_message_headers_body_and_token_parse_back():
     assert msg["Message-ID"] == "<m1@example.com>"
     assert msg["In-Reply-To"] == "<orig@example.com>"
     assert msg["References"] == "<root@example.com> <orig@example.com>"
-    assert msg["Date"].datetime == datetime.fromtimestamp(1700000000, timezone.utc)
+    assert msg["Date"] == "Tue, 14 Nov 2023 22:13:20 +0000"  # RFC 5322 3.3 zone, not the obsolete GMT
     assert msg["MIME-Version"] == "1.0"
     assert msg.get_content_type() == "text/plain"
     assert msg.get_content() == "Hello Bob,\r\nsee below.\r\n"  # the text's lines, CRLF on the wire
@@ -131,6 +131,7 @@ def test_build_message_html_alternative_and_attachments_round_trip():
         sender="a@example.com", to=["b@example.com"], subject="with files", text="plain part\n",
         html="<p>html part</p>\n", attachments=[("report.pdf", "application/pdf", blob), ("notes.txt", "text/plain", b"hi\r\n")])
     assert no_bare_lf(data)
+    assert data.count(b"MIME-Version:") == 1  # the message's header only (RFC 2045 4)
     msg = parse(data)
     assert msg.get_content_type() == "multipart/mixed"
     body = msg.get_body(preferencelist=("plain",))
