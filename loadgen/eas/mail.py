@@ -94,6 +94,12 @@ _MARK_ENCODED = b"\xc3" + bytes([len(_MARK)]) + _MARK  # OPAQUE, mb_u_int32 leng
 
 def _mb(value):
     """WBXML mb_u_int32 (WBXML 1.3 5.1)."""
+    if value < 0x80:
+        return bytes((value,))
+    if value < 0x4000:
+        return bytes((0x80 | value >> 7, value & 0x7F))
+    if value < 0x200000:
+        return bytes((0x80 | value >> 14, 0x80 | (value >> 7) & 0x7F, value & 0x7F))
     out = [value & 0x7F]
     value >>= 7
     while value:
@@ -102,13 +108,13 @@ def _mb(value):
     return bytes(reversed(out))
 
 
+_TAIL = len(_MARK_ENCODED) + 2  # the marker, END of Mime, END of the root: Mime is the last child
+
+
 def _with_mime(doc, mime):
-    if type(mime) is str:
-        mime = mime.encode("utf-8")
-    elif type(mime) is not bytes:
-        mime = bytes(mime)
-    at = doc.index(_MARK_ENCODED)
-    return b"".join((doc[:at], b"\xc3", _mb(len(mime)), mime, doc[at + len(_MARK_ENCODED):]))
+    if type(mime) is not bytes:
+        mime = mime.encode("utf-8") if type(mime) is str else bytes(mime)
+    return b"".join((doc[:-_TAIL], b"\xc3", _mb(len(mime)), mime, b"\x01\x01"))
 
 
 _COMPOSE_TEMPLATES = {}
@@ -394,27 +400,30 @@ def _sync_tree(collections, window_size, values):
 _SYNC_TEMPLATES = {}
 
 
-def _shape(c):
-    return (c.sync_key == "0", bool(c.get_changes), c.window_size, c.filter_type, c.body_type,
-            c.truncation if c.truncation is None or c.truncation >= 0 else None, bool(c.deletes_as_moves))
-
-
 def sync_request(collections, window_size=None):
     """A Sync of several collections in one request (MS-ASCMD 2.2.1.21).  Without client commands
     the document is a Template per shape (the collections' options), with commands it is encoded."""
-    collections = tuple(collections)
-    if not collections:
-        raise ValueError("a Sync request needs at least one collection")
     values = []
+    shape = []
+    commands_ = False
     for c in collections:
-        values.append(str(c.sync_key))
-        values.append(str(c.collection_id))
-    if any(c.commands and c.sync_key != "0" for c in collections):
-        pairs = list(zip(values[::2], values[1::2]))
-        return encode(_sync_tree(collections, window_size, pairs))
-    key = (tuple(_shape(c) for c in collections), window_size)
-    template = _bounded(_SYNC_TEMPLATES, key, lambda: Template(_sync_tree(
-        collections, window_size, [(Slot("key%d" % i), Slot("id%d" % i)) for i in range(len(collections))])))
+        sync_key, collection_id = c[1], c[0]
+        values.append(sync_key if type(sync_key) is str else str(sync_key))
+        values.append(collection_id if type(collection_id) is str else str(collection_id))
+        initial = sync_key == "0"
+        if c[8] and not initial:
+            commands_ = True
+        shape.append((initial, c[2:8]))  # get_changes .. deletes_as_moves
+    if not values:
+        raise ValueError("a Sync request needs at least one collection")
+    collections = tuple(collections)
+    if commands_:
+        return encode(_sync_tree(collections, window_size, list(zip(values[::2], values[1::2]))))
+    key = (tuple(shape), window_size)
+    template = _SYNC_TEMPLATES.get(key)
+    if template is None:
+        template = _bounded(_SYNC_TEMPLATES, key, lambda: Template(_sync_tree(
+            collections, window_size, [(Slot("key%d" % i), Slot("id%d" % i)) for i in range(len(collections))])))
     return template.render(*values)
 
 
@@ -468,11 +477,27 @@ class SyncAll(NamedTuple):
 _SUBJECTS = frozenset(("Email:Subject", "Calendar:Subject", "Tasks:Subject"))
 
 
+_LOCAL_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789!#$%&'*+-/=?^_`{|}~.@")  # RFC 5322 atext, '.', '@'
+_DOMAIN_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-.@_")
+
+
 def _address_in(own, raw):
-    """Whether ``own`` (lowercased) is one of the addr-specs of a To/Cc string."""
-    if own not in raw.lower():
+    """Whether ``own`` (lowercased) is one of the addr-specs of a To/Cc string: found with no
+    address character either side of it (so ``xbob@`` or ``@example.com.evil`` do not count);
+    a string with quotes (a display name could hold the address) is parsed with getaddresses."""
+    low = raw.lower()
+    at = low.find(own)
+    if at < 0:
         return False
-    return any(addr.strip().lower() == own for _name, addr in getaddresses([raw]))
+    if '"' in raw:
+        return any(addr.strip().lower() == own for _name, addr in getaddresses([raw]))
+    end = len(own)
+    while at >= 0:
+        if (at == 0 or low[at - 1] not in _LOCAL_CHARS) and (
+                at + end == len(low) or low[at + end] not in _DOMAIN_CHARS):
+            return True
+        at = low.find(own, at + 1)
+    return False
 
 
 def _added_item(content, own):
@@ -1007,12 +1032,18 @@ def ping_folders(heartbeat_s, folders):
     """A Ping over several folders (MS-ASCMD 2.2.1.13): HeartbeatInterval, Folders{Folder{Id,
     Class}*}; ``folders``: (folder id, class) pairs.  A Status 6 answer gives MaxFolders
     (``commands.parse_ping``): the device then pings at most that many."""
-    folders = tuple(folders)
-    if not folders:
-        raise ValueError("a Ping needs at least one folder")
-    classes = tuple(str(cls) for _fid, cls in folders)
-    template = _bounded(_PING_TEMPLATES, classes, lambda: Template(("Ping:Ping", [
-        ("Ping:HeartbeatInterval", Slot("interval")),
-        ("Ping:Folders", [("Ping:Folder", [("Ping:Id", Slot("id%d" % i)), ("Ping:Class", cls)])
-                          for i, cls in enumerate(classes)])])))
-    return template.render(str(int(heartbeat_s)), *(str(fid) for fid, _cls in folders))
+    ids = [str(int(heartbeat_s))]
+    classes = []
+    for fid, cls in folders:
+        ids.append(fid if type(fid) is str else str(fid))
+        classes.append(cls)
+    key = tuple(classes)
+    template = _PING_TEMPLATES.get(key)
+    if template is None:
+        if not key:
+            raise ValueError("a Ping needs at least one folder")
+        template = _bounded(_PING_TEMPLATES, key, lambda: Template(("Ping:Ping", [
+            ("Ping:HeartbeatInterval", Slot("interval")),
+            ("Ping:Folders", [("Ping:Folder", [("Ping:Id", Slot("id%d" % i)), ("Ping:Class", str(cls))])
+                              for i, cls in enumerate(key)])])))
+    return template.render(*ids)

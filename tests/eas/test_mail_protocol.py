@@ -276,6 +276,11 @@ def test_parse_sync_all_two_collections():
     ("carol@example.com", "", "bcc"),
     ("xbob@example.com", "bob@example.com.evil", "bcc"),  # a substring is not the address
     ("Team: bob@example.com, eve@example.com;", "", "to"),
+    ("Bob <bob@example.com>", "", "to"),
+    ("bob@example.com", "", "to"),
+    ("xbob@example.com, bob@example.com", "", "to"),  # the second occurrence counts
+    ('"bob@example.com" <eve@example.com>', "", "bcc"),  # only in a quoted display name
+    ("bob@example.community", "bob_x@example.com", "bcc"),
 ])
 def test_parse_sync_all_recipient_kind(to, cc, kind):
     data = [("Email:Subject", "s")] + ([("Email:To", to)] if to else []) + ([("Email:Cc", cc)] if cc else [])
