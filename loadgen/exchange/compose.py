@@ -23,6 +23,7 @@ import email.policy
 import email.utils
 
 from _wbxml import find, findtext
+from loadgen.eas.mime import recipients
 from loadgen.exchange import store as st
 
 COMMANDS = frozenset({"SendMail", "SmartReply", "SmartForward"})
@@ -57,11 +58,12 @@ def submit(store, record, command, tree, raw, query):
         if tree is None or tree[0] != "ComposeMail:" + command or type(tree[1]) is not list:
             return 103
         client_id = findtext(tree, "ComposeMail:ClientId")
-        mime = findtext(tree, "ComposeMail:Mime")
-        if type(client_id) is not str or not client_id or mime is None:
-            return 103
+        node = find(tree, "ComposeMail:Mime")  # opaque data (bytes), or a string from some encoders
+        mime = node[1] if node is not None else None
         if isinstance(mime, str):
             mime = mime.encode("utf-8")
+        if type(client_id) is not str or not client_id or not isinstance(mime, (bytes, bytearray)):
+            return 103
         save = find(tree, "ComposeMail:SaveInSentItems") is not None
         replace_mime = find(tree, "ComposeMail:ReplaceMime") is not None
         if command != "SendMail":
@@ -83,7 +85,7 @@ def submit(store, record, command, tree, raw, query):
     parsed = st.parse_mime(mime)
     if parsed is None:
         return 107
-    to, cc, bcc = st.recipients(parsed)
+    to, cc, bcc = recipients(mime)
     if not (to or cc or bcc):
         return 119
     if client_id is not None and not box.remember_client_id(client_id):

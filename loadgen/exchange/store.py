@@ -37,6 +37,8 @@ import random
 import zlib
 from datetime import datetime, timezone
 
+from loadgen.eas.mime import recipients
+
 # (server id, parent id, display name, type): MS-ASCMD 2.2.3.186.3 folder types
 FOLDERS = (
     ("1", "0", "Inbox", 2), ("2", "0", "Drafts", 3), ("3", "0", "Deleted Items", 4),
@@ -506,19 +508,6 @@ def parse_mime(mime):
     return parsed
 
 
-def recipients(parsed):
-    """(to, cc, bcc): tuples of lowercased addr-specs of a parsed message (RFC 5322 3.6.3)."""
-    out = []
-    for name in ("To", "Cc", "Bcc"):
-        values = []
-        try:
-            values = [str(v) for v in parsed.get_all(name) or ()]
-        except Exception:
-            values = []
-        out.append(tuple(a.lower() for _n, a in email.utils.getaddresses(values) if a and "@" in a))
-    return tuple(out)
-
-
 def strip_bcc(mime):
     """``mime`` without its Bcc header field (and its folded continuation lines), other bytes untouched."""
     end = mime.find(b"\r\n\r\n")
@@ -910,7 +899,7 @@ class Store:
             parsed = parse_mime(mime)
             if parsed is None:
                 return [], []
-        to, cc, bcc = recipients(parsed)
+        to, cc, bcc = recipients(mime)
         now = self.clock() if now is None else now
         seen, delivered, external = set(), [], []
         for addr in to + cc + bcc:
