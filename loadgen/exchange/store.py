@@ -34,6 +34,7 @@ import email
 import email.policy
 import email.utils
 import random
+import time
 import zlib
 from datetime import datetime, timezone
 
@@ -160,7 +161,7 @@ def _mix(x):
 
 def eas_date(epoch):
     """MS-ASDTYPE 2.3 dateTime as Email:DateReceived carries it: ``YYYY-MM-DDTHH:MM:SS.000Z``."""
-    return datetime.fromtimestamp(int(epoch), timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+    return "%04d-%02d-%02dT%02d:%02d:%02d.000Z" % time.gmtime(int(epoch))[:6]
 
 
 def eas_compact(epoch):
@@ -223,6 +224,13 @@ class GenMail:
     @property
     def sender_addr(self):
         return self.box.address if self.fid in (SENT, DRAFTS) else self._person(self.d >> 11)[1]
+
+    @property
+    def from_header(self):
+        """Email:From: ``"name" <address>``."""
+        if self.fid in (SENT, DRAFTS):
+            return '"%s" <%s>' % (self.box.user, self.box.address)
+        return '"%s" <%s>' % self._person(self.d >> 11)
 
     @property
     def to(self):
@@ -410,8 +418,8 @@ class Message:
     """A message submitted during the run, parsed once and shared by every copy of it."""
 
     cls = "Email"
-    __slots__ = ("mime", "subject", "sender", "sender_addr", "to", "cc", "date", "text", "html", "attachments",
-                 "message_class", "importance", "language")
+    __slots__ = ("mime", "subject", "sender", "sender_addr", "from_header", "to", "cc", "date", "text", "html",
+                 "attachments", "message_class", "importance", "language")
 
     def __init__(self, mime, parsed, date):
         self.mime = mime
@@ -419,6 +427,7 @@ class Message:
         sender = email.utils.getaddresses([_header(parsed, "From")])
         self.sender, self.sender_addr = sender[0] if sender else ("", "")
         self.sender = self.sender or self.sender_addr
+        self.from_header = '"%s" <%s>' % (self.sender, self.sender_addr)
         self.to = _header(parsed, "To")
         self.cc = _header(parsed, "Cc") or None
         self.date = date
@@ -826,8 +835,6 @@ class Store:
 
     def __init__(self, seed=None, *, users=None, domain="example.com", history_days=3, daily_messages=20,
                  inbox_items=None, clock=None, anchor=None):
-        import time
-
         self.seed = seed
         self.users = users if users is not None else {}  # user -> anything (membership: internal users)
         self.user_list = tuple(self.users)

@@ -184,7 +184,7 @@ def render_email(box, fid, n, item, body_type, truncation, flags=None):
     cc = item.cc
     if cc:
         data.append(("Email:Cc", cc))
-    data += [("Email:From", '"%s" <%s>' % (item.sender, item.sender_addr)), ("Email:Subject", subject),
+    data += [("Email:From", item.from_header), ("Email:Subject", subject),
              ("Email:DateReceived", st.eas_date(item.date)),
              ("Email:DisplayTo", to.partition("<")[0].strip().strip('"') or to),
              ("Email:ThreadTopic", subject), ("Email:Importance", item.importance),
@@ -198,8 +198,7 @@ def render_email(box, fid, n, item, body_type, truncation, flags=None):
     if meeting is not None:
         data.append(_meeting_request(box, meeting))
     data += [("Email:InternetCPID", "65001"), _flag(flag),
-             ("AirSyncBase:NativeBodyType", "2" if getattr(item, "html", None) and not isinstance(item, st.GenMail)
-              else "1")]
+             ("AirSyncBase:NativeBodyType", "1" if isinstance(item, st.GenMail) or not item.html else "2")]
     return data
 
 
