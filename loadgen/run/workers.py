@@ -58,6 +58,7 @@ def _snapshot(stats, devices, final):
         snap["final"] = True
         snap["histograms"] = {c: r.histogram().encode() for c, r in stats.latency.items()}
         snap["timings"] = {c: r.histogram().encode() for c, r in stats.timings.items()}
+        snap["push_latency"] = {k: r.histogram().encode() for k, r in stats.push_hdr.items()}
         snap["series"] = stats.series
         snap["started"], snap["ended"] = stats.started, stats.ended
         snap["interrupted"] = stats.interrupted
@@ -169,6 +170,7 @@ def _merge_final(stats, finals):
     _merge_into(stats, finals)
     stats.latency = {c: _HistogramView(h) for c, h in histograms_of(finals, "histograms").items()}
     stats.timings = {c: _HistogramView(h) for c, h in histograms_of(finals, "timings").items()}
+    stats.push_hdr = {k: _HistogramView(h) for k, h in histograms_of(finals, "push_latency").items()}
     stats.started = min(s["started"] for s in finals)
     stats.ended = max(s["ended"] for s in finals)
     stats.interrupted = stats.interrupted or any(s["interrupted"] for s in finals)

@@ -422,7 +422,7 @@ def test_every_series_has_bounded_labels(live):
     assert len(per_instance) == SHARDS + 1 and all(30 < n < 800 for n in per_instance.values()), per_instance
     allowed = {"__name__", "job", "instance", "shard", "command", "outcome", "http_status", "le", "status", "state",
                "result", "ack_status", "trigger", "reason", "run_id", "scenario", "version", "eas_status",
-               "provisioning", "access", "wipe", "kind"}
+               "provisioning", "access", "wipe", "kind", "event"}
     for s in series:
         labels = s["metric"]
         assert set(labels) <= allowed, labels
