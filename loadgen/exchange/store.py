@@ -621,6 +621,11 @@ class UserStore:
 
     # -- items
 
+    @property
+    def inbox(self):
+        """The Inbox's items in order (a list built on each call: for tests and inspection, not the hot path)."""
+        return [self.item(INBOX, n) for n in self.folder(INBOX).numbers()]
+
     def item(self, fid, n):
         """The item ``n`` of folder ``fid`` (GenMail, GenEvent, GenContact, GenTask, Message or
         ClientItem), or None."""
