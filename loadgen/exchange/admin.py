@@ -21,6 +21,7 @@ POST /admin/release   {"device_id": id}                -> state.release (persona
 POST /admin/remove_device {"device_id": id [, "user": u]}
 POST /admin/mail      {"user": u, "count": n} or {"fraction": f, "count": n, "seed": s}
                       or {"users": [u, ...], "count": n}
+                      or {"mime": base64, "recipients": [u, ...]} (a message a cluster's parent relays)
 POST /admin/faults    faults.py configuration ({} turns faults off)
 POST /admin/throttle  {"max_concurrency", "rate", "burst", "low_water", "retry_after"}
 GET  /admin/devices   every partnership with provisioning, access and wipe state and device info
@@ -29,6 +30,7 @@ GET  /admin/counters  requests by (command, HTTP status, EAS status), device sta
                      mail actions (messages submitted, delivered, read, flagged, deleted, moved...: store.py)
 """
 
+import base64
 import hmac
 import json
 import logging
@@ -211,6 +213,15 @@ class Admin:
         return {"removed": len(records)}
 
     def mail(self, data):
+        if "mime" in data:  # a message relayed by a cluster's parent to the owner of its recipients (cluster.py)
+            try:
+                mime = base64.b64decode(data["mime"], validate=True)
+            except (TypeError, ValueError):
+                raise BadRequest("mime must be base64") from None
+            recipients = data.get("recipients")
+            if not isinstance(recipients, list) or not all(isinstance(u, str) for u in recipients):
+                raise BadRequest("recipients must be a list of user names")
+            return {"delivered": self.state.store.deliver_to(recipients, mime)}
         count = int(data.get("count", 1))
         if "fraction" in data:
             return {"users": self.state.deliver_mail_fraction(float(data["fraction"]), count, data.get("seed"))}

@@ -40,6 +40,7 @@ shutdown) and stop by themselves when their parent is gone.
 """
 
 import asyncio
+import base64
 import ipaddress
 import logging
 import multiprocessing
@@ -153,6 +154,8 @@ async def _child(conn, index, count, options, host, port, admin_token, mail_per_
     from loadgen.exchange.server import start_target
 
     state = shard_state(options, index, count)
+    if count > 1:  # mail for a user of another process goes through the parent (TargetCluster._relay)
+        state.store.relay = lambda mime, addresses: _send_relay(conn, mime, addresses)
     parent = os.getppid()
     runner, target, url = await start_target(host, port, state, **server_options)
     admin_runner, admin_url, _ = await start_admin("127.0.0.1", 0, target, admin_token)
@@ -179,6 +182,13 @@ async def _child(conn, index, count, options, host, port, admin_token, mail_per_
             mail.cancel()
         await admin_runner.cleanup()
         await runner.cleanup()  # held Pings are answered (Target._on_shutdown)
+
+
+def _send_relay(conn, mime, addresses):
+    try:
+        conn.send(("relay", bytes(mime), list(addresses)))
+    except (OSError, ValueError):  # the parent is gone: the process stops by itself soon
+        log.warning("could not relay a message to the parent")
 
 
 # --------------------------------------------------------------------------- parent
@@ -220,6 +230,8 @@ class TargetCluster:
         self.admin_urls = []
         self.pids = []
         self._procs = []
+        self._pipes = []
+        self._relays = set()
         self._session = None
         self.final = None
 
@@ -255,10 +267,13 @@ class TargetCluster:
                 self.pids.append(msg[3])
         except BaseException:
             await self._stop_processes()
-            raise
-        finally:
             for pipe in pipes:
                 pipe.close()
+            raise
+        # the pipes stay open: a process relays mail for users of other processes through them
+        self._pipes = pipes
+        for k, pipe in enumerate(pipes):
+            loop.add_reader(pipe.fileno(), self._on_pipe, k)
         import aiohttp
 
         self._session = aiohttp.ClientSession(
@@ -266,18 +281,60 @@ class TargetCluster:
             timeout=aiohttp.ClientTimeout(total=120), connector=aiohttp.TCPConnector(limit=0))
         return self.urls
 
+    def _on_pipe(self, k):
+        """A message from process ``k``: ("relay", mime, addresses) -- deliver to the owners of those
+        addresses (POST /admin/mail of each owner; the same message once per recipient)."""
+        pipe = self._pipes[k]
+        try:
+            msg = pipe.recv()
+        except (EOFError, OSError):
+            asyncio.get_running_loop().remove_reader(pipe.fileno())
+            return
+        if not isinstance(msg, tuple) or len(msg) != 3 or msg[0] != "relay":
+            return
+        _, mime, addresses = msg
+        store = self.state.store
+        by_owner = {}
+        for address in addresses:
+            user = store.user_for(address)
+            if user is not None:
+                by_owner.setdefault(self.owner(user), []).append(user)
+        if by_owner and self._session is not None:
+            body = base64.b64encode(mime).decode("ascii")
+            for owner, users in by_owner.items():
+                task = asyncio.ensure_future(self._relay(owner, body, users))
+                self._relays.add(task)
+                task.add_done_callback(self._relays.discard)
+
+    async def _relay(self, k, body, users):
+        try:
+            await self._call(k, "POST", "/admin/mail", {"mime": body, "recipients": users})
+        except (OSError, asyncio.TimeoutError, ValueError) as exc:  # aiohttp's errors are OSErrors
+            log.warning("relaying a message to process %d failed: %s", k, type(exc).__name__)
+
     async def cleanup(self):
         """Stop every process (SIGTERM: held Pings answered; SIGKILL after 10 s)."""
+        loop = asyncio.get_running_loop()
+        for pipe in self._pipes:
+            try:
+                loop.remove_reader(pipe.fileno())
+            except (OSError, ValueError):
+                pass
         try:
             if self.keep_final and self._session is not None and self.final is None:
                 texts = await self.process_metrics()
                 self.final = {"devices": await self.devices(), "counters": await self.counters(),
                               "process_metrics": texts, "metrics": await self.metrics(texts)}
         finally:
+            for task in list(self._relays):
+                task.cancel()
             if self._session is not None:
                 await self._session.close()
                 self._session = None
             await self._stop_processes()
+            for pipe in self._pipes:
+                pipe.close()
+            self._pipes = []
 
     async def _stop_processes(self):
         loop = asyncio.get_running_loop()

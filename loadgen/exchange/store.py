@@ -852,6 +852,9 @@ class Store:
         self.anchor = int(now) // 3600 * 3600
         self.mailboxes = {}
         self.counters = dict.fromkeys(COUNTERS, 0)
+        # relay(mime, addresses): hands the addresses of this domain that are not users of this store to
+        # whoever holds them (a cluster's process: its parent, cluster.py); None: they are external
+        self.relay = None
         received = history_days * daily_messages
         inbox = round(received * 0.8) if inbox_items is None else inbox_items
         self._counts = {
@@ -924,8 +927,14 @@ class Store:
             elif user not in seen:
                 seen.add(user)
                 delivered.append(user)
+        copy = strip_bcc(bytes(mime)) if bcc else bytes(mime)
+        if self.relay is not None and external:
+            domain = "@" + self.domain.lower()
+            remote = [a for a in external if a.endswith(domain)]
+            if remote:
+                external = [a for a in external if not a.endswith(domain)]
+                self.relay(copy, remote)
         if delivered:
-            copy = strip_bcc(bytes(mime)) if bcc else bytes(mime)
             message = Message(copy, parsed if not bcc else email.message_from_bytes(copy, policy=email.policy.default),
                               now)
             for user in delivered:
@@ -933,6 +942,21 @@ class Store:
         self.counters["delivered"] += len(delivered)
         self.counters["external_recipients"] += len(external)
         return delivered, external
+
+    def deliver_to(self, users, mime, now=None):
+        """Deliver ``mime`` (Bcc already removed) into the Inbox of each of ``users`` that this store
+        holds, once each: the other half of a relay; returns how many got it."""
+        parsed = parse_mime(mime)
+        if parsed is None:
+            return 0
+        message = Message(bytes(mime), parsed, self.clock() if now is None else now)
+        done = set()
+        for user in users:
+            if user in self.users and user not in done:
+                done.add(user)
+                self.mailbox(user).add(INBOX, message)
+        self.counters["delivered"] += len(done)
+        return len(done)
 
     def save_sent(self, user, mime, now=None, parsed=None, origin=None):
         """The sender's copy in Sent Items (with its Bcc); returns its number."""

@@ -335,3 +335,30 @@ def test_decode_of_an_empty_compose_answer_is_success():
     assert mail.parse_compose(None) is None
     assert mail.parse_compose(_wbxml.decode(encode(("ComposeMail:SendMail", [("ComposeMail:Status", "118")])))) == 118
     assert findtext(("x", [("y", "1")]), "y") == "1"
+
+
+async def test_a_cluster_relays_mail_for_users_of_other_processes():
+    """exchange/cluster.py: the sender's process delivers to its own users and hands the others to the
+    parent, which delivers to their processes; every internal recipient once, the Bcc one too."""
+    import aiohttp
+
+    from loadgen.exchange.cluster import TargetCluster
+
+    async with TargetCluster(2, users=4, seed=2, history_days=0) as cluster:
+        async with aiohttp.ClientSession() as session:
+            a = await provisioned(session, cluster.url_for("user0"), device="R0", auth_header=auth("user0", "Pass0!"))
+            body = message("user0@example.com", to=["user1@example.com", "user2@example.com"],
+                           cc=["user1@example.com"], bcc=["user3@example.com"], subject="across")
+            assert await send(a, mail.send_mail("x-1", body)) is None
+            loop = asyncio.get_running_loop()
+            end = loop.time() + 30
+            while True:
+                counters = (await cluster.counters())["mail"]
+                if counters["delivered"] >= 3 or loop.time() > end:
+                    break
+                await asyncio.sleep(0.05)
+            assert counters["delivered"] == 3 and counters["external_recipients"] == 0
+            # user3 (process 1) syncs it from its own process, without the Bcc header
+            d = await provisioned(session, cluster.url_for("user3"), device="R3", auth_header=auth("user3", "Pass3!"))
+            added, _, _ = await sync_folder(d, "1", {})
+            assert [i.subject for i in added] == ["across"] and "user3" not in added[0].to
