@@ -878,6 +878,13 @@ class Store:
         count = self._counts.get(fid, 0)
         return self.anchor - int((count - n) * self._steps.get(fid, 3600)) - d % 600
 
+    def first_after(self, box, fid, cutoff):
+        """The lowest generated number of ``fid`` whose date may be at or after ``cutoff`` (dates grow
+        with the number; every generated item below it is older)."""
+        count = self._counts.get(fid, 0)
+        step = self._steps.get(fid, 3600)
+        return max(1, int(count - (self.anchor - cutoff + 600) / step))
+
     def address(self, user):
         return user if "@" in user else "%s@%s" % (user, self.domain)
 

@@ -384,6 +384,8 @@ class SyncResponder:
         fid, cls = folder.fid, folder.cls
         if state.cursor is not None:
             end = state.end
+            if cutoff is not None and cls == "Email":  # generated mail is in date order: skip what is older
+                state.cursor = max(state.cursor, box.store.first_after(box, fid, cutoff) - 1)
             last = state.cursor
             done = True
             for n in folder.numbers(state.cursor):

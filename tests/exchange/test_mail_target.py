@@ -194,6 +194,14 @@ async def test_filter_type_limits_mail_by_date(make_target):
     box = tgt.state.store.mailbox("user1")
     expected = [n for n in box.folder("1").numbers() if box.item("1", n).date >= tgt.state.store.clock() - 86400]
     assert 0 < len(cols["1"].added) == len(expected) < box.folder("1").size()
+    assert [i.server_id for i in cols["1"].added] == ["1:%d" % n for n in expected]
+    # the calendar by the end of its items (a recurring series whatever its dates)
+    await sync(c, mail.SyncCollection("7", "0"))
+    cols = await sync(c, mail.SyncCollection("7", "1", window_size=512, filter_type=3))  # one week
+    kept = [n for n in box.folder("7").numbers()
+            if box.item("7", n).recurrence or box.item("7", n).end >= tgt.state.store.clock() - 7 * 86400]
+    assert [i.server_id for i in cols["7"].added] == ["7:%d" % n for n in kept]
+    assert len(kept) < box.folder("7").size()
 
 
 async def test_client_commands_responses_and_a_second_device_of_the_same_user(make_target):
