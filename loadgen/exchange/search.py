@@ -101,16 +101,18 @@ class Directory:
         self.users = store.user_list
         self.company = store.domain.partition(".")[0].capitalize() + " Ltd."
         pairs = []
-        names = {}  # the lowercase names are few: one string object each
+        seed = store.seed
+        address = store.address
+        nf, nl = len(FIRST_NAMES), len(LAST_NAMES)
+        displays = [["%s %s" % (f.lower(), la.lower()) for la in LAST_NAMES] for f in FIRST_NAMES]
+        lasts = [la.lower() for la in LAST_NAMES]
+        crc = zlib.crc32
         for i, user in enumerate(self.users):
-            p = Person(self, user)
-            display = p.display.lower()
-            display = names.setdefault(display, display)
-            last = p.last.lower()
-            last = names.setdefault(last, last)
-            pairs.append((display, i))
-            pairs.append((last, i))
-            pairs.append((p.address.lower(), i))
+            h = crc(("%s|gal|%s" % (seed, user)).encode())  # as Person derives the names
+            last = (h >> 6) % nl
+            pairs.append((displays[h % nf][last], i))
+            pairs.append((lasts[last], i))
+            pairs.append((address(user).lower(), i))
         pairs.sort()
         self.keys = [k for k, _ in pairs]
         self.owner = array("i", [i for _, i in pairs])
