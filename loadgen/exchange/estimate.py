@@ -44,7 +44,10 @@ def estimate(box, folder, state, origin, filter_type):
     cutoff = box.store.clock() - days * 86400 if days else None
     count = 0
     if state.cursor is not None:
-        for n in folder.numbers(state.cursor):
+        cursor = state.cursor
+        if cutoff is not None and cls == "Email":  # generated mail is in date order (as sync.py skips it)
+            cursor = max(cursor, box.store.first_after(box, fid, cutoff) - 1)
+        for n in folder.numbers(cursor):
             if n >= state.end:
                 break
             if cutoff is None and filter_type != "8":

@@ -33,7 +33,7 @@ from loadgen.exchange.resolve import parse_time
 from loadgen.exchange.store import eas_date
 
 AUDIENCES = ("Settings:AppliesToInternal", "Settings:AppliesToExternalKnown", "Settings:AppliesToExternalUnknown")
-MAX_MESSAGE = 64 * 1024  # characters of one reply message kept
+MAX_MESSAGE = 8 * 1024  # characters of one reply message kept (a bound per user)
 _TAGS = re.compile(r"<[^>]*>")
 
 _NOT_SETTINGS = encode(("Settings:Settings", [("Settings:Status", "2")]))

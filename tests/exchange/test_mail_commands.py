@@ -6,10 +6,12 @@ codec and checked element by element."""
 import time
 
 import pytest
+from hypothesis import HealthCheck, given, settings, strategies as hs
 
-from _wbxml import children, encode, find, findall, findtext
+from _wbxml import children, decode, encode, find, findall, findtext
 from loadgen.eas import mail
-from loadgen.exchange import handlers, search, store as st
+from loadgen.eas.versions import VERSIONS
+from loadgen.exchange import estimate, handlers, meeting, oof, resolve, search, store as st
 from loadgen.exchange.server import Target
 from loadgen.exchange.state import TargetState
 from test_mail_target import sync_folder, user  # noqa: F401
@@ -85,7 +87,8 @@ async def test_meeting_accept_updates_calendar_removes_request_and_answers_the_o
     assert deleted == [request_id]
     # the calendar item: busy, accepted, a received meeting -- sent to the device as a Change
     data = dict((t, v) for t, v in box.item(st.CALENDAR, number).data if type(v) is str)
-    assert (data["Calendar:BusyStatus"], data["Calendar:ResponseType"], data["Calendar:MeetingStatus"]) == ("2", "3", "3")
+    assert (data["Calendar:BusyStatus"], data["Calendar:ResponseType"], data["Calendar:MeetingStatus"]) \
+        == ("2", "3", "3")
     _, changed, _ = await sync_folder(c, "7", keys)
     assert changed == ["7:%d" % number]
     # the organizer got IPM.Schedule.Meeting.Resp.Pos
@@ -187,8 +190,8 @@ async def test_gal_search_prefix_range_total_and_properties(make_target):
     assert set(found_users) <= set(expected) and len(set(found_users)) == len(found_users)
     # paging: the next window holds the following distinct entries
     tree = await post(c, "Search", mail.search_gal(last[:3], "5-9"))
-    more = [findtext(r, "Search:Properties/GAL:Alias") for r in findall(tree, "Search:Response/Search:Store/Search:Result")
-            if r[1]]
+    more = [findtext(r, "Search:Properties/GAL:Alias")
+            for r in findall(tree, "Search:Response/Search:Store/Search:Result") if r[1]]
     assert not set(more) & set(found_users)
     # an address prefix finds its user; the parsed answer agrees
     tree = await post(c, "Search", mail.search_gal("user42@", "0-9"))
@@ -340,8 +343,8 @@ async def test_resolve_recipients_users_contacts_ambiguous_and_unknown(make_targ
     assert findtext(by_to["<USER7@example.com>"], "ResolveRecipients:Recipient/ResolveRecipients:EmailAddress") \
         == "user7@example.com"
     r = by_to[contact.email]
-    assert (findtext(r, "ResolveRecipients:Status"), findtext(r, "ResolveRecipients:Recipient/ResolveRecipients:Type")) \
-        == ("1", "2")
+    assert findtext(r, "ResolveRecipients:Status") == "1"
+    assert findtext(r, "ResolveRecipients:Recipient/ResolveRecipients:Type") == "2"
     r = by_to["nobody@elsewhere.example"]
     assert r[1] == [("ResolveRecipients:To", "nobody@elsewhere.example"), ("ResolveRecipients:Status", "4"),
                     ("ResolveRecipients:RecipientCount", "0")]
@@ -376,7 +379,7 @@ async def test_resolve_recipients_availability_from_the_calendar(make_target):
     digits = findtext(availability, "ResolveRecipients:MergedFreeBusy")
     assert len(digits) == 8 and set(digits) <= set("0123")
     assert digits[2] == "2"  # the event's first half hour: busy
-    assert digits == __import__("loadgen.exchange.resolve", fromlist=["x"]).merged_free_busy(box, start, end)
+    assert digits == resolve.merged_free_busy(box, start, end)
     # not resolved: no Recipient, so no Availability
     assert findall(findall(tree, "ResolveRecipients:Response")[1], "ResolveRecipients:Recipient") == []
     # too short a span, a span beyond 42 days, a 12.x device: protocol error 5
@@ -401,8 +404,6 @@ async def test_resolve_recipients_malformed(make_target):
 
 
 def test_free_busy_digits_of_a_recurring_series_and_a_tentative_meeting():
-    from loadgen.exchange import resolve
-
     state = TargetState(users=5, seed=1, history_days=7, daily_messages=20)
     box = state.store.mailbox("user1")
     start = box.store.anchor
@@ -468,8 +469,8 @@ async def test_get_item_estimate_12x_form_and_filter_type(make_target):
     box = tgt.state.store.mailbox("user1")
     col = (await _sync(c, mail.SyncCollection("1", "0")))["1"]
     body = mail.get_item_estimate([(col.sync_key, "1", 3)], 121)  # FilterType 3: one week
-    assert find(body and __import__("_wbxml").decode(body), "GetItemEstimate:Collections/GetItemEstimate:Collection/"
-                                                          "GetItemEstimate:Class") is not None
+    assert find(decode(body), "GetItemEstimate:Collections/GetItemEstimate:Collection/GetItemEstimate:Class") \
+        is not None
     r = mail.parse_get_item_estimate(await post(c, "GetItemEstimate", body))
     cutoff = tgt.state.store.clock() - 7 * 86400
     week = sum(1 for n in box.folder("1").numbers() if box.item("1", n).date >= cutoff)
@@ -517,7 +518,8 @@ async def test_oof_set_get_per_user_and_user_information_alongside(make_target):
     assert mail.parse_settings(await post(c, "Settings", body)).oof_status == 1
     get = find(await post(c, "Settings", mail.settings_oof_get()), "Settings:Oof/Settings:Get")
     assert tags(get)[:3] == ["Settings:OofState", "Settings:StartTime", "Settings:EndTime"]
-    assert (findtext(get, "Settings:OofState"), findtext(get, "Settings:StartTime")) == ("2", "2030-01-01T00:00:00.000Z")
+    assert findtext(get, "Settings:OofState") == "2"
+    assert findtext(get, "Settings:StartTime") == "2030-01-01T00:00:00.000Z"
     # Oof and UserInformation in one request: both answered, in the schema's order
     body = encode(("Settings:Settings", [("Settings:Oof", [("Settings:Get", [("Settings:BodyType", "HTML")])]),
                                          ("Settings:UserInformation", [("Settings:Get", None)])]))
@@ -588,3 +590,44 @@ async def test_arbitrary_trees_never_500(make_target):
             assert tree is not None and tree[0] == root
     counters = {k: v for k, v in tgt.counters.items() if k[1] == 500}
     assert counters == {}
+
+
+# --------------------------------------------------------------------------- arbitrary trees, without HTTP
+_TAGS = ["Search:Search", "Search:Store", "Search:Name", "Search:Query", "Search:Options", "Search:Range",
+         "Search:And", "Search:FreeText", "Search:DeepTraversal", "Search:LongId", "AirSync:CollectionId",
+         "AirSync:Class", "AirSync:SyncKey", "AirSync:FilterType", "AirSync:Options", "AirSyncBase:BodyPreference",
+         "AirSyncBase:Type", "AirSyncBase:TruncationSize", "MeetingResponse:MeetingResponse",
+         "MeetingResponse:Request", "MeetingResponse:UserResponse", "MeetingResponse:CollectionId",
+         "MeetingResponse:RequestId", "MeetingResponse:InstanceId", "ResolveRecipients:ResolveRecipients",
+         "ResolveRecipients:To", "ResolveRecipients:Options", "ResolveRecipients:Availability",
+         "ResolveRecipients:StartTime", "ResolveRecipients:EndTime", "ResolveRecipients:MaxAmbiguousRecipients",
+         "GetItemEstimate:GetItemEstimate", "GetItemEstimate:Collections", "GetItemEstimate:Collection",
+         "GetItemEstimate:CollectionId", "Settings:Settings", "Settings:Oof", "Settings:Get", "Settings:Set",
+         "Settings:OofState", "Settings:OofMessage", "Settings:Enabled", "Settings:ReplyMessage", "Settings:BodyType",
+         "Settings:AppliesToInternal", "Settings:StartTime", "Settings:EndTime", "Settings:UserInformation",
+         "Settings:DeviceInformation"]
+_VALUES = hs.sampled_from(["", "0", "1", "2", "3", "7", "1:5", "7:1", "0-9", "5-2", "user1", "user1@example.com",
+                           "2030-01-01T00:00:00.000Z", "Email", "GAL", "Mailbox", "x" * 300, "-1", "99999999999"])
+_TREES = hs.recursive(hs.tuples(hs.sampled_from(_TAGS), hs.none() | _VALUES),
+                      lambda inner: hs.tuples(hs.sampled_from(_TAGS), hs.lists(inner, max_size=5)), max_leaves=25)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+@given(tree=_TREES, version=hs.sampled_from(["12.1", "14.0", "16.1"]))
+def test_every_responder_answers_any_tree(tree, version):
+    """Each command's responder returns an answer (or None for "not this command") for any tree."""
+    class FakeTarget:
+        folder_ids = frozenset(f[0] for f in st.FOLDERS)
+
+    target = FakeTarget()
+    target.state = _STATE
+    record = _STATE.device("user1", "FUZZ", "SmartPhone")
+    v = VERSIONS[version]
+    search.respond(_STATE, record, tree)
+    meeting.respond(target, record, v, tree)
+    resolve.respond(_STATE, record, v, tree)
+    estimate.respond(target, record, tree)
+    oof.respond(_STATE, record, v, tree)
+
+
+_STATE = TargetState(users=20, seed=9, history_days=2, daily_messages=10)
