@@ -14,7 +14,7 @@
 * Mailbox (example 4.12.1.1): ``Search{Store{Name "Mailbox", Query{And{airsync:Class "Email",
   [airsync:CollectionId], FreeText}}, Options{[RebuildResults], Range, [DeepTraversal],
   [airsyncbase:BodyPreference]}}}``.  Every word of FreeText must occur (case-insensitive) in an
-  item's subject, sender or text; the items of the named folder (with DeepTraversal its subfolders
+  item's subject, sender or the first :data:`BODY_SCAN` characters of its text; the items of the named folder (with DeepTraversal its subfolders
   too) or of every mail folder, newest first, at most :data:`SCAN_LIMIT` items per request.  Each
   Result is ``{airsync:Class, LongId, airsync:CollectionId, Properties{the Email ApplicationData
   of a Sync (sync.render_email), airsyncbase:Body by the BodyPreference}}``; the LongId is the
@@ -42,6 +42,7 @@ from loadgen.exchange.sync import render_email
 MAX_RESULTS = 100  # entries one Search returns at most (the Range is cut to it)
 EXACT_TOTAL = 1000  # matching keys up to which Total is counted exactly (distinct users)
 SCAN_LIMIT = 5000  # mail items one mailbox Search reads at most
+BODY_SCAN = 1024  # characters of an item's text FreeText is matched against (a bounded cost per item)
 _END = "\U0010ffff"
 
 # the directory's word pools (a real GAL has people of the same name: ResolveRecipients finds them ambiguous)
@@ -237,6 +238,24 @@ def _body_preference(options):
     return "1", None
 
 
+def _matches(item, words):
+    """True when every word occurs in the item's subject, sender or the first BODY_SCAN characters of
+    its text (case-insensitive); the text is built only when the subject and sender do not suffice."""
+    head = ("%s\n%s" % (item.subject, item.sender)).lower()
+    body = None
+    for word in words:
+        if word in head:
+            continue
+        if body is None:
+            if isinstance(item, st.GenMail):  # only the head of a generated text (store.body_text)
+                body = st.body_text(item.language, min(item.size, BODY_SCAN), item.d >> 5).lower()
+            else:
+                body = (item.text or "")[:BODY_SCAN].lower()
+        if word not in body:
+            return False
+    return True
+
+
 def search_mailbox(box, query, options):
     """The Search answer of a mailbox query (FreeText over subjects, senders and texts)."""
     conditions = find(query, "Search:And") if query is not None else None
@@ -256,23 +275,18 @@ def search_mailbox(box, query, options):
     folders = _mail_folders(box, collection_id, deep)
     if folders is None:
         return _store_answer(11), 11
-    words = free.casefold().split()
+    words = free.lower().split()
     body_type, truncation = _body_preference(options)
     hits = []
     scanned = 0
     for fid in folders:
         f = box.folder(fid)
-        numbers = list(f.numbers())
-        for n in reversed(numbers):  # newest first
+        for n in reversed(list(f.numbers())):  # newest first
             if scanned >= SCAN_LIMIT:
                 break
             scanned += 1
             item = box.item(fid, n)
-            if item is None or item.cls != "Email":
-                continue
-            text = "%s\n%s\n%s" % (item.subject, item.sender, item.text)
-            text = text.casefold()
-            if all(w in text for w in words):
+            if item is not None and item.cls == "Email" and _matches(item, words):
                 hits.append((item.date, fid, n, item))
     hits.sort(key=lambda h: h[0], reverse=True)
     results = []

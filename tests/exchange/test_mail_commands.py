@@ -261,8 +261,8 @@ async def test_mailbox_search_free_text_folder_range_and_long_id(make_target):
     subject = box.item("1", 1).subject
     word = subject.split()[0]
     expected = {"1:%d" % n for n in box.folder("1").numbers()
-                if word.casefold() in ("%s\n%s\n%s" % (box.item("1", n).subject, box.item("1", n).sender,
-                                                       box.item("1", n).text)).casefold()}
+                if word.lower() in ("%s\n%s\n%s" % (box.item("1", n).subject, box.item("1", n).sender,
+                                                    box.item("1", n).text[:search.BODY_SCAN])).lower()}
     tree = await post(c, "Search", mail.search_mailbox(word, "1", "0-2", body_type=1, truncation=100))
     store_node = find(tree, "Search:Response/Search:Store")
     results = findall(store_node, "Search:Result")
