@@ -357,6 +357,62 @@ class LoadConfig:
         _freeze_fields(self, ("stages",))
 
 
+# [mail]: folder types a device may push (Ping), by name -> MS-ASCMD 2.2.3.186.3 folder types
+PUSH_FOLDER_TYPES = {"inbox": (2,), "drafts": (3,), "deleted": (4,), "sent": (5,), "tasks": (7, 15),
+                     "calendar": (8, 13), "contacts": (9, 14), "notes": (10, 17), "user": (12,)}
+MEETING_RESPONSES = ("accept", "tentative", "decline")  # MS-ASCMD 2.2.3.194 UserResponse 1, 2, 3
+
+
+@_sealed
+@dataclass(frozen=True, slots=True)
+class MailConfig:
+    """[mail]: what the users do with their mail, per device (rates per hour or per day, shares in
+    [0, 1]).  ``send_per_hour`` 0 and every other rate 0 (the default): no mail, the device lives as
+    without this table.  One place for the rates: a workload profile fills this part."""
+
+    send_per_hour: float = 0.0  # new messages, replies and forwards a device sends per hour
+    reply_share: float = 0.3  # of the messages sent: SmartReply on a message of the Inbox window
+    forward_share: float = 0.1  # ... SmartForward
+    edit_share: float = 0.2  # of replies and forwards: the user edits the quote (ReplaceMime)
+    to: tuple = (1, 3)  # To recipients per message (range)
+    cc_share: float = 0.3  # messages with Cc (one or two)
+    bcc_share: float = 0.05  # messages with one Bcc
+    internal_share: float = 0.8  # recipients who are users of the run (the rest external)
+    address: str = "{user}@example.com"  # a user's SMTP address ({user}: the user name); the name itself with "@"
+    external_domain: str = "external.example"
+    html_share: float = 0.3  # messages with an HTML part
+    attachment_share: float = 0.1  # messages with an attachment
+    body_bytes: tuple = (200, 4000)  # body text size (range)
+    read_share: float = 0.8  # new messages the user reads (Sync Change Read=1)
+    flag_share: float = 0.05  # ... flags for follow-up
+    delete_share: float = 0.2  # ... deletes (Sync Delete, DeletesAsMoves)
+    move_share: float = 0.1  # ... files into a user folder (MoveItems)
+    read_after: float = 30.0  # mean seconds from a message's arrival to the user's changes being sent
+    meeting_response: dict = field(default_factory=lambda: {"accept": 0.6, "tentative": 0.2, "decline": 0.1})
+    searches_per_hour: float = 0.0  # GAL look-ups as the user types an address (2-4 Search requests)
+    mailbox_searches_per_hour: float = 0.0
+    resolve_per_hour: float = 0.0  # ResolveRecipients with free/busy
+    estimates_per_hour: float = 0.0  # GetItemEstimate of the pushed folders
+    oof_per_day: float = 0.0  # Settings Oof Get + Set
+    calendar_adds_per_day: float = 0.0
+    contact_adds_per_day: float = 0.0
+    task_adds_per_day: float = 0.0
+    push_folders: tuple = ("inbox", "calendar", "contacts")  # folder types the device pushes (Ping)
+    send_until: float | None = None  # seconds into the run after which no new mail is sent (None: the run)
+    window: int = 32  # items a device remembers per folder (the last ones synced)
+    legacy_mime: bool = True  # 12.x devices send raw MIME (message/rfc822, SaveInSent=T); false: none send
+
+    def __post_init__(self):
+        _freeze_fields(self, ("meeting_response",))
+
+    @property
+    def active(self):
+        """Whether the users do anything with mail (else the device lives as without [mail])."""
+        return bool(self.send_per_hour or self.searches_per_hour or self.mailbox_searches_per_hour
+                    or self.resolve_per_hour or self.estimates_per_hour or self.oof_per_day
+                    or self.calendar_adds_per_day or self.contact_adds_per_day or self.task_adds_per_day)
+
+
 @_sealed
 @dataclass(frozen=True, slots=True)
 class Scenario:
@@ -371,6 +427,7 @@ class Scenario:
     load: LoadConfig = field(default_factory=LoadConfig)
     thresholds: list = field(default_factory=list)  # [Threshold]
     events: list = field(default_factory=list)  # [Event], sorted by time
+    mail: MailConfig = field(default_factory=MailConfig)
 
     def __post_init__(self):
         _freeze_fields(self, ("thresholds", "events"))
@@ -541,7 +598,8 @@ class _Reader:
         return dict(value)
 
 
-_TOP = {"name", "description", "duration", "seed", "target", "auth", "population", "load", "thresholds", "events"}
+_TOP = {"name", "description", "duration", "seed", "target", "auth", "population", "load", "thresholds", "events",
+        "mail"}
 _TARGET = {"url", "insecure", "ca_file", "allow_non_provisionable", "no_policy", "policy_refresh_minutes", "listen",
            "ping_min", "ping_max", "mail_per_user_per_hour", "processes", "path", "autodiscover", "ignore_policy_key",
            "options_without_provision", "auth_realm", "challenge_first", "autodiscover_redirect", "confirm",
@@ -613,7 +671,7 @@ def parse(text, path="<scenario>"):
 
     return Scenario(name=name, path=str(path), duration=duration, seed=seed, description=description,
                     target=target, auth=auth, population=population, load=load, thresholds=thresholds,
-                    events=_events(r, data, target))
+                    events=_events(r, data, target), mail=_mail(r, r.section(data, "mail", _MAIL)))
 
 
 def _target(r, t):
@@ -767,6 +825,76 @@ def _load(r, lo, target, auth, population):
     if values["timeout"] <= 0:
         raise r.fail("load", "timeout", "'timeout' must be greater than 0")
     return LoadConfig(**values)
+
+
+_MAIL = set(f for f in MailConfig.__dataclass_fields__)
+_MAIL_RATES = ("send_per_hour", "searches_per_hour", "mailbox_searches_per_hour", "resolve_per_hour",
+               "estimates_per_hour", "oof_per_day", "calendar_adds_per_day", "contact_adds_per_day",
+               "task_adds_per_day")
+_MAIL_SHARES = ("reply_share", "forward_share", "edit_share", "cc_share", "bcc_share", "internal_share",
+                "html_share", "attachment_share", "read_share", "flag_share", "delete_share", "move_share")
+
+
+def _range(r, key, table, default, minimum, maximum):
+    """An integer range: ``n`` or ``[low, high]`` with minimum <= low <= high <= maximum."""
+    if key not in table:
+        return default
+    value = table[key]
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = [value, value]
+    if (not isinstance(value, list) or len(value) != 2
+            or not all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+            or not minimum <= value[0] <= value[1] <= maximum):
+        raise r.fail("mail", key, "'%s' must be a whole number or a range [low, high] within %s..%s, not %r"
+                     % (key, _plain(minimum), _plain(maximum), value))
+    return (value[0], value[1])
+
+
+def _mail(r, m):
+    """[mail], every value checked before the part is built."""
+    values = {}
+    for key in _MAIL_RATES:  # per device per hour (or day): at most one a second
+        values[key] = float(r.number("mail", m, key, 0.0, minimum=0, maximum=3600 if "hour" in key else 86400))
+    for key in _MAIL_SHARES:
+        values[key] = float(r.number("mail", m, key, MailConfig.__dataclass_fields__[key].default, minimum=0, maximum=1))
+    if values["reply_share"] + values["forward_share"] > 1:
+        raise r.fail("mail", "forward_share", "'reply_share' + 'forward_share' must be at most 1")
+    if values["delete_share"] + values["move_share"] > 1.000001:
+        raise r.fail("mail", "move_share", "'delete_share' + 'move_share' must be at most 1 (a message is "
+                     "deleted or filed, not both)")
+    values["to"] = _range(r, "to", m, (1, 3), 1, 100)
+    values["body_bytes"] = _range(r, "body_bytes", m, (200, 4000), 0, 10_000_000)
+    values["read_after"] = r.seconds("mail", m, "read_after", 30.0)
+    values["window"] = int(r.number("mail", m, "window", 32, minimum=1, maximum=1024, integer=True))
+    values["legacy_mime"] = r.boolean("mail", m, "legacy_mime", True)
+    address = r.string("mail", m, "address", "{user}@example.com")
+    if address.count("@") != 1 or not address.split("@")[1] or "{user}" not in address:
+        raise r.fail("mail", "address", "'address' must be an address pattern like \"{user}@example.com\", not %r"
+                     % address)
+    try:
+        address.format(user="u")
+    except (KeyError, IndexError, ValueError):
+        raise r.fail("mail", "address", "'address' may hold only {user}, not %r" % address) from None
+    values["address"] = address
+    domain = r.string("mail", m, "external_domain", "external.example")
+    if not domain or "@" in domain or any(c.isspace() for c in domain):
+        raise r.fail("mail", "external_domain", "'external_domain' must be a domain like \"external.example\"")
+    values["external_domain"] = domain
+    shares = r.weights("mail", m, "meeting_response", None, MEETING_RESPONSES, "response") \
+        if "meeting_response" in m else {"accept": 0.6, "tentative": 0.2, "decline": 0.1}
+    if any(v > 1 for v in shares.values()) or sum(shares.values()) > 1.000001:
+        raise r.fail("mail", "meeting_response", "'meeting_response' shares must add up to at most 1 "
+                     "(the rest: no response)")
+    values["meeting_response"] = {k: float(v) for k, v in shares.items()}
+    folders = m.get("push_folders", ["inbox", "calendar", "contacts"])
+    if (not isinstance(folders, list) or not folders
+            or not all(isinstance(f, str) and f in PUSH_FOLDER_TYPES for f in folders)):
+        raise r.fail("mail", "push_folders", "'push_folders' must be a list of folder kinds from %s, not %r"
+                     % (", ".join(PUSH_FOLDER_TYPES), folders))
+    values["push_folders"] = tuple(dict.fromkeys(folders))
+    until = r.seconds("mail", m, "send_until", None)
+    values["send_until"] = until
+    return MailConfig(**values)
 
 
 def _events(r, data, target):

@@ -7,9 +7,17 @@ Autodiscover step's TLS settings as the command line and the embedded target's C
 :class:`RunLoad` holds them together with the scenario's ``[load]`` settings, so that a device
 reads every one of them as one attribute of ``device.load``.  It is built once per run and
 pickled to the worker processes; each process makes its own token bucket.
+
+Mail ([mail], loadgen/scenario.py MailConfig): ``mail`` is the scenario's part when its users do
+anything with mail, else None (the devices then live exactly as without it); ``run_id`` the run's
+eight hex characters in every push-latency token (loadgen/eas/mime.py make_token), drawn once in
+the process that builds the context, so every worker (it gets this context pickled) shares it;
+``users``, ``user_pattern``, ``devices_per_user`` and ``duration`` what a device needs to address
+the other users and to know when the run stops sending (``send_until``).
 """
 
 import dataclasses
+import secrets
 
 from loadgen.wire import ratelimit
 
@@ -23,12 +31,32 @@ class RunLoad:
     URL's); ``autodiscover``: (e-mail pattern, insecure, ca_file) or None; ``bucket``: this
     process's token bucket, made by the first request under a cap."""
 
-    def __init__(self, load, *, request_cap=0.0, redirect_rule=None, autodiscover=None):
+    def __init__(self, load, *, request_cap=0.0, redirect_rule=None, autodiscover=None, mail=None, run_id=None,
+                 users=1, user_pattern="user{n}", devices_per_user=1, duration=0.0):
         self.__dict__.update((f.name, getattr(load, f.name)) for f in dataclasses.fields(load))
         self.request_cap = request_cap
         self.redirect_rule = redirect_rule
         self.autodiscover = autodiscover
         self.bucket = None
+        self.mail = mail if mail is not None and mail.active else None
+        self.run_id = run_id or secrets.token_hex(4)
+        self.users = users
+        self.user_pattern = user_pattern
+        self.devices_per_user = devices_per_user
+        self.duration = duration
+        self._addresses = {}
+
+    def address(self, user_index):
+        """The SMTP address of user ``user_index`` of the run: [mail] address with {user}, or the user
+        name itself when it holds an "@" (lowercased: RFC 5321 2.4 domains are case-blind, the
+        target's store lowercases the local part too)."""
+        found = self._addresses.get(user_index)
+        if found is None:
+            name = self.user_pattern.format(n=user_index)
+            found = (name if "@" in name else self.mail.address.format(user=name)).lower()
+            if len(self._addresses) < 4096:  # the most used ones; the rest are formatted again
+                self._addresses[user_index] = found
+        return found
 
     @classmethod
     def for_run(cls, scenario, parts=1, confirmed=False):
@@ -38,10 +66,12 @@ class RunLoad:
         pattern = scenario.load.autodiscover
         return cls(scenario.load, request_cap=cap, redirect_rule=rule,
                    autodiscover=None if pattern is None else (pattern, scenario.target.insecure,
-                                                              scenario.target.ca_file))
+                                                              scenario.target.ca_file),
+                   mail=scenario.mail, users=scenario.auth.users, user_pattern=scenario.auth.user,
+                   devices_per_user=scenario.population.devices_per_user, duration=scenario.duration)
 
     def __getstate__(self):
-        return dict(self.__dict__, bucket=None)  # a worker process makes its own
+        return dict(self.__dict__, bucket=None, _addresses={})  # a worker process makes its own
 
 
 __all__ = ["RunLoad"]
