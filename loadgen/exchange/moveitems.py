@@ -11,7 +11,6 @@ A body that is not a MoveItems request is the common status 103 InvalidXML (MS-A
 """
 
 from _wbxml import children, encode, findtext
-from loadgen.exchange import store as st
 
 
 def move_all(target, record, tree):

@@ -31,7 +31,7 @@ from loadgen.eas import versions
 from loadgen.eas.commands import root_status
 from loadgen.eas.policy import policy_to_tree
 from loadgen.wire.loop import install_stop_signals
-from loadgen.exchange import abq, compose, itemops, moveitems
+from loadgen.exchange import abq, compose, handlers, itemops, moveitems
 import functools  # noqa: E402 -- Autodiscover route
 
 from loadgen.exchange import autodiscover  # noqa: E402
@@ -122,22 +122,9 @@ _FOLDERSYNC_NONE = Template(("FolderHierarchy:FolderSync", [
     ("FolderHierarchy:Changes", [("FolderHierarchy:Count", "0")]),
 ]))
 _FOLDERSYNC_BADKEY = encode(("FolderHierarchy:FolderSync", [("FolderHierarchy:Status", "9")]))
-_SETTINGS_OK = encode(("Settings:Settings", [
-    ("Settings:Status", "1"), ("Settings:DeviceInformation", [("Settings:Status", "1")])]))
 _PROVISION_WIPE = encode(("Provision:Provision", [("Provision:Status", "1"), ("Provision:RemoteWipe", None)]))
 _PROVISION_ACCOUNT_WIPE = encode(
     ("Provision:Provision", [("Provision:Status", "1"), ("Provision:AccountOnlyRemoteWipe", None)]))
-_SETTINGS_USERINFO = Template(("Settings:Settings", [
-    ("Settings:Status", "1"), ("Settings:UserInformation", [("Settings:Status", "1"), ("Settings:Get", [
-        ("Settings:EmailAddresses", [("Settings:SMTPAddress", Slot("smtp"))])])])]))
-# 14.1+: Get/Accounts/Account/{UserDisplayName, EmailAddresses/{SMTPAddress, PrimarySmtpAddress}}
-# (MS-ASCMD 2.2.3.3 Account, 2.2.3.4 Accounts, 2.2.3.137 PrimarySmtpAddress: 14.1 and later).
-_SETTINGS_USERINFO_141 = Template(("Settings:Settings", [
-    ("Settings:Status", "1"), ("Settings:UserInformation", [("Settings:Status", "1"), ("Settings:Get", [
-        ("Settings:Accounts", [("Settings:Account", [
-            ("Settings:UserDisplayName", Slot("name")),
-            ("Settings:EmailAddresses", [("Settings:SMTPAddress", Slot("smtp")),
-                                         ("Settings:PrimarySmtpAddress", Slot("primary"))])])])])])]))
 _PING_EXPIRED = encode(("Ping:Ping", [("Ping:Status", "1")]))
 _PING_CHANGED = Template(("Ping:Ping", [("Ping:Status", "2"), ("Ping:Folders", [("Ping:Folder", Slot("id"))])]))
 _PING_BOUND = Template(("Ping:Ping", [("Ping:Status", "5"), ("Ping:HeartbeatInterval", Slot("hbi"))]))
@@ -528,32 +515,6 @@ class Target:
             return self._wbxml("FolderSync", _FOLDERSYNC_NONE.render(sync_key), 1)
         return self._wbxml("FolderSync", _FOLDERSYNC_BADKEY, 9)
 
-    def settings(self, record, version, tree):
-        """Settings: DeviceInformation Set (12.1/14.0 send it here, MS-ASCMD 2.2.3.45, docs/protocol-notes.md,
-        ABQ and DeviceInformation;
-        ABQ is re-evaluated with it) and UserInformation Get (MS-ASCMD 2.2.3.189)."""
-        if tree is None or tree[0] != "Settings:Settings":
-            return self._wbxml("Settings", _STATUS_TEMPLATES["Settings"].render("2"), 2)  # protocol error
-        info = find(tree, "Settings:DeviceInformation/Settings:Set")
-        userinfo = find(tree, "Settings:UserInformation/Settings:Get")
-        if userinfo is None:
-            if info is not None:
-                self.state.set_device_info(record, {t.partition(":")[2]: v for t, v in info[1] if type(v) is str})
-            return self._wbxml("Settings", _SETTINGS_OK, 1)
-        state = self.state
-        smtp = state.smtp_address(record.user)
-        if info is not None:
-            state.set_device_info(record, {t.partition(":")[2]: v for t, v in info[1] if type(v) is str})
-        if version.number >= 141:
-            body = _SETTINGS_USERINFO_141.render(record.user, smtp, smtp)
-        else:
-            body = _SETTINGS_USERINFO.render(smtp)
-        if info is not None:  # both in one request: splice the DeviceInformation status in
-            tree_out = _wbxml.decode(body)
-            tree_out[1].insert(1, ("Settings:DeviceInformation", [("Settings:Status", "1")]))
-            body = encode(tree_out)
-        return self._wbxml("Settings", body, 1)
-
     def sync(self, record, version, tree):
         body, status = self._sync.respond(record, self.state.mailbox(record.user), tree)
         if body is None:
@@ -639,9 +600,12 @@ class Target:
             return self._wbxml("Ping", _ping_changed_body(changed), 2)
         return self._wbxml("Ping", _PING_EXPIRED, 1)
 
-    _handlers = {"FolderSync": foldersync, "Settings": settings, "Sync": sync, "Ping": ping,
-                 "ItemOperations": itemops.handle, "MoveItems": moveitems.handle,
-                 "SendMail": compose.handle, "SmartReply": compose.handle, "SmartForward": compose.handle}
+    _handlers = handlers.install({
+        "FolderSync": foldersync, "Sync": sync, "Ping": ping,
+        "ItemOperations": itemops.handle, "MoveItems": moveitems.handle,
+        "SendMail": compose.handle, "SmartReply": compose.handle, "SmartForward": compose.handle})
+    # handlers.py: MeetingResponse, Search, ResolveRecipients, GetItemEstimate and Settings (oof.py: Oof,
+    # DeviceInformation -- ABQ re-evaluated with it --, DevicePassword, UserInformation)
 
 
 def _ping_changed(record, box, folders, woke):
