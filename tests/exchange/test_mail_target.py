@@ -8,7 +8,7 @@ import asyncio
 import pytest
 
 import _wbxml
-from _wbxml import encode, findall, findtext
+from _wbxml import encode, findall
 from loadgen.eas import mail, mime
 from loadgen.eas.commands import root_status
 from test_target_features import auth, make_target, ping_request, provisioned, wait_held  # noqa: F401
