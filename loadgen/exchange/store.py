@@ -274,6 +274,11 @@ class GenMail:
         return tuple(("%s:%d:%d" % (self.fid, self.n, i), _ATTACHMENT_NAMES[(k + i) % len(_ATTACHMENT_NAMES)],
                       2048 + (k * (i + 7) * 7919) % 300_000) for i in range(count))
 
+    def attachment_refs(self, fid, n):
+        """The attachments with file references under the item's current place (``fid``, ``n``): a moved
+        item's attachments are fetched where it is now."""
+        return tuple(("%s:%d:%d" % (fid, n, i), name, size) for i, (_ref, name, size) in enumerate(self.attachments))
+
     def default_flags(self):
         """(read, flag status) before any client changed it: older than a day read, a few flagged."""
         if self.fid in (SENT, DRAFTS, DELETED):
@@ -690,9 +695,10 @@ class UserStore:
         _fid, n, item = found
         i = int(index)
         if isinstance(item, GenMail):
-            for ref, name, size in item.attachments:
-                if ref.rpartition(":")[2] == index:
-                    return name, size, lambda size=size: attachment_content(size)
+            atts = item.attachments
+            if i < len(atts):
+                _ref, name, size = atts[i]
+                return name, size, lambda: attachment_content(size)
         elif isinstance(item, Message) and i < len(item.attachments):
             name, size = item.attachments[i]
             return name, size, lambda: item.attachment_bytes(i)

@@ -189,7 +189,7 @@ def render_email(box, fid, n, item, body_type, truncation, flags=None):
              ("Email:DisplayTo", to.partition("<")[0].strip().strip('"') or to),
              ("Email:ThreadTopic", subject), ("Email:Importance", item.importance),
              ("Email:Read", "1" if read else "0")]
-    refs = item.attachments if isinstance(item, st.GenMail) else item.attachment_refs(fid, n)
+    refs = item.attachment_refs(fid, n)
     if refs:
         data.append(_attachments(refs))
     data.append(_body(item, body_type, truncation))

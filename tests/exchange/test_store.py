@@ -153,3 +153,20 @@ def test_garbage_is_not_a_message():
     s = make()
     assert st.parse_mime(b"") is None and st.parse_mime(b"\x00\x01 no headers") is None
     assert s.deliver("user1", b"") == ([], [])
+
+
+def test_a_moved_message_keeps_its_content_and_attachments_under_its_new_id():
+    s = make(inbox_items=40)
+    box = s.mailbox("user1")
+    n = next(n for n in box.folder("1").numbers() if box.item("1", n).attachments)
+    before = box.item("1", n)
+    new = box.move("1", n, "12")
+    moved = box.item("12", new)
+    assert (moved.subject, moved.text, moved.date) == (before.subject, before.text, before.date)
+    refs = moved.attachment_refs("12", new)
+    assert [r[1:] for r in refs] == [a[1:] for a in before.attachments]
+    for ref, name, size in refs:
+        assert ref.startswith("12:%d:" % new)
+        found_name, found_size, content = box.attachment(ref)
+        assert (found_name, found_size, len(content())) == (name, size, size)
+    assert box.attachment(before.attachments[0][0]) is None  # nothing left at the old place
