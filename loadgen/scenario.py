@@ -21,6 +21,7 @@ from pathlib import Path
 
 from loadgen.eas import versions
 from loadgen.device.profiles import PROFILES
+from loadgen.device.user import PUSH_FOLDER_TYPES
 from loadgen.results.thresholds import ThresholdError
 from loadgen.results.thresholds import parse as parse_threshold
 
@@ -357,9 +358,6 @@ class LoadConfig:
         _freeze_fields(self, ("stages",))
 
 
-# [mail]: folder types a device may push (Ping), by name -> MS-ASCMD 2.2.3.186.3 folder types
-PUSH_FOLDER_TYPES = {"inbox": (2,), "drafts": (3,), "deleted": (4,), "sent": (5,), "tasks": (7, 15),
-                     "calendar": (8, 13), "contacts": (9, 14), "notes": (10, 17), "user": (12,)}
 MEETING_RESPONSES = ("accept", "tentative", "decline")  # MS-ASCMD 2.2.3.194 UserResponse 1, 2, 3
 
 

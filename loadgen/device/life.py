@@ -22,7 +22,7 @@ import asyncio
 from _wbxml import WBXMLError
 from loadgen.device import autodiscover
 from loadgen.device.answers import _backoff_ms, _decode, _http_outcome, _parse_shared, no_answer_outcome
-from loadgen.device.mail import MailLife
+from loadgen.device.mail import MailBox, MailLife
 from loadgen.device.states import (
     AUTH_FAILED, BLOCKED, FAILED_CMD, MALFORMED, NEW, PARKED, PROVISIONED, QUARANTINED, REFUSED, THROTTLED,
     UNPROVISIONED, Stopped,
@@ -121,6 +121,10 @@ class Device(MailLife):
         self.need_provision = self.profile.caps.provisionable
         self.trigger = None
         self.reprovision_streak = 0
+        mail = getattr(self.load, "mail", None)
+        # [mail]: the user's mail state (loadgen/device/mail.py MailBox), None without mail
+        self.box = MailBox(self.load.address(self.index // self.load.devices_per_user)) if mail is not None else None
+        self.wake = None
 
     # -- plumbing
 
@@ -162,9 +166,10 @@ class Device(MailLife):
         if self.resets > 1:
             await self._backoff(deadline)
 
-    async def _exchange(self, transport, command, body, policy_key, timeout=None, park=None):
+    async def _exchange(self, transport, command, body, policy_key, timeout=None, park=None, extra=None):
         """(response, decoded tree); (None, None) when ``park`` is given and the request was parked:
-        ``transport.park`` then calls ``park(self, response)`` with the answer."""
+        ``transport.park`` then calls ``park(self, response)`` with the answer.  ``extra``: (query,
+        Content-Type) of a request that is not WBXML (a 12.x SendMail's raw MIME, MS-ASHTTP 2.2.1.1.1.1)."""
         if self.backoff_until:  # an X-MS-BackOffDuration to honour first (0.0: none yet)
             loop = asyncio.get_running_loop()
             if self.backoff_until > loop.time():
@@ -178,11 +183,16 @@ class Device(MailLife):
             resp = await transport.park(self.endpoint, command, body, policy_key, park, self, timeout)
             if resp is None:
                 return None, None  # in flight, and no coroutine waits for it (in_flight stays set)
-        else:
+        elif extra is None:
             resp = await transport.post(self.endpoint, command, body, policy_key, timeout)
+        else:
+            resp = await transport.post(self.endpoint, command, body, policy_key, timeout, extra=extra)
         if resp.status == 401 and resp.headers.get("WWW-Authenticate", "")[:5].lower() == "basic":
             self.stats.record(command, 401, "challenge", resp.elapsed, len(body), len(resp.body))  # answer once
-            resp = await transport.post(self.endpoint, command, body, policy_key, timeout)
+            if extra is None:
+                resp = await transport.post(self.endpoint, command, body, policy_key, timeout)
+            else:
+                resp = await transport.post(self.endpoint, command, body, policy_key, timeout, extra=extra)
         return resp, self._received(command, body, resp)
 
     def _received(self, command, body, resp):
@@ -228,7 +238,7 @@ class Device(MailLife):
     # -- ordinary commands
 
     async def command(self, transport, name, body, deadline, ok_statuses=_SUCCESS, timeout=None, park=None,
-                      answer=None, adjusted=None):
+                      answer=None, adjusted=None, extra=None):
         """Send an ordinary command; the decoded tree (None for an empty body) on
         success, ``FAILED`` when the answer sent the device elsewhere.  ``park``: send it
         parked (``PARKED`` is returned at once); ``answer``: (response, tree) of a parked one;
@@ -236,7 +246,7 @@ class Device(MailLife):
         follows (counted as ADJUSTED, not as an error)."""
         if answer is None:
             key = self.prov.policy_key if self.profile.caps.provisionable else None
-            resp, tree = await self._exchange(transport, name, body, key, timeout, park)
+            resp, tree = await self._exchange(transport, name, body, key, timeout, park, extra)
             if resp is None:
                 return PARKED
         else:
@@ -350,6 +360,14 @@ class Device(MailLife):
                     continue
                 if await self._retry(deadline, max(self.load.think_time, self.load.backoff)):
                     await self._foldersync(transport, deadline)
+                continue
+            if self.box is not None:  # [mail]: every folder, both ways, and the user's actions
+                if (self.profile.caps.failed_unlocks and not self.fumbled and self.prov.applied is not None
+                        and self.box.colls.get(self.inbox) is not None and self.box.colls[self.inbox].key != "0"):
+                    await self._unlock_fumble(deadline)
+                    continue
+                if await self._mail_turn(transport, deadline, park) is PARKED:
+                    return
                 continue
             if (self.profile.caps.failed_unlocks and not self.fumbled and self.sync_key != "0"
                     and self.prov.applied is not None):

@@ -5,6 +5,7 @@ their identity and policy key; ``loadgen.eas`` owns the protocol rules.
 """
 
 import asyncio
+import heapq
 import gc
 import math
 import os
@@ -180,6 +181,10 @@ class Lives:
         # the coroutine path: nothing it does not see is sent
         self.park = self.answered if getattr(type(transport), "park", None) and transport.can_park else None
         self._peak = 0
+        self._wakes = []  # heap of (loop time, n, device): parked Pings to stop when their user acts
+        self._wake_n = 0
+        self._waker = None  # the loop's timer for the earliest of them
+        self._waker_at = None
         from loadgen.device.states import Stopped
 
         self._stopped = Stopped
@@ -189,9 +194,44 @@ class Lives:
         return self._spawn(device, None)
 
     def answered(self, device, resp):
-        """The transport's callback for a parked Ping: its answer (or timeout or error)."""
-        if not self.closed:
+        """The transport's callback for a parked Ping: its answer (or timeout or error).  A device
+        already woken (see :meth:`_wake_due`: its Ping was stopped, and counted, just as this answer
+        was on its way) keeps its life; the answer is dropped."""
+        if not self.closed and device not in self.tasks:
             self._spawn(device, resp)
+
+    # [mail]: a device holding a parked Ping whose user wants to act (an action falls due, changes to
+    # send) is woken then: its Ping is stopped -- its connection closed, as Android's Exchange client
+    # stops a running Ping when a sync is requested -- and its life goes on in a fresh task.  One timer
+    # for the earliest of them, a heap for the rest: nothing per device but the heap's entry.
+
+    def _wake_at(self, device, when):
+        self._wake_n += 1
+        heapq.heappush(self._wakes, (when, self._wake_n, device))
+        if self._waker_at is None or when < self._waker_at:
+            if self._waker is not None:
+                self._waker.cancel()
+            self._waker_at = when
+            self._waker = asyncio.get_running_loop().call_at(when, self._wake_due)
+
+    def _wake_due(self):
+        self._waker = self._waker_at = None
+        if self.closed:
+            return
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        wakes = self._wakes
+        while wakes and wakes[0][0] <= now:
+            when, _n, device = heapq.heappop(wakes)
+            # still holding the Ping it parked for this wake (not answered since, not ended)
+            if device.wake != when or device.in_flight is None or device in self.tasks or not device.alive:
+                continue
+            _disconnect(self.transport, device.endpoint)  # the parked Ping is dropped without its callback
+            device.ping_stopped()
+            self._spawn(device, None)
+        if wakes:
+            self._waker_at = wakes[0][0]
+            self._waker = loop.call_at(self._waker_at, self._wake_due)
 
     def alive(self, device):
         """Whether ``device``'s life goes on: it has a task, or holds a parked Ping."""
@@ -221,6 +261,9 @@ class Lives:
             if answer is not None:
                 await device.ping_answered(self.transport, answer, self.deadline)
             await device.run(self.transport, self.deadline, self.park)
+            wake = getattr(device, "wake", None)
+            if wake is not None and device.in_flight is not None:  # [mail]: parked until its user acts
+                self._wake_at(device, wake)
         except self._stopped:  # a closed-model ramp-down stopped it before a request
             pass
         except asyncio.CancelledError:

@@ -152,6 +152,9 @@ _COMMANDS = {}  # command -> its bytes
 _TAIL_HEADERS = {}  # shared tail -> its headers as a dict (aiohttp, Autodiscover)
 
 
+_WBXML_TYPE = b"Content-Type: application/vnd.ms-sync.wbxml\r\n"  # in the shared head (eas/http.py head_tail)
+
+
 class DeviceEndpoint:
     """The pre-built, per-device part of every request, and the device's connections.
 
@@ -181,6 +184,16 @@ class DeviceEndpoint:
         return b"".join((self._prefix, cmd, self._tail, self._auth, b"X-MS-PolicyKey: ",
                          policy_key.encode("latin-1"), b"\r\nContent-Length: ", b"%d" % len(body), b"\r\n\r\n",
                          tail))
+
+    def request_as(self, command, policy_key, body, extra):
+        """The request bytes of a body that is not WBXML: ``extra`` = (query parameters to append after
+        ``Cmd=<command>``, Content-Type), e.g. a 12.x SendMail's raw MIME (MS-ASHTTP 2.2.1.1.1.1:
+        ``&SaveInSent=T``, Content-Type message/rfc822).  Not cached: such requests are rare."""
+        query, content_type = extra
+        tail = self._tail.replace(_WBXML_TYPE, b"Content-Type: %s\r\n" % content_type.encode("latin-1"))
+        key = b"" if policy_key is None else b"X-MS-PolicyKey: %s\r\n" % policy_key.encode("latin-1")
+        return b"".join((self._prefix, (command + query).encode("ascii"), tail, self._auth, key, b"Content-Length: ",
+                         b"%d" % len(body), b"\r\n\r\n", body if len(body) <= _SPLICE_LIMIT else b""))
 
     def head(self, command, policy_key, length):
         """The request head alone (for tests and tools)."""
@@ -797,7 +810,10 @@ class LeanTransport:
                 return True
         return False
 
-    async def post(self, endpoint, command, body, policy_key, timeout=None):
+    async def post(self, endpoint, command, body, policy_key, timeout=None, extra=None):
+        """Send a request and wait for its answer (a :class:`Response`, never an exception for the
+        network's failures); ``extra``: (query, Content-Type) of a body that is not WBXML
+        (:meth:`DeviceEndpoint.request_as`)."""
         loop = self._loop
         if loop is None:
             loop = self._loop = asyncio.get_running_loop()
@@ -821,7 +837,7 @@ class LeanTransport:
                 waiter = loop.create_future()
                 # the request bytes are built in _send, not kept in this frame while the response is
                 # awaited (a held Ping would keep them for its whole heartbeat): a re-send builds them again
-                self._send(conn, endpoint, command, body, policy_key, loop, waiter, deadline, budget)
+                self._send(conn, endpoint, command, body, policy_key, loop, waiter, deadline, budget, extra)
                 written = True
                 status, headers, rbody = await waiter
                 elapsed = perf_counter() - t0
@@ -888,11 +904,17 @@ class LeanTransport:
         self.parked += 1
         return None
 
-    def _send(self, conn, endpoint, command, body, policy_key, loop, waiter, deadline, budget):
+    def _send(self, conn, endpoint, command, body, policy_key, loop, waiter, deadline, budget, extra=None):
         conn.waiter = waiter
         conn.received_any = False
         self._arm(conn, deadline, budget)
-        if len(body) <= _SPLICE_LIMIT:
+        if extra is not None:
+            head = endpoint.request_as(command, policy_key, body, extra)
+            if len(body) <= _SPLICE_LIMIT:
+                conn.transport.write(head)
+            else:
+                conn.transport.writelines((head, body))
+        elif len(body) <= _SPLICE_LIMIT:
             out = self._out
             if not out:
                 loop.call_soon(self._flush)
@@ -1055,13 +1077,16 @@ class AiohttpTransport:
     def disconnect(self, endpoint):
         endpoint.close()
 
-    async def post(self, endpoint, command, body, policy_key, timeout=None):
+    async def post(self, endpoint, command, body, policy_key, timeout=None, extra=None):
         aiohttp = self._aiohttp
         headers = endpoint.headers_no_key
         if policy_key is not None:
             headers["X-MS-PolicyKey"] = policy_key
+        query = ""
+        if extra is not None:  # a body that is not WBXML (DeviceEndpoint.request_as)
+            query, headers["Content-Type"] = extra
         # the request target as the lean transport writes it (percent-encoded once, no user info)
-        url = self._URL(endpoint.url_prefix + command, encoded=True)
+        url = self._URL(endpoint.url_prefix + command + query, encoded=True)
         t0 = perf_counter()
         client_timeout = aiohttp.ClientTimeout(total=timeout) if timeout else self.timeout
         session = self.session

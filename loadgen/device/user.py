@@ -1,0 +1,192 @@
+"""What the user of a device does with mail, and when: the action schedule and the user's choices.
+
+The rates and shares are the scenario's ``[mail]`` part (loadgen/scenario.py ``MailConfig``: one
+place a workload profile fills).  The device (loadgen/device/mail.py) asks this module *what* and
+*when*; it does the protocol.
+
+* Schedule: one Poisson process per device whose rate is the sum of every action's rate; when an
+  action falls due its kind is drawn by weight (the rates), so a device keeps one next-action time
+  and no timer per kind.  After ``send_until`` the sending kinds leave the draw (a run can drain);
+  a schedule left with no rate never falls due.
+* Choices: a message's kind (new, reply, forward), its recipients (internal users of the run or
+  external addresses; To, Cc, Bcc), its body and attachments; what the user does with a message
+  that arrives (read, flag, delete or file); the answer to a meeting request.
+"""
+
+import math
+
+from loadgen.eas import mime
+
+# [mail] push_folders: folder kinds a device may push (Ping) -> MS-ASCMD 2.2.3.186.3 folder types
+PUSH_FOLDER_TYPES = {"inbox": (2,), "drafts": (3,), "deleted": (4,), "sent": (5,), "tasks": (7, 15),
+                     "calendar": (8, 13), "contacts": (9, 14), "notes": (10, 17), "user": (12,)}
+
+SEND = "send"
+KINDS = ("send", "search_gal", "search_mailbox", "resolve", "estimate", "oof", "calendar_add", "contact_add",
+         "task_add")
+_RATES = (("send", "send_per_hour", 3600.0), ("search_gal", "searches_per_hour", 3600.0),
+          ("search_mailbox", "mailbox_searches_per_hour", 3600.0), ("resolve", "resolve_per_hour", 3600.0),
+          ("estimate", "estimates_per_hour", 3600.0), ("oof", "oof_per_day", 86400.0),
+          ("calendar_add", "calendar_adds_per_day", 86400.0), ("contact_add", "contact_adds_per_day", 86400.0),
+          ("task_add", "task_adds_per_day", 86400.0))
+NEVER = math.inf
+
+
+class Schedule:
+    """The actions of a device per second and the draw of the next one's kind (shared by every device
+    of the same [mail] part; immutable)."""
+
+    __slots__ = ("kinds", "cumulative", "rate")
+
+    def __init__(self, mail, sending=True):
+        kinds, cumulative, total = [], [], 0.0
+        for kind, name, per in _RATES:
+            rate = getattr(mail, name) / per
+            if rate > 0 and (sending or kind != SEND):
+                total += rate
+                kinds.append(kind)
+                cumulative.append(total)
+        self.kinds = tuple(kinds)
+        self.cumulative = tuple(cumulative)
+        self.rate = total  # actions per second
+
+    def delay(self, rng):
+        """Seconds to the next action (exponential: a Poisson process); NEVER without any rate."""
+        return rng.expovariate(self.rate) if self.rate > 0 else NEVER
+
+    def pick(self, rng):
+        """The kind of the action that fell due, drawn by the kinds' rates."""
+        x = rng.random() * self.rate
+        for kind, edge in zip(self.kinds, self.cumulative):
+            if x < edge:
+                return kind
+        return self.kinds[-1]
+
+
+_SCHEDULES = {}
+
+
+def schedules(mail):
+    """(schedule while the run sends, schedule after send_until) of ``mail``, built once per part."""
+    found = _SCHEDULES.get(id(mail))
+    if found is None or found[0] is not mail:
+        if len(_SCHEDULES) > 64:
+            _SCHEDULES.clear()
+        found = _SCHEDULES[id(mail)] = (mail, Schedule(mail), Schedule(mail, sending=False))
+    return found[1], found[2]
+
+
+# -- a message
+
+
+def message_kind(rng, mail, can_answer):
+    """"new", "reply" or "forward" (a reply or forward needs a message to answer: ``can_answer``)."""
+    if can_answer:
+        x = rng.random()
+        if x < mail.reply_share:
+            return "reply"
+        if x < mail.reply_share + mail.forward_share:
+            return "forward"
+    return "new"
+
+
+def recipient(rng, load, own_user):
+    """One recipient's address: another user of the run ([mail] internal_share) or an external one."""
+    mail = load.mail
+    users = load.users
+    if users > 1 and rng.random() < mail.internal_share:
+        k = rng.randrange(users - 1)
+        return load.address(k + (k >= own_user))
+    return "x%d@%s" % (rng.randrange(1_000_000), mail.external_domain)
+
+
+def recipients(rng, load, own_user, first=None):
+    """(to, cc, bcc) address lists of a message; ``first``: an address the To starts with (a reply's)."""
+    mail = load.mail
+    low, high = mail.to
+    count = rng.randint(low, high)
+    to = [first] if first else []
+    while len(to) < count:
+        to.append(recipient(rng, load, own_user))
+    cc = [recipient(rng, load, own_user) for _ in range(rng.randint(1, 2))] if rng.random() < mail.cc_share else []
+    bcc = [recipient(rng, load, own_user)] if rng.random() < mail.bcc_share else []
+    return to, cc, bcc
+
+
+_ATTACHMENTS = {}  # size class -> (file name, type, bytes): a few shared attachments, built once
+_ATTACHMENT_KINDS = (("report.pdf", "application/pdf", 48_000), ("photo.jpg", "image/jpeg", 120_000),
+                     ("notes.txt", "text/plain", 3_000), ("sheet.xlsx", "application/vnd.openxmlformats-"
+                                                         "officedocument.spreadsheetml.sheet", 20_000))
+
+
+def attachment(rng):
+    """One of a few shared attachments (name, MIME type, bytes): no per-message bytes to build."""
+    i = rng.randrange(len(_ATTACHMENT_KINDS))
+    found = _ATTACHMENTS.get(i)
+    if found is None:
+        name, kind, size = _ATTACHMENT_KINDS[i]
+        found = _ATTACHMENTS[i] = (name, kind, bytes((j * 31 + 7) & 0xFF for j in range(size)))
+    return found
+
+
+def message(rng, load, sender, to, cc, bcc, token, subject=None):
+    """The RFC 5322 bytes of a message (loadgen/eas/mime.py build_message) with the run's token."""
+    mail = load.mail
+    low, high = mail.body_bytes
+    text = mime.body_text(rng, rng.randint(low, high))
+    html = None
+    if rng.random() < mail.html_share:
+        html = "<html><body><p>%s</p></body></html>" % text.replace("&", "&amp;").replace("<", "&lt;")
+    attachments = (attachment(rng),) if rng.random() < mail.attachment_share else ()
+    if subject is None:
+        subject = text[:rng.randint(12, 40)].strip() or "hello"
+    return mime.build_message(sender=sender, to=to, cc=cc, bcc=bcc, subject=subject, text=text, html=html,
+                              attachments=attachments, token=token)
+
+
+# -- what the user does with what arrives
+
+READ, FLAG, DELETE, MOVE = 1, 2, 4, 8
+
+
+def reaction(rng, mail):
+    """What the user does with a new message: READ and FLAG bits, and DELETE or MOVE (or neither)."""
+    what = READ if rng.random() < mail.read_share else 0
+    if rng.random() < mail.flag_share:
+        what |= FLAG
+    x = rng.random()
+    if x < mail.delete_share:
+        what |= DELETE
+    elif x < mail.delete_share + mail.move_share:
+        what |= MOVE
+    return what
+
+
+_RESPONSES = (("accept", 1), ("tentative", 2), ("decline", 3))  # MS-ASCMD 2.2.3.194 UserResponse
+
+
+def meeting_answer(rng, mail):
+    """The UserResponse to a meeting request (1 accept, 2 tentative, 3 decline) or None (no answer)."""
+    x = rng.random()
+    shares = mail.meeting_response
+    edge = 0.0
+    for name, code in _RESPONSES:
+        edge += shares.get(name, 0.0)
+        if x < edge:
+            return code
+    return None
+
+
+_WORDS = ("report", "meeting", "budget", "project", "release", "update", "agenda", "customer")
+
+
+def search_word(rng):
+    """A word a user searches the mailbox for (the target's bodies and subjects use these)."""
+    return _WORDS[rng.randrange(len(_WORDS))]
+
+
+def prefixes(rng, name):
+    """2 to 4 growing prefixes of ``name``: a phone's GAL look-ups as the user types it."""
+    count = rng.randint(2, 4)
+    start = min(2, len(name))
+    return [name[:min(len(name), start + i)] for i in range(count)]
