@@ -14,7 +14,7 @@ from loadgen.results import metrics
 from loadgen import scenario
 from loadgen.eas.policy import SEED_POLICY
 from loadgen.results.text import summary_text
-from loadgen.exchange.mailbox import INBOX_ID
+from loadgen.exchange.store import INBOX as INBOX_ID
 from loadgen.exchange.state import TargetState
 
 CALENDAR_ID = "7"  # DEFAULT_FOLDERS in target/server.py
