@@ -429,12 +429,12 @@ class MailUser:
             self._flush_soon()
 
     def _primed(self, coll):
-        """The folder's first download is over: the meeting requests still in the Inbox window (the
-        last ones) are answered as the user finds them."""
+        """The folder's first download is over: the unread meeting requests still in the Inbox window
+        (the last ones) are answered as the user finds them."""
         coll.primed = True
         if coll.type == 2:
             for sid, info in coll.window.items():
-                if info & _INFO_MEETING:
+                if info & (_INFO_MEETING | _INFO_READ) == _INFO_MEETING:
                     self._answer_meeting(coll, sid)
 
     def _react(self, coll, sid, what, already_read):
@@ -531,8 +531,10 @@ class MailUser:
         if answer is None:
             loop = asyncio.get_running_loop()
             box.ping_t0 = loop.time()
+            # the user's next action stops the Ping; changes to send wait for its answer (the next
+            # mail, the heartbeat) or that action: a Ping is not stopped for them alone
             if park is None:  # awaited: the device stops its own wait when the user acts
-                wait = self.wake_time() - box.ping_t0
+                wait = box.next_action - box.ping_t0
                 if wait < self.heartbeat + self.load.timeout:
                     try:
                         tree = await asyncio.wait_for(self._ping_command(transport, body, deadline), max(wait, 0.0))
@@ -542,7 +544,7 @@ class MailUser:
                         return None
                     return await self._mail_pinged(tree, deadline)
             else:
-                wake = self.wake_time()
+                wake = box.next_action
                 self.wake = wake if wake < deadline else None  # the engine stops the parked Ping then
         tree = await self._ping_command(transport, body, deadline, park, answer)
         if tree is PARKED:
