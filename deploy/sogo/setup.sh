@@ -282,4 +282,15 @@ EOF
 postfix status >/dev/null 2>&1 && postfix reload || true
 if [ -f /run/dovecot/master.pid ] && pgrep -F /run/dovecot/master.pid >/dev/null 2>&1; then doveadm reload; fi
 start_services
+# SOGo's EAS mail Sync keys are "UIDNEXT-HIGHESTMODSEQ" read from the SELECT answer
+# (SoObjects/Mailer/SOGoMailFolder.m davCollectionTag), and it enables QRESYNC only later in the
+# request; Dovecot reports HIGHESTMODSEQ on a plain SELECT only once some client has enabled
+# CONDSTORE on that mailbox (RFC 7162 3.1).  Without this a new mailbox's first Sync (SyncKey -1)
+# compares equal to the "-1" tag and returns nothing, for ever.  So: CONDSTORE once per folder.
+i=1
+while [ $i -le "$USERS" ]; do
+    printf 'a ENABLE CONDSTORE\r\nb SELECT INBOX\r\nc SELECT Drafts\r\nd SELECT Sent\r\ne SELECT Trash\r\nf CREATE Junk\r\ng SELECT Junk\r\nh LOGOUT\r\n' \
+        | doveadm exec imap -u "user$i" >/dev/null 2>&1 || say "user$i: could not enable CONDSTORE"
+    i=$((i + 1))
+done
 say "SOGo EAS: http://127.0.0.1:$PORT/SOGo/Microsoft-Server-ActiveSync (users user1..user$USERS, password Pass<n>!)"
