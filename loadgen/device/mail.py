@@ -56,6 +56,19 @@ _HIERARCHIES = {}  # a hierarchy (tuple of Folders) -> the one shared tuple ever
 _PUSHED = {}  # (hierarchy, push folder types) -> ((folder id, class), ...) shared
 
 
+def _key(fid, sid):
+    """A window's key for server id ``sid`` of folder ``fid``: the number n of a "<fid>:<n>" id (an int
+    is half the bytes of the string), else the id itself (MS-ASCMD 2.2.3.166.4: ServerIds are opaque)."""
+    head, sep, n = sid.partition(":")
+    if sep and head == fid and n.isdigit() and n[0] != "0" and len(n) < 18:
+        return int(n)
+    return sid
+
+
+def _sid(fid, key):
+    return key if type(key) is str else "%s:%d" % (fid, key)
+
+
 def _shared_hierarchy(folders):
     found = _HIERARCHIES.get(folders)
     if found is None:
@@ -368,11 +381,12 @@ class MailUser:
         """What a Sync brought: the window updated, the run's messages found by their token (push
         latency), and what the user does with new mail queued (read, flag, delete, file, answer)."""
         window = coll.window
+        fid = coll.fid
         for sid in found.deleted:
-            window.pop(sid, None)
-        for sid in found.changed:
-            pass  # the window keeps what the device needs: the server's changes of flags are not
-        if not found.added:
+            window.pop(_key(fid, sid), None)
+        # the window keeps what the device needs: the server's changes of flags are not; and only
+        # mail folders have one (calendar items, contacts and tasks are not acted on once synced)
+        if not found.added or coll.cls != "Email":
             return
         box = self.box
         load = self.load
@@ -387,7 +401,8 @@ class MailUser:
             sid = item.server_id
             if not sid:
                 continue
-            if sid in window:
+            key = _key(fid, sid)
+            if key in window:
                 stats.mail("duplicate")
                 continue
             info = _INFO_READ if item.read else 0
@@ -411,7 +426,7 @@ class MailUser:
                         self._react(coll, sid, what, item.read)
                         if what & (user.DELETE | user.MOVE):
                             continue  # gone from the window
-            window[sid] = info
+            window[key] = info
             if len(window) > limit:
                 del window[next(iter(window))]
 
@@ -433,9 +448,9 @@ class MailUser:
         (the last ones) are answered as the user finds them."""
         coll.primed = True
         if coll.type == 2:
-            for sid, info in coll.window.items():
+            for key, info in coll.window.items():
                 if info & (_INFO_MEETING | _INFO_READ) == _INFO_MEETING:
-                    self._answer_meeting(coll, sid)
+                    self._answer_meeting(coll, _sid(coll.fid, key))
 
     def _react(self, coll, sid, what, already_read):
         queue = coll.queue
@@ -510,7 +525,7 @@ class MailUser:
             self.stats.mail(_MEETING_EVENTS[answer])
             coll = self.box.colls.get(fid)
             if coll is not None:
-                coll.window.pop(sid, None)  # the request is answered (the server files it)
+                coll.window.pop(_key(fid, sid), None)  # the request is answered (the server files it)
 
     # -- Ping over the pushed folders (MS-ASCMD 2.2.1.13)
 
@@ -636,9 +651,10 @@ class MailUser:
         own = self._own_user()
         first = source = None
         if kind != "new":
-            sids = list(window)
-            source = sids[rng.randrange(len(sids))]
-            sender = window[source] >> _INFO_SHIFT
+            keys = list(window)
+            key = keys[rng.randrange(len(keys))]
+            source = _sid(self.inbox, key)
+            sender = window[key] >> _INFO_SHIFT
             if kind == "reply" and sender:
                 first = load.address(sender - 1)
         to, cc, bcc = user.recipients(rng, load, own, first)
