@@ -878,9 +878,17 @@ def _mail(r, m):
     if not domain or "@" in domain or any(c.isspace() for c in domain):
         raise r.fail("mail", "external_domain", "'external_domain' must be a domain like \"external.example\"")
     values["external_domain"] = domain
-    shares = r.weights("mail", m, "meeting_response", None, MEETING_RESPONSES, "response") \
-        if "meeting_response" in m else {"accept": 0.6, "tentative": 0.2, "decline": 0.1}
-    if any(v > 1 for v in shares.values()) or sum(shares.values()) > 1.000001:
+    shares = m.get("meeting_response", {"accept": 0.6, "tentative": 0.2, "decline": 0.1})
+    if not isinstance(shares, dict):
+        raise r.fail("mail", "meeting_response", "'meeting_response' must be a table of response = share")
+    for name, share in shares.items():
+        if name not in MEETING_RESPONSES:
+            raise r.fail("mail", "meeting_response", "unknown response '%s' in 'meeting_response' (known: %s)"
+                         % (name, ", ".join(MEETING_RESPONSES)))
+        if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 <= share <= 1:
+            raise r.fail("mail", "meeting_response", "share of '%s' in 'meeting_response' must be a number "
+                         "from 0 to 1" % name)
+    if sum(shares.values()) > 1.000001:
         raise r.fail("mail", "meeting_response", "'meeting_response' shares must add up to at most 1 "
                      "(the rest: no response)")
     values["meeting_response"] = {k: float(v) for k, v in shares.items()}

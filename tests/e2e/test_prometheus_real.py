@@ -131,6 +131,18 @@ timeout = "10s"
 graceful_stop = "1s"
 reenrol_after = "1s"
 quarantine_retry = "2s"
+
+[mail]                      # the users mail each other: the Mail row's panels (events, push latency);
+send_per_hour = 1200        # new messages only, no filing or meetings: few more commands (series)
+reply_share = 0
+forward_share = 0
+internal_share = 1.0
+to = [1, 2]
+cc_share = 0.5
+bcc_share = 0.3
+read_after = "1s"
+move_share = 0
+meeting_response = { accept = 0 }
 %s""" % (DURATION, url, DEVICES, events)
 
 

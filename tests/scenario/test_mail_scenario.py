@@ -28,6 +28,8 @@ def test_mail_values_and_defaults():
     assert m.push_folders == ("inbox", "sent", "user")
     assert m.meeting_response == {"decline": 1.0}
     assert m.reply_share == 0.3 and m.window == 32  # the defaults
+    none = scenario.parse("[mail]\nsend_per_hour = 1\nmeeting_response = { accept = 0 }\n", "x.toml").mail
+    assert none.meeting_response == {"accept": 0.0}  # nobody answers meeting requests
     assert m.address == "{user}@corp.example" and m.external_domain == "far.example"
 
 
@@ -56,6 +58,8 @@ def test_mail_is_frozen():
     ('[mail]\npush_folders = ["inbox", "spam"]\n', "x.toml:2: 'push_folders' must be a list of folder kinds"),
     ("[mail]\npush_folders = []\n", "'push_folders' must be a list"),
     ("[mail]\nmeeting_response = { maybe = 1 }\n", "unknown response 'maybe' in 'meeting_response'"),
+    ("[mail]\nmeeting_response = { accept = -1 }\n", "share of 'accept' in 'meeting_response' must be a number"),
+    ("[mail]\nmeeting_response = 1\n", "'meeting_response' must be a table"),
     ("[mail]\nmeeting_response = { accept = 0.8, decline = 0.5 }\n", "'meeting_response' shares must add up to at most 1"),
     ('[mail]\naddress = "nobody"\n', "x.toml:2: 'address' must be an address pattern"),
     ('[mail]\naddress = "{usr}@x.example"\n', "'address' must be an address pattern"),
