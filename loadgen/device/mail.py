@@ -573,8 +573,11 @@ class MailUser:
                             adjusted=_ping_adjusts)
 
     def ping_stopped(self):
-        """The held Ping was stopped because the user acts (as Android's Exchange client stops its Ping
-        when a sync is requested): counted as ``interrupted``, neither an error of the server nor lost."""
+        """The held Ping was stopped because the user acts, as Android's Exchange client does: one
+        operation per account at a time, and a sync pre-empts a running Ping (AOSP
+        packages/apps/Exchange src/com/android/exchange/service/PingSyncSynchronizer.java,
+        AccountSyncState.syncStart).  Counted as the outcome ``interrupted``: not lost from the
+        accounting, and not the server's error."""
         self.wake = None
         self.in_flight = None
         held = asyncio.get_running_loop().time() - self.box.ping_t0

@@ -200,10 +200,11 @@ class Lives:
         if not self.closed and device not in self.tasks:
             self._spawn(device, resp)
 
-    # [mail]: a device holding a parked Ping whose user wants to act (an action falls due, changes to
-    # send) is woken then: its Ping is stopped -- its connection closed, as Android's Exchange client
-    # stops a running Ping when a sync is requested -- and its life goes on in a fresh task.  One timer
-    # for the earliest of them, a heap for the rest: nothing per device but the heap's entry.
+    # [mail]: a device holding a parked Ping whose user wants to act (an action falls due) is woken
+    # then: its Ping is stopped -- its connections closed, as Android's Exchange client stops a running
+    # Ping when a sync is requested (AOSP Exchange, service/PingSyncSynchronizer.java syncStart) -- and
+    # its life goes on in a fresh task.  One timer for the earliest of them, a heap for the rest:
+    # nothing per device but the heap's entry.
 
     def _wake_at(self, device, when):
         self._wake_n += 1
