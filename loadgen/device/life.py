@@ -123,7 +123,11 @@ class Device(MailLife):
         self.reprovision_streak = 0
         mail = getattr(self.load, "mail", None)
         # [mail]: the user's mail state (loadgen/device/mail.py MailBox), None without mail
+        old_box = getattr(self, "box", None)
         self.box = MailBox(self.load.address(self.index // self.load.devices_per_user)) if mail is not None else None
+        if old_box is not None and self.box is not None:  # re-enrolled: its messages keep unique ClientIds, tokens
+            self.box.seq = old_box.seq
+            self.box.adds = old_box.adds
         self.wake = None
 
     # -- plumbing

@@ -155,8 +155,8 @@ def collection_ids(tree):
     return [_wbxml.findtext(c, "AirSync:CollectionId") for c in collections(tree)]
 
 
-def _load(mail, users=10, mode="ping", **load):
-    return RunLoad(LoadConfig(think_time=0.0, backoff=0.2, mode=mode, timeout=5.0, heartbeat=30, **load),
+def _load(mail, users=10, mode="ping", think_time=0.0, **load):
+    return RunLoad(LoadConfig(think_time=think_time, backoff=0.2, mode=mode, timeout=5.0, heartbeat=30, **load),
                    mail=mail, run_id=RUN_ID, users=users, duration=60.0)
 
 
@@ -169,9 +169,9 @@ def make_device(url, mail, version="14.1", stats=None, index=0, **load):
     return dev
 
 
-async def live(dev, seconds, until=None, parked=False):
+async def live(dev, seconds, until=None, parked=False, kind="lean"):
     """Run ``dev`` for at most ``seconds`` (its own deadline), or until ``until()`` holds."""
-    transport = Transport("lean", timeout=5.0)
+    transport = Transport(kind, timeout=5.0)
     await transport.start()
     loop = asyncio.get_running_loop()
     deadline = loop.time() + seconds
@@ -338,7 +338,7 @@ def _compose_ok(conn, req):
     return True
 
 
-async def _send_some(version, other=None, until=1):
+async def _send_some(version, other=None, until=1, kind="lean"):
     mail = MailConfig(send_per_hour=3600, reply_share=0, forward_share=0, to=(2, 2), internal_share=1.0,
                       cc_share=0, bcc_share=0, read_share=0, flag_share=0, delete_share=0, move_share=0)
     seen = []
@@ -351,7 +351,7 @@ async def _send_some(version, other=None, until=1):
     stats = Stats()
     async with ScriptedServer(server) as srv:
         dev = make_device(srv.url, mail, version=version, stats=stats, index=3)
-        await live(dev, 20, until=lambda: len(seen) >= until)
+        await live(dev, 20, until=lambda: len(seen) >= until, kind=kind)
     return dev, stats, seen
 
 
@@ -369,8 +369,9 @@ async def test_sendmail_14_is_wbxml_with_a_unique_client_id_and_the_token():
     assert stats.mail_events["sent_new"] >= 2
 
 
-async def test_sendmail_12_is_the_raw_mime_with_saveinsent_in_the_query():
-    dev, stats, seen = await _send_some("12.1")
+@pytest.mark.parametrize("kind", ["lean", "aiohttp"])
+async def test_sendmail_12_is_the_raw_mime_with_saveinsent_in_the_query(kind):
+    dev, stats, seen = await _send_some("12.1", kind=kind)
     req = seen[0]
     assert req.target.split("Cmd=")[1] == "SendMail&SaveInSent=T"
     assert req.headers["content-type"] == "message/rfc822"
@@ -422,6 +423,18 @@ async def test_a_held_ping_is_stopped_when_the_user_acts_and_counted_interrupted
     assert stats.mail_events["search_gal"] >= 2
     # one request at a time: every Ping before the last was stopped (or answered) before the next request
     assert dev.alive
+
+
+async def test_poll_mode_syncs_the_pushed_folders_and_the_user_acts_between():
+    mail = MailConfig(searches_per_hour=3600, read_share=0, flag_share=0, delete_share=0, move_share=0)
+    server = MailServer()
+    stats = Stats()
+    async with ScriptedServer(server) as srv:
+        dev = make_device(srv.url, mail, stats=stats, mode="poll", think_time=0.3)
+        await live(dev, 20, until=lambda: srv.count("Search") >= 2 and len(server.syncs) >= 4)
+    assert not server.ping_requests
+    assert all(sorted(collection_ids(t)) == ["1", "7", "8"] for t in server.syncs)  # the pushed folders, together
+    assert stats.mail_events["search_gal"] >= 2
 
 
 def test_mail_scenario_parses_and_devices_get_their_addresses():
