@@ -317,6 +317,8 @@ class MailUser:
                 coll.due = first or found.more_available
                 if not first and not found.more_available and not coll.primed:
                     self._primed(coll)
+                if found.more_available and not (found.added or found.changed or found.deleted):
+                    trouble = True  # "more" and nothing in it: not a way forward, the next page after a wait
             elif status in _SYNC_RETRY:  # start the folder again (MS-ASCMD 2.2.3.177.17)
                 trouble = trouble or coll.key == "0"
                 coll.key = "0"
@@ -595,9 +597,14 @@ class MailUser:
         adjusted = self.ping_adjusted
         self.ping_adjusted = False
         if status == _PING_CHANGES:  # Sync exactly the folders it names
+            named = 0
             for fid in resp.folders:
                 coll = box.colls.get(fid)
                 if coll is not None:
+                    coll.due = True
+                    named += 1
+            if not named:  # none the device pushes (or none at all): the pushed ones, not a Ping again at once
+                for coll in box.colls.values():
                     coll.due = True
             self.resets = 0
             self.retry_streak = 0

@@ -90,8 +90,9 @@ class MailServer:
     and the Responses of ``responses(fid, commands)``; Ping: ``pings`` answers in turn (then Status 1
     after a short hold); every other command: ``other(req)``."""
 
-    def __init__(self, pings=(), other=None, responses=None, hold=0.3, on_sync=None):
+    def __init__(self, pings=(), other=None, responses=None, hold=0.3, on_sync=None, more_forever=False):
         self.adds = {}
+        self.more_forever = more_forever  # every Sync after the first: MoreAvailable, and nothing in it
         self.on_sync = on_sync  # on_sync(number of Syncs before this one): e.g. mail arrives
         self.pings = list(pings)
         self.other = other
@@ -135,6 +136,8 @@ class MailServer:
             key = _wbxml.findtext(coll, "AirSync:SyncKey")
             fid = _wbxml.findtext(coll, "AirSync:CollectionId")
             kids = [("AirSync:SyncKey", str(int(key) + 1)), ("AirSync:CollectionId", fid), ("AirSync:Status", "1")]
+            if self.more_forever and key != "0":
+                kids.append(("AirSync:MoreAvailable", None))
             adds = self.adds.pop(fid, None) if key != "0" else None
             if adds:
                 kids.append(("AirSync:Commands", adds))
@@ -405,6 +408,25 @@ async def test_a_server_failing_every_mail_command_gets_no_storm_and_the_device_
     assert dev.alive
     assert stats.mail_events.get("send_failed", 0) == srv.count("SendMail")
     assert not stats.mail_events.get("sent_new")
+
+
+async def test_more_available_forever_with_nothing_in_it_is_not_a_sync_storm():
+    server = MailServer(more_forever=True)
+    async with ScriptedServer(server) as srv:
+        dev = make_device(srv.url, QUIET)
+        await live(dev, 3.0)
+    # backoff 0.2 s doubling per answer that brings nothing: a handful, never hundreds
+    assert 2 <= len(server.syncs) <= 12
+    assert dev.alive
+
+
+async def test_ping_naming_no_known_folder_syncs_the_pushed_ones_instead_of_pinging_at_once():
+    unknown = _wbxml.encode(("Ping:Ping", [("Ping:Status", "2"), ("Ping:Folders", [("Ping:Folder", "99")])]))
+    server = MailServer(pings=[unknown])
+    async with ScriptedServer(server) as srv:
+        dev = make_device(srv.url, QUIET)
+        await live(dev, 10, until=lambda: len(server.ping_requests) >= 2)
+    assert sorted(collection_ids(server.syncs[2])) == ["1", "7", "8"]
 
 
 # -- the user acts while a Ping is held
