@@ -164,15 +164,18 @@ def test_short_run_with_mail(tmp_path):
     assert summary["eas_statuses"].get("FolderSync 1") == 6
     assert not summary["device_errors"]
     assert not summary["malformed_responses"]
-    # no server error: every answer is HTTP 200 (a held Ping the device stops to act is "interrupted")
-    assert all(key.endswith(" 200") or key == "Ping interrupted" for key in summary["by_command_status"]), \
-        summary["by_command_status"]
+    # no server error but one: every answer is HTTP 200 (a held Ping the device stops to act is
+    # "interrupted"), except SOGo's 500 to the 12.x raw-MIME SmartReply/SmartForward, whose CollectionId
+    # it reads without percent-decoding (deploy/sogo/README.md) -- each such 500 a failed send, no more
+    statuses = summary["by_command_status"]
+    refused = {key: n for key, n in statuses.items() if key in ("SmartReply 500", "SmartForward 500")}
+    assert all(key.endswith(" 200") or key == "Ping interrupted" or key in refused for key in statuses), statuses
     # Ping: held until a change (Status 2) or the heartbeat (Status 1), nothing else
     assert {k for k in summary["eas_statuses"] if k.startswith("Ping ")} <= {"Ping 1", "Ping 2"}
 
     events = summary["mail"]["events"]
     sent = events.get("sent_new", 0) + events.get("sent_reply", 0) + events.get("sent_forward", 0)
-    assert sent > 0 and not events.get("send_failed"), events
+    assert sent > 0 and events.get("send_failed", 0) == sum(refused.values()), (events, refused)
     # the messages went through SOGo's SMTP to the recipients' IMAP Inboxes and back by Sync
     assert events.get("received", 0) > 0, events
     assert not events.get("duplicate"), events
