@@ -74,8 +74,6 @@ def _deep_size(obj, seen=None):
 
 
 def child(mode, url, devices, seconds, ramp, rate):
-    import asyncio
-
     from _responders import raise_nofile
     from loadgen import scenario
     from loadgen.run import engine

@@ -854,7 +854,8 @@ def _mail(r, m):
     for key in _MAIL_RATES:  # per device per hour (or day): at most one a second
         values[key] = float(r.number("mail", m, key, 0.0, minimum=0, maximum=3600 if "hour" in key else 86400))
     for key in _MAIL_SHARES:
-        values[key] = float(r.number("mail", m, key, MailConfig.__dataclass_fields__[key].default, minimum=0, maximum=1))
+        default = MailConfig.__dataclass_fields__[key].default
+        values[key] = float(r.number("mail", m, key, default, minimum=0, maximum=1))
     if values["reply_share"] + values["forward_share"] > 1:
         raise r.fail("mail", "forward_share", "'reply_share' + 'forward_share' must be at most 1")
     if values["delete_share"] + values["move_share"] > 1.000001:

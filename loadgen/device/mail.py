@@ -390,7 +390,6 @@ class MailUser:
         # mail folders have one (calendar items, contacts and tasks are not acted on once synced)
         if not found.added or coll.cls != "Email":
             return
-        box = self.box
         load = self.load
         mail = load.mail
         stats = self.stats
@@ -611,7 +610,8 @@ class MailUser:
         elif status == _PING_EXPIRED:
             self.retry_streak = 0
             self.resets = 0
-        elif status == _PING_BOUND and not adjusted and _usable_bound(resp.heartbeat) and resp.heartbeat != self.heartbeat:
+        elif (status == _PING_BOUND and not adjusted and _usable_bound(resp.heartbeat)
+              and resp.heartbeat != self.heartbeat):
             self.heartbeat = resp.heartbeat
             self.ping_adjusted = True
         elif status == _PING_TOO_MANY and resp.max_folders and resp.max_folders > 0 and (
@@ -830,7 +830,8 @@ class MailLife(MailUser, PolicyLife):
     [mail] state, None without [mail]; ``wake`` the loop time a parked Ping is to be stopped at)."""
 
     __slots__ = ("folder_key", "folders", "inbox", "sync_key", "pending_sync", "items", "calendar", "calendar_key",
-                 "calendar_due", "fetches", "attachments_fetched", "heartbeat", "ping_adjusted", "resets", "box", "wake")
+                 "calendar_due", "fetches", "attachments_fetched", "heartbeat", "ping_adjusted", "resets", "box",
+                 "wake")
 
     async def _foldersync(self, transport, deadline):
         tree = await self.command(transport, "FolderSync", commands.foldersync(self.folder_key), deadline)
