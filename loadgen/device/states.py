@@ -4,6 +4,9 @@ The states (``Device.state``) are the final or current states the engine reports
 are what an ordinary command returns instead of a decoded answer.
 """
 
+from loadgen.results.outcomes import INTERRUPTED  # noqa: F401 -- the outcome of a held Ping the device stopped to act (mail.py)
+
+
 NEW = "new"
 PROVISIONING = "provisioning"
 PROVISIONED = "provisioned"
@@ -20,7 +23,6 @@ STOPPED = "stopped"  # stopped by a closed-model ramp-down (engine.ClosedStages)
 
 FAILED_CMD = object()  # an ordinary command that did not succeed
 PARKED = object()  # a Ping sent with transport.park: the answer comes to a callback (Device.ping_answered)
-INTERRUPTED = "interrupted"  # the outcome of a held Ping the device stopped to act (loadgen/device/mail.py)
 MALFORMED = object()  # the tree of a WBXML body that does not decode (truncated, corrupt): a failed request
 
 

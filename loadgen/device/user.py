@@ -106,10 +106,27 @@ def recipients(rng, load, own_user, first=None):
     low, high = mail.to
     count = rng.randint(low, high)
     to = [first] if first else []
+    taken = set(to)
+
+    def fresh():
+        # a person is named once per message (a server would deliver one copy anyway); with few
+        # users a repeat may be all there is: a few draws, then the repeat is dropped
+        for _ in range(8):
+            address = recipient(rng, load, own_user)
+            if address not in taken:
+                taken.add(address)
+                return address
+        return None
+
     while len(to) < count:
+        address = fresh()
+        if address is None:
+            break
+        to.append(address)
+    cc = [a for a in (fresh() for _ in range(rng.randint(1, 2))) if a] if rng.random() < mail.cc_share else []
+    bcc = [a for a in (fresh(),) if a] if rng.random() < mail.bcc_share else []
+    if not to:  # never a message without a To
         to.append(recipient(rng, load, own_user))
-    cc = [recipient(rng, load, own_user) for _ in range(rng.randint(1, 2))] if rng.random() < mail.cc_share else []
-    bcc = [recipient(rng, load, own_user)] if rng.random() < mail.bcc_share else []
     return to, cc, bcc
 
 

@@ -628,7 +628,8 @@ def _accounting(m):
     """Per command: the summary's accounting (loadgen.results.stats.tally) from its counts."""
     acc = tally(((_split(key), n) for key, n in m["by_command_status"].items()), m["cancelled_in_flight"],
                 m.get("resent") or {}, m.get("not_sent") or {}, by_command=True)
-    return [(c, r["sent"], r["answered"], r["errors"], r["timeouts"], r["cancelled"], r["resent"], r["not_sent"])
+    return [(c, r["sent"], r["answered"], r["errors"], r["timeouts"], r["cancelled"], r["interrupted"], r["resent"],
+             r["not_sent"])
             for c, r in acc.items()]
 
 
@@ -890,8 +891,10 @@ def _summary_tables(m):
     t.append(_table("events", "Events", ("at (s)", "action", "result"),
                     [("%.3f" % e["at_s"], e["action"], e["result"]) for e in m["events"]], numeric_from=9))
     t.append(_table("accounting", "Accounting (sent = answered + transport errors + timeouts + cancelled at the end "
-                    "+ re-sent on a fresh connection; not sent: cancelled before they were written)",
-                    ("command", "sent", "answered", "transport errors", "timeouts", "cancelled", "re-sent", "not sent"),
+                    "+ held Pings the device interrupted for its user + re-sent on a fresh connection; not sent: "
+                    "cancelled before they were written)",
+                    ("command", "sent", "answered", "transport errors", "timeouts", "cancelled", "interrupted", "re-sent",
+                     "not sent"),
                     _accounting(m)))
     out += [x for x in t if x]
     out.append("</div></section>")

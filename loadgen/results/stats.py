@@ -21,7 +21,7 @@ from hdrh.histogram import HdrHistogram
 
 from loadgen.results.histograms import interval_entry, sparse_counts
 from loadgen.results.mail import EVENT_LABELS, MAIL_EVENTS, PUSH_LABELS
-from loadgen.results.outcomes import OK_OUTCOMES, TIMEOUT, fold
+from loadgen.results.outcomes import INTERRUPTED, OK_OUTCOMES, TIMEOUT, fold
 
 _LOW_US, _HIGH_US, _DIGITS = 1, 3_600_000_000, 3
 
@@ -567,6 +567,7 @@ def tally(requests, cancelled, resent, not_sent, by_command=False):
     a summary's by_command_status) and the command -> n counters of cancelled, re-sent and never sent
     requests: ``sent`` = ``answered`` (an HTTP status) + ``errors`` (no answer: connection errors,
     malformed or too large responses) + ``timeouts`` + ``cancelled`` (in flight when the run was cut) +
+    ``interrupted`` (held Pings the device stopped because its user acted: outcomes.INTERRUPTED) +
     ``resent`` (first attempts the transport sent again on a fresh connection); ``not_sent`` (cancelled
     before they were written) is outside "sent".  A request without an answer carries its outcome as
     its label (``Stats._slot``): "timeout" for a timeout."""
@@ -576,7 +577,7 @@ def tally(requests, cancelled, resent, not_sent, by_command=False):
         r = rows.get(command)
         if r is None:
             r = rows[command] = {"sent": 0, "answered": 0, "errors": 0, "timeouts": 0, "cancelled": 0,
-                                 "resent": 0, "not_sent": 0}
+                                 "interrupted": 0, "resent": 0, "not_sent": 0}
         return r
 
     for (command, status), n in requests:
@@ -585,6 +586,8 @@ def tally(requests, cancelled, resent, not_sent, by_command=False):
             r["answered"] += n
         elif status == TIMEOUT:
             r["timeouts"] += n
+        elif status == INTERRUPTED:
+            r["interrupted"] += n
         else:
             r["errors"] += n
     for name, counter in (("cancelled", cancelled), ("resent", resent), ("not_sent", not_sent)):
@@ -592,10 +595,11 @@ def tally(requests, cancelled, resent, not_sent, by_command=False):
             if n:
                 row(command)[name] += n
     for r in rows.values():
-        r["sent"] = r["answered"] + r["errors"] + r["timeouts"] + r["cancelled"] + r["resent"]
+        r["sent"] = r["answered"] + r["errors"] + r["timeouts"] + r["cancelled"] + r["interrupted"] + r["resent"]
     if by_command:
         return dict(sorted(rows.items()))
-    total = {"sent": 0, "answered": 0, "errors": 0, "timeouts": 0, "cancelled": 0, "resent": 0, "not_sent": 0}
+    total = {"sent": 0, "answered": 0, "errors": 0, "timeouts": 0, "cancelled": 0, "interrupted": 0, "resent": 0,
+             "not_sent": 0}
     for r in rows.values():
         for k, v in r.items():
             total[k] += v

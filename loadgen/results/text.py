@@ -125,6 +125,10 @@ def summary_text(stats, scenario_name, target, devices_total):
     title = "Accounting (sent = answered + transport errors + timeouts + cancelled at the end + re-sent)"
     rows = [(c, r["sent"], r["answered"], r["errors"], r["timeouts"], r["cancelled"], r["resent"])
             for c, r in acc.items()]
+    if any(r["interrupted"] for r in acc.values()):  # held Pings stopped by the device for its user
+        headers += ("interrupted",)
+        title = title[:-1] + " + interrupted)"
+        rows = [row + (acc[row[0]]["interrupted"],) for row in rows]
     if any(r["not_sent"] for r in acc.values()):
         headers += ("not sent",)
         rows = [row + (acc[row[0]]["not_sent"],) for row in rows]

@@ -227,7 +227,12 @@ class Lives:
             # still holding the Ping it parked for this wake (not answered since, not ended)
             if device.wake != when or device.in_flight is None or device in self.tasks or not device.alive:
                 continue
-            _disconnect(self.transport, device.endpoint)  # the parked Ping is dropped without its callback
+            # the parked Ping dropped without its callback, its connection closed; the other one stays
+            stop = getattr(self.transport, "stop_ping", None)
+            if stop is not None:
+                stop(device.endpoint)
+            else:
+                _disconnect(self.transport, device.endpoint)
             device.ping_stopped()
             self._spawn(device, None)
         if wakes:

@@ -979,6 +979,23 @@ class LeanTransport:
         self._detach(endpoint)
         endpoint.close()
 
+    def stop_ping(self, endpoint):
+        """Stop ``endpoint``'s held Ping (its user acts): a request parked on the Ping connection is
+        dropped without its callback, and that connection closed (a request is in flight on it: it
+        cannot carry another); the device's other connection stays open for the work it is stopped for."""
+        conn = endpoint.ping_conn
+        endpoint.ping_conn = None
+        if conn is not None:
+            if type(conn.waiter) is _Parked:
+                conn.waiter.conn = None
+                self.parked -= 1
+            self._drop(endpoint, conn)
+        for task, parked in list(self._reparking.items()):
+            if parked.endpoint is endpoint and parked.command == "Ping":
+                del self._reparking[task]
+                task.cancel()
+                self.parked -= 1
+
     def _detach(self, endpoint):
         for conn in (endpoint.conn, endpoint.ping_conn):
             if conn is not None and type(conn.waiter) is _Parked:

@@ -206,6 +206,47 @@ async def test_a_dropped_parked_request_never_calls_back(how):
     await server.wait_closed()
 
 
+async def test_stop_ping_drops_the_held_ping_and_keeps_the_other_connection():
+    """A user acting while a Ping is held (loadgen/device/mail.py ping_stopped): the Ping's connection
+    is closed and its callback never called; the device's ordinary connection stays open and carries
+    the work."""
+    accepted = []
+    ping_seen = asyncio.Event()
+    ping_closed = asyncio.Event()
+
+    async def handler(reader, writer):
+        accepted.append(writer)
+        try:
+            while True:
+                head, _body = await read_request(reader)
+                if b"Cmd=Ping" in head.split(b"\r\n")[0]:
+                    ping_seen.set()
+                    await reader.read()  # held until the client closes it
+                    ping_closed.set()
+                    return
+                writer.write(http(body=OK_BODY))
+                await writer.drain()
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+
+    server, port = await serve(handler)
+    t = LeanTransport(timeout=5)
+    ep = endpoint(port)
+    calls = Calls()
+    assert (await t.post(ep, "Sync", b"", "1")).status == 200
+    await t.park(ep, "Ping", b"", "1", calls, None, timeout=30)
+    assert t.parked == 1
+    await asyncio.wait_for(ping_seen.wait(), 10)
+    t.stop_ping(ep)
+    await asyncio.wait_for(ping_closed.wait(), 10)  # the server saw the Ping's connection end
+    assert (await t.post(ep, "Sync", b"", "1")).status == 200
+    assert len(accepted) == 2  # the Sync connection and the Ping's: the second Sync reused the first
+    assert calls.calls == [] and t.parked == 0
+    await t.close()
+    server.close()
+    await server.wait_closed()
+
+
 async def test_pooled_connections_do_not_park():
     t = LeanTransport(timeout=5, pool_size=4)
     assert not t.can_park

@@ -446,11 +446,13 @@ def test_accounting_table_agrees_with_the_summary_accounting():
     s.record("Sync", 200, "ok", 0.01, 10, 10)
     s.record("Sync", 999, "ok", 0.01, 10, 10)  # an impossible HTTP status: folded to "other"
     s.record("Sync", 0, "timeout", 0.01, 10, 0)
+    s.record("Sync", 0, "interrupted", 0.01, 10, 0)  # (a held Ping's outcome, here on Sync for the arithmetic)
     s.resend("Sync")
     s.not_sent["Sync"] += 2
     s.sample(1.0, {"provisioned": 1})
     s.ended = s.started + 1
     want = accounting(s, by_command=True)["Sync"]
     rows = table_rows(htmlreport.render([s.to_dict("acc")]), "accounting")
-    assert rows["Sync"] == [str(want[k]) for k in ("sent", "answered", "errors", "timeouts", "cancelled", "resent",
-                                                   "not_sent")], (rows, want)
+    assert rows["Sync"] == [str(want[k]) for k in ("sent", "answered", "errors", "timeouts", "cancelled",
+                                                   "interrupted", "resent", "not_sent")], (rows, want)
+    assert want["interrupted"] == 1 and want["errors"] == 0

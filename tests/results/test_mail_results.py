@@ -223,3 +223,19 @@ def test_the_report_and_easload_merge_are_one_merge(tmp_path):
                 "histograms", "timings", "mail", "events", "bytes_sent", "cancelled_in_flight"):
         assert m[key] == want[key], key
     assert m["devices_total"] == shards["devices_total"] == 6
+
+
+def test_a_ping_the_device_interrupted_is_neither_an_error_nor_lost_from_the_accounting():
+    from loadgen.results.outcomes import INTERRUPTED
+    from loadgen.results.stats import Stats, accounting
+    from loadgen.results.text import summary_text
+
+    st = Stats()
+    st.record("Ping", 200, "ok", 30.0, 40, 13, 1)
+    st.record("Ping", 0, INTERRUPTED, 12.0, 40, 0)  # loadgen/device/mail.py ping_stopped
+    st.record("Ping", 0, "timeout", 60.0, 40, 0)
+    acc = accounting(st)
+    assert (acc["sent"], acc["answered"], acc["interrupted"], acc["timeouts"], acc["errors"]) == (3, 1, 1, 1, 0)
+    assert st.errors() == 1  # the timeout only
+    text = summary_text(st, "s", "http://127.0.0.1", 1)
+    assert "+ interrupted)" in text and "interrupted" in text.split("Accounting")[1]
