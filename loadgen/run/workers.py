@@ -59,6 +59,7 @@ def _snapshot(stats, devices, final):
         snap["histograms"] = {c: r.histogram().encode() for c, r in stats.latency.items()}
         snap["timings"] = {c: r.histogram().encode() for c, r in stats.timings.items()}
         snap["push_latency"] = {k: r.histogram().encode() for k, r in stats.push_hdr.items()}
+        snap["task_latency"] = {k: r.histogram().encode() for k, r in stats.task_hdr.items()}
         snap["series"] = stats.series
         snap["started"], snap["ended"] = stats.started, stats.ended
         snap["interrupted"] = stats.interrupted
@@ -171,6 +172,9 @@ def _merge_final(stats, finals):
     stats.latency = {c: _HistogramView(h) for c, h in histograms_of(finals, "histograms").items()}
     stats.timings = {c: _HistogramView(h) for c, h in histograms_of(finals, "timings").items()}
     stats.push_hdr = {k: _HistogramView(h) for k, h in histograms_of(finals, "push_latency").items()}
+    stats.task_hdr = {k: _HistogramView(h) for k, h in histograms_of(finals, "task_latency").items()}
+    # the sum of the workers' peaks: an upper bound of the run's (they need not peak together)
+    stats.tasks_queued_peak = sum(s.get("tasks_queued_peak", 0) for s in finals)
     stats.started = min(s["started"] for s in finals)
     stats.ended = max(s["ended"] for s in finals)
     stats.interrupted = stats.interrupted or any(s["interrupted"] for s in finals)
@@ -372,7 +376,7 @@ def _as_final(snap):
     """A worker's last live snapshot standing for the final one it never sent: its counts; no
     histograms or time series."""
     now = time.time()
-    return dict(snap, final=True, histograms={}, timings={}, series=[], started=now, ended=now, interrupted=True)
+    return dict(snap, final=True, histograms={}, timings={}, task_latency={}, series=[], started=now, ended=now, interrupted=True)
 
 
 __all__ = ["run_workers"]
