@@ -37,7 +37,7 @@ LATE_AFTER = 0.1  # seconds
 
 # threshold fields of a task type (loadgen/results/thresholds.py): latency percentiles from the planned
 # time (seconds) and ratios
-LATENCY_FIELDS = ("p50", "p90", "p99", "max")
+LATENCY_FIELDS = ("p50", "p90", "p95", "p99", "max")
 TYPE_FIELDS = LATENCY_FIELDS + ("achieved_ratio", "late_ratio", "planned", "achieved", "failed", "late")
 # over every type: tasks.<field>
 TOTAL_FIELDS = ("achieved_ratio", "late_ratio", "failed_ratio", "queued_peak", "planned", "achieved", "failed",
