@@ -144,6 +144,7 @@ def merge(summaries, *, shards=True, series=True):
         stats.rss_peak += rss.get("peak_bytes", 0)
         stats.rss_end += rss.get("end_bytes", 0)
         stats.interrupted = stats.interrupted or s.get("interrupted", False)
+        stats.aborted = stats.aborted or s.get("aborted")  # the first shard's reason
     stats.total = sum(stats.by_key.values())
     stats.failures = sum(n for (_c, o, _s), n in stats.by_key.items() if o not in OK_OUTCOMES)
     for attr, key in (("latency", "histograms"), ("timings", "timing_histograms")):

@@ -210,6 +210,7 @@ class Stats:
         self.series = []  # one sample per interval (see sample())
         self._last = {}
         self.interrupted = False
+        self.aborted = None  # why the run stopped itself (the backlog guard, loadgen/run/engine.py), or None
         self.total = 0
         self.failures = 0  # requests whose outcome is not in OK_OUTCOMES
 
@@ -559,6 +560,8 @@ class Stats:
         tasks = self.tasks_dict()
         if tasks:  # a run with a workload (loadgen/results/tasks.py); without one the summary is as before
             out["tasks"] = tasks
+        if self.aborted:
+            out["aborted"] = self.aborted
         return out
 
     def _to_dict(self, scenario, elapsed, target):

@@ -47,6 +47,7 @@ def _snapshot(stats, devices, final):
         "buckets": {k: list(v) for k, v in stats.buckets.items()},
         "sums": dict(stats.sums),
         "devices": dict(Counter(d.state for d in devices)),
+        "aborted": stats.aborted,  # the worker's backlog guard stopped it (engine.backlog_exceeded)
     }
     for name in _COUNTERS:
         snap[name] = dict(getattr(stats, name))
@@ -275,8 +276,9 @@ class _Control:
 
 
 async def _collect(scenario, workers, progress, stream, target, url, context, ctl, procs):
-    from loadgen.run.engine import _run_events, _version
+    from loadgen.run.engine import _run_events, _version, backlog_exceeded, backlog_limit
 
+    backlog = backlog_limit(scenario)
     loop = asyncio.get_running_loop()
     stats = Stats()
     views = _Devices()
@@ -343,6 +345,13 @@ async def _collect(scenario, workers, progress, stream, target, url, context, ct
             if snap.get("final"):
                 finals[shard] = snap
             _merge_into(stats, list(latest.values()))
+            # the backlog guard over every worker's queue (each also holds its share of the limit)
+            if snap.get("aborted") and not stats.aborted:
+                stats.aborted = snap["aborted"]
+            if stats.aborted or (backlog is not None and backlog_exceeded(stats, backlog)):
+                if ctl.stopping is None:
+                    ctl.interrupted = True
+                    ctl.stop()
             now = loop.time()
             if progress and now - last_print >= (1.0 if stream.isatty() else 5.0):
                 last_print = now
