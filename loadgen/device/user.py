@@ -157,6 +157,38 @@ NAMED_PROFILES = {
 CLIENT_NAMES = ("ios", "android", "outlook-cloud", "hanging-sync", "misbehaving")
 
 
+class DayTasks:
+    """A device's share of its user's planned day ([workload], loadgen/run/day.py Planner.device_plan):
+    ``times`` the run seconds (array of doubles) and ``kinds`` the task types (codes of
+    loadgen/results/tasks.py TASK_TYPES, one byte each) in time order; ``next`` the next task's
+    position; tasks from ``next + 1`` up to ``queued_to`` fell due while the device was busy (counted
+    queued); ``t0`` the run's start (loop time); ``gal`` GAL look-ups per new message; ``day`` which
+    day of the user's (stress: one after the other)."""
+
+    __slots__ = ("profile", "times", "kinds", "gal", "day", "stress", "next", "queued_to", "t0")
+
+    def __init__(self, profile, times, kinds, gal=0.0, day=0, stress=False):
+        self.profile = profile
+        self.times = times
+        self.kinds = kinds
+        self.gal = gal
+        self.day = day
+        self.stress = stress
+        self.next = 0
+        self.queued_to = 0
+        self.t0 = 0.0
+
+    def __len__(self):
+        return len(self.kinds)
+
+
+def gal_lookups(rng, mean):
+    """GAL look-ups while composing a new message: ``mean`` on average (its whole part, plus one more
+    with the probability of its fraction)."""
+    whole = int(mean)
+    return whole + (1 if rng.random() < mean - whole else 0)
+
+
 _ATTACHMENTS = {}  # size class -> (file name, type, bytes): a few shared attachments, built once
 _ATTACHMENT_KINDS = (("report.pdf", "application/pdf", 48_000), ("photo.jpg", "image/jpeg", 120_000),
                      ("notes.txt", "text/plain", 3_000), ("sheet.xlsx", "application/vnd.openxmlformats-"
