@@ -209,6 +209,7 @@ class Stats:
         self.interval_lag = None  # Recorder of the schedule lag (us) since the last sample, None if no start
         self.series = []  # one sample per interval (see sample())
         self._last = {}
+        self._last_tasks = {}  # "<type> <result>" -> n at the last sample
         self.interrupted = False
         self.aborted = None  # why the run stopped itself (the backlog guard, loadgen/run/engine.py), or None
         self.total = 0
@@ -521,12 +522,12 @@ class Stats:
         if self.task_counts or self.tasks_queued_peak:
             # the interval's tasks: "<type> <result>" -> n (achieved, failed, late, planned), and
             # "queued": the tasks waiting for their device at the interval's end
-            last = self._last.get("tasks", {})
+            last = self._last_tasks
             now = {"%s %s" % k: n for k, n in self.task_counts.items()}
             tasks = {k: v - last.get(k, 0) for k, v in now.items() if v - last.get(k, 0)}
             tasks["queued"] = self.tasks_queued
             point["tasks"] = tasks
-            self._last["tasks"] = now
+            self._last_tasks = now
         self._close_interval()
         self.series.append(point)
 
