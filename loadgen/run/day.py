@@ -327,6 +327,18 @@ async def deliver_external(planner, deliver, user_name, t0, deadline, stats=None
             stats.task_done(RECEIVE, when, started, loop.time(), ok)
 
 
+def external_delivery(scenario, context, target, t0, deadline, stats):
+    """The coroutine that delivers the plan's external mail on the embedded target this process
+    started (``target``: its launch handle, loadgen/exchange/launch.py; one process: its state's
+    deliver_mail, a cluster: its coroutine), or None (no [workload], no embedded target)."""
+    planner = getattr(context, "workload", None)
+    if planner is None or target is None:
+        return None
+    deliver = target.state.deliver_mail if target.in_process else target.target.deliver_mail
+    pattern = scenario.auth.user
+    return deliver_external(planner, deliver, lambda u: pattern.format(n=u), t0, deadline, stats)
+
+
 # -- the plan's totals (--dry-run)
 
 # requests of one task by command: the recipe of each task type (MS-ASCMD); "send" adds its GAL
