@@ -154,3 +154,24 @@ def test_network_drop_done_by_the_devices_against_a_server_not_embedded():
     assert result.connections_opened >= 2 * DEVICES + n * 3 // 4, (result.connections_opened, result.reconnects)
     assert result.device_errors == {}
     _recovered(result.devices)
+
+
+def test_both_events_on_a_target_of_two_processes(monkeypatch):
+    from loadgen.exchange.cluster import TargetCluster
+
+    monkeypatch.setattr(TargetCluster, "keep_final", True)  # the counters as the run ended
+    text = _text(f'[[events]]\nat = {EVENT_AT}\naction = "resync"\nfraction = 0.5\nseed = 3\n'
+                 f'[[events]]\nat = {EVENT_AT + 3}\naction = "network_drop"\nfraction = 1\n')
+    sc = scenario.parse(text.replace("ping_min = 5", "ping_min = 5\nprocesses = 2"), "cluster.toml")
+    result = asyncio.run(start.run(sc, progress=False))
+    outcomes = [o for _at, _a, o in result.stats.events]
+    # the devices were chosen over the whole population by the parent, as one process would
+    assert outcomes[0] == "sync state dropped for %d devices" % (DEVICES // 2)
+    assert int(outcomes[1].split()[0]) >= DEVICES  # every process cut its connections
+    counters = {(r["command"], r["http_status"], r["eas_status"]): r["count"]
+                for r in result.target.final["counters"]["requests"]}
+    assert counters.get(("Ping", 200, 7), 0) >= DEVICES // 4
+    assert counters.get(("FolderSync", 200, 1), 0) >= DEVICES + DEVICES // 2
+    assert result.connections_opened >= 2 * DEVICES + DEVICES * 3 // 4
+    assert result.device_errors == {}
+    _recovered(result.devices)
