@@ -51,18 +51,19 @@ def daily_rate(sc):
     """Messages a user receives per day: the scenario's workload profile when it has one
     (``received_per_day``), else what [mail] makes the users send each other over an 8-hour day
     (send_per_hour x devices per user x 8 x mean To recipients x internal share), else 20 (the
-    embedded target's own history, loadgen/exchange/state.py daily_messages)."""
+    embedded target's own history, loadgen/exchange/state.py daily_messages); at most MAX_PER_DAY."""
     workload = getattr(sc, "workload", None)  # [workload] (loadgen/scenario.py WorkloadConfig), when there is one
     weights = getattr(workload, "profiles", None) or {}
     definitions = getattr(workload, "definitions", None) or {}
     total = sum(w for n, w in weights.items() if n in definitions)
     if total > 0:
         mean = sum(w * definitions[n].received_per_day for n, w in weights.items() if n in definitions) / total
-        return max(1, round(mean))
+        return min(MAX_PER_DAY, max(1, round(mean)))
     m = sc.mail
     if m.send_per_hour > 0:
         mean_to = (m.to[0] + m.to[1]) / 2.0
-        return max(1, round(m.send_per_hour * sc.population.devices_per_user * 8 * mean_to * m.internal_share))
+        rate = m.send_per_hour * sc.population.devices_per_user * 8 * mean_to * m.internal_share
+        return min(MAX_PER_DAY, max(1, round(rate)))
     return 20
 
 

@@ -98,11 +98,15 @@ def test_resync_storm_on_the_embedded_target_and_every_device_recovers():
     _recovered(result.devices)
 
 
-def test_network_drop_on_the_embedded_target_and_every_device_reconnects():
-    sc = scenario.parse(_text(f'[[events]]\nat = {EVENT_AT}\naction = "network_drop"\nfraction = 1\n'),
-                        "drop.toml")
+@pytest.mark.parametrize("tls", [False, True])
+def test_network_drop_on_the_embedded_target_and_every_device_reconnects(tls):
+    text = _text(f'[[events]]\nat = {EVENT_AT}\naction = "network_drop"\nfraction = 1\n')
+    if tls:  # over https every connection opened again is a TLS handshake again
+        text = text.replace("ping_min = 5", "ping_min = 5\ntls = true")
+    sc = scenario.parse(text, "drop.toml")
     state = TargetState(users=DEVICES, seed=5, ping_min=5)
     result = asyncio.run(start.run(sc, target_state=state, progress=False))
+    assert result.target_url.startswith("https://" if tls else "http://")
     (at, action, outcome), = result.stats.events
     assert action == "network_drop"
     cut = int(outcome.split()[0])
