@@ -558,7 +558,13 @@ EVENT_ACTIONS = {
     "abq": {"default", "rules", "allowed_ids", "blocked_ids"},
     "faults": {"settings"},
     "command": {"run"},
+    # incidents (loadgen/run/engine.py, loadgen/exchange/launch.py): a fraction of the devices lose their
+    # sync state (a full resync) or their connections (reconnect, TLS handshake again); seed: which ones
+    "resync": {"fraction", "seed"},
+    "network_drop": {"fraction", "seed"},
 }
+# actions the devices can do alone against a real server (the engine applies them device-side)
+DEVICE_EVENTS = frozenset(("resync", "network_drop"))
 
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
@@ -1133,7 +1139,7 @@ def _events(r, data, target):
             if key not in EVENT_ACTIONS[action]:
                 raise r.fail("events", key, "%s: '%s' does not take '%s' (it takes: %s)" % (
                     where, action, key, ", ".join(sorted(EVENT_ACTIONS[action]))))
-        if action != "command" and not target.embedded:
+        if action != "command" and action not in DEVICE_EVENTS and not target.embedded:
             raise r.fail("events", "action", "%s: '%s' acts on the embedded target; for a real server use "
                          "action = \"command\" with run = \"...\"" % (where, action))
         _event_args(r, where, action, args)
@@ -1257,6 +1263,13 @@ def _event_args(r, where, action, args):
             fraction("fraction")
         if "account_only" in args and not isinstance(args["account_only"], bool):
             raise bad("account_only", "true or false")
+    elif action in DEVICE_EVENTS:
+        if "fraction" not in args:
+            raise r.fail("events", "fraction", "%s: '%s' needs fraction = the share of devices (0 to 1)" % (where, action))
+        fraction("fraction")
+        seed = args.get("seed", 0)
+        if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= 2**31 - 1:
+            raise bad("seed", "a whole number from 0 to 2147483647")
     elif action == "mail":
         if "fraction" in args:
             fraction("fraction")

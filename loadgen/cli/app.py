@@ -443,6 +443,42 @@ def cmd_devices(args):
     return EXIT_OK
 
 
+def cmd_populate(args):
+    """Fill the scenario's mailboxes over SMTP before a run on a real server (loadgen/cli/populate.py)."""
+    from loadgen import scenario as scenario_mod
+    from loadgen.cli import populate
+
+    sc = scenario_mod.load(args.scenario)
+    host, sep, port = (args.smtp or "127.0.0.1:25").rpartition(":")
+    if not sep or not host:
+        raise UsageError("--smtp must be HOST:PORT, not %r" % args.smtp)
+    port = _check_port("--smtp", args.smtp, port)
+    host = host.strip("[]")
+    check_flag("--days", args.days, 1, populate.MAX_DAYS, integer=True)
+    check_flag("--per-day", args.per_day, 1, populate.MAX_PER_DAY, integer=True)
+    per_day = args.per_day if args.per_day is not None else populate.daily_rate(sc)
+    if sc.auth.users * args.days * per_day > populate.MAX_MESSAGES:
+        raise UsageError("%d users x %d days x %d a day is more than %s messages: fewer days or --per-day"
+                         % (sc.auth.users, args.days, per_day, _num(populate.MAX_MESSAGES)))
+    if not is_loopback(host) and not args.yes and not args.dry_run:
+        raise UsageError("the SMTP server %s is not on this machine: pass --yes to confirm filling %d mailboxes "
+                         "there" % (host, sc.auth.users))
+    if args.smtp_password_env and not args.smtp_user:
+        raise UsageError("--smtp-password-env needs --smtp-user")
+    try:
+        password = populate.password_from_env(args.smtp_password_env) if args.smtp_user else None
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    try:
+        sent, refused = populate.run(sc, host=host, port=port, days=args.days, per_day=per_day,
+                                     starttls=args.starttls, user=args.smtp_user, password=password,
+                                     ca_file=args.ca, insecure=args.insecure, dry_run=args.dry_run)
+    except populate.PopulateError as exc:
+        print("easload: %s" % exc, file=sys.stderr)
+        return EXIT_UNREACHABLE
+    return EXIT_FAILED if refused else EXIT_OK
+
+
 def _shard(args):
     """(index, count) from --shard I/N, or --shards N with the index from JOB_COMPLETION_INDEX."""
     import os
@@ -944,6 +980,22 @@ def _parser():
     dv.add_argument("--shard", help="I/N: only this shard's devices")
     dv.add_argument("--format", choices=("csv", "powershell"), default="csv")
     dv.set_defaults(func=cmd_devices)
+
+    po = sub.add_parser("populate", help="fill a scenario's mailboxes on a real server over SMTP (a history of "
+                        "N days, before the run)")
+    po.add_argument("scenario")
+    po.add_argument("--smtp", default="127.0.0.1:25", help="SMTP server HOST:PORT (default 127.0.0.1:25)")
+    po.add_argument("--days", type=int, default=3, help="days of history (default 3)")
+    po.add_argument("--per-day", type=int, help="messages per mailbox per day (default: the scenario's workload "
+                    "profile or [mail] rate)")
+    po.add_argument("--starttls", action="store_true", help="STARTTLS before sending (certificate verified)")
+    po.add_argument("--ca", help="CA bundle to verify the SMTP server's certificate")
+    po.add_argument("--insecure", action="store_true", help="do not verify the certificate (not recommended)")
+    po.add_argument("--smtp-user", help="SMTP AUTH user")
+    po.add_argument("--smtp-password-env", metavar="VAR", help="environment variable holding the SMTP password")
+    po.add_argument("--yes", action="store_true", help="confirm an SMTP server that is not on this machine")
+    po.add_argument("--dry-run", action="store_true", help="say what would be sent, send nothing")
+    po.set_defaults(func=cmd_populate)
 
     mg = sub.add_parser("merge", help="merge shard results exactly, evaluate the thresholds, exit 0/1/2")
     mg.add_argument("results", nargs="+", help="summary.json files or --out directories of the shards")

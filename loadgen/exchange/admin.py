@@ -22,6 +22,9 @@ POST /admin/remove_device {"device_id": id [, "user": u]}
 POST /admin/mail      {"user": u, "count": n} or {"fraction": f, "count": n, "seed": s}
                       or {"users": [u, ...], "count": n}
                       or {"mime": base64, "recipients": [u, ...]} (a message a cluster's parent relays)
+POST /admin/resync    {"fraction": f, "seed": s} or {"devices": [[user, device id], ...]}: their sync state
+                      dropped (state.resync: FolderSync 9, Sync 3, Ping 7 until they sync afresh)
+POST /admin/drop      {"fraction": f, "seed": s}: that share of the open client connections reset
 POST /admin/faults    faults.py configuration ({} turns faults off)
 POST /admin/throttle  {"max_concurrency", "rate", "burst", "low_water", "retry_after"}
 GET  /admin/devices   every partnership with provisioning, access and wipe state and device info
@@ -86,6 +89,13 @@ def _message(exc):
     return (text or type(exc).__name__).splitlines()[0][:300]
 
 
+def _share(value):
+    value = float(value)
+    if not 0 <= value <= 1:
+        raise BadRequest("fraction must be between 0 and 1")
+    return value
+
+
 class Admin:
     def __init__(self, target, token=None):
         self.target = target
@@ -104,6 +114,8 @@ class Admin:
         r.add_post("/admin/remove_device", self._wrap(self.remove_device))
         r.add_post("/admin/mail", self._wrap(self.mail))
         r.add_post("/admin/faults", self._wrap(self.faults))
+        r.add_post("/admin/resync", self._wrap(self.resync))
+        r.add_post("/admin/drop", self._wrap(self.drop))
         r.add_post("/admin/throttle", self._wrap(self.throttle))
         r.add_get("/admin/devices", self._wrap(self.devices))
         r.add_get("/admin/counters", self._wrap(self.counters))
@@ -236,6 +248,20 @@ class Admin:
 
     def faults(self, data):
         return self.target.set_faults(**data)
+
+    def resync(self, data):
+        if "devices" in data:  # chosen by the parent of a multi-process target (cluster.py)
+            records = [r for r in (self.state.devices.get((u, d)) for u, d in data["devices"]) if r is not None]
+            for record in records:
+                self.state.resync(record)
+        elif "fraction" in data:
+            records = self.state.resync_fraction(_share(data["fraction"]), data.get("seed"))
+        else:
+            raise BadRequest("fraction or devices is required")
+        return {"resynced": len(records)}
+
+    def drop(self, data):
+        return {"dropped": self.target.drop_connections(_share(data.get("fraction", 0)), data.get("seed"))}
 
     def throttle(self, data):
         return self.state.throttle.configure(**data)

@@ -460,6 +460,28 @@ class TargetCluster:
         await self._each("/admin/mail", bodies)
         return len(chosen)
 
+    async def resync_fraction(self, fraction, seed=None):
+        """Drop the sync state of ``fraction`` of all devices, chosen as TargetState.resync_fraction
+        does over the whole population; how many."""
+        answers = await self.broadcast("GET", "/admin/devices?ids=1")
+        chosen = pick_fraction([(u, d) for a in answers for u, d in a["ids"]], fraction, seed)
+        bodies = [None] * self.processes
+        for user, device_id in chosen:
+            k = self.owner(user)
+            if bodies[k] is None:
+                bodies[k] = {"devices": []}
+            bodies[k]["devices"].append([user, device_id])
+        await self._each("/admin/resync", bodies)
+        return len(chosen)
+
+    async def drop_connections(self, fraction, seed=None):
+        """Reset ``fraction`` of each process's open client connections (process k draws with
+        seed + k); how many in all."""
+        base = seed if isinstance(seed, int) else 0
+        answers = await self._each("/admin/drop", [{"fraction": float(fraction), "seed": base + k}
+                                                   for k in range(self.processes)])
+        return sum(a["dropped"] for a in answers)
+
     async def set_abq(self, **config):
         self.state.set_abq(**config)  # validates (a bad rule changes nothing anywhere)
         return (await self.broadcast("POST", "/admin/abq", config))[0]
@@ -564,7 +586,7 @@ class ClusterAdmin:
         r = self.app.router
         r.add_get("/metrics", self.metrics)
         for name in ("policy", "wipe", "clear_wipe", "abq", "release", "remove_device", "mail", "faults",
-                     "throttle"):
+                     "throttle", "resync", "drop"):
             r.add_post("/admin/" + name, self._wrap(getattr(self, name)))
         r.add_get("/admin/devices", self._wrap(self.devices))
         r.add_get("/admin/counters", self._wrap(self.counters))
@@ -636,6 +658,14 @@ class ClusterAdmin:
 
     async def faults(self, data):
         return await self.cluster.set_faults(**data)
+
+    async def resync(self, data):
+        if "fraction" not in data:
+            raise ValueError("fraction is required")
+        return {"resynced": await self.cluster.resync_fraction(float(data["fraction"]), data.get("seed"))}
+
+    async def drop(self, data):
+        return {"dropped": await self.cluster.drop_connections(float(data.get("fraction", 0)), data.get("seed"))}
 
     async def throttle(self, data):
         self.cluster.state.throttle.configure(**data)  # validate here first

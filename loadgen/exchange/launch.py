@@ -178,9 +178,16 @@ class _Local:
     async def set_faults(self, **config):
         self.target.set_faults(**config)
 
+    async def resync_fraction(self, fraction, seed=None):
+        return len(self.state.resync_fraction(fraction, seed=seed))
+
+    async def drop_connections(self, fraction, seed=None):
+        return self.target.drop_connections(fraction, seed=seed)
+
 
 async def _apply(target, event, seed):
-    """``event`` (change_policy, wipe, mail, abq, faults) through ``target``'s admin actions."""
+    """``event`` (change_policy, wipe, mail, abq, faults, resync, network_drop) through ``target``'s
+    admin actions; an event's own ``seed`` picks its devices, else the scenario's."""
     args = event.args
     if event.action == "change_policy":
         await target.change_policy(args.get("settings", {}))
@@ -198,6 +205,12 @@ async def _apply(target, event, seed):
     if event.action == "faults":
         await target.set_faults(**args.get("settings", {}))
         return "faults %s" % (", ".join(sorted(args.get("settings", {}))) or "off")
+    if event.action == "resync":
+        n = await target.resync_fraction(args.get("fraction", 0.0), seed=args.get("seed", seed))
+        return "sync state dropped for %d devices" % n
+    if event.action == "network_drop":
+        n = await target.drop_connections(args.get("fraction", 0.0), seed=args.get("seed", seed))
+        return "%d connections cut" % n
     raise ValueError("unknown action %s" % event.action)
 
 

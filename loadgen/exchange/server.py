@@ -18,6 +18,7 @@ applies the injected faults (faults.py).
 
 import asyncio
 import logging
+import random
 import re
 import socket
 import struct
@@ -181,6 +182,7 @@ class Target:
         self.ping_durations = Histogram()  # Ping is held on purpose: its own histogram
         self.held_pings = 0
         self._ping_futures = set()
+        self.http_server = None  # aiohttp's server of the EAS side (start_target): its connections
         self.app = web.Application(client_max_size=16 * 1024 * 1024, middlewares=[self._middleware])
         self.app.router.add_route("OPTIONS", self.state.eas_path, self.options)  # mount path: state.eas_path
         self.app.router.add_route("POST", self.state.eas_path, self.post)
@@ -196,6 +198,22 @@ class Target:
         Faults(**cfg)  # validate first: a bad configuration changes nothing
         self.faults.configure(**cfg)
         return self.faults.to_dict()
+
+    def drop_connections(self, fraction, seed=None):
+        """Admin (an incident: a network failure between the phones and the server): a random
+        ``fraction`` of the open client connections reset (RST), held Pings among them; the
+        devices reconnect (and, over https, shake hands again).  How many were cut."""
+        server = self.http_server
+        if server is None:
+            return 0
+        conns = [(t.get_extra_info("peername") or (), i, t) for i, t in enumerate(server._connections.values())
+                 if t is not None and not t.is_closing()]
+        conns.sort(key=lambda c: (str(c[0]), c[1]))
+        n = round(len(conns) * float(fraction))
+        chosen = random.Random(seed).sample(conns, n) if n else []
+        for _peer, _i, transport in chosen:
+            _abort(transport)
+        return len(chosen)
 
     def expire_pings(self):
         """Answer every held Ping now (Status 1); used at shutdown."""
@@ -510,6 +528,7 @@ class Target:
         sync_key = findtext(tree, "FolderHierarchy:SyncKey") if tree is not None else None
         if sync_key == "0":
             record.folder_sync_key = 1
+            record.resync = False
             return self._wbxml("FolderSync", self._foldersync_full.render("1"), 1)
         if sync_key is not None and sync_key == str(record.folder_sync_key):
             return self._wbxml("FolderSync", _FOLDERSYNC_NONE.render(sync_key), 1)
@@ -563,6 +582,8 @@ class Target:
             record.ping_folders = folders
         if record.ping_interval is None or not record.ping_folders:
             return self._wbxml("Ping", _STATUS_TEMPLATES["Ping"].render("3"), 3)
+        if record.resync:  # its sync state was dropped (state.resync): the hierarchy first
+            return self._wbxml("Ping", _STATUS_TEMPLATES["Ping"].render("7"), 7)
         box = state.mailbox(record.user)
         folders = record.ping_folders
         changed = _ping_changed(record, box, folders, ())
@@ -575,10 +596,11 @@ class Target:
         self._ping_futures.add(fut)
         timer = loop.call_at(deadline, _expire, fut)
         self.held_pings += 1
+        record.held_ping = fut
         try:
             while True:
                 woke = await fut
-                if woke is None:  # the heartbeat expired, or shutdown
+                if woke is None:  # the heartbeat expired, shutdown, or a resync (state.resync)
                     break
                 changed = _ping_changed(record, box, folders, (woke,))
                 if changed:
@@ -591,11 +613,15 @@ class Target:
                 box.watch(folders, fut)
                 self._ping_futures.add(fut)
                 timer = loop.call_at(deadline, _expire, fut)
+                record.held_ping = fut
         finally:
+            record.held_ping = None
             self.held_pings -= 1
             timer.cancel()
             box.unwatch(folders, fut)
             self._ping_futures.discard(fut)
+        if record.resync:
+            return self._wbxml("Ping", _STATUS_TEMPLATES["Ping"].render("7"), 7)
         if changed:
             return self._wbxml("Ping", _ping_changed_body(changed), 2)
         return self._wbxml("Ping", _PING_EXPIRED, 1)
@@ -642,6 +668,10 @@ def _reset(request):
     transport = request.transport
     if transport is None:
         return
+    _abort(transport)
+
+
+def _abort(transport):
     sock = transport.get_extra_info("socket")
     if sock is not None:
         try:
@@ -682,6 +712,7 @@ async def start_target(host="127.0.0.1", port=0, state=None, *, faults=None, reu
     runner = web.AppRunner(target.app, access_log=None, handle_signals=False, handler_cancellation=True,
                            shutdown_timeout=2.0, logger=HTTP_LOG)
     await runner.setup()
+    target.http_server = runner.server
     try:
         site = web.TCPSite(runner, host, port, reuse_address=True, reuse_port=reuse_port, backlog=4096,
                            ssl_context=ssl_context)

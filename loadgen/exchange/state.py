@@ -81,6 +81,8 @@ class DeviceRecord:
     last_seen: float = 0.0
     requests: int = 0
     observed: dict | None = None  # what the device asked for in Sync / ItemOperations (sync.observe)
+    resync: bool = False  # its sync state was dropped (resync event): Ping 7 until a FolderSync with key 0
+    held_ping: object = None  # the future of the Ping it holds, to answer it at once after a resync
 
     def provisioning_state(self, policy_key):
         if self.acked_key is None:
@@ -370,6 +372,28 @@ class TargetState:
         chosen = random.Random(seed).sample(records, n) if n else []
         for record in chosen:
             self.request_wipe(record, account_only)
+        return chosen
+
+    def resync(self, record):
+        """Admin (an incident: a failover or restore that loses the devices' sync state): the
+        hierarchy's and every folder's sync state of ``record`` dropped.  Its next FolderSync with a
+        key gets Status 9, its next Sync Status 3 per collection (MS-ASCMD 2.2.3.177.4, 2.2.3.177.17),
+        a Ping Status 7 (FolderSync required, MS-ASCMD 2.2.3.177.11) -- a held one at once."""
+        record.folder_sync_key = 0
+        record.sync.clear()
+        record.resync = True
+        held = record.held_ping
+        if held is not None and not held.done():
+            held.set_result(None)
+
+    def resync_fraction(self, fraction, seed=None):
+        """Admin: drop the sync state of a random ``fraction`` of the known devices (chosen as
+        :meth:`wipe_fraction` chooses); returns them."""
+        records = sorted(self.devices.values(), key=lambda r: (r.user, r.device_id))
+        n = round(len(records) * float(fraction))
+        chosen = random.Random(seed).sample(records, n) if n else []
+        for record in chosen:
+            self.resync(record)
         return chosen
 
     def clear_wipe(self, record):

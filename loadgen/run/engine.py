@@ -23,6 +23,7 @@ from loadgen.eas import versions
 from loadgen.device.profiles import PROFILES, identity
 from loadgen.results.stats import Stats
 from loadgen.run.context import RunLoad
+from loadgen.scenario import DEVICE_EVENTS
 from loadgen.wire.loop import install_stop_signals
 from loadgen.wire.transport import Transport
 
@@ -608,8 +609,14 @@ async def _run(scenario, held, stop, target, target_url, context, progress, stre
         tasks.append(asyncio.create_task(target.deliver_mail(deadline)))
     # events act once: on the embedded target this process started, or (a shell command for a real
     # server) in the first shard
-    if scenario.events and (target is not None or (not scenario.target.embedded and shard[0] == 0)):
-        tasks.append(asyncio.create_task(_run_events(scenario, target, t0, deadline, stats)))
+    # server) in the first shard; resync and network_drop against a real server: every shard, each on
+    # its own devices (the devices do them alone, _device_event)
+    device_side = target is None and not scenario.target.embedded
+    if scenario.events and (target is not None or (device_side and (
+            shard[0] == 0 or any(e.action in DEVICE_EVENTS for e in scenario.events)))):
+        tasks.append(asyncio.create_task(_run_events(
+            scenario, target, t0, deadline, stats,
+            devices=(devices, lives, scenario.population.devices, shard[0] == 0) if device_side else None)))
     interrupted = False
     backlog = backlog_limit(scenario, len(devices))
     try:
@@ -705,17 +712,24 @@ def rss_bytes():
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
-async def _run_events(scenario, target, t0, deadline, stats):
-    """The scenario's events at their times; each outcome is kept for the summary."""
+async def _run_events(scenario, target, t0, deadline, stats, devices=None):
+    """The scenario's events at their times; each outcome is kept for the summary.  ``devices``:
+    (this shard's devices, their Lives, the population's size, whether this is the first shard)
+    when the target is a real server: resync and network_drop are then done by the devices."""
     loop = asyncio.get_running_loop()
     for event in scenario.events:
+        if devices is not None and event.action == "command" and not devices[3]:
+            continue  # a shell command runs once, in the first shard
         delay = t0 + event.at - loop.time()
         if delay > 0:
             await asyncio.sleep(delay)
         if loop.time() >= deadline:
             return
         try:
-            result = await _apply_event(event, target, scenario.seed)
+            if devices is not None and event.action in DEVICE_EVENTS:
+                result = _device_event(event, *devices[:3], scenario.seed, stats)
+            else:
+                result = await _apply_event(event, target, scenario.seed)
         except Exception as exc:  # a bad event argument must not end the run
             result = "failed: %s" % exc
         stats.events.append((round(loop.time() - t0, 3), event.action, result))
@@ -758,6 +772,84 @@ async def _apply_event(event, target, seed):
     if target is None:
         raise ValueError("%s needs the embedded target" % event.action)
     return await target.apply_event(event, seed)
+
+
+def _chosen(total, fraction, seed):
+    """The population indices a device-side event picks: ``round(total * fraction)`` of them, drawn
+    with ``random.Random(seed)`` over the whole population, so every shard agrees."""
+    n = round(total * float(fraction))
+    return frozenset(random.Random(seed).sample(range(total), n)) if n else frozenset()
+
+
+def _cut(transport, endpoint):
+    """``endpoint``'s connections reset under it, as a network failure does: the lean transport sees
+    them lost and sends what was on them again on fresh ones (a new TCP and TLS handshake); other
+    transports close them."""
+    conns = [getattr(endpoint, name, None) for name in ("conn", "ping_conn")]
+    sockets = [getattr(c, "transport", None) for c in conns if c is not None]
+    sockets = [t for t in sockets if t is not None and hasattr(t, "abort")]
+    if sockets:
+        for t in sockets:
+            t.abort()
+        return True
+    if any(c is not None for c in conns):
+        _disconnect(transport, endpoint)
+        return True
+    return False
+
+
+def _forget_sync_state(device):
+    """The device lost its sync state (a restore, an OS update): the hierarchy and every folder start
+    again from SyncKey 0 (FolderSync, then Sync of each folder: MS-ASCMD 2.2.1.5, 2.2.1.21)."""
+    device.folder_key = "0"
+    device.folders = 0
+    device.inbox = None
+    device.sync_key = "0"
+    device.pending_sync = False
+    device.calendar = None
+    device.calendar_key = "0"
+    device.calendar_due = False
+    device.fetches = []
+    device.resets = 0
+    box = device.box
+    if box is not None:
+        box.hierarchy = box.pushed = ()
+        box.colls = {}
+        box.flush_at = 0.0
+        box.moves = box.meetings = None
+
+
+def _device_event(event, devices, lives, total, seed, stats):
+    """resync / network_drop done by this shard's devices themselves (a real server, whose side the
+    run cannot reach).  resync: a chosen device restarts as after an OS update -- its request in
+    flight is lost (accounted as cancelled), its connections closed, its sync state forgotten
+    (_forget_sync_state), its life started again: FolderSync 0 and a Sync 0 of every folder.
+    network_drop: a chosen device's connections are reset under it (_cut)."""
+    chosen = _chosen(total, event.args.get("fraction", 0.0), event.args.get("seed", seed))
+    transport = lives.transport
+    n = 0
+    for device in devices:
+        if device.index not in chosen or not device.alive:
+            continue
+        if event.action == "network_drop":
+            n += _cut(transport, device.endpoint)
+            continue
+        running = device in lives.tasks or device.in_flight is not None
+        task = lives.tasks.pop(device, None)
+        if task is not None:
+            task.cancel()
+        if device.in_flight is not None:
+            stats.cancelled[device.in_flight] += 1
+            device.in_flight = None
+        device.wake = None
+        _disconnect(transport, device.endpoint)
+        _forget_sync_state(device)
+        if running and not lives.closed:
+            lives.start(device)
+        n += 1
+    if event.action == "network_drop":
+        return "connections of %d devices cut (device side)" % n
+    return "sync state dropped on %d devices (device side)" % n
 
 
 def _version():
