@@ -291,7 +291,7 @@ class ClientLife:
         client = self._client
         if client is None:
             return
-        if client.window_step:
+        if client.window_step and found.collection_id == self.inbox:  # EasSyncMail's window: the mail's
             self.window = client.next_window(self.window or client.window, found.more_available,
                                              found.sync_key == old_key)
         self.client_seen += len(found.added) + len(found.changed) + len(found.deleted)
@@ -359,7 +359,7 @@ class ClientLife:
             for coll, queue in queues:
                 if queue:
                     coll.queue = queue + (coll.queue or [])
-        if self.client_seen == seen and not any(c.due for c in colls):
+        if self.client_seen == seen and not any(c.due for c in colls) and self.heartbeat == interval:
             await self._sleep(min(started + interval, self.wake_time()) - loop.time(), deadline)
         return None
 
