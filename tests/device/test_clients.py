@@ -299,3 +299,50 @@ async def test_misbehaving_alternates_estimate_and_sync_and_never_pings():
 
 def test_mail_config_unchanged_by_client_types():
     assert MailConfig().push_folders == ("inbox", "calendar", "contacts")
+
+
+# -- every type against the embedded target
+
+
+async def test_every_type_lives_against_the_embedded_target():
+    from loadgen.device import life as device_mod
+    from loadgen.device.profiles import PROFILES, identity
+    from loadgen.eas import versions
+    from loadgen.exchange.server import start_target
+    from loadgen.exchange.state import TargetState
+    from test_mail_device import _load
+
+    names = sorted(clients.CLIENT_TYPES)
+    runner, target, url = await start_target("127.0.0.1", 0, TargetState(users=len(names), no_policy=True,
+                                                                         history_days=1, daily_messages=30))
+    devices = []
+    try:
+        for n, name in enumerate(names):
+            profile = PROFILES["modern"]
+            dev = device_mod.Device(n, "user%d" % n, "Pass%d!" % n, versions.get("14.1"), profile,
+                                    identity(1, n, 0, profile), url, _load(QUIET, users=len(names)), Stats(),
+                                    __import__("random").Random(n), origin=(1, n, 0),
+                                    client=clients.CLIENT_TYPES[name])
+            devices.append(dev)
+
+        def inbox_synced(dev):
+            box = dev.box
+            coll = box.colls.get(dev.inbox) if box is not None and dev.inbox is not None else None
+            return coll is not None and coll.primed
+
+        await asyncio.gather(*(live(dev, 8, until=lambda d=dev: inbox_synced(d) and (
+            d.client.name != "misbehaving" or d.stats.by_key.get(("GetItemEstimate", "ok", "200")))) for dev in devices))
+        for dev in devices:
+            assert inbox_synced(dev), dev.client.name
+            assert dev.alive and dev.state not in ("auth_failed", "blocked"), (dev.client.name, dev.state)
+            errors = {k: v for k, v in dev.stats.by_key.items() if k[1] not in ("ok", "interrupted", "adjusted")}
+            assert not errors, (dev.client.name, errors)
+        by_name = {d.client.name: d for d in devices}
+        assert by_name["android"].window == 10 and by_name["android"].prefs.truncation == 200_000
+        assert by_name["outlook-cloud"].prefs.email_filter == 5
+        assert by_name["misbehaving"].stats.by_key.get(("GetItemEstimate", "ok", "200"))
+        # the target answers a held Sync at once (it does not hold it): the device waits out its interval
+        syncs = sum(n for (c, _o, _s), n in by_name["hanging-sync"].stats.by_key.items() if c == "Sync")
+        assert syncs <= 8
+    finally:
+        await runner.cleanup()
