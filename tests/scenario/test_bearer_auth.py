@@ -208,3 +208,27 @@ async def test_without_tokens_the_device_sends_basic():
         dev = _device(srv.url, None, Stats())
         await _live(dev, 10, until=lambda: len(seen) >= 1)
     assert seen[0].startswith("Basic ")
+
+
+async def test_a_parked_ping_answered_with_a_bearer_challenge_is_sent_again_with_a_fresh_token(tmp_path):
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "device"))
+    from test_mail_device import QUIET, MailServer, live, make_device
+
+    challenged = []
+
+    class Server(MailServer):
+        async def __call__(self, conn, req):
+            if req.command == "Ping" and not challenged:
+                challenged.append(req.headers.get("authorization"))
+                conn.write(http_response(b"", status=b"401 Unauthorized", content_type=None, extra=_CHALLENGE))
+                return True
+            self.auth = req.headers.get("authorization")
+            return await super().__call__(conn, req)
+
+    server = Server()
+    async with ScriptedServer(server) as srv:
+        dev = make_device(srv.url, QUIET)
+        dev.tokens = clients.TokenSource(command=_command(tmp_path))
+        await live(dev, 10, until=lambda: len(server.ping_requests) >= 1, parked=True)
+    assert challenged == ["Bearer tok-user0-1"]
+    assert server.auth == "Bearer tok-user0-2" and dev.alive
