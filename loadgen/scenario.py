@@ -386,6 +386,7 @@ class MailConfig:
     external_domain: str = "external.example"
     html_share: float = 0.3  # messages with an HTML part
     attachment_share: float = 0.1  # messages with an attachment
+    attachment_kb: tuple | None = None  # attachment size range in KB (None: a few fixed sizes, 3-120 KB)
     body_bytes: tuple = (200, 4000)  # body text size (range)
     read_share: float = 0.8  # new messages the user reads (Sync Change Read=1)
     flag_share: float = 0.05  # ... flags for follow-up
@@ -419,6 +420,77 @@ class MailConfig:
 
 @_sealed
 @dataclass(frozen=True, slots=True)
+class Profile:
+    """A workload profile ([workload] profiles): what one user does in a day (rates per day, shares in
+    [0, 1], ranges (low, high)).  Named ones in loadgen/device/user.py NAMED_PROFILES."""
+
+    name: str = "average"
+    received_per_day: float = 80.0  # messages received (from the other users, and from outside)
+    sent_per_day: float = 20.0  # messages sent: new, replies and forwards
+    reply_share: float = 0.3
+    forward_share: float = 0.1
+    read_share: float = 0.9
+    delete_share: float = 0.3
+    move_share: float = 0.1
+    flag_share: float = 0.05
+    attachment_share: float = 0.1
+    attachment_kb: tuple = (20, 500)
+    body_bytes: tuple = (300, 6000)
+    html_share: float = 0.6
+    gal_lookups_per_message: float = 1.0  # GAL look-ups (as the user types a name) per new message
+    meeting_requests_per_day: float = 2.0  # meeting requests the user answers
+    meeting_response: dict = field(default_factory=lambda: {"accept": 0.6, "tentative": 0.2, "decline": 0.1})
+    calendar_edits_per_day: float = 2.0
+    contact_edits_per_day: float = 1.0
+    mailbox_searches_per_day: float = 2.0
+    internal_share: float = 0.7  # recipients who are users of the run
+    recipients: tuple = (1, 3)  # To recipients per message (range)
+
+    def __post_init__(self):
+        _freeze_fields(self, ("meeting_response",))
+
+
+CURVES = ("flat", "diurnal")
+
+
+@_sealed
+@dataclass(frozen=True, slots=True)
+class WorkloadConfig:
+    """[workload]: the user-day model (loadgen/run/day.py): profiles and client types mixed by weight,
+    the simulated day mapped onto the run, the backlog limit."""
+
+    profiles: dict = field(default_factory=lambda: {"average": 1})  # profile name -> weight
+    definitions: dict = field(default_factory=dict)  # profile name -> Profile (every name of ``profiles``)
+    clients: dict = field(default_factory=lambda: {"ios": 1})  # client type -> weight
+    day_length: float = 28800.0  # seconds of simulated day
+    start_hour: float = 8.0  # the simulated day starts at this hour (the curve's clock)
+    curve: str = "flat"
+    peak_factor: float = 1.8  # diurnal: the peak two hours at this many times the day's mean rate
+    stress: bool = False  # every planned task as fast as the devices take them (the day length ignored)
+    backlog_limit: float = 1.5  # abort when queued tasks exceed this many times the users
+    replay_from: float = 0.0  # second of the simulated day the run starts at
+    replay_length: float | None = None  # seconds of the day the run replays (None: the rest of the day)
+
+    def __post_init__(self):
+        _freeze_fields(self, ("profiles", "definitions", "clients"))
+
+    def peak_window(self):
+        """(start, end) seconds of the simulated day of its peak two hours: one hour into a working
+        day of at least three hours (the morning's mail: easload's assumption), else from its start.
+        Exchange is sized for the peak two hours (docs/protocol-notes.md, section 17)."""
+        length = min(7200.0, self.day_length)
+        start = 3600.0 if self.day_length >= 3 * 3600.0 else 0.0
+        return start, start + length
+
+    @property
+    def replayed(self):
+        """Seconds of the simulated day the run covers."""
+        rest = self.day_length - self.replay_from
+        return rest if self.replay_length is None else min(self.replay_length, rest)
+
+
+@_sealed
+@dataclass(frozen=True, slots=True)
 class Scenario:
     name: str
     path: str
@@ -432,6 +504,7 @@ class Scenario:
     thresholds: list = field(default_factory=list)  # [Threshold]
     events: list = field(default_factory=list)  # [Event], sorted by time
     mail: MailConfig = field(default_factory=MailConfig)
+    workload: "WorkloadConfig | None" = None  # [workload]: the user-day model (None: the [mail] rates)
 
     def __post_init__(self):
         _freeze_fields(self, ("thresholds", "events"))
@@ -502,6 +575,7 @@ class _Reader:
     def __init__(self, path, text):
         self.path = path
         self.lines = text.splitlines()
+        self.tables = ()  # the top-level keys of the file (set by parse)
 
     def line_of(self, section, key):
         """Best-effort line number of ``key`` in ``[section]`` (0 if not found)."""
@@ -603,7 +677,7 @@ class _Reader:
 
 
 _TOP = {"name", "description", "duration", "seed", "target", "auth", "population", "load", "thresholds", "events",
-        "mail"}
+        "mail", "workload"}
 _TARGET = {"url", "insecure", "ca_file", "allow_non_provisionable", "no_policy", "policy_refresh_minutes", "listen",
            "ping_min", "ping_max", "mail_per_user_per_hour", "processes", "path", "autodiscover", "ignore_policy_key",
            "options_without_provision", "auth_realm", "challenge_first", "autodiscover_redirect", "confirm",
@@ -633,6 +707,7 @@ def parse(text, path="<scenario>"):
             hint = difflib.get_close_matches(key, _TOP, 1)
             raise r.fail("", key, "unknown key '%s'%s (known: %s)" % (
                 key, " (did you mean '%s'?)" % hint[0] if hint else "", ", ".join(sorted(_TOP))))
+    r.tables = tuple(data)
     name = r.string("", data, "name", Path(str(path)).stem)
     description = r.string("", data, "description", "")
     duration = r.seconds("", data, "duration", 20.0)
@@ -673,9 +748,17 @@ def parse(text, path="<scenario>"):
         except ThresholdError as exc:
             raise r.fail("thresholds", metric, str(exc)) from None
 
+    mail = _mail(r, r.section(data, "mail", _MAIL))
+    workload = _workload(r, r.section(data, "workload", _WORKLOAD), data.get("workload", {}))
+    if workload is not None:
+        for key in data.get("mail", {}):
+            if key not in _MAIL_WITH_WORKLOAD:
+                raise r.fail("mail", key, "'%s' in [mail] is a profile's with [workload] (its rates and shares "
+                             "come from [workload] profiles; [mail] keeps: %s)" % (key, ", ".join(
+                                 sorted(_MAIL_WITH_WORKLOAD))))
     return Scenario(name=name, path=str(path), duration=duration, seed=seed, description=description,
                     target=target, auth=auth, population=population, load=load, thresholds=thresholds,
-                    events=_events(r, data, target), mail=_mail(r, r.section(data, "mail", _MAIL)))
+                    events=_events(r, data, target), mail=mail, workload=workload)
 
 
 def _target(r, t):
@@ -886,6 +969,7 @@ def _mail(r, m):
                      "deleted or filed, not both)")
     values["to"] = _range(r, "to", m, (1, 3), 1, 100)
     values["body_bytes"] = _range(r, "body_bytes", m, (200, 4000), 0, 10_000_000)
+    values["attachment_kb"] = _range(r, "attachment_kb", m, None, 1, 100_000)
     values["read_after"] = r.seconds("mail", m, "read_after", 30.0)
     values["window"] = int(r.number("mail", m, "window", 32, minimum=1, maximum=1024, integer=True))
     values["legacy_mime"] = r.boolean("mail", m, "legacy_mime", True)
@@ -925,6 +1009,131 @@ def _mail(r, m):
     until = r.seconds("mail", m, "send_until", None)
     values["send_until"] = until
     return MailConfig(**values)
+
+
+_WORKLOAD = {"profiles", "clients", "day_length", "start_hour", "curve", "peak_factor", "stress", "backlog_limit",
+             "replay_from", "replay_length", "profile"}
+_PROFILE_RATES = ("received_per_day", "sent_per_day", "meeting_requests_per_day", "calendar_edits_per_day",
+                  "contact_edits_per_day", "mailbox_searches_per_day")
+_PROFILE_SHARES = ("reply_share", "forward_share", "read_share", "delete_share", "move_share", "flag_share",
+                   "attachment_share", "html_share", "internal_share")
+_PROFILE_KEYS = set(_PROFILE_RATES + _PROFILE_SHARES) | {"base", "attachment_kb", "body_bytes",
+                                                          "gal_lookups_per_message", "meeting_response", "recipients"}
+# [mail] keys a [workload] leaves to [mail] (the rest -- rates and shares -- are the profiles')
+_MAIL_WITH_WORKLOAD = {"edit_share", "cc_share", "bcc_share", "address", "external_domain", "read_after",
+                       "push_folders", "window", "legacy_mime"}
+
+
+def _client_names():
+    """The client types a [workload] may name: loadgen/device/clients.py's when it exists."""
+    try:
+        from loadgen.device.clients import CLIENT_TYPES
+    except ImportError:
+        from loadgen.device.user import CLIENT_NAMES as CLIENT_TYPES
+    return tuple(CLIENT_TYPES)
+
+
+def _profile(r, name, table, section):
+    """One [workload.profile.<name>] table over its ``base`` (a named profile; "average" by default)."""
+    from loadgen.device.user import NAMED_PROFILES
+
+    for key in table:
+        if key not in _PROFILE_KEYS:
+            hint = difflib.get_close_matches(key, _PROFILE_KEYS, 1)
+            raise r.fail(section, key, "unknown key '%s' in [%s]%s (known: %s)" % (
+                key, section, " (did you mean '%s'?)" % hint[0] if hint else "", ", ".join(sorted(_PROFILE_KEYS))))
+    base = table.get("base", "average")
+    if base not in NAMED_PROFILES:
+        raise r.fail(section, "base", "'base' must be a named profile (%s), not %r" % (", ".join(NAMED_PROFILES),
+                                                                                      base))
+    values = dict(NAMED_PROFILES[base])
+    for key in _PROFILE_RATES:
+        values[key] = float(r.number(section, table, key, values[key], minimum=0, maximum=86400))
+    for key in _PROFILE_SHARES:
+        values[key] = float(r.number(section, table, key, values[key], minimum=0, maximum=1))
+    values["gal_lookups_per_message"] = float(r.number(section, table, "gal_lookups_per_message",
+                                                       values["gal_lookups_per_message"], minimum=0, maximum=100))
+    if values["reply_share"] + values["forward_share"] > 1:
+        raise r.fail(section, "forward_share", "'reply_share' + 'forward_share' must be at most 1")
+    if values["delete_share"] + values["move_share"] > 1.000001:
+        raise r.fail(section, "move_share", "'delete_share' + 'move_share' must be at most 1")
+
+    def span(key, minimum, maximum):
+        if key not in table:
+            return tuple(values[key])
+        value = table[key]
+        if isinstance(value, int) and not isinstance(value, bool):
+            value = [value, value]
+        if (not isinstance(value, list) or len(value) != 2
+                or not all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+                or not minimum <= value[0] <= value[1] <= maximum):
+            raise r.fail(section, key, "'%s' must be a whole number or a range [low, high] within %s..%s, not %r"
+                         % (key, _plain(minimum), _plain(maximum), value))
+        return (value[0], value[1])
+
+    values["attachment_kb"] = span("attachment_kb", 1, 100_000)
+    values["body_bytes"] = span("body_bytes", 0, 10_000_000)
+    values["recipients"] = span("recipients", 1, 100)
+    shares = table.get("meeting_response", values["meeting_response"])
+    if not isinstance(shares, dict) or not all(
+            k in MEETING_RESPONSES and not isinstance(v, bool) and isinstance(v, (int, float)) and 0 <= v <= 1
+            for k, v in shares.items()) or sum(shares.values()) > 1.000001:
+        raise r.fail(section, "meeting_response", "'meeting_response' must be a table of %s = share (0 to 1, "
+                     "adding up to at most 1), not %r" % (" / ".join(MEETING_RESPONSES), shares))
+    values["meeting_response"] = {k: float(v) for k, v in shares.items()}
+    return Profile(name=name, **values)
+
+
+def _workload(r, w, raw):
+    """[workload], every value checked before the part is built; None without the table."""
+    from loadgen.device.user import NAMED_PROFILES
+
+    if "workload" not in r.tables:
+        return None
+    custom = w.get("profile", {})
+    if not isinstance(custom, dict) or not all(isinstance(v, dict) for v in custom.values()):
+        raise r.fail("workload", "profile", "'profile' must hold tables: [workload.profile.<name>]")
+    definitions = {}
+    for name, table in custom.items():
+        definitions[name] = _profile(r, name, table, "workload.profile.%s" % name)
+    known = tuple(NAMED_PROFILES) + tuple(n for n in custom if n not in NAMED_PROFILES)
+    profiles = r.weights("workload", w, "profiles", {"average": 1}, known, "profile")
+    for name in profiles:
+        if name not in definitions:
+            definitions[name] = _profile(r, name, {"base": name}, "workload")
+    definitions = {name: definitions[name] for name in profiles}  # the mixed ones only
+    clients = r.weights("workload", w, "clients", {"ios": 1}, _client_names(), "client type")
+    day_length = r.seconds("workload", w, "day_length", 28800.0)
+    if not 60 <= day_length <= 86400:
+        raise r.fail("workload", "day_length", "'day_length' must be from 60 s to 24 h, not %r" % w["day_length"])
+    curve = r.string("workload", w, "curve", "flat")
+    if curve not in CURVES:
+        raise r.fail("workload", "curve", "'curve' must be \"flat\" or \"diurnal\", not %r" % curve)
+    peak_factor = float(r.number("workload", w, "peak_factor", 1.8, minimum=1, maximum=100))
+    length = WorkloadConfig(day_length=day_length).peak_window()
+    if curve == "diurnal" and peak_factor * (length[1] - length[0]) > day_length:
+        raise r.fail("workload", "peak_factor", "'peak_factor' %g puts more than the whole day's tasks into its "
+                     "peak two hours (at most %g for a %g s day)" % (peak_factor, day_length / (length[1] - length[0]),
+                                                                   day_length))
+    replay_from = w.get("replay_from", 0.0)
+    if replay_from == "peak":
+        replay_from = length[0]
+        default_length = length[1] - length[0]
+    else:
+        replay_from = r.seconds("workload", w, "replay_from", 0.0)
+        default_length = None
+        if replay_from >= day_length:
+            raise r.fail("workload", "replay_from", "'replay_from' must be within the day (below 'day_length')")
+    replay_length = r.seconds("workload", w, "replay_length", default_length)
+    if replay_length is not None and replay_length <= 0:
+        raise r.fail("workload", "replay_length", "'replay_length' must be greater than 0")
+    return WorkloadConfig(
+        profiles={k: float(v) for k, v in profiles.items()}, definitions=definitions,
+        clients={k: float(v) for k, v in clients.items()}, day_length=day_length,
+        start_hour=float(r.number("workload", w, "start_hour", 8, minimum=0, maximum=23.99)), curve=curve,
+        peak_factor=peak_factor, stress=r.boolean("workload", w, "stress", False),
+        backlog_limit=float(r.number("workload", w, "backlog_limit", 1.5, minimum=0.01, maximum=1_000_000)),
+        replay_from=replay_from, replay_length=replay_length)
 
 
 def _events(r, data, target):

@@ -1,9 +1,11 @@
 """``easload`` command line: run, target, wbxml decode/encode.
 
 Exit status: 0 success (every threshold passed), 1 a threshold failed or the
-run was interrupted, 2 a usage error (bad scenario, missing file, bad flag) --
-always one clear line, never a traceback for a user's mistake --, 3 the target
-never answered.
+run was interrupted, 2 a usage error (bad scenario, missing file, bad flag, a
+threshold naming a metric that cannot exist) -- always one clear line, never a
+traceback for a user's mistake --, 3 the target never answered, 4 the run
+stopped itself: its queued tasks exceeded ``[workload] backlog_limit`` x users
+(loadgen/run/engine.py backlog_limit).
 """
 
 import argparse
@@ -17,6 +19,7 @@ from loadgen.wire.redirects import is_loopback
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 EXIT_UNREACHABLE = 3
+EXIT_ABORTED = 4  # the backlog guard stopped the run (summary.json "aborted" says why)
 DEFAULT_METRICS = "127.0.0.1:9477"
 
 
@@ -235,6 +238,9 @@ def cmd_run(args):
         print("easload: the target never answered (%s): %s" % (where, "%s: pass ca_file in [target]" % problem
               if problem else "check the URL, the network and TLS"), file=sys.stderr)
         return EXIT_UNREACHABLE
+    if stats.aborted:
+        print("easload: run aborted: %s" % stats.aborted, file=sys.stderr)
+        return EXIT_ABORTED
     if any(not ok for _t, _v, ok in verdicts) or result.interrupted:
         return EXIT_FAILED
     return EXIT_OK
@@ -547,6 +553,9 @@ def cmd_merge(args):
             (out / "junit.xml").write_text(junit_xml(first["scenario"], verdicts, stats.ended - stats.started))
         except OSError as exc:
             raise UsageError("cannot write results: %s" % exc) from None
+    if stats.aborted:  # a shard's backlog guard stopped it: the run's verdict is that
+        print("easload: run aborted: %s" % stats.aborted, file=sys.stderr)
+        return EXIT_ABORTED
     if any(not ok for _t, _v, ok in verdicts) or stats.interrupted or not shards["complete"]:
         return EXIT_FAILED
     return EXIT_OK

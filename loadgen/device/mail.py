@@ -11,6 +11,7 @@ from loadgen.device.states import FAILED_CMD, INTERRUPTED, PARKED
 from loadgen.eas import commands, mail as eas_mail, mime, policy as policies
 from loadgen.eas.mime import find_token
 from loadgen.eas.status import FolderSyncStatus, ItemOperationsStatus, PingStatus, SyncStatus
+from loadgen.results.tasks import TASK_TYPES
 
 # EAS statuses by name (loadgen/eas/status.py), bound once as module globals for the request path
 _FOLDERSYNC_OK, _FOLDERSYNC_BAD_KEY = FolderSyncStatus.SUCCESS, FolderSyncStatus.SYNC_KEY_ERROR
@@ -198,8 +199,12 @@ class MailUser:
         box = self.box
         loop = asyncio.get_running_loop()
         now = loop.time()
+        workload = getattr(self.load, "workload", None)
         if box.next_action is None:
-            box.next_action = now + self._schedule(deadline, now).delay(self.rng)
+            if workload is not None:
+                box.next_action = self._take_plan(deadline)
+            else:
+                box.next_action = now + self._schedule(deadline, now).delay(self.rng)
         due = [c for c in box.colls.values() if c.due]
         if due:
             await self._mail_sync(transport, deadline, due[:_MAX_COLLECTIONS])
@@ -215,6 +220,9 @@ class MailUser:
             await self._mail_flush(transport, deadline)
             return None
         if now >= box.next_action:
+            if workload is not None:
+                await self._task_turn(transport, deadline, now)
+                return None
             schedule = self._schedule(deadline, now)
             box.next_action = now + schedule.delay(self.rng)
             if schedule.rate > 0:
@@ -279,23 +287,23 @@ class MailUser:
                                       timeout=self.heartbeat + self.load.timeout)
         if tree is FAILED_CMD:
             self._requeue(sent)
-            return
+            return False
         box = self.box
         result = self._parse("Sync", eas_mail.parse_sync_all, tree, own_address=box.address)
         if result is None:
             self._requeue(sent)
             await self._retry(deadline)
-            return
+            return False
         if result.status == _SYNC_HIERARCHY_CHANGED:
             self.folder_key = "0"
             self.folders = 0
             await self._hierarchy_reset(deadline)
-            return
+            return False
         if result.status != _SYNC_OK:
             self._requeue(sent)
             if hold is None or not self._hold_refused(result):
                 await self._retry(deadline)
-            return
+            return False
         if not result.collections:  # an empty answer: nothing changed in any of them (MS-ASCMD 2.2.1.21)
             for coll in colls:
                 if coll.key != "0":
@@ -338,7 +346,7 @@ class MailUser:
                 self.folder_key = "0"
                 self.folders = 0
                 await self._hierarchy_reset(deadline)
-                return
+                return False
             else:  # another status (or none, without a key): the commands go again with the next Sync
                 self._requeue({coll.fid: commands_})
                 coll.due = False
@@ -355,6 +363,7 @@ class MailUser:
         else:
             self.retry_streak = 0
             self.resets = 0
+        return not trouble
 
     def _requeue(self, sent):
         box = self.box
@@ -493,7 +502,7 @@ class MailUser:
 
     def _flush_soon(self):
         box = self.box
-        if not box.flush_at:
+        if not box.flush_at and getattr(self.load, "workload", None) is None:  # [workload]: a "process" task sends them
             read_after = self.load.mail.read_after
             delay = self.rng.expovariate(1.0 / read_after) if read_after > 0 else 0.0
             box.flush_at = asyncio.get_running_loop().time() + delay
@@ -518,10 +527,10 @@ class MailUser:
         tree = await self.command(transport, "MoveItems", eas_mail.move_items(moves), deadline,
                                   ok_statuses=(1, _MOVE_OK))
         if tree is FAILED_CMD:
-            return
+            return False
         results = self._parse("MoveItems", eas_mail.parse_move_items, tree)
         if results is None:
-            return
+            return False
         moved = sum(1 for r in results if r.status == _MOVE_OK)
         if moved:
             self.stats.mail("moved", moved)
@@ -529,13 +538,15 @@ class MailUser:
     async def _meeting(self, transport, deadline, answer, fid, sid):
         tree = await self.command(transport, "MeetingResponse", eas_mail.meeting_response(answer, fid, sid), deadline)
         if tree is FAILED_CMD:
-            return
+            return False
         results = self._parse("MeetingResponse", eas_mail.parse_meeting_response, tree)
-        if results and results[0].status == 1:
-            self.stats.mail(_MEETING_EVENTS[answer])
-            coll = self.box.colls.get(fid)
-            if coll is not None:
-                coll.window.pop(_key(fid, sid), None)  # the request is answered (the server files it)
+        if not (results and results[0].status == 1):
+            return False
+        self.stats.mail(_MEETING_EVENTS[answer])
+        coll = self.box.colls.get(fid)
+        if coll is not None:
+            coll.window.pop(_key(fid, sid), None)  # the request is answered (the server files it)
+        return True
 
     # -- Ping over the pushed folders (MS-ASCMD 2.2.1.13)
 
@@ -655,10 +666,114 @@ class MailUser:
         else:
             self._add_item(kind)
 
+    # -- the planned day ([workload], loadgen/run/day.py): tasks at their planned times, open model
+
+    def _take_plan(self, deadline):
+        """The device's share of its user's planned day, taken once (a re-enrolled device goes on with
+        it): counted as planned; the [mail] choices of its user's profile from now on.  The loop time
+        of its first task."""
+        plan = getattr(self, "task_plan", None)
+        workload = self.load.workload
+        if plan is None:
+            plan = self.task_plan = workload.device_plan(self.index)
+            plan.t0 = deadline - self.load.duration
+            self._planned(plan)
+        if self.load.mail is not workload.mail_for(plan.profile):
+            self.load = self.load.for_profile(plan.profile)
+        return self._next_due(plan)
+
+    def _planned(self, plan):
+        counts = {}
+        for code in plan.kinds:
+            counts[code] = counts.get(code, 0) + 1
+        for code, n in counts.items():
+            self.stats.tasks_planned(TASK_TYPES[code], n)
+
+    def _next_due(self, plan):
+        """Loop time of the plan's next task (stress: now, while there is one); NEVER after the last."""
+        if plan.next >= len(plan.kinds):
+            return user.NEVER
+        if plan.stress:
+            return 0.0
+        return plan.t0 + plan.times[plan.next]
+
+    async def _task_turn(self, transport, deadline, now):
+        """The plan's next task, started now; the tasks also due by now wait behind it (queued: they
+        fell due while the device was busy), none is skipped.  Its latency counts from its planned time
+        (no coordinated omission); stress: from its start, one task after the other, day after day."""
+        plan = self.task_plan
+        stats = self.stats
+        i = plan.next
+        kinds = plan.kinds
+        if plan.stress:
+            planned = now
+        else:
+            times, t0 = plan.times, plan.t0
+            planned = t0 + times[i]
+            was_queued = plan.queued_to > i
+            j = plan.queued_to if plan.queued_to > i + 1 else i + 1
+            low = j
+            n = len(kinds)
+            while j < n and t0 + times[j] <= now:
+                j += 1
+            if j > low:
+                stats.task_queued(j - low)
+                plan.queued_to = j
+            if was_queued:
+                stats.task_queued(-1)
+        plan.next = i + 1
+        if plan.stress and plan.next >= len(kinds) and now < deadline:  # the next day at once
+            plan = self.task_plan = self.load.workload.device_plan(self.index, plan.day + 1)
+            plan.t0 = deadline - self.load.duration
+            self._planned(plan)
+        self.box.next_action = self._next_due(plan)
+        kind = TASK_TYPES[kinds[i]]
+        ok = await self._run_task(transport, deadline, kind)
+        stats.task_done(kind, planned, now, asyncio.get_running_loop().time(), ok is not False)
+
+    async def _run_task(self, transport, deadline, kind):
+        """One task as the chain of requests it needs; False when one of them failed."""
+        if kind == "send" or kind == "reply" or kind == "forward":
+            if kind == "send":  # GAL look-ups as the user types the recipients, then SendMail
+                for _ in range(user.gal_lookups(self.rng, self.task_plan.gal)):
+                    if await self._search_gal(transport, deadline) is False:
+                        return False
+            return await self._send(transport, deadline, kind)
+        box = self.box
+        if kind == "process":  # the user's changes to the new mail: a Sync with them, MoveItems for the filed
+            inbox = box.colls.get(self.inbox)
+            if inbox is not None:
+                inbox.due = True
+            for coll in box.colls.values():
+                if coll.queue:
+                    coll.due = True
+            ok = True
+            due = [c for c in box.colls.values() if c.due]
+            if due:
+                ok = await self._mail_sync(transport, deadline, due[:_MAX_COLLECTIONS])
+            if box.moves:
+                moves, box.moves = box.moves, None
+                ok = await self._mail_move(transport, deadline, moves) is not False and ok is not False
+            return ok
+        if kind == "meeting":  # the oldest meeting request the user has not answered (none: nothing to do)
+            if not box.meetings:
+                return True
+            answer, fid, sid = box.meetings.pop(0)
+            return await self._meeting(transport, deadline, answer, fid, sid)
+        if kind == "calendar" or kind == "contact":  # a client Add, and the Sync that carries it
+            self._add_item(kind + "_add")
+            coll = self._collection(8 if kind == "calendar" else 9)
+            if coll is None:
+                return False
+            return await self._mail_sync(transport, deadline, [coll])
+        if kind == "search":
+            return await self._search_mailbox(transport, deadline)
+        return True
+
     def _own_user(self):
         return self.index // self.load.devices_per_user
 
-    async def _send(self, transport, deadline):
+    async def _send(self, transport, deadline, kind=None):
         """A new message (SendMail), a reply (SmartReply) or a forward (SmartForward) of a message in
         the Inbox window (Source FolderId + ItemId; ReplaceMime when the user edits the quote), with
         the run's token; 12.x: the raw MIME with SaveInSent=T in the query (MS-ASCMD 2.2.1.17-19,
@@ -669,8 +784,12 @@ class MailUser:
         rng = self.rng
         inbox = box.colls.get(self.inbox)
         window = inbox.window if inbox is not None else None
-        kind = user.message_kind(rng, mail, bool(window))
-        if kind == "new" and self._client is not None and self._client.gal_on_compose:
+        drawn = kind is None  # [mail]'s schedule (a [workload] send task has its profile's GAL look-ups)
+        if kind is None or kind == "send":
+            kind = user.message_kind(rng, mail, bool(window)) if kind is None else "new"
+        elif not window:  # [workload] reply or forward with nothing to answer yet: a new message
+            kind = "new"
+        if drawn and kind == "new" and self._client is not None and self._client.gal_on_compose:
             await self._search_gal(transport, deadline)  # the recipient typed in (loadgen/device/clients.py)
         own = self._own_user()
         first = source = None
@@ -693,7 +812,7 @@ class MailUser:
         extra = None
         if self.version.number < 140:
             if not mail.legacy_mime:
-                return
+                return None
             extra = (eas_mail.legacy_query(True, source, self.inbox if source else None), eas_mail.MIME_CONTENT_TYPE)
             body = message
         elif kind == "new":
@@ -705,7 +824,7 @@ class MailUser:
         tree = await self.command(transport, name, body, deadline, extra=extra)
         if tree is FAILED_CMD:
             self.stats.mail("send_failed")
-            return
+            return False
         status = None
         if tree is not None:  # an empty body is success (MS-ASCMD 2.2.1.17.2)
             try:
@@ -713,11 +832,12 @@ class MailUser:
             except ValueError:
                 self.stats.malformed_response(name)
                 self.stats.mail("send_failed")
-                return
+                return False
         if status in (None, 1, eas_mail.MESSAGE_PREVIOUSLY_SENT):  # 118: the first submission went through
             self.stats.mail("sent_" + kind)
-        else:
-            self.stats.mail("send_failed")
+            return True
+        self.stats.mail("send_failed")
+        return False
 
     async def _search_gal(self, transport, deadline):
         load = self.load
@@ -727,9 +847,11 @@ class MailUser:
         for prefix in user.prefixes(rng, name):  # as the user types: Range 0-9 each time
             tree = await self.command(transport, "Search", eas_mail.search_gal(prefix), deadline)
             if tree is FAILED_CMD:
-                return
-            if self._parse("Search", eas_mail.parse_search, tree) is not None:
-                self.stats.mail("search_gal")
+                return False
+            if self._parse("Search", eas_mail.parse_search, tree) is None:
+                return False
+            self.stats.mail("search_gal")
+        return True
 
     async def _search_mailbox(self, transport, deadline):
         prefs = self.prefs
@@ -738,6 +860,8 @@ class MailUser:
         tree = await self.command(transport, "Search", body, deadline)
         if tree is not FAILED_CMD and self._parse("Search", eas_mail.parse_search, tree) is not None:
             self.stats.mail("search_mailbox")
+            return True
+        return False
 
     async def _resolve(self, transport, deadline):
         rng = self.rng
@@ -845,7 +969,7 @@ class MailLife(MailUser, PolicyLife):
 
     __slots__ = ("folder_key", "folders", "inbox", "sync_key", "pending_sync", "items", "calendar", "calendar_key",
                  "calendar_due", "fetches", "attachments_fetched", "heartbeat", "ping_adjusted", "resets", "box",
-                 "wake")
+                 "wake", "task_plan")
 
     async def _foldersync(self, transport, deadline):
         tree = await self.command(transport, "FolderSync", commands.foldersync(self.folder_key), deadline)

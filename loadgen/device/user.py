@@ -130,19 +130,90 @@ def recipients(rng, load, own_user, first=None):
     return to, cc, bcc
 
 
+# -- the user-day ([workload]): named profiles and client types
+
+# Named workload profiles, per user per day.  The message counts are Microsoft's Exchange sizing
+# message profiles (messages sent and received per mailbox per day: 50, 100, 200, 500, with the
+# "100 profile" of LoadGen at 80 received and 20 sent; docs/protocol-notes.md, section 17); the
+# other figures are easload's assumptions for a phone user (stated, not measured), scaled with the
+# message count.  A scenario's [workload.profile.<name>] table overrides any of them.
+_BASE_PROFILE = dict(reply_share=0.3, forward_share=0.1, read_share=0.9, delete_share=0.3, move_share=0.1,
+                     flag_share=0.05, attachment_share=0.1, attachment_kb=(20, 500), body_bytes=(300, 6000),
+                     html_share=0.6, gal_lookups_per_message=1.0,
+                     meeting_response={"accept": 0.6, "tentative": 0.2, "decline": 0.1},
+                     internal_share=0.7, recipients=(1, 3))
+NAMED_PROFILES = {
+    "light": dict(_BASE_PROFILE, received_per_day=40.0, sent_per_day=10.0, meeting_requests_per_day=1.0,
+                  calendar_edits_per_day=1.0, contact_edits_per_day=0.5, mailbox_searches_per_day=1.0),
+    "average": dict(_BASE_PROFILE, received_per_day=80.0, sent_per_day=20.0, meeting_requests_per_day=2.0,
+                    calendar_edits_per_day=2.0, contact_edits_per_day=1.0, mailbox_searches_per_day=2.0),
+    "heavy": dict(_BASE_PROFILE, received_per_day=160.0, sent_per_day=40.0, meeting_requests_per_day=4.0,
+                  calendar_edits_per_day=3.0, contact_edits_per_day=2.0, mailbox_searches_per_day=4.0),
+    "very-heavy": dict(_BASE_PROFILE, received_per_day=400.0, sent_per_day=100.0, meeting_requests_per_day=8.0,
+                       calendar_edits_per_day=5.0, contact_edits_per_day=3.0, mailbox_searches_per_day=8.0),
+}
+# The client types a [workload] may mix (loadgen/device/clients.py CLIENT_TYPES defines their behaviour
+# when present; these names stand in until then)
+CLIENT_NAMES = ("ios", "android", "outlook-cloud", "hanging-sync", "misbehaving")
+
+
+class DayTasks:
+    """A device's share of its user's planned day ([workload], loadgen/run/day.py Planner.device_plan):
+    ``times`` the run seconds (array of doubles) and ``kinds`` the task types (codes of
+    loadgen/results/tasks.py TASK_TYPES, one byte each) in time order; ``next`` the next task's
+    position; tasks from ``next + 1`` up to ``queued_to`` fell due while the device was busy (counted
+    queued); ``t0`` the run's start (loop time); ``gal`` GAL look-ups per new message; ``day`` which
+    day of the user's (stress: one after the other)."""
+
+    __slots__ = ("profile", "times", "kinds", "gal", "day", "stress", "next", "queued_to", "t0")
+
+    def __init__(self, profile, times, kinds, gal=0.0, day=0, stress=False):
+        self.profile = profile
+        self.times = times
+        self.kinds = kinds
+        self.gal = gal
+        self.day = day
+        self.stress = stress
+        self.next = 0
+        self.queued_to = 0
+        self.t0 = 0.0
+
+    def __len__(self):
+        return len(self.kinds)
+
+
+def gal_lookups(rng, mean):
+    """GAL look-ups while composing a new message: ``mean`` on average (its whole part, plus one more
+    with the probability of its fraction)."""
+    whole = int(mean)
+    return whole + (1 if rng.random() < mean - whole else 0)
+
+
 _ATTACHMENTS = {}  # size class -> (file name, type, bytes): a few shared attachments, built once
 _ATTACHMENT_KINDS = (("report.pdf", "application/pdf", 48_000), ("photo.jpg", "image/jpeg", 120_000),
                      ("notes.txt", "text/plain", 3_000), ("sheet.xlsx", "application/vnd.openxmlformats-"
                                                          "officedocument.spreadsheetml.sheet", 20_000))
 
 
-def attachment(rng):
-    """One of a few shared attachments (name, MIME type, bytes): no per-message bytes to build."""
+def attachment(rng, kb=None):
+    """One of a few shared attachments (name, MIME type, bytes): no per-message bytes to build.
+    ``kb``: a (low, high) size range in KB ([workload] profile attachment_kb): a size drawn in it,
+    rounded to one of at most 16 size classes of the range, so the attachments stay shared."""
     i = rng.randrange(len(_ATTACHMENT_KINDS))
-    found = _ATTACHMENTS.get(i)
+    if kb is None:
+        key = i
+    else:
+        low, high = kb
+        step = max(1, (high - low) // 15)
+        key = (i, low + step * rng.randint(0, (high - low) // step))
+    found = _ATTACHMENTS.get(key)
     if found is None:
         name, kind, size = _ATTACHMENT_KINDS[i]
-        found = _ATTACHMENTS[i] = (name, kind, bytes((j * 31 + 7) & 0xFF for j in range(size)))
+        if kb is not None:
+            size = max(1, key[1]) * 1024
+            if len(_ATTACHMENTS) > 256:
+                _ATTACHMENTS.clear()
+        found = _ATTACHMENTS[key] = (name, kind, bytes((j * 31 + 7) & 0xFF for j in range(size)))
     return found
 
 
@@ -154,7 +225,7 @@ def message(rng, load, sender, to, cc, bcc, token, subject=None):
     html = None
     if rng.random() < mail.html_share:
         html = "<html><body><p>%s</p></body></html>" % text.replace("&", "&amp;").replace("<", "&lt;")
-    attachments = (attachment(rng),) if rng.random() < mail.attachment_share else ()
+    attachments = (attachment(rng, mail.attachment_kb),) if rng.random() < mail.attachment_share else ()
     if subject is None:
         subject = text[:rng.randint(12, 40)].strip() or "hello"
     return mime.build_message(sender=sender, to=to, cc=cc, bcc=bcc, subject=subject, text=text, html=html,

@@ -686,7 +686,8 @@ def paused_gc():
             gc.enable()
 
 
-_SERIES_COUNTERS = ("devices", "requests", "http", "eas", "provisionings", "reprovisions", "throttled", "wipes")
+_SERIES_COUNTERS = ("devices", "requests", "http", "eas", "provisionings", "reprovisions", "throttled", "wipes",
+                    "tasks")
 
 
 def merge_series(all_series):

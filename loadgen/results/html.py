@@ -641,6 +641,8 @@ def _verdict(m):
     answered = sum(n for k, n in m["by_command_status"].items() if _split(k)[1].isdigit())
     if m["requests"] and not answered:
         return "fail", "FAIL: the target never answered"
+    if m.get("aborted"):
+        return "fail", "FAIL: the run stopped itself (%s)" % m["aborted"]
     if failed:
         return "fail", "FAIL: %d of %d thresholds" % (len(failed), len(m["thresholds"]))
     if m["interrupted"]:
@@ -736,6 +738,10 @@ _SECTIONS = (
     ("statuses", "Errors and statuses by command", ""),
     ("mail", "Mail", "What the users did with mail, and the push latency of the run's messages: from the sender's "
      "submission to the Sync that returned the message to a recipient's device (HDR histograms, merged exactly)."),
+    ("tasks", "Tasks of the user-day",
+     "The tasks the simulated day planned, achieved, failed and started late (more than 100 ms after their planned "
+     "time), and their latency from the planned time (open model: a late start counts; HDR histograms, merged "
+     "exactly)."),
 )
 
 
@@ -763,6 +769,9 @@ def _sections(m, charts):
     mail = _mail_tables(m)
     if mail and "mail" not in figs:
         figs["mail"] = []
+    tasks = _tasks_tables(m)
+    if tasks and "tasks" not in figs:
+        figs["tasks"] = []
     for sec, heading, intro in _SECTIONS:
         if sec not in figs:
             if sec != "latency":
@@ -776,6 +785,8 @@ def _sections(m, charts):
             out.append(_errors_table(m))
         if sec == "mail":
             out.append(mail)
+        if sec == "tasks":
+            out.append(tasks)
         out.append("</section>")
     if m["shards"] > 1:
         out.append(_shards(m))
@@ -800,6 +811,29 @@ def _mail_tables(m):
     tables.append(_table("push_latency", "Push latency by how the recipient was addressed (s)",
                          ("recipient", "count", "p50", "p90", "p99", "max"), lat))
     return '<div class="tables">%s</div>' % "".join(t for t in tables if t)
+
+
+def _tasks_tables(m):
+    """The Tasks section's table ("" without a workload): per type and over all, the queue's peak."""
+    tasks = m.get("tasks") or {}
+    by_type = tasks.get("by_type") or {}
+    if not by_type:
+        return ""
+
+    def row(name, r):
+        lat = r.get("latency") or {}
+        ratio = r.get("achieved_ratio")
+        return (name, r.get("planned", 0), r.get("achieved", 0), r.get("failed", 0), r.get("late", 0),
+                "–" if ratio is None else "%.3f" % ratio,
+                *("–" if k not in lat else "%.3f" % (lat[k] / 1000) for k in ("p50_ms", "p90_ms", "p99_ms", "max_ms")))
+
+    total = tasks.get("total") or {}
+    rows = [row(name, r) for name, r in by_type.items()] + [row("all", total)]
+    table = _table("tasks", "Tasks by type (latency in s from the planned time); queued behind a busy device: "
+                   "peak %s" % _fmt(total.get("queued_peak", 0)),
+                   ("task", "planned", "achieved", "failed", "late", "achieved/planned", "p50", "p90", "p99", "max"),
+                   rows)
+    return '<div class="tables">%s</div>' % table
 
 
 def _errors_table(m):

@@ -1,8 +1,8 @@
 """The one merge of results (summary.json): ``easload merge`` of shards, and the HTML report of
 several results (loadgen/results/html.py derives its views from what :func:`merge` returns).
 
-Counts add up; HDR histograms (per command, per timing, per push-latency kind and per time-series
-interval) are added, so percentiles are those of all requests, never an average of shard
+Counts add up; HDR histograms (per command, per timing, per push-latency kind, per task type and per
+time-series interval) are added, so percentiles are those of all requests, never an average of shard
 percentiles.  Results of different scenarios or seeds are refused; as shards (``easload merge``)
 also results of different easload versions or shard counts, or the same shard twice.
 """
@@ -11,6 +11,7 @@ from hdrh.histogram import HdrHistogram
 
 from loadgen.results.outcomes import OK_OUTCOMES
 from loadgen.results.stats import Stats
+from loadgen.results.tasks import RESULTS
 from loadgen.results.histograms import _HistogramView as _View
 from loadgen.results.histograms import merge_series
 
@@ -130,17 +131,28 @@ def merge(summaries, *, shards=True, series=True):
         stats.bytes_sent += s.get("bytes_sent", 0)
         stats.bytes_received += s.get("bytes_received", 0)
         stats.mail_events.update((s.get("mail") or {}).get("events") or {})
+        tasks = s.get("tasks") or {}
+        for task_type, row in (tasks.get("by_type") or {}).items():
+            for result in RESULTS:
+                if row.get(result):
+                    stats.task_counts[(task_type, result)] += row[result]
+        # the queue's peak of several shards: the sum of theirs, an upper bound (they need not peak together)
+        stats.tasks_queued_peak += (tasks.get("total") or {}).get("queued_peak", 0)
+        stats.tasks_queued += (tasks.get("total") or {}).get("queued_end", 0)
         rss = s.get("client_rss", {})
         stats.rss_base += rss.get("base_bytes", 0)
         stats.rss_peak += rss.get("peak_bytes", 0)
         stats.rss_end += rss.get("end_bytes", 0)
         stats.interrupted = stats.interrupted or s.get("interrupted", False)
+        stats.aborted = stats.aborted or s.get("aborted")  # the first shard's reason
     stats.total = sum(stats.by_key.values())
     stats.failures = sum(n for (_c, o, _s), n in stats.by_key.items() if o not in OK_OUTCOMES)
     for attr, key in (("latency", "histograms"), ("timings", "timing_histograms")):
         setattr(stats, attr, {name: _View(h) for name, h in histograms_of(summaries, key).items()})
     stats.push_hdr = {kind: _View(h) for kind, h in
                       histograms_of([s.get("mail") or {} for s in summaries], "push_latency_histograms").items()}
+    stats.task_hdr = {t: _View(h) for t, h in
+                      histograms_of([s.get("tasks") or {} for s in summaries], "histograms").items()}
     stats.started = min(s.get("started") or 0.0 for s in summaries)
     stats.ended = max((s.get("started") or 0.0) + (s.get("elapsed_s") or 0.0) for s in summaries)
     stats.series = merge_series([s.get("series") or [] for s in summaries]) if series else []

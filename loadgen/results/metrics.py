@@ -20,6 +20,12 @@ exported from zero, and ``other``) and ``easload_push_latency_seconds{kind}`` (t
 sender's submission to the Sync that returned the message to a recipient's device; the standard
 latency buckets, counts equal to the summary's HDR counts).
 
+Tasks of the user-day (loadgen/results/tasks.py): ``easload_tasks_total{type,result}`` (the fixed
+TASK_TYPES, and ``other`` once counted; result planned, achieved, failed, late), the histogram
+``easload_task_latency_seconds{type}`` (from each task's planned time: open model, no coordinated
+omission) and the gauge ``easload_tasks_queued`` (tasks due while their device was busy); exported
+only when the run has a workload.
+
 Load shape: ``easload_device_starts_total`` (open model: arrivals),
 ``easload_late_starts_total`` (more than 100 ms behind schedule) and
 ``easload_schedule_lag_seconds`` (intended to actual start).  ``easload_run_info``
@@ -41,6 +47,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 
 from loadgen.results.mail import MAIL_EVENTS, OTHER, PUSH_KINDS
 from loadgen.results.stats import LATENCY_BUCKETS
+from loadgen.results.tasks import RESULTS, TASK_TYPES
 
 REGISTRY = prom.CollectorRegistry(auto_describe=False)
 
@@ -127,6 +134,7 @@ class RunCollector:
         yield _counter("easload_policy_effects", "Preferences clamped to the policy and attachment fetches allowed "
                        "or skipped by it, by effect", ["effect"], ((e, n) for e, n in list(stats.policy_effects.items())))
         yield from _mail(stats)
+        yield from _tasks(stats)
         # load shape (open model: arrivals; closed model: the ramp)
         starts = getattr(stats, "starts", 0)
         if not starts and "StartLag" in stats.timings:  # --workers: the parent has the merged timings at the end
@@ -179,6 +187,37 @@ def _mail(stats):
             buckets.append((label, cumulative))
         push.add_metric([kind], buckets, sums.get(kind, 0.0))
     yield push
+
+
+def _tasks(stats):
+    """The task families, when the run has a workload (a plan or a task counted): every type and result
+    from zero, "other" once it is counted."""
+    counts = dict(getattr(stats, "task_counts", None) or {})
+    queued = getattr(stats, "tasks_queued", 0)
+    if not counts and not getattr(stats, "tasks_queued_peak", 0):
+        return
+    family = CounterMetricFamily("easload_tasks", "Tasks of the simulated user-day by type and result (planned, "
+                                 "achieved, failed, late: started more than 100 ms after its planned time)",
+                                 labels=["type", "result"])
+    types = TASK_TYPES + ((OTHER,) if any(t == OTHER for t, _r in counts) else ())
+    for task_type in types:
+        for result in RESULTS:
+            family.add_metric([task_type, result], counts.get((task_type, result), 0))
+    yield family
+    latency = HistogramMetricFamily("easload_task_latency_seconds", "Task latency from its planned time to its "
+                                    "last request's answer (open model: a late start counts), by type",
+                                    labels=["type"])
+    sums = dict(stats.task_sums)
+    for task_type in types:
+        cumulative, buckets = 0, []
+        for label, n in zip(_BUCKET_LABELS, stats.task_bucket_counts(task_type)):
+            cumulative += n
+            buckets.append((label, cumulative))
+        latency.add_metric([task_type], buckets, sums.get(task_type, 0.0))
+    yield latency
+    gauge = GaugeMetricFamily("easload_tasks_queued", "Tasks due while their device was busy with an earlier one")
+    gauge.add_metric([], queued)
+    yield gauge
 
 
 def _counter(name, documentation, labels, rows):

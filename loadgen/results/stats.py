@@ -22,6 +22,7 @@ from hdrh.histogram import HdrHistogram
 from loadgen.results.histograms import interval_entry, sparse_counts
 from loadgen.results.mail import EVENT_LABELS, MAIL_EVENTS, PUSH_LABELS
 from loadgen.results.outcomes import INTERRUPTED, OK_OUTCOMES, TIMEOUT, fold
+from loadgen.results.tasks import LATE_AFTER, TASK_LABELS
 
 _LOW_US, _HIGH_US, _DIGITS = 1, 3_600_000_000, 3
 
@@ -120,6 +121,9 @@ _MAIL_LABEL = {e: e for e in MAIL_EVENTS}
 _PUSH_SLOTS = len(LATENCY_BUCKETS) + 1
 _PUSH_SLOT = {k: i * _PUSH_SLOTS for i, k in enumerate(PUSH_LABELS)}
 _PUSH_MAX_S = _HIGH_US / 1_000_000
+# tasks (loadgen/results/tasks.py): a type's label (TASK_TYPES, else OTHER) and its first slot in
+# Stats.task_buckets (TASK_LABELS' runs of len(LATENCY_BUCKETS) + 1 slots each)
+_TASK_SLOT = {t: i * _PUSH_SLOTS for i, t in enumerate(TASK_LABELS)}
 
 
 def http_status_label(status):
@@ -187,6 +191,16 @@ class Stats:
         self.push_hdr = {}  # kind -> Recorder
         self.push_buckets = [0] * (len(PUSH_LABELS) * _PUSH_SLOTS)
         self.push_sums = Counter()  # kind -> seconds
+        # tasks of the user-day (loadgen/results/tasks.py): (type, result) -> n with result planned,
+        # achieved, failed, late; latency from the planned time per type: HDR recorder (microseconds),
+        # Prometheus buckets (TASK_LABELS' runs of LATENCY_BUCKETS slots, +Inf last) and sums; the tasks
+        # due while their device was busy (now, and the highest seen)
+        self.task_counts = Counter()
+        self.task_hdr = {}  # type -> Recorder
+        self.task_buckets = [0] * (len(TASK_LABELS) * _PUSH_SLOTS)
+        self.task_sums = Counter()  # type -> seconds
+        self.tasks_queued = 0
+        self.tasks_queued_peak = 0
         self._throttle_reasons = {}  # reason the server sent -> its label (THROTTLE_REASONS or OTHER)
         self._eas_keys = {}  # (command, EAS status) -> its eas_statuses key (folded, see EAS_STATUS_CAP)
         self._eas_per_command = {}  # command -> distinct EAS status values kept (a dict: workers ship Counters)
@@ -195,7 +209,9 @@ class Stats:
         self.interval_lag = None  # Recorder of the schedule lag (us) since the last sample, None if no start
         self.series = []  # one sample per interval (see sample())
         self._last = {}
+        self._last_tasks = {}  # "<type> <result>" -> n at the last sample
         self.interrupted = False
+        self.aborted = None  # why the run stopped itself (the backlog guard, loadgen/run/engine.py), or None
         self.total = 0
         self.failures = 0  # requests whose outcome is not in OK_OUTCOMES
 
@@ -369,6 +385,55 @@ class Stats:
             "push_latency_histograms": {k: self.push_hdr[k].histogram().encode().decode("ascii") for k in kinds},
         }
 
+    # -- tasks (loadgen/results/tasks.py)
+
+    def tasks_planned(self, task_type, n=1):
+        """``n`` tasks of ``task_type`` in the plan a device took for the run (any other name: "other")."""
+        self.task_counts[(task_type if task_type in _TASK_SLOT else OTHER, "planned")] += n
+
+    def task_done(self, task_type, planned_at, started_at, ended_at, ok):
+        """A task carried out: its planned, start and end times (the loop's clock, seconds) and whether
+        every request of it succeeded.  Its latency counts from the planned time (open model: a late
+        start is part of what the user waited); a start more than LATE_AFTER after the plan is late.
+        A latency below 0 counts as 0, above an hour as an hour, not a number as 0."""
+        if task_type not in _TASK_SLOT:
+            task_type = OTHER
+        counts = self.task_counts
+        counts[(task_type, "achieved" if ok else "failed")] += 1
+        if started_at - planned_at > LATE_AFTER:
+            counts[(task_type, "late")] += 1
+        seconds = ended_at - planned_at
+        if not seconds > 0:
+            seconds = 0.0
+        elif seconds > _PUSH_MAX_S:
+            seconds = _PUSH_MAX_S
+        rec = self.task_hdr.get(task_type)
+        if rec is None:
+            rec = self.task_hdr[task_type] = Recorder()
+        us = int(seconds * 1_000_000)
+        rec.record(us if us > _LOW_US else _LOW_US)
+        self.task_buckets[_TASK_SLOT[task_type] + bisect_left(LATENCY_BUCKETS, seconds)] += 1
+        self.task_sums[task_type] += seconds
+
+    task = task_done
+
+    def task_queued(self, delta):
+        """+1 when a task falls due while its device is busy with an earlier one, -1 when it starts."""
+        queued = self.tasks_queued + delta
+        self.tasks_queued = queued
+        if queued > self.tasks_queued_peak:
+            self.tasks_queued_peak = queued
+
+    def task_bucket_counts(self, task_type):
+        """The Prometheus bucket counts (one per LATENCY_BUCKETS slot, +Inf last) of a task type."""
+        at = _TASK_SLOT[task_type]
+        return self.task_buckets[at:at + _PUSH_SLOTS]
+
+    def tasks_dict(self):
+        """summary.json's ``tasks`` (empty without a workload): see :func:`tasks_summary`."""
+        return tasks_summary(self.task_counts, {t: r.histogram() for t, r in self.task_hdr.items()},
+                             self.tasks_queued_peak, self.tasks_queued)
+
     def provisioning(self, result, ack_status):
         self.provisionings[(result, str(ack_status))] += 1
 
@@ -454,6 +519,15 @@ class Stats:
             self._spare.append(rec)
         self.interval_lag = None
         point["latency"] = {command: entry(rec) for command, rec in self.interval_latency.items()}
+        if self.task_counts or self.tasks_queued_peak:
+            # the interval's tasks: "<type> <result>" -> n (achieved, failed, late, planned), and
+            # "queued": the tasks waiting for their device at the interval's end
+            last = self._last_tasks
+            now = {"%s %s" % k: n for k, n in self.task_counts.items()}
+            tasks = {k: v - last.get(k, 0) for k, v in now.items() if v - last.get(k, 0)}
+            tasks["queued"] = self.tasks_queued
+            point["tasks"] = tasks
+            self._last_tasks = now
         self._close_interval()
         self.series.append(point)
 
@@ -483,6 +557,15 @@ class Stats:
 
     def to_dict(self, scenario=None, target=None):
         elapsed = (self.ended or time.time()) - self.started
+        out = self._to_dict(scenario, elapsed, target)
+        tasks = self.tasks_dict()
+        if tasks:  # a run with a workload (loadgen/results/tasks.py); without one the summary is as before
+            out["tasks"] = tasks
+        if self.aborted:
+            out["aborted"] = self.aborted
+        return out
+
+    def _to_dict(self, scenario, elapsed, target):
         return {
             "scenario": scenario,
             "target": target,
@@ -547,6 +630,45 @@ def percentiles(hist):
         "p99_ms": hist.get_value_at_percentile(99) / 1000,
         "max_ms": hist.get_max_value() / 1000,
     }
+
+
+def tasks_summary(counts, hists, queued_peak, queued_end=0):
+    """summary.json's ``tasks`` from (type, result) -> n counts and type -> HdrHistogram of the latency from
+    the planned time (microseconds); ``{}`` when there was no task at all.
+
+    ``by_type``: per type (TASK_TYPES' order, "other" last) planned, achieved, failed, late and the
+    latency (count, p50/p90/p99/max in ms, as ``latency``); ``total``: the same counts over the types,
+    ``achieved_ratio`` = achieved / planned (None without a plan), ``late_ratio`` = late / done, and the
+    queue's peak and end; ``histograms``: type -> hdrh's encoded form, mergeable exactly."""
+    types = [t for t in TASK_LABELS if any(counts.get((t, r)) for r in ("planned", "achieved", "failed", "late"))
+             or (t in hists and hists[t].get_total_count())]
+    if not types and not queued_peak:
+        return {}
+    by_type = {}
+    total = {"planned": 0, "achieved": 0, "failed": 0, "late": 0}
+    for t in types:
+        row = {r: counts.get((t, r), 0) for r in ("planned", "achieved", "failed", "late")}
+        for r, n in row.items():
+            total[r] += n
+        row.update(_ratios(row))
+        h = hists.get(t)
+        if h is not None and h.get_total_count():
+            row["latency"] = percentiles(h)
+        by_type[t] = row
+    total.update(_ratios(total))
+    total["queued_peak"] = queued_peak
+    total["queued_end"] = queued_end
+    return {"total": total, "by_type": by_type,
+            "histograms": {t: hists[t].encode().decode("ascii") for t in types
+                           if t in hists and hists[t].get_total_count()}}
+
+
+def _ratios(row):
+    done = row["achieved"] + row["failed"]
+    # no plan: no ratio (None, which a threshold on it takes as "no data": it fails)
+    return {"achieved_ratio": round(row["achieved"] / row["planned"], 6) if row["planned"] else None,
+            "late_ratio": round(row["late"] / done, 6) if done else 0.0,
+            "failed_ratio": round(row["failed"] / done, 6) if done else 0.0}
 
 
 def eas_order(item):

@@ -135,7 +135,8 @@ def _interval_hist(entry):
     return None
 
 
-_SERIES_COUNTS = ("requests", "http", "eas", "provisionings", "reprovisions", "throttled", "wipes", "devices")
+_SERIES_COUNTS = ("requests", "http", "eas", "provisionings", "reprovisions", "throttled", "wipes", "devices",
+                  "tasks")
 
 
 def _point(p):
@@ -173,6 +174,36 @@ def _mail(v):
             problem = check(v[key])
             if problem:
                 return "'%s' %s" % (key, problem)
+    return None
+
+
+def _tasks(v):
+    """summary.json's ``tasks`` (Stats.tasks_dict): total (numbers), by_type (type: counts, ratios and a
+    latency entry), histograms (type: hdrh-encoded); a part may be missing."""
+    if type(v) is not dict:
+        return "must be an object of total, by_type and histograms"
+    if "total" in v:
+        problem = _numbers(v["total"])
+        if problem:
+            return "'total' %s" % problem
+    by_type = v.get("by_type", {})
+    if type(by_type) is not dict:
+        return "'by_type' must be an object of type: figures"
+    for name, row in by_type.items():
+        if type(row) is not dict:
+            return "'by_type' %r must be an object" % (name,)
+        problem = _numbers({k: x for k, x in row.items() if k != "latency"})
+        if not problem and "latency" in row:
+            problem = _numbers(row["latency"])
+        if not problem and not all(_is_int(row.get(k, 0)) and row.get(k, 0) >= 0
+                                   for k in ("planned", "achieved", "failed", "late")):
+            problem = "counts must be whole numbers >= 0"
+        if problem:
+            return "'by_type' %r %s" % (name, problem)
+    if "histograms" in v:
+        problem = _hdr(v["histograms"])
+        if problem:
+            return "'histograms' %s" % problem
     return None
 
 
@@ -231,6 +262,8 @@ FIELDS = {
     "thresholds": _list_of(_threshold, "thresholds"),
     "series": _list_of(_point, "samples"),
     "mail": _mail,
+    "tasks": _tasks,
+    "aborted": _simple(_opt(_is_str), "a text"),
 }
 FIELDS.update({key: _counts for key in _COUNT_MAPS})
 FIELDS.update({key: _simple(lambda v: _is_int(v) and v >= 0, "a whole number >= 0") for key in _INTS})

@@ -86,6 +86,7 @@ def summary_text(stats, scenario_name, target, devices_total):
                          "%.1f" % p["max_ms"]))
         out.append(_table(("timing", "count", "p50", "p90", "p99", "max"), rows))
     out += mail_text(stats)
+    out += tasks_text(stats)
     out.append("")
     out.append("Devices by final state")
     out.append(_table(("state", "devices"), sorted(stats.final_states.items())))
@@ -150,10 +151,40 @@ def summary_text(stats, scenario_name, target, devices_total):
         out.append("%d devices ended by an unexpected exception of their own (counted as internal_error; the run "
                    "went on): %s" % (sum(stats.device_errors.values()),
                                      ", ".join("%s %d" % kv for kv in sorted(stats.device_errors.items()))))
-    if stats.interrupted:
+    if getattr(stats, "aborted", None):
+        out.append("")
+        out.append("The run stopped itself: %s." % stats.aborted)
+    elif stats.interrupted:
         out.append("")
         out.append("The run was interrupted before its end.")
     return "\n".join(out)
+
+
+def tasks_text(stats):
+    """The Tasks block's lines (empty without a workload): per task type planned, achieved, failed and late,
+    the achieved ratio and the latency from the planned time (s), then the totals and the queue's peak."""
+    tasks = stats.tasks_dict()
+    if not tasks:
+        return []
+    rows = []
+
+    def row(name, r):
+        lat = r.get("latency") or {}
+        ratio = r.get("achieved_ratio")
+        return (name, r["planned"], r["achieved"], r["failed"], r["late"],
+                "-" if ratio is None else "%.3f" % ratio,
+                *("-" if k not in lat else "%.3f" % (lat[k] / 1000) for k in ("p50_ms", "p90_ms", "p99_ms", "max_ms")))
+
+    for name, r in tasks["by_type"].items():
+        rows.append(row(name, r))
+    total = tasks["total"]
+    rows.append(row("all", total))
+    out = ["", "Tasks (planned by the user-day, achieved, failed, late: started > 100 ms after the plan; "
+               "latency in s from the planned time)",
+           _table(("task", "planned", "achieved", "failed", "late", "achieved/planned", "p50", "p90", "p99", "max"),
+                  rows),
+           "  tasks queued behind a busy device: peak %d, at the end %d" % (total["queued_peak"], total["queued_end"])]
+    return out
 
 
 def mail_text(stats):

@@ -8,7 +8,16 @@ Metrics: ``<command>.<stat>`` with a stat of :data:`STATS` (p50 ... max in secon
 errors as counts; a timing such as ``Enrolment`` or ``StartLag`` in place of a command too),
 ``errors.rate`` / ``errors.count``, ``requests.rate`` (per second) / ``requests.count``,
 ``devices.<state>`` (the fraction of the devices that ended in that state), and the counts
-``provisionings.<result>``, ``reprovisions.<trigger>``, ``throttled.<reason>``.
+``provisionings.<result>``, ``reprovisions.<trigger>``, ``throttled.<reason>``.  The workload's tasks
+(loadgen/results/tasks.py): ``tasks.achieved_ratio`` (achieved / planned), ``tasks.late_ratio`` and
+``tasks.failed_ratio`` (of the tasks done), ``tasks.queued_peak`` and the counts ``tasks.planned`` /
+``achieved`` / ``failed`` / ``late``; per type ``tasks.<type>.p50|p90|p99|max`` (seconds from the
+planned time), ``tasks.<type>.achieved_ratio`` / ``late_ratio`` and its counts.
+
+:func:`parse` refuses a metric that cannot exist -- a command MS-ASCMD does not define, a device state,
+throttling reason or task type no device records, a field no group has -- so that a typo is a usage
+error before the run (loadgen/scenario.py calls it for ``easload validate`` and ``run`` alike), not a
+failed threshold after an hour of load.
 
 :func:`evaluate` judges thresholds on :class:`Figures`: the few numbers thresholds read, taken
 from a live ``Stats`` (the run, ``easload merge``) or from a summary dict (the HTML report's merge
@@ -26,9 +35,27 @@ from dataclasses import dataclass
 from hdrh.histogram import HdrHistogram
 
 from loadgen.results.outcomes import OK_OUTCOMES
+from loadgen.results.stats import THROTTLE_REASONS, OTHER
+from loadgen.results.tasks import TASK_LABELS, TOTAL_FIELDS, TYPE_FIELDS
 
 STATS = ("p50", "p90", "p95", "p99", "max", "count", "errors")
-GROUPS = ("errors", "requests", "devices", "provisionings", "reprovisions", "throttled")
+GROUPS = ("errors", "requests", "devices", "provisionings", "reprovisions", "throttled", "tasks")
+# what a <command>.<stat> may name: the commands of MS-ASCMD 2.2.1 (Autodiscover 2.2.1.1 ... ValidateCert
+# 2.2.1.22, Find in 16.1), the HTTP OPTIONS request of MS-ASHTTP 2.2.3, and the timings of
+# loadgen/results/stats.py (Stats.enrolment, Stats.start_lag)
+COMMANDS = ("Autodiscover", "Find", "FolderCreate", "FolderDelete", "FolderSync", "FolderUpdate", "GetAttachment",
+            "GetHierarchy", "GetItemEstimate", "ItemOperations", "MeetingResponse", "MoveItems", "Ping", "Provision",
+            "ResolveRecipients", "Search", "SendMail", "Settings", "SmartForward", "SmartReply", "Sync",
+            "ValidateCert", "OPTIONS")
+TIMINGS = ("Enrolment", "EnrolmentUncorrected", "StartLag")
+# a device's final states (loadgen/device/states.py; tests/cli/test_task_thresholds.py keeps the two in step)
+DEVICE_STATES = ("new", "provisioning", "provisioned", "no_policy", "unprovisioned", "refused", "blocked",
+                 "quarantined", "wiped", "throttled", "failed", "auth_failed", "stopped")
+_FIXED = {"errors": ("rate", "count"), "requests": ("rate", "count"), "devices": DEVICE_STATES,
+          "throttled": tuple(sorted(THROTTLE_REASONS)) + (OTHER,)}
+# provisioning results and re-provisioning triggers carry numbers the server sends (refused_<status>,
+# loop_<trigger>, 140, 144 ...): one word of letters, digits and underscores
+_LABEL = re.compile(r"^[A-Za-z0-9_]+$")
 OPS = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge, "==": operator.eq}
 # the condition as a scenario writes it: an operator and a decimal number
 CONDITION = re.compile(r"^\s*(<=|>=|==|<|>)\s*(-?\d+(?:\.\d+)?)\s*$")
@@ -52,14 +79,53 @@ class Threshold:
         return "%s %s %g" % (self.metric, self.op, self.limit)
 
 
-def parse(metric, condition):
-    """The Threshold of a scenario's ``metric = "condition"``; ThresholdError if either is wrong."""
-    group, _, stat = metric.partition(".")
+def _did_you_mean(word, names, prefix=""):
+    hint = difflib.get_close_matches(word, names, 1)
+    return " (did you mean '%s%s'?)" % (prefix, hint[0]) if hint else ""
+
+
+def check_metric(metric):
+    """ThresholdError when ``metric`` is not one a run can have (see the module's list), else None."""
+    group, _, stat = metric.partition(".") if isinstance(metric, str) else ("", "", "")
     if not stat or not (group in GROUPS or stat in STATS):
         hint = difflib.get_close_matches(stat, STATS, 1)
         raise ThresholdError("unknown threshold metric '%s': use <command>.<%s> or %s.<name>%s"
                              % (metric, "|".join(STATS), "|".join(GROUPS),
                                 " (did you mean '%s.%s'?)" % (group, hint[0]) if hint else ""))
+    if group == "tasks":
+        task_type, _, field = stat.partition(".")
+        if not field:
+            if stat not in TOTAL_FIELDS and stat not in TASK_LABELS:
+                raise ThresholdError("unknown threshold metric '%s': tasks.<%s> or tasks.<type>.<field>%s"
+                                     % (metric, "|".join(TOTAL_FIELDS), _did_you_mean(stat, TOTAL_FIELDS, "tasks.")))
+            if stat in TASK_LABELS:
+                raise ThresholdError("threshold metric '%s' names a task type but no field: tasks.%s.<%s>"
+                                     % (metric, stat, "|".join(TYPE_FIELDS)))
+        elif task_type not in TASK_LABELS:
+            raise ThresholdError("unknown task type in threshold metric '%s': %s%s"
+                                 % (metric, ", ".join(TASK_LABELS), _did_you_mean(task_type, TASK_LABELS, "tasks.")))
+        elif field not in TYPE_FIELDS:
+            raise ThresholdError("unknown field in threshold metric '%s': tasks.%s.<%s>%s"
+                                 % (metric, task_type, "|".join(TYPE_FIELDS),
+                                    _did_you_mean(field, TYPE_FIELDS, "tasks.%s." % task_type)))
+    elif group in _FIXED:
+        if stat not in _FIXED[group]:
+            raise ThresholdError("unknown threshold metric '%s': %s.<%s>%s" % (
+                metric, group, "|".join(_FIXED[group]), _did_you_mean(stat, _FIXED[group], group + ".")))
+    elif group in ("provisionings", "reprovisions"):
+        if not _LABEL.match(stat):
+            raise ThresholdError("unknown threshold metric '%s': %s.<one word of letters, digits, _>" % (metric, group))
+    elif group not in COMMANDS and group not in TIMINGS:
+        names = COMMANDS + TIMINGS
+        raise ThresholdError("unknown command in threshold metric '%s': an MS-ASCMD command (%s) or a timing "
+                             "(%s)%s" % (metric, ", ".join(COMMANDS), ", ".join(TIMINGS),
+                                         _did_you_mean(group, names, "").replace("'?)", ".%s'?)" % stat)))
+
+
+def parse(metric, condition):
+    """The Threshold of a scenario's ``metric = "condition"``; ThresholdError if either is wrong,
+    or if the metric is not one a run can have (:func:`check_metric`)."""
+    check_metric(metric)
     m = CONDITION.match(condition) if isinstance(condition, str) else None
     if m and not math.isfinite(float(m.group(2))):
         m = None
@@ -92,10 +158,10 @@ class Figures:
     ``of_summary`` from a summary dict (summary.json's fields); both by the same rules."""
 
     __slots__ = ("requests", "errors", "elapsed_s", "devices", "provisionings", "reprovisions", "throttled",
-                 "command_errors", "counts", "_histograms", "_latency")
+                 "command_errors", "counts", "_histograms", "_latency", "tasks")
 
     def __init__(self, requests, errors, elapsed_s, devices, provisionings, reprovisions, throttled,
-                 command_errors, counts, histograms, latency=None):
+                 command_errors, counts, histograms, latency=None, tasks=None):
         self.requests = requests  # requests made
         self.errors = errors  # of which not in OK_OUTCOMES
         self.elapsed_s = elapsed_s
@@ -107,6 +173,7 @@ class Figures:
         self.counts = counts  # command or timing -> values in its histogram
         self._histograms = histograms  # command or timing -> HdrHistogram, or hdrh's encoded text
         self._latency = latency or {}  # summary's percentiles (ms), used when a histogram is missing
+        self.tasks = tasks or {}  # summary.json's "tasks" (Stats.tasks_dict): {} without a workload
 
     @classmethod
     def of_stats(cls, stats):
@@ -122,7 +189,7 @@ class Figures:
         return cls(stats.total, stats.failures, (stats.ended or time.time()) - stats.started, stats.final_states,
                    provisionings, stats.reprovisions, stats.throttled, command_errors,
                    {name: rec.total for name, rec in recorders.items()},
-                   {name: rec.histogram() for name, rec in recorders.items()})
+                   {name: rec.histogram() for name, rec in recorders.items()}, tasks=stats.tasks_dict())
 
     @classmethod
     def of_summary(cls, summary, histograms=None):
@@ -144,7 +211,8 @@ class Figures:
         return cls(summary.get("requests") or 0, summary.get("errors") or 0, summary.get("elapsed_s") or 0.0,
                    summary.get("devices") or {}, provisionings, summary.get("reprovisions") or {},
                    summary.get("throttled") or {}, command_errors,
-                   {name: p.get("count", 0) for name, p in latency.items()}, hists, latency)
+                   {name: p.get("count", 0) for name, p in latency.items()}, hists, latency,
+                   tasks=summary.get("tasks") if isinstance(summary.get("tasks"), dict) else None)
 
     def histogram(self, name):
         """The HdrHistogram of a command or timing, or None."""
@@ -156,9 +224,43 @@ class Figures:
                 hist = self._histograms[name] = None
         return hist
 
+    def task_value(self, name):
+        """The value of ``tasks.<name>`` (see the module), or None when there is no data."""
+        tasks = self.tasks
+        if not tasks:
+            return None
+        total = tasks.get("total") or {}
+        task_type, _, field = name.partition(".")
+        if not field:
+            value = total.get(name)
+            return float(value) if isinstance(value, (int, float)) else None
+        row = (tasks.get("by_type") or {}).get(task_type)
+        if row is None:
+            return None
+        if field in ("planned", "achieved", "failed", "late", "achieved_ratio", "late_ratio", "failed_ratio"):
+            value = row.get(field)
+            return float(value) if isinstance(value, (int, float)) else None
+        hist = (tasks.get("histograms") or {}).get(task_type)
+        if isinstance(hist, str):
+            try:
+                hist = HdrHistogram.decode(hist)
+            except Exception:  # a damaged summary: its percentiles, below
+                hist = None
+        if hist is None or not hist.get_total_count():
+            ms = (row.get("latency") or {}).get(field + "_ms")
+            return ms / 1000 if isinstance(ms, (int, float)) else None
+        if field == "max":
+            return hist.get_max_value() / 1e6
+        try:
+            return hist.get_value_at_percentile(float(field[1:])) / 1e6
+        except ValueError:
+            return None
+
     def value(self, metric):
         """The value a threshold metric names (seconds for latencies), or None when there is no data."""
         group, _, name = metric.partition(".")
+        if group == "tasks":
+            return self.task_value(name)
         if group == "errors":
             if name == "rate":
                 return self.errors / self.requests if self.requests else None

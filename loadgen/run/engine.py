@@ -611,12 +611,15 @@ async def _run(scenario, held, stop, target, target_url, context, progress, stre
     if scenario.events and (target is not None or (not scenario.target.embedded and shard[0] == 0)):
         tasks.append(asyncio.create_task(_run_events(scenario, target, t0, deadline, stats)))
     interrupted = False
+    backlog = backlog_limit(scenario, len(devices))
     try:
         while loop.time() < deadline and not stop.is_set():
             try:
                 await asyncio.wait_for(stop.wait(), min(prog.interval, 1.0, max(0.0, deadline - loop.time())))
             except asyncio.TimeoutError:
                 pass
+            if backlog is not None and backlog_exceeded(stats, backlog):
+                stop.set()  # the graceful stop, as SIGTERM's; the summary says why
             prog.tick(loop.time() - t0, stats)
             stats.rss_end = rss = rss_bytes()  # the last tick's is the steady life's (e.g. holding Pings)
             if rss > stats.rss_peak:
@@ -658,6 +661,34 @@ async def _run(scenario, held, stop, target, target_url, context, progress, stre
     return RunResult(stats, devices, target_url, target.target if target is not None else None, interrupted,
                      getattr(transport, "reconnects", 0), getattr(transport, "connections_opened", 0), None,
                      dict(lives.device_errors))
+
+
+def backlog_limit(scenario, devices_here=None):
+    """The queued tasks past which the run stops itself, or None without a ``[workload]``.
+
+    Exchange Load Generator gave up on a run when its unfinished tasks exceeded 1.5 times the users
+    (``[workload] backlog_limit``, default 1.5, times ``[auth] users``): past that the server is not
+    keeping up and the figures say nothing more.  ``devices_here``: the devices of this process (a
+    shard or worker holds its share of the limit)."""
+    workload = getattr(scenario, "workload", None)
+    factor = getattr(workload, "backlog_limit", None) if workload is not None else None
+    if not factor or factor <= 0:
+        return None
+    limit = factor * scenario.auth.users
+    total = scenario.population.devices
+    if devices_here is not None and total and devices_here < total:
+        limit = limit * devices_here / total
+    return limit
+
+
+def backlog_exceeded(stats, limit):
+    """True (and ``stats.aborted`` says why) when the tasks queued exceed ``limit``."""
+    queued = stats.tasks_queued
+    if queued > limit:
+        if not stats.aborted:
+            stats.aborted = "backlog: %d queued tasks > limit %g" % (queued, limit)
+        return True
+    return False
 
 
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096

@@ -18,7 +18,9 @@ engine's schedule (closed ramp, open-model arrivals, closed-model stages):
 * the events with their times, the target (credentials never shown; for a list of
   URLs -- a multi-process target started on its own -- each URL with the devices it
   gets) and the request-rate cap (ratelimit.py), with a warning when the expected
-  peak is above it.
+  peak is above it;
+* with [workload] (loadgen/run/day.py summary): tasks per hour per type, requests/s
+  per command, messages/s and connections held, for the whole run and its peak hour.
 """
 
 from collections import Counter
@@ -243,7 +245,16 @@ def build(scenario, shard=(0, 1), workers=1):
         "rate_cap": {"requests_per_s": cap, "why": cap_why, "processes": parts,
                      "per_process": round(cap / parts, 3) if cap > 0 else 0.0},
         "warnings": warnings,
+        "workload": _workload(scenario),
     }
+
+
+def _workload(scenario):
+    if getattr(scenario, "workload", None) is None:
+        return None
+    from loadgen.run import day
+
+    return day.summary(scenario)
 
 
 def text(plan):
@@ -305,6 +316,10 @@ def text(plan):
         out.extend(_table(("at", "action", "arguments", "expected"), rows))
     else:
         add("Events: none")
+    if plan.get("workload"):
+        from loadgen.run import day
+
+        out.extend(day.text(plan["workload"]))
     for warning in plan["warnings"]:
         add("")
         add("warning: " + warning)

@@ -47,6 +47,7 @@ def _snapshot(stats, devices, final):
         "buckets": {k: list(v) for k, v in stats.buckets.items()},
         "sums": dict(stats.sums),
         "devices": dict(Counter(d.state for d in devices)),
+        "aborted": stats.aborted,  # the worker's backlog guard stopped it (engine.backlog_exceeded)
     }
     for name in _COUNTERS:
         snap[name] = dict(getattr(stats, name))
@@ -59,6 +60,7 @@ def _snapshot(stats, devices, final):
         snap["histograms"] = {c: r.histogram().encode() for c, r in stats.latency.items()}
         snap["timings"] = {c: r.histogram().encode() for c, r in stats.timings.items()}
         snap["push_latency"] = {k: r.histogram().encode() for k, r in stats.push_hdr.items()}
+        snap["task_latency"] = {k: r.histogram().encode() for k, r in stats.task_hdr.items()}
         snap["series"] = stats.series
         snap["started"], snap["ended"] = stats.started, stats.ended
         snap["interrupted"] = stats.interrupted
@@ -171,6 +173,9 @@ def _merge_final(stats, finals):
     stats.latency = {c: _HistogramView(h) for c, h in histograms_of(finals, "histograms").items()}
     stats.timings = {c: _HistogramView(h) for c, h in histograms_of(finals, "timings").items()}
     stats.push_hdr = {k: _HistogramView(h) for k, h in histograms_of(finals, "push_latency").items()}
+    stats.task_hdr = {k: _HistogramView(h) for k, h in histograms_of(finals, "task_latency").items()}
+    # the sum of the workers' peaks: an upper bound of the run's (they need not peak together)
+    stats.tasks_queued_peak = sum(s.get("tasks_queued_peak", 0) for s in finals)
     stats.started = min(s["started"] for s in finals)
     stats.ended = max(s["ended"] for s in finals)
     stats.interrupted = stats.interrupted or any(s["interrupted"] for s in finals)
@@ -271,8 +276,9 @@ class _Control:
 
 
 async def _collect(scenario, workers, progress, stream, target, url, context, ctl, procs):
-    from loadgen.run.engine import _run_events, _version
+    from loadgen.run.engine import _run_events, _version, backlog_exceeded, backlog_limit
 
+    backlog = backlog_limit(scenario)
     loop = asyncio.get_running_loop()
     stats = Stats()
     views = _Devices()
@@ -339,6 +345,13 @@ async def _collect(scenario, workers, progress, stream, target, url, context, ct
             if snap.get("final"):
                 finals[shard] = snap
             _merge_into(stats, list(latest.values()))
+            # the backlog guard over every worker's queue (each also holds its share of the limit)
+            if snap.get("aborted") and not stats.aborted:
+                stats.aborted = snap["aborted"]
+            if stats.aborted or (backlog is not None and backlog_exceeded(stats, backlog)):
+                if ctl.stopping is None:
+                    ctl.interrupted = True
+                    ctl.stop()
             now = loop.time()
             if progress and now - last_print >= (1.0 if stream.isatty() else 5.0):
                 last_print = now
@@ -372,7 +385,7 @@ def _as_final(snap):
     """A worker's last live snapshot standing for the final one it never sent: its counts; no
     histograms or time series."""
     now = time.time()
-    return dict(snap, final=True, histograms={}, timings={}, series=[], started=now, ended=now, interrupted=True)
+    return dict(snap, final=True, histograms={}, timings={}, task_latency={}, series=[], started=now, ended=now, interrupted=True)
 
 
 __all__ = ["run_workers"]
