@@ -13,6 +13,7 @@ What a run adds while it goes lives in its run context (loadgen/run/context.py).
 import difflib
 import math
 import os
+import shlex
 import re
 import string
 import tomllib
@@ -306,6 +307,11 @@ class AuthConfig:
     domain: str = ""
     users: int = 100
     first_user: int = 0  # {n} of user n's name, password and e-mail is first_user + n (directories often start at 1)
+    # OAuth (RFC 6750 Bearer) instead of Basic: a file per user ({user}: the user name; relative to the
+    # scenario's folder) or a command run once per user with the user name as its argument, printing the
+    # token (loadgen/device/clients.py TokenSource); at most one of them
+    token_file: str | None = None
+    token_command: str | None = None
 
 
 @_sealed
@@ -682,7 +688,7 @@ _TARGET = {"url", "insecure", "ca_file", "allow_non_provisionable", "no_policy",
            "ping_min", "ping_max", "mail_per_user_per_hour", "processes", "path", "autodiscover", "ignore_policy_key",
            "options_without_provision", "auth_realm", "challenge_first", "autodiscover_redirect", "confirm",
            "client_cert", "client_key", "tls", "tls_cert", "tls_key"}
-_AUTH = {"user", "password", "password_env", "domain", "users", "first_user"}
+_AUTH = {"user", "password", "password_env", "domain", "users", "first_user", "token_file", "token_command"}
 _POPULATION = {"devices", "devices_per_user", "versions", "profiles"}
 _LOAD = {"ramp_up", "think_time", "timeout", "retry_interval", "graceful_stop", "backoff", "reenrol_after", "transport", "mode",
          "heartbeat", "window_size", "body_truncation", "html_bodies", "quarantine_retry", "sample_interval",
@@ -717,7 +723,7 @@ def parse(text, path="<scenario>"):
 
     t = r.section(data, "target", _TARGET)
     target = _target(r, t)
-    auth = _auth(r, r.section(data, "auth", _AUTH))
+    auth = _auth(r, r.section(data, "auth", _AUTH), path)
 
     p = r.section(data, "population", _POPULATION)
     population = PopulationConfig(
@@ -824,7 +830,7 @@ def _target(r, t):
     )
 
 
-def _auth(r, a):
+def _auth(r, a, path="<scenario>"):
     """[auth]: the password from 'password_env' when named; user and password as :class:`UserPattern`."""
     first_user = int(r.number("auth", a, "first_user", 0, minimum=0, maximum=MAX_FIRST_USER, integer=True))
     users = int(r.number("auth", a, "users", 100, minimum=1, maximum=MAX_USERS, integer=True))
@@ -848,8 +854,25 @@ def _auth(r, a):
             raise r.fail("auth", "password_env" if key == "password" and password_env else key,
                          "'%s' %s" % (key, problem))
         patterns[key] = UserPattern(patterns[key], first_user)
+    token_file = r.string("auth", a, "token_file", None) or None
+    token_command = r.string("auth", a, "token_command", None) or None
+    if token_file and token_command:
+        raise r.fail("auth", "token_command", "'token_file' and 'token_command' exclude each other: give one")
+    if token_file is not None:
+        if "{user}" not in token_file:
+            raise r.fail("auth", "token_file", "'token_file' needs {user} (one token file per user)")
+        if not os.path.isabs(token_file) and not str(path).startswith("<"):
+            token_file = os.path.join(os.path.dirname(os.path.abspath(str(path))), token_file)
+    if token_command is not None:
+        try:
+            argv = shlex.split(token_command)
+        except ValueError as exc:
+            raise r.fail("auth", "token_command", "'token_command' is not a command line: %s" % exc) from None
+        if not argv:
+            raise r.fail("auth", "token_command", "'token_command' is empty")
     return AuthConfig(user=patterns["user"], password=patterns["password"], password_env=password_env,
-                      domain=domain, users=users, first_user=first_user)
+                      domain=domain, users=users, first_user=first_user, token_file=token_file,
+                      token_command=token_command)
 
 
 def _load(r, lo, target, auth, population):

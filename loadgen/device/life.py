@@ -22,6 +22,7 @@ import asyncio
 from _wbxml import WBXMLError
 from loadgen.device import autodiscover
 from loadgen.device.answers import _backoff_ms, _decode, _http_outcome, _parse_shared, no_answer_outcome
+from loadgen.device.clients import ClientLife, TokenError, bearer_challenge
 from loadgen.device.mail import MailBox, MailLife
 from loadgen.device.states import (
     AUTH_FAILED, BLOCKED, FAILED_CMD, MALFORMED, NEW, PARKED, PROVISIONED, QUARANTINED, REFUSED, THROTTLED,
@@ -48,7 +49,7 @@ _STREAK_CAP = 300.0
 _STATUS_BODIES = frozenset({403, 449, 503})  # non-200 answers whose body may carry an EAS status
 
 
-class Device(MailLife):
+class Device(ClientLife, MailLife):
     # slots: ~400 bytes per device instead of a ~1.6 KB attribute dict (more than 30 attributes
     # defeat CPython's key-sharing dicts); an attribute not listed still works (it goes to
     # __dict__, created on first use), but list new ones here or in the slots of the part that owns
@@ -56,11 +57,19 @@ class Device(MailLife):
     __slots__ = ("_domain", "_password", "_sent", "actual_start", "alive", "backoff_until", "base_url", "detail",
                  "devinfo_sent", "discovered", "endpoint", "generation", "ident", "in_flight", "index",
                  "intended_start", "load", "origin", "profile", "rng", "state", "stats", "stopping", "user",
-                 "version", "retry_streak", "__dict__")
+                 "version", "retry_streak", "_client", "window", "tokens", "token_ok", "client_seen", "client_phase",
+                 "__dict__")
 
     def __init__(self, index, user, password, version, profile, ident, base_url, load, stats, rng, domain="",
-                 origin=None):
+                 origin=None, client=None, tokens=None):
         self.index = index
+        # the client type (loadgen/device/clients.py ClientType; None: as without client types) and the
+        # run's OAuth token source (None: Basic with the password)
+        self._client = client
+        self.tokens = tokens
+        self.token_ok = False
+        self.client_seen = 0
+        self.client_phase = 0
         self.origin = origin  # (seed, user index, slot): where the identity comes from
         self.generation = 0  # factory resets so far
         self.base_url = base_url
@@ -115,7 +124,9 @@ class Device(MailLife):
         self.prefs = None  # policies.SyncPreferences: the user's wishes clamped to the applied policy
         self.fetches = []  # queued ItemOperations: ("attachment", file reference) / ("body", server id)
         self.attachments_fetched = 0
-        self.heartbeat = self.load.heartbeat
+        client = self._client
+        self.heartbeat = client.heartbeat if client is not None and client.heartbeat else self.load.heartbeat
+        self.window = client.window if client is not None and client.window else 0  # 0: [load] window_size
         self.fumbled = False  # the profile's failed unlocks happen once per enrolment
         self.devinfo_sent = False
         self.need_provision = self.profile.caps.provisionable
@@ -130,13 +141,41 @@ class Device(MailLife):
             self.box.adds = old_box.adds
         self.wake = None
 
+    @property
+    def client(self):
+        return self._client
+
+    @client.setter
+    def client(self, client):
+        """Set the client type (the engine, before the device starts): its first heartbeat and window."""
+        self._client = client
+        self.heartbeat = client.heartbeat if client is not None and client.heartbeat else self.load.heartbeat
+        self.window = client.window if client is not None and client.window else 0
+
     # -- plumbing
 
     def _endpoint(self, url):
         """The device's request head at ``url`` (MS-ASHTTP 2.2.1.1), built once, and its connections."""
         ident = self.ident
+        bearer = self.tokens.cached(self.user) if self.tokens is not None else None
         return DeviceEndpoint(http.request_head(url, self.user, self._password, ident.device_id, ident.device_type,
-                                                self.version.text, self.profile.user_agent, self._domain))
+                                                self.version.text, self.profile.user_agent, self._domain,
+                                                bearer=bearer))
+
+    async def _take_token(self, fresh=False):
+        """The user's OAuth token into the request head (loadgen/device/clients.py TokenSource); False, the
+        device failed as AUTH_FAILED, when none can be had (the reason, never the token, in ``detail``)."""
+        try:
+            token = await self.tokens.get(self.user, fresh)
+        except TokenError as exc:
+            self.state = AUTH_FAILED
+            self.detail = str(exc)
+            self.alive = False
+            return False
+        # the Authorization line of the head, as loadgen/eas/http.py builds it; the connections stay
+        self.endpoint._auth = ("Authorization: %s\r\n" % http.authorization("", bearer=token)).encode("latin-1")
+        self.token_ok = True
+        return True
 
     async def _sleep(self, seconds, deadline):
         loop = asyncio.get_running_loop()
@@ -191,7 +230,15 @@ class Device(MailLife):
             resp = await transport.post(self.endpoint, command, body, policy_key, timeout)
         else:
             resp = await transport.post(self.endpoint, command, body, policy_key, timeout, extra=extra)
-        if resp.status == 401 and resp.headers.get("WWW-Authenticate", "")[:5].lower() == "basic":
+        if resp.status == 401 and self.tokens is not None and bearer_challenge(resp):
+            # RFC 6750 3: the token expired or was revoked: a fresh one, the request once more
+            self.stats.record(command, 401, "challenge", resp.elapsed, len(body), len(resp.body))
+            if await self._take_token(fresh=True):  # else the 401 is classified below: AUTH_FAILED
+                if extra is None:
+                    resp = await transport.post(self.endpoint, command, body, policy_key, timeout)
+                else:
+                    resp = await transport.post(self.endpoint, command, body, policy_key, timeout, extra=extra)
+        elif resp.status == 401 and resp.headers.get("WWW-Authenticate", "")[:5].lower() == "basic":
             self.stats.record(command, 401, "challenge", resp.elapsed, len(body), len(resp.body))  # answer once
             if extra is None:
                 resp = await transport.post(self.endpoint, command, body, policy_key, timeout)
@@ -257,6 +304,8 @@ class Device(MailLife):
             resp, tree = answer
         if resp.status == 0:
             self._record(name, resp, no_answer_outcome(resp.error))
+            if name == "Ping":
+                self._ping_failed()  # the client type's heartbeat rule (loadgen/device/clients.py)
             await self._backoff(deadline)
             return FAILED_CMD
         if tree is MALFORMED:
@@ -333,6 +382,9 @@ class Device(MailLife):
         costs no task, coroutine or future (memory per device)."""
         loop = asyncio.get_running_loop()
         while self.alive and not self.stopping and loop.time() < deadline:
+            if self.tokens is not None and not self.token_ok:  # [auth] token_file / token_command
+                if not await self._take_token():
+                    break
             if self.load.autodiscover is not None and not self.discovered:  # [target] autodiscover
                 if not await autodiscover.device_step(self, deadline, transport):
                     continue

@@ -154,11 +154,12 @@ class MailUser:
             folders.pop(sid, None)
             box.colls.pop(sid, None)
         box.hierarchy = _shared_hierarchy(tuple(folders.values()))
-        key = (box.hierarchy, self.load.mail.push_folders)
+        kinds = self._push_kinds()  # the client type's, else [mail] push_folders (loadgen/device/clients.py)
+        key = (box.hierarchy, kinds)
         pushed = _PUSHED.get(key)
         if pushed is None:
             wanted = set()
-            for name in self.load.mail.push_folders:
+            for name in kinds:
                 wanted.update(user.PUSH_FOLDER_TYPES[name])
             pushed = tuple((f.server_id, folder_class(f.type)) for f in box.hierarchy if f.type in wanted)
             if len(_PUSHED) > 1024:
@@ -267,18 +268,23 @@ class MailUser:
         if coll.queue:
             commands_ = tuple(coll.queue[:_MAX_COMMANDS])
             del coll.queue[:_MAX_COMMANDS]
-        return eas_mail.SyncCollection(coll.fid, coll.key, True, self.load.window_size, filter_type or None,
+        return eas_mail.SyncCollection(coll.fid, coll.key, True, self._window_size(), filter_type or None,
                                        prefs.body_type, prefs.truncation, True, commands_), commands_
 
-    async def _mail_sync(self, transport, deadline, colls):
-        """One Sync of ``colls`` (several collections in one request), their answers applied."""
+    async def _mail_sync(self, transport, deadline, colls, hold=None):
+        """One Sync of ``colls`` (several collections in one request), their answers applied.  ``hold``:
+        (Wait, HeartbeatInterval) of a Sync the server may hold (loadgen/device/clients.py hanging Sync)."""
         requests, sent = [], {}
         for coll in colls:
             request, commands_ = self._collection_request(coll)
             requests.append(request)
             if commands_:
                 sent[coll.fid] = commands_
-        tree = await self.command(transport, "Sync", eas_mail.sync_request(requests), deadline)
+        if hold is None:
+            tree = await self.command(transport, "Sync", eas_mail.sync_request(requests), deadline)
+        else:
+            tree = await self.command(transport, "Sync", eas_mail.sync_request(requests, None, *hold), deadline,
+                                      timeout=self.heartbeat + self.load.timeout)
         if tree is FAILED_CMD:
             self._requeue(sent)
             return False
@@ -295,7 +301,8 @@ class MailUser:
             return False
         if result.status != _SYNC_OK:
             self._requeue(sent)
-            await self._retry(deadline)
+            if hold is None or not self._hold_refused(result):
+                await self._retry(deadline)
             return False
         if not result.collections:  # an empty answer: nothing changed in any of them (MS-ASCMD 2.2.1.21)
             for coll in colls:
@@ -319,6 +326,8 @@ class MailUser:
             status = found.status
             if status in (None, _SYNC_OK) and found.sync_key:
                 first = coll.key == "0"
+                if self._client is not None:
+                    self._sync_answered(found, coll.key)
                 coll.key = found.sync_key
                 self._received_items(coll, found, now_wall)
                 self._applied(coll, commands_, found.responses)
@@ -549,6 +558,8 @@ class MailUser:
         return eas_mail.ping_folders(self.heartbeat, folders)
 
     async def _mail_ping(self, transport, deadline, park, answer=None):
+        if answer is None and self._instead_of_ping():  # a held Sync or a loop (loadgen/device/clients.py)
+            return await self._client_wait(transport, deadline)
         box = self.box
         if not box.pushed:  # nothing to push: the user's actions only
             now = asyncio.get_running_loop().time()
@@ -621,6 +632,7 @@ class MailUser:
         elif status == _PING_EXPIRED:
             self.retry_streak = 0
             self.resets = 0
+            self._ping_expired()  # the client type's heartbeat rule (loadgen/device/clients.py)
         elif (status == _PING_BOUND and not adjusted and _usable_bound(resp.heartbeat)
               and resp.heartbeat != self.heartbeat):
             self.heartbeat = resp.heartbeat
@@ -772,10 +784,13 @@ class MailUser:
         rng = self.rng
         inbox = box.colls.get(self.inbox)
         window = inbox.window if inbox is not None else None
+        drawn = kind is None  # [mail]'s schedule (a [workload] send task has its profile's GAL look-ups)
         if kind is None or kind == "send":
             kind = user.message_kind(rng, mail, bool(window)) if kind is None else "new"
         elif not window:  # [workload] reply or forward with nothing to answer yet: a new message
             kind = "new"
+        if drawn and kind == "new" and self._client is not None and self._client.gal_on_compose:
+            await self._search_gal(transport, deadline)  # the recipient typed in (loadgen/device/clients.py)
         own = self._own_user()
         first = source = None
         if kind != "new":
@@ -999,11 +1014,12 @@ class MailLife(MailUser, PolicyLife):
             self._apply_preferences()
             prefs = self.prefs
         filter_type = prefs.calendar_filter if calendar else prefs.email_filter
-        key = (prefs.body_type, prefs.truncation, self.load.window_size, filter_type)
+        window = self._window_size()
+        key = (prefs.body_type, prefs.truncation, window, filter_type)
         template = _SYNC_TEMPLATES.get(key)
         if template is None:
             template = _SYNC_TEMPLATES[key] = commands.sync_template(prefs.body_type, prefs.truncation,
-                                                                     self.load.window_size, filter_type)
+                                                                     window, filter_type)
         return template
 
     async def _sync(self, transport, deadline):
@@ -1145,10 +1161,13 @@ class MailLife(MailUser, PolicyLife):
         """The answer to a Ping that ``run`` parked, taken as ``_ping`` takes an awaited one."""
         heartbeat = self.heartbeat
         body = _ping_body(heartbeat, self.inbox) if self.box is None else self._ping_request()
-        if resp.status == 401 and resp.headers.get("WWW-Authenticate", "")[:5].lower() == "basic":
+        bearer = self.tokens is not None and resp.status == 401 and \
+            resp.headers.get("WWW-Authenticate", "")[:6].lower() == "bearer"  # RFC 6750 3: a fresh token, once
+        if resp.status == 401 and (bearer or resp.headers.get("WWW-Authenticate", "")[:5].lower() == "basic"):
             self.stats.record("Ping", 401, "challenge", resp.elapsed, len(body), len(resp.body))  # answer once
             key = self.prov.policy_key if self.profile.caps.provisionable else None
-            resp = await transport.post(self.endpoint, "Ping", body, key, heartbeat + self.load.timeout)
+            if not bearer or await self._take_token(fresh=True):
+                resp = await transport.post(self.endpoint, "Ping", body, key, heartbeat + self.load.timeout)
         answer = (resp, self._received("Ping", body, resp))
         if self.box is not None:
             await self._mail_ping(transport, deadline, None, answer)
@@ -1175,6 +1194,7 @@ class MailLife(MailUser, PolicyLife):
         elif status == _PING_EXPIRED:  # without changes: Ping again
             self.retry_streak = 0
             self.resets = 0
+            self._ping_expired()
         elif status == _PING_BOUND and not adjusted and _usable_bound(resp.heartbeat) and resp.heartbeat != heartbeat:
             # MS-ASCMD 2.2.3.88.1: the server's minimum or maximum interval: take it (an adjustment)
             self.heartbeat = resp.heartbeat

@@ -389,9 +389,15 @@ def _collection_element(c, sync_key, collection_id, with_commands):
     return ("AirSync:Collection", children)
 
 
-def _sync_tree(collections, window_size, values):
+def _sync_tree(collections, window_size, values, wait=None, heartbeat=None):
     root = [("AirSync:Collections", [
         _collection_element(c, *value, True) for c, value in zip(collections, values)])]
+    # a held Sync: Wait (minutes, 1-59, MS-ASCMD 2.2.3.198) or HeartbeatInterval (seconds, 14.0+,
+    # MS-ASCMD 2.2.3.88.2), never both (Status 4); after Collections, before WindowSize (schema 6.45)
+    if wait is not None:
+        root.append(("AirSync:Wait", str(int(wait))))
+    elif heartbeat is not None:
+        root.append(("AirSync:HeartbeatInterval", str(int(heartbeat))))
     if window_size is not None:  # the request-wide limit (14.0+, MS-ASCMD 2.2.3.199)
         root.append(("AirSync:WindowSize", str(int(window_size))))
     return ("AirSync:Sync", root)
@@ -400,9 +406,13 @@ def _sync_tree(collections, window_size, values):
 _SYNC_TEMPLATES = {}
 
 
-def sync_request(collections, window_size=None):
+def sync_request(collections, window_size=None, wait=None, heartbeat=None):
     """A Sync of several collections in one request (MS-ASCMD 2.2.1.21).  Without client commands
-    the document is a Template per shape (the collections' options), with commands it is encoded."""
+    the document is a Template per shape (the collections' options), with commands it is encoded.
+    ``wait`` (minutes) or ``heartbeat`` (seconds): the server may hold the answer that long when
+    nothing changes (MS-ASCMD 3.1.5.4; ``wait`` wins when both are given)."""
+    if wait is not None:
+        heartbeat = None
     values = []
     shape = []
     commands_ = False
@@ -418,12 +428,13 @@ def sync_request(collections, window_size=None):
         raise ValueError("a Sync request needs at least one collection")
     collections = tuple(collections)
     if commands_:
-        return encode(_sync_tree(collections, window_size, list(zip(values[::2], values[1::2]))))
-    key = (tuple(shape), window_size)
+        return encode(_sync_tree(collections, window_size, list(zip(values[::2], values[1::2])), wait, heartbeat))
+    key = (tuple(shape), window_size, wait, heartbeat)
     template = _SYNC_TEMPLATES.get(key)
     if template is None:
         template = _bounded(_SYNC_TEMPLATES, key, lambda: Template(_sync_tree(
-            collections, window_size, [(Slot("key%d" % i), Slot("id%d" % i)) for i in range(len(collections))])))
+            collections, window_size, [(Slot("key%d" % i), Slot("id%d" % i)) for i in range(len(collections))],
+            wait, heartbeat)))
     return template.render(*values)
 
 
@@ -472,6 +483,7 @@ class SyncAll(NamedTuple):
 
     status: int | None
     collections: list
+    limit: int | None = None  # Status 14: the allowed Wait / HeartbeatInterval bound (MS-ASCMD 2.2.3.97)
 
 
 _SUBJECTS = frozenset(("Email:Subject", "Calendar:Subject", "Tasks:Subject"))
@@ -620,6 +632,7 @@ def _parse_sync_all(tree, own_address=None):
     status = 1  # absent: no Sync-level error
     seen_status = False
     collections = []
+    limit = None
     for tag, value in _children(tree[1]):
         if tag == "AirSync:Status":
             if not seen_status:
@@ -629,7 +642,9 @@ def _parse_sync_all(tree, own_address=None):
             for ctag, cvalue in _children(value):
                 if ctag == "AirSync:Collection":
                     collections.append(_collection_result(cvalue, own))
-    return SyncAll(status, collections)
+        elif tag == "AirSync:Limit":
+            limit = _int(value)
+    return SyncAll(status, collections, limit)
 
 
 parse_sync_all = _parse_sync_all
