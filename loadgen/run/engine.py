@@ -18,10 +18,12 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from loadgen.results import metrics
+from loadgen.device import clients
 from loadgen.device.life import Device
 from loadgen.eas import versions
 from loadgen.device.profiles import PROFILES, identity
 from loadgen.results.stats import Stats
+from loadgen.run import day
 from loadgen.run.context import RunLoad
 from loadgen.scenario import DEVICE_EVENTS
 from loadgen.wire.loop import install_stop_signals
@@ -61,6 +63,9 @@ def build_population(scenario, base_url, shard=0, shards=1, load=None):
     pick_version = _weighted_picker(pop.versions, rng)
     pick_profile = _weighted_picker(pop.profiles, rng)
     think_rng = random.Random(scenario.seed ^ 0x5EED)
+    workload = getattr(scenario, "workload", None)
+    client_weights = workload.clients if workload is not None else None  # per user (loadgen/device/clients.py)
+    tokens = clients.token_source(auth)  # [auth] token_file / token_command: Bearer (None: Basic)
     stats = Stats()
     devices = []
     for i in range(pop.devices):
@@ -71,10 +76,14 @@ def build_population(scenario, base_url, shard=0, shards=1, load=None):
         profile = PROFILES[pick_profile()]
         if i % shards != shard:
             continue
+        client = clients.pick(client_weights, scenario.seed, user_index)
+        if client is not None and client.partnerships_per_user and slot >= client.partnerships_per_user:
+            continue  # outlook-cloud: one partnership per user, held by the service
         ident = identity(scenario.seed, user_index, slot, profile)
         devices.append(Device(
             i, auth.user.format(n=user_index), auth.password.format(n=user_index), version, profile, ident,
             url, load, stats, think_rng, auth.domain, origin=(scenario.seed, user_index, slot),
+            client=client, tokens=tokens,
         ))
     return devices, stats
 
@@ -607,8 +616,11 @@ async def _run(scenario, held, stop, target, target_url, context, progress, stre
         tasks = [starter]
     if target is not None and scenario.target.mail_per_user_per_hour > 0:
         tasks.append(asyncio.create_task(target.deliver_mail(deadline)))
+    # [workload]: the plan's external mail, delivered by the embedded target at the plan's times
+    external = day.external_delivery(scenario, context, target, t0, deadline, stats)
+    if external is not None:
+        tasks.append(asyncio.create_task(external))
     # events act once: on the embedded target this process started, or (a shell command for a real
-    # server) in the first shard
     # server) in the first shard; resync and network_drop against a real server: every shard, each on
     # its own devices (the devices do them alone, _device_event)
     device_side = target is None and not scenario.target.embedded

@@ -47,35 +47,9 @@ TOLERANCE = 0.03
 def test_working_day_the_target_sees_the_planned_tasks():
     sc = scenario.parse(TEXT, "working-day-e2e.toml")
     state = embedded_state(sc)
-    loop_box = {}
 
-    async def main():
-        async def ready():  # the run's clock starts right after: the external mail from then on
-            loop = asyncio.get_running_loop()
-            t0 = loop.time()
-            planner = day.Planner(sc)
-            loop_box["task"] = asyncio.create_task(day.deliver_external(
-                planner, state.deliver_mail, lambda u: sc.auth.user.format(n=u), t0, t0 + sc.duration,
-                loop_box["stats"]))
-
-        from loadgen.run import engine
-
-        original = engine.build_population
-
-        def build(*args, **kwargs):  # the run's Stats, for the external deliveries' figures
-            devices, stats = original(*args, **kwargs)
-            loop_box["stats"] = stats
-            return devices, stats
-
-        engine.build_population = build
-        try:
-            result = await start.run(sc, target_state=state, progress=False, ready=ready)
-        finally:
-            engine.build_population = original
-        task = loop_box["task"]
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-        return result
+    async def main():  # the engine has the embedded target deliver the plan's external mail
+        return await start.run(sc, target_state=state, progress=False)
 
     result = asyncio.run(main())
     stats = result.stats

@@ -134,7 +134,7 @@ def test_one_threshold_evaluator_for_run_merge_and_report():
     from loadgen.results.thresholds import evaluate, from_text, parse
 
     metrics = ("errors.rate", "errors.count", "requests.count", "devices.provisioned", "provisionings.provisioned",
-               "Sync.p50", "Sync.p95", "Sync.max", "Sync.count", "Sync.errors", "Enrolment.p99", "Nothing.p99")
+               "Sync.p50", "Sync.p95", "Sync.max", "Sync.count", "Sync.errors", "Enrolment.p99", "MoveItems.p99")
     ths = [parse(m, "< 0.00001") for m in metrics]
     assert [from_text(str(t)) for t in ths] == ths and str(ths[0]) == "errors.rate < 1e-05"
     shards = [_shard(1, 0), _shard(2, 1)]
@@ -144,6 +144,6 @@ def test_one_threshold_evaluator_for_run_merge_and_report():
     by_stats = [(str(t), v) for t, v, _ok in evaluate(stats, ths)]
     by_report = [(t["threshold"], t["value"]) for t in html.merge(shards)["thresholds"]]
     assert by_stats == by_report
-    assert dict(by_stats)["Enrolment.p99 < 1e-05"] is not None and dict(by_stats)["Nothing.p99 < 1e-05"] is None
+    assert dict(by_stats)["Enrolment.p99 < 1e-05"] is not None and dict(by_stats)["MoveItems.p99 < 1e-05"] is None  # a command without requests: no data
     assert dict(by_stats)["Sync.errors < 1e-05"] == sum(n for (c, o, _s), n in stats.by_key.items()
                                                         if c == "Sync" and o in ("timeout", "http_5xx"))
