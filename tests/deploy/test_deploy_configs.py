@@ -118,3 +118,15 @@ def test_dashboard_has_the_mail_row():
         mine = {(x, y) for x in range(g["x"], g["x"] + g["w"]) for y in range(g["y"], g["y"] + g["h"])}
         assert not cells & mine, p["title"]
         cells |= mine
+
+
+def test_the_dashboards_error_rate_excludes_exactly_the_ok_outcomes():
+    """The error panels count as errors what the summary counts (loadgen/results/outcomes.py OK_OUTCOMES)."""
+    import re as _re
+    from pathlib import Path as _Path
+
+    from loadgen.results.outcomes import OK_OUTCOMES
+
+    text = (_Path(__file__).resolve().parents[2] / "deploy/grafana/easload-dashboard.json").read_text()
+    found = set(_re.findall(r'outcome!~\\"([^"\\]+)\\"', text))
+    assert found == {"|".join(OK_OUTCOMES)}, found
