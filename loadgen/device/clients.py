@@ -27,8 +27,8 @@ public source:
   (MS-ASCMD 2.2.3.198, 12.1) instead of Ping: the server holds the Sync until a change or the
   interval's end (MS-ASCMD 3.1.5.4), Status 14 with Limit (MS-ASCMD 2.2.3.97) gives the bound.
 * ``misbehaving`` -- a Sync and a GetItemEstimate of the pushed folders alternating about every
-  second, as reported against open-source EAS servers (Tine 2.0 issue 5464: a device looping
-  GetItemEstimate/Sync), to exercise a server's protection (throttling, loop detection).
+  second, as reported against open-source EAS servers (docs/protocol-notes.md section 17, misbehaving
+  clients), to exercise a server's protection (throttling, loop detection).
 
 Bearer tokens in runs (``[auth] token_file`` / ``token_command``, loadgen/scenario.py): a
 :class:`TokenSource` reads a user's token from a file or runs a command once per user (the user
@@ -109,7 +109,7 @@ CLIENT_TYPES = {
         "hanging-sync", "MS-ASCMD 2.2.3.88.2 HeartbeatInterval, 2.2.3.198 Wait (Sync held instead of Ping)",
         hanging_sync=True),
     "misbehaving": ClientType(
-        "misbehaving", "Sync/GetItemEstimate loop seen against open-source EAS servers (Tine 2.0 issue 5464)",
+        "misbehaving", "Sync/GetItemEstimate loop seen against open-source EAS servers (docs/protocol-notes.md 17)",
         loop_interval=1.0),
 }
 
