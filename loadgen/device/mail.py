@@ -971,6 +971,26 @@ class MailLife(MailUser, PolicyLife):
                  "calendar_due", "fetches", "attachments_fetched", "heartbeat", "ping_adjusted", "resets", "box",
                  "wake", "task_plan")
 
+    def forget_sync_state(self):
+        """The device lost its sync state (a restore, an OS update): the hierarchy and every folder start
+        again from SyncKey 0 (FolderSync, then Sync of each folder: MS-ASCMD 2.2.1.5, 2.2.1.21)."""
+        self.folder_key = "0"
+        self.folders = 0
+        self.inbox = None
+        self.sync_key = "0"
+        self.pending_sync = False
+        self.calendar = None
+        self.calendar_key = "0"
+        self.calendar_due = False
+        self.fetches = []
+        self.resets = 0
+        box = self.box
+        if box is not None:
+            box.hierarchy = box.pushed = ()
+            box.colls = {}
+            box.flush_at = 0.0
+            box.moves = box.meetings = None
+
     async def _foldersync(self, transport, deadline):
         tree = await self.command(transport, "FolderSync", commands.foldersync(self.folder_key), deadline)
         if tree is FAILED_CMD:

@@ -810,32 +810,11 @@ def _cut(transport, endpoint):
     return False
 
 
-def _forget_sync_state(device):
-    """The device lost its sync state (a restore, an OS update): the hierarchy and every folder start
-    again from SyncKey 0 (FolderSync, then Sync of each folder: MS-ASCMD 2.2.1.5, 2.2.1.21)."""
-    device.folder_key = "0"
-    device.folders = 0
-    device.inbox = None
-    device.sync_key = "0"
-    device.pending_sync = False
-    device.calendar = None
-    device.calendar_key = "0"
-    device.calendar_due = False
-    device.fetches = []
-    device.resets = 0
-    box = device.box
-    if box is not None:
-        box.hierarchy = box.pushed = ()
-        box.colls = {}
-        box.flush_at = 0.0
-        box.moves = box.meetings = None
-
-
 def _device_event(event, devices, lives, total, seed, stats):
     """resync / network_drop done by this shard's devices themselves (a real server, whose side the
     run cannot reach).  resync: a chosen device restarts as after an OS update -- its request in
     flight is lost (accounted as cancelled), its connections closed, its sync state forgotten
-    (_forget_sync_state), its life started again: FolderSync 0 and a Sync 0 of every folder.
+    (Device.forget_sync_state), its life started again: FolderSync 0 and a Sync 0 of every folder.
     network_drop: a chosen device's connections are reset under it (_cut)."""
     chosen = _chosen(total, event.args.get("fraction", 0.0), event.args.get("seed", seed))
     transport = lives.transport
@@ -855,7 +834,7 @@ def _device_event(event, devices, lives, total, seed, stats):
             device.in_flight = None
         device.wake = None
         _disconnect(transport, device.endpoint)
-        _forget_sync_state(device)
+        device.forget_sync_state()
         if running and not lives.closed:
             lives.start(device)
         n += 1
