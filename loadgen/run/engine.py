@@ -514,7 +514,8 @@ class _Held:
 
 
 async def run(scenario, *, target=None, target_url=None, context=None, progress=True, stream=None,
-              handle_signals=False, shard=(0, 1), on_tick=None, attach_metrics=True, stop=None, ready=None):
+              handle_signals=False, shard=(0, 1), on_tick=None, attach_metrics=True, stop=None, ready=None,
+              queue=None):
     """Run ``scenario``'s devices against ``target`` or ``target_url``.
 
     ``target``: the embedded Exchange the command line started for this run (its launch handle,
@@ -527,7 +528,8 @@ async def run(scenario, *, target=None, target_url=None, context=None, progress=
     ``stop``: an asyncio.Event that, once set, ends the run early: no new work, the graceful stop
     time for the requests in flight, results marked interrupted.  ``ready``: a coroutine function
     awaited once the devices and their transport are ready, before the run's clock starts
-    (workers.py starts every worker's clock together with it)."""
+    (workers.py starts every worker's clock together with it).  ``queue``: the tasks queued on every
+    worker of the run (workers.SharedQueue), counted there too; the backlog guard judges that total."""
     stream = stream or sys.stderr
     loop = asyncio.get_running_loop()
     stop = stop if stop is not None else asyncio.Event()
@@ -535,7 +537,7 @@ async def run(scenario, *, target=None, target_url=None, context=None, progress=
     held = _Held()
     try:
         return await _run(scenario, held, stop, target, target_url, context, progress, stream, shard, on_tick,
-                          attach_metrics, ready)
+                          attach_metrics, ready, queue)
     finally:
         for sig in handled:
             loop.remove_signal_handler(sig)
@@ -558,7 +560,7 @@ async def _ready(scenario, held, stop, ready, stats):
 
 
 async def _run(scenario, held, stop, target, target_url, context, progress, stream, shard, on_tick,
-               attach_metrics, ready):
+               attach_metrics, ready, queue=None):
     if target is not None:
         target_url = target.urls
     elif target_url is None:
@@ -567,6 +569,8 @@ async def _run(scenario, held, stop, target, target_url, context, progress, stre
         context = RunLoad.for_run(scenario)
     rss_base = rss_bytes()  # before the devices exist: what they cost is measured from here
     devices, stats = build_population(scenario, target_url, *shard, load=context)
+    if queue is not None:
+        queue.follow(stats)
     settle_population()
     try:
         transport = await _ready(scenario, held, stop, ready, stats)
@@ -630,14 +634,15 @@ async def _run(scenario, held, stop, target, target_url, context, progress, stre
             scenario, target, t0, deadline, stats,
             devices=(devices, lives, scenario.population.devices, shard[0] == 0) if device_side else None)))
     interrupted = False
-    backlog = backlog_limit(scenario, len(devices))
+    # the limit of the whole run over every worker's queue, or this shard's share over its own
+    backlog = backlog_limit(scenario) if queue is not None else backlog_limit(scenario, len(devices))
     try:
         while loop.time() < deadline and not stop.is_set():
             try:
                 await asyncio.wait_for(stop.wait(), min(prog.interval, 1.0, max(0.0, deadline - loop.time())))
             except asyncio.TimeoutError:
                 pass
-            if backlog is not None and backlog_exceeded(stats, backlog):
+            if backlog is not None and backlog_exceeded(stats, backlog, queue and queue.queued()):
                 stop.set()  # the graceful stop, as SIGTERM's; the summary says why
             prog.tick(loop.time() - t0, stats)
             stats.rss_end = rss = rss_bytes()  # the last tick's is the steady life's (e.g. holding Pings)
@@ -700,9 +705,11 @@ def backlog_limit(scenario, devices_here=None):
     return limit
 
 
-def backlog_exceeded(stats, limit):
-    """True (and ``stats.aborted`` says why) when the tasks queued exceed ``limit``."""
-    queued = stats.tasks_queued
+def backlog_exceeded(stats, limit, queued=None):
+    """True (and ``stats.aborted`` says why) when the tasks queued (``stats``', or ``queued``: every
+    worker's) exceed ``limit``."""
+    if queued is None:
+        queued = stats.tasks_queued
     if queued > limit:
         if not stats.aborted:
             stats.aborted = "backlog: %d queued tasks > limit %g" % (queued, limit)

@@ -28,6 +28,7 @@ from loadgen.results import metrics
 from loadgen.results.histograms import _HistogramView, merge_series
 from loadgen.results.merge import histograms_of
 from loadgen.results.stats import Stats
+from loadgen.run import day
 
 # What a worker ships to the parent is derived from Stats itself, so a counter added to Stats is
 # merged without a second list to keep in step: every Counter is added key by key, every number
@@ -67,6 +68,52 @@ def _snapshot(stats, devices, final):
     return snap
 
 
+class SharedQueue:
+    """The tasks queued on every worker (loadgen/results/tasks.py), counted in shared memory as they
+    change, so that the run's peak is exact: the peak of the sum, not the sum of the workers' peaks
+    (which need not fall together).  Cheap: a worker touches it only when its own queue changes (a
+    task falls due while its device is busy, or such a task starts), under a process-shared lock.
+
+    ``values``: [queued now, peak, broken]; broken is set when a worker could not take the lock in
+    time (one killed while holding it): the parent then falls back to the sum of the workers' peaks,
+    an upper bound, and says so."""
+
+    LOCK_WAIT = 1.0  # s
+
+    def __init__(self, ctx):
+        self.values = ctx.RawArray("q", 3)
+        self.lock = ctx.Lock()
+
+    def follow(self, stats):
+        """Count ``stats``' queue changes (Stats.task_queued) here too: a worker's Stats, before its
+        devices start."""
+        own = stats.task_queued
+        values, lock, wait = self.values, self.lock, self.LOCK_WAIT
+
+        def task_queued(delta):
+            own(delta)
+            if lock.acquire(True, wait):
+                try:
+                    now = values[0] + delta
+                    values[0] = now
+                    if now > values[1]:
+                        values[1] = now
+                finally:
+                    lock.release()
+            else:
+                values[2] = 1
+
+        stats.task_queued = task_queued
+
+    def queued(self):
+        """Tasks queued on every worker now."""
+        return self.values[0]
+
+    def peak(self):
+        """The exact peak of the run's queue, or None when it cannot be known (see ``broken``)."""
+        return None if self.values[2] else self.values[1]
+
+
 def _die_with_parent(parent_pid):
     """End this worker with its parent: prctl(PR_SET_PDEATHSIG, SIGKILL) on Linux (prctl(2)); a
     worker whose parent is already gone ends now.  Without prctl the parent's pipe tells (see
@@ -81,7 +128,7 @@ def _die_with_parent(parent_pid):
         os._exit(1)
 
 
-def _worker(scenario, url, context, shard, shards, out, go, halt, parent_pid):
+def _worker(scenario, url, context, shard, shards, out, go, halt, parent_pid, queue=None):
     """One worker process: its shard of the population, run until the end, ``halt`` (the parent
     asks every worker to stop: a signal to the parent) or SIGTERM to the worker itself.
 
@@ -123,7 +170,8 @@ def _worker(scenario, url, context, shard, shards, out, go, halt, parent_pid):
                 stop.set()
 
         return await run(scenario, target_url=url, context=context, progress=False, handle_signals=(signal.SIGTERM,),
-                         shard=(shard, shards), on_tick=on_tick, attach_metrics=False, stop=stop, ready=ready)
+                         shard=(shard, shards), on_tick=on_tick, attach_metrics=False, stop=stop, ready=ready,
+                         queue=queue)
 
     try:
         with asyncio.Runner(loop_factory=loop_factory()) as runner:
@@ -168,14 +216,16 @@ def _merge_into(stats, snaps):
                 mine[i] += c
 
 
-def _merge_final(stats, finals):
+def _merge_final(stats, finals, queued_peak=None):
     _merge_into(stats, finals)
     stats.latency = {c: _HistogramView(h) for c, h in histograms_of(finals, "histograms").items()}
     stats.timings = {c: _HistogramView(h) for c, h in histograms_of(finals, "timings").items()}
     stats.push_hdr = {k: _HistogramView(h) for k, h in histograms_of(finals, "push_latency").items()}
     stats.task_hdr = {k: _HistogramView(h) for k, h in histograms_of(finals, "task_latency").items()}
-    # the sum of the workers' peaks: an upper bound of the run's (they need not peak together)
-    stats.tasks_queued_peak = sum(s.get("tasks_queued_peak", 0) for s in finals)
+    # the run's queue peak: exact when the workers counted it together (SharedQueue), else the sum of
+    # their peaks, an upper bound (they need not peak together)
+    bound = sum(s.get("tasks_queued_peak", 0) for s in finals)
+    stats.tasks_queued_peak = bound if queued_peak is None else min(queued_peak, bound)
     stats.started = min(s["started"] for s in finals)
     stats.ended = max(s["ended"] for s in finals)
     stats.interrupted = stats.interrupted or any(s["interrupted"] for s in finals)
@@ -255,6 +305,7 @@ class _Control:
         self.forced = False
         self.interrupted = False
         self.asked = stop  # the caller's asyncio.Event, or None
+        self.queue = SharedQueue(ctx)  # the tasks queued on every worker, counted together
 
     def check(self):
         """The caller's stop, once set, taken as a signal is."""
@@ -281,12 +332,13 @@ async def _collect(scenario, workers, progress, stream, target, url, context, ct
     backlog = backlog_limit(scenario)
     loop = asyncio.get_running_loop()
     stats = Stats()
+    own = Stats()  # what the parent itself counts: the plan's external mail its target delivers (receive tasks)
     views = _Devices()
     metrics.attach(stats, views.counts, run_id=uuid.uuid4().hex[:12], scenario=scenario.name, version=_version())
     out = ctl.out
     parent = os.getpid()
     procs.extend(ctl.ctx.Process(target=_worker, args=(scenario, url, context, w, workers, out, ctl.go, ctl.halt,
-                                                       parent),
+                                                       parent, ctl.queue),
                                  daemon=True) for w in range(workers))
     for p in procs:
         p.start()
@@ -339,13 +391,18 @@ async def _collect(scenario, workers, progress, stream, target, url, context, ct
                             side.append(asyncio.create_task(_run_events(scenario, target, t0, deadline, stats)))
                         if scenario.target.mail_per_user_per_hour > 0:
                             side.append(asyncio.create_task(target.deliver_mail(deadline)))
+                    # [workload]: the plan's external mail, by the parent's embedded target at its times
+                    external = day.external_delivery(scenario, context, target, t0, deadline, own)
+                    if external is not None:
+                        side.append(asyncio.create_task(external))
                 continue
             latest[shard] = snap
             views.states[shard] = snap["devices"]
             if snap.get("final"):
                 finals[shard] = snap
-            _merge_into(stats, list(latest.values()))
-            # the backlog guard over every worker's queue (each also holds its share of the limit)
+            _merge_into(stats, list(latest.values()) + ([_snapshot(own, (), False)] if own.task_counts else []))
+            stats.tasks_queued = ctl.queue.queued()  # every worker's queue now, not as last sampled
+            # the backlog guard over every worker's queue (each worker also checks the shared count)
             if snap.get("aborted") and not stats.aborted:
                 stats.aborted = snap["aborted"]
             if stats.aborted or (backlog is not None and backlog_exceeded(stats, backlog)):
@@ -375,7 +432,13 @@ async def _collect(scenario, workers, progress, stream, target, url, context, ct
         stream.flush()
     parts = [finals[w] for w in sorted(finals)]
     parts += [_as_final(latest[w]) for w in sorted(latest) if w not in finals]  # counts without histograms
-    _merge_final(stats, parts)
+    if own.task_counts and parts:  # the parent's receive tasks, within the workers' run
+        parts.append(dict(_snapshot(own, (), True), series=[], interrupted=False,
+                          started=min(p["started"] for p in parts), ended=max(p["ended"] for p in parts)))
+    peak = ctl.queue.peak()
+    if peak is None:
+        stream.write("easload: the tasks' queue peak is the sum of the workers' peaks (an upper bound)\n")
+    _merge_final(stats, parts, peak)
     stats.events = events
     stats.interrupted = stats.interrupted or ctl.interrupted or bool(errors)
     return stats, stats.interrupted
@@ -388,4 +451,4 @@ def _as_final(snap):
     return dict(snap, final=True, histograms={}, timings={}, task_latency={}, series=[], started=now, ended=now, interrupted=True)
 
 
-__all__ = ["run_workers"]
+__all__ = ["SharedQueue", "run_workers"]

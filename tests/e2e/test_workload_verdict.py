@@ -49,7 +49,7 @@ day_length = 3600
 backlog_limit = @BACKLOG@
 [workload.profile.burst]
 sent_per_day = 12
-received_per_day = 0
+received_per_day = @RECEIVED@
 reply_share = 0
 forward_share = 0
 meeting_requests_per_day = 0
@@ -74,10 +74,11 @@ settings = {{ latency = {{ dist = "fixed", seconds = {LATENCY} }}, commands = ["
 """
 
 
-def run(tmp_path, monkeypatch, *, slow, backlog=20):
+def run(tmp_path, monkeypatch, *, slow, backlog=20, received=0, args=()):
     """`easload run` of the scenario (in this process): (exit status, summary.json, the devices)."""
     f = tmp_path / "verdict.toml"
-    f.write_text(TEXT.replace("@BACKLOG@", str(backlog)).replace("@EVENTS@", SLOW if slow else ""))
+    f.write_text(TEXT.replace("@BACKLOG@", str(backlog)).replace("@EVENTS@", SLOW if slow else "")
+                 .replace("@RECEIVED@", str(received)))
     made = []
     build = engine.build_population
 
@@ -88,7 +89,7 @@ def run(tmp_path, monkeypatch, *, slow, backlog=20):
 
     monkeypatch.setattr(engine, "build_population", keep)
     out = tmp_path / "out"
-    code = app.main(["run", str(f), "-q", "--metrics-listen", "", "--out", str(out)])
+    code = app.main(["run", str(f), "-q", "--metrics-listen", "", "--out", str(out), *args])
     return code, json.loads((out / "summary.json").read_text()), made
 
 
@@ -146,3 +147,22 @@ def test_past_the_backlog_limit_the_slow_run_stops_itself(tmp_path, monkeypatch)
     assert summary["interrupted"] is True
     assert summary["tasks"]["total"]["queued_peak"] > limit
     assert summary["elapsed_s"] < DURATION + 1  # stopped before its end (its graceful stop 0.5 s)
+
+
+def test_two_workers_the_backlog_guard_judges_their_queues_together(tmp_path, monkeypatch, capsys):
+    """--workers 2: the same slow target; the workers count their queues together (workers.SharedQueue)
+    and the guard judges the total against the whole run's limit: the run stops itself, exit 4, with the
+    exact peak of the run's queue.  The parent's target delivers the plan's external mail (receive
+    tasks), merged with the workers' tasks."""
+    code, summary, _ = run(tmp_path, monkeypatch, slow=True, backlog=1.5, received=6, args=("--workers", "2"))
+    err = capsys.readouterr().err
+    assert code == app.EXIT_ABORTED, err
+    limit = 1.5 * USERS
+    assert summary["aborted"].startswith("backlog: ") and summary["aborted"].endswith("> limit %g" % limit)
+    total = summary["tasks"]["total"]
+    assert total["queued_peak"] > limit
+    assert "upper bound" not in err  # the peak is the exact one, not the sum of the workers' peaks
+    by = summary["tasks"]["by_type"]
+    assert by["send"]["planned"] > 80 and by["send"]["achieved"] > 0  # both workers' devices
+    assert by["receive"]["planned"] > 0 and by["receive"]["achieved"] > 0  # the parent's deliveries
+    assert summary["elapsed_s"] < DURATION + 1
