@@ -312,9 +312,10 @@ async def deliver_external(planner, deliver, user_name, t0, deadline, stats=None
         when = t0 + at
         if when >= deadline:
             return
+        # behind the plan (a busy target): still one delivery per turn of the loop, never a burst that
+        # holds the target's own requests and new connections until it has caught up
         delay = when - loop.time()
-        if delay > 0:
-            await asyncio.sleep(delay)
+        await asyncio.sleep(delay if delay > 0 else 0)
         started = loop.time()
         ok = True
         try:
