@@ -26,6 +26,7 @@ def test_a_target_behind_the_plan_delivers_one_message_per_turn_of_the_loop():
     sc = scenario.parse(TEXT, "ext.toml")
     planner = day.Planner(sc)
     due = sum(1 for at, _u in planner.external_times(range(50)) if at < 30)
+    long_due = sum(1 for at, _u in planner.external_times(range(50)) if at < 29)  # late by more than 0.1 s
     assert due > 20
     stats = Stats()
 
@@ -55,7 +56,7 @@ def test_a_target_behind_the_plan_delivers_one_message_per_turn_of_the_loop():
     marks = [n for _name, n in delivered[:due]]
     assert all(b > a for a, b in zip(marks, marks[1:]))  # the loop turned between any two deliveries
     counts = stats.task_counts
-    assert counts[("receive", "achieved")] == len(delivered) and counts[("receive", "late")] >= due
+    assert counts[("receive", "achieved")] == len(delivered) and counts[("receive", "late")] >= long_due
 
 
 def test_the_tasks_of_devices_that_never_took_their_plan_are_planned_not_forgotten():
