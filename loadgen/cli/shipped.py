@@ -2,9 +2,9 @@
 (``easload scenarios``).
 
 They are the files of ``scenarios/`` at the top of the repository; an installed package carries them as
-the package data ``loadgen.scenarios`` (pyproject.toml maps that package to ``scenarios/``), so a wheel
-install finds the same names through :mod:`importlib.resources`.  In a checkout (``PYTHONPATH`` or an
-editable install) the directory itself is read.
+the package data ``loadgen.scenarios`` (pyproject.toml maps that package to ``scenarios/``), installed as
+``loadgen/scenarios/*.toml`` beside the code, so a wheel install finds the same names.  In a checkout
+(``PYTHONPATH`` or an editable install) the directory ``scenarios/`` itself is read.
 """
 
 import difflib
@@ -13,18 +13,13 @@ from pathlib import Path
 
 
 def directory():
-    """The directory holding the shipped scenarios (package data first, else the checkout's), or None."""
-    try:
-        from importlib.resources import files
-
-        root = files("loadgen.scenarios")
-        path = Path(str(root))
-        if path.is_dir() and any(path.glob("*.toml")):
-            return path
-    except (ImportError, TypeError, ValueError, OSError):  # no such package: a checkout run from its sources
-        pass
-    checkout = Path(__file__).resolve().parent.parent.parent / "scenarios"
-    return checkout if checkout.is_dir() else None
+    """The directory holding the shipped scenarios: the installed package's data (``loadgen/scenarios``,
+    a wheel's files on disk), else the checkout's ``scenarios/``; None when neither is there."""
+    package = Path(__file__).resolve().parent.parent
+    for candidate in (package / "scenarios", package.parent / "scenarios"):
+        if candidate.is_dir() and any(candidate.glob("*.toml")):
+            return candidate
+    return None
 
 
 def names():
