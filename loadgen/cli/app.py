@@ -192,7 +192,7 @@ def cmd_run(args):
     raise_file_limit()
     _check_run_flags(args)
     path = _scenario_file(args.scenario) if args.scenario else scenario_mod.default_scenario_path()
-    sc = scenario_mod.load(path)
+    sc = scenario_mod.load(path, secrets=not args.dry_run)  # a plan sends nothing: no password needed
     url = None
     if args.target is not None:  # "embedded", one URL or URL1,URL2,... (a multi-process target)
         try:

@@ -218,6 +218,7 @@ def test_validate_and_devices_need_no_password_variable_a_run_does(tmp_path, mon
                  '[population]\ndevices = 4\n' % TEST_NET)
     assert main(["validate", str(f)]) == 0
     assert main(["devices", str(f), "--format", "powershell"]) == 0
+    assert main(["run", str(f), "--dry-run"]) == 0  # a plan sends nothing either
     capsys.readouterr()
     assert main(["run", str(f), "--yes", "--metrics-listen", ""]) == 2
     assert "EASLOAD_TEST_UNSET_PW" in capsys.readouterr().err
