@@ -691,8 +691,9 @@ def cmd_merge(args):
         print("\nwarning: %d of %d shards merged (%s)" % (len(shards["shards_merged"]), shards["shards_total"],
                                                          shards["shards_merged"]), file=sys.stderr)
     data = summary.build(stats, scenario=first["scenario"], target=first.get("target"), verdicts=verdicts,
-                         **{key: first.get(key) for key in ("seed", "versions", "mode", "model", "easload_version",
-                                                            "codec")},
+                         **{key: first.get(key) for key in ("seed", "versions", "mode", "model", "easload_version")},
+                         codec="/".join(sorted({s["codec"] for s in summaries if isinstance(s.get("codec"), str)}))
+                         or None,  # shards run with different codecs: both named (e.g. "cython/python")
                          **dict(shards, shard=[0, 1]))
     if args.out:
         out = Path(args.out)
