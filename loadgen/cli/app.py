@@ -3,9 +3,13 @@
 Exit status: 0 success (every threshold passed), 1 a threshold failed or the
 run was interrupted, 2 a usage error (bad scenario, missing file, bad flag, a
 threshold naming a metric that cannot exist) -- always one clear line, never a
-traceback for a user's mistake --, 3 the target never answered, 4 the run
-stopped itself: its queued tasks exceeded ``[workload] backlog_limit`` x users
-(loadgen/run/engine.py backlog_limit).
+traceback for a user's mistake --, 3 the target never answered (a run ends
+within about 10 s of its first requests when none is answered: loadgen/run/engine.py
+DeadTarget), 4 the run stopped itself: its queued tasks exceeded ``[workload]
+backlog_limit`` x users (loadgen/run/engine.py backlog_limit), 5 the run stopped
+itself: an ``abort_on_fail`` threshold failed during it (loadgen/results/thresholds.py
+AbortWatch).  ``easload compare``: 0 no regression, 1 a regression beyond the
+tolerance, 2 usage.
 """
 
 import argparse
@@ -20,6 +24,16 @@ from loadgen.wire.redirects import is_loopback
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 EXIT_UNREACHABLE = 3
 EXIT_ABORTED = 4  # the backlog guard stopped the run (summary.json "aborted" says why)
+EXIT_THRESHOLD_ABORT = 5  # an abort_on_fail threshold stopped the run (summary.json "aborted" names it)
+
+
+def abort_exit(reason):
+    """The exit status of a run that stopped itself, from summary.json's "aborted" text."""
+    from loadgen.results.thresholds import ABORTED_THRESHOLD, ABORTED_UNREACHABLE
+
+    if reason.startswith(ABORTED_UNREACHABLE):
+        return EXIT_UNREACHABLE
+    return EXIT_THRESHOLD_ABORT if reason.startswith(ABORTED_THRESHOLD) else EXIT_ABORTED
 DEFAULT_METRICS = "127.0.0.1:9477"
 
 
@@ -240,7 +254,7 @@ def cmd_run(args):
         return EXIT_UNREACHABLE
     if stats.aborted:
         print("easload: run aborted: %s" % stats.aborted, file=sys.stderr)
-        return EXIT_ABORTED
+        return abort_exit(stats.aborted)
     if any(not ok for _t, _v, ok in verdicts) or result.interrupted:
         return EXIT_FAILED
     return EXIT_OK
@@ -589,9 +603,9 @@ def cmd_merge(args):
             (out / "junit.xml").write_text(junit_xml(first["scenario"], verdicts, stats.ended - stats.started))
         except OSError as exc:
             raise UsageError("cannot write results: %s" % exc) from None
-    if stats.aborted:  # a shard's backlog guard stopped it: the run's verdict is that
+    if stats.aborted:  # a shard stopped itself (backlog, abort_on_fail): the run's verdict is that
         print("easload: run aborted: %s" % stats.aborted, file=sys.stderr)
-        return EXIT_ABORTED
+        return abort_exit(stats.aborted)
     if any(not ok for _t, _v, ok in verdicts) or stats.interrupted or not shards["complete"]:
         return EXIT_FAILED
     return EXIT_OK
