@@ -622,8 +622,9 @@ def cmd_report(args):
     from loadgen.results import html as htmlreport
 
     summaries = _load_summaries(args.results)
+    baseline = _baseline_side(args.baseline) if getattr(args, "baseline", None) else None
     try:
-        size = htmlreport.write(summaries, args.output)
+        size = htmlreport.write(summaries, args.output, baseline=baseline)
     except OSError as exc:
         raise UsageError("%s: %s" % (args.output, exc.strerror or exc)) from None
     except _damaged_errors() as exc:  # a histogram's content, or results that do not belong together
@@ -633,6 +634,20 @@ def cmd_report(args):
                                                                             type(exc).__name__, text)) from None
     print("report: %s (%.0f KiB) from %d result(s)" % (args.output, size / 1024, len(summaries)), file=sys.stderr)
     return EXIT_OK
+
+
+def _baseline_side(name):
+    """``report --baseline``: the baseline's merged result (loadgen/results/compare.py Side)."""
+    from loadgen.results import compare
+    from loadgen.results.merge import MergeError
+
+    try:
+        return compare.Side(_load_summaries(compare.result_files(name)), name)
+    except (compare.CompareError, MergeError) as exc:
+        raise UsageError("--baseline %s" % exc if str(exc).startswith(name) else "--baseline %s: %s" % (name, exc)) \
+            from None
+    except _damaged_errors() as exc:
+        raise UsageError("--baseline %s: not a valid easload summary (%s)" % (name, type(exc).__name__)) from None
 
 
 def cmd_validate(args):
@@ -1019,7 +1034,12 @@ def _parser():
     rp = sub.add_parser("report", help="HTML report from saved (or several shards') summary.json files")
     rp.add_argument("results", nargs="+", help="summary.json files or the --out directories holding them")
     rp.add_argument("-o", "--output", default="report.html")
+    rp.add_argument("--baseline", metavar="RESULT", help="a last good result (as easload compare takes it): the "
+                                                        "report shows the comparison with it")
     rp.set_defaults(func=cmd_report)
+    from loadgen.cli import compare
+
+    compare.add_parser(sub)
 
     v = sub.add_parser("validate", help="check scenario files without running them")
     v.add_argument("scenarios", nargs="+")
