@@ -3,9 +3,13 @@
 Exit status: 0 success (every threshold passed), 1 a threshold failed or the
 run was interrupted, 2 a usage error (bad scenario, missing file, bad flag, a
 threshold naming a metric that cannot exist) -- always one clear line, never a
-traceback for a user's mistake --, 3 the target never answered, 4 the run
-stopped itself: its queued tasks exceeded ``[workload] backlog_limit`` x users
-(loadgen/run/engine.py backlog_limit).
+traceback for a user's mistake --, 3 the target never answered (a run ends
+within about 10 s of its first requests when none is answered: loadgen/run/engine.py
+DeadTarget), 4 the run stopped itself: its queued tasks exceeded ``[workload]
+backlog_limit`` x users (loadgen/run/engine.py backlog_limit), 5 the run stopped
+itself: an ``abort_on_fail`` threshold failed during it (loadgen/results/thresholds.py
+AbortWatch).  ``easload compare``: 0 no regression, 1 a regression beyond the
+tolerance, 2 usage.
 """
 
 import argparse
@@ -20,6 +24,16 @@ from loadgen.wire.redirects import is_loopback
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 EXIT_UNREACHABLE = 3
 EXIT_ABORTED = 4  # the backlog guard stopped the run (summary.json "aborted" says why)
+EXIT_THRESHOLD_ABORT = 5  # an abort_on_fail threshold stopped the run (summary.json "aborted" names it)
+
+
+def abort_exit(reason):
+    """The exit status of a run that stopped itself, from summary.json's "aborted" text."""
+    from loadgen.results.thresholds import ABORTED_THRESHOLD, ABORTED_UNREACHABLE
+
+    if reason.startswith(ABORTED_UNREACHABLE):
+        return EXIT_UNREACHABLE
+    return EXIT_THRESHOLD_ABORT if reason.startswith(ABORTED_THRESHOLD) else EXIT_ABORTED
 DEFAULT_METRICS = "127.0.0.1:9477"
 
 
@@ -330,7 +344,7 @@ def cmd_run(args):
         return EXIT_UNREACHABLE
     if stats.aborted:
         print("easload: run aborted: %s" % stats.aborted, file=sys.stderr)
-        return EXIT_ABORTED
+        return abort_exit(stats.aborted)
     if any(not ok for _t, _v, ok in verdicts) or result.interrupted:
         return EXIT_FAILED
     return EXIT_OK
@@ -703,9 +717,9 @@ def cmd_merge(args):
             (out / "junit.xml").write_text(junit_xml(first["scenario"], verdicts, stats.ended - stats.started))
         except OSError as exc:
             raise UsageError("cannot write results: %s" % exc) from None
-    if stats.aborted:  # a shard's backlog guard stopped it: the run's verdict is that
+    if stats.aborted:  # a shard stopped itself (backlog, abort_on_fail): the run's verdict is that
         print("easload: run aborted: %s" % stats.aborted, file=sys.stderr)
-        return EXIT_ABORTED
+        return abort_exit(stats.aborted)
     if any(not ok for _t, _v, ok in verdicts) or stats.interrupted or not shards["complete"]:
         return EXIT_FAILED
     return EXIT_OK
@@ -728,8 +742,9 @@ def cmd_report(args):
     from loadgen.results import html as htmlreport
 
     summaries = _load_summaries(args.results)
+    baseline = _baseline_side(args.baseline) if getattr(args, "baseline", None) else None
     try:
-        size = htmlreport.write(summaries, args.output)
+        size = htmlreport.write(summaries, args.output, baseline=baseline)
     except OSError as exc:
         raise UsageError("%s: %s" % (args.output, exc.strerror or exc)) from None
     except _damaged_errors() as exc:  # a histogram's content, or results that do not belong together
@@ -739,6 +754,20 @@ def cmd_report(args):
                                                                             type(exc).__name__, text)) from None
     print("report: %s (%.0f KiB) from %d result(s)" % (args.output, size / 1024, len(summaries)), file=sys.stderr)
     return EXIT_OK
+
+
+def _baseline_side(name):
+    """``report --baseline``: the baseline's merged result (loadgen/results/compare.py Side)."""
+    from loadgen.results import compare
+    from loadgen.results.merge import MergeError
+
+    try:
+        return compare.Side(_load_summaries(compare.result_files(name)), name)
+    except (compare.CompareError, MergeError) as exc:
+        raise UsageError("--baseline %s" % exc if str(exc).startswith(name) else "--baseline %s: %s" % (name, exc)) \
+            from None
+    except _damaged_errors() as exc:
+        raise UsageError("--baseline %s: not a valid easload summary (%s)" % (name, type(exc).__name__)) from None
 
 
 def cmd_validate(args):
@@ -1100,8 +1129,9 @@ exit status:
   0  every threshold passed
   1  a threshold failed, or the run was interrupted (SIGINT/SIGTERM)
   2  usage error: one line naming the flag, file or key; nothing was sent
-  3  the target never answered
+  3  the target never answered (fail fast: no HTTP response within about 10 s of the first request)
   4  the run stopped itself (its queued tasks exceeded [workload] backlog_limit)
+  5  an abort_on_fail threshold failed during the run and stopped it
 """
 
 
@@ -1225,7 +1255,12 @@ def _parser():
     rp = sub.add_parser("report", help="HTML report from saved (or several shards') summary.json files")
     rp.add_argument("results", nargs="+", help="summary.json files or the --out directories holding them")
     rp.add_argument("-o", "--output", default="report.html")
+    rp.add_argument("--baseline", metavar="RESULT", help="a last good result (as easload compare takes it): the "
+                                                        "report shows the comparison with it")
     rp.set_defaults(func=cmd_report)
+    from loadgen.cli import compare
+
+    compare.add_parser(sub)
 
     v = sub.add_parser("validate", help="check scenario files without running them")
     v.add_argument("scenarios", nargs="+", help="scenario files or shipped scenario names")

@@ -23,6 +23,7 @@ from loadgen.device.life import Device
 from loadgen.eas import versions
 from loadgen.device.profiles import PROFILES, identity
 from loadgen.results.stats import Stats
+from loadgen.results.thresholds import ABORTED_UNREACHABLE, AbortWatch
 from loadgen.run import day
 from loadgen.run.context import RunLoad
 from loadgen.scenario import DEVICE_EVENTS
@@ -639,6 +640,8 @@ async def _run(scenario, held, stop, target, target_url, context, progress, stre
             devices=(devices, lives, scenario.population.devices, shard[0] == 0) if device_side else None)))
     interrupted = False
     backlog = backlog_limit(scenario, len(devices))
+    watch = AbortWatch(scenario.thresholds)  # abort_on_fail thresholds (results/thresholds.py)
+    dead = DeadTarget()
     try:
         while loop.time() < deadline and not stop.is_set():
             try:
@@ -647,6 +650,12 @@ async def _run(scenario, held, stop, target, target_url, context, progress, stre
                 pass
             if backlog is not None and backlog_exceeded(stats, backlog):
                 stop.set()  # the graceful stop, as SIGTERM's; the summary says why
+            if dead.watching and dead.check(stats, loop.time() - t0, devices):
+                stats.aborted = stats.aborted or dead.reason
+                stop.set()
+            if watch and watch.check(stats, loop.time() - t0, Counter(d.state for d in devices)):
+                stats.aborted = stats.aborted or watch.reason
+                stop.set()
             prog.tick(loop.time() - t0, stats)
             stats.rss_end = rss = rss_bytes()  # the last tick's is the steady life's (e.g. holding Pings)
             if rss > stats.rss_peak:
@@ -658,7 +667,7 @@ async def _run(scenario, held, stop, target, target_url, context, progress, stre
             if starter is not None:
                 starter.cancel()
         # the graceful stop: requests in flight (held Pings too, parked or not) may still be answered
-        limit = loop.time() + scenario.load.graceful_stop
+        limit = loop.time() + (scenario.load.graceful_stop if dead.reason is None else 0.0)  # none answers
         while loop.time() < limit and (lives.tasks or lives.parked() or any(not t.done() for t in tasks)):
             await asyncio.sleep(min(0.02, max(0.0, limit - loop.time())))
     except asyncio.CancelledError:
@@ -688,6 +697,44 @@ async def _run(scenario, held, stop, target, target_url, context, progress, stre
     return RunResult(stats, devices, target_url, target.target if target is not None else None, interrupted,
                      getattr(transport, "reconnects", 0), getattr(transport, "connections_opened", 0), None,
                      dict(lives.device_errors))
+
+
+class DeadTarget:
+    """Fail fast: a target that never answers ends the run within ``FAIL_FAST_S`` seconds (exit 3),
+    not after its whole duration.  Dead: no HTTP response at all (MS-ASHTTP 2.2.2: every request
+    gets one; an HTTP 500 is an answer, the target is not dead) while requests were sent, and either
+    ``FAIL_FAST_S`` seconds of the run have passed or ``FAIL_FAST_FAILURES`` requests (the first
+    devices' connections refused, reset or timed out) failed without one.  The first answer ends the
+    watch for the rest of the run: nothing is checked per request."""
+
+    FAIL_FAST_S = 10.0
+    FAIL_FAST_FAILURES = 10
+
+    __slots__ = ("watching", "reason", "since")
+
+    def __init__(self):
+        self.watching = True
+        self.reason = None
+        self.since = None  # the run's second when requests were first seen sent
+
+    def check(self, stats, elapsed, devices):
+        """The reason to stop the run (also in ``reason``), or None; ``devices``: the population."""
+        failed = 0
+        for (_command, _outcome, status), n in stats.by_key.items():
+            if status.isdigit():
+                self.watching = False  # an answer: alive, whatever its status
+                return None
+            failed += n
+        if self.since is None:
+            if not failed and not any(d.in_flight is not None for d in devices):
+                return None  # nothing sent yet (a slow ramp's first device is still to start)
+            self.since = elapsed
+        if failed >= min(self.FAIL_FAST_FAILURES, len(devices) or 1) or elapsed - self.since >= self.FAIL_FAST_S:
+            self.watching = False
+            self.reason = "%sno HTTP response from the target %.0f s after its first request (%d failed without " \
+                          "one)" % (ABORTED_UNREACHABLE, elapsed - self.since, failed)
+            return self.reason
+        return None
 
 
 def backlog_limit(scenario, devices_here=None):
