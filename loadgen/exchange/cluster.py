@@ -495,7 +495,7 @@ class TargetCluster:
     async def counters(self):
         """GET /admin/counters of every process, added; ``processes`` keeps each one's figures."""
         answers = await self.broadcast("GET", "/admin/counters")
-        requests, devices, throttled, faults, mail = {}, {}, {}, {}, {}
+        requests, devices, throttled, faults, mail, holds = {}, {}, {}, {}, {}, {}
         for a in answers:
             for r in a["requests"]:
                 key = (r["command"], r["http_status"], r["eas_status"])
@@ -503,7 +503,7 @@ class TargetCluster:
             for d in a["devices"]:
                 key = (d["provisioning"], d["access"], d["wipe"])
                 devices[key] = devices.get(key, 0) + d["count"]
-            for name, into in (("throttled", throttled), ("faults", faults), ("mail", mail)):
+            for name, into in (("throttled", throttled), ("faults", faults), ("mail", mail), ("sync_holds", holds)):
                 for k, n in a.get(name, {}).items():
                     into[k] = into.get(k, 0) + n
         return {
@@ -512,6 +512,8 @@ class TargetCluster:
             "devices": [{"provisioning": p, "access": a, "wipe": w, "count": n}
                         for (p, a, w), n in sorted(devices.items())],
             "held_pings": sum(a["held_pings"] for a in answers),
+            "held_syncs": sum(a.get("held_syncs", 0) for a in answers),
+            "sync_holds": holds,
             "throttled": throttled,
             "faults": faults,
             "mail": mail,
