@@ -59,7 +59,8 @@ STATE_OPTIONS = ("users", "user_pattern", "password_pattern", "users_csv", "poli
                  "history_days", "daily_messages",
                  "ping_min", "ping_max", "ping_max_folders", "abq_default", "abq_rules", "max_concurrency",
                  "command_rate", "command_burst", "opaque_keys", "eas_path", "ignore_policy_key",
-                 "options_without_provision", "auth_realm", "challenge_first", "autodiscover_redirect")
+                 "options_without_provision", "auth_realm", "challenge_first", "autodiscover_redirect",
+                 "token_secret", "token_lifetime")
 
 
 def listen_addresses(listens, processes):
@@ -239,7 +240,9 @@ class TargetCluster:
 
     async def start(self):
         ctx = multiprocessing.get_context("spawn")
-        options = dict(self.options, policy_key=self.state.policy_key)
+        # one policy key and one Bearer token secret for every process (bearer.py: a token minted for
+        # the run is valid on the process of its user)
+        options = dict(self.options, policy_key=self.state.policy_key, token_secret=self.state.token_secret)
         pipes = []
         for k, (host, port) in enumerate(self.addresses):
             parent_end, child_end = ctx.Pipe()

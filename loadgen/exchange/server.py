@@ -350,8 +350,9 @@ class Target:
     # -- handlers
 
     async def options(self, request):
-        if self.state.authenticate(request.headers.get("Authorization")) is None or self._challenge(request):
-            return self._unauthorized("OPTIONS")
+        authorization = request.headers.get("Authorization")
+        if self.state.authenticate(authorization) is None or self._challenge(request):
+            return self._unauthorized("OPTIONS", authorization, bearer=True)
         self._count("OPTIONS", 200, None)
         return web.Response(headers={
             **SERVER_HEADERS, "MS-ASProtocolVersions": SUPPORTED_VERSIONS,
@@ -359,8 +360,21 @@ class Target:
             "Allow": "OPTIONS,POST",
         })
 
-    def _unauthorized(self, command):
-        return self._plain(command, 401, "Unauthorized", {"WWW-Authenticate": 'Basic realm="%s"' % self.state.auth_realm})
+    def _unauthorized(self, command, authorization=None, bearer=False):
+        """401 with a Basic challenge (RFC 7617).  With ``bearer`` (EAS, where Bearer tokens are accepted
+        too: TargetState.authenticate), the challenge of the scheme the request tried: for a Bearer
+        token Bearer with ``error="invalid_token"`` (RFC 6750 3.1: expired, malformed, not ours); to a
+        request with no credentials both challenges, Basic first (RFC 9110 11.6.1 allows several;
+        RFC 6750 3: no error code then)."""
+        realm = self.state.auth_realm
+        scheme = authorization.partition(" ")[0].lower() if bearer and authorization else ""
+        if scheme == "bearer":
+            challenge = 'Bearer realm="%s", error="invalid_token"' % realm
+        elif bearer and not authorization:
+            challenge = 'Basic realm="%s", Bearer realm="%s"' % (realm, realm)
+        else:
+            challenge = 'Basic realm="%s"' % realm
+        return self._plain(command, 401, "Unauthorized", {"WWW-Authenticate": challenge})
 
     def _challenge(self, request):
         """state.challenge_first: True for the first request of a connection (a front end that
@@ -392,9 +406,10 @@ class Target:
             # MS-ASHTTP 2.2.1.1.1.2: not the plain-text query value's syntax
             return self._plain(command, 400, "malformed Cmd, User, DeviceId or DeviceType (MS-ASHTTP 2.2.1.1.1.2)")
         state = self.state
-        user = state.authenticate(request.headers.get("Authorization"))
+        authorization = request.headers.get("Authorization")
+        user = state.authenticate(authorization)
         if user is None or self._challenge(request):
-            return self._unauthorized(command)
+            return self._unauthorized(command, authorization, bearer=True)
         version = versions.VERSIONS.get(request.headers.get("MS-ASProtocolVersion", ""))
         if version is None:
             return self._plain(command, 400, "unsupported MS-ASProtocolVersion")
