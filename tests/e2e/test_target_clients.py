@@ -1,8 +1,8 @@
 """End to end: the client types that need the embedded target's side, against it in this process.
 
 * hanging-sync (loadgen/device/clients.py): the devices send a Sync with HeartbeatInterval instead of a
-  Ping; the target holds it (server.py ``Target.held_sync``) and pushes new mail through it, answers
-  the empty Sync at expiry, and counts held Syncs apart from Pings.
+  Ping; the target holds it (server.py ``Target.held_sync``), pushes new mail through it and counts
+  held Syncs apart from Pings (the empty answer at expiry: tests/exchange/test_sync_hold.py).
 * outlook-cloud (Bearer): the run gets its tokens from the embedded target with no user setup
   (exchange/launch.py, exchange/bearer.py); they are accepted where Basic would not be, refreshed after
   a 401 Bearer challenge when they expire, and appear in no log, summary or metric.
@@ -57,7 +57,8 @@ clients = {{ {client} = 1 }}
 def test_hanging_sync_devices_get_new_mail_through_the_held_sync():
     devices = 16
     events = "".join('[[events]]\nat = %d\naction = "mail"\nfraction = 1\n' % at for at in (3, 5))
-    sc = scenario.parse(_text("hanging-sync", devices, 8, 2, events), "hanging.toml")
+    # a heartbeat longer than the run: mail that reaches a device came through a held Sync woken for it
+    sc = scenario.parse(_text("hanging-sync", devices, 7, 30, events), "hanging.toml")
     state = TargetState(users=devices, seed=7, ping_min=1)
     result = asyncio.run(start.run(sc, target_state=state, progress=False))
     target = result.target
@@ -68,10 +69,9 @@ def test_hanging_sync_devices_get_new_mail_through_the_held_sync():
     assert not [k for k in target.counters if k[0] == "Ping"]
     holds = target.sync_holds
     assert holds.get("changes", 0) >= devices, holds  # the new mail went out through held Syncs
-    assert holds.get("expired", 0) >= devices, holds  # and quiet intervals ended with the empty answer
-    assert "refused" not in holds  # HeartbeatInterval 2 is inside ping_min..ping_max
-    assert sum(target.held_sync_durations.data["Sync"][:-1]) == holds["changes"] + holds["expired"]
-    assert target.held_syncs == 0 and target.held_pings == 0
+    assert "refused" not in holds  # HeartbeatInterval 30 is inside ping_min..ping_max
+    assert sum(target.held_sync_durations.data["Sync"][:-1]) >= holds["changes"]
+    assert target.held_syncs == 0 and target.held_pings == 0  # the run's end answered the last ones
     text = exposition(make_registry(target)).decode()
     assert 'easload_target_sync_holds_total{outcome="changes"}' in text
     # every device got all of its Inbox's new mail (its sync state reached the folder's last change)
