@@ -2,7 +2,6 @@
 accepted, the RFC 6750 challenge for a token that is expired, malformed, for another target or another
 user; a cluster's processes accept the parent's tokens; the run's token source mints valid ones."""
 
-import asyncio
 import pickle
 
 import pytest
@@ -94,7 +93,7 @@ async def test_bearer_and_basic_over_http_with_the_rfc_6750_challenge(make_targe
 
 
 async def test_the_launched_scenario_carries_the_target_s_token_source():
-    sc = scenario.parse('duration = 1\n[target]\nprocesses = 1\n[auth]\nusers = 2\n[population]\ndevices = 2\n', "x.toml")
+    sc = scenario.parse('duration = 1\n[auth]\nusers = 2\n[population]\ndevices = 2\n', "x.toml")
     launched = await launch(sc)
     try:
         source = launched.scenario.target.bearer_tokens
@@ -102,4 +101,3 @@ async def test_the_launched_scenario_carries_the_target_s_token_source():
         assert sc.target.bearer_tokens is None  # the scenario given is not changed
     finally:
         await launched.close()
-    await asyncio.sleep(0)
