@@ -1,6 +1,6 @@
 """[target] history_days / daily_messages / inbox_items: parsed strictly (one line naming the key, bounds),
-refused for a server that is not embedded, passed to the embedded target of one process and of a
-cluster; ``easload target`` has the same as flags."""
+named as ignored against a server's URL (as the other embedded-only keys), passed to the embedded target
+of one process and of a cluster; ``easload target`` has the same as flags."""
 
 import subprocess
 import sys
@@ -42,14 +42,21 @@ def test_defaults_and_values_reach_the_embedded_target():
     ("daily_messages = true", "'daily_messages' must be a number"),
     ("inbox_items = \"many\"", "'inbox_items' must be a number"),
     ("inbox_items = 10000000", "'inbox_items' must be at most"),
-    ('url = "https://mail.example.com/Microsoft-Server-ActiveSync"\nhistory_days = 5', "easload populate"),
-    ('url = "https://mail.example.com/Microsoft-Server-ActiveSync"\ninbox_items = 5', "'inbox_items'"),
     ("history_dayz = 5", "did you mean 'history_days'"),
 ])
 def test_mistakes_are_one_line_naming_the_key(line, needle):
     with pytest.raises(scenario.ScenarioError) as err:
         _parse(line)
     assert needle in str(err.value) and "\n" not in str(err.value)
+
+
+def test_against_a_server_s_url_they_are_named_as_ignored():
+    from loadgen.cli.app import _embedded_only_warning
+
+    sc = _parse('url = "https://mail.example.com/Microsoft-Server-ActiveSync"\nhistory_days = 5\ninbox_items = 2')
+    warning = _embedded_only_warning(sc)
+    assert "history_days, inbox_items are for the embedded target only" in warning and "\n" not in warning
+    assert _embedded_only_warning(_parse("history_days = 5")) is None  # the embedded target reads them
 
 
 @pytest.mark.parametrize("argv, needle", [
