@@ -188,6 +188,14 @@ class TargetConfig:
     tls: bool = False
     tls_cert: str | None = None
     tls_key: str | None = None
+    # embedded target: the mailboxes' generated history (exchange/store.py): history_days days of
+    # daily_messages received mail each, or inbox_items messages in the Inbox instead when given
+    history_days: int = 3
+    daily_messages: int = 20
+    inbox_items: int | None = None
+    # embedded target: its OAuth token source for the devices (exchange/bearer.py), set by its start-up
+    # (exchange/launch.py), never read from a file
+    bearer_tokens: object = field(default=None, repr=False, compare=False)
 
     def __post_init__(self):
         _freeze_fields(self, ("url", "autodiscover_redirect"))
@@ -698,7 +706,7 @@ _TOP = {"name", "description", "duration", "seed", "target", "auth", "population
 _TARGET = {"url", "insecure", "ca_file", "allow_non_provisionable", "no_policy", "policy_refresh_minutes", "listen",
            "ping_min", "ping_max", "mail_per_user_per_hour", "processes", "path", "autodiscover", "ignore_policy_key",
            "options_without_provision", "auth_realm", "challenge_first", "autodiscover_redirect", "confirm",
-           "client_cert", "client_key", "tls", "tls_cert", "tls_key"}
+           "client_cert", "client_key", "tls", "tls_cert", "tls_key", "history_days", "daily_messages", "inbox_items"}
 _AUTH = {"user", "password", "password_env", "domain", "users", "first_user", "token_file", "token_command"}
 _POPULATION = {"devices", "devices_per_user", "versions", "profiles"}
 _LOAD = {"ramp_up", "think_time", "timeout", "retry_interval", "graceful_stop", "backoff", "reenrol_after", "transport", "mode",
@@ -808,6 +816,13 @@ def _target(r, t):
     else:
         raise r.fail("target", "autodiscover", "'autodiscover' must be true or an e-mail pattern like "
                      "\"user{n}@example.com\", not %r" % (value,))
+    from loadgen.exchange.state import MAX_DAILY_MESSAGES, MAX_HISTORY_DAYS, MAX_INBOX
+
+    mailboxes = {}  # against a server's URL: warned as ignored (cli/app.py EMBEDDED_ONLY); `easload populate` fills
+    for key, default, high in (("history_days", 3, MAX_HISTORY_DAYS), ("daily_messages", 20, MAX_DAILY_MESSAGES),
+                               ("inbox_items", None, MAX_INBOX)):
+        value = r.number("target", t, key, default, minimum=0, maximum=high, integer=True)
+        mailboxes[key] = None if value is None else int(value)
     redirect = t.get("autodiscover_redirect", {})
     if not isinstance(redirect, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in redirect.items()):
         raise r.fail("target", "autodiscover_redirect", "'autodiscover_redirect' must be a table of "
@@ -839,6 +854,7 @@ def _target(r, t):
         tls=tls or bool(tls_cert),
         tls_cert=tls_cert,
         tls_key=tls_key,
+        **mailboxes,
     )
 
 

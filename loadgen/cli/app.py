@@ -825,7 +825,8 @@ def _scenario_file(argument):
 # nothing, which the operator is told (tests/cli/test_cli_basics.py)
 EMBEDDED_ONLY = ("allow_non_provisionable", "no_policy", "policy_refresh_minutes", "listen", "ping_min", "ping_max",
                  "mail_per_user_per_hour", "processes", "path", "ignore_policy_key", "options_without_provision",
-                 "auth_realm", "challenge_first", "autodiscover_redirect", "tls", "tls_cert", "tls_key")
+                 "auth_realm", "challenge_first", "autodiscover_redirect", "tls", "tls_cert", "tls_key",
+                 "history_days", "daily_messages", "inbox_items")
 
 
 def _embedded_only_warning(sc):
@@ -919,6 +920,11 @@ def _check_target_flags(args):
     if args.ping_min > args.ping_max:
         raise UsageError("--ping-min %d is above --ping-max %d" % (args.ping_min, args.ping_max))
     check_flag("--policy-refresh-minutes", args.policy_refresh_minutes, 0, 527040)
+    from loadgen.exchange.state import MAX_DAILY_MESSAGES, MAX_HISTORY_DAYS, MAX_INBOX
+
+    check_flag("--history-days", args.history_days, 0, MAX_HISTORY_DAYS)
+    check_flag("--daily-messages", args.daily_messages, 0, MAX_DAILY_MESSAGES)
+    check_flag("--inbox-items", args.inbox_items, 0, MAX_INBOX)
     check_flag("--max-devices", args.max_devices, 1, 100_000)
     check_flag("--max-concurrency", args.max_concurrency, 1, 100_000)
     check_flag("--command-rate", args.command_rate, maximum=scenario_mod.MAX_RATE, above=0)
@@ -950,7 +956,8 @@ def _cmd_target(args):
     kw = dict(allow_non_provisionable=args.allow_non_provisionable, no_policy=args.no_policy,
               refresh_interval_min=args.policy_refresh_minutes, max_devices=args.max_devices,
               ping_min=args.ping_min, ping_max=args.ping_max, abq_default=args.abq_default,
-              max_concurrency=args.max_concurrency, command_rate=args.command_rate, command_burst=args.command_burst)
+              max_concurrency=args.max_concurrency, command_rate=args.command_rate, command_burst=args.command_burst,
+              history_days=args.history_days, daily_messages=args.daily_messages, inbox_items=args.inbox_items)
     try:
         if args.users_csv:
             state = TargetState.from_csv(args.users_csv, **kw)
@@ -1194,6 +1201,9 @@ def _parser():
                    "(60, 1m)")
     t.add_argument("--ping-max", type=_duration(whole=True), default=3540, help="largest Ping HeartbeatInterval "
                    "(3540, 59m)")
+    t.add_argument("--history-days", type=int, default=3, help="days of received mail in each mailbox (default 3)")
+    t.add_argument("--daily-messages", type=int, default=20, help="messages received per day of history (default 20)")
+    t.add_argument("--inbox-items", type=int, help="messages in each Inbox instead of the history's")
     t.add_argument("--abq-default", default="Allow", choices=("Allow", "Block", "Quarantine"),
                    help="organisation default access level")
     t.add_argument("--max-concurrency", type=int, default=10, help="concurrent requests per user (503 beyond)")

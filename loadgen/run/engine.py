@@ -72,6 +72,7 @@ def build_population(scenario, base_url, shard=0, shards=1, load=None, planned=F
     workload = getattr(scenario, "workload", None)
     client_weights = workload.clients if workload is not None else None  # per user (loadgen/device/clients.py)
     tokens = clients.token_source(auth)  # [auth] token_file / token_command: Bearer (None: Basic)
+    minted = None if tokens is not None else scenario.target.bearer_tokens  # the embedded target's, for bearer types
     stats = Stats()
     devices = []
     for i in range(pop.devices):
@@ -92,7 +93,7 @@ def build_population(scenario, base_url, shard=0, shards=1, load=None, planned=F
         devices.append(Device(
             i, auth.user.format(n=user_index), auth.password.format(n=user_index), version, profile, ident,
             url, load, stats, think_rng, auth.domain, origin=(scenario.seed, user_index, slot),
-            client=client, tokens=tokens,
+            client=client, tokens=minted if minted is not None and client is not None and client.bearer else tokens,
         ))
     return devices, stats
 
