@@ -188,6 +188,14 @@ class TargetConfig:
     tls: bool = False
     tls_cert: str | None = None
     tls_key: str | None = None
+    # embedded target: the mailboxes' generated history (exchange/store.py): history_days days of
+    # daily_messages received mail each, or inbox_items messages in the Inbox instead when given
+    history_days: int = 3
+    daily_messages: int = 20
+    inbox_items: int | None = None
+    # embedded target: its OAuth token source for the devices (exchange/bearer.py), set by its start-up
+    # (exchange/launch.py), never read from a file
+    bearer_tokens: object = field(default=None, repr=False, compare=False)
 
     def __post_init__(self):
         _freeze_fields(self, ("url", "autodiscover_redirect"))
@@ -577,6 +585,19 @@ _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
 _UNITS = {None: 1.0, "s": 1.0, "ms": 0.001, "m": 60.0, "h": 3600.0}
 
 
+def parse_duration(value):
+    """Seconds from a duration as scenario files and the command line's flags write it: a number of
+    seconds, or text like "20", "500ms", "20s", "5m", "1h" (the one parser of both); ValueError
+    otherwise.  The range (finite, not negative, at most MAX_SECONDS) is the caller's check."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    match = _DURATION.match(value) if isinstance(value, str) else None
+    if match is None:
+        raise ValueError("a duration like 20, \"20s\", \"5m\" or \"1h\", not %r" % (value,))
+    number, unit = match.groups()
+    return float(number) * _UNITS[unit]
+
+
 class _Reader:
     def __init__(self, path, text):
         self.path = path
@@ -635,13 +656,11 @@ class _Reader:
         if key not in table:
             return default
         value = table[key]
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            seconds = float(value)
-        elif isinstance(value, str) and _DURATION.match(value):
-            number, unit = _DURATION.match(value).groups()
-            seconds = float(number) * _UNITS[unit]
-        else:
-            raise self.fail(section, key, "'%s' must be a duration like 20, \"20s\", \"5m\" or \"1h\", not %r" % (key, value))
+        try:
+            seconds = parse_duration(value)
+        except ValueError:
+            raise self.fail(section, key, "'%s' must be a duration like 20, \"20s\", \"5m\" or \"1h\", not %r" % (key, value)) \
+                from None
         if not math.isfinite(seconds):
             raise self.fail(section, key, "'%s' must be a finite duration, not %r" % (key, value))
         if seconds < 0:
@@ -687,7 +706,7 @@ _TOP = {"name", "description", "duration", "seed", "target", "auth", "population
 _TARGET = {"url", "insecure", "ca_file", "allow_non_provisionable", "no_policy", "policy_refresh_minutes", "listen",
            "ping_min", "ping_max", "mail_per_user_per_hour", "processes", "path", "autodiscover", "ignore_policy_key",
            "options_without_provision", "auth_realm", "challenge_first", "autodiscover_redirect", "confirm",
-           "client_cert", "client_key", "tls", "tls_cert", "tls_key"}
+           "client_cert", "client_key", "tls", "tls_cert", "tls_key", "history_days", "daily_messages", "inbox_items"}
 _AUTH = {"user", "password", "password_env", "domain", "users", "first_user", "token_file", "token_command"}
 _POPULATION = {"devices", "devices_per_user", "versions", "profiles"}
 _LOAD = {"ramp_up", "think_time", "timeout", "retry_interval", "graceful_stop", "backoff", "reenrol_after", "transport", "mode",
@@ -701,8 +720,9 @@ def _plain(number):
     return "{:,}".format(number) if isinstance(number, int) else "%g" % number
 
 
-def parse(text, path="<scenario>"):
-    """Validate scenario TOML text into a :class:`Scenario`, built once from values decided here."""
+def parse(text, path="<scenario>", secrets=True):
+    """Validate scenario TOML text into a :class:`Scenario`, built once from values decided here;
+    ``secrets=False`` (``validate``, ``devices``: nothing is sent) does not need the password variable."""
     r = _Reader(path, text)
     try:
         data = tomllib.loads(text)
@@ -723,7 +743,7 @@ def parse(text, path="<scenario>"):
 
     t = r.section(data, "target", _TARGET)
     target = _target(r, t)
-    auth = _auth(r, r.section(data, "auth", _AUTH), path)
+    auth = _auth(r, r.section(data, "auth", _AUTH), path, secrets)
 
     p = r.section(data, "population", _POPULATION)
     population = PopulationConfig(
@@ -796,6 +816,13 @@ def _target(r, t):
     else:
         raise r.fail("target", "autodiscover", "'autodiscover' must be true or an e-mail pattern like "
                      "\"user{n}@example.com\", not %r" % (value,))
+    from loadgen.exchange.state import MAX_DAILY_MESSAGES, MAX_HISTORY_DAYS, MAX_INBOX
+
+    mailboxes = {}  # against a server's URL: warned as ignored (cli/app.py EMBEDDED_ONLY); `easload populate` fills
+    for key, default, high in (("history_days", 3, MAX_HISTORY_DAYS), ("daily_messages", 20, MAX_DAILY_MESSAGES),
+                               ("inbox_items", None, MAX_INBOX)):
+        value = r.number("target", t, key, default, minimum=0, maximum=high, integer=True)
+        mailboxes[key] = None if value is None else int(value)
     redirect = t.get("autodiscover_redirect", {})
     if not isinstance(redirect, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in redirect.items()):
         raise r.fail("target", "autodiscover_redirect", "'autodiscover_redirect' must be a table of "
@@ -827,17 +854,19 @@ def _target(r, t):
         tls=tls or bool(tls_cert),
         tls_cert=tls_cert,
         tls_key=tls_key,
+        **mailboxes,
     )
 
 
-def _auth(r, a, path="<scenario>"):
-    """[auth]: the password from 'password_env' when named; user and password as :class:`UserPattern`."""
+def _auth(r, a, path="<scenario>", secrets=True):
+    """[auth]: the password from 'password_env' when named (not needed without ``secrets``: the file's
+    pattern stays); user and password as :class:`UserPattern`."""
     first_user = int(r.number("auth", a, "first_user", 0, minimum=0, maximum=MAX_FIRST_USER, integer=True))
     users = int(r.number("auth", a, "users", 100, minimum=1, maximum=MAX_USERS, integer=True))
     patterns = {"user": r.string("auth", a, "user", "user{n}"), "password": r.string("auth", a, "password", "Pass{n}!")}
     password_env = r.string("auth", a, "password_env", None)
     domain = r.string("auth", a, "domain", "")
-    if password_env:
+    if password_env and (secrets or password_env in os.environ):
         value = os.environ.get(password_env)
         if value is None:
             raise r.fail("auth", "password_env", "environment variable %s (named by 'password_env') is not set"
@@ -1378,8 +1407,8 @@ def _policy_preferences(r, lo):
     return out
 
 
-def load(path):
-    """Read and validate a scenario file; ScenarioError with a clear line otherwise."""
+def load(path, secrets=True):
+    """Read and validate a scenario file; ScenarioError with a clear line otherwise (``secrets``: parse)."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -1387,7 +1416,7 @@ def load(path):
         raise ScenarioError("%s: no such scenario file" % path) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ScenarioError("%s: cannot read: %s" % (path, exc)) from None
-    return parse(text, str(path))
+    return parse(text, str(path), secrets)
 
 
 def overridden(scenario, *, duration=None, devices=None, url=None, transport=None, insecure=False):

@@ -279,6 +279,8 @@ class Admin:
             "devices": [{"provisioning": p, "access": a, "wipe": w, "count": n}
                         for (p, a, w), n in sorted(self.state.state_counts().items())],
             "held_pings": target.held_pings,
+            "held_syncs": target.held_syncs,  # Syncs with Wait / HeartbeatInterval (server.py held_sync)
+            "sync_holds": dict(target.sync_holds),
             "throttled": dict(target.throttled),
             "faults": dict(target.faults.injected),
             "mail": dict(self.state.store.counters),  # the mail store's actions (store.COUNTERS)

@@ -59,7 +59,8 @@ STATE_OPTIONS = ("users", "user_pattern", "password_pattern", "users_csv", "poli
                  "history_days", "daily_messages",
                  "ping_min", "ping_max", "ping_max_folders", "abq_default", "abq_rules", "max_concurrency",
                  "command_rate", "command_burst", "opaque_keys", "eas_path", "ignore_policy_key",
-                 "options_without_provision", "auth_realm", "challenge_first", "autodiscover_redirect")
+                 "options_without_provision", "auth_realm", "challenge_first", "autodiscover_redirect",
+                 "token_secret", "token_lifetime")
 
 
 def listen_addresses(listens, processes):
@@ -239,7 +240,9 @@ class TargetCluster:
 
     async def start(self):
         ctx = multiprocessing.get_context("spawn")
-        options = dict(self.options, policy_key=self.state.policy_key)
+        # one policy key and one Bearer token secret for every process (bearer.py: a token minted for
+        # the run is valid on the process of its user)
+        options = dict(self.options, policy_key=self.state.policy_key, token_secret=self.state.token_secret)
         pipes = []
         for k, (host, port) in enumerate(self.addresses):
             parent_end, child_end = ctx.Pipe()
@@ -495,7 +498,7 @@ class TargetCluster:
     async def counters(self):
         """GET /admin/counters of every process, added; ``processes`` keeps each one's figures."""
         answers = await self.broadcast("GET", "/admin/counters")
-        requests, devices, throttled, faults, mail = {}, {}, {}, {}, {}
+        requests, devices, throttled, faults, mail, holds = {}, {}, {}, {}, {}, {}
         for a in answers:
             for r in a["requests"]:
                 key = (r["command"], r["http_status"], r["eas_status"])
@@ -503,7 +506,7 @@ class TargetCluster:
             for d in a["devices"]:
                 key = (d["provisioning"], d["access"], d["wipe"])
                 devices[key] = devices.get(key, 0) + d["count"]
-            for name, into in (("throttled", throttled), ("faults", faults), ("mail", mail)):
+            for name, into in (("throttled", throttled), ("faults", faults), ("mail", mail), ("sync_holds", holds)):
                 for k, n in a.get(name, {}).items():
                     into[k] = into.get(k, 0) + n
         return {
@@ -512,6 +515,8 @@ class TargetCluster:
             "devices": [{"provisioning": p, "access": a, "wipe": w, "count": n}
                         for (p, a, w), n in sorted(devices.items())],
             "held_pings": sum(a["held_pings"] for a in answers),
+            "held_syncs": sum(a.get("held_syncs", 0) for a in answers),
+            "sync_holds": holds,
             "throttled": throttled,
             "faults": faults,
             "mail": mail,

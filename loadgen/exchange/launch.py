@@ -128,16 +128,30 @@ async def _start(launched, scenario, state, admin, stream):
 
         launched._runner = launched.target = cluster = await start_cluster(scenario)
         launched.urls, launched.state = cluster.urls, cluster.state
+        _with_tokens(launched)
         return
     from loadgen.exchange.metrics import TargetCollector
     from loadgen.exchange.server import start_target
 
     tls = dict(tls_cert=t.tls_cert, tls_key=t.tls_key) if t.tls else {}
     launched.state = state if state is not None else embedded_state(scenario)
+    _with_tokens(launched)
     launched._runner, target, launched.urls = await start_target(t.listen, 0, launched.state, **tls)
     launched.target, launched.in_process, launched.collector = target, True, TargetCollector(target)
     if admin:
         await _start_admin(launched, admin, stream)
+
+
+def _with_tokens(launched):
+    """The devices' Bearer tokens for this target, with no user setup: the scenario handed to the run
+    carries a token source minting with the target's secret (bearer.py; a cluster's processes share
+    it), which the run gives its Bearer client types unless ``[auth] token_file`` / ``token_command``
+    name their own (loadgen/run/engine.py build_population)."""
+    import dataclasses
+
+    scenario = launched.scenario
+    target = dataclasses.replace(scenario.target, bearer_tokens=launched.state.token_source())
+    launched.scenario = dataclasses.replace(scenario, target=target)
 
 
 async def _start_admin(launched, listen, stream):

@@ -45,12 +45,23 @@ class TargetCollector:
                          "Time to answer a request by command (Ping excluded: it is held on purpose)",
                          target.durations)
         yield _histogram("easload_target_ping_duration_seconds", "How long Pings were held", target.ping_durations)
+        yield _histogram("easload_target_held_sync_duration_seconds",
+                         "How long Syncs with Wait / HeartbeatInterval were held (not in the request durations)",
+                         target.held_sync_durations)
         devices = GaugeMetricFamily("easload_target_devices", "Device partnerships by provisioning, ABQ and wipe state",
                                     labels=["provisioning", "access", "wipe"])
         for (prov, access, wipe), n in sorted(state.state_counts().items()):
             devices.add_metric([prov, access, wipe], n)
         yield devices
         yield GaugeMetricFamily("easload_target_held_pings", "Pings held right now", value=target.held_pings)
+        yield GaugeMetricFamily("easload_target_held_syncs", "Syncs with Wait / HeartbeatInterval held right now",
+                                value=target.held_syncs)
+        holds = CounterMetricFamily("easload_target_sync_holds", "Syncs with Wait / HeartbeatInterval by how they "
+                                    "ended: changes, expired (empty answer), refused (Status 14 or 4)",
+                                    labels=["outcome"])
+        for outcome, n in sorted(target.sync_holds.items()):  # a fixed set of names (server.py held_sync)
+            holds.add_metric([outcome], n)
+        yield holds
         yield GaugeMetricFamily("easload_target_active_requests", "Requests in progress (counted for EasMaxConcurrency)",
                                 value=sum(state.throttle.active.values()))
         yield GaugeMetricFamily("easload_target_mailboxes", "Mailboxes materialised", value=len(state.mailboxes))
@@ -101,7 +112,7 @@ def merge_expositions(texts, per_process=None):
     """One exposition whose every sample is the sum over the processes' expositions ``texts``.
 
     Counters, histogram buckets/_count/_sum and the gauges of counts (devices,
-    held Pings, active requests, mailboxes) are additive across processes that
+    held Pings and Syncs, active requests, mailboxes) are additive across processes that
     own disjoint users, so the merged endpoint reads exactly like a single
     target's; :data:`SAME_IN_EVERY_PROCESS` gauges take the maximum.
     ``per_process`` (optional: {process index: held Pings}) adds

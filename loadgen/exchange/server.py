@@ -38,7 +38,7 @@ import functools  # noqa: E402 -- Autodiscover route
 from loadgen.exchange import autodiscover  # noqa: E402
 from loadgen.exchange.faults import Faults
 from loadgen.exchange.store import FOLDERS
-from loadgen.exchange.sync import SyncResponder, SyncState
+from loadgen.exchange.sync import SyncResponder, SyncState, hold_interval
 from loadgen.exchange.state import (
     WIPE_ACKNOWLEDGED, WIPE_PENDING, WIPE_SENT, WIPE_WIPED, TargetState,
 )
@@ -130,6 +130,8 @@ _PING_EXPIRED = encode(("Ping:Ping", [("Ping:Status", "1")]))
 _PING_CHANGED = Template(("Ping:Ping", [("Ping:Status", "2"), ("Ping:Folders", [("Ping:Folder", Slot("id"))])]))
 _PING_BOUND = Template(("Ping:Ping", [("Ping:Status", "5"), ("Ping:HeartbeatInterval", Slot("hbi"))]))
 _PING_MAXFOLDERS = Template(("Ping:Ping", [("Ping:Status", "6"), ("Ping:MaxFolders", Slot("max"))]))
+_SYNC_BOUND = Template(("AirSync:Sync", [("AirSync:Status", "14"), ("AirSync:Limit", Slot("limit"))]))
+_HELD = web.RequestKey("easload_held", bool)  # on a request that was parked (a held Sync): its own histogram
 _PROVISION_WIPE_ACKED = encode(("Provision:Provision", [("Provision:Status", "1")]))
 _ACK_RESPONSE = Template(("Provision:Provision", [("Provision:Status", "1"), ("Provision:Policies", [
     ("Provision:Policy", [("Provision:PolicyType", Slot("type")), ("Provision:Status", Slot("status")),
@@ -180,7 +182,10 @@ class Target:
         self.throttled = {}  # X-MS-ASThrottle reason -> count
         self.durations = Histogram()  # request duration by command, Ping excluded
         self.ping_durations = Histogram()  # Ping is held on purpose: its own histogram
+        self.held_sync_durations = Histogram()  # so is a Sync with Wait / HeartbeatInterval that was held
         self.held_pings = 0
+        self.held_syncs = 0
+        self.sync_holds = {}  # how held Syncs ended: "changes", "expired", "refused" (Status 14 / 4) -> count
         self._ping_futures = set()
         self.http_server = None  # aiohttp's server of the EAS side (start_target): its connections
         self.app = web.Application(client_max_size=16 * 1024 * 1024, middlewares=[self._middleware])
@@ -216,7 +221,7 @@ class Target:
         return len(chosen)
 
     def expire_pings(self):
-        """Answer every held Ping now (Status 1); used at shutdown."""
+        """Answer every held Ping (Status 1) and held Sync (empty) now; used at shutdown."""
         for fut in list(self._ping_futures):
             if not fut.done():
                 fut.set_result(None)
@@ -291,6 +296,8 @@ class Target:
         label = _command_label(command)
         if label == "Ping":
             self.ping_durations.observe(label, loop.time() - start)
+        elif request.get(_HELD):
+            self.held_sync_durations.observe(label, loop.time() - start)
         else:
             self.durations.observe(label, loop.time() - start)
         return resp
@@ -343,8 +350,9 @@ class Target:
     # -- handlers
 
     async def options(self, request):
-        if self.state.authenticate(request.headers.get("Authorization")) is None or self._challenge(request):
-            return self._unauthorized("OPTIONS")
+        authorization = request.headers.get("Authorization")
+        if self.state.authenticate(authorization) is None or self._challenge(request):
+            return self._unauthorized("OPTIONS", authorization, bearer=True)
         self._count("OPTIONS", 200, None)
         return web.Response(headers={
             **SERVER_HEADERS, "MS-ASProtocolVersions": SUPPORTED_VERSIONS,
@@ -352,8 +360,21 @@ class Target:
             "Allow": "OPTIONS,POST",
         })
 
-    def _unauthorized(self, command):
-        return self._plain(command, 401, "Unauthorized", {"WWW-Authenticate": 'Basic realm="%s"' % self.state.auth_realm})
+    def _unauthorized(self, command, authorization=None, bearer=False):
+        """401 with a Basic challenge (RFC 7617).  With ``bearer`` (EAS, where Bearer tokens are accepted
+        too: TargetState.authenticate), the challenge of the scheme the request tried: for a Bearer
+        token Bearer with ``error="invalid_token"`` (RFC 6750 3.1: expired, malformed, not ours); to a
+        request with no credentials both challenges, Basic first (RFC 9110 11.6.1 allows several;
+        RFC 6750 3: no error code then)."""
+        realm = self.state.auth_realm
+        scheme = authorization.partition(" ")[0].lower() if bearer and authorization else ""
+        if scheme == "bearer":
+            challenge = 'Bearer realm="%s", error="invalid_token"' % realm
+        elif bearer and not authorization:
+            challenge = 'Basic realm="%s", Bearer realm="%s"' % (realm, realm)
+        else:
+            challenge = 'Basic realm="%s"' % realm
+        return self._plain(command, 401, "Unauthorized", {"WWW-Authenticate": challenge})
 
     def _challenge(self, request):
         """state.challenge_first: True for the first request of a connection (a front end that
@@ -385,9 +406,10 @@ class Target:
             # MS-ASHTTP 2.2.1.1.1.2: not the plain-text query value's syntax
             return self._plain(command, 400, "malformed Cmd, User, DeviceId or DeviceType (MS-ASHTTP 2.2.1.1.1.2)")
         state = self.state
-        user = state.authenticate(request.headers.get("Authorization"))
+        authorization = request.headers.get("Authorization")
+        user = state.authenticate(authorization)
         if user is None or self._challenge(request):
-            return self._unauthorized(command)
+            return self._unauthorized(command, authorization, bearer=True)
         version = versions.VERSIONS.get(request.headers.get("MS-ASProtocolVersion", ""))
         if version is None:
             return self._plain(command, 400, "unsupported MS-ASProtocolVersion")
@@ -444,6 +466,9 @@ class Target:
                 return refused
         if command == "Ping":
             return await self.ping(record, version, tree)
+        if command == "Sync" and tree is not None and tree[0] == "AirSync:Sync" and (
+                find(tree, "AirSync:Wait") is not None or find(tree, "AirSync:HeartbeatInterval") is not None):
+            return await self.held_sync(request, record, version, tree)
         if command in compose.COMMANDS:  # 12.x: the raw MIME and the query's parameters (MS-ASHTTP 2.2.1.1.1.1)
             return handler(self, record, version, tree, body if raw else None, request.query)
         return handler(self, record, version, tree)
@@ -589,22 +614,40 @@ class Target:
         changed = _ping_changed(record, box, folders, ())
         if changed:
             return self._wbxml("Ping", _ping_changed_body(changed), 2)
+        self.held_pings += 1
+        try:
+            changed = await self._hold(record, box, folders, record.ping_interval,
+                                       lambda woke: _ping_changed(record, box, folders, (woke,)))
+        finally:
+            self.held_pings -= 1
+        if record.resync:
+            return self._wbxml("Ping", _STATUS_TEMPLATES["Ping"].render("7"), 7)
+        if changed:
+            return self._wbxml("Ping", _ping_changed_body(changed), 2)
+        return self._wbxml("Ping", _PING_EXPIRED, 1)
+
+    async def _hold(self, record, box, folders, seconds, changed):
+        """Park a request (a Ping, a held Sync) on ``folders`` of ``box`` for up to ``seconds``: the
+        one holding mechanism of the target.  Every change of a watched folder (store.py
+        ``UserStore.changed``) calls ``changed(folder id)``; a truthy result ends the hold and is
+        returned; a falsy one (a change this device made itself) holds on until the same deadline.
+        None when the interval expired, at shutdown (:meth:`expire_pings`) or when the device's
+        sync state was dropped (``TargetState.resync`` answers ``record.held_ping`` at once)."""
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + record.ping_interval
+        deadline = loop.time() + seconds
         fut = loop.create_future()
         box.watch(folders, fut)
         self._ping_futures.add(fut)
         timer = loop.call_at(deadline, _expire, fut)
-        self.held_pings += 1
         record.held_ping = fut
         try:
             while True:
                 woke = await fut
-                if woke is None:  # the heartbeat expired, shutdown, or a resync (state.resync)
-                    break
-                changed = _ping_changed(record, box, folders, (woke,))
-                if changed:
-                    break
+                if woke is None:  # expired, shutdown, or a resync (state.resync)
+                    return None
+                found = changed(woke)
+                if found:
+                    return found
                 # a change this device made itself: hold on until the same deadline
                 box.unwatch(folders, fut)
                 self._ping_futures.discard(fut)
@@ -616,15 +659,51 @@ class Target:
                 record.held_ping = fut
         finally:
             record.held_ping = None
-            self.held_pings -= 1
             timer.cancel()
             box.unwatch(folders, fut)
             self._ping_futures.discard(fut)
-        if record.resync:
-            return self._wbxml("Ping", _STATUS_TEMPLATES["Ping"].render("7"), 7)
-        if changed:
-            return self._wbxml("Ping", _ping_changed_body(changed), 2)
-        return self._wbxml("Ping", _PING_EXPIRED, 1)
+
+    async def held_sync(self, request, record, version, tree):
+        """A Sync with Wait (minutes, MS-ASCMD 2.2.3.198) or HeartbeatInterval (seconds, 2.2.3.88.2):
+        the hanging Sync some clients send instead of a Ping (loadgen/device/clients.py hanging-sync).
+
+        Both given or not a number: Status 4; out of the bounds (sync.hold_interval: the target's
+        ``ping_min..ping_max``, as for a Ping): Status 14 with Limit, the violated bound (MS-ASCMD
+        2.2.3.97).  A request with something to answer now (client commands, a key to move, changes
+        pending for this device: sync.SyncResponder.quiet) is answered at once as any Sync; otherwise
+        it is parked on its collections with the Ping's mechanism (:meth:`_hold`) and answered as soon
+        as one of them changes for this device -- with those changes --, or when the interval ends
+        with the empty Sync response of "no changes" (MS-ASCMD 2.2.1.21.2, example 4.5.10).  Held Syncs
+        have their own gauge, duration histogram and outcome counts (metrics.py)."""
+        state = self.state
+        seconds, refused = hold_interval(tree, state.ping_min, state.ping_max)
+        if refused is not None:
+            self._hold_ended("refused")
+            status, limit = refused
+            if limit is None:
+                return self._wbxml("Sync", _STATUS_TEMPLATES["Sync"].render(str(status)), status)
+            return self._wbxml("Sync", _SYNC_BOUND.render(str(limit)), status)
+        box = state.mailbox(record.user)
+        responder = self._sync
+        folders = responder.quiet(record, box, tree)
+        if folders is None or not seconds:
+            return self.sync(record, version, tree)
+        request[_HELD] = True
+        self.held_syncs += 1
+        try:
+            await self._hold(record, box, folders, seconds,
+                             lambda woke: responder.quiet(record, box, tree, False) is None)
+        finally:
+            self.held_syncs -= 1
+        if responder.quiet(record, box, tree, False) is None:  # changes for this device, or its sync state dropped
+            self._hold_ended("changes")
+            return self.sync(record, version, tree)
+        self._hold_ended("expired")
+        self._count("Sync", 200, 1)
+        return web.Response(headers=SERVER_HEADERS)  # the empty Sync response: no changes
+
+    def _hold_ended(self, outcome):
+        self.sync_holds[outcome] = self.sync_holds.get(outcome, 0) + 1
 
     _handlers = handlers.install({
         "FolderSync": foldersync, "Sync": sync, "Ping": ping,

@@ -40,7 +40,7 @@ import time
 from dataclasses import dataclass, field
 
 from loadgen.eas.policy import POLICY_NAMES as _POLICY_NAMES, SEED_POLICY
-from loadgen.exchange import abq
+from loadgen.exchange import abq, bearer
 from loadgen.exchange.store import Store
 from loadgen.exchange.throttle import Throttle
 
@@ -116,12 +116,15 @@ def _new_key(rng):
 
 def scenario_options(scenario):
     """TargetState keyword arguments for a scenario's embedded target (one process, or each
-    process of a cluster): users, policy options, Ping bounds and real servers' habits."""
+    process of a cluster): users, policy options, Ping bounds, the mailboxes' history and real
+    servers' habits."""
     t, auth = scenario.target, scenario.auth
     return dict(
         users=auth.users, user_pattern=auth.user, password_pattern=auth.password,
         no_policy=t.no_policy, allow_non_provisionable=t.allow_non_provisionable,
         refresh_interval_min=t.policy_refresh_minutes, seed=scenario.seed, ping_min=t.ping_min, ping_max=t.ping_max,
+        # the mailboxes' generated history (store.py)
+        history_days=t.history_days, daily_messages=t.daily_messages, inbox_items=t.inbox_items,
         # target modes: path, Autodiscover, policy-key handling, auth quirks
         eas_path=t.path, ignore_policy_key=t.ignore_policy_key,
         options_without_provision=t.options_without_provision, auth_realm=t.auth_realm,
@@ -138,7 +141,8 @@ class TargetState:
                  abq_default=abq.ALLOW, abq_rules=(), max_concurrency=10, command_rate=20.0,
                  command_burst=600.0, opaque_keys=False, eas_path="/Microsoft-Server-ActiveSync",
                  ignore_policy_key=False, options_without_provision=False, auth_realm="easload",
-                 challenge_first=False, autodiscover_redirect=None):
+                 challenge_first=False, autodiscover_redirect=None, token_secret=None,
+                 token_lifetime=bearer.DEFAULT_LIFETIME):
         users = _number("users", users, 1, MAX_USERS, integer=True) if users_csv is None else users
         ping_min = _number("ping_min", ping_min, 1, MAX_HEARTBEAT)
         ping_max = _number("ping_max", ping_max, 1, MAX_HEARTBEAT)
@@ -202,6 +206,11 @@ class TargetState:
         self._salt = os.urandom(16)  # PolicyDataSalt
         self.devices = {}
         self._auth_cache = {}
+        # OAuth-style Bearer tokens (bearer.py): validated with this secret, no table; random per target
+        # (a cluster gives its processes the parent's), never logged
+        self.token_secret = bytes(token_secret) if token_secret is not None else os.urandom(32)
+        self.token_lifetime = _number("token_lifetime", token_lifetime, 1, None)
+        self._bearer_cache = {}  # Authorization header -> (user, expiry)
 
     # -- authentication
 
@@ -209,13 +218,16 @@ class TargetState:
         return _new_opaque_key(self.rng) if self.opaque_keys else _new_key(self.rng)
 
     def authenticate(self, header):
-        """The user name for an ``Authorization: Basic ...`` header, or None."""
+        """The user name for an ``Authorization: Basic ...`` header, or for ``Authorization: Bearer
+        <token>`` (RFC 6750 2.1) with a token of this target (bearer.py) not yet expired; or None."""
         if header is None:
             return None
         user = self._auth_cache.get(header)
         if user is not None:
             return user
         scheme, _, value = header.partition(" ")
+        if scheme.lower() == "bearer":
+            return self._bearer(header, value.strip())
         if scheme.lower() != "basic":
             return None
         try:
@@ -229,6 +241,27 @@ class TargetState:
         if len(self._auth_cache) < 1_000_000:
             self._auth_cache[header] = name
         return name
+
+    def _bearer(self, header, token):
+        found = self._bearer_cache.get(header)
+        if found is None:
+            found = bearer.check(self.token_secret, token)
+            if found is None or found[0] not in self.passwords:
+                return None
+            if len(self._bearer_cache) >= 100_000:  # tokens are renewed: forget the old ones
+                self._bearer_cache.clear()
+            self._bearer_cache[header] = found
+        user, expires = found
+        return user if expires > self.clock() else None
+
+    def mint_token(self, user, lifetime=None):
+        """Admin and tests: a Bearer token of this target for ``user`` (bearer.py)."""
+        return bearer.mint(self.token_secret, user, self.clock() + (self.token_lifetime if lifetime is None
+                                                                    else lifetime))
+
+    def token_source(self):
+        """The devices' token source for this target's users (bearer.MintedTokens), minting with its secret."""
+        return bearer.MintedTokens(self.token_secret, self.token_lifetime)
 
     @classmethod
     def from_csv(cls, path, **kw):

@@ -39,6 +39,12 @@
 * What each device asked for (BodyPreference Type / TruncationSize, FilterType per collection) is
   remembered on its record (``observe_sync``): the proof that devices live by the policy they accepted
   is taken where the server sees it.
+* A held Sync (MS-ASCMD 2.2.3.198 Wait, minutes; 2.2.3.88.2 HeartbeatInterval, seconds; never both:
+  Status 4): :func:`hold_interval` checks the interval (out of range: Status 14 with Limit, the
+  violated bound, MS-ASCMD 2.2.3.97) and :meth:`SyncResponder.quiet` says whether the request has
+  nothing to answer yet, so that the server (server.py ``Target.held_sync``) parks it as it parks a
+  Ping until one of its collections changes for this device or the interval ends -- then the empty
+  Sync response of "no changes" (MS-ASCMD 2.2.1.21.2).
 """
 
 from _wbxml import children, encode, find, findtext
@@ -96,6 +102,41 @@ def observe_sync(record, collection_id, node):
     value = (body_type, truncation, filter_type)
     observe(record, ("sync", collection_id), value)
     record.observed[("last_sync", collection_id)] = value
+
+
+# MS-ASCMD 2.2.3.198: Wait is 1..59 minutes (Limit 1 or 59 outside it, MS-ASCMD 2.2.3.97)
+WAIT_MIN, WAIT_MAX = 1, 59
+
+
+def hold_interval(tree, ping_min, ping_max):
+    """The hold a Sync request asks for: (seconds, None) -- 0 when it asks for none --, or (None,
+    (status, limit)) for a refused one: Status 4 when both Wait and HeartbeatInterval are given
+    (MS-ASCMD 2.2.3.198) or one is not a number, Status 14 with Limit (the violated bound) when it is
+    out of range.  HeartbeatInterval (seconds) is bounded by the target's ``ping_min..ping_max``, the
+    bounds of a Ping's HeartbeatInterval (Exchange 60..3540, docs/protocol-notes.md section 6); Wait
+    (minutes) by 1..59 narrowed to the whole minutes inside those bounds."""
+    if tree is None or tree[0] != "AirSync:Sync":
+        return 0, None
+    wait = findtext(tree, "AirSync:Wait")
+    heartbeat = findtext(tree, "AirSync:HeartbeatInterval")
+    if wait is None and heartbeat is None:
+        return 0, None
+    if wait is not None and heartbeat is not None:
+        return None, (4, None)
+    value = _int(wait if wait is not None else heartbeat)
+    if value is None:
+        return None, (4, None)
+    if wait is not None:
+        low = max(WAIT_MIN, -(-int(ping_min) // 60))
+        high = max(low, min(WAIT_MAX, int(ping_max) // 60))
+        seconds = 60
+    else:
+        low, high, seconds = int(ping_min), int(ping_max), 1
+    if value < low:
+        return None, (14, low)
+    if value > high:
+        return None, (14, high)
+    return value * seconds, None
 
 
 class SyncState:
@@ -281,6 +322,43 @@ class SyncResponder:
         self.folder_ids = frozenset(f[0] for f in folders)
 
     # -- the command
+
+    def quiet(self, record, box, tree, observe=True):
+        """The collection ids a Sync request may be held on, when it has nothing to answer now: every
+        collection is known, at the device's current key (no key 0, no replay), carries no client
+        commands, asks for changes, and has nothing this device has not been sent (SyncState.pending;
+        its own changes do not count).  None when the request must be answered at once (by
+        :meth:`respond`).  With ``observe``, what each collection asked for is remembered as
+        :meth:`respond` does."""
+        if tree is None or tree[0] != "AirSync:Sync" or record.resync:
+            return None
+        collections = find(tree, "AirSync:Collections")
+        if collections is None or type(collections[1]) is not list:
+            return None
+        origin = record.device_id
+        fids = []
+        nodes = []
+        for node in children(collections):
+            if node[0] != "AirSync:Collection" or type(node[1]) is not list:
+                continue
+            cid = findtext(node, "AirSync:CollectionId")
+            if type(cid) is not str or cid not in self.folder_ids:
+                return None
+            state = record.sync.get(cid)
+            if type(state) is not SyncState or _int(findtext(node, "AirSync:SyncKey")) != state.key:
+                return None
+            commands = find(node, "AirSync:Commands")
+            if (commands is not None and commands[1]) or findtext(node, "AirSync:GetChanges") == "0":
+                return None
+            if state.pending(box.folder(cid), origin):
+                return None
+            fids.append(cid)
+            nodes.append(node)
+        if not fids:
+            return None
+        for cid, node in zip(fids, nodes) if observe else ():
+            observe_sync(record, cid, node)
+        return tuple(fids)
 
     def respond(self, record, box, tree):
         """(WBXML body, Sync-level status or None) for a Sync request tree."""

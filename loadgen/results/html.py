@@ -790,8 +790,23 @@ def _sections(m, charts):
         out.append("</section>")
     if m["shards"] > 1:
         out.append(_shards(m))
+    if m.get("comparison"):
+        out.append(_comparison(m["comparison"]))
     out.append(_summary_tables(m))
     return "".join(out)
+
+
+def _comparison(result):
+    """``easload report --baseline``: the comparison of loadgen/results/compare.py, as a table."""
+    from loadgen.results import compare
+
+    n = len(result["regressions"])
+    notes = "".join('<p class="warn">%s</p>' % esc(note) for note in result["notes"])
+    return ('<section id="comparison"><h2>Compared with the baseline</h2><p class="note">Baseline %s; %s</p>%s%s'
+            '</section>' % (esc(result["baseline"]), esc("%d regression%s beyond the tolerances" % (n, "" if n == 1
+                                                                                              else "s")),
+                            notes, _table("comparison", "Change per command and metric (latency ms, error rate, "
+                                          "requests/s)", compare.HEADERS, compare.table_rows(result), numeric_from=2)))
 
 
 def _mail_tables(m):
@@ -940,10 +955,15 @@ def _license_comment():
     return "/*! uPlot %s (https://github.com/leeoniya/uPlot), inlined unchanged below.\n%s*/\n" % (UPLOT_VERSION, text)
 
 
-def render(summaries):
-    """One self-contained HTML document from one summary dict or several of the same run."""
+def render(summaries, baseline=None):
+    """One self-contained HTML document from one summary dict or several of the same run;
+    ``baseline``: a loadgen/results/compare.py Side to compare the run with."""
     with paused_gc():
         m = merge(summaries)
+        if baseline is not None:
+            from loadgen.results import compare
+
+            m["comparison"] = compare.compare(baseline, compare.Side(summaries, "this run", shards=False))
         pal = _palette(m)
         charts = _charts(m["points"], m, pal)
         data = _data(m, charts, pal)
@@ -964,9 +984,9 @@ def render(summaries):
                _asset("uPlot.iife.min.js"), _asset("report.js")))
 
 
-def write(summaries, path):
+def write(summaries, path, baseline=None):
     """Render and write the report (UTF-8); returns its size in bytes."""
-    data = render(summaries).encode("utf-8")
+    data = render(summaries, baseline).encode("utf-8")
     with open(path, "wb") as f:
         f.write(data)
     return len(data)

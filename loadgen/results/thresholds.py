@@ -1,8 +1,12 @@
 """Thresholds: the one grammar and the one evaluator.
 
 A threshold is ``metric op limit``, e.g. ``Provision.p99 < 0.5`` (seconds) or ``errors.rate < 0.01``.
-A scenario writes it as ``"Provision.p99" = "< 0.5"`` in ``[thresholds]`` (:func:`parse`);
-summary.json keeps it as its text, ``str(threshold)``, read back by :func:`from_text`.
+A scenario writes it as ``"Provision.p99" = "< 0.5"`` in ``[thresholds]`` (:func:`parse`), or as a table
+that may also stop the run early, as k6's thresholds with ``abortOnFail`` / ``delayAbortEval`` do
+(https://grafana.com/docs/k6/latest/using-k6/thresholds/): ``"Sync.p99" = { expr = "< 2", abort_on_fail
+= true, delay = "30s" }`` -- judged on the live statistics every :data:`ABORT_INTERVAL` seconds once
+``delay`` has passed (:class:`AbortWatch`); a breach ends the run gracefully, its results kept.
+summary.json keeps a threshold as its text, ``str(threshold)``, read back by :func:`from_text`.
 
 Metrics: ``<command>.<stat>`` with a stat of :data:`STATS` (p50 ... max in seconds, count and
 errors as counts; a timing such as ``Enrolment`` or ``StartLag`` in place of a command too),
@@ -69,11 +73,14 @@ class ThresholdError(ValueError):
 
 @dataclass(frozen=True)
 class Threshold:
-    """``metric op limit``, e.g. ``Provision.p99 < 0.5`` (seconds), ``errors.rate < 0.01``."""
+    """``metric op limit``, e.g. ``Provision.p99 < 0.5`` (seconds), ``errors.rate < 0.01``;
+    ``abort_on_fail``: a breach during the run ends it (after ``delay`` seconds of the run)."""
 
     metric: str
     op: str
     limit: float
+    abort_on_fail: bool = False
+    delay: float = 0.0
 
     def __str__(self):
         return "%s %s %g" % (self.metric, self.op, self.limit)
@@ -122,16 +129,57 @@ def check_metric(metric):
                                          _did_you_mean(group, names, "").replace("'?)", ".%s'?)" % stat)))
 
 
+# the keys of a threshold's table form; k6's own names (abortOnFail, delayAbortEval, threshold) are
+# pointed at these
+TABLE_KEYS = ("expr", "abort_on_fail", "delay")
+_K6_KEYS = {"threshold": "expr", "abortOnFail": "abort_on_fail", "delayAbortEval": "delay"}
+_DELAY = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
+_UNITS = {None: 1.0, "s": 1.0, "ms": 0.001, "m": 60.0, "h": 3600.0}
+MAX_DELAY = 366 * 86400  # a run's longest duration (loadgen/scenario.py MAX_SECONDS)
+
+
 def parse(metric, condition):
-    """The Threshold of a scenario's ``metric = "condition"``; ThresholdError if either is wrong,
-    or if the metric is not one a run can have (:func:`check_metric`)."""
+    """The Threshold of a scenario's ``metric = "condition"`` or ``metric = { expr = "condition",
+    abort_on_fail = true, delay = "30s" }``; ThresholdError if any part is wrong, or if the metric
+    is not one a run can have (:func:`check_metric`)."""
     check_metric(metric)
+    abort, delay = False, 0.0
+    if isinstance(condition, dict):
+        for key in condition:
+            if key not in TABLE_KEYS:
+                hint = _K6_KEYS.get(key) or (difflib.get_close_matches(key, TABLE_KEYS, 1) or [None])[0]
+                raise ThresholdError("threshold '%s': unknown key '%s'%s (known: %s)" % (
+                    metric, key, " (did you mean '%s'?)" % hint if hint else "", ", ".join(TABLE_KEYS)))
+        if "expr" not in condition:
+            raise ThresholdError("threshold '%s' needs expr, e.g. { expr = \"< 2\", abort_on_fail = true }" % metric)
+        abort = condition.get("abort_on_fail", False)
+        if not isinstance(abort, bool):
+            raise ThresholdError("threshold '%s': abort_on_fail must be true or false, not %r" % (metric, abort))
+        delay = _delay(metric, condition.get("delay", 0))
+        if delay and not abort:
+            raise ThresholdError("threshold '%s': delay applies to abort_on_fail = true only" % metric)
+        condition = condition["expr"]
     m = CONDITION.match(condition) if isinstance(condition, str) else None
     if m and not math.isfinite(float(m.group(2))):
         m = None
     if not m:
         raise ThresholdError("threshold '%s' must look like \"< 0.5\" (<, <=, >, >=, ==), not %r" % (metric, condition))
-    return Threshold(metric, m.group(1), float(m.group(2)))
+    return Threshold(metric, m.group(1), float(m.group(2)), abort, delay)
+
+
+def _delay(metric, value):
+    """A threshold's ``delay`` in seconds: a number or "30s", "500ms", "5m", "1h"."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        seconds = float(value)
+    elif isinstance(value, str) and _DELAY.match(value):
+        number, unit = _DELAY.match(value).groups()
+        seconds = float(number) * _UNITS[unit]
+    else:
+        raise ThresholdError("threshold '%s': delay must be a duration like \"30s\", \"5m\" or 30, not %r"
+                             % (metric, value))
+    if not math.isfinite(seconds) or not 0 <= seconds <= MAX_DELAY:
+        raise ThresholdError("threshold '%s': delay must be between 0 and %d s, not %r" % (metric, MAX_DELAY, value))
+    return seconds
 
 
 def split(text):
@@ -312,3 +360,67 @@ def evaluate(source, thresholds):
         value = figures.value(th.metric)
         results.append((th, value, value is not None and OPS[th.op](value, th.limit)))
     return results
+
+
+# ------------------------------------------------------------------ verdicts during the run
+
+ABORT_INTERVAL = 1.0  # s between two judgements of the abort_on_fail thresholds on the live statistics
+# the beginnings of summary.json's "aborted" text, one per way a run stops itself; the command line's
+# exit status follows from them (loadgen/cli/app.py abort_exit): 3, 4 or 5
+ABORTED_THRESHOLD = "threshold "
+ABORTED_UNREACHABLE = "unreachable: "
+
+
+def needs_histograms(thresholds):
+    """Whether an abort_on_fail threshold reads a percentile (or max) during the run: the workers of
+    ``--workers`` then send their histograms with every snapshot (loadgen/run/workers.py)."""
+    for th in thresholds:
+        if th.abort_on_fail:
+            group, _, stat = th.metric.partition(".")
+            stat = stat.rpartition(".")[2] if group == "tasks" else stat
+            if stat == "max" or (stat[:1] == "p" and stat[1:2].isdigit()):
+                return True
+    return False
+
+
+class AbortWatch:
+    """The ``abort_on_fail`` thresholds of a run, judged on its live statistics.
+
+    :meth:`check` is called on every tick of the run (engine.py, or the parent of ``--workers``
+    processes on the workers' merged counts and histograms); every ``interval`` seconds it judges
+    each such threshold whose ``delay`` has passed.  A breach is a value that fails the condition; a
+    metric without data yet (no Sync answered so far) is no breach -- the final verdict still fails it.
+    The condition is judged on the figures so far, as k6 does: a ``count >`` threshold is breached
+    until the count is reached, so give it a delay.  ``devices.<state>`` reads the devices' states now
+    (``devices`` of :meth:`check`), not their final ones."""
+
+    __slots__ = ("watched", "interval", "due", "reason", "threshold")
+
+    def __init__(self, thresholds, interval=ABORT_INTERVAL):
+        self.watched = tuple(th for th in thresholds if th.abort_on_fail)
+        self.interval = interval
+        self.due = min((th.delay for th in self.watched), default=0.0)
+        self.reason = None  # "threshold ... failed ..." once one did
+        self.threshold = None
+
+    def __bool__(self):
+        return bool(self.watched)
+
+    def check(self, source, elapsed, devices=None):
+        """The reason to stop the run (also kept in ``reason``), or None.  ``source``: Figures or a
+        live Stats; ``elapsed``: seconds since the run's clock started; ``devices``: state -> devices now."""
+        if self.reason is not None or not self.watched or elapsed < self.due:
+            return self.reason
+        self.due = elapsed + self.interval
+        live = [th for th in self.watched if elapsed >= th.delay]
+        figures = source if isinstance(source, Figures) else Figures.of_stats(source)
+        if devices is not None:
+            figures.devices = devices
+        for th in live:
+            value = figures.value(th.metric)
+            if value is not None and not OPS[th.op](value, th.limit):
+                self.threshold = th
+                self.reason = "%s%s (abort_on_fail) failed at %.0f s of the run: value %g" % (
+                    ABORTED_THRESHOLD, th, elapsed, value)
+                return self.reason
+        return None

@@ -14,7 +14,7 @@ import re
 import sys
 import time
 import uuid
-from collections import Counter
+from collections import Counter, namedtuple
 from dataclasses import dataclass, field
 
 from loadgen.results import metrics
@@ -23,6 +23,7 @@ from loadgen.device.life import Device
 from loadgen.eas import versions
 from loadgen.device.profiles import PROFILES, identity
 from loadgen.results.stats import Stats
+from loadgen.results.thresholds import ABORTED_UNREACHABLE, AbortWatch
 from loadgen.run import day
 from loadgen.run.context import RunLoad
 from loadgen.scenario import DEVICE_EVENTS
@@ -48,13 +49,18 @@ def _weighted_picker(weights, rng):
     return pick
 
 
-def build_population(scenario, base_url, shard=0, shards=1, load=None):
+# a device as the plan sees it (loadgen/run/plan.py): the same draws as the Device a run builds, nothing more
+PlannedDevice = namedtuple("PlannedDevice", "index user version profile base_url")
+
+
+def build_population(scenario, base_url, shard=0, shards=1, load=None, planned=False):
     """The scenario's devices, deterministic for its seed (ids, versions, profiles).
 
     With ``shards`` > 1 only the devices ``i`` with ``i % shards == shard`` are built;
     versions and profiles are still drawn for every device in order, so a device has
     the same identity, version and profile whatever the number of shards.  ``load``: the
-    run context the devices read (loadgen/run/context.py; by default one process's)."""
+    run context the devices read (loadgen/run/context.py; by default one process's).  ``planned``:
+    :data:`PlannedDevice` tuples instead of devices (the plan's figures, before a run starts)."""
     if load is None:
         load = RunLoad.for_run(scenario)
     pop = scenario.population
@@ -66,6 +72,7 @@ def build_population(scenario, base_url, shard=0, shards=1, load=None):
     workload = getattr(scenario, "workload", None)
     client_weights = workload.clients if workload is not None else None  # per user (loadgen/device/clients.py)
     tokens = clients.token_source(auth)  # [auth] token_file / token_command: Bearer (None: Basic)
+    minted = None if tokens is not None else scenario.target.bearer_tokens  # the embedded target's, for bearer types
     stats = Stats()
     devices = []
     for i in range(pop.devices):
@@ -79,11 +86,14 @@ def build_population(scenario, base_url, shard=0, shards=1, load=None):
         client = clients.pick(client_weights, scenario.seed, user_index)
         if client is not None and client.partnerships_per_user and slot >= client.partnerships_per_user:
             continue  # outlook-cloud: one partnership per user, held by the service
+        if planned:
+            devices.append(PlannedDevice(i, auth.user.format(n=user_index), version, profile, url))
+            continue
         ident = identity(scenario.seed, user_index, slot, profile)
         devices.append(Device(
             i, auth.user.format(n=user_index), auth.password.format(n=user_index), version, profile, ident,
             url, load, stats, think_rng, auth.domain, origin=(scenario.seed, user_index, slot),
-            client=client, tokens=tokens,
+            client=client, tokens=minted if minted is not None and client is not None and client.bearer else tokens,
         ))
     return devices, stats
 
@@ -636,6 +646,8 @@ async def _run(scenario, held, stop, target, target_url, context, progress, stre
     interrupted = False
     # the limit of the whole run over every worker's queue, or this shard's share over its own
     backlog = backlog_limit(scenario) if queue is not None else backlog_limit(scenario, len(devices))
+    watch = AbortWatch(scenario.thresholds)  # abort_on_fail thresholds (results/thresholds.py)
+    dead = DeadTarget()
     try:
         while loop.time() < deadline and not stop.is_set():
             try:
@@ -644,6 +656,12 @@ async def _run(scenario, held, stop, target, target_url, context, progress, stre
                 pass
             if backlog is not None and backlog_exceeded(stats, backlog, queue and queue.queued()):
                 stop.set()  # the graceful stop, as SIGTERM's; the summary says why
+            if dead.watching and dead.check(stats, loop.time() - t0, devices):
+                stats.aborted = stats.aborted or dead.reason
+                stop.set()
+            if watch and watch.check(stats, loop.time() - t0, Counter(d.state for d in devices)):
+                stats.aborted = stats.aborted or watch.reason
+                stop.set()
             prog.tick(loop.time() - t0, stats)
             stats.rss_end = rss = rss_bytes()  # the last tick's is the steady life's (e.g. holding Pings)
             if rss > stats.rss_peak:
@@ -655,7 +673,7 @@ async def _run(scenario, held, stop, target, target_url, context, progress, stre
             if starter is not None:
                 starter.cancel()
         # the graceful stop: requests in flight (held Pings too, parked or not) may still be answered
-        limit = loop.time() + scenario.load.graceful_stop
+        limit = loop.time() + (scenario.load.graceful_stop if dead.reason is None else 0.0)  # none answers
         while loop.time() < limit and (lives.tasks or lives.parked() or any(not t.done() for t in tasks)):
             await asyncio.sleep(min(0.02, max(0.0, limit - loop.time())))
     except asyncio.CancelledError:
@@ -701,6 +719,44 @@ def _count_untaken_plans(devices, context, stats):
             counts.update(planner.device_plan(d.index).kinds)
     for code, n in counts.items():
         stats.tasks_planned(day.TASK_TYPES[code], n)
+
+
+class DeadTarget:
+    """Fail fast: a target that never answers ends the run within ``FAIL_FAST_S`` seconds (exit 3),
+    not after its whole duration.  Dead: no HTTP response at all (MS-ASHTTP 2.2.2: every request
+    gets one; an HTTP 500 is an answer, the target is not dead) while requests were sent, and either
+    ``FAIL_FAST_S`` seconds of the run have passed or ``FAIL_FAST_FAILURES`` requests (the first
+    devices' connections refused, reset or timed out) failed without one.  The first answer ends the
+    watch for the rest of the run: nothing is checked per request."""
+
+    FAIL_FAST_S = 10.0
+    FAIL_FAST_FAILURES = 10
+
+    __slots__ = ("watching", "reason", "since")
+
+    def __init__(self):
+        self.watching = True
+        self.reason = None
+        self.since = None  # the run's second when requests were first seen sent
+
+    def check(self, stats, elapsed, devices):
+        """The reason to stop the run (also in ``reason``), or None; ``devices``: the population."""
+        failed = 0
+        for (_command, _outcome, status), n in stats.by_key.items():
+            if status.isdigit():
+                self.watching = False  # an answer: alive, whatever its status
+                return None
+            failed += n
+        if self.since is None:
+            if not failed and not any(d.in_flight is not None for d in devices):
+                return None  # nothing sent yet (a slow ramp's first device is still to start)
+            self.since = elapsed
+        if failed >= min(self.FAIL_FAST_FAILURES, len(devices) or 1) or elapsed - self.since >= self.FAIL_FAST_S:
+            self.watching = False
+            self.reason = "%sno HTTP response from the target %.0f s after its first request (%d failed without " \
+                          "one)" % (ABORTED_UNREACHABLE, elapsed - self.since, failed)
+            return self.reason
+        return None
 
 
 def backlog_limit(scenario, devices_here=None):

@@ -23,11 +23,13 @@ import threading
 import time
 import uuid
 from collections import Counter
+from dataclasses import replace
 
 from loadgen.results import metrics
 from loadgen.results.histograms import _HistogramView, merge_series
 from loadgen.results.merge import histograms_of
 from loadgen.results.stats import Stats
+from loadgen.results.thresholds import AbortWatch, needs_histograms
 from loadgen.run import day
 
 # What a worker ships to the parent is derived from Stats itself, so a counter added to Stats is
@@ -42,7 +44,9 @@ _LISTS = tuple(n for n, v in _FRESH.items() if n.endswith("_buckets") and isinst
 del _FRESH
 
 
-def _snapshot(stats, devices, final):
+def _snapshot(stats, devices, final, live_histograms=False):
+    """``live_histograms``: the HDR histograms (encoded) in every snapshot, not only the final one --
+    when the parent judges an abort_on_fail threshold on a percentile (thresholds.needs_histograms)."""
     snap = {
         "by_key": dict(stats.by_key),
         "buckets": {k: list(v) for k, v in stats.buckets.items()},
@@ -56,12 +60,13 @@ def _snapshot(stats, devices, final):
         snap[name] = getattr(stats, name)
     for name in _LISTS:
         snap[name] = list(getattr(stats, name))
-    if final:
-        snap["final"] = True
+    if final or live_histograms:
         snap["histograms"] = {c: r.histogram().encode() for c, r in stats.latency.items()}
         snap["timings"] = {c: r.histogram().encode() for c, r in stats.timings.items()}
-        snap["push_latency"] = {k: r.histogram().encode() for k, r in stats.push_hdr.items()}
         snap["task_latency"] = {k: r.histogram().encode() for k, r in stats.task_hdr.items()}
+    if final:
+        snap["final"] = True
+        snap["push_latency"] = {k: r.histogram().encode() for k, r in stats.push_hdr.items()}
         snap["series"] = stats.series
         snap["started"], snap["ended"] = stats.started, stats.ended
         snap["interrupted"] = stats.interrupted
@@ -143,8 +148,10 @@ def _worker(scenario, url, context, shard, shards, out, go, halt, parent_pid, qu
     from loadgen.run.engine import run
     from loadgen.wire.loop import loop_factory
 
+    live = needs_histograms(scenario.thresholds)
+
     def on_tick(stats, devices, final):
-        out.put((shard, _snapshot(stats, devices, final)))
+        out.put((shard, _snapshot(stats, devices, final, live)))
 
     async def main():
         loop = asyncio.get_running_loop()
@@ -169,7 +176,9 @@ def _worker(scenario, url, context, shard, shards, out, go, halt, parent_pid, qu
             if halt.value or early:  # the parent opened the gate to stop, or a SIGTERM came: no device starts
                 stop.set()
 
-        return await run(scenario, target_url=url, context=context, progress=False, handle_signals=(signal.SIGTERM,),
+        # abort_on_fail is judged by the parent on every worker's merged figures, not by each worker on its own
+        return await run(replace(scenario, thresholds=[th for th in scenario.thresholds if not th.abort_on_fail]),
+                         target_url=url, context=context, progress=False, handle_signals=(signal.SIGTERM,),
                          shard=(shard, shards), on_tick=on_tick, attach_metrics=False, stop=stop, ready=ready,
                          queue=queue)
 
@@ -330,6 +339,7 @@ async def _collect(scenario, workers, progress, stream, target, url, context, ct
     from loadgen.run.engine import _run_events, _version, backlog_exceeded, backlog_limit
 
     backlog = backlog_limit(scenario)
+    watch = AbortWatch(scenario.thresholds)  # on the merged figures of every worker
     loop = asyncio.get_running_loop()
     stats = Stats()
     own = Stats()  # what the parent itself counts: the plan's external mail its target delivers (receive tasks)
@@ -405,6 +415,11 @@ async def _collect(scenario, workers, progress, stream, target, url, context, ct
             # the backlog guard over every worker's queue (each worker also checks the shared count)
             if snap.get("aborted") and not stats.aborted:
                 stats.aborted = snap["aborted"]
+            if watch and t0 is not None:
+                _live_histograms(stats, latest.values())
+                reason = watch.check(stats, loop.time() - t0, views.counts())
+                if reason:
+                    stats.aborted = stats.aborted or reason
             if stats.aborted or (backlog is not None and backlog_exceeded(stats, backlog)):
                 if ctl.stopping is None:
                     ctl.interrupted = True
@@ -442,6 +457,15 @@ async def _collect(scenario, workers, progress, stream, target, url, context, ct
     stats.events = events
     stats.interrupted = stats.interrupted or ctl.interrupted or bool(errors)
     return stats, stats.interrupted
+
+
+def _live_histograms(stats, snaps):
+    """The parent's Stats given the workers' latest histograms (when they send them live), so that an
+    abort_on_fail percentile is judged on every request so far; the final merge replaces them."""
+    for attr, key in (("latency", "histograms"), ("timings", "timings"), ("task_hdr", "task_latency")):
+        parts = [s for s in snaps if key in s]
+        if parts:
+            setattr(stats, attr, {c: _HistogramView(h) for c, h in histograms_of(parts, key).items()})
 
 
 def _as_final(snap):
