@@ -79,6 +79,7 @@ def build_population(scenario, base_url, shard=0, shards=1, load=None):
         client = clients.pick(client_weights, scenario.seed, user_index)
         if client is not None and client.partnerships_per_user and slot >= client.partnerships_per_user:
             continue  # outlook-cloud: one partnership per user, held by the service
+        profile = clients.dressed(profile, client)  # its DeviceType and User-Agent, once per device
         ident = identity(scenario.seed, user_index, slot, profile)
         devices.append(Device(
             i, auth.user.format(n=user_index), auth.password.format(n=user_index), version, profile, ident,
