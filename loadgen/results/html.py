@@ -824,15 +824,15 @@ def _tasks_tables(m):
         lat = r.get("latency") or {}
         ratio = r.get("achieved_ratio")
         return (name, r.get("planned", 0), r.get("achieved", 0), r.get("failed", 0), r.get("late", 0),
-                "–" if ratio is None else "%.3f" % ratio,
+                r.get("skipped", 0), r.get("unstarted", 0), "–" if ratio is None else "%.3f" % ratio,
                 *("–" if k not in lat else "%.3f" % (lat[k] / 1000) for k in ("p50_ms", "p90_ms", "p99_ms", "max_ms")))
 
     total = tasks.get("total") or {}
     rows = [row(name, r) for name, r in by_type.items()] + [row("all", total)]
     table = _table("tasks", "Tasks by type (latency in s from the planned time); queued behind a busy device: "
                    "peak %s" % _fmt(total.get("queued_peak", 0)),
-                   ("task", "planned", "achieved", "failed", "late", "achieved/planned", "p50", "p90", "p99", "max"),
-                   rows)
+                   ("task", "planned", "achieved", "failed", "late", "skipped", "unstarted", "achieved/planned", "p50",
+                    "p90", "p99", "max"), rows)
     return '<div class="tables">%s</div>' % table
 
 

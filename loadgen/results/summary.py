@@ -10,6 +10,8 @@ damaged or hand-edited file is one line naming the file and the field.
 import orjson
 from hdrh.histogram import HdrHistogram
 
+from loadgen.results.tasks import RESULTS
+
 
 def build(stats, *, scenario, target, verdicts=(), **facts):
     """The summary of a run (or of merged shards): ``stats.to_dict`` with the scenario's name and
@@ -196,7 +198,7 @@ def _tasks(v):
         if not problem and "latency" in row:
             problem = _numbers(row["latency"])
         if not problem and not all(_is_int(row.get(k, 0)) and row.get(k, 0) >= 0
-                                   for k in ("planned", "achieved", "failed", "late")):
+                                   for k in RESULTS):
             problem = "counts must be whole numbers >= 0"
         if problem:
             return "'by_type' %r %s" % (name, problem)

@@ -673,6 +673,7 @@ async def _run(scenario, held, stop, target, target_url, context, progress, stre
         if not t.cancelled() and t.exception() is not None:
             raise t.exception()
     stats.final_states = Counter(d.state for d in devices)
+    day.count_unstarted(devices, stats, getattr(context, "workload", None))  # tasks never started
     stats.compliance = Counter(d.prov.ack_status for d in devices if d.prov.ack_status)
     stats.unmet = Counter(name for d in devices for name in d.prov.unmet)
     stats.interrupted = interrupted
