@@ -441,6 +441,8 @@ class MailUser:
                         self._answer_meeting(coll, sid)
                 if fresh:
                     what = user.reaction(rng, mail)
+                    if info & _INFO_MEETING:  # a request is answered, not deleted or filed: the server
+                        what &= user.READ | user.FLAG  # files it when answered (loadgen/exchange/meeting.py)
                     if what:
                         self._react(coll, sid, what, item.read)
                         if what & (user.DELETE | user.MOVE):
