@@ -40,6 +40,7 @@ from loadgen.results.mail import GROUPS as MAIL_GROUPS
 from loadgen.results.merge import merge as merge_results
 from loadgen.results.outcomes import OK_OUTCOMES
 from loadgen.results.stats import tally
+from loadgen.results.summary import merged_versions
 from loadgen.results.thresholds import evaluate, from_text
 from loadgen.results.thresholds import split as split_threshold
 
@@ -102,9 +103,12 @@ def _merge(summaries):
     m["seed"] = first.get("seed")
     m["shards"] = len(summaries)
     m["devices_total"] = described["devices_total"]
-    for key in ("easload_version", "versions", "mode"):
+    for key in ("easload_version", "mode"):
         if first.get(key) is not None:
             m[key] = first[key]
+    versions, _weights = merged_versions(summaries)  # the versions drawn, added up over the shards
+    if versions is not None:
+        m["versions"] = versions
     # thresholds: as the run judged them, or evaluated again on the merged numbers
     if len(summaries) == 1:
         m["thresholds"] = [dict(t) for t in first.get("thresholds") or ()]

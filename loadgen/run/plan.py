@@ -104,6 +104,37 @@ def _arrivals(scenario, indexes):
     return starts, active
 
 
+def drawn_versions(scenario, shard=(0, 1)):
+    """{EAS version: devices} the population of ``shard`` drew (summary.json's ``versions``; the
+    scenario's weights are ``version_weights``): the draw of loadgen/run/engine.py build_population --
+    one version and one profile per device in population order from ``random.Random(seed)``, a device
+    beyond its client type's partnerships not built -- counted without building the devices."""
+    import random
+
+    from loadgen.device import clients
+    from loadgen.run import engine
+
+    pop = scenario.population
+    rng = random.Random(scenario.seed)
+    pick_version = engine._weighted_picker(pop.versions, rng)
+    pick_profile = engine._weighted_picker(pop.profiles, rng)
+    workload = getattr(scenario, "workload", None)
+    weights = workload.clients if workload is not None else None
+    index, count = shard
+    out = Counter()
+    for i in range(pop.devices):
+        version = pick_version()
+        pick_profile()
+        if i % count != index:
+            continue
+        user_index, slot = divmod(i, pop.devices_per_user)
+        client = clients.pick(weights, scenario.seed, user_index)
+        if client is not None and client.partnerships_per_user and slot >= client.partnerships_per_user:
+            continue
+        out[version] += 1
+    return dict(sorted(out.items()))
+
+
 def build(scenario, shard=(0, 1), workers=1):
     """The plan as a dict (see :func:`text`)."""
     from loadgen.run.engine import build_population
