@@ -509,7 +509,35 @@ def summary(scenario, sample=2000):
         "external_by": "the embedded target" if scenario.target.embedded else "easload populate (a real server)",
         "connections_held": devices if scenario.load.mode == "ping" else 0,
         "backlog_abort_at": round(workload.backlog_limit * active_users),
+        # per user per simulated day, mixed over the profiles: what :func:`timeline_rate` spreads over the run
+        "requests_per_user_per_day": {c: round(v, 3) for c, v in sorted(requests_day.items())},
+        "active_users": active_users,
     }
+
+
+def timeline_rate(scenario, info):
+    """``rate(t0, t1)``: (requests/s, tasks/s) the workload's tasks add over run seconds [t0, t1) when
+    every device of the plan is up, following the day's curve (the replayed part of the day mapped onto
+    the run by :class:`Clock`); ``info``: :func:`summary`'s.  Stress: every task is due at the start, so
+    the whole plan falls into the slice that holds second 0 (as fast as the server answers)."""
+    workload = scenario.workload
+    curve = Curve(workload)
+    clock = Clock(workload, scenario.duration)
+    users = info["active_users"]
+    requests = sum(info["requests_per_user_per_day"].values())
+    tasks = sum(info["tasks_per_user_per_day"].values())
+    w0, w1 = workload.replay_from, workload.replay_from + workload.replayed
+
+    def rate(t0, t1):
+        span = max(t1 - t0, 1e-9)
+        if workload.stress:
+            share = curve.mass(w1) - curve.mass(w0) if t0 <= 0 < t1 else 0.0
+        else:
+            d0, d1 = (min(max(clock.day_time(t), w0), w1) for t in (t0, t1))
+            share = curve.mass(d1) - curve.mass(d0)
+        return requests * share * users / span, tasks * share * users / span
+
+    return rate
 
 
 def _probe_points(curve, w0, w1):
