@@ -60,5 +60,5 @@ def task_label(task_type):
     return task_type if task_type in _TYPE_SET else OTHER
 
 
-__all__ = ["TASK_TYPES", "TASK_LABELS", "RESULTS", "SKIPPED", "LATE_AFTER", "LATENCY_FIELDS", "TYPE_FIELDS", "TOTAL_FIELDS",
-           "OTHER", "task_label"]
+__all__ = ["TASK_TYPES", "TASK_LABELS", "RESULTS", "SKIPPED", "LATE_AFTER", "LATENCY_FIELDS", "TYPE_FIELDS",
+           "TOTAL_FIELDS", "OTHER", "task_label"]

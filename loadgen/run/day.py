@@ -325,7 +325,7 @@ async def deliver_external(planner, deliver, user_name, t0, deadline, stats=None
     times until ``deadline`` (loop times): ``deliver(user name)`` (a TargetState's deliver_mail, or a
     coroutine function: a cluster's).  Each is planned, and achieved when delivered (late if the loop
     was behind).  ``users``: the user indexes (default: every user of the run).  ``meeting(user name)``:
-    delivers a meeting request (:func:`meeting_deliverer`); with it the plan's meeting requests
+    delivers a meeting request (loadgen/cli/start.py meeting_deliverer); with it the plan's meeting requests
     (:meth:`Planner.meeting_times`) are delivered too, each a ``receive`` task as well."""
     import asyncio
 
@@ -360,33 +360,6 @@ async def deliver_external(planner, deliver, user_name, t0, deadline, stats=None
             stats.task_done(RECEIVE, when, started, loop.time(), ok)
 
 
-def meeting_deliverer(state):
-    """``deliver(user name)``: a meeting request in the user's Inbox on the embedded target ``state`` (a
-    TargetState in this process): one of the meetings of the user's generated calendar invited again
-    -- the target's store holds a meeting request as an Inbox entry of its generated mail numbers 16k + 5
-    (loadgen/exchange/store.py GenMail.meeting), which its MeetingResponse answers
-    (loadgen/exchange/meeting.py) --, a new item with a new ServerId that wakes the user's held Pings.
-    Raises LookupError for a user the target does not know or a mailbox without meetings."""
-    from loadgen.exchange import store as st
-
-    store = state.store
-    sent = Counter()
-
-    def deliver(user):
-        if user not in state.passwords:
-            raise LookupError(user)
-        box = store.mailbox(user)
-        meetings = (store.counts(box).get(st.INBOX, 0) + 10) // 16  # as the store's calendar_parts counts them
-        if meetings <= 0:
-            raise LookupError(user)
-        n = 16 * (sent[user] % meetings) + 5
-        sent[user] += 1
-        box.add(st.INBOX, (st.INBOX, n, store.clock()))
-        store.count("delivered")
-
-    return deliver
-
-
 def count_unstarted(devices, stats, planner):
     """At the run's end: every planned task of ``devices`` that never started is counted ``unstarted``
     (loadgen/results/tasks.py); a device that never took its share of the plan -- it never enrolled
@@ -415,8 +388,10 @@ def external_delivery(scenario, context, target, t0, deadline, stats):
     if planner is None or target is None:
         return None
     deliver = target.state.deliver_mail if target.in_process else target.target.deliver_mail
-    meeting = meeting_deliverer(target.state) if target.in_process else None  # a cluster: none (its stores
-    pattern = scenario.auth.user                                               # are in other processes)
+    # the meeting requests: an in-process target's deliver_meeting (loadgen/cli/start.py meeting_deliverer);
+    # a cluster: none (its stores are in other processes)
+    meeting = getattr(target, "deliver_meeting", None) if target.in_process else None
+    pattern = scenario.auth.user
     return deliver_external(planner, deliver, lambda u: pattern.format(n=u), t0, deadline, stats, meeting=meeting)
 
 

@@ -40,7 +40,8 @@ def test_a_small_monday_morning_passes_its_thresholds():
     text = FILE.read_text()
     for old, new in (('duration = "3m"', 'duration = "7s"'), ("users = 1000", "users = 20"),
                      ("devices = 1000", "devices = 20"), ('ramp_up = "20s"', 'ramp_up = "1s"'),
-                     ('at = "60s"', 'at = "3s"'), ('at = "120s"', 'at = "5s"'), ('graceful_stop = "5s"', 'graceful_stop = "2s"')):
+                     ('at = "60s"', 'at = "3s"'), ('at = "120s"', 'at = "5s"'),
+                     ('graceful_stop = "5s"', 'graceful_stop = "2s"')):
         assert old in text, old
         text = text.replace(old, new)
     s = sc.parse(text, "monday-small.toml")

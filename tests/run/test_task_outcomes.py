@@ -1,17 +1,15 @@
 """How a planned task ends (loadgen/results/tasks.py): achieved, failed, skipped (a meeting answer with no
 request waiting) or unstarted (never started: its device never enrolled, or the run ended first).  The
 plan's meeting requests are delivered by the embedded target before their tasks (loadgen/run/day.py
-meeting_times, meeting_deliverer), so that a meeting task usually finds one; the end-of-run count of
-the tasks never started (day.count_unstarted) keeps tasks.achieved_ratio honest when devices fail to
+meeting_times; loadgen/cli/start.py meeting_deliverer), so that a meeting task usually finds one; the
+end-of-run count of the tasks never started (day.count_unstarted) keeps tasks.achieved_ratio honest when devices fail to
 come up."""
 
 import asyncio
-from array import array
 from types import SimpleNamespace
 
 from loadgen import scenario as sc
 from loadgen.cli import start
-from loadgen.device.user import DayTasks
 from loadgen.exchange import store as st
 from loadgen.exchange.launch import embedded_state
 from loadgen.exchange.state import TargetState
@@ -116,7 +114,7 @@ def test_meeting_requests_are_planned_before_each_meeting_task():
 
 def test_the_meeting_deliverer_puts_an_answerable_request_in_the_inbox():
     state = TargetState(users=2, history_days=2, daily_messages=30)
-    deliver = day.meeting_deliverer(state)
+    deliver = start.meeting_deliverer(state)
     box = state.store.mailbox("user1")
     before = box.folder(st.INBOX).next
     deliver("user1")
@@ -164,7 +162,7 @@ def test_on_the_embedded_target_meeting_tasks_find_their_requests():
 
 
 def test_a_meeting_task_with_no_request_waiting_is_skipped_and_sends_nothing(monkeypatch):
-    monkeypatch.setattr(day, "meeting_deliverer", lambda state: None)  # no request delivered: only the history's
+    monkeypatch.setattr(start, "meeting_deliverer", lambda state: None)  # no request delivered: only the history's
     s = scenario(users=10, duration=4, workload='profiles = { meetings = 1 }\nday_length = "8h"', extra=_MEETINGS)
     state = embedded_state(s)
     result = asyncio.run(start.run(s, target_state=state, progress=False))
