@@ -577,6 +577,19 @@ _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
 _UNITS = {None: 1.0, "s": 1.0, "ms": 0.001, "m": 60.0, "h": 3600.0}
 
 
+def parse_duration(value):
+    """Seconds from a duration as scenario files and the command line's flags write it: a number of
+    seconds, or text like "20", "500ms", "20s", "5m", "1h" (the one parser of both); ValueError
+    otherwise.  The range (finite, not negative, at most MAX_SECONDS) is the caller's check."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    match = _DURATION.match(value) if isinstance(value, str) else None
+    if match is None:
+        raise ValueError("a duration like 20, \"20s\", \"5m\" or \"1h\", not %r" % (value,))
+    number, unit = match.groups()
+    return float(number) * _UNITS[unit]
+
+
 class _Reader:
     def __init__(self, path, text):
         self.path = path
@@ -635,13 +648,11 @@ class _Reader:
         if key not in table:
             return default
         value = table[key]
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            seconds = float(value)
-        elif isinstance(value, str) and _DURATION.match(value):
-            number, unit = _DURATION.match(value).groups()
-            seconds = float(number) * _UNITS[unit]
-        else:
-            raise self.fail(section, key, "'%s' must be a duration like 20, \"20s\", \"5m\" or \"1h\", not %r" % (key, value))
+        try:
+            seconds = parse_duration(value)
+        except ValueError:
+            raise self.fail(section, key, "'%s' must be a duration like 20, \"20s\", \"5m\" or \"1h\", not %r" % (key, value)) \
+                from None
         if not math.isfinite(seconds):
             raise self.fail(section, key, "'%s' must be a finite duration, not %r" % (key, value))
         if seconds < 0:
@@ -701,8 +712,9 @@ def _plain(number):
     return "{:,}".format(number) if isinstance(number, int) else "%g" % number
 
 
-def parse(text, path="<scenario>"):
-    """Validate scenario TOML text into a :class:`Scenario`, built once from values decided here."""
+def parse(text, path="<scenario>", secrets=True):
+    """Validate scenario TOML text into a :class:`Scenario`, built once from values decided here;
+    ``secrets=False`` (``validate``, ``devices``: nothing is sent) does not need the password variable."""
     r = _Reader(path, text)
     try:
         data = tomllib.loads(text)
@@ -723,7 +735,7 @@ def parse(text, path="<scenario>"):
 
     t = r.section(data, "target", _TARGET)
     target = _target(r, t)
-    auth = _auth(r, r.section(data, "auth", _AUTH), path)
+    auth = _auth(r, r.section(data, "auth", _AUTH), path, secrets)
 
     p = r.section(data, "population", _POPULATION)
     population = PopulationConfig(
@@ -830,14 +842,15 @@ def _target(r, t):
     )
 
 
-def _auth(r, a, path="<scenario>"):
-    """[auth]: the password from 'password_env' when named; user and password as :class:`UserPattern`."""
+def _auth(r, a, path="<scenario>", secrets=True):
+    """[auth]: the password from 'password_env' when named (not needed without ``secrets``: the file's
+    pattern stays); user and password as :class:`UserPattern`."""
     first_user = int(r.number("auth", a, "first_user", 0, minimum=0, maximum=MAX_FIRST_USER, integer=True))
     users = int(r.number("auth", a, "users", 100, minimum=1, maximum=MAX_USERS, integer=True))
     patterns = {"user": r.string("auth", a, "user", "user{n}"), "password": r.string("auth", a, "password", "Pass{n}!")}
     password_env = r.string("auth", a, "password_env", None)
     domain = r.string("auth", a, "domain", "")
-    if password_env:
+    if password_env and (secrets or password_env in os.environ):
         value = os.environ.get(password_env)
         if value is None:
             raise r.fail("auth", "password_env", "environment variable %s (named by 'password_env') is not set"
@@ -1378,8 +1391,8 @@ def _policy_preferences(r, lo):
     return out
 
 
-def load(path):
-    """Read and validate a scenario file; ScenarioError with a clear line otherwise."""
+def load(path, secrets=True):
+    """Read and validate a scenario file; ScenarioError with a clear line otherwise (``secrets``: parse)."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -1387,7 +1400,7 @@ def load(path):
         raise ScenarioError("%s: no such scenario file" % path) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ScenarioError("%s: cannot read: %s" % (path, exc)) from None
-    return parse(text, str(path))
+    return parse(text, str(path), secrets)
 
 
 def overridden(scenario, *, duration=None, devices=None, url=None, transport=None, insecure=False):

@@ -28,11 +28,96 @@ class UsageError(Exception):
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse's own errors (a missing argument, ``--devices many``) as one line, exit 2."""
+    """argparse's own errors (a missing argument, ``--devices many``) as one line, exit 2; a value
+    that is not one of the choices (a command, ``--transport``) with the closest one."""
 
     def error(self, message):
+        import difflib
+        import re
+
+        choice = re.match(r"argument (\S+): invalid choice: '(.*)' \(choose from (.*)\)$", message)
+        if choice:
+            what, value, listed = choice.groups()
+            known = re.findall(r"'([^']*)'", listed)
+            close = difflib.get_close_matches(value, known, 1, 0.6)
+            if what.lower() == "command":
+                from loadgen.cli import shipped
+
+                hint = (" (did you mean '%s'?)" % close[0] if close else
+                        " (did you mean 'easload run %s'?)" % value if shipped.find(value) else "")
+                message = "unknown command '%s'%s; the commands: %s" % (value, hint, ", ".join(known))
+            elif close:
+                message = "argument %s: invalid choice: '%s' (did you mean '%s'?)" % (what, value, close[0])
         print("easload: %s (see %s --help)" % (message, self.prog), file=sys.stderr)
         sys.exit(EXIT_USAGE)
+
+
+def _duration(whole=False):
+    """argparse type of a duration flag: seconds or text with a unit, like the scenario files' durations
+    ("5s", "90s", "2m", "1h"; loadgen/scenario.py parse_duration); ``whole``: whole seconds (an int)."""
+
+    def parse(text):
+        from loadgen.scenario import parse_duration
+
+        try:
+            seconds = parse_duration(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError("must be a duration like 20, 20s, 90s, 2m or 1h, not %r" % text) \
+                from None
+        if whole:
+            if seconds != int(seconds):
+                raise argparse.ArgumentTypeError("must be whole seconds, not %r" % text)
+            return int(seconds)
+        return seconds
+
+    return parse
+
+
+def _unknown_arguments(parser, args, extra):
+    """The first argument no parser took, as one line with the closest flag of the command given
+    (or, without a command, the command that has that flag)."""
+    import difflib
+
+    token = extra[0]
+    command = parser._easload_commands.get(args.command) if args.command else None
+    prog = command.prog if command is not None else parser.prog
+    if not token.startswith("-"):
+        return "%s: unexpected argument %r (see %s --help)" % (prog, token, prog)
+    name = token.split("=", 1)[0]
+    if command is None:
+        owners = [n for n, sub in parser._easload_commands.items() if name in sub._option_string_actions]
+        if owners:
+            return "easload: %s is a flag of 'easload %s': give the command first, e.g. easload %s %s" % (
+                name, owners[0], owners[0], " ".join(extra))
+    known = [o for o in (command or parser)._option_string_actions if o.startswith("--")]
+    close = difflib.get_close_matches(name, known, 1, 0.6)
+    return "%s: unknown flag %s%s (see %s --help)" % (prog, name, " (did you mean %s?)" % close[0] if close else "",
+                                                     prog)
+
+
+class _VersionAction(argparse.Action):
+    """``easload --version``: the package's version and the WBXML codec in use, computed when asked."""
+
+    def __init__(self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS, help=None):
+        super().__init__(option_strings=option_strings, dest=dest, default=default, nargs=0, help=help)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(version_text())
+        parser.exit()
+
+
+def version_text():
+    """"easload 0.1.0 (WBXML codec: cython, Python 3.11.7)"."""
+    import platform
+
+    return "easload %s (WBXML codec: %s, Python %s)" % (_package_version(), codec(), platform.python_version())
+
+
+def codec():
+    """The WBXML codec in use: "cython" (the compiled twin) or "python" (the pure one; _wbxml/__init__.py)."""
+    import _wbxml
+
+    return _wbxml.IMPLEMENTATION
 
 
 def check_flag(flag, value, minimum=None, maximum=None, *, above=None, integer=False):
@@ -107,8 +192,8 @@ def cmd_run(args):
 
     raise_file_limit()
     _check_run_flags(args)
-    path = args.scenario or scenario_mod.default_scenario_path()
-    sc = scenario_mod.load(path)
+    path = _scenario_file(args.scenario) if args.scenario else scenario_mod.default_scenario_path()
+    sc = scenario_mod.load(path, secrets=not args.dry_run)  # a plan sends nothing: no password needed
     url = None
     if args.target is not None:  # "embedded", one URL or URL1,URL2,... (a multi-process target)
         try:
@@ -129,11 +214,15 @@ def cmd_run(args):
                          % (per_process, sc.population.devices, args.workers * shard[1],
                             _num(scenario_mod.MAX_DEVICES_PER_PROCESS)))
     start_at = _start_time(args.start_at) if args.start_at else None
+    ignored = _embedded_only_warning(sc)
+    if ignored:
+        print(ignored, file=sys.stderr)
     if args.dry_run:  # the plan, computed from the scenario; nothing is sent (plan.py)
         from loadgen.run import plan as plan_mod
 
         print(plan_mod.text(plan_mod.build(sc, shard, args.workers)))
         return EXIT_OK
+    cap_note = _rate_cap_check(sc, shard, args.workers, args.yes)
     if start_at is not None:
         _wait_until(start_at)
     if sc.target.insecure:
@@ -181,9 +270,9 @@ def cmd_run(args):
     if listen:
         print("metrics on http://%s:%d/metrics" % (listen.rpartition(":")[0] or "127.0.0.1", port), file=sys.stderr)
     where = "embedded target" if sc.target.embedded else _target_text(sc.target.url)
-    print("easload: scenario %s (%s): %d devices for %.0f s against %s; %s"
+    print("easload: scenario %s (%s): %d devices for %.0f s against %s; %s%s; WBXML codec %s"
           % (sc.name, path, sc.population.devices, sc.duration, where,
-             ratelimit.describe(sc)), file=sys.stderr)
+             ratelimit.describe(sc), cap_note, codec()), file=sys.stderr)
     from loadgen.exchange.tls import TLSError
 
     try:
@@ -209,7 +298,8 @@ def cmd_run(args):
                          else ", ".join(_safe_url(u) for u in sc.target.urls), verdicts=verdicts, seed=sc.seed,
                          devices_total=len(result.devices), shard=list(shard), versions=plan.drawn_versions(sc, shard),
                          version_weights=dict(sc.population.versions),
-                         mode=sc.load.mode, model=sc.load.model, easload_version=_package_version())
+                         mode=sc.load.mode, model=sc.load.model, easload_version=_package_version(),
+                         codec=codec())
     try:
         if args.json:
             Path(args.json).write_bytes(summary.dumps(data))
@@ -249,6 +339,28 @@ def cmd_run(args):
 
 
 SAFE_DEVICES = 10
+
+
+def _rate_cap_check(sc, shard, workers, yes):
+    """The request-rate cap (loadgen/wire/ratelimit.py) compared with the plan's peak request rate
+    (loadgen/run/plan.py), this shard's share of both, before anything starts: a cap that would throttle
+    the plan is a usage error naming the numbers and what to change, unless ``--yes`` (then a warning).
+    The start line's words about it ("" when the cap is off)."""
+    from loadgen.run import plan as plan_mod
+    from loadgen.wire import ratelimit
+
+    if ratelimit.resolve(sc)[0] <= 0:
+        return ""  # no cap: nothing can throttle (and the plan is not computed)
+    plan = plan_mod.build(sc, shard, workers)
+    cap = plan["rate_cap"]
+    if cap["throttles"]:
+        line = plan_mod.throttling(cap["requests_per_s"], cap["why"], cap["shards"], plan["peak_requests_per_s"])
+        if not yes:
+            raise UsageError(line)
+        print("WARNING: %s (--yes given: running throttled)" % line.split("; set [load]")[0], file=sys.stderr)
+    per = " per shard" if cap["shards"] > 1 else ""
+    return (", %g/s%s vs the plan's peak of about %.0f/s%s" % (cap["per_shard"], per, plan["peak_requests_per_s"], per)
+            if cap["shards"] > 1 else "; the plan's peak about %.0f/s" % plan["peak_requests_per_s"])
 
 
 def _check_run_flags(args):
@@ -420,7 +532,7 @@ def cmd_devices(args):
     from loadgen import scenario as scenario_mod
     from loadgen.run.engine import build_population
 
-    sc = scenario_mod.load(args.scenario)
+    sc = scenario_mod.load(_scenario_file(args.scenario), secrets=False)  # nothing is sent: no password needed
     shard, shards = 0, 1
     if args.shard:
         try:
@@ -450,7 +562,7 @@ def cmd_populate(args):
     from loadgen import scenario as scenario_mod
     from loadgen.cli import populate
 
-    sc = scenario_mod.load(args.scenario)
+    sc = scenario_mod.load(_scenario_file(args.scenario))
     host, sep, port = (args.smtp or "127.0.0.1:25").rpartition(":")
     if not sep or not host:
         raise UsageError("--smtp must be HOST:PORT, not %r" % args.smtp)
@@ -584,6 +696,8 @@ def cmd_merge(args):
     data = summary.build(stats, scenario=first["scenario"], target=first.get("target"), verdicts=verdicts,
                          versions=versions, **({"version_weights": weights} if weights is not None else {}),
                          **{key: first.get(key) for key in ("seed", "mode", "model", "easload_version")},
+                         codec="/".join(sorted({s["codec"] for s in summaries if isinstance(s.get("codec"), str)}))
+                         or None,  # shards run with different codecs: both named (e.g. "cython/python")
                          **dict(shards, shard=[0, 1]))
     if args.out:
         out = Path(args.out)
@@ -602,9 +716,15 @@ def cmd_merge(args):
 
 
 def _package_version():
-    from loadgen.run.engine import _version
+    """The installed distribution's version; in a checkout run from its sources, the package's own."""
+    try:
+        from importlib.metadata import PackageNotFoundError, version
 
-    return _version()
+        return version("easload")
+    except (ImportError, PackageNotFoundError):
+        from loadgen import __version__
+
+        return __version__
 
 
 def cmd_report(args):
@@ -628,11 +748,80 @@ def cmd_report(args):
 def cmd_validate(args):
     from loadgen import scenario as scenario_mod
 
-    for path in args.scenarios:
-        sc = scenario_mod.load(path)
+    for name in args.scenarios:
+        path = _scenario_file(name)
+        sc = scenario_mod.load(path, secrets=False)  # the password variable is needed to send load, not here
         print("%s: ok (%s: %d devices, %.0f s, %d thresholds, %d events)"
               % (path, sc.name, sc.population.devices, sc.duration, len(sc.thresholds), len(sc.events)))
+        ignored = _embedded_only_warning(sc)
+        if ignored:
+            print("%s: %s" % (path, ignored), file=sys.stderr)
     return EXIT_OK
+
+
+def cmd_scenarios(args):
+    """The shipped scenarios by name with their descriptions (loadgen/cli/shipped.py)."""
+    import shutil
+    import textwrap
+
+    from loadgen.cli import shipped
+
+    found = shipped.names()
+    if not found:
+        raise UsageError("no shipped scenarios found (the package's loadgen.scenarios data is missing)")
+    width = max(len(name) for name in found) + 2
+    columns = max(60, min(120, shutil.get_terminal_size((100, 24)).columns))
+    print("Shipped scenarios (easload run NAME; easload run NAME --dry-run shows the plan), from %s:"
+          % shipped.directory())
+    for name, path in found.items():
+        lines = textwrap.wrap(shipped.description(path) or "-", columns - width - 2) or ["-"]
+        print("  %s%s" % (name.ljust(width), lines[0]))
+        for line in lines[1:]:
+            print("  %s%s" % (" " * width, line))
+    return EXIT_OK
+
+
+def _scenario_file(argument):
+    """The file a scenario argument names: a path, or the name of a shipped scenario (loadgen/cli/shipped.py);
+    a mistyped name says which one is close."""
+    from loadgen.cli import shipped
+
+    found = shipped.find(argument)
+    if found is not None:
+        return found
+    close = shipped.suggestion(argument)
+    if close:
+        raise UsageError("%s: no such scenario file or shipped scenario (did you mean '%s'? easload scenarios "
+                         "lists them)" % (argument, close))
+    return Path(argument)  # scenario.load says: no such scenario file
+
+
+# [target] keys only the embedded target reads (loadgen/exchange/launch.py); against a server's URL they change
+# nothing, which the operator is told (tests/cli/test_cli_basics.py)
+EMBEDDED_ONLY = ("allow_non_provisionable", "no_policy", "policy_refresh_minutes", "listen", "ping_min", "ping_max",
+                 "mail_per_user_per_hour", "processes", "path", "ignore_policy_key", "options_without_provision",
+                 "auth_realm", "challenge_first", "autodiscover_redirect", "tls", "tls_cert", "tls_key")
+
+
+def _embedded_only_warning(sc):
+    """One warning line naming each embedded-only [target] key the scenario's file sets when its target is
+    a server's URL (the file's or --target's); None otherwise."""
+    import dataclasses
+    import tomllib
+
+    if sc.target.embedded:
+        return None
+    try:
+        given = tomllib.loads(Path(sc.path).read_text(encoding="utf-8")).get("target", {})
+    except (OSError, ValueError):  # a scenario parsed from text: the values that differ from the defaults
+        given = {f.name: 0 for f in dataclasses.fields(sc.target) if f.name in EMBEDDED_ONLY and getattr(
+            sc.target, f.name) != (f.default if f.default is not dataclasses.MISSING else f.default_factory())}
+    ignored = [key for key in EMBEDDED_ONLY if key in given]
+    if not ignored:
+        return None
+    return ("warning: [target] %s %s for the embedded target only: ignored against %s (a server applies its own "
+            "settings, e.g. Exchange's heartbeat bounds)" % (", ".join(ignored), "is" if len(ignored) == 1 else "are",
+                                                              _target_text(sc.target.url)))
 
 
 # --------------------------------------------------------------------------- target
@@ -896,14 +1085,42 @@ def cmd_wbxml(args):
 # --------------------------------------------------------------------------- main
 
 
-def _parser():
-    p = _Parser(prog="easload", description="Load generator for Exchange ActiveSync servers")
-    p.add_argument("-v", "--verbose", action="store_true", help="log debug information")
-    sub = p.add_subparsers(dest="command")
+_EXAMPLES = """\
+examples:
+  easload run                      the default scenario (smoke: 200 devices, 20 s) against the embedded target
+  easload scenarios                the shipped scenarios, with their descriptions
+  easload run policy-change --duration 2m
+                                   a shipped scenario by name; durations as 20, 90s, 2m, 1h
+  easload run my.toml --dry-run    the plan: devices, request rate over time, the rate cap; sends nothing
+  easload run my.toml --target https://mail.example.com/Microsoft-Server-ActiveSync --yes
+  easload run my.toml --out results -q --metrics-listen ''
+                                   for CI: results/summary.json and junit.xml; the exit status is the verdict
+  easload validate my.toml         check a scenario file (no password variable needed)
+  easload merge shard-*/ --out merged && easload report merged -o report.html
+"""
 
-    r = sub.add_parser("run", help="run a scenario (default: scenarios/smoke.toml against the embedded target)")
-    r.add_argument("scenario", nargs="?", help="scenario TOML file")
-    r.add_argument("--duration", type=float, help="override the scenario's duration (seconds)")
+_EXIT_CODES = """\
+exit status:
+  0  every threshold passed
+  1  a threshold failed, or the run was interrupted (SIGINT/SIGTERM)
+  2  usage error: one line naming the flag, file or key; nothing was sent
+  3  the target never answered
+  4  the run stopped itself (its queued tasks exceeded [workload] backlog_limit)
+"""
+
+
+def _parser():
+    p = _Parser(prog="easload", description="Load generator for Exchange ActiveSync servers",
+                epilog=_EXAMPLES + "\n" + _EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--version", action=_VersionAction, help="print the version and the WBXML codec in use, and exit")
+    p.add_argument("-v", "--verbose", action="store_true", help="log debug information")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    r = sub.add_parser("run", help="run a scenario (default: scenarios/smoke.toml against the embedded target)",
+                       epilog=_EXAMPLES + "\n" + _EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    r.add_argument("scenario", nargs="?", help="scenario TOML file, or the name of a shipped scenario "
+                   "(easload scenarios lists them); default smoke")
+    r.add_argument("--duration", type=_duration(), help="override the scenario's duration (20, 90s, 2m, 1h)")
     r.add_argument("--devices", type=int, help="override the number of devices")
     r.add_argument("--target", help="EAS URL (https://host/Microsoft-Server-ActiveSync) instead of the scenario's; "
                    "URL1,URL2,... for a target of several processes started on its own (easload target --processes "
@@ -919,7 +1136,8 @@ def _parser():
                    help="worker processes, each a deterministic shard of the devices (default 1)")
     r.add_argument("--metrics-listen", default=None,
                    help="HOST:PORT of the Prometheus endpoint (default 127.0.0.1:9477; '' to disable)")
-    r.add_argument("--linger", type=float, default=0.0, help="keep the metrics endpoint up this long after the run")
+    r.add_argument("--linger", type=_duration(), default=0.0, help="keep the metrics endpoint up this long after the "
+                   "run (30, 30s, 2m)")
     r.add_argument("--json", help="write the summary as JSON to this file")
     r.add_argument("--out", help="directory for summary.json and junit.xml (one test case per threshold)")
     r.add_argument("--report", help="write a self-contained HTML report to this file")
@@ -946,8 +1164,10 @@ def _parser():
                    "visible to every local user in the process list: prefer --admin-token-file or %s" % ADMIN_TOKEN_ENV)
     t.add_argument("--admin-token-file", help="read the admin API's bearer token from this file")
     t.add_argument("--max-devices", type=int, default=100, help="device partnerships per mailbox (status 177)")
-    t.add_argument("--ping-min", type=int, default=60, help="smallest Ping HeartbeatInterval (s)")
-    t.add_argument("--ping-max", type=int, default=3540, help="largest Ping HeartbeatInterval (s)")
+    t.add_argument("--ping-min", type=_duration(whole=True), default=60, help="smallest Ping HeartbeatInterval "
+                   "(60, 1m)")
+    t.add_argument("--ping-max", type=_duration(whole=True), default=3540, help="largest Ping HeartbeatInterval "
+                   "(3540, 59m)")
     t.add_argument("--abq-default", default="Allow", choices=("Allow", "Block", "Quarantine"),
                    help="organisation default access level")
     t.add_argument("--max-concurrency", type=int, default=10, help="concurrent requests per user (503 beyond)")
@@ -975,19 +1195,19 @@ def _parser():
     pr.add_argument("--profile", default="modern", help="device capability profile")
     pr.add_argument("--ca", help="CA bundle to verify the server's certificate")
     pr.add_argument("--insecure", action="store_true", help="do not verify the certificate (not recommended)")
-    pr.add_argument("--heartbeat", type=int, default=60, help="Ping heartbeat (s)")
+    pr.add_argument("--heartbeat", type=_duration(whole=True), default=60, help="Ping heartbeat (60, 1m)")
     pr.add_argument("--trace", help="write every exchange and verdict as JSON lines to this file")
     pr.set_defaults(func=cmd_probe)
 
     dv = sub.add_parser("devices", help="list the partnerships a scenario creates (csv) or a PowerShell cleanup")
-    dv.add_argument("scenario")
+    dv.add_argument("scenario", help="scenario file or shipped scenario name")
     dv.add_argument("--shard", help="I/N: only this shard's devices")
     dv.add_argument("--format", choices=("csv", "powershell"), default="csv")
     dv.set_defaults(func=cmd_devices)
 
     po = sub.add_parser("populate", help="fill a scenario's mailboxes on a real server over SMTP (a history of "
                         "N days, before the run)")
-    po.add_argument("scenario")
+    po.add_argument("scenario", help="scenario file or shipped scenario name")
     po.add_argument("--smtp", default="127.0.0.1:25", help="SMTP server HOST:PORT (default 127.0.0.1:25)")
     po.add_argument("--days", type=int, default=3, help="days of history (default 3)")
     po.add_argument("--per-day", type=int, help="messages per mailbox per day (default: the scenario's workload "
@@ -1012,24 +1232,35 @@ def _parser():
     rp.set_defaults(func=cmd_report)
 
     v = sub.add_parser("validate", help="check scenario files without running them")
-    v.add_argument("scenarios", nargs="+")
+    v.add_argument("scenarios", nargs="+", help="scenario files or shipped scenario names")
     v.set_defaults(func=cmd_validate)
+
+    sc = sub.add_parser("scenarios", help="list the shipped scenarios (easload run NAME) with their descriptions")
+    sc.set_defaults(func=cmd_scenarios)
 
     w = sub.add_parser("wbxml", help="decode WBXML to XML or encode XML to WBXML")
     w.add_argument("action", choices=("decode", "encode"))
     w.add_argument("file", help="input file, or - for standard input")
     w.set_defaults(func=cmd_wbxml)
+    p._easload_commands = dict(sub.choices)  # for "did you mean" (_unknown_arguments)
     return p
 
 
 def main(argv=None):
     parser = _parser()
-    args = parser.parse_args(argv)
+    tokens = sys.argv[1:] if argv is None else list(argv)
+    if tokens and tokens[0].startswith("-") and tokens[0].split("=", 1)[0] not in parser._option_string_actions:
+        args, extra = argparse.Namespace(command=None), tokens  # a command's flag before any command
+    else:
+        args, extra = parser.parse_known_args(tokens)
+    if extra:  # a mistyped flag: one line with the closest one
+        print(_unknown_arguments(parser, args, extra), file=sys.stderr)
+        return EXIT_USAGE
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if args.command is None:
-        # "easload" alone: the quick start's default job
-        args = parser.parse_args(["run", *([] if argv is None else argv)])
+    if args.command is None:  # "easload" alone: the help, never a load ("easload run" runs the default scenario)
+        parser.print_help()
+        return EXIT_OK
     from loadgen.scenario import ScenarioError
 
     try:

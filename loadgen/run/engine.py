@@ -14,7 +14,7 @@ import re
 import sys
 import time
 import uuid
-from collections import Counter
+from collections import Counter, namedtuple
 from dataclasses import dataclass, field
 
 from loadgen.results import metrics
@@ -48,13 +48,18 @@ def _weighted_picker(weights, rng):
     return pick
 
 
-def build_population(scenario, base_url, shard=0, shards=1, load=None):
+# a device as the plan sees it (loadgen/run/plan.py): the same draws as the Device a run builds, nothing more
+PlannedDevice = namedtuple("PlannedDevice", "index user version profile base_url")
+
+
+def build_population(scenario, base_url, shard=0, shards=1, load=None, planned=False):
     """The scenario's devices, deterministic for its seed (ids, versions, profiles).
 
     With ``shards`` > 1 only the devices ``i`` with ``i % shards == shard`` are built;
     versions and profiles are still drawn for every device in order, so a device has
     the same identity, version and profile whatever the number of shards.  ``load``: the
-    run context the devices read (loadgen/run/context.py; by default one process's)."""
+    run context the devices read (loadgen/run/context.py; by default one process's).  ``planned``:
+    :data:`PlannedDevice` tuples instead of devices (the plan's figures, before a run starts)."""
     if load is None:
         load = RunLoad.for_run(scenario)
     pop = scenario.population
@@ -79,6 +84,9 @@ def build_population(scenario, base_url, shard=0, shards=1, load=None):
         client = clients.pick(client_weights, scenario.seed, user_index)
         if client is not None and client.partnerships_per_user and slot >= client.partnerships_per_user:
             continue  # outlook-cloud: one partnership per user, held by the service
+        if planned:
+            devices.append(PlannedDevice(i, auth.user.format(n=user_index), version, profile, url))
+            continue
         profile = clients.dressed(profile, client)  # its DeviceType and User-Agent, once per device
         ident = identity(scenario.seed, user_index, slot, profile)
         devices.append(Device(

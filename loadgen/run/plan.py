@@ -111,33 +111,12 @@ def _arrivals(scenario, indexes):
 
 def drawn_versions(scenario, shard=(0, 1)):
     """{EAS version: devices} the population of ``shard`` drew (summary.json's ``versions``; the
-    scenario's weights are ``version_weights``): the draw of loadgen/run/engine.py build_population --
-    one version and one profile per device in population order from ``random.Random(seed)``, a device
-    beyond its client type's partnerships not built -- counted without building the devices."""
-    import random
+    scenario's weights are ``version_weights``): loadgen/run/engine.py build_population's draw, counted
+    without building the devices."""
+    from loadgen.run.engine import build_population
 
-    from loadgen.device import clients
-    from loadgen.run import engine
-
-    pop = scenario.population
-    rng = random.Random(scenario.seed)
-    pick_version = engine._weighted_picker(pop.versions, rng)
-    pick_profile = engine._weighted_picker(pop.profiles, rng)
-    workload = getattr(scenario, "workload", None)
-    weights = workload.clients if workload is not None else None
-    index, count = shard
-    out = Counter()
-    for i in range(pop.devices):
-        version = pick_version()
-        pick_profile()
-        if i % count != index:
-            continue
-        user_index, slot = divmod(i, pop.devices_per_user)
-        client = clients.pick(weights, scenario.seed, user_index)
-        if client is not None and client.partnerships_per_user and slot >= client.partnerships_per_user:
-            continue
-        out[version] += 1
-    return dict(sorted(out.items()))
+    devices, _ = build_population(scenario, "http://127.0.0.1/Microsoft-Server-ActiveSync", *shard, planned=True)
+    return dict(sorted(Counter(d.version.text for d in devices).items()))
 
 
 def build(scenario, shard=(0, 1), workers=1):
@@ -147,7 +126,7 @@ def build(scenario, shard=(0, 1), workers=1):
     urls = scenario.target.urls
     # several URLs: the population builder sends the device of user n to URL n % len (as in the run)
     devices, _ = build_population(scenario, urls if len(urls) > 1 else "http://127.0.0.1/Microsoft-Server-ActiveSync",
-                                  *shard)
+                                  *shard, planned=True)
     versions = Counter(d.version.text for d in devices)
     profiles = Counter(d.profile.name for d in devices)
     users = len({d.user for d in devices})
@@ -249,15 +228,11 @@ def build(scenario, shard=(0, 1), workers=1):
     cap, cap_why = ratelimit.resolve(scenario)  # several URLs: remote if one is
     parts = max(1, workers) * shard[1]
     warnings = []
-    if cap > 0 and shard[1] > 1:
-        share = cap / shard[1]
-        cap_this = share
-    else:
-        cap_this = cap
-    if cap_this > 0 and (peak > cap_this or (burst and burst > cap_this)):
-        warnings.append("the expected peak (%s) is above the request-rate cap (%g/s): the cap will slow the run "
-                        "down, and enrolment will take longer" % (
-                            "%d requests at once" % burst if burst else "%.0f requests/s" % peak, cap_this))
+    cap_this = cap / shard[1] if cap > 0 else 0.0  # this shard's share (its workers split it again)
+    throttles = cap_this > 0 and peak > cap_this
+    if cap_this > 0 and not throttles and burst and burst > cap_this:
+        warnings.append("the enrolment burst (%d requests at once) is above the request-rate cap (%g/s): the cap "
+                        "spreads it over about %.0f s" % (burst, cap_this, burst / cap_this))
     if cap <= 0 and "not on this machine" in cap_why:
         warnings.append("no request-rate cap on a target that is not on this machine")
     if scenario.target.embedded:
@@ -287,10 +262,33 @@ def build(scenario, shard=(0, 1), workers=1):
         "phases": phases, "timeline": timeline, "burst_requests": burst, "peak_requests_per_s": round(peak, 2),
         "events": events,
         "rate_cap": {"requests_per_s": cap, "why": cap_why, "processes": parts,
-                     "per_process": round(cap / parts, 3) if cap > 0 else 0.0},
-        "warnings": warnings,
+                     "per_process": round(cap / parts, 3) if cap > 0 else 0.0,
+                     "shards": shard[1], "per_shard": round(cap_this, 3), "throttles": throttles,
+                     "needed": _round_up(peak * shard[1]) if throttles else 0},
+        "warnings": warnings + ([throttling(cap, cap_why, shard[1], peak)] if throttles else []),
         "workload": workload,
     }
+
+
+def throttling(cap, why, shards, peak):
+    """The one line that says the request-rate cap is below the plan's peak: ``--dry-run`` prints it as a
+    warning, ``easload run`` refuses to start with it unless ``--yes`` (loadgen/cli/app.py)."""
+    share = ("the request-rate cap of %g/s per shard (%g/s in total, %s, over %d shards)" % (cap / shards, cap, why,
+                                                                                          shards)
+             if shards > 1 else "the request-rate cap of %g/s (%s)" % (cap, why))
+    return ("the plan's peak, about %.0f requests/s%s, is above %s: the cap would throttle the run (enrolments "
+            "and requests wait for it); set [load] max_request_rate = %d or more, or pass --yes to run it throttled"
+            % (peak, " per shard" if shards > 1 else "", share, _round_up(peak * shards)))
+
+
+def _round_up(rate):
+    """A rate rounded up to two significant digits (1318.6 -> 1400, 52.7 -> 53): the cap to suggest."""
+    import math
+
+    if rate <= 0:
+        return 0
+    step = 10 ** max(0, int(math.floor(math.log10(rate))) - 1)
+    return int(math.ceil(rate / step - 1e-9) * step)
 
 
 def _events(scenario, devices):
@@ -371,6 +369,10 @@ def text(plan):
         add("  rate cap    %g requests/s in total (%s)%s" % (cap["requests_per_s"], cap["why"], "" if cap["processes"] == 1
                                                           else ", %g/s in each of %d processes"
                                                           % (cap["per_process"], cap["processes"])))
+        if "per_shard" in cap:  # the comparison a run makes before it starts (loadgen/cli/app.py)
+            per = " per shard" if cap["shards"] > 1 else ""
+            add("              the plan's peak about %.0f requests/s%s: %s the cap's %g/s%s" % (
+                plan["peak_requests_per_s"], per, "ABOVE" if cap["throttles"] else "within", cap["per_shard"], per))
     else:
         add("  rate cap    off (%s)" % cap["why"])
     add("")
