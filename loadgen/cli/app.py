@@ -296,7 +296,8 @@ def cmd_run(args):
     verdicts = _show_results(stats, sc.name, target_label, len(result.devices), sc.thresholds)
     data = summary.build(stats, scenario=sc.name, target="embedded" if sc.target.embedded
                          else ", ".join(_safe_url(u) for u in sc.target.urls), verdicts=verdicts, seed=sc.seed,
-                         devices_total=len(result.devices), shard=list(shard), versions=plan.drawn_versions(sc, shard),
+                         devices_total=len(result.devices), shard=list(shard),
+                         versions=plan.drawn_versions(sc, shard, result.devices),
                          version_weights=dict(sc.population.versions),
                          mode=sc.load.mode, model=sc.load.model, easload_version=_package_version(),
                          codec=codec())

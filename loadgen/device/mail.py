@@ -1213,7 +1213,7 @@ class MailLife(MailUser, PolicyLife):
             await self._ping(transport, deadline, answer=answer)
 
     async def _ping(self, transport, deadline, park=None, answer=None):
-        if answer is None and self._client is not None and self._instead_of_ping():  # loadgen/device/clients.py
+        if self._client is not None and answer is None and self._instead_of_ping():  # loadgen/device/clients.py
             return await self._client_wait(transport, deadline)
         heartbeat = self.heartbeat
         tree = await self.command(transport, "Ping", _ping_body(heartbeat, self.inbox), deadline,

@@ -109,13 +109,15 @@ def _arrivals(scenario, indexes):
     return starts, active
 
 
-def drawn_versions(scenario, shard=(0, 1)):
+def drawn_versions(scenario, shard=(0, 1), devices=None):
     """{EAS version: devices} the population of ``shard`` drew (summary.json's ``versions``; the
-    scenario's weights are ``version_weights``): loadgen/run/engine.py build_population's draw, counted
-    without building the devices."""
-    from loadgen.run.engine import build_population
+    scenario's weights are ``version_weights``): ``devices`` (a run's) counted, or -- none given, or a
+    worker run's placeholders -- loadgen/run/engine.py build_population's draw, counted without building
+    the devices."""
+    if not devices or any(d is None for d in devices):
+        from loadgen.run.engine import build_population
 
-    devices, _ = build_population(scenario, "http://127.0.0.1/Microsoft-Server-ActiveSync", *shard, planned=True)
+        devices, _ = build_population(scenario, "http://127.0.0.1/Microsoft-Server-ActiveSync", *shard, planned=True)
     return dict(sorted(Counter(d.version.text for d in devices).items()))
 
 
