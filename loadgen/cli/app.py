@@ -202,6 +202,7 @@ def cmd_run(args):
     from loadgen import scenario as scenario_mod
     from loadgen.cli import start
     from loadgen.results.text import junit_xml
+    from loadgen.run import plan
 
     raise_file_limit()
     _check_run_flags(args)
@@ -309,7 +310,9 @@ def cmd_run(args):
     verdicts = _show_results(stats, sc.name, target_label, len(result.devices), sc.thresholds)
     data = summary.build(stats, scenario=sc.name, target="embedded" if sc.target.embedded
                          else ", ".join(_safe_url(u) for u in sc.target.urls), verdicts=verdicts, seed=sc.seed,
-                         devices_total=len(result.devices), shard=list(shard), versions=sc.population.versions,
+                         devices_total=len(result.devices), shard=list(shard),
+                         versions=plan.drawn_versions(sc, shard, result.devices),
+                         version_weights=dict(sc.population.versions),
                          mode=sc.load.mode, model=sc.load.model, easload_version=_package_version(),
                          codec=codec())
     try:
@@ -694,6 +697,7 @@ def cmd_merge(args):
     summaries = _load_summaries(args.results)
     try:
         stats, shards, first = merge(summaries)
+        versions, weights = summary.merged_versions(summaries)
     except MergeError as exc:
         raise UsageError(str(exc)) from None
     except _damaged_errors() as exc:  # a damaged or hand-edited summary.json: one line, exit 2
@@ -705,7 +709,8 @@ def cmd_merge(args):
         print("\nwarning: %d of %d shards merged (%s)" % (len(shards["shards_merged"]), shards["shards_total"],
                                                          shards["shards_merged"]), file=sys.stderr)
     data = summary.build(stats, scenario=first["scenario"], target=first.get("target"), verdicts=verdicts,
-                         **{key: first.get(key) for key in ("seed", "versions", "mode", "model", "easload_version")},
+                         versions=versions, **({"version_weights": weights} if weights is not None else {}),
+                         **{key: first.get(key) for key in ("seed", "mode", "model", "easload_version")},
                          codec="/".join(sorted({s["codec"] for s in summaries if isinstance(s.get("codec"), str)}))
                          or None,  # shards run with different codecs: both named (e.g. "cython/python")
                          **dict(shards, shard=[0, 1]))

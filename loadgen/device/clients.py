@@ -7,7 +7,10 @@ public source:
 * ``ios`` -- Apple's Mail: Ping over mail, calendar, contacts and tasks (Apple's Exchange ActiveSync
   deployment reference and the ``ExchangeActiveSync`` device-management payload: mail, contacts,
   calendars, reminders synced by push), a GAL Search while the user composes (the recipient field
-  looks the name up: MS-ASCMD 2.2.1.16 Search, Store Name "GAL").
+  looks the name up: MS-ASCMD 2.2.1.16 Search, Store Name "GAL").  DeviceType ``iPhone`` and a
+  User-Agent ``Apple-<model identifier, "," as "C">/<iOS build>`` (``Apple-iPhone11C8/1804.70`` for an
+  iPhone11,8 on build 18D70, as published captures of iOS Mail's requests show; easload sends an
+  iPhone15,2 on iOS 17.1, build 21B74).
 * ``android`` -- AOSP Exchange (CyanogenMod/android_packages_apps_Exchange):
   ``src/com/android/exchange/eas/EasPing.java``: the heartbeat starts at 8 min
   (DEFAULT_PING_HEARTBEAT), +5 min (MAXIMUM_HEARTBEAT_INCREMENT) after each Ping Status 1
@@ -17,12 +20,20 @@ public source:
   Type 2 (HTML) with TruncationSize 200,000 (``Eas.EAS12_TRUNCATION_SIZE``); ``EasSyncBase.java``
   ``performOperation``: the number of windows grows by one when the server answers MoreAvailable
   without a new SyncKey, and is 1 again otherwise; at most 512 (``EasSyncCollectionTypeBase.
-  MAX_WINDOW_SIZE``).  docs/protocol-notes.md sections 6 and 17.
+  MAX_WINDOW_SIZE``).  ``service/EasServerConnection.java``: DeviceType ``Android`` (DEVICE_TYPE) and
+  the User-Agent ``"Android/" + Build.VERSION.RELEASE + "-" + Eas.CLIENT_VERSION`` with
+  ``Eas.CLIENT_VERSION = "EAS-1.3"`` (``Eas.java``; easload's release: 7.1.2).  docs/protocol-notes.md
+  sections 6 and 17.
 * ``outlook-cloud`` -- Outlook for iOS and Android in its cloud architecture (Microsoft Learn,
   "Outlook for iOS and Android in Exchange Online: FAQ" and "Using hybrid Modern Authentication with
   Outlook for iOS and Android"): one partnership per user held by the service, always on, four
   weeks of mail (FilterType 5, one month, the nearest MS-ASCMD 2.2.3.70.1 value) and all of the
-  calendar (FilterType 0) and contacts; OAuth: ``Authorization: Bearer`` (RFC 6750 2.1).
+  calendar (FilterType 0) and contacts; OAuth: ``Authorization: Bearer`` (RFC 6750 2.1).  DeviceModel
+  ``Outlook for iOS and Android`` (what Microsoft Learn's "Enabling Outlook for iOS and Android in
+  Exchange Online" has an Allow rule match), DeviceType ``Outlook`` and the User-Agent
+  ``Outlook-iOS-Android/1.0`` seen in Exchange's IIS logs for the service's requests.
+* The device strings apply to a generic capability profile only (:data:`GENERIC_DEVICE_TYPES`): a
+  profile the scenario chose for its own platform keeps its DeviceType and User-Agent.
 * ``hanging-sync`` -- Sync with HeartbeatInterval (MS-ASCMD 2.2.3.88.2, 14.0+) or Wait in minutes
   (MS-ASCMD 2.2.3.198, 12.1) instead of Ping: the server holds the Sync until a change or the
   interval's end (MS-ASCMD 3.1.5.4), Status 14 with Limit (MS-ASCMD 2.2.3.97) gives the bound.
@@ -37,14 +48,17 @@ server answers 401 with a ``Bearer`` challenge.  A token is never logged, counte
 """
 
 import asyncio
+import dataclasses
 import hashlib
 import shlex
 from dataclasses import dataclass
 
-from loadgen.device.states import INTERRUPTED
-from loadgen.eas import policy as policies
+from loadgen.device.states import FAILED_CMD, INTERRUPTED
+from loadgen.eas import mail as eas_mail, policy as policies
+from loadgen.eas.status import SyncStatus
 
 _SYNC_BAD_WAIT = 14  # MS-ASCMD 2.2.3.177.17: invalid Wait or HeartbeatInterval, Limit gives the bound
+_SYNC_BAD_KEY, _SYNC_HIERARCHY_CHANGED = SyncStatus.INVALID_SYNC_KEY, SyncStatus.FOLDER_HIERARCHY_CHANGED
 _MINUTE = 60.0
 
 
@@ -71,6 +85,13 @@ class ClientType:
     bearer: bool = False  # authenticates with an OAuth token ([auth] token_file / token_command)
     hanging_sync: bool = False  # a Sync held by the server (Wait/HeartbeatInterval, the heartbeat) instead of a Ping
     loop_interval: float = 0.0  # misbehaving: seconds between the Sync / GetItemEstimate of its loop
+    # what the client calls itself (None: the capability profile's, loadgen/device/profiles.py): the
+    # DeviceType of the query (MS-ASHTTP 2.2.1.1.1.2), the User-Agent header, and DeviceInformation's
+    # Model and OS (MS-ASCMD 2.2.3.45 / 2.2.3.123)
+    device_type: str | None = None
+    user_agent: str | None = None
+    model: str | None = None
+    os: str | None = None
 
     def after_expiry(self, heartbeat):
         """The heartbeat after a Ping that expired cleanly (Status 1)."""
@@ -96,15 +117,19 @@ class ClientType:
 CLIENT_TYPES = {
     "ios": ClientType(
         "ios", "Apple Exchange ActiveSync deployment reference (push of mail, calendars, contacts, reminders)",
-        push_folders=("inbox", "calendar", "contacts", "tasks"), gal_on_compose=True),
+        push_folders=("inbox", "calendar", "contacts", "tasks"), gal_on_compose=True,
+        device_type="iPhone", user_agent="Apple-iPhone15C2/2102.74", model="iPhone15C2", os="iOS 17.1 21B74"),
     "android": ClientType(
-        "android", "AOSP Exchange EasPing.java, EasSyncMail.java, EasSyncBase.java",
+        "android", "AOSP Exchange EasPing.java, EasSyncMail.java, EasSyncBase.java, EasServerConnection.java",
         heartbeat=8 * _MINUTE, heartbeat_step=5 * _MINUTE, heartbeat_min=8 * _MINUTE, heartbeat_max=28 * _MINUTE,
-        window=10, window_step=10, window_max=512, html=True, truncation=200_000),
+        window=10, window_step=10, window_max=512, html=True, truncation=200_000,
+        device_type="Android", user_agent="Android/7.1.2-EAS-1.3", model="Pixel", os="Android 7.1.2"),
     "outlook-cloud": ClientType(
         "outlook-cloud", "Microsoft Learn: Outlook for iOS and Android in Exchange Online, FAQ",
         push_folders=("inbox", "calendar", "contacts"), email_filter=5, calendar_filter=0,
-        partnerships_per_user=1, bearer=True, gal_on_compose=True),
+        partnerships_per_user=1, bearer=True, gal_on_compose=True,
+        device_type="Outlook", user_agent="Outlook-iOS-Android/1.0", model="Outlook for iOS and Android",
+        os="iOS 17.1"),
     "hanging-sync": ClientType(
         "hanging-sync", "MS-ASCMD 2.2.3.88.2 HeartbeatInterval, 2.2.3.198 Wait (Sync held instead of Ping)",
         hanging_sync=True),
@@ -112,6 +137,32 @@ CLIENT_TYPES = {
         "misbehaving", "Sync/GetItemEstimate loop seen against open-source EAS servers (docs/protocol-notes.md 17)",
         loop_interval=1.0),
 }
+
+
+# Capability profiles (loadgen/device/profiles.py) that name no platform of their own: a generic phone
+# ("SmartPhone": modern, fumbler).  A client type names the device of such a profile; a profile the
+# scenario chose for its platform (legacy PocketPC, no_encryption Android, externally_managed iPhone,
+# ...: the device type an Allow/Block/Quarantine rule of the scenario may match) keeps its own.
+GENERIC_DEVICE_TYPES = frozenset({"SmartPhone"})
+_DRESSED = {}
+
+
+def dressed(profile, client):
+    """``profile`` as a device of ``client`` presents itself: the client type's DeviceType, User-Agent,
+    Model and OS in place of a generic profile's (the capabilities stay the profile's, and its name, so
+    the summary's profile counts do not change).  Built once per (profile, client type) and shared by
+    every such device: the request head and DeviceInformation are made from it once per enrolment
+    (loadgen/device/life.py _endpoint, profiles.identity), nothing per request.  ``profile`` itself when
+    the client type names nothing or the profile names its own platform."""
+    if client is None or client.device_type is None or profile.device_type not in GENERIC_DEVICE_TYPES:
+        return profile
+    key = (profile.name, client.name)
+    found = _DRESSED.get(key)
+    if found is None or found[0] is not profile or found[1] is not client:
+        found = _DRESSED[key] = (profile, client, dataclasses.replace(
+            profile, device_type=client.device_type, user_agent=client.user_agent or profile.user_agent,
+            model=client.model or profile.model, os=client.os or profile.os))
+    return found[2]
 
 
 def pick(weights, seed, user_index):
@@ -296,18 +347,31 @@ class ClientLife:
                                              found.sync_key == old_key)
         self.client_seen += len(found.added) + len(found.changed) + len(found.deleted)
 
-    # -- instead of a Ping: the hanging Sync and the misbehaving loop (with [mail])
+    # -- instead of a Ping: the hanging Sync and the misbehaving loop (with [mail]: the pushed folders;
+    # without: the Inbox, the one folder such a device syncs)
 
     def _instead_of_ping(self):
         client = self._client
         return client is not None and (client.hanging_sync or client.loop_interval > 0)
 
     async def _client_wait(self, transport, deadline):
-        """What the client does where another would Ping: a held Sync of the pushed folders, or the
-        misbehaving loop's next step."""
+        """What the client does where another would Ping: a held Sync of the pushed folders (of the
+        Inbox without [mail]), or the misbehaving loop's next step."""
         if self._client.loop_interval > 0:
             return await self._misbehave(transport, deadline)
+        if self.box is None:
+            return await self._hanging_inbox_sync(transport, deadline)
         return await self._hanging_sync(transport, deadline)
+
+    def _hold(self, interval):
+        """(Wait in minutes, HeartbeatInterval in seconds) of a held Sync: HeartbeatInterval from 14.0
+        (MS-ASCMD 2.2.3.88.2), Wait before (MS-ASCMD 2.2.3.198, 1..59 minutes), neither before 12.1."""
+        number = self.version.number
+        if number >= 140:
+            return None, int(interval)
+        if number >= 121:
+            return max(1, min(59, int(round(interval / _MINUTE)))), None
+        return None
 
     def _pushed_collections(self):
         box = self.box
@@ -336,8 +400,7 @@ class ClientLife:
             await self._sleep(min(self.wake_time() - loop.time(), self.heartbeat), deadline)
             return None
         interval = self.heartbeat
-        hold = (None, int(interval)) if self.version.number >= 140 else \
-            (max(1, min(59, int(round(interval / _MINUTE)))), None) if self.version.number >= 121 else None
+        hold = self._hold(interval)
         started = loop.time()
         seen = self.client_seen
         queues = [(c, c.queue) for c in colls]  # the user's changes wait for the ordinary Sync
@@ -363,19 +426,94 @@ class ClientLife:
             await self._sleep(min(started + interval, self.wake_time()) - loop.time(), deadline)
         return None
 
+    async def _hanging_inbox_sync(self, transport, deadline):
+        """Without [mail]: a Sync of the Inbox that the server holds for up to the heartbeat (MS-ASCMD
+        3.1.5.4) in place of the Inbox's Ping.  What it brings is taken as the Inbox's ordinary Sync takes
+        it (its SyncKey, the items, MoreAvailable: another Sync at once); Status 14 with a usable Limit
+        (MS-ASCMD 2.2.3.97) becomes the next interval.  An answer without changes that came before the
+        interval's end (a server that does not hold it) is followed by a wait for the rest of the
+        interval: never a tight loop."""
+        loop = asyncio.get_running_loop()
+        interval = self.heartbeat
+        inbox = self.inbox
+        prefs = self.prefs
+        if prefs is None:
+            self._apply_preferences()
+            prefs = self.prefs
+        request = eas_mail.SyncCollection(inbox, self.sync_key, True, self._window_size(), prefs.email_filter or None,
+                                          prefs.body_type, prefs.truncation)
+        started = loop.time()
+        tree = await self.command(transport, "Sync", eas_mail.sync_request([request], None, *self._hold(interval)),
+                                  deadline, timeout=interval + self.load.timeout)
+        if tree is FAILED_CMD:
+            return None
+        result = self._parse("Sync", eas_mail.parse_sync_all, tree)
+        if result is None:
+            await self._retry(deadline)
+            return None
+        if result.status == _SYNC_HIERARCHY_CHANGED:
+            self.folder_key = "0"
+            self.folders = 0
+            await self._hierarchy_reset(deadline)
+            return None
+        if result.status != 1:
+            if not self._hold_refused(result):
+                await self._retry(deadline)
+            return None
+        changes = 0
+        for found in result.collections:
+            if found.collection_id != inbox:
+                continue
+            if found.status in (None, 1) and found.sync_key:
+                self._sync_answered(found, self.sync_key)
+                self.sync_key = found.sync_key
+                self.items += len(found.added)
+                self.pending_sync = found.more_available
+                changes += len(found.added) + len(found.changed) + len(found.deleted)
+                self.retry_streak = 0
+                self.resets = 0
+            elif found.status == _SYNC_BAD_KEY:  # start the Inbox again (MS-ASCMD 2.2.3.177.17)
+                self.sync_key = "0"
+                return None
+            else:
+                await self._retry(deadline)
+                return None
+        if not changes and not self.pending_sync:
+            await self._sleep(started + interval - loop.time(), deadline)
+        return None
+
     async def _misbehave(self, transport, deadline):
         """The misbehaving loop: every ``loop_interval`` a GetItemEstimate of the pushed folders or a
-        Sync of them, in turn, whatever the answers say (the device's own backoffs after errors still
-        apply: a server's 503 + Retry-After or a BackOffDuration slows it down)."""
+        Sync of them (of the Inbox without [mail]), in turn, whatever the answers say (the device's own
+        backoffs after errors still apply: a server's 503 + Retry-After or a BackOffDuration slows it
+        down)."""
         if not await self._sleep(self._client.loop_interval, deadline):
             return None
         self.client_phase ^= 1
+        if self.box is None:
+            if self.client_phase:
+                await self._inbox_estimate(transport, deadline)
+            else:
+                self.pending_sync = True  # the device's Inbox Sync, next turn (loadgen/device/life.py run)
+            return None
         if self.client_phase:
             await self._estimate(transport, deadline)
         else:
             for coll in self._pushed_collections():
                 coll.due = True
         return None
+
+    async def _inbox_estimate(self, transport, deadline):
+        """GetItemEstimate of the Inbox (MS-ASCMD 2.2.1.9) with its SyncKey and the mail FilterType."""
+        if self.sync_key == "0":
+            self.pending_sync = True
+            return
+        prefs = self.prefs
+        filter_type = prefs.email_filter if prefs is not None else None
+        body = eas_mail.get_item_estimate([(self.sync_key, self.inbox, filter_type, "Email")], self.version.number)
+        tree = await self.command(transport, "GetItemEstimate", body, deadline)
+        if tree is not FAILED_CMD:
+            self._parse("GetItemEstimate", eas_mail.parse_get_item_estimate, tree)
 
 
 _PREFERENCES = {}

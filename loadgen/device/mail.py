@@ -11,7 +11,7 @@ from loadgen.device.states import FAILED_CMD, INTERRUPTED, PARKED
 from loadgen.eas import commands, mail as eas_mail, mime, policy as policies
 from loadgen.eas.mime import find_token
 from loadgen.eas.status import FolderSyncStatus, ItemOperationsStatus, PingStatus, SyncStatus
-from loadgen.results.tasks import TASK_TYPES
+from loadgen.results.tasks import SKIPPED, TASK_TYPES
 
 # EAS statuses by name (loadgen/eas/status.py), bound once as module globals for the request path
 _FOLDERSYNC_OK, _FOLDERSYNC_BAD_KEY = FolderSyncStatus.SUCCESS, FolderSyncStatus.SYNC_KEY_ERROR
@@ -441,6 +441,8 @@ class MailUser:
                         self._answer_meeting(coll, sid)
                 if fresh:
                     what = user.reaction(rng, mail)
+                    if info & _INFO_MEETING:  # a request is answered, not deleted or filed: the server
+                        what &= user.READ | user.FLAG  # files it when answered (loadgen/exchange/meeting.py)
                     if what:
                         self._react(coll, sid, what, item.read)
                         if what & (user.DELETE | user.MOVE):
@@ -540,12 +542,12 @@ class MailUser:
         if tree is FAILED_CMD:
             return False
         results = self._parse("MeetingResponse", eas_mail.parse_meeting_response, tree)
+        coll = self.box.colls.get(fid)
+        if results and coll is not None:  # answered, or not a request the server can answer: not again
+            coll.window.pop(_key(fid, sid), None)  # (an answered request is filed by the server)
         if not (results and results[0].status == 1):
             return False
         self.stats.mail(_MEETING_EVENTS[answer])
-        coll = self.box.colls.get(fid)
-        if coll is not None:
-            coll.window.pop(_key(fid, sid), None)  # the request is answered (the server files it)
         return True
 
     # -- Ping over the pushed folders (MS-ASCMD 2.2.1.13)
@@ -729,7 +731,10 @@ class MailUser:
         self.box.next_action = self._next_due(plan)
         kind = TASK_TYPES[kinds[i]]
         ok = await self._run_task(transport, deadline, kind)
-        stats.task_done(kind, planned, now, asyncio.get_running_loop().time(), ok is not False)
+        if ok is SKIPPED:  # nothing to act on: not achieved, not failed (loadgen/results/tasks.py)
+            stats.task_result(kind, SKIPPED)
+        else:
+            stats.task_done(kind, planned, now, asyncio.get_running_loop().time(), ok is not False)
 
     async def _run_task(self, transport, deadline, kind):
         """One task as the chain of requests it needs; False when one of them failed."""
@@ -755,10 +760,11 @@ class MailUser:
                 moves, box.moves = box.moves, None
                 ok = await self._mail_move(transport, deadline, moves) is not False and ok is not False
             return ok
-        if kind == "meeting":  # the oldest meeting request the user has not answered (none: nothing to do)
-            if not box.meetings:
-                return True
-            answer, fid, sid = box.meetings.pop(0)
+        if kind == "meeting":  # the oldest meeting request the user has not answered
+            found = box.meetings.pop(0) if box.meetings else self._meeting_waiting()
+            if found is None:
+                return SKIPPED  # no request waiting: nothing is sent, and the task is not achieved
+            answer, fid, sid = found
             return await self._meeting(transport, deadline, answer, fid, sid)
         if kind == "calendar" or kind == "contact":  # a client Add, and the Sync that carries it
             self._add_item(kind + "_add")
@@ -769,6 +775,18 @@ class MailUser:
         if kind == "search":
             return await self._search_mailbox(transport, deadline)
         return True
+
+    def _meeting_waiting(self):
+        """(answer, folder, server id) of the oldest meeting request still in the Inbox window that no
+        answer is queued for (one the user left, or read before: a planned answer takes it), or None.
+        The answer is drawn among the answers (the plan's meeting tasks are the answered requests)."""
+        coll = self.box.colls.get(self.inbox)
+        if coll is None:
+            return None
+        for key, info in coll.window.items():
+            if info & _INFO_MEETING:
+                return user.meeting_answer(self.rng, self.load.mail, answered=True), coll.fid, _sid(coll.fid, key)
+        return None
 
     def _own_user(self):
         return self.index // self.load.devices_per_user
@@ -1195,6 +1213,8 @@ class MailLife(MailUser, PolicyLife):
             await self._ping(transport, deadline, answer=answer)
 
     async def _ping(self, transport, deadline, park=None, answer=None):
+        if self._client is not None and answer is None and self._instead_of_ping():  # loadgen/device/clients.py
+            return await self._client_wait(transport, deadline)
         heartbeat = self.heartbeat
         tree = await self.command(transport, "Ping", _ping_body(heartbeat, self.inbox), deadline,
                                   ok_statuses=_PING_OK, timeout=heartbeat + self.load.timeout, park=park,

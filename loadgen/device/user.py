@@ -253,15 +253,23 @@ def reaction(rng, mail):
 _RESPONSES = (("accept", 1), ("tentative", 2), ("decline", 3))  # MS-ASCMD 2.2.3.194 UserResponse
 
 
-def meeting_answer(rng, mail):
-    """The UserResponse to a meeting request (1 accept, 2 tentative, 3 decline) or None (no answer)."""
-    x = rng.random()
+def meeting_answer(rng, mail, answered=False):
+    """The UserResponse to a meeting request (1 accept, 2 tentative, 3 decline) or None (no answer);
+    ``answered``: one of the three, by the shares among themselves (accept when every share is 0)."""
     shares = mail.meeting_response
+    x = rng.random()
+    if answered:
+        total = sum(shares.get(name, 0.0) for name, _code in _RESPONSES)
+        if total <= 0:
+            return 1
+        x *= total
     edge = 0.0
     for name, code in _RESPONSES:
         edge += shares.get(name, 0.0)
         if x < edge:
             return code
+    if answered:  # a rounding at the top edge: the last answer with a share
+        return next(code for name, code in reversed(_RESPONSES) if shares.get(name, 0.0) > 0)
     return None
 
 

@@ -40,6 +40,7 @@ from loadgen.results.mail import GROUPS as MAIL_GROUPS
 from loadgen.results.merge import merge as merge_results
 from loadgen.results.outcomes import OK_OUTCOMES
 from loadgen.results.stats import tally
+from loadgen.results.summary import merged_versions
 from loadgen.results.thresholds import evaluate, from_text
 from loadgen.results.thresholds import split as split_threshold
 
@@ -102,9 +103,12 @@ def _merge(summaries):
     m["seed"] = first.get("seed")
     m["shards"] = len(summaries)
     m["devices_total"] = described["devices_total"]
-    for key in ("easload_version", "versions", "mode"):
+    for key in ("easload_version", "mode"):
         if first.get(key) is not None:
             m[key] = first[key]
+    versions, _weights = merged_versions(summaries)  # the versions drawn, added up over the shards
+    if versions is not None:
+        m["versions"] = versions
     # thresholds: as the run judged them, or evaluated again on the merged numbers
     if len(summaries) == 1:
         m["thresholds"] = [dict(t) for t in first.get("thresholds") or ()]
@@ -839,15 +843,15 @@ def _tasks_tables(m):
         lat = r.get("latency") or {}
         ratio = r.get("achieved_ratio")
         return (name, r.get("planned", 0), r.get("achieved", 0), r.get("failed", 0), r.get("late", 0),
-                "–" if ratio is None else "%.3f" % ratio,
+                r.get("skipped", 0), r.get("unstarted", 0), "–" if ratio is None else "%.3f" % ratio,
                 *("–" if k not in lat else "%.3f" % (lat[k] / 1000) for k in ("p50_ms", "p90_ms", "p99_ms", "max_ms")))
 
     total = tasks.get("total") or {}
     rows = [row(name, r) for name, r in by_type.items()] + [row("all", total)]
     table = _table("tasks", "Tasks by type (latency in s from the planned time); queued behind a busy device: "
                    "peak %s" % _fmt(total.get("queued_peak", 0)),
-                   ("task", "planned", "achieved", "failed", "late", "achieved/planned", "p50", "p90", "p99", "max"),
-                   rows)
+                   ("task", "planned", "achieved", "failed", "late", "skipped", "unstarted", "achieved/planned", "p50",
+                    "p90", "p99", "max"), rows)
     return '<div class="tables">%s</div>' % table
 
 

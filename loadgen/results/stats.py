@@ -22,7 +22,7 @@ from hdrh.histogram import HdrHistogram
 from loadgen.results.histograms import interval_entry, sparse_counts
 from loadgen.results.mail import EVENT_LABELS, MAIL_EVENTS, PUSH_LABELS
 from loadgen.results.outcomes import INTERRUPTED, OK_OUTCOMES, TIMEOUT, fold
-from loadgen.results.tasks import LATE_AFTER, TASK_LABELS
+from loadgen.results.tasks import LATE_AFTER, RESULTS, TASK_LABELS
 
 _LOW_US, _HIGH_US, _DIGITS = 1, 3_600_000_000, 3
 
@@ -417,6 +417,11 @@ class Stats:
 
     task = task_done
 
+    def task_result(self, task_type, result, n=1):
+        """``n`` tasks of ``task_type`` that ended as ``result`` without a latency: "skipped" (found nothing
+        to do) or "unstarted" (never started; loadgen/results/tasks.py)."""
+        self.task_counts[(task_type if task_type in _TASK_SLOT else OTHER, result)] += n
+
     def task_queued(self, delta):
         """+1 when a task falls due while its device is busy with an earlier one, -1 when it starts."""
         queued = self.tasks_queued + delta
@@ -640,14 +645,14 @@ def tasks_summary(counts, hists, queued_peak, queued_end=0):
     latency (count, p50/p90/p99/max in ms, as ``latency``); ``total``: the same counts over the types,
     ``achieved_ratio`` = achieved / planned (None without a plan), ``late_ratio`` = late / done, and the
     queue's peak and end; ``histograms``: type -> hdrh's encoded form, mergeable exactly."""
-    types = [t for t in TASK_LABELS if any(counts.get((t, r)) for r in ("planned", "achieved", "failed", "late"))
+    types = [t for t in TASK_LABELS if any(counts.get((t, r)) for r in RESULTS)
              or (t in hists and hists[t].get_total_count())]
     if not types and not queued_peak:
         return {}
     by_type = {}
-    total = {"planned": 0, "achieved": 0, "failed": 0, "late": 0}
+    total = dict.fromkeys(RESULTS, 0)
     for t in types:
-        row = {r: counts.get((t, r), 0) for r in ("planned", "achieved", "failed", "late")}
+        row = {r: counts.get((t, r), 0) for r in RESULTS}
         for r, n in row.items():
             total[r] += n
         row.update(_ratios(row))

@@ -10,16 +10,34 @@ damaged or hand-edited file is one line naming the file and the field.
 import orjson
 from hdrh.histogram import HdrHistogram
 
+from loadgen.results.tasks import RESULTS
+
 
 def build(stats, *, scenario, target, verdicts=(), **facts):
     """The summary of a run (or of merged shards): ``stats.to_dict`` with the scenario's name and
-    the target shown (never credentials), then ``facts`` (seed, devices_total, shard, versions,
-    mode, model, easload_version, and a merge's shard description), then the thresholds' verdicts
+    the target shown (never credentials), then ``facts`` (seed, devices_total, shard, versions -- the EAS
+    versions the devices drew, {version: devices} -- and version_weights -- the scenario's --, mode, model,
+    easload_version, and a merge's shard description), then the thresholds' verdicts
     [(threshold, value, passed)]."""
     data = stats.to_dict(scenario=scenario, target=target)
     data.update(facts)
     data["thresholds"] = [{"threshold": str(t), "value": v, "passed": ok} for t, v, ok in verdicts]
     return data
+
+
+def merged_versions(summaries):
+    """(versions, version_weights) of merged results: the EAS versions the devices drew, added up over the
+    shards (each counts its own devices), and the scenario's weights.  A summary from before the drawn
+    counts (no ``version_weights``: its ``versions`` are the weights) gives the first one's as they are."""
+    first = summaries[0] if summaries else {}
+    if not summaries or not all(isinstance(s.get("version_weights"), dict) and isinstance(s.get("versions"), dict)
+                                for s in summaries):
+        return first.get("versions"), first.get("version_weights")
+    total = {}
+    for s in summaries:
+        for version, n in s["versions"].items():
+            total[version] = total.get(version, 0) + n
+    return dict(sorted(total.items())), first["version_weights"]
 
 
 def dumps(data):
@@ -196,7 +214,7 @@ def _tasks(v):
         if not problem and "latency" in row:
             problem = _numbers(row["latency"])
         if not problem and not all(_is_int(row.get(k, 0)) and row.get(k, 0) >= 0
-                                   for k in ("planned", "achieved", "failed", "late")):
+                                   for k in RESULTS):
             problem = "counts must be whole numbers >= 0"
         if problem:
             return "'by_type' %r %s" % (name, problem)
@@ -233,8 +251,8 @@ def _simple(check, what):
 
 _COUNT_MAPS = ("by_command_status", "by_command_outcome", "devices", "provisionings", "reprovisions",
                "remote_wipes", "unmet_policies", "throttled", "malformed_responses", "cancelled_in_flight",
-               "cancelled_raw", "password_changes", "policy_effects", "versions", "resent", "not_sent",
-               "device_errors")
+               "cancelled_raw", "password_changes", "policy_effects", "versions", "version_weights", "resent",
+               "not_sent", "device_errors")
 _INTS = ("requests", "errors", "bytes_sent", "bytes_received", "reenrolments", "devices_total", "late_starts",
          "code_word_requests", "local_wipes", "reconnects")
 FIELDS = {

@@ -22,6 +22,14 @@ The task types (what a user does, with the requests each needs; MS-ASCMD):
 
 A task is *late* when it started more than ``LATE_AFTER`` seconds after its planned time (as a device's
 start is, loadgen/run/engine.py).
+
+Every planned task ends as exactly one of: *achieved*, *failed*, *skipped* -- carried out at its time but
+it found nothing to act on (a meeting answer with no meeting request waiting: nothing is sent, and the
+planned load was not generated) --, *unstarted* -- never started: its device never enrolled (Provision
+refused, blocked, quarantined, no answer) or was busy or gone until the run ended --, or cut (in flight
+when the run ended: counted nowhere but planned).  ``achieved_ratio`` is achieved / planned: skipped and
+unstarted tasks count against it, so a run whose devices failed to come up or whose tasks found nothing
+to do cannot look good; ``tasks.skipped`` / ``tasks.unstarted`` (and per type) are thresholds of their own.
 """
 
 OTHER = "other"
@@ -29,19 +37,20 @@ OTHER = "other"
 TASK_TYPES = ("send", "reply", "forward", "process", "meeting", "calendar", "contact", "search", "receive")
 TASK_LABELS = TASK_TYPES + (OTHER,)
 
-# what is counted per type: planned (the plan the devices took), achieved (done, ok), failed (done, not
-# ok), late (started more than LATE_AFTER after its planned time; achieved or failed)
-RESULTS = ("planned", "achieved", "failed", "late")
+# what is counted per type: planned (the plan of every device of the run), achieved (done, ok), failed (done,
+# not ok), late (started more than LATE_AFTER after its planned time; achieved or failed), skipped (found
+# nothing to do), unstarted (never started)
+RESULTS = ("planned", "achieved", "failed", "late", "skipped", "unstarted")
+SKIPPED = "skipped"  # what a task returns when it found nothing to act on (loadgen/device/mail.py _run_task)
 
 LATE_AFTER = 0.1  # seconds
 
 # threshold fields of a task type (loadgen/results/thresholds.py): latency percentiles from the planned
 # time (seconds) and ratios
 LATENCY_FIELDS = ("p50", "p90", "p95", "p99", "max")
-TYPE_FIELDS = LATENCY_FIELDS + ("achieved_ratio", "late_ratio", "planned", "achieved", "failed", "late")
+TYPE_FIELDS = LATENCY_FIELDS + ("achieved_ratio", "late_ratio") + RESULTS
 # over every type: tasks.<field>
-TOTAL_FIELDS = ("achieved_ratio", "late_ratio", "failed_ratio", "queued_peak", "planned", "achieved", "failed",
-                "late")
+TOTAL_FIELDS = ("achieved_ratio", "late_ratio", "failed_ratio", "queued_peak") + RESULTS
 
 _TYPE_SET = frozenset(TASK_TYPES)
 
@@ -51,5 +60,5 @@ def task_label(task_type):
     return task_type if task_type in _TYPE_SET else OTHER
 
 
-__all__ = ["TASK_TYPES", "TASK_LABELS", "RESULTS", "LATE_AFTER", "LATENCY_FIELDS", "TYPE_FIELDS", "TOTAL_FIELDS",
-           "OTHER", "task_label"]
+__all__ = ["TASK_TYPES", "TASK_LABELS", "RESULTS", "SKIPPED", "LATE_AFTER", "LATENCY_FIELDS", "TYPE_FIELDS",
+           "TOTAL_FIELDS", "OTHER", "task_label"]

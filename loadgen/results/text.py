@@ -171,7 +171,7 @@ def tasks_text(stats):
     def row(name, r):
         lat = r.get("latency") or {}
         ratio = r.get("achieved_ratio")
-        return (name, r["planned"], r["achieved"], r["failed"], r["late"],
+        return (name, r["planned"], r["achieved"], r["failed"], r["late"], r.get("skipped", 0), r.get("unstarted", 0),
                 "-" if ratio is None else "%.3f" % ratio,
                 *("-" if k not in lat else "%.3f" % (lat[k] / 1000) for k in ("p50_ms", "p90_ms", "p99_ms", "max_ms")))
 
@@ -179,9 +179,10 @@ def tasks_text(stats):
         rows.append(row(name, r))
     total = tasks["total"]
     rows.append(row("all", total))
-    out = ["", "Tasks (planned by the user-day, achieved, failed, late: started > 100 ms after the plan; "
-               "latency in s from the planned time)",
-           _table(("task", "planned", "achieved", "failed", "late", "achieved/planned", "p50", "p90", "p99", "max"),
+    out = ["", "Tasks (planned by the user-day, achieved, failed, late: started > 100 ms after the plan; skipped: "
+               "nothing to act on; unstarted: never started; latency in s from the planned time)",
+           _table(("task", "planned", "achieved", "failed", "late", "skipped", "unstarted", "achieved/planned", "p50",
+                   "p90", "p99", "max"),
                   rows),
            "  tasks queued behind a busy device: peak %d, at the end %d" % (total["queued_peak"], total["queued_end"])]
     return out

@@ -40,7 +40,7 @@ from hdrh.histogram import HdrHistogram
 
 from loadgen.results.outcomes import OK_OUTCOMES
 from loadgen.results.stats import THROTTLE_REASONS, OTHER
-from loadgen.results.tasks import TASK_LABELS, TOTAL_FIELDS, TYPE_FIELDS
+from loadgen.results.tasks import RESULTS, TASK_LABELS, TOTAL_FIELDS, TYPE_FIELDS
 
 STATS = ("p50", "p90", "p95", "p99", "max", "count", "errors")
 GROUPS = ("errors", "requests", "devices", "provisionings", "reprovisions", "throttled", "tasks")
@@ -285,7 +285,7 @@ class Figures:
         row = (tasks.get("by_type") or {}).get(task_type)
         if row is None:
             return None
-        if field in ("planned", "achieved", "failed", "late", "achieved_ratio", "late_ratio", "failed_ratio"):
+        if field in RESULTS or field in ("achieved_ratio", "late_ratio", "failed_ratio"):
             value = row.get(field)
             return float(value) if isinstance(value, (int, float)) else None
         hist = (tasks.get("histograms") or {}).get(task_type)

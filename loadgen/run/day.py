@@ -31,6 +31,9 @@ import math
 import random
 from array import array
 
+from collections import Counter
+
+from loadgen.device import clients
 from loadgen.device.user import DayTasks
 from loadgen.results.tasks import TASK_TYPES
 
@@ -266,11 +269,15 @@ class Planner:
         return plan(self.workload, self.workload.definitions[name], user_index, self.seed, day=day, curve=self.curve)
 
     def device_plan(self, index, day=0):
-        """Device ``index``'s share of its user's plan (task k to the device k % devices_per_user),
-        its times as run seconds: a :class:`loadgen.device.user.DayTasks`."""
+        """Device ``index``'s share of its user's plan (task k to the device k % devices_per_user; a user
+        whose client type keeps fewer partnerships -- outlook-cloud: one, loadgen/device/clients.py --
+        shares it among those), its times as run seconds: a :class:`loadgen.device.user.DayTasks`."""
         user_index, slot = divmod(index, self.devices_per_user)
         p = self.user_plan(user_index, day)
         step = self.devices_per_user
+        client = clients.pick(self.workload.clients, self.seed, user_index)
+        if client is not None and 0 < client.partnerships_per_user < step:
+            step = client.partnerships_per_user
         clock = self.clock
         times = array("d", (clock.dispatch_time(t) for t in p.times[slot::step]))
         kinds = bytes(_CODE[k] for k in p.types[slot::step])
@@ -295,20 +302,46 @@ class Planner:
 
         return heapq.merge(*(one(u) for u in user_indexes))
 
+    def meeting_times(self, user_indexes):
+        """(run second, user index) of the meeting requests the target delivers, in time order: one for
+        each ``meeting`` task of the user's plan (the answered requests), half way between the user's
+        previous meeting task (or the start of the replayed day) and this one, so that the request has
+        usually reached the user's device by the task's time (docs/protocol-notes.md section 17)."""
+        clock = self.clock
 
-async def deliver_external(planner, deliver, user_name, t0, deadline, stats=None, users=None):
+        def one(user):
+            p = self.user_plan(user)
+            before = self.workload.replay_from
+            for t, kind in zip(p.times, p.types):
+                if kind == "meeting":
+                    yield clock.dispatch_time((before + t) / 2.0), user
+                    before = t
+
+        return heapq.merge(*(one(u) for u in user_indexes))
+
+
+async def deliver_external(planner, deliver, user_name, t0, deadline, stats=None, users=None, meeting=None):
     """The external mail of the plan (``receive`` tasks), delivered by the embedded target at the planned
     times until ``deadline`` (loop times): ``deliver(user name)`` (a TargetState's deliver_mail, or a
     coroutine function: a cluster's).  Each is planned, and achieved when delivered (late if the loop
-    was behind).  ``users``: the user indexes (default: every user of the run)."""
+    was behind).  ``users``: the user indexes (default: every user of the run).  ``meeting(user name)``:
+    delivers a meeting request (loadgen/cli/start.py meeting_deliverer); with it the plan's meeting requests
+    (:meth:`Planner.meeting_times`) are delivered too, each a ``receive`` task as well."""
     import asyncio
 
     loop = asyncio.get_running_loop()
     users = range(planner.users) if users is None else users
+
+    def timeline():
+        mail = ((at, user, deliver) for at, user in planner.external_times(users))
+        if meeting is None:
+            return mail
+        return heapq.merge(mail, ((at, user, meeting) for at, user in planner.meeting_times(users)),
+                           key=lambda item: item[0])
+
     if stats is not None:
-        planned = sum(1 for _ in planner.external_times(users))
-        stats.tasks_planned(RECEIVE, planned)
-    for at, user in planner.external_times(users):
+        stats.tasks_planned(RECEIVE, sum(1 for _ in timeline()))
+    for at, user, how in timeline():
         when = t0 + at
         if when >= deadline:
             return
@@ -319,13 +352,33 @@ async def deliver_external(planner, deliver, user_name, t0, deadline, stats=None
         started = loop.time()
         ok = True
         try:
-            result = deliver(user_name(user))
+            result = how(user_name(user))
             if asyncio.iscoroutine(result):
                 await result
         except Exception:  # a user the target does not know: counted as failed, the rest go on
             ok = False
         if stats is not None:
             stats.task_done(RECEIVE, when, started, loop.time(), ok)
+
+
+def count_unstarted(devices, stats, planner):
+    """At the run's end: every planned task of ``devices`` that never started is counted ``unstarted``
+    (loadgen/results/tasks.py); a device that never took its share of the plan -- it never enrolled
+    (Provision refused, blocked, quarantined, no answer) or never started -- counts that share as planned
+    first, so that tasks.achieved_ratio cannot look good because devices failed to come up."""
+    if planner is None:
+        return
+    planned, unstarted = Counter(), Counter()
+    for device in devices:
+        plan = getattr(device, "task_plan", None)
+        if plan is None:
+            plan = planner.device_plan(device.index)
+            planned.update(plan.kinds)
+        unstarted.update(plan.kinds[plan.next:])
+    for code, n in planned.items():
+        stats.tasks_planned(TASK_TYPES[code], n)
+    for code, n in unstarted.items():
+        stats.task_result(TASK_TYPES[code], "unstarted", n)
 
 
 def external_delivery(scenario, context, target, t0, deadline, stats):
@@ -336,8 +389,11 @@ def external_delivery(scenario, context, target, t0, deadline, stats):
     if planner is None or target is None:
         return None
     deliver = target.state.deliver_mail if target.in_process else target.target.deliver_mail
+    # the meeting requests: an in-process target's deliver_meeting (loadgen/cli/start.py meeting_deliverer);
+    # a cluster: none (its stores are in other processes)
+    meeting = getattr(target, "deliver_meeting", None) if target.in_process else None
     pattern = scenario.auth.user
-    return deliver_external(planner, deliver, lambda u: pattern.format(n=u), t0, deadline, stats)
+    return deliver_external(planner, deliver, lambda u: pattern.format(n=u), t0, deadline, stats, meeting=meeting)
 
 
 # -- the plan's totals (--dry-run)
@@ -429,7 +485,35 @@ def summary(scenario, sample=2000):
         "external_by": "the embedded target" if scenario.target.embedded else "easload populate (a real server)",
         "connections_held": devices if scenario.load.mode == "ping" else 0,
         "backlog_abort_at": round(workload.backlog_limit * active_users),
+        # per user per simulated day, mixed over the profiles: what :func:`timeline_rate` spreads over the run
+        "requests_per_user_per_day": {c: round(v, 3) for c, v in sorted(requests_day.items())},
+        "active_users": active_users,
     }
+
+
+def timeline_rate(scenario, info):
+    """``rate(t0, t1)``: (requests/s, tasks/s) the workload's tasks add over run seconds [t0, t1) when
+    every device of the plan is up, following the day's curve (the replayed part of the day mapped onto
+    the run by :class:`Clock`); ``info``: :func:`summary`'s.  Stress: every task is due at the start, so
+    the whole plan falls into the slice that holds second 0 (as fast as the server answers)."""
+    workload = scenario.workload
+    curve = Curve(workload)
+    clock = Clock(workload, scenario.duration)
+    users = info["active_users"]
+    requests = sum(info["requests_per_user_per_day"].values())
+    tasks = sum(info["tasks_per_user_per_day"].values())
+    w0, w1 = workload.replay_from, workload.replay_from + workload.replayed
+
+    def rate(t0, t1):
+        span = max(t1 - t0, 1e-9)
+        if workload.stress:
+            share = curve.mass(w1) - curve.mass(w0) if t0 <= 0 < t1 else 0.0
+        else:
+            d0, d1 = (min(max(clock.day_time(t), w0), w1) for t in (t0, t1))
+            share = curve.mass(d1) - curve.mass(d0)
+        return requests * share * users / span, tasks * share * users / span
+
+    return rate
 
 
 def _probe_points(curve, w0, w1):

@@ -89,6 +89,7 @@ def build_population(scenario, base_url, shard=0, shards=1, load=None, planned=F
         if planned:
             devices.append(PlannedDevice(i, auth.user.format(n=user_index), version, profile, url))
             continue
+        profile = clients.dressed(profile, client)  # its DeviceType and User-Agent, once per device
         ident = identity(scenario.seed, user_index, slot, profile)
         devices.append(Device(
             i, auth.user.format(n=user_index), auth.password.format(n=user_index), version, profile, ident,
@@ -696,6 +697,7 @@ async def _run(scenario, held, stop, target, target_url, context, progress, stre
             raise t.exception()
     _count_untaken_plans(devices, context, stats)
     stats.final_states = Counter(d.state for d in devices)
+    day.count_unstarted(devices, stats, getattr(context, "workload", None))  # tasks never started
     stats.compliance = Counter(d.prov.ack_status for d in devices if d.prov.ack_status)
     stats.unmet = Counter(name for d in devices for name in d.prov.unmet)
     stats.interrupted = interrupted

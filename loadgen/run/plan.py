@@ -13,9 +13,14 @@ engine's schedule (closed ramp, open-model arrivals, closed-model stages):
   FolderSync per think time, plus the Syncs new mail causes);
 * the expected request rate over time and per phase (enrolment burst, steady
   state; per stage in the open model): arrivals x requests per enrolment +
-  enrolled devices x steady rate.  An estimate that assumes every device enrols
-  and the server answers at once: a slow or refusing server changes it;
-* the events with their times, the target (credentials never shown; for a list of
+  enrolled devices x steady rate, plus -- with [workload] -- the tasks' requests
+  following the day's curve (loadgen/run/day.py timeline_rate) in proportion to
+  the devices up, plus a resync storm's requests in the slice of its time.  An
+  estimate that assumes every device enrols and the server answers at once: a
+  slow or refusing server changes it;
+* the events with their times and what they cost (a resync: the storm's
+  FolderSync, Syncs and Pings; a network drop: the reconnects, TLS handshakes
+  over https, and the Pings sent again), the target (credentials never shown; for a list of
   URLs -- a multi-process target started on its own -- each URL with the devices it
   gets) and the request-rate cap (ratelimit.py), with a warning when the expected
   peak is above it;
@@ -104,6 +109,18 @@ def _arrivals(scenario, indexes):
     return starts, active
 
 
+def drawn_versions(scenario, shard=(0, 1), devices=None):
+    """{EAS version: devices} the population of ``shard`` drew (summary.json's ``versions``; the
+    scenario's weights are ``version_weights``): ``devices`` (a run's) counted, or -- none given, or a
+    worker run's placeholders -- loadgen/run/engine.py build_population's draw, counted without building
+    the devices."""
+    if not devices or any(d is None for d in devices):
+        from loadgen.run.engine import build_population
+
+        devices, _ = build_population(scenario, "http://127.0.0.1/Microsoft-Server-ActiveSync", *shard, planned=True)
+    return dict(sorted(Counter(d.version.text for d in devices).items()))
+
+
 def build(scenario, shard=(0, 1), workers=1):
     """The plan as a dict (see :func:`text`)."""
     from loadgen.run.engine import build_population
@@ -129,21 +146,41 @@ def build(scenario, shard=(0, 1), workers=1):
 
         return bisect.bisect_left(start_times, b) - bisect.bisect_left(start_times, a)
 
-    def rate_at(t0, t1):
-        """Average expected requests/s over [t0, t1]."""
+    workload = _workload(scenario)
+    tasks_rate = None
+    if workload:  # [workload]: the tasks' requests follow the day's curve, in proportion to the devices up
+        from loadgen.run import day
+
+        tasks_rate = day.timeline_rate(scenario, workload)
+    events = _events(scenario, devices)
+
+    def rate_at(t0, t1, with_tasks=True):
+        """Average expected requests/s over [t0, t1] (and the tasks/s of the workload)."""
         span = max(t1 - t0, 1e-9)
         arrivals = arrivals_between(t0, t1 if t1 < duration else t1 + 1)
         enrolled = (active(t0) + active(t1)) / 2.0  # mean over the slice (linear between its ends)
-        return arrivals * enrol_mean / span + enrolled * steady, arrivals / span
+        rate = arrivals * enrol_mean / span + enrolled * steady
+        tasks = 0.0
+        if tasks_rate is not None and with_tasks and devices:
+            task_requests, tasks = tasks_rate(t0, t1)
+            up = enrolled / len(devices)
+            rate += task_requests * up
+            tasks *= up
+        # an incident's requests (resync: the storm) in the slice that holds it
+        rate += sum(e["requests"] for e in events if t0 <= e["at"] < t1 or (t1 >= duration and e["at"] == t1)) / span
+        return rate, arrivals / span, tasks
 
     # over time: _ROWS equal slices of the run
     step = duration / _ROWS if duration > 0 else 0
     timeline = []
     for k in range(_ROWS if step > 0 else 0):
         t0, t1 = k * step, (k + 1) * step
-        rate, arrivals = rate_at(t0, t1)
-        timeline.append({"from": round(t0, 3), "to": round(t1, 3), "active_devices": active(t1),
-                         "arrivals_per_s": round(arrivals, 3), "requests_per_s": round(rate, 2)})
+        rate, arrivals, tasks = rate_at(t0, t1)
+        row = {"from": round(t0, 3), "to": round(t1, 3), "active_devices": active(t1),
+               "arrivals_per_s": round(arrivals, 3), "requests_per_s": round(rate, 2)}
+        if tasks_rate is not None:
+            row["tasks_per_s"] = round(tasks, 3)
+        timeline.append(row)
 
     # phases
     load = scenario.load
@@ -178,7 +215,7 @@ def build(scenario, shard=(0, 1), workers=1):
     for t0, t1, label in windows:
         if t1 <= t0 and not (t0 == 0 and t1 == 0):
             continue
-        rate, arrivals = rate_at(t0, t1)
+        rate, arrivals, _tasks = rate_at(t0, t1)
         enrolled_end = active(t1)
         phases.append({"phase": label, "from": round(t0, 3), "to": round(t1, 3),
                        "arrivals": arrivals_between(t0, t1 if t1 < duration else t1 + 1),
@@ -189,18 +226,6 @@ def build(scenario, shard=(0, 1), workers=1):
     if load.model == "closed" and not load.stages and min(load.ramp_up, duration) <= 0:
         burst = int(sum(enrol_total.values()))  # all at t = 0: as fast as the server answers
     peak = max([p["requests_per_s"] for p in timeline] + [0.0])
-
-    events = []
-    for ev in scenario.events:
-        args = dict(ev.args)
-        if ev.action == "command":  # environment assignments masked, the program, not its arguments
-            args = {"run": ev.display()}
-        note = ""
-        if ev.action == "change_policy":
-            note = "every provisioned device provisions again: about %d requests" % (2 * len(devices))
-        elif ev.action == "wipe":
-            note = "about %d devices wiped" % round(float(args.get("fraction", 0.0)) * len(devices))
-        events.append({"at": ev.at, "action": ev.action, "args": args, "note": note})
 
     cap, cap_why = ratelimit.resolve(scenario)  # several URLs: remote if one is
     parts = max(1, workers) * shard[1]
@@ -243,7 +268,7 @@ def build(scenario, shard=(0, 1), workers=1):
                      "shards": shard[1], "per_shard": round(cap_this, 3), "throttles": throttles,
                      "needed": _round_up(peak * shard[1]) if throttles else 0},
         "warnings": warnings + ([throttling(cap, cap_why, shard[1], peak)] if throttles else []),
-        "workload": _workload(scenario),
+        "workload": workload,
     }
 
 
@@ -266,6 +291,45 @@ def _round_up(rate):
         return 0
     step = 10 ** max(0, int(math.floor(math.log10(rate))) - 1)
     return int(math.ceil(rate / step - 1e-9) * step)
+
+
+def _events(scenario, devices):
+    """The scenario's events with what each is expected to cost: ``requests`` (added to the timeline at
+    its time), ``reconnects`` and a ``note``."""
+    out = []
+    ping = scenario.load.mode == "ping"
+    mail = scenario.mail.active or getattr(scenario, "workload", None) is not None
+    tls = bool(scenario.target.tls or scenario.target.tls_cert) if scenario.target.embedded else any(
+        u.lower().startswith("https:") for u in scenario.target.urls)
+    for ev in scenario.events:
+        args = dict(ev.args)
+        if ev.action == "command":  # environment assignments masked, the program, not its arguments
+            args = {"run": ev.display()}
+        note, requests, reconnects = "", 0, 0
+        share = float(args.get("fraction", 0.0) or 0.0)
+        if ev.action == "change_policy":
+            note = "every provisioned device provisions again: about %d requests" % (2 * len(devices))
+        elif ev.action == "wipe":
+            note = "about %d devices wiped" % round(share * len(devices))
+        elif ev.action == "resync":
+            # each chosen device starts again from SyncKey 0 (MS-ASCMD 2.2.1.5, 2.2.1.21): FolderSync 0, a
+            # Sync 0 of its folders (one request with [mail]: the pushed folders together, else the Inbox)
+            # and their first download, then its Ping again
+            n = round(share * len(devices))
+            per = 1 + 2 + (1 if ping else 0)
+            requests = n * per
+            note = "resync storm: %d devices lose their sync state, about %d requests at once (FolderSync 0, " \
+                   "Sync 0 and the first download of %s%s each)" % (n, requests, "the pushed folders" if mail
+                                                                   else "the Inbox", ", a new Ping" if ping else "")
+        elif ev.action == "network_drop":
+            n = round(share * len(devices)) if ping else 0
+            reconnects = n
+            requests = n  # the held Ping sent again on the new connection
+            note = "%d held connections cut: %d reconnects (TCP%s handshakes) and their Pings sent again" % (
+                n, n, " and TLS" if tls else "")
+        out.append({"at": ev.at, "action": ev.action, "args": args, "note": note, "requests": requests,
+                    "reconnects": reconnects})
+    return out
 
 
 def _workload(scenario):
@@ -326,10 +390,12 @@ def text(plan):
     if plan["burst_requests"]:
         add("  (ramp_up 0: %d enrolment requests at once, as fast as the server answers)" % plan["burst_requests"])
     add("")
-    add("Expected request rate over time")
+    tasks = any("tasks_per_s" in p for p in plan["timeline"])
+    add("Expected request rate over time" + (" (the workload's tasks follow the day's curve; events at their "
+                                             "time)" if tasks else ""))
     rows = [("%g-%gs" % (p["from"], p["to"]), str(p["active_devices"]), "%.1f" % p["arrivals_per_s"],
-             "%.1f" % p["requests_per_s"]) for p in plan["timeline"]]
-    out.extend(_table(("time", "devices", "enrol/s", "requests/s"), rows))
+             *(("%.2f" % p["tasks_per_s"],) if tasks else ()), "%.1f" % p["requests_per_s"]) for p in plan["timeline"]]
+    out.extend(_table(("time", "devices", "enrol/s", *(("tasks/s",) if tasks else ()), "requests/s"), rows))
     add("  peak about %.0f requests/s" % plan["peak_requests_per_s"])
     add("")
     if plan["events"]:

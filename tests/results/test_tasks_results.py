@@ -147,7 +147,7 @@ def test_text_html_and_prometheus_show_the_tasks():
     text = summary_text(s, "x", "t", 10)
     assert "Tasks (planned by the user-day" in text
     line = [ln for ln in text.splitlines() if ln.strip().startswith("send ")][0]
-    assert line.split()[1:6] == ["10", "8", "1", "3", "0.800"]
+    assert line.split()[1:8] == ["10", "8", "1", "3", "0", "0", "0.800"]  # skipped, unstarted: 0
     assert "peak 1" in text
     d = s.to_dict("x")
     d["thresholds"] = []
