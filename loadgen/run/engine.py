@@ -695,7 +695,6 @@ async def _run(scenario, held, stop, target, target_url, context, progress, stre
     for t in tasks:
         if not t.cancelled() and t.exception() is not None:
             raise t.exception()
-    _count_untaken_plans(devices, context, stats)
     stats.final_states = Counter(d.state for d in devices)
     day.count_unstarted(devices, stats, getattr(context, "workload", None))  # tasks never started
     stats.compliance = Counter(d.prov.ack_status for d in devices if d.prov.ack_status)
@@ -706,21 +705,6 @@ async def _run(scenario, held, stop, target, target_url, context, progress, stre
     return RunResult(stats, devices, target_url, target.target if target is not None else None, interrupted,
                      getattr(transport, "reconnects", 0), getattr(transport, "connections_opened", 0), None,
                      dict(lives.device_errors))
-
-
-def _count_untaken_plans(devices, context, stats):
-    """[workload]: the tasks of the devices that never took their plan (never enrolled, or started too
-    late) counted as planned, so that the verdict's planned is the plan's (``--dry-run``'s) and a device
-    the target never let in shows as tasks not achieved, not as tasks that were never asked for."""
-    planner = getattr(context, "workload", None)
-    if planner is None:
-        return
-    counts = Counter()
-    for d in devices:
-        if getattr(d, "task_plan", None) is None:
-            counts.update(planner.device_plan(d.index).kinds)
-    for code, n in counts.items():
-        stats.tasks_planned(day.TASK_TYPES[code], n)
 
 
 class DeadTarget:

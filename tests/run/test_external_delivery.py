@@ -61,17 +61,15 @@ def test_a_target_behind_the_plan_delivers_one_message_per_turn_of_the_loop():
 
 def test_the_tasks_of_devices_that_never_took_their_plan_are_planned_not_forgotten():
     """A device the target never let in (no enrolment, no plan taken): its tasks count as planned at
-    the run's end (loadgen/run/engine.py), so planned is the plan's and they show as not achieved."""
+    the run's end (loadgen/run/day.py count_unstarted), so planned is the plan's and they show as not achieved."""
     from types import SimpleNamespace
-
-    from loadgen.run import engine
 
     sc = scenario.parse(TEXT, "ext.toml")
     planner = day.Planner(sc)
     took = SimpleNamespace(index=0, task_plan=planner.device_plan(0))
     never = [SimpleNamespace(index=i) for i in (1, 2)]  # no task_plan: as an unset slot of Device
     stats = Stats()
-    engine._count_untaken_plans([took] + never, SimpleNamespace(workload=planner), stats)
+    day.count_unstarted([took] + never, stats, planner)
     expected = {}
     for d in never:
         for code in planner.device_plan(d.index).kinds:
@@ -79,4 +77,4 @@ def test_the_tasks_of_devices_that_never_took_their_plan_are_planned_not_forgott
             expected[name] = expected.get(name, 0) + 1
     assert sum(expected.values()) > 10
     assert {t: n for (t, r), n in stats.task_counts.items() if r == "planned"} == expected
-    engine._count_untaken_plans(never, SimpleNamespace(workload=None), Stats())  # no [workload]: nothing
+    day.count_unstarted(never, Stats(), None)  # no [workload]: nothing
