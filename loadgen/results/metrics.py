@@ -49,12 +49,13 @@ import prometheus_client as prom
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
 from loadgen.results.mail import MAIL_EVENTS, OTHER, PUSH_KINDS
-from loadgen.results.stats import LATENCY_BUCKETS
+from loadgen.results.buckets import LONG_BUCKETS, REQUEST_BUCKETS, le_labels
 from loadgen.results.tasks import RESULTS, TASK_TYPES
 
 REGISTRY = prom.CollectorRegistry(auto_describe=False)
 
-_BUCKET_LABELS = [repr(float(b)) if b != int(b) else "%.1f" % b for b in LATENCY_BUCKETS] + ["+Inf"]
+_BUCKET_LABELS = le_labels(LONG_BUCKETS)  # Ping, push, task latency, schedule lag (results/buckets.py)
+_REQUEST_LABELS = le_labels(REQUEST_BUCKETS)
 
 
 class RunCollector:
@@ -108,7 +109,7 @@ class RunCollector:
                                      "Ping duration (held by the server on purpose) by outcome", labels=["outcome"])
         for (command, outcome), counts in sorted(list(stats.buckets.items())):
             cumulative, buckets = 0, []
-            for label, n in zip(_BUCKET_LABELS, list(counts)):
+            for label, n in zip(_BUCKET_LABELS if command == "Ping" else _REQUEST_LABELS, list(counts)):
                 cumulative += n
                 buckets.append((label, cumulative))
             total = stats.sums.get((command, outcome), 0.0)

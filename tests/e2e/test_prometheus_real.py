@@ -448,7 +448,9 @@ def test_every_series_has_bounded_labels(live):
     per_instance = {}
     for s in series:
         per_instance[s["metric"]["instance"]] = per_instance.get(s["metric"]["instance"], 0) + 1
-    assert len(per_instance) == SHARDS + 1 and all(30 < n < 800 for n in per_instance.values()), per_instance
+    # bounded: a shard of this hostile run has ~24 (command, outcome) pairs x 47 request-duration series
+    # (loadgen/results/buckets.py), about 1,250 in all
+    assert len(per_instance) == SHARDS + 1 and all(30 < n < 1600 for n in per_instance.values()), per_instance
     allowed = {"__name__", "job", "instance", "shard", "command", "outcome", "http_status", "le", "status", "state",
                "result", "ack_status", "trigger", "reason", "run_id", "scenario", "version", "eas_status",
                "provisioning", "access", "wipe", "kind", "event", "action"}
