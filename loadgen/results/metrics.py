@@ -29,7 +29,10 @@ only when the run has a workload.
 Load shape: ``easload_device_starts_total`` (open model: arrivals),
 ``easload_late_starts_total`` (more than 100 ms behind schedule) and
 ``easload_schedule_lag_seconds`` (intended to actual start).  ``easload_run_info``
-carries the run id, scenario and version; shards of one run share the run id
+carries the run id, scenario and version; ``easload_scenario_events_total{action}`` counts the
+scenario's ``[[events]]`` as they act (the action names of the scenario grammar: a fixed set, each of
+the scenario's own exported from zero so that ``increase`` sees the first one; the dashboard draws
+them as annotations); shards of one run share the run id
 through ``EASLOAD_RUN_ID`` and are told apart by a ``shard`` *target* label set
 by Prometheus (deploy/prometheus), so the dashboard sums them.
 
@@ -46,12 +49,13 @@ import prometheus_client as prom
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
 from loadgen.results.mail import MAIL_EVENTS, OTHER, PUSH_KINDS
-from loadgen.results.stats import LATENCY_BUCKETS
+from loadgen.results.buckets import LONG_BUCKETS, REQUEST_BUCKETS, le_labels
 from loadgen.results.tasks import RESULTS, TASK_TYPES
 
 REGISTRY = prom.CollectorRegistry(auto_describe=False)
 
-_BUCKET_LABELS = [repr(float(b)) if b != int(b) else "%.1f" % b for b in LATENCY_BUCKETS] + ["+Inf"]
+_BUCKET_LABELS = le_labels(LONG_BUCKETS)  # Ping, push, task latency, schedule lag (results/buckets.py)
+_REQUEST_LABELS = le_labels(REQUEST_BUCKETS)
 
 
 class RunCollector:
@@ -61,15 +65,19 @@ class RunCollector:
         self.stats = None
         self.device_states = None  # callable -> {state: n}
         self.info = {}
+        self.event_actions = ()
+        self._states = set()  # every device state exported in this run (one that empties stays, at 0)
         self._lock = threading.Lock()
 
-    def attach(self, stats, device_states, info):
+    def attach(self, stats, device_states, info, event_actions=()):
         with self._lock:
             self.stats, self.device_states, self.info = stats, device_states, dict(info)
+            self.event_actions = tuple(event_actions)
+            self._states = set()
 
     def collect(self):
         with self._lock:
-            stats, device_states, info = self.stats, self.device_states, self.info
+            stats, device_states, info, actions = self.stats, self.device_states, self.info, self.event_actions
         info_family = GaugeMetricFamily("easload_run_info", "Information about the run (value 1)",
                                         labels=sorted(info))
         if info:
@@ -101,7 +109,7 @@ class RunCollector:
                                      "Ping duration (held by the server on purpose) by outcome", labels=["outcome"])
         for (command, outcome), counts in sorted(list(stats.buckets.items())):
             cumulative, buckets = 0, []
-            for label, n in zip(_BUCKET_LABELS, list(counts)):
+            for label, n in zip(_BUCKET_LABELS if command == "Ping" else _REQUEST_LABELS, list(counts)):
                 cumulative += n
                 buckets.append((label, cumulative))
             total = stats.sums.get((command, outcome), 0.0)
@@ -133,6 +141,7 @@ class RunCollector:
                        [(stats.local_wipes,)])
         yield _counter("easload_policy_effects", "Preferences clamped to the policy and attachment fetches allowed "
                        "or skipped by it, by effect", ["effect"], ((e, n) for e, n in list(stats.policy_effects.items())))
+        yield _events(stats, actions)
         yield from _mail(stats)
         yield from _tasks(stats)
         # load shape (open model: arrivals; closed model: the ramp)
@@ -156,9 +165,30 @@ class RunCollector:
         yield _counter("easload_received_bytes", "Response body bytes received", [], [(stats.bytes_received,)])
         devices = GaugeMetricFamily("easload_devices", "Simulated devices by state", labels=["state"])
         if device_states is not None:
-            for state, n in sorted(device_states().items()):
-                devices.add_metric([state], n)
+            # a state left by every device is exported at 0, not dropped: a dropped series keeps its last
+            # value in last_over_time (the dashboard's run totals) and its last count would stay added
+            counts = dict(device_states())
+            self._states |= set(counts)
+            for state in sorted(self._states):
+                devices.add_metric([state], counts.get(state, 0))
         yield devices
+
+
+_ACTION = re.compile(r"[a-z][a-z0-9_]{0,31}")
+
+
+def _events(stats, actions):
+    """The scenario's events that acted so far, by action: the scenario's own actions from zero (a
+    counter first seen at 1 shows no ``increase``), any other validated action name once it acted."""
+    counts = {}
+    for event in list(stats.events):
+        action = event[1] if _ACTION.fullmatch(str(event[1])) else OTHER
+        counts[action] = counts.get(action, 0) + 1
+    family = CounterMetricFamily("easload_scenario_events", "Scenario events ([[events]]: policy change, wipe, "
+                                 "resync, network_drop, command...) that acted, by action", labels=["action"])
+    for action in sorted(set(actions) | set(counts)):
+        family.add_metric([action], counts.get(action, 0))
+    return family
 
 
 def _mail(stats):
@@ -248,12 +278,13 @@ def run_id_from_env(default):
     return value
 
 
-def attach(stats, device_states, **info):
+def attach(stats, device_states, event_actions=(), **info):
     """Expose ``stats`` (and device states, a callable) from now on.  ``EASLOAD_RUN_ID`` replaces the
-    run id given, so that the shards of one run show as one run in the dashboard."""
+    run id given, so that the shards of one run show as one run in the dashboard.  ``event_actions``:
+    the actions of the scenario's events (``easload_scenario_events_total`` starts them at 0)."""
     if "run_id" in info:
         info["run_id"] = run_id_from_env(info["run_id"])
-    COLLECTOR.attach(stats, device_states, info)
+    COLLECTOR.attach(stats, device_states, info, event_actions)
 
 
 class _TargetMetrics:

@@ -19,6 +19,7 @@ from collections import Counter
 
 from hdrh.histogram import HdrHistogram
 
+from loadgen.results.buckets import LONG_BUCKETS, buckets_for
 from loadgen.results.histograms import interval_entry, sparse_counts
 from loadgen.results.mail import EVENT_LABELS, MAIL_EVENTS, PUSH_LABELS
 from loadgen.results.outcomes import INTERRUPTED, OK_OUTCOMES, TIMEOUT, fold
@@ -26,9 +27,9 @@ from loadgen.results.tasks import LATE_AFTER, RESULTS, TASK_LABELS
 
 _LOW_US, _HIGH_US, _DIGITS = 1, 3_600_000_000, 3
 
-# 5 ms .. 1 h: the longest Ping heartbeat Exchange allows is 3,540 s (MS-ASCMD, Ping HeartbeatInterval).
-LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
-                   600.0, 1200.0, 1800.0, 3600.0)
+# Prometheus buckets (loadgen/results/buckets.py): request durations per command (buckets_for: Ping
+# apart), and 5 ms .. 1 h for push, task latency and schedule lag
+LATENCY_BUCKETS = LONG_BUCKETS
 
 
 class Recorder:
@@ -219,7 +220,7 @@ class Stats:
         slot = self._slots.get((command, outcome, http_status))
         if slot is None or slot[3] is not self.buckets:
             slot = self._slot(command, outcome, http_status)
-        key, hkey, counts, _buckets, failure = slot
+        key, hkey, counts, _buckets, failure, edges = slot
         by_key = self.by_key
         by_key[key] = by_key.get(key, 0) + 1
         self.total += 1
@@ -239,7 +240,7 @@ class Stats:
             rec.max = us
         if rec.min is None or us < rec.min:
             rec.min = us
-        counts[bisect_left(LATENCY_BUCKETS, seconds)] += 1
+        counts[bisect_left(edges, seconds)] += 1
         self.sums[hkey] += seconds
         self.bytes_sent += sent
         self.bytes_received += received
@@ -273,14 +274,15 @@ class Stats:
         outcome = fold(outcome_in)
         key = (command, outcome, http_status_label(http_status) if http_status else outcome)
         hkey = (command, outcome)
+        edges = buckets_for(command)
         counts = self.buckets.get(hkey)
         if counts is None:
-            counts = self.buckets[hkey] = [0] * (len(LATENCY_BUCKETS) + 1)
+            counts = self.buckets[hkey] = [0] * (len(edges) + 1)
         if hkey not in self.sums:
             self.sums[hkey] = 0.0
         if len(self._slots) > 10_000:
             self._slots.clear()
-        slot = (key, hkey, counts, self.buckets, 0 if outcome in OK_OUTCOMES else 1)
+        slot = (key, hkey, counts, self.buckets, 0 if outcome in OK_OUTCOMES else 1, edges)
         self._slots[(command, outcome_in, http_status)] = slot
         return slot
 

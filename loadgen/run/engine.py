@@ -592,6 +592,7 @@ async def _run(scenario, held, stop, target, target_url, context, progress, stre
     stats.rss_with_target = target is not None and target.in_process  # not a cluster's processes
     if attach_metrics:
         metrics.attach(stats, lambda: Counter(d.state for d in devices), run_id=uuid.uuid4().hex[:12],
+                       event_actions=sorted({e.action for e in scenario.events}),
                        scenario=scenario.name, version=_version())
     loop = asyncio.get_running_loop()
     t0 = loop.time()

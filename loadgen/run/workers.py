@@ -344,7 +344,8 @@ async def _collect(scenario, workers, progress, stream, target, url, context, ct
     stats = Stats()
     own = Stats()  # what the parent itself counts: the plan's external mail its target delivers (receive tasks)
     views = _Devices()
-    metrics.attach(stats, views.counts, run_id=uuid.uuid4().hex[:12], scenario=scenario.name, version=_version())
+    metrics.attach(stats, views.counts, run_id=uuid.uuid4().hex[:12], scenario=scenario.name, version=_version(),
+                   event_actions=sorted({e.action for e in scenario.events}))
     out = ctl.out
     parent = os.getpid()
     procs.extend(ctl.ctx.Process(target=_worker, args=(scenario, url, context, w, workers, out, ctl.go, ctl.halt,

@@ -1,4 +1,4 @@
-"""deploy/kubernetes: the Indexed Job, its ConfigMaps and Secret, the merge Job.
+"""deploy/kubernetes: the Indexed Job, its ConfigMaps and Secret, the merge Job, one run's names (run.sh).
 
 Static checks on every YAML file (PyYAML), the scenarios validated by ``easload validate``,
 and, when ``kubectl`` or ``kustomize`` is installed, the kustomizations rendered and checked.
@@ -18,7 +18,8 @@ yaml = pytest.importorskip("yaml")
 
 ROOT = Path(__file__).resolve().parents[2]
 KDIR = ROOT / "deploy" / "kubernetes"
-KUSTOMIZATIONS = [KDIR / "base", KDIR / "overlays" / "example", KDIR / "overlays" / "example" / "merge"]
+KUSTOMIZATIONS = [KDIR / "base", KDIR / "overlays" / "example"]
+COMPLETION_INDEX = "batch.kubernetes.io/job-completion-index"  # the pod annotation: the one source
 YAML_FILES = sorted(p for p in KDIR.rglob("*") if p.suffix in (".yaml", ".yml"))
 
 
@@ -78,9 +79,19 @@ def _check_shard_job(job):
     assert "easload run /scenario/scenario.toml" in line
     assert re.search(r"--shards\s+\"?\$\(?EASLOAD_SHARDS", line)
     assert "JOB_COMPLETION_INDEX" in line and "--out" in line
-    for flag in ("--metrics-listen 0.0.0.0:9477", "--linger 30", "-q", "--yes", "--start-at"):
+    for flag in ("--metrics-listen 0.0.0.0:9477", "--linger 30", "-q", "--yes", '--start-at "$start_at"'):
         assert flag in line, flag
+    # the start comes from the barrier (every shard up), never from a hand-written time
+    assert re.search(r'start_at=\$\(python -m loadgen\.run\.barrier --index "\$JOB_COMPLETION_INDEX" '
+                     r'--shards "\$EASLOAD_SHARDS"', line), line
+    assert '--peers "$EASLOAD_JOB-{i}.$EASLOAD_SERVICE:9476"' in line and "|| exit 3" in line
+    assert "EASLOAD_START_AT" not in line
     env = _env(c)
+    assert env["EASLOAD_JOB"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.labels['batch.kubernetes.io/job-name']"
+    assert env["EASLOAD_SERVICE"]["value"] == pod["subdomain"]  # the barrier's peers: <job>-<i>.<service>
+    assert any(p["containerPort"] == 9476 for p in c["ports"])
+    assert spec["ttlSecondsAfterFinished"] > 0
+    assert not c["image"].endswith(":latest") and ":" in c["image"], c["image"]
     assert env["EASLOAD_SHARDS"]["value"] == str(spec["completions"])
     ref = env["EAS_PASSWORD"]["valueFrom"]["secretKeyRef"]
     assert ref["key"] == "EAS_PASSWORD" and ref["name"].startswith("easload-credentials")
@@ -169,13 +180,6 @@ def test_kustomize_build(kdir):
     assert proc.returncode == 0, proc.stderr
     docs = [d for d in yaml.safe_load_all(proc.stdout) if d]
     kinds = {d["kind"] for d in docs}
-    if kdir.name == "merge":
-        (job,) = [d for d in docs if d["kind"] == "Job"]
-        assert job["spec"]["backoffLimit"] == 0 and job["spec"]["template"]["spec"]["restartPolicy"] == "Never"
-        (c,) = _containers(job)
-        line = " ".join(c["command"] + c["args"])
-        assert "easload merge" in line and "--out" in line and "shard-*/summary.json" in line
-        return
     assert {"Job", "ConfigMap", "Service"} <= kinds
     job = _shard_job(docs)
     _check_shard_job(job)
@@ -192,6 +196,32 @@ def test_kustomize_build(kdir):
         assert ("Secret", "easload-credentials") in names and ("PersistentVolumeClaim", "easload-results") in names
         (results,) = [v for v in pod["volumes"] if v["name"] == "results"]
         assert "emptyDir" not in results and results["persistentVolumeClaim"]["claimName"] == "easload-results"
+        _check_merge_job(docs)
+        # a pinned image: tag and digest (a placeholder the README says to replace), the same in both Jobs
+        images = {c["image"] for d in docs if d["kind"] == "Job" for c in _containers(d)}
+        assert len(images) == 1 and re.fullmatch(r"registry\.example\.com/easload:\d+\.\d+\.\d+@sha256:[0-9a-f]{64}",
+                                                  images.pop())
+
+
+def _check_merge_job(docs):
+    """The merge Job comes with the shards: it waits for every shard's results, then merges them and
+    writes report.html too; its exit status is the merge's."""
+    (job,) = [d for d in docs if d["kind"] == "Job" and d["metadata"]["name"].startswith("easload-merge")]
+    spec = job["spec"]
+    assert spec["backoffLimit"] == 0 and spec["template"]["spec"]["restartPolicy"] == "Never"
+    assert spec["ttlSecondsAfterFinished"] > 0
+    shards = _shard_job(docs)
+    assert spec["activeDeadlineSeconds"] > shards["spec"]["activeDeadlineSeconds"]  # it waits for the shards
+    (c,) = _containers(job)
+    line = " ".join(c["command"] + c["args"])
+    assert "/results/shard-*/junit.xml" in line and '-lt "$EASLOAD_SHARDS"' in line  # waits for all N
+    assert "easload merge /results/shard-*/summary.json --out /results/merged || rc=$?" in line
+    assert "easload report /results/shard-*/ -o /results/merged/report.html" in line
+    assert line.rstrip().endswith('exit "$rc"')
+    claims = {v["persistentVolumeClaim"]["claimName"] for d in (job, shards)
+              for v in d["spec"]["template"]["spec"]["volumes"] if "persistentVolumeClaim" in v}
+    assert len(claims) == 1 and ("PersistentVolumeClaim", claims.pop()) in {
+        (d["kind"], d["metadata"]["name"]) for d in docs}
 
 
 # --------------------------------------------------------------------------- Kubernetes schemas
@@ -285,8 +315,26 @@ def test_podmonitor_structure():
         targets = {r.get("targetLabel") for r in ep["relabelings"]}
         assert "shard" in targets  # the completion index as a target label: the dashboard sums shards
         (shard,) = [r for r in ep["relabelings"] if r.get("targetLabel") == "shard"]
-        # the pod label the Job controller sets (Kubernetes 1.28+), as the prometheus-kubernetes.yml annotation
-        assert shard["sourceLabels"] == ["__meta_kubernetes_pod_label_batch_kubernetes_io_job_completion_index"]
+        # the pod annotation the Job controller sets, as prometheus-kubernetes.yml relabels it
+        assert shard["sourceLabels"] == ["__meta_kubernetes_pod_annotation_batch_kubernetes_io_job_completion_index"]
+
+
+def test_one_source_for_the_shard_index():
+    """The completion index comes from the pod annotation everywhere: the shards (JOB_COMPLETION_INDEX, the
+    controller's copy of it), Prometheus' relabelling and the PodMonitor; never from the pod label."""
+    meta = "__meta_kubernetes_pod_annotation_" + re.sub(r"[^a-z0-9]", "_", COMPLETION_INDEX)
+    prom = yaml.safe_load((ROOT / "deploy" / "prometheus" / "prometheus-kubernetes.yml").read_text())
+    sources = [r["source_labels"] for job in prom["scrape_configs"] for r in job.get("relabel_configs", [])
+               if r.get("target_label") == "shard"]
+    assert sources == [[meta]]
+    (pm,) = _docs(KDIR / "extras" / "podmonitor.yaml")
+    assert [r["sourceLabels"] for ep in pm["spec"]["podMetricsEndpoints"] for r in ep["relabelings"]
+            if r.get("targetLabel") == "shard"] == [[meta]]
+    texts = [p.read_text() for p in YAML_FILES] + [(ROOT / "deploy" / "prometheus" / "prometheus-kubernetes.yml")
+                                                   .read_text(), (KDIR / "README.md").read_text()]
+    for text in texts:
+        assert "pod_label_batch_kubernetes_io_job_completion_index" not in text
+        assert "-l batch.kubernetes.io/job-completion-index" not in text
 
 
 def test_shards_share_one_run_id():
@@ -351,3 +399,51 @@ def test_containerfile_installs_easload_and_runs_it_as_non_root():
     pod = _shard_job(_docs(KDIR / "base" / "job.yaml"))["spec"]["template"]["spec"]
     assert int(user) == pod["securityContext"]["runAsUser"]
     assert "9477" in final_ops.get("EXPOSE", "")
+
+
+# --------------------------------------------------------------------------- one run's names (run.sh)
+
+
+def _run_manifests(tmp_path, run):
+    if not (shutil.which("kubectl") or shutil.which("kustomize")) or not shutil.which("kubectl"):
+        pytest.skip("kubectl not on PATH")
+    proc = subprocess.run(["sh", str(KDIR / "run.sh"), "--print", str(KDIR / "overlays" / "example"), run],
+                          capture_output=True, text=True, timeout=60, env=dict(os.environ, EASLOAD_K8S_RUNS=str(tmp_path)))
+    assert proc.returncode == 0, proc.stderr
+    return [d for d in yaml.safe_load_all(proc.stdout) if d]
+
+
+def test_each_run_has_its_own_names(tmp_path):
+    """Two runs of one overlay share no namespaced name (a second run never meets the first one's immutable Job),
+    and each run's references, Service, subdomain and barrier peers agree with its own names."""
+    runs = {run: _run_manifests(tmp_path, run) for run in ("20260601-0900", "nightly-2")}
+    names = {run: {(d["kind"], d["metadata"]["name"]) for d in docs if d["kind"] != "Namespace"}
+             for run, docs in runs.items()}
+    assert not names["20260601-0900"] & names["nightly-2"]
+    for run, docs in runs.items():
+        assert all(("-" + run) in d["metadata"]["name"] for d in docs if d["kind"] != "Namespace")  # + a hash
+        job = _shard_job(docs)
+        _check_shard_job(job)
+        _check_merge_job(docs)
+        pod = job["spec"]["template"]
+        (svc,) = [d for d in docs if d["kind"] == "Service"]
+        assert svc["spec"]["clusterIP"] == "None" and svc["metadata"]["name"] == pod["spec"]["subdomain"]
+        assert svc["spec"]["selector"]["app.kubernetes.io/instance"] == run  # this run's shards only
+        assert svc["spec"]["selector"].items() <= pod["metadata"]["labels"].items()
+        (c,) = [c for c in pod["spec"]["containers"] if c["name"] == "easload"]
+        assert _env(c)["EASLOAD_SERVICE"]["value"] == svc["metadata"]["name"]
+        refs = {e["valueFrom"][k]["name"] for d in docs if d["kind"] == "Job" for c in _containers(d)
+                for e in c.get("env", []) for k in ("configMapKeyRef", "secretKeyRef") if k in e.get("valueFrom", {})}
+        refs |= {v["configMap"]["name"] for v in pod["spec"]["volumes"] if "configMap" in v}
+        assert refs <= {n for _k, n in names[run]}, refs - {n for _k, n in names[run]}
+        kv = pytest.importorskip("kubernetes_validate")
+        for doc in docs:
+            kv.validate(doc, K8S_VERSIONS[-1], strict=True)
+
+
+def test_run_script_refuses_a_bad_run_id(tmp_path):
+    for bad in ("Upper", "-lead", "trail-", "a_b", "x" * 21):
+        proc = subprocess.run(["sh", str(KDIR / "run.sh"), "--print", str(KDIR / "overlays" / "example"), bad],
+                              capture_output=True, text=True, timeout=30,
+                              env=dict(os.environ, EASLOAD_K8S_RUNS=str(tmp_path)))
+        assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "RUN" in proc.stderr, (bad, proc.stderr)

@@ -34,6 +34,12 @@ answers are the run's final values.  Checked:
   (range query over the run, or instant for table targets) and returns data
   (EXEMPT lists the exceptions, with the reason); the stat panels
   sum both shards, and selecting each shard gives parts that add up;
+* the same, as Grafana evaluates it 6 minutes after the run ended (past the
+  5-minute lookback: every generator series stale): every panel still has
+  data, the tables and run-total stats still equal the merged summary (one
+  run serves both checks: no second set-up);
+* the scenario events' counter and the dashboard's annotation query mark each
+  event of the run;
 * the dashboard variables find the run and its shards;
 * ``promtool check metrics`` on real scrapes of both endpoints, ``promtool
   check config`` on the shipped and the derived configurations;
@@ -228,8 +234,9 @@ class Prom:
         assert body["status"] == "success", "%s\n-> %s" % (expr, body)
         return body["data"]
 
-    def query_range(self, expr, step=1):
-        body = self.api("query_range", query=expr, start="%.3f" % self.start, end="%.3f" % self.at, step=step)
+    def query_range(self, expr, step=1, end=None):
+        body = self.api("query_range", query=expr, start="%.3f" % self.start,
+                        end="%.3f" % (end if end is not None else self.at), step=step)
         assert body["status"] == "success", "%s\n-> %s" % (expr, body)
         return body["data"]
 
@@ -260,7 +267,7 @@ def live(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("prom")
     shard_ports = [_free_port() for _ in range(SHARDS)]
     target_port, admin_port, web_port = _free_port(), _free_port(), _free_port()
-    token = secrets.token_urlsafe(16)
+    token = secrets.token_hex(16)  # token_urlsafe may start with "-", which argparse takes for a flag
     run_id = secrets.token_hex(6)
     shipped = yaml.safe_load(PROM_CONFIG.read_text())
     config = tmp / "prometheus.yml"
@@ -385,7 +392,9 @@ def test_totals_equal_the_merged_summary(live):
     provisionings = {k.replace(" ", " ack="): v for k, v in
                      api.by("sum by (result, ack_status) (easload_provisionings_total)", "result", "ack_status").items()}
     assert provisionings == m["provisionings"]
-    assert api.by("sum by (state) (easload_devices)", "state") == {k: v for k, v in m["devices"].items() if v}
+    devices = api.by("sum by (state) (easload_devices)", "state")  # a state the devices left stays, at 0
+    assert {k: v for k, v in devices.items() if v} == {k: v for k, v in m["devices"].items() if v}
+    assert devices.get("new") == 0
     reprovisions = api.by("sum by (trigger) (easload_reprovisions_total)", "trigger")
     assert reprovisions == m["reprovisions"] and "144" in reprovisions, reprovisions  # the policy change
     wipes = api.by("sum by (ack_status) (easload_remote_wipes_total)", "ack_status")
@@ -439,10 +448,12 @@ def test_every_series_has_bounded_labels(live):
     per_instance = {}
     for s in series:
         per_instance[s["metric"]["instance"]] = per_instance.get(s["metric"]["instance"], 0) + 1
-    assert len(per_instance) == SHARDS + 1 and all(30 < n < 800 for n in per_instance.values()), per_instance
+    # bounded: a shard of this hostile run has ~24 (command, outcome) pairs x 47 request-duration series
+    # (loadgen/results/buckets.py), about 1,250 in all
+    assert len(per_instance) == SHARDS + 1 and all(30 < n < 1600 for n in per_instance.values()), per_instance
     allowed = {"__name__", "job", "instance", "shard", "command", "outcome", "http_status", "le", "status", "state",
                "result", "ack_status", "trigger", "reason", "run_id", "scenario", "version", "eas_status",
-               "provisioning", "access", "wipe", "kind", "event"}
+               "provisioning", "access", "wipe", "kind", "event", "action"}
     for s in series:
         labels = s["metric"]
         assert set(labels) <= allowed, labels
@@ -482,9 +493,11 @@ def _grafana_vars(expr, values):
     return expr
 
 
-def _values(live, shard=".*"):
+def _values(live, shard=".*", end=None):
+    """Grafana's variables for a dashboard whose time range is [the run's start, ``end``] (default: the
+    final scrape)."""
     api = live["api"]
-    rng = int(math.ceil(api.at - api.start))
+    rng = int(math.ceil((end if end is not None else api.at) - api.start))
     return {"run_id": live["run_id"], "scenario": "prom-real", "shard": shard,
             "target": live["target_instance"],
             # what Grafana sends for a 1 s scrape interval (datasource timeInterval) and a 1 s step:
@@ -493,13 +506,18 @@ def _values(live, shard=".*"):
             "__range_s": str(rng)}
 
 
-def _run_target(api, target, values):
+def _run_target(api, target, values, end=None, step=1):
+    """A panel target as Grafana runs it for a time range ending at ``end`` (default: the final scrape):
+    instant at ``end``, or a range query over the range.  A range query's values are the last non-null
+    one of each series (the stat panels' lastNotNull reducer; NaN is dropped by Grafana too)."""
     expr = _grafana_vars(target["expr"], values)
     if target.get("instant"):
-        data = api.query(expr)
+        data = api.query(expr, at=end)
         return expr, [float(s["value"][1]) for s in data["result"]], len(data["result"])
-    data = api.query_range(expr)
-    return expr, [float(v) for s in data["result"] for _t, v in s["values"]], len(data["result"])
+    data = api.query_range(expr, step=step, end=end)
+    last = [next((float(v) for _t, v in reversed(s["values"]) if math.isfinite(float(v))), math.nan)
+            for s in data["result"]]
+    return expr, last, len(data["result"])
 
 
 def _exported_names():
@@ -542,7 +560,9 @@ def test_dashboard_has_the_issue_rows():
     for e in exprs:
         if re.search(r"\beasload_(?!target_)", e) and e.strip() != "":
             assert 'easload_run_info{run_id=~"$run_id", scenario=~"$scenario", shard=~"$shard"}' in e, e
-        assert "by (instance" not in e and "by (job" not in e, e
+        # (the run info of a table's time range, one per endpoint, is the only thing kept per instance)
+        data = e.replace("max by (job, instance) (last_over_time(easload_run_info{", "")
+        assert "by (instance" not in data and "by (job" not in data, e
     text = DASHBOARD.read_text()
     assert text.count('"uid": "${datasource}"') >= len(exprs)
 
@@ -561,6 +581,67 @@ def test_every_dashboard_expression_returns_data(live):
     unexplained = [e for e in empty if (e[0], e[1]) not in EXEMPT]
     assert not unexplained, "dashboard expressions without data:\n" + "\n".join(map(str, unexplained))
     assert len(empty) == len(EXEMPT), "EXEMPT lists expressions that have data now: %s" % EXEMPT
+
+
+# Past Prometheus' 5-minute lookback (query.lookback-delta) after the final scrape: every series of the
+# generators is stale by then (prometheus.io/docs/prometheus/latest/querying/basics/#staleness)
+AFTER = 6 * 60
+
+
+def test_every_panel_shows_the_run_after_it_ends(live):
+    """The same run seen by Grafana 6 minutes after its end (time range [run start, end + 6 min]): every
+    panel still has data (a range query's last non-null value, an instant query's last_over_time over
+    the range), and the run-total tables and stats show the final totals."""
+    api, m = live["api"], live["merged"]
+    end = api.at + AFTER
+    assert not api.query("easload_requests_total", at=end)["result"]  # stale: a plain instant query finds nothing
+    dashboard = _dashboard()
+    values = _values(live, end=end)
+    empty = []
+    for title, target in _targets(dashboard):
+        expr, numbers, n = _run_target(api, target, values, end=end, step=2)
+        if n == 0 or not any(math.isfinite(v) for v in numbers):
+            empty.append((title, target["refId"], expr))
+    unexplained = [e for e in empty if (e[0], e[1]) not in EXEMPT]
+    assert not unexplained, "dashboard expressions without data after the run:\n" + "\n".join(map(str, unexplained))
+    by_title = {title: target for title, target in _targets(dashboard)}
+    _e, (total,), _n = _run_target(api, by_title["Requests (run total)"], values, end=end, step=2)
+    assert total == m["requests"]
+    table = "Requests by command, outcome and HTTP status (run totals)"
+    by_outcome = {}
+    for r in api.query(_grafana_vars(by_title[table]["expr"], values), at=end)["result"]:
+        key = "%s %s" % (r["metric"]["command"], r["metric"]["outcome"])
+        by_outcome[key] = by_outcome.get(key, 0) + int(float(r["value"][1]))
+    assert by_outcome == m["by_command_outcome"]
+    eas = api.query(_grafana_vars(by_title["EAS statuses by command (run totals)"]["expr"], values), at=end)
+    assert {"%s %s" % (r["metric"]["command"], r["metric"]["status"]): int(float(r["value"][1]))
+            for r in eas["result"] if float(r["value"][1])} == {k: v for k, v in m["eas_statuses"].items() if v}
+    runs = api.query(_grafana_vars(by_title["Runs and shards"]["expr"], values), at=end)["result"]
+    assert sorted(r["metric"]["shard"] for r in runs) == [str(i) for i in range(SHARDS)]
+    for panel in dashboard["panels"]:  # a stat's reducer keeps the last non-null value, never "last"
+        if panel["type"] == "stat":
+            assert panel["options"]["reduceOptions"]["calcs"] == ["lastNotNull"], panel["title"]
+
+
+def test_scenario_events_are_annotations(live):
+    """easload_scenario_events_total counts the run's events by action, and the dashboard's annotation
+    query (run as Grafana runs it: a range query at its step) marks each one within its window."""
+    api = live["api"]
+    first = live["summaries"][0]
+    assert api.by("sum by (action) (easload_scenario_events_total)", "action") == {"command": len(EVENTS)}
+    (note,) = [a for a in _dashboard()["annotations"]["list"] if a.get("name") == "Scenario events"]
+    assert note["datasource"]["uid"] == "${datasource}" and note["titleFormat"] == "{{action}}"
+    expr = _grafana_vars(note["expr"], _values(live))
+    step = int(note["step"].rstrip("s"))
+    assert 'easload_run_info{run_id=~"$run_id", scenario=~"$scenario", shard=~"$shard"}' in note["expr"]
+    (series,) = api.query_range(expr, step=step, end=api.at + AFTER)["result"]
+    assert series["metric"] == {"action": "command"}, series
+    marked = [float(t) for t, _v in series["values"]]
+    window = int(re.search(r"\[(\d+)s\]", note["expr"]).group(1))
+    for event in first["events"]:
+        when = first["started"] + event["at_s"]  # "started" is read just after the run's clock starts
+        assert any(when - 0.5 <= t <= when + window + step + SCRAPE for t in marked), (event, when, marked)
+    assert min(marked) >= first["started"] + min(e["at_s"] for e in first["events"]) - 0.5
 
 
 def test_dashboard_stats_sum_the_shards(live):
