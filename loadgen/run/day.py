@@ -381,10 +381,22 @@ def count_unstarted(devices, stats, planner):
         stats.task_result(TASK_TYPES[code], "unstarted", n)
 
 
-def external_delivery(scenario, context, target, t0, deadline, stats):
+def run_users(scenario, shard=(0, 1)):
+    """The user indexes of the devices of this run (of its shard ``(index, count)``): device ``i`` is
+    user ``i // devices_per_user``'s (loadgen/run/engine.py build_population), so ``--devices`` below
+    ``[auth] users`` uses only the first users; only theirs is the plan's mail."""
+    pop = scenario.population
+    index, count = shard
+    users = scenario.auth.users
+    return sorted({i // pop.devices_per_user for i in range(index, pop.devices, count)
+                   if i // pop.devices_per_user < users})
+
+
+def external_delivery(scenario, context, target, t0, deadline, stats, shard=(0, 1)):
     """The coroutine that delivers the plan's external mail on the embedded target this process
     started (``target``: its launch handle, loadgen/exchange/launch.py; one process: its state's
-    deliver_mail, a cluster: its coroutine), or None (no [workload], no embedded target)."""
+    deliver_mail, a cluster: its coroutine), or None (no [workload], no embedded target) -- to the
+    users of this run's devices only (:func:`run_users`)."""
     planner = getattr(context, "workload", None)
     if planner is None or target is None:
         return None
@@ -393,7 +405,8 @@ def external_delivery(scenario, context, target, t0, deadline, stats):
     # a cluster: none (its stores are in other processes)
     meeting = getattr(target, "deliver_meeting", None) if target.in_process else None
     pattern = scenario.auth.user
-    return deliver_external(planner, deliver, lambda u: pattern.format(n=u), t0, deadline, stats, meeting=meeting)
+    return deliver_external(planner, deliver, lambda u: pattern.format(n=u), t0, deadline, stats,
+                            users=run_users(scenario, shard), meeting=meeting)
 
 
 # -- the plan's totals (--dry-run)

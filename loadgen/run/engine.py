@@ -633,7 +633,7 @@ async def _run(scenario, held, stop, target, target_url, context, progress, stre
     if target is not None and scenario.target.mail_per_user_per_hour > 0:
         tasks.append(asyncio.create_task(target.deliver_mail(deadline)))
     # [workload]: the plan's external mail, delivered by the embedded target at the plan's times
-    external = day.external_delivery(scenario, context, target, t0, deadline, stats)
+    external = day.external_delivery(scenario, context, target, t0, deadline, stats, shard)
     if external is not None:
         tasks.append(asyncio.create_task(external))
     # events act once: on the embedded target this process started, or (a shell command for a real

@@ -78,3 +78,33 @@ def test_the_tasks_of_devices_that_never_took_their_plan_are_planned_not_forgott
     assert sum(expected.values()) > 10
     assert {t: n for (t, r), n in stats.task_counts.items() if r == "planned"} == expected
     day.count_unstarted(never, Stats(), None)  # no [workload]: nothing
+
+
+def test_the_external_mail_goes_only_to_the_users_of_this_runs_devices():
+    """``--devices`` below ``[auth] users``: the plan's external mail (and meeting requests) go to the
+    users that have a device in this run (or shard), not to every user the scenario names -- the
+    embedded target would otherwise deliver mail nobody reads, at several times the plan's rate."""
+    from types import SimpleNamespace
+
+    sc = scenario.parse(TEXT.replace("devices = 50", "devices = 10"), "ext.toml")
+    assert day.run_users(sc) == list(range(10))
+    assert day.run_users(sc, (1, 3)) == [1, 4, 7]
+    two = scenario.parse(TEXT.replace("devices = 50\ndevices_per_user = 1", "devices = 9\ndevices_per_user = 2"),
+                         "ext.toml")
+    assert day.run_users(two) == [0, 1, 2, 3, 4]
+    delivered = []
+
+    async def deliver(name):
+        delivered.append(name)
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        target = SimpleNamespace(in_process=True, state=SimpleNamespace(deliver_mail=deliver))
+        planner = day.Planner(sc)
+        run = day.external_delivery(sc, SimpleNamespace(workload=planner), target, loop.time() - 60,
+                                    loop.time() + 1, None)
+        await asyncio.wait_for(run, 60)
+
+    asyncio.run(main())
+    assert delivered  # the mail due in the first 60 s of ten users' day
+    assert {int(name[len("user"):]) for name in delivered} <= set(range(10)), sorted(set(delivered))
