@@ -1,7 +1,7 @@
 """Client memory and CPU per device on a [workload] profile, against the embedded target in other processes.
 
     python bench/workload_scale.py --devices 10000 --workers 2 --targets 2
-    python bench/workload_scale.py --devices 50000 --workers 6 --targets 6 --speed 1
+    python bench/workload_scale.py --devices 50000 --workers 6 --targets 6 --ramp 1800
     python bench/workload_scale.py --devices 2000 --trace      # where the bytes go (tracemalloc, worker 0)
 
 The devices: the average profile (``[workload] profiles = {average = 1}``; loadgen/device/user.py
@@ -105,7 +105,8 @@ def sizes(device):
     from device_memory import _deep_size
 
     seen = set()
-    shared = [device.load, device.stats, device.profile, getattr(device, "_client", None), device.rng]
+    shared = [device.load, device.stats, device.profile, getattr(device, "_client", None), device.rng, device.version,
+              device.prov.policy, device.prov.applied]  # the policy's parse is shared by the devices that got it
     box = device.box
     if box is not None:
         shared.append(box.hierarchy)
@@ -332,7 +333,7 @@ def run_size(args, devices):
         delivered = None
         if deliver is not None:
             try:
-                deliver.wait(timeout=20)
+                deliver.wait(timeout=60)
             except subprocess.TimeoutExpired:
                 deliver.kill()
                 deliver.wait()
@@ -386,10 +387,14 @@ def main():
     ap.add_argument("--devices", type=int, nargs="+", default=[10000])
     ap.add_argument("--workers", type=int, default=None, help="client worker processes (default: 1 per 8,500 devices)")
     ap.add_argument("--targets", type=int, default=None, help="target processes (default: 1 per 10,000 devices)")
-    ap.add_argument("--ramp", type=float, default=None, help="seconds over which the devices start (default: 400/s)")
+    ap.add_argument("--ramp", type=float, default=None,
+                    help="seconds over which the devices start (default: 30 a second: the target generates each "
+                         "mailbox and renders its first Sync; faster, its queue outgrows the 60 s timeout)")
     ap.add_argument("--settle", type=float, default=30.0, help="seconds after the ramp before the window")
     ap.add_argument("--window", type=float, default=60.0, help="seconds of the measured day window")
-    ap.add_argument("--speed", type=float, default=4.0, help="simulated seconds of the day per second of the run")
+    ap.add_argument("--speed", type=float, default=1.0,
+                    help="simulated seconds of the day per second of the run (the day's traffic runs during the "
+                         "ramp too: keep devices x 22 requests/h x speed well within the target's capacity)")
     ap.add_argument("--idle", type=float, default=110.0, help="idle timeout of the ordinary connection (s)")
     ap.add_argument("--no-external", action="store_true", help="no external mail (only the users' own)")
     ap.add_argument("--trace", action="store_true", help="tracemalloc in worker 0: the top allocation sites")
@@ -407,7 +412,7 @@ def main():
         a = argparse.Namespace(**vars(args))
         a.workers = args.workers or max(1, -(-devices // 8500))
         a.targets = args.targets or max(1, -(-devices // 10000))
-        a.ramp = args.ramp or max(10.0, devices / 400.0)
+        a.ramp = args.ramp or max(10.0, devices / 30.0)
         if -(-devices // a.workers) > 9000:
             sys.exit("workload_scale: at most 9,000 devices per worker (two connections each, 20,000 files)")
         if a.speed * (a.ramp + a.settle + a.window + 2) > 28800:
