@@ -118,9 +118,15 @@ def sizes(device):
     out["Device __dict__ (attributes not in slots)"] = _deep_size(dict_, seen) if dict_ else 0
     if dict_:
         out["  names in __dict__"] = ",".join(sorted(dict_))
-    for name in ("ident", "prov", "endpoint", "password", "prefs", "fetches", "task_plan", "trusted"):
+    for name in ("ident", "prov", "password", "prefs", "fetches", "task_plan", "trusted"):
         obj = getattr(device, name, None)
-        out[name] = _deep_size(obj, seen)
+        out[name] = _deep_size(obj, set(seen))  # each part against the shared objects only
+    ep = device.endpoint  # its own objects only: its connections lead to the shared transport and loop
+    out["endpoint (+ its request prefix and Authorization)"] = (sys.getsizeof(ep) + sys.getsizeof(ep._prefix)
+                                                                + sys.getsizeof(ep._auth))
+    out["open connections (objects not sized: see bench/scale_run.py --breakdown)"] = sum(
+        c is not None and not c.closed for c in (ep.conn, ep.ping_conn))
+    seen.add(id(ep))
     if box is not None:
         out["box (MailBox)"] = sys.getsizeof(box)
         colls = box.colls
