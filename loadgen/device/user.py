@@ -189,14 +189,16 @@ def gal_lookups(rng, mean):
     return whole + (1 if rng.random() < mean - whole else 0)
 
 
-_ATTACHMENTS = {}  # size class -> (file name, type, bytes): a few shared attachments, built once
+_ATTACHMENTS = {}  # size class -> (file name, type, data): a few shared attachments, built once
+_FILLER = bytes((j * 31 + 7) & 0xFF for j in range(256))  # every attachment's content: this, repeated
+_CONTENT = [b""]  # the longest content asked for so far; an attachment is a view of its start (no copy)
 _ATTACHMENT_KINDS = (("report.pdf", "application/pdf", 48_000), ("photo.jpg", "image/jpeg", 120_000),
                      ("notes.txt", "text/plain", 3_000), ("sheet.xlsx", "application/vnd.openxmlformats-"
                                                          "officedocument.spreadsheetml.sheet", 20_000))
 
 
 def attachment(rng, kb=None):
-    """One of a few shared attachments (name, MIME type, bytes): no per-message bytes to build.
+    """One of a few shared attachments (name, MIME type, data: a bytes-like view): no per-message bytes to build.
     ``kb``: a (low, high) size range in KB ([workload] profile attachment_kb): a size drawn in it,
     rounded to one of at most 16 size classes of the range, so the attachments stay shared."""
     i = rng.randrange(len(_ATTACHMENT_KINDS))
@@ -213,8 +215,17 @@ def attachment(rng, kb=None):
             size = max(1, key[1]) * 1024
             if len(_ATTACHMENTS) > 256:
                 _ATTACHMENTS.clear()
-        found = _ATTACHMENTS[key] = (name, kind, bytes((j * 31 + 7) & 0xFF for j in range(size)))
+        found = _ATTACHMENTS[key] = (name, kind, _content(size))
     return found
+
+
+def _content(size):
+    """``size`` bytes of the filler as a read-only view of one shared buffer (built once per process at the
+    largest size asked: the classes of a range share it instead of holding a copy each, up to 16 MB)."""
+    content = _CONTENT[0]
+    if len(content) < size:
+        content = _CONTENT[0] = _FILLER * (size // 256 + 1)
+    return memoryview(content)[:size]
 
 
 def message(rng, load, sender, to, cc, bcc, token, subject=None):
