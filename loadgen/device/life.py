@@ -109,7 +109,7 @@ class Device(ClientLife, MailLife):
         self.resets = 0  # hierarchy resets (Ping 7, Sync 12) in a row without a Sync or Ping answered OK
         self.ping_adjusted = False  # the last Ping answer was a Status 5 the device followed
         self.endpoint = self._endpoint(self.base_url)
-        self.prov = Provisioner(self.version, self.profile.caps, ident.info, retry_interval=self.load.retry_interval,
+        self.prov = Provisioner(self.version, self.profile.caps, ident.device_information, retry_interval=self.load.retry_interval,
                                 retry_backoff=self.load.backoff)
         self.discovered = False  # Autodiscover again as a factory-fresh device
         self.folder_key = "0"

@@ -70,12 +70,39 @@ def luhn_valid(number):
     return number.isdigit() and _luhn_digit(number[:-1]) == number[-1]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Identity:
+    """A device's ids; its DeviceInformation (:attr:`info`) is built when a request needs it -- the
+    initial Provision or a Settings, once or twice in a device's life -- instead of a dict of nine
+    strings held by every device for the whole run."""
+
     device_id: str
     device_type: str
     imei: str
-    info: dict  # DeviceInformation fields (Settings:Set)
+    phone: str
+    user_index: int
+    slot: int
+    profile: object  # the shared Profile: Model, OS, language, operator, User-Agent
+
+    @property
+    def info(self):
+        """DeviceInformation fields (Settings:Set, MS-ASCMD 2.2.3.45), a new dict each time."""
+        profile = self.profile
+        return {
+            "Model": profile.model,
+            "IMEI": self.imei,
+            "FriendlyName": "%s %d-%d" % (profile.model, self.user_index, self.slot),
+            "OS": profile.os,
+            "OSLanguage": profile.language,
+            "PhoneNumber": self.phone,
+            "MobileOperator": profile.operator,
+            # matches the User-Agent header (docs/protocol-notes.md, ABQ and DeviceInformation)
+            "UserAgent": profile.user_agent,
+        }
+
+    def device_information(self):
+        """:attr:`info` as a callable (loadgen/eas/provisioning.py Provisioner takes one)."""
+        return self.info
 
 
 def identity(seed, user_index, slot, profile, generation=0):
@@ -86,15 +113,5 @@ def identity(seed, user_index, slot, profile, generation=0):
     device_id = digest[:32].upper()
     payload = "35" + str(int(digest[32:48], 16))[-12:].zfill(12)  # 14 digits, TAC-like prefix
     imei = payload + _luhn_digit(payload)
-    info = {
-        "Model": profile.model,
-        "IMEI": imei,
-        "FriendlyName": "%s %d-%d" % (profile.model, user_index, slot),
-        "OS": profile.os,
-        "OSLanguage": profile.language,
-        "PhoneNumber": "+1555%07d" % (int(digest[48:56], 16) % 10_000_000),
-        "MobileOperator": profile.operator,
-        # matches the User-Agent header (docs/protocol-notes.md, ABQ and DeviceInformation)
-        "UserAgent": profile.user_agent,
-    }
-    return Identity(device_id, profile.device_type, imei, info)
+    phone = "+1555%07d" % (int(digest[48:56], 16) % 10_000_000)
+    return Identity(device_id, profile.device_type, imei, phone, user_index, slot, profile)

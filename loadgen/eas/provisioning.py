@@ -257,10 +257,16 @@ class Provisioner:
 
     # -- requests
 
+    def _device_info(self):
+        """The DeviceInformation fields: ``device_info`` is a dict, or a callable that builds one (a
+        device builds it only for the request that carries it)."""
+        info = self.device_info
+        return info() if callable(info) else info
+
     def _initial(self):
         send = self._initial_send
         if send is None:
-            info = self.device_info if self.version.device_info_in_provision else None
+            info = self._device_info() if self.version.device_info_in_provision else None
             # A provisionable device announces itself with X-MS-PolicyKey: 0 (MS-ASPROV 3.1.5.1.1;
             # docs/protocol-notes.md, Two-step Provision and acknowledgement statuses).
             send = self._initial_send = Send("Provision", commands.provision_initial(info, self.version.policy_type),
@@ -351,7 +357,7 @@ class Provisioner:
         if status == _DEVINFO_REQUIRED and not self._devinfo_sent and self.device_info is not None:
             self._devinfo_sent = True
             self.state = _AWAIT_DEVINFO
-            return Send("Settings", commands.settings_device_information(self.device_info), "0", "device_info")
+            return Send("Settings", commands.settings_device_information(self._device_info()), "0", "device_info")
         if status in REPROVISION_STATUSES:
             return self._restart()
         if status != ProvisionStatus.SUCCESS:
