@@ -46,10 +46,11 @@ import prometheus_client as prom
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
 from loadgen.results.mail import MAIL_EVENTS, OTHER, PUSH_KINDS
-from loadgen.results.stats import LATENCY_BUCKETS
+from loadgen.results.stats import LATENCY_BUCKETS, TLS_BUCKETS, TLS_RESULTS
 from loadgen.results.tasks import RESULTS, TASK_TYPES
 
 REGISTRY = prom.CollectorRegistry(auto_describe=False)
+_TLS_BUCKET_LABELS = [repr(float(b)) for b in TLS_BUCKETS] + ["+Inf"]
 
 _BUCKET_LABELS = [repr(float(b)) if b != int(b) else "%.1f" % b for b in LATENCY_BUCKETS] + ["+Inf"]
 
@@ -133,6 +134,7 @@ class RunCollector:
                        [(stats.local_wipes,)])
         yield _counter("easload_policy_effects", "Preferences clamped to the policy and attachment fetches allowed "
                        "or skipped by it, by effect", ["effect"], ((e, n) for e, n in list(stats.policy_effects.items())))
+        yield from _tls(stats)
         yield from _mail(stats)
         yield from _tasks(stats)
         # load shape (open model: arrivals; closed model: the ramp)
@@ -159,6 +161,27 @@ class RunCollector:
             for state, n in sorted(device_states().items()):
                 devices.add_metric([state], n)
         yield devices
+
+
+def _tls(stats):
+    """TLS handshakes of the devices' connections (lean transport, loadgen/wire/tlsconn.py): by result,
+    each of TLS_RESULTS exported from zero, and their duration by kind (full, resumed)."""
+    counts = getattr(stats, "tls_handshakes", None)
+    if counts is None:
+        return
+    counts = dict(counts)
+    yield _counter("easload_tls_handshakes", "TLS handshakes of the devices' connections by result: full, resumed "
+                   "(the server took the session the device offered) or failed", ["result"],
+                   ((r, counts.get(r, 0)) for r in TLS_RESULTS))
+    family = HistogramMetricFamily("easload_tls_handshake_duration_seconds",
+                                   "TLS handshake duration (TCP connected to handshake done) by kind", labels=["kind"])
+    for kind in ("full", "resumed"):
+        cumulative, buckets = 0, []
+        for label, n in zip(_TLS_BUCKET_LABELS, stats.tls_bucket_counts(kind)):
+            cumulative += n
+            buckets.append((label, cumulative))
+        family.add_metric([kind], buckets, stats.tls_handshake_sums.get(kind, 0.0))
+    yield family
 
 
 def _mail(stats):
