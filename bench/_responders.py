@@ -156,16 +156,26 @@ class _Connection(asyncio.Protocol):
         self.buf = buf
 
 
-async def serve(host="127.0.0.1", port=0, **options):
-    """Start a responder in the running loop: (server, Responder)."""
+async def serve(host="127.0.0.1", port=0, tls=None, tls_tickets=None, **options):
+    """Start a responder in the running loop: (server, Responder).  ``tls``: (certificate, key) PEM
+    files, served over TLS (``loadgen/exchange/tls.py`` server_context: TLS 1.2+, the module's
+    defaults for session tickets; ``tls_tickets``: TLS 1.3 tickets sent after a handshake, OpenSSL's
+    SSL_CTX_set_num_tickets, 0 for none)."""
     responder = Responder(**options)
-    server = await asyncio.get_running_loop().create_server(responder, host, port, backlog=4096)
+    ctx = None
+    if tls is not None:
+        from loadgen.exchange.tls import server_context
+
+        ctx = server_context(*tls)
+        if tls_tickets is not None:
+            ctx.num_tickets = tls_tickets
+    server = await asyncio.get_running_loop().create_server(responder, host, port, backlog=4096, ssl=ctx)
     return server, responder
 
 
-def url_of(server):
+def url_of(server, scheme="http"):
     host, port = server.sockets[0].getsockname()[:2]
-    return "http://%s:%d%s" % (host, port, PATH)
+    return "%s://%s:%d%s" % (scheme, host, port, PATH)
 
 
 def pin(core):
@@ -201,7 +211,7 @@ def serve_process(queue, core=None, host="127.0.0.1", listeners=1, **options):
         for _ in range(listeners):
             server, _responder = await serve(host, 0, **options)
             servers.append(server)
-            queue.put(url_of(server))
+            queue.put(url_of(server, "https" if options.get("tls") else "http"))
         await asyncio.sleep(24 * 3600)
 
     with asyncio.Runner(loop_factory=loop_factory()) as runner:
