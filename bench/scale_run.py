@@ -61,6 +61,28 @@ def malloc_kib():
     return (info.uordblks + info.hblkhd) // 1024, info.fordblks // 1024
 
 
+def rss_split_kib():
+    """RSS in KiB of the process's malloc heap ([heap], grown by brk) and of its other anonymous mappings
+    (Python's object arenas, malloc's mmapped blocks, uvloop's buffers), from /proc/self/smaps."""
+    heap = anon = 0
+    where = None
+    try:
+        with open("/proc/self/smaps") as f:
+            for line in f:
+                if line[0] in "0123456789abcdef" and "-" in line.split(" ", 1)[0]:
+                    parts = line.split()
+                    where = "heap" if parts[-1] == "[heap]" else ("anon" if len(parts) == 5 else None)
+                elif line.startswith("Rss:") and where is not None:
+                    kib = int(line.split()[1])
+                    if where == "heap":
+                        heap += kib
+                    else:
+                        anon += kib
+    except OSError:
+        pass
+    return heap, anon
+
+
 def breakdown(device, task):
     """Bytes of one holding device's own objects (shallow sizes; shared parts not counted)."""
     size = sys.getsizeof
@@ -134,6 +156,7 @@ idle_timeout = {idle}
         base = tracemalloc.take_snapshot()
     before = rss_kib()
     malloc_before = malloc_kib()
+    split_before = rss_split_kib()
     started = time.monotonic()
     report = {}
 
@@ -175,6 +198,14 @@ idle_timeout = {idle}
                     # report, and keep holding: the main process stops the workers once all have reported,
                     # so every device of every worker holds its Ping at the same time
                     report["sessions_kept"] = sum(getattr(d.endpoint, "tls_session", None) is not None for d in devs)
+                    import os
+                    if os.environ.get("D1_DEBUG"):
+                        ex = [d for d in devs if getattr(d.endpoint, "tls_session", None) is not None][:3]
+                        report["debug"] = [(repr(d.endpoint.conn), d.endpoint.ping_conn.tls is not None,
+                                            d.endpoint.ping_conn.tls.session_reused) for d in ex]
+                    split = rss_split_kib()
+                    report["heap_kib"] = split[0] - split_before[0]
+                    report["anon_kib"] = split[1] - split_before[1]
                     used, free = malloc_kib()
                     report.update(index=index, devices=devices, before_kib=before, malloc_used_kib=used - malloc_before[0],
                                   malloc_free_kib=free - malloc_before[1])
@@ -267,8 +298,14 @@ def main():
             print("  worker %d: %6d devices, RSS %7.1f MiB -> %7.1f MiB: %.2f KiB per holding device%s" % (
                 r["index"], r["devices"], r["before_kib"] / 1024, r["rss_kib"] / 1024,
                 (r["rss_kib"] - r["before_kib"]) / max(r["devices"], 1), " (INCOMPLETE)" if r.get("incomplete") else ""))
+            if r.get("debug"):
+                print("      debug", r["debug"])
             if r.get("sessions_kept"):
                 print("      TLS sessions kept by devices without a connection carrying one: %d" % r["sessions_kept"])
+            if r.get("heap_kib") is not None:
+                print("      RSS growth: %.2f KiB per device in the malloc heap, %.2f KiB in other anonymous memory "
+                      "(Python's arenas, mmapped blocks)" % (r["heap_kib"] / max(r["devices"], 1),
+                                                             r["anon_kib"] / max(r["devices"], 1)))
             if r.get("malloc_used_kib") is not None:
                 print("      malloc: %.2f KiB per device in use, %.2f KiB per device free inside the heap (fragments)" % (
                     r["malloc_used_kib"] / max(r["devices"], 1), r["malloc_free_kib"] / max(r["devices"], 1)))

@@ -187,6 +187,8 @@ class TLSConnection(_Connection):
             deliver(self, _VIEW[:n])
             if self.tls is None or self.closed:
                 return
+            if not self.incoming.pending and not tls.pending():
+                break  # all read: no SSLWantReadError raised (and collected) per response
         if self.outgoing.pending:  # e.g. a KeyUpdate answered (RFC 8446 4.6.3)
             self._send_records()
         if not plain and _release is not None:
