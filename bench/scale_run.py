@@ -119,7 +119,7 @@ def breakdown(device, task):
 
 
 def client(index, url, devices, heartbeat, idle, settle, rate, result_queue, want_breakdown, ca_file=None,
-           target_extra="", load_extra=""):
+           target_extra="", load_extra="", deadline=1800.0):
     raise_nofile()
     import uvloop
 
@@ -210,7 +210,7 @@ idle_timeout = {idle}
                     report.update(index=index, devices=devices, before_kib=before, malloc_used_kib=used - malloc_before[0],
                                   malloc_free_kib=free - malloc_before[1])
                     result_queue.put(dict(report))
-            elif time.monotonic() - started > 1800:
+            elif time.monotonic() - started > deadline:
                 report.update(rss_kib=rss_kib(), holding=holding, open=open_conns, errors=stats.errors(),
                               seconds=round(time.monotonic() - started, 1), incomplete=True,
                               index=index, devices=devices, before_kib=before)
@@ -244,6 +244,8 @@ def main():
                     help="with --tls: TLS 1.3 session tickets the responders send per handshake (OpenSSL's default: 2)")
     ap.add_argument("--target-extra", default="", help="scenario lines added to [target] (e.g. a variant)")
     ap.add_argument("--load-extra", default="", help="scenario lines added to [load] (e.g. transport = \"aiohttp\")")
+    ap.add_argument("--deadline", type=float, default=1800.0,
+                    help="seconds after which a worker reports what it has (marked INCOMPLETE)")
     ap.add_argument("--breakdown", action="store_true")
     ap.add_argument("--trace", action="store_true", help="with --breakdown: tracemalloc by allocation site (slow)")
     args = ap.parse_args()
@@ -282,7 +284,7 @@ def main():
             p = ctx.Process(target=client, args=(i, url, n, args.heartbeat, args.idle, args.settle, args.rate, results,
                                                  ("trace" if args.trace else True) if args.breakdown and i == 0
                                                  else False, pki.pki.ca if pki else None, args.target_extra,
-                                                 args.load_extra))
+                                                 args.load_extra, args.deadline))
             p.start()
             clients.append(p)
         reports = [results.get(timeout=3600) for _ in clients]
