@@ -213,6 +213,8 @@ idle_timeout = {idle}
             elif time.monotonic() - started > deadline:
                 report.update(rss_kib=rss_kib(), holding=holding, open=open_conns, errors=stats.errors(),
                               seconds=round(time.monotonic() - started, 1), incomplete=True,
+                              failures=sorted(("%s %s %s" % k, n) for k, n in stats.by_key.items()
+                                              if k[1] not in ("ok", "reprovision"))[:12],
                               index=index, devices=devices, before_kib=before)
                 result_queue.put(dict(report))
 

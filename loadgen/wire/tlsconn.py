@@ -39,55 +39,106 @@ _ZERO_RETURN = ssl.SSLZeroReturnError
 _SSL_ERROR = ssl.SSLError
 
 
-def _buffer_release():
-    """``release(sslobject)``: OpenSSL's SSL_free_buffers on the SSL of an SSLObject, or None where
-    that cannot be done safely.
+class _Native:
+    """OpenSSL calls on the SSL of an ``ssl.SSLObject`` that the ssl module does not offer, or
+    ``NATIVE = None`` where they cannot be made safely.
 
-    Why: CPython sets SSL_MODE_RELEASE_BUFFERS, but OpenSSL 3.0 gives its 16 KiB record read buffer
-    back only after reading application data; a connection whose last records were post-handshake
-    messages -- the NewSessionTickets a TLS 1.3 server sends after the handshake (RFC 8446 4.6.1)
-    -- keeps it while it waits, i.e. for a held Ping's whole heartbeat (bench/scale_run.py --tls:
-    ~16 KiB more per holding device).  SSL_free_buffers (OpenSSL 1.1+; fixed in 3.0.14, CVE-2024-4741)
-    frees the buffers when they hold no data, and refuses otherwise.  The SSL pointer is read from
-    CPython's _ssl object (the field after PyObject_HEAD and the socket) and checked each time:
-    SSL_get_SSL_CTX of it must be the context's own SSL_CTX (the field after PyObject_HEAD), else
-    nothing is done."""
-    try:
-        lib = ctypes.CDLL(ssl._ssl.__file__)
-        free_buffers = lib.SSL_free_buffers
-        get_ctx = lib.SSL_get_SSL_CTX
-    except (OSError, AttributeError):
-        return None
-    free_buffers.argtypes = [ctypes.c_void_p]
-    free_buffers.restype = ctypes.c_int
-    get_ctx.argtypes = [ctypes.c_void_p]
-    get_ctx.restype = ctypes.c_void_p
-    words = ctypes.POINTER(ctypes.c_void_p)
-    cast = ctypes.cast
+    The SSL pointer is read from CPython's _ssl object (the field after PyObject_HEAD and the
+    socket) and checked on every use: SSL_get_SSL_CTX of it must be the context's own SSL_CTX (the
+    field after PyObject_HEAD of the SSLContext), else nothing is done (and the ssl module's own
+    API is used).  The layout is checked once at import on a fresh object.
 
-    def release(tls):
-        inner = tls._sslobj
-        ptr = cast(id(inner), words)[3]
-        if ptr and get_ctx(ptr) == cast(id(tls.context), words)[2]:
-            free_buffers(ptr)
+    * ``release(tls)``: SSL_free_buffers.  CPython sets SSL_MODE_RELEASE_BUFFERS, but OpenSSL 3.0
+      gives its 16 KiB record read buffer back only after reading application data; a connection
+      whose last records were the NewSessionTickets a TLS 1.3 server sends after the handshake
+      (RFC 8446 4.6.1) would keep it for a held Ping's whole heartbeat.  OpenSSL refuses when the
+      buffers hold data (fixed in 3.0.14: CVE-2024-4741).
+    * ``session(tls)`` / ``offer(tls, session)``: SSL_get1_session and SSL_set_session, sharing one
+      SSL_SESSION by reference.  The ssl module's ``SSLObject.session`` instead returns a copy made by
+      i2d/d2i_SSL_SESSION (its workaround for OpenSSL issue 1550), which parses the server's
+      certificate again: measured here (OpenSSL 3.0), ~6 KiB more per resumed connection, and as
+      much left allocated after every connection and session were freed; a kept session costs
+      ~6.5 KiB by reference against ~12.6 KiB as the copy."""
 
-    try:  # the layout as this interpreter has it, checked once on a fresh object
+    def __init__(self):
+        lib = ctypes.CDLL(ssl._ssl.__file__)  # dlsym also searches its libssl
+        void = ctypes.c_void_p
+        self.get_ctx = self._fn(lib.SSL_get_SSL_CTX, void, void)
+        self.free_buffers = self._fn(lib.SSL_free_buffers, ctypes.c_int, void)
+        self.get1_session = self._fn(lib.SSL_get1_session, void, void)
+        self.set_session = self._fn(lib.SSL_set_session, ctypes.c_int, void, void)
+        self.session_free = self._fn(lib.SSL_SESSION_free, None, void)
+        self.is_resumable = self._fn(lib.SSL_SESSION_is_resumable, ctypes.c_int, void)
+        self.words = ctypes.POINTER(ctypes.c_void_p)
         probe = ssl.create_default_context()
         sslobj = probe.wrap_bio(ssl.MemoryBIO(), ssl.MemoryBIO(), server_hostname="localhost")
-        if get_ctx(cast(id(sslobj._sslobj), words)[3]) != cast(id(probe), words)[2]:
+        if not self.ssl_of(sslobj):
+            raise OSError("unexpected _ssl layout")
+
+    @staticmethod
+    def _fn(fn, restype, *argtypes):
+        fn.restype = restype
+        fn.argtypes = list(argtypes)
+        return fn
+
+    def ssl_of(self, tls):
+        """The SSL* of an SSLObject, checked against its context's SSL_CTX*; 0 when it does not match."""
+        cast, words = ctypes.cast, self.words
+        ptr = cast(id(tls._sslobj), words)[3]
+        if ptr and self.get_ctx(ptr) == cast(id(tls.context), words)[2]:
+            return ptr
+        return 0
+
+    def release(self, tls):
+        ptr = self.ssl_of(tls)
+        if ptr:
+            self.free_buffers(ptr)
+
+    def session(self, tls):
+        """A :class:`Session` holding the SSL's current session if it is resumable, else None."""
+        ptr = self.ssl_of(tls)
+        if not ptr:
             return None
-    except Exception:  # noqa: BLE001 -- anything unexpected: do without
-        return None
-    return release
+        sess = self.get1_session(ptr)
+        if not sess:
+            return None
+        if not self.is_resumable(sess):  # e.g. TLS 1.3 without a ticket (RFC 8446 4.6.1)
+            self.session_free(sess)
+            return None
+        return Session(sess)
+
+    def offer(self, tls, session):
+        ptr = self.ssl_of(tls)
+        return bool(ptr) and self.set_session(ptr, session.ptr) == 1
 
 
-_release = _buffer_release()
+class Session:
+    """One reference to an OpenSSL SSL_SESSION (freed with this object)."""
+
+    __slots__ = ("ptr",)
+
+    def __init__(self, ptr):
+        self.ptr = ptr
+
+    def __del__(self):
+        ptr = self.ptr
+        self.ptr = None
+        if ptr and NATIVE is not None:
+            NATIVE.session_free(ptr)
+
+
+try:
+    NATIVE = _Native()
+except Exception:  # noqa: BLE001 -- no libssl symbols, another layout: the ssl module's API instead
+    NATIVE = None
 
 
 def resumable(tls):
     """The session of ``tls`` (an SSLObject after its handshake) if it can be offered again, else None:
     TLS 1.3 needs a ticket (RFC 8446 4.6.1), TLS 1.2 a ticket (RFC 5077) or a session id the server
     gave (RFC 5246 7.4.1.3: an empty one means the server will not cache it)."""
+    if NATIVE is not None:
+        return NATIVE.session(tls)
     try:
         session = tls.session
     except (ValueError, _SSL_ERROR):
@@ -116,8 +167,12 @@ class TLSConnection(_Connection):
         _Connection.__init__(self)
         self.incoming = ssl.MemoryBIO()
         self.outgoing = ssl.MemoryBIO()
-        self.tls = ctx.wrap_bio(self.incoming, self.outgoing, server_side=False,
-                                server_hostname=server_hostname, session=session)
+        if type(session) is Session:
+            self.tls = ctx.wrap_bio(self.incoming, self.outgoing, server_side=False, server_hostname=server_hostname)
+            NATIVE.offer(self.tls, session)
+        else:
+            self.tls = ctx.wrap_bio(self.incoming, self.outgoing, server_side=False,
+                                    server_hostname=server_hostname, session=session)
         self.handshake = handshake
         self.endpoint = endpoint
         self.raw = None
@@ -191,8 +246,8 @@ class TLSConnection(_Connection):
                 break  # all read: no SSLWantReadError raised (and collected) per response
         if self.outgoing.pending:  # e.g. a KeyUpdate answered (RFC 8446 4.6.3)
             self._send_records()
-        if not plain and _release is not None:
-            _release(tls)  # only post-handshake records came (tickets): OpenSSL keeps its read buffer
+        if not plain and NATIVE is not None:
+            NATIVE.release(tls)  # only post-handshake records came (tickets): OpenSSL keeps its read buffer
 
     def eof_received(self):
         # a TCP end without close_notify (RFC 8446 6.1 calls it a truncation; servers do it): as plain HTTP
@@ -200,12 +255,14 @@ class TLSConnection(_Connection):
 
     def connection_lost(self, exc):
         fut = self.handshake
-        self.handshake = None
-        if fut is not None and not fut.done():
-            fut.set_exception(ConnectionResetError("connection closed during the TLS handshake"))
-        self._leave_session()
-        self.tls = self.incoming = self.outgoing = None
+        if fut is not None:  # ended during the handshake: no session to keep, nothing to shut down
+            self.handshake = None
+            self.endpoint = None
+            self.tls = self.incoming = self.outgoing = None
+            if not fut.done():
+                fut.set_exception(ConnectionResetError("connection closed during the TLS handshake"))
         self.raw = None
+        self._teardown()
         _Connection.connection_lost(self, exc)
 
     # the HTTP side (what _Connection and the transport call as ``conn.transport``)
@@ -245,8 +302,10 @@ class TLSConnection(_Connection):
         if tls is None:
             return
         self._leave_session()
-        raw = self.raw
-        if raw is not None and self.handshake is None:
+        if self.handshake is None:
+            # close_notify (RFC 8446 6.1), sent while the socket is there; said in any case: OpenSSL
+            # marks the session of an SSL freed without it not resumable (ssl_clear_bad_session), while
+            # a connection the server ended may be resumed (RFC 5246 7.2.1, since TLS 1.1)
             try:
                 tls.unwrap()
             except (_SSL_ERROR, ValueError):
@@ -254,6 +313,7 @@ class TLSConnection(_Connection):
             self._send_records()
         self.tls = self.incoming = self.outgoing = None
         self.closed = True
+        raw = self.raw
         if raw is not None:
             raw.close()
 
