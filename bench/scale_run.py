@@ -2,6 +2,12 @@
 
     python bench/scale_run.py --devices 10000                 # one client worker, breakdown
     python bench/scale_run.py --devices 100000 --workers 6    # 100k devices, 6 client workers (~4 min)
+    python bench/scale_run.py --devices 10000 --workers 2 --tls --rate 40   # over TLS (TLS 1.3, verified)
+
+Over TLS (``--tls``) the responders use a throwaway CA and the devices verify it; the report adds
+where the RSS grew (malloc heap, other anonymous memory), malloc's bytes in use and free inside the
+heap, and the TLS sessions devices keep without a connection.  On a busy machine keep the rate low:
+handshake storms time out and the retries' garbage inflates RSS.
 
 Targets: canned responders in their own processes, one per client worker, each
 on its own loopback address (127.0.0.2, 127.0.0.3, ...).  A responder answers
