@@ -30,6 +30,7 @@ or in a running loop: ``server, responder = await serve(host, port, **options)``
 import asyncio
 import os
 import resource
+import ssl
 import sys
 from pathlib import Path
 
@@ -156,16 +157,106 @@ class _Connection(asyncio.Protocol):
         self.buf = buf
 
 
-async def serve(host="127.0.0.1", port=0, **options):
-    """Start a responder in the running loop: (server, Responder)."""
+class _TLSServer(asyncio.Protocol):
+    """TLS of a responder's connection done with an ``ssl.SSLObject`` over memory BIOs (as the lean
+    client does, loadgen/wire/tlsconn.py), one shared read buffer: the loop's TLS layer keeps ~190 KiB
+    per server connection (uvloop's read buffer), too much for 100,000 held Pings on one machine.
+    It is the inner protocol's transport (write, close)."""
+
+    __slots__ = ("inner", "raw", "tls", "incoming", "outgoing", "shaking")
+
+    def __init__(self, ctx, inner):
+        self.inner = inner
+        self.incoming = ssl.MemoryBIO()
+        self.outgoing = ssl.MemoryBIO()
+        self.tls = ctx.wrap_bio(self.incoming, self.outgoing, server_side=True)
+        self.raw = None
+        self.shaking = True
+
+    def connection_made(self, transport):
+        self.raw = transport
+        self.inner.connection_made(self)
+
+    def _flush(self):
+        if self.outgoing.pending and self.raw is not None:
+            self.raw.write(self.outgoing.read())
+
+    def data_received(self, data):
+        tls = self.tls
+        if tls is None:
+            return
+        self.incoming.write(data)
+        if self.shaking:
+            try:
+                tls.do_handshake()
+            except ssl.SSLWantReadError:
+                self._flush()
+                return
+            except (ssl.SSLError, OSError):
+                self._flush()
+                self.close()
+                return
+            self.shaking = False
+            self._flush()
+        while True:
+            try:
+                n = tls.read(len(_READ), _READ)
+            except ssl.SSLWantReadError:
+                break
+            except (ssl.SSLError, OSError):
+                self.close()
+                return
+            if not n:
+                break
+            self.inner.data_received(bytes(_VIEW[:n]))
+            if self.tls is None:
+                return
+        self._flush()
+
+    def connection_lost(self, exc):
+        self.tls = self.incoming = self.outgoing = None
+        self.inner.connection_lost(exc)
+
+    # the inner protocol's transport
+
+    def write(self, data):
+        if self.tls is not None:
+            self.tls.write(data)
+            self._flush()
+
+    def close(self):
+        self.tls = self.incoming = self.outgoing = None
+        if self.raw is not None:
+            self.raw.close()
+
+
+_READ = bytearray(64 * 1024)
+_VIEW = memoryview(_READ)
+
+
+async def serve(host="127.0.0.1", port=0, tls=None, tls_tickets=None, **options):
+    """Start a responder in the running loop: (server, Responder).  ``tls``: (certificate, key) PEM
+    files, served over TLS (``loadgen/exchange/tls.py`` server_context: TLS 1.2+, the module's
+    defaults for session tickets; ``tls_tickets``: TLS 1.3 tickets sent after a handshake, OpenSSL's
+    SSL_CTX_set_num_tickets, 0 for none)."""
     responder = Responder(**options)
+    ctx = None
+    if tls is not None:
+        from loadgen.exchange.tls import server_context
+
+        ctx = server_context(*tls)
+        if tls_tickets is not None:
+            ctx.num_tickets = tls_tickets
+        server = await asyncio.get_running_loop().create_server(lambda: _TLSServer(ctx, responder()), host, port,
+                                                                 backlog=4096)
+        return server, responder
     server = await asyncio.get_running_loop().create_server(responder, host, port, backlog=4096)
     return server, responder
 
 
-def url_of(server):
+def url_of(server, scheme="http"):
     host, port = server.sockets[0].getsockname()[:2]
-    return "http://%s:%d%s" % (host, port, PATH)
+    return "%s://%s:%d%s" % (scheme, host, port, PATH)
 
 
 def pin(core):
@@ -201,7 +292,7 @@ def serve_process(queue, core=None, host="127.0.0.1", listeners=1, **options):
         for _ in range(listeners):
             server, _responder = await serve(host, 0, **options)
             servers.append(server)
-            queue.put(url_of(server))
+            queue.put(url_of(server, "https" if options.get("tls") else "http"))
         await asyncio.sleep(24 * 3600)
 
     with asyncio.Runner(loop_factory=loop_factory()) as runner:

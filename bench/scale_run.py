@@ -2,6 +2,12 @@
 
     python bench/scale_run.py --devices 10000                 # one client worker, breakdown
     python bench/scale_run.py --devices 100000 --workers 6    # 100k devices, 6 client workers (~4 min)
+    python bench/scale_run.py --devices 10000 --workers 2 --tls --rate 40   # over TLS (TLS 1.3, verified)
+
+Over TLS (``--tls``) the responders use a throwaway CA and the devices verify it; the report adds
+where the RSS grew (malloc heap, other anonymous memory), malloc's bytes in use and free inside the
+heap, and the TLS sessions devices keep without a connection.  On a busy machine keep the rate low:
+handshake storms time out and the retries' garbage inflates RSS.
 
 Targets: canned responders in their own processes, one per client worker, each
 on its own loopback address (127.0.0.2, 127.0.0.3, ...).  A responder answers
@@ -24,6 +30,7 @@ files here: keep --devices / --workers <= ~18,000.
 
 import argparse
 import asyncio
+import ctypes
 import gc
 import multiprocessing
 import os
@@ -41,6 +48,45 @@ from _responders import INBOX_ONLY, raise_nofile, serve_process  # noqa: E402
 def rss_kib():
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") // 1024
+
+
+class _Mallinfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks",
+                                                      "fsmblks", "uordblks", "fordblks", "keepcost")]
+
+
+def malloc_kib():
+    """(bytes in use, bytes free inside the heap) of glibc's malloc, KiB (mallinfo2(3)); (0, 0) elsewhere.
+    RSS minus what is in use is what fragmentation and Python's own pools keep."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallinfo2.restype = _Mallinfo2
+        info = libc.mallinfo2()
+    except (OSError, AttributeError):
+        return 0, 0
+    return (info.uordblks + info.hblkhd) // 1024, info.fordblks // 1024
+
+
+def rss_split_kib():
+    """RSS in KiB of the process's malloc heap ([heap], grown by brk) and of its other anonymous mappings
+    (Python's object arenas, malloc's mmapped blocks, uvloop's buffers), from /proc/self/smaps."""
+    heap = anon = 0
+    where = None
+    try:
+        with open("/proc/self/smaps") as f:
+            for line in f:
+                if line[0] in "0123456789abcdef" and "-" in line.split(" ", 1)[0]:
+                    parts = line.split()
+                    where = "heap" if parts[-1] == "[heap]" else ("anon" if len(parts) == 5 else None)
+                elif line.startswith("Rss:") and where is not None:
+                    kib = int(line.split()[1])
+                    if where == "heap":
+                        heap += kib
+                    else:
+                        anon += kib
+    except OSError:
+        pass
+    return heap, anon
 
 
 def breakdown(device, task):
@@ -78,7 +124,8 @@ def breakdown(device, task):
     return out
 
 
-def client(index, url, devices, heartbeat, idle, settle, rate, result_queue, want_breakdown):
+def client(index, url, devices, heartbeat, idle, settle, rate, result_queue, want_breakdown, ca_file=None,
+           target_extra="", load_extra="", deadline=1800.0):
     raise_nofile()
     import uvloop
 
@@ -90,6 +137,8 @@ duration = 100000
 seed = {index + 1}
 [target]
 url = "{url}"
+{'ca_file = "%s"' % ca_file if ca_file else ""}
+{target_extra}
 [auth]
 users = {devices}
 [population]
@@ -104,6 +153,7 @@ think_time = 0
 timeout = 60
 graceful_stop = 1
 idle_timeout = {idle}
+{load_extra}
 """, "scale.toml")
     gc.collect()
     if want_breakdown == "trace":
@@ -111,6 +161,8 @@ idle_timeout = {idle}
         tracemalloc.start(1)
         base = tracemalloc.take_snapshot()
     before = rss_kib()
+    malloc_before = malloc_kib()
+    split_before = rss_split_kib()
     started = time.monotonic()
     report = {}
 
@@ -151,11 +203,24 @@ idle_timeout = {idle}
                              "%.0f B/device (%d blocks)" % (st.size_diff / devices, st.count_diff)) for st in top)
                     # report, and keep holding: the main process stops the workers once all have reported,
                     # so every device of every worker holds its Ping at the same time
-                    report.update(index=index, devices=devices, before_kib=before)
+                    report["sessions_kept"] = sum(getattr(d.endpoint, "tls_session", None) is not None for d in devs)
+                    import os
+                    if os.environ.get("D1_DEBUG"):
+                        ex = [d for d in devs if getattr(d.endpoint, "tls_session", None) is not None][:3]
+                        report["debug"] = [(repr(d.endpoint.conn), d.endpoint.ping_conn.tls is not None,
+                                            d.endpoint.ping_conn.tls.session_reused) for d in ex]
+                    split = rss_split_kib()
+                    report["heap_kib"] = split[0] - split_before[0]
+                    report["anon_kib"] = split[1] - split_before[1]
+                    used, free = malloc_kib()
+                    report.update(index=index, devices=devices, before_kib=before, malloc_used_kib=used - malloc_before[0],
+                                  malloc_free_kib=free - malloc_before[1])
                     result_queue.put(dict(report))
-            elif time.monotonic() - started > 1800:
+            elif time.monotonic() - started > deadline:
                 report.update(rss_kib=rss_kib(), holding=holding, open=open_conns, errors=stats.errors(),
                               seconds=round(time.monotonic() - started, 1), incomplete=True,
+                              failures=sorted(("%s %s %s" % k, n) for k, n in stats.by_key.items()
+                                              if k[1] not in ("ok", "reprovision"))[:12],
                               index=index, devices=devices, before_kib=before)
                 result_queue.put(dict(report))
 
@@ -180,6 +245,15 @@ def main():
                          "per worker: 6 workers at 400/s each overload this 2-core machine -- accept queues "
                          "overflow, tens of thousands of timeouts and retries, and their garbage inflates RSS)")
     ap.add_argument("--settle", type=float, default=3.0, help="seconds all devices must hold before measuring")
+    ap.add_argument("--tls", action="store_true",
+                    help="the responders over TLS (a throwaway CA and an EC P-256 certificate for their addresses, "
+                         "loadgen/exchange/tls.py); the devices verify it as they would a real server's")
+    ap.add_argument("--server-tickets", type=int, default=None,
+                    help="with --tls: TLS 1.3 session tickets the responders send per handshake (OpenSSL's default: 2)")
+    ap.add_argument("--target-extra", default="", help="scenario lines added to [target] (e.g. a variant)")
+    ap.add_argument("--load-extra", default="", help="scenario lines added to [load] (e.g. transport = \"aiohttp\")")
+    ap.add_argument("--deadline", type=float, default=1800.0,
+                    help="seconds after which a worker reports what it has (marked INCOMPLETE)")
     ap.add_argument("--breakdown", action="store_true")
     ap.add_argument("--trace", action="store_true", help="with --breakdown: tracemalloc by allocation site (slow)")
     args = ap.parse_args()
@@ -192,14 +266,21 @@ def main():
     ports = ctx.Queue()
     results = ctx.Queue()
     servers, clients = [], []
+    pki = None
     try:
         urls = []
-        for i in range(args.workers):
-            host = "127.0.0.%d" % (i + 2)
+        hosts = ["127.0.0.%d" % (i + 2) for i in range(args.workers)]
+        tls = {}
+        if args.tls:
+            from loadgen.exchange.tls import TemporaryPKI
+
+            pki = TemporaryPKI(hosts)
+            tls = {"tls": (pki.pki.cert, pki.pki.key), "tls_tickets": args.server_tickets}
+        for host in hosts:
             # the shared canned responder: Provision keys, a FolderSync with only the Inbox, Sync on it;
             # every Ping held unanswered, as a server with nothing new to say does for a whole heartbeat
             p = ctx.Process(target=serve_process, args=(ports, None, host),
-                            kwargs={"folders": INBOX_ONLY, "fallback": b"Sync"}, daemon=True)
+                            kwargs={"folders": INBOX_ONLY, "fallback": b"Sync", **tls}, daemon=True)
             p.start()
             servers.append(p)
             urls.append(ports.get(timeout=30))
@@ -210,7 +291,8 @@ def main():
             left -= n
             p = ctx.Process(target=client, args=(i, url, n, args.heartbeat, args.idle, args.settle, args.rate, results,
                                                  ("trace" if args.trace else True) if args.breakdown and i == 0
-                                                 else False))
+                                                 else False, pki.pki.ca if pki else None, args.target_extra,
+                                                 args.load_extra, args.deadline))
             p.start()
             clients.append(p)
         reports = [results.get(timeout=3600) for _ in clients]
@@ -226,6 +308,17 @@ def main():
             print("  worker %d: %6d devices, RSS %7.1f MiB -> %7.1f MiB: %.2f KiB per holding device%s" % (
                 r["index"], r["devices"], r["before_kib"] / 1024, r["rss_kib"] / 1024,
                 (r["rss_kib"] - r["before_kib"]) / max(r["devices"], 1), " (INCOMPLETE)" if r.get("incomplete") else ""))
+            if r.get("debug"):
+                print("      debug", r["debug"])
+            if r.get("sessions_kept"):
+                print("      TLS sessions kept by devices without a connection carrying one: %d" % r["sessions_kept"])
+            if r.get("heap_kib") is not None:
+                print("      RSS growth: %.2f KiB per device in the malloc heap, %.2f KiB in other anonymous memory "
+                      "(Python's arenas, mmapped blocks)" % (r["heap_kib"] / max(r["devices"], 1),
+                                                             r["anon_kib"] / max(r["devices"], 1)))
+            if r.get("malloc_used_kib") is not None:
+                print("      malloc: %.2f KiB per device in use, %.2f KiB per device free inside the heap (fragments)" % (
+                    r["malloc_used_kib"] / max(r["devices"], 1), r["malloc_free_kib"] / max(r["devices"], 1)))
             if r.get("failures"):
                 print("      failed requests: %s" % ", ".join("%s: %d" % kv for kv in r["failures"]))
             for k, v in r.get("breakdown", {}).items():
@@ -238,6 +331,8 @@ def main():
                 p.terminate()
         for p in clients + servers:
             p.join(5)
+        if pki is not None:
+            pki.cleanup()
 
 
 if __name__ == "__main__":

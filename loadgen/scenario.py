@@ -166,6 +166,9 @@ class TargetConfig:
     ca_file: str | None = None
     client_cert: str | None = None  # a client certificate (PEM) for servers that require one (TLS)
     client_key: str | None = None  # its key, when not in the certificate file
+    # a device reconnecting over TLS resumes its last session (RFC 8446 2.2 tickets, RFC 5077 / RFC 5246
+    # session ids) as phones do, instead of a full handshake (lean transport; loadgen/wire/tlsconn.py)
+    tls_resumption: bool = True
     # embedded target only
     allow_non_provisionable: bool = False
     no_policy: bool = False
@@ -706,7 +709,8 @@ _TOP = {"name", "description", "duration", "seed", "target", "auth", "population
 _TARGET = {"url", "insecure", "ca_file", "allow_non_provisionable", "no_policy", "policy_refresh_minutes", "listen",
            "ping_min", "ping_max", "mail_per_user_per_hour", "processes", "path", "autodiscover", "ignore_policy_key",
            "options_without_provision", "auth_realm", "challenge_first", "autodiscover_redirect", "confirm",
-           "client_cert", "client_key", "tls", "tls_cert", "tls_key", "history_days", "daily_messages", "inbox_items"}
+           "client_cert", "client_key", "tls", "tls_cert", "tls_key", "tls_resumption", "history_days", "daily_messages",
+           "inbox_items"}
 _AUTH = {"user", "password", "password_env", "domain", "users", "first_user", "token_file", "token_command"}
 _POPULATION = {"devices", "devices_per_user", "versions", "profiles"}
 _LOAD = {"ramp_up", "think_time", "timeout", "retry_interval", "graceful_stop", "backoff", "reenrol_after", "transport", "mode",
@@ -833,6 +837,7 @@ def _target(r, t):
         ca_file=r.string("target", t, "ca_file", None),
         client_cert=r.string("target", t, "client_cert", None),
         client_key=r.string("target", t, "client_key", None),
+        tls_resumption=r.boolean("target", t, "tls_resumption", True),
         allow_non_provisionable=r.boolean("target", t, "allow_non_provisionable", False),
         no_policy=r.boolean("target", t, "no_policy", False),
         policy_refresh_minutes=int(r.number("target", t, "policy_refresh_minutes", 0, minimum=0,

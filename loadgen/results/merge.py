@@ -119,6 +119,7 @@ def merge(summaries, *, shards=True, series=True):
         stats.resent.update(s.get("resent", {}))  # re-sent on a fresh connection (older summaries: none)
         stats.not_sent.update(s.get("not_sent", {}))  # cancelled before they were written
         stats.device_errors.update(s.get("device_errors", {}))  # devices ended by their own exception
+        stats.tls_handshakes.update(s.get("tls_handshakes", {}))  # full / resumed / failed (older: none)
         stats.final_states.update(s.get("devices") or {})
         stats.compliance.update({int(k): v for k, v in (s.get("compliance") or {}).items()})
         stats.unmet.update(s.get("unmet_policies") or {})

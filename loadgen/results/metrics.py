@@ -50,9 +50,11 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 
 from loadgen.results.mail import MAIL_EVENTS, OTHER, PUSH_KINDS
 from loadgen.results.buckets import LONG_BUCKETS, REQUEST_BUCKETS, le_labels
+from loadgen.results.stats import TLS_BUCKETS, TLS_RESULTS
 from loadgen.results.tasks import RESULTS, TASK_TYPES
 
 REGISTRY = prom.CollectorRegistry(auto_describe=False)
+_TLS_BUCKET_LABELS = le_labels(TLS_BUCKETS)
 
 _BUCKET_LABELS = le_labels(LONG_BUCKETS)  # Ping, push, task latency, schedule lag (results/buckets.py)
 _REQUEST_LABELS = le_labels(REQUEST_BUCKETS)
@@ -142,6 +144,7 @@ class RunCollector:
         yield _counter("easload_policy_effects", "Preferences clamped to the policy and attachment fetches allowed "
                        "or skipped by it, by effect", ["effect"], ((e, n) for e, n in list(stats.policy_effects.items())))
         yield _events(stats, actions)
+        yield from _tls(stats)
         yield from _mail(stats)
         yield from _tasks(stats)
         # load shape (open model: arrivals; closed model: the ramp)
@@ -189,6 +192,25 @@ def _events(stats, actions):
     for action in sorted(set(actions) | set(counts)):
         family.add_metric([action], counts.get(action, 0))
     return family
+def _tls(stats):
+    """TLS handshakes of the devices' connections (lean transport, loadgen/wire/tlsconn.py): by result,
+    each of TLS_RESULTS exported from zero, and their duration by kind (full, resumed)."""
+    counts = getattr(stats, "tls_handshakes", None)
+    if counts is None:
+        return
+    counts = dict(counts)
+    yield _counter("easload_tls_handshakes", "TLS handshakes of the devices' connections by result: full, resumed "
+                   "(the server took the session the device offered) or failed", ["result"],
+                   ((r, counts.get(r, 0)) for r in TLS_RESULTS))
+    family = HistogramMetricFamily("easload_tls_handshake_duration_seconds",
+                                   "TLS handshake duration (TCP connected to handshake done) by kind", labels=["kind"])
+    for kind in ("full", "resumed"):
+        cumulative, buckets = 0, []
+        for label, n in zip(_TLS_BUCKET_LABELS, stats.tls_bucket_counts(kind)):
+            cumulative += n
+            buckets.append((label, cumulative))
+        family.add_metric([kind], buckets, stats.tls_handshake_sums.get(kind, 0.0))
+    yield family
 
 
 def _mail(stats):

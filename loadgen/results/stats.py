@@ -127,6 +127,15 @@ _PUSH_MAX_S = _HIGH_US / 1_000_000
 _TASK_SLOT = {t: i * _PUSH_SLOTS for i, t in enumerate(TASK_LABELS)}
 
 
+# TLS handshakes (loadgen/wire/tlsconn.py): the results counted, and the Prometheus buckets of their
+# duration (1 ms .. 10 s: a handshake on a LAN takes a few ms, a loaded server's seconds), per kind
+TLS_RESULTS = ("full", "resumed", "failed")
+TLS_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+TLS_TIMINGS = {"full": "TLSHandshakeFull", "resumed": "TLSHandshakeResumed"}  # their HDR timings' names
+_TLS_SLOTS = len(TLS_BUCKETS) + 1
+_TLS_SLOT = {"full": 0, "resumed": _TLS_SLOTS}
+
+
 def http_status_label(status):
     """The by_key / Prometheus label of an HTTP status: the number for 100-599 (RFC 9110 15), else "other"."""
     return str(status) if 100 <= status <= 599 else OTHER
@@ -200,6 +209,12 @@ class Stats:
         self.task_hdr = {}  # type -> Recorder
         self.task_buckets = [0] * (len(TASK_LABELS) * _PUSH_SLOTS)
         self.task_sums = Counter()  # type -> seconds
+        # TLS handshakes of the lean transport: result (TLS_RESULTS) -> n; their duration in TLS_BUCKETS
+        # (full, then resumed: +Inf last in each run) and sums per kind; the HDR figures are timings
+        # (TLS_TIMINGS: "TLSHandshakeFull", "TLSHandshakeResumed")
+        self.tls_handshakes = Counter()
+        self.tls_handshake_buckets = [0] * (2 * _TLS_SLOTS)
+        self.tls_handshake_sums = Counter()
         self.tasks_queued = 0
         self.tasks_queued_peak = 0
         self._throttle_reasons = {}  # reason the server sent -> its label (THROTTLE_REASONS or OTHER)
@@ -458,6 +473,23 @@ class Stats:
                 self._throttle_reasons[reason] = label
         self.throttled[label] += 1
 
+    def tls_handshake(self, result, seconds):
+        """A TLS handshake of a device's connection: "full", "resumed" (the server took the session
+        the device offered: RFC 8446 2.2, RFC 5077) or "failed" (no duration recorded)."""
+        if result not in _TLS_SLOT:  # "failed" (anything else is counted as failed too: bounded labels)
+            self.tls_handshakes["failed"] += 1
+            return
+        self.tls_handshakes[result] += 1
+        seconds = seconds if seconds > 0 else 0.0
+        self._observe(TLS_TIMINGS[result], seconds)
+        self.tls_handshake_buckets[_TLS_SLOT[result] + bisect_left(TLS_BUCKETS, seconds)] += 1
+        self.tls_handshake_sums[result] += seconds
+
+    def tls_bucket_counts(self, kind):
+        """The Prometheus bucket counts (one per TLS_BUCKETS slot, +Inf last) of "full" or "resumed"."""
+        at = _TLS_SLOT[kind]
+        return self.tls_handshake_buckets[at:at + _TLS_SLOTS]
+
     def resend(self, command):
         """A request the transport re-sent on a fresh connection: its first attempt is in "sent"."""
         self.resent[command] += 1
@@ -619,6 +651,8 @@ class Stats:
             "resent": dict(sorted(self.resent.items())),
             "reconnects": sum(self.resent.values()),
             "not_sent": dict(sorted(self.not_sent.items())),
+            # TLS handshakes by result (full, resumed, failed); their durations are timings
+            "tls_handshakes": dict(sorted(self.tls_handshakes.items())),
             "device_errors": dict(sorted(self.device_errors.items())),
             "mail": self.mail_dict(),
             "accounting": accounting(self),

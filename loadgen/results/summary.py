@@ -252,7 +252,7 @@ def _simple(check, what):
 _COUNT_MAPS = ("by_command_status", "by_command_outcome", "devices", "provisionings", "reprovisions",
                "remote_wipes", "unmet_policies", "throttled", "malformed_responses", "cancelled_in_flight",
                "cancelled_raw", "password_changes", "policy_effects", "versions", "version_weights", "resent",
-               "not_sent", "device_errors")
+               "not_sent", "device_errors", "tls_handshakes")
 _INTS = ("requests", "errors", "bytes_sent", "bytes_received", "reenrolments", "devices_total", "late_starts",
          "code_word_requests", "local_wipes", "reconnects")
 FIELDS = {

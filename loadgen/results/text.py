@@ -138,6 +138,11 @@ def summary_text(stats, scenario_name, target, devices_total):
         out.append("")
         out.append(title)
         out.append(_table(headers, rows))
+    tls = getattr(stats, "tls_handshakes", None)
+    if tls:
+        out.append("")
+        out.append("TLS handshakes: %d full, %d resumed, %d failed (durations: the TLSHandshake timings)" % (
+            tls.get("full", 0), tls.get("resumed", 0), tls.get("failed", 0)))
     resent = sum(stats.resent.values())
     if resent:
         out.append("")

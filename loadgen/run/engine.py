@@ -561,8 +561,8 @@ async def _ready(scenario, held, stop, ready, stats):
         scenario.load.transport, timeout=scenario.load.timeout, insecure=scenario.target.insecure,
         ca_file=scenario.target.ca_file, client_cert=scenario.target.client_cert,
         client_key=scenario.target.client_key,
-        **({"pool_size": scenario.load.pool_size, "idle_timeout": scenario.load.idle_timeout}
-           if scenario.load.transport == "lean" else {}))
+        **({"pool_size": scenario.load.pool_size, "idle_timeout": scenario.load.idle_timeout,
+            "tls_resumption": scenario.target.tls_resumption} if scenario.load.transport == "lean" else {}))
     transport.stats = stats  # both transports count what they re-send on a fresh connection into it
     await transport.start()
     if ready is not None and not stop.is_set():

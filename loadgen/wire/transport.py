@@ -163,14 +163,17 @@ class DeviceEndpoint:
     Authorization line; the rest of the head is shared with every device of the same server,
     version and user agent."""
 
-    __slots__ = ("scheme", "host", "port", "_prefix", "_tail", "_auth", "_base", "conn", "ping_conn", "listed_by")
-    # _base: the URL without user info, as requests name it (aiohttp, Autodiscover)
+    __slots__ = ("scheme", "host", "port", "_prefix", "_tail", "_auth", "_base", "conn", "ping_conn", "listed_by",
+                 "tls_session")
+    # _base: the URL without user info, as requests name it (aiohttp, Autodiscover); tls_session: the one
+    # TLS session the device keeps to resume while it has no connection (loadgen/wire/tlsconn.py)
 
     def __init__(self, head):
         self.scheme, self.host, self.port, self._base, self._prefix, self._tail, self._auth = head
         self.conn = None
         self.ping_conn = None
         self.listed_by = None  # the LeanTransport whose idle sweep lists this endpoint
+        self.tls_session = None
 
     def request(self, command, policy_key, body):
         """The request bytes: pre-built parts joined once, with the body when it is small."""
@@ -510,7 +513,15 @@ class LeanTransport:
 
     def __init__(self, *, timeout=60.0, insecure=False, ca_file=None, client_cert=None, client_key=None,
                  connect_timeout=15.0, idle_timeout=None, pool_size=0, max_response_bytes=MAX_BODY_BYTES,
-                 body_budget=None):
+                 body_budget=None, tls_resumption=True):
+        from loadgen.wire.tlsconn import TLSConnection, resumable
+
+        self._tls_connection = TLSConnection  # TLS over memory BIOs in the connection itself (tlsconn.py)
+        self._resumable = resumable
+        # a device reconnecting offers its last TLS session (RFC 8446 2.2, RFC 5077); not in pooled mode,
+        # where connections belong to no device
+        self.tls_resumption = bool(tls_resumption) and not pool_size
+        self.handshakes = {"full": 0, "resumed": 0, "failed": 0}  # TLS handshakes of this transport
         self.timeout = timeout
         self.max_response_bytes = max_response_bytes  # one response body (module docstring: memory)
         self.budget = _budget(body_budget)  # all bodies coming in: the process's BodyBudget by default
@@ -665,19 +676,62 @@ class LeanTransport:
     # connections
 
     async def _connect(self, endpoint, loop):
-        ssl_ctx = None
         if endpoint.scheme == "https":
-            if self._ssl is None:
-                self._ssl = make_ssl_context(*self._ssl_args)
-            ssl_ctx = self._ssl
-        async with asyncio.timeout(self.connect_timeout):
-            _transport, conn = await loop.create_connection(
-                _Connection, endpoint.host, endpoint.port, ssl=ssl_ctx,
-                server_hostname=endpoint.host if ssl_ctx else None)  # SNI: the URL's host name
+            conn = await self._connect_tls(endpoint, loop)
+        else:
+            async with asyncio.timeout(self.connect_timeout):
+                _transport, conn = await loop.create_connection(_Connection, endpoint.host, endpoint.port)
         self.connections_opened += 1
         conn.budget = self.budget
         conn.limit = self.max_response_bytes
         return conn
+
+    async def _connect_tls(self, endpoint, loop):
+        """A connection whose TLS handshake is done (loadgen/wire/tlsconn.py), counted full or resumed
+        (``handshakes``, and ``stats.tls_handshake`` with its duration), or the handshake's error
+        (counted failed) -- the ssl module's, as the loop's TLS would raise it."""
+        if self._ssl is None:
+            self._ssl = make_ssl_context(*self._ssl_args)
+        ctx = self._ssl
+        keep = endpoint if self.tls_resumption else None
+        session = self._tls_session(endpoint) if keep is not None else None
+        done = loop.create_future()
+        host = endpoint.host  # SNI and the name checked against the certificate: the URL's host name
+        conn = None
+        try:
+            async with asyncio.timeout(self.connect_timeout):
+                _transport, conn = await loop.create_connection(
+                    lambda: self._tls_connection(ctx, host, session, done, keep), host, endpoint.port)
+                seconds, resumed = await done
+        except (ssl.SSLError, ssl.CertificateError) as exc:
+            self._count_handshake("failed", 0.0)
+            if conn is not None:
+                conn.close()
+            raise exc from None
+        except BaseException:
+            if conn is not None:
+                conn.close()
+            raise
+        self._count_handshake("resumed" if resumed else "full", seconds)
+        return conn
+
+    def _tls_session(self, endpoint):
+        """The session a new connection of ``endpoint``'s device offers: the one it kept (taken: a
+        ticket is offered once, RFC 8446 C.4), else the current one of its other open connection."""
+        session = endpoint.tls_session
+        if session is not None:
+            endpoint.tls_session = None
+            return session
+        for other in (endpoint.conn, endpoint.ping_conn):
+            if type(other) is self._tls_connection and other.tls is not None and other.handshake is None:
+                return self._resumable(other.tls)
+        return None
+
+    def _count_handshake(self, result, seconds):
+        self.handshakes[result] += 1
+        stats = self.stats
+        if stats is not None and hasattr(stats, "tls_handshake"):
+            stats.tls_handshake(result, seconds)
 
     async def _acquire(self, endpoint, ping, loop):
         """(connection, fresh): the device's own connection, or one from the pool."""

@@ -95,6 +95,8 @@ def test_every_count_of_a_summary_adds_up_when_merged():
     s.device_errors["OverflowError"] += 1
     s.mail("sent_new")
     s.push_latency("cc", 2.5)
+    s.tls_handshake("full", 0.004)
+    s.tls_handshake("resumed", 0.001)
     s.ended = s.started + 1
     one = s.to_dict("x")
     merged, _shards, _first = merge([dict(one, shard=[0, 2]), dict(one, shard=[1, 2])])
