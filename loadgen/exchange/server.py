@@ -696,7 +696,8 @@ async def start_target(host="127.0.0.1", port=0, state=None, *, faults=None, reu
     if tls_cert:
         from loadgen.exchange.tls import server_context
 
-        ssl_context = server_context(tls_cert, tls_key, resumption=tls_resumption)  # TLSError (ValueError) before anything listens
+        # TLSError (ValueError) before anything listens
+        ssl_context = server_context(tls_cert, tls_key, resumption=tls_resumption)
     target = Target(state, folders=folders, faults=faults)
     # the GAL's index (Search, ResolveRecipients) built before the server listens: ~1 s for 100,000
     # users, which the first GAL search would otherwise spend blocking every other request
