@@ -17,6 +17,12 @@ enrolled per client core per second -- a figure that holds on a shared machine, 
 does not.  The run is then stopped (SIGINT to its PID: its normal shutdown); its summary's
 device states and errors are printed too.
 
+A storm faster than the target's handshake capacity collapses over TLS and not over plain HTTP:
+a device whose connection and handshake take longer than the transport's connect timeout (15 s)
+gives up, backs off and reconnects with a new full handshake, while the target still spends its
+CPU on the ClientHellos queued by connections already abandoned.  The per-core figure is only a
+client's cost when the target keeps up (few "not ok" rows): pace the storm with ``--ramp``.
+
     .venv/bin/python bench/enrol_storm_tls.py [--devices 10000] [--ramp 10] [--kinds plain,rsa,ec]
 """
 
