@@ -70,7 +70,8 @@ def enrolled(counters):
 
 
 def scenario_text(url, ca, devices, ramp, budget):
-    return ("duration = \"%ds\"\nseed = 7\n[target]\nurl = \"%s\"\n%s[auth]\nusers = %d\n[population]\ndevices = %d\n"
+    return ("duration = \"%ds\"\nseed = 7\n[target]\nurl = \"%s\"\n%s[auth]\nusers = %d\n"
+            "[population]\ndevices = %d\n"
             "[load]\nramp_up = \"%ss\"\nmode = \"ping\"\nheartbeat = \"600s\"\nidle_timeout = \"2s\"\ntimeout = \"60s\"\n"
             % (budget, url, "ca_file = \"%s\"\n" % ca if ca else "", devices, devices, ramp))
 
