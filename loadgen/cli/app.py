@@ -1020,13 +1020,18 @@ def _target_tls(args, listens):
         raise UsageError("--tls-self-signed and --tls-cert do not combine: one certificate or the other")
     if args.http_port is not None and not (args.tls_cert or args.tls_self_signed):
         raise UsageError("--http-port is the plain-HTTP side of a TLS target: give --tls-cert or --tls-self-signed")
+    if args.tls_key_type and not args.tls_self_signed:
+        raise UsageError("--tls-key-type is the kind of the --tls-self-signed certificate")
+    if args.tls_no_resumption and not (args.tls_cert or args.tls_self_signed):
+        raise UsageError("--tls-no-resumption needs --tls-cert or --tls-self-signed")
     pki = None
     options = {}
     try:
         if args.tls_self_signed:
             from loadgen.exchange.cluster import listen_addresses
 
-            pki = tls.TemporaryPKI(tls.loopback_hosts(h for h, _ in listen_addresses(listens, args.processes)))
+            pki = tls.TemporaryPKI(tls.loopback_hosts(h for h, _ in listen_addresses(listens, args.processes)),
+                                   key_type=args.tls_key_type or tls.DEFAULT_KEY_TYPE)
             options = dict(tls_cert=pki.pki.cert, tls_key=pki.pki.key)
             print("easload target: TLS with a throwaway CA; clients trust it with --ca %s (or ca_file); removed "
                   "when the target stops" % pki.pki.ca, file=sys.stderr, flush=True)
@@ -1035,6 +1040,8 @@ def _target_tls(args, listens):
             options = dict(tls_cert=args.tls_cert, tls_key=args.tls_key)
     except ValueError as exc:  # TLSError, or a bad --listen for the certificate's addresses
         raise UsageError(str(exc)) from None
+    if args.tls_no_resumption:
+        options["tls_resumption"] = False
     if args.http_port is not None:
         if args.processes != 1 or len(listens) > 1:
             raise UsageError("--http-port is for a single target process")
@@ -1218,6 +1225,10 @@ def _parser():
     t.add_argument("--tls-key", help="the certificate's PEM private key (when not in the --tls-cert file)")
     t.add_argument("--tls-self-signed", action="store_true", help="serve HTTPS with a throwaway CA and certificate "
                    "for 127.0.0.1/localhost (the CA's path is printed: clients pass it as --ca / ca_file)")
+    t.add_argument("--tls-key-type", choices=("rsa", "ec"), help="the --tls-self-signed certificate's key: rsa "
+                   "(RSA 2048, the default, as Exchange's own certificate) or ec (ECDSA P-256)")
+    t.add_argument("--tls-no-resumption", action="store_true", help="refuse TLS session resumption (no session "
+                   "tickets, no session ids): every connection a full handshake")
     t.add_argument("--http-port", type=int, help="with TLS, also listen on plain HTTP on this port: the Autodiscover "
                    "redirect probe (GET) gets a 302 to https, anything else 403")
     t.set_defaults(func=cmd_target)

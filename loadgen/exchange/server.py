@@ -761,11 +761,12 @@ def _abort(transport):
 
 
 async def start_target(host="127.0.0.1", port=0, state=None, *, faults=None, reuse_port=None, tls_cert=None,
-                       tls_key=None, http_port=None, folders=DEFAULT_FOLDERS):
+                       tls_key=None, tls_resumption=True, http_port=None, folders=DEFAULT_FOLDERS):
     """Start a target on ``host:port`` (0: a free port).  Returns (runner, target, url).
 
     ``tls_cert`` (PEM, with ``tls_key``): HTTPS only, as Exchange (exchange/tls.py); the URL
-    is https://.  With TLS, ``http_port`` (0: a free one) adds the plain-HTTP side of an
+    is https://; ``tls_resumption=False``: a server that resumes no TLS session (exchange/tls.py
+    server_context).  With TLS, ``http_port`` (0: a free one) adds the plain-HTTP side of an
     Exchange site: the unauthenticated Autodiscover GET is redirected (302) to the https
     Autodiscover URL, anything else is refused (403, IIS's "SSL required") --
     ``target.http_url`` is its base URL (exchange/autodiscover.py, MS-OXDSCLI 3.1.5).
@@ -774,7 +775,8 @@ async def start_target(host="127.0.0.1", port=0, state=None, *, faults=None, reu
     if tls_cert:
         from loadgen.exchange.tls import server_context
 
-        ssl_context = server_context(tls_cert, tls_key)  # TLSError (ValueError) before anything listens
+        # TLSError (ValueError) before anything listens
+        ssl_context = server_context(tls_cert, tls_key, resumption=tls_resumption)
     target = Target(state, folders=folders, faults=faults)
     # the GAL's index (Search, ResolveRecipients) built before the server listens: ~1 s for 100,000
     # users, which the first GAL search would otherwise spend blocking every other request

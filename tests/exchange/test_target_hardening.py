@@ -488,7 +488,7 @@ def test_temporary_pki_survives_a_forked_child_and_a_failed_certificate(monkeypa
         made.append(real(**kw))
         return made[-1]
 
-    def broken(directory, hosts, days):
+    def broken(directory, hosts, days, key_type=None):
         raise tls.TLSError("openssl req failed: test")
 
     monkeypatch.setattr(tls.tempfile, "mkdtemp", mkdtemp)
