@@ -18,13 +18,13 @@ from loadgen.exchange.server import start_target
 from loadgen.exchange.state import TargetState
 
 DEVICES = 120
-EVENT_AT = 6
+EVENT_AT = 4
 
 
-def _text(events, url="embedded", mail=True):
+def _text(events, url="embedded", mail=True, duration=11):
     return f"""
 name = "incident"
-duration = 16
+duration = {duration}
 seed = 5
 [target]
 url = "{url}"
@@ -40,7 +40,7 @@ ramp_up = 2
 mode = "ping"
 heartbeat = 60
 timeout = 30
-graceful_stop = 3
+graceful_stop = 2
 {'''[mail]
 send_per_hour = 6
 read_share = 0.5
@@ -164,8 +164,10 @@ def test_both_events_on_a_target_of_two_processes(monkeypatch):
     from loadgen.exchange.cluster import TargetCluster
 
     monkeypatch.setattr(TargetCluster, "keep_final", True)  # the counters as the run ended
-    text = _text(f'[[events]]\nat = {EVENT_AT}\naction = "resync"\nfraction = 0.5\nseed = 3\n'
-                 f'[[events]]\nat = {EVENT_AT + 3}\naction = "network_drop"\nfraction = 1\n')
+    # two incidents and a target of two processes: more time for the storm to settle before the drop
+    # and for every device to come back after it
+    text = _text(f'[[events]]\nat = {EVENT_AT + 2}\naction = "resync"\nfraction = 0.5\nseed = 3\n'
+                 f'[[events]]\nat = {EVENT_AT + 5}\naction = "network_drop"\nfraction = 1\n', duration=16)
     sc = scenario.parse(text.replace("ping_min = 5", "ping_min = 5\nprocesses = 2"), "cluster.toml")
     result = asyncio.run(start.run(sc, progress=False))
     outcomes = [o for _at, _a, o in result.stats.events]

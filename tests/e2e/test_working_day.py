@@ -1,5 +1,5 @@
-"""End to end: a working day compressed onto a one-minute run against the embedded target in this
-process -- 500 users on the average profile, the first hour of their 8-hour day replayed 60x.
+"""End to end: a working day compressed onto a 30-second run against the embedded target in this
+process -- 500 users on the average profile, the first half hour of their 8-hour day replayed 60x.
 
 The devices take their share of the plan and carry out each task at its planned time; the target
 delivers the plan's external mail (day.external_delivery).  The test compares what the target saw
@@ -19,7 +19,7 @@ from loadgen.run import day
 USERS = 500
 TEXT = f"""
 name = "working-day-e2e"
-duration = 60
+duration = 30
 seed = 20
 [target]
 ping_min = 5
@@ -34,12 +34,12 @@ ramp_up = 5
 mode = "ping"
 heartbeat = 60
 timeout = 30
-graceful_stop = 10
+graceful_stop = 8
 [workload]
 profiles = {{ average = 1 }}
 clients = {{ ios = 0.4, android = 0.4, outlook-cloud = 0.2 }}
 replay_from = "0h"
-replay_length = "1h"
+replay_length = "30m"
 """
 TOLERANCE = 0.03
 
