@@ -288,11 +288,20 @@ class TargetCluster:
         """A message from process ``k``: ("relay", mime, addresses) -- deliver to the owners of those
         addresses (POST /admin/mail of each owner; the same message once per recipient)."""
         pipe = self._pipes[k]
+        fd = pipe.fileno()
+        # uvloop's add_reader makes the descriptor non-blocking, and a message larger than the socket
+        # buffer (a relayed message with attachments) arrives in parts: Connection.recv() would then
+        # raise BlockingIOError half way, the reader would be dropped, and the sending process would
+        # block in its send for good (its whole event loop with it).  Readable means a message has
+        # begun; its sender is writing the rest right now, so a blocking read of it is short.
+        os.set_blocking(fd, True)
         try:
             msg = pipe.recv()
         except (EOFError, OSError):
-            asyncio.get_running_loop().remove_reader(pipe.fileno())
+            asyncio.get_running_loop().remove_reader(fd)
             return
+        finally:
+            os.set_blocking(fd, False)
         if not isinstance(msg, tuple) or len(msg) != 3 or msg[0] != "relay":
             return
         _, mime, addresses = msg
