@@ -151,7 +151,9 @@ def test_scenario_configmap_files_exist_and_validate():
 
 
 def test_example_sizing_fits_one_process():
-    """devices per pod x 2 connections stay under 20,000 files; memory limit covers 25 KiB/device + 40 MiB."""
+    """devices per pod x 2 connections stay under 20,000 files; the memory limit covers the README's
+    HTTPS figure on the average workload profile (43 KiB/device) + 40 MiB, and the request at least
+    the Ping-only TLS figure (36 KiB/device)."""
     import tomllib
 
     shards = int(_read_env_file(KDIR / "overlays" / "example" / "run.env")["shards"])
@@ -159,8 +161,11 @@ def test_example_sizing_fits_one_process():
     per_pod = -(-sc["population"]["devices"] // shards)
     assert per_pod * 2 <= 20000 - 1000
     (patch,) = _docs(KDIR / "overlays" / "example" / "job-patch.yaml")
-    limit = _containers(patch)[0]["resources"]["limits"]["memory"]
-    assert limit.endswith("Mi") and int(limit[:-2]) * 1024 >= per_pod * 25 + 40 * 1024
+    resources = _containers(patch)[0]["resources"]
+    limit = resources["limits"]["memory"]
+    assert limit.endswith("Mi") and int(limit[:-2]) * 1024 >= per_pod * 43 + 40 * 1024
+    request = resources["requests"]["memory"]
+    assert request.endswith("Mi") and int(request[:-2]) * 1024 >= per_pod * 36 + 40 * 1024
 
 
 def _kustomize_cmd():
