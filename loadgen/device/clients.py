@@ -377,16 +377,33 @@ class ClientLife:
         box = self.box
         return [c for c in (box.colls.get(fid) for fid, _cls in box.pushed) if c is not None and c.key != "0"]
 
-    def _hold_refused(self, result):
-        """A held Sync answered Status 14 (MS-ASCMD 2.2.3.177.17): take the Limit as the new interval
-        (seconds; minutes for Wait before 14.0) when it is one the device can use and not the one sent."""
+    def _hold_limit(self, result):
+        """The interval (s) a Status 14 answer's Limit gives (MS-ASCMD 2.2.3.177.17, 2.2.3.97: seconds;
+        minutes for Wait before 14.0) when the device can use it and it is not the one sent, else None."""
         if result.status != _SYNC_BAD_WAIT or not result.limit or result.limit <= 0:
-            return False
+            return None
         limit = float(result.limit) * (_MINUTE if self.version.number < 140 else 1.0)
         if limit == self.heartbeat or not 1 <= limit <= 3540:
+            return None
+        return limit
+
+    def _hold_refused(self, result):
+        """A held Sync answered Status 14: take the Limit as the new interval (:meth:`_hold_limit`)."""
+        limit = self._hold_limit(result)
+        if limit is None:
             return False
         self.heartbeat = limit
         return True
+
+    @staticmethod
+    def _hold_adjusts(device, tree):
+        """Whether a held Sync's answer outside the OK statuses is a Status 14 whose Limit the device
+        follows (the ``adjusted`` of ``command``): an adjustment, as a Ping's Status 5 is, not an error."""
+        try:
+            result = eas_mail.parse_sync_all(tree)
+        except ValueError:
+            return False
+        return device._hold_limit(result) is not None
 
     async def _hanging_sync(self, transport, deadline):
         """One Sync of the pushed folders that the server holds for up to the interval (the device's
@@ -444,7 +461,7 @@ class ClientLife:
                                           prefs.body_type, prefs.truncation)
         started = loop.time()
         tree = await self.command(transport, "Sync", eas_mail.sync_request([request], None, *self._hold(interval)),
-                                  deadline, timeout=interval + self.load.timeout)
+                                  deadline, timeout=interval + self.load.timeout, adjusted=self._hold_adjusts)
         if tree is FAILED_CMD:
             return None
         result = self._parse("Sync", eas_mail.parse_sync_all, tree)

@@ -384,7 +384,7 @@ class MailUser:
             tree = await self.command(transport, "Sync", eas_mail.sync_request(requests), deadline)
         else:
             tree = await self.command(transport, "Sync", eas_mail.sync_request(requests, None, *hold), deadline,
-                                      timeout=self.heartbeat + self.load.timeout)
+                                      timeout=self.heartbeat + self.load.timeout, adjusted=self._hold_adjusts)
         if tree is FAILED_CMD:
             self._requeue(sent)
             return False
