@@ -55,7 +55,7 @@ class _Native:
       buffers hold data (fixed in 3.0.14: CVE-2024-4741).
     * ``session(tls)`` / ``offer(tls, session)``: SSL_get1_session and SSL_set_session, sharing one
       SSL_SESSION by reference.  The ssl module's ``SSLObject.session`` instead returns a copy made by
-      i2d/d2i_SSL_SESSION (its workaround for OpenSSL issue 1550), which parses the server's
+      i2d/d2i_SSL_SESSION (CPython Modules/_ssl.c, _ssl_session_dup), which parses the server's
       certificate again: measured here (OpenSSL 3.0), ~6 KiB more per resumed connection, and as
       much left allocated after every connection and session were freed; a kept session costs
       ~6.5 KiB by reference against ~12.6 KiB as the copy."""
