@@ -290,11 +290,7 @@ class TLSConnection(_Connection):
         """Close the connection: its last session left on the endpoint, close_notify sent (RFC 8446
         6.1), the socket closed, OpenSSL's state freed now (not at the loop's connection_lost)."""
         self.closed = True
-        if self.head < 0:  # a body was coming in: its bytes go back to the budget
-            self.budget.held -= self.size
-            self.size = 0
-            self.body = None
-            self.head = 0
+        self._give_back()
         self._teardown()
 
     def _teardown(self):

@@ -376,15 +376,19 @@ class _Connection(asyncio.Protocol):
             self._complete(False)
         return False
 
-    def connection_lost(self, exc):
-        self.closed = True
-        self.transport = None
-        self.parser = None
-        if self.head < 0:  # a body was coming in: its bytes go back to the budget
+    def _give_back(self):
+        """A body that was coming in: its bytes go back to the budget."""
+        if self.head < 0:
             self.budget.held -= self.size
             self.size = 0
             self.body = None
             self.head = 0
+
+    def connection_lost(self, exc):
+        self.closed = True
+        self.transport = None
+        self.parser = None
+        self._give_back()
         waiter = self.waiter
         self.waiter = None
         if waiter is not None and not waiter.done():
@@ -474,11 +478,7 @@ class _Connection(asyncio.Protocol):
 
     def close(self):
         self.closed = True
-        if self.head < 0:  # a body was coming in: its bytes go back to the budget
-            self.budget.held -= self.size
-            self.size = 0
-            self.body = None
-            self.head = 0
+        self._give_back()
         if self.transport is not None:
             self.transport.close()
 
