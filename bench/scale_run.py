@@ -246,8 +246,10 @@ def main():
                          "overflow, tens of thousands of timeouts and retries, and their garbage inflates RSS)")
     ap.add_argument("--settle", type=float, default=3.0, help="seconds all devices must hold before measuring")
     ap.add_argument("--tls", action="store_true",
-                    help="the responders over TLS (a throwaway CA and an EC P-256 certificate for their addresses, "
+                    help="the responders over TLS (a throwaway CA and a certificate for their addresses, --key-type, "
                          "loadgen/exchange/tls.py); the devices verify it as they would a real server's")
+    ap.add_argument("--key-type", choices=("rsa", "ec"), default="rsa",
+                    help="with --tls: the certificates' keys, RSA 2048 (what Exchange is usually given) or ECDSA P-256")
     ap.add_argument("--server-tickets", type=int, default=None,
                     help="with --tls: TLS 1.3 session tickets the responders send per handshake (OpenSSL's default: 2)")
     ap.add_argument("--target-extra", default="", help="scenario lines added to [target] (e.g. a variant)")
@@ -274,7 +276,7 @@ def main():
         if args.tls:
             from loadgen.exchange.tls import TemporaryPKI
 
-            pki = TemporaryPKI(hosts)
+            pki = TemporaryPKI(hosts, key_type=args.key_type)
             tls = {"tls": (pki.pki.cert, pki.pki.key), "tls_tickets": args.server_tickets}
         for host in hosts:
             # the shared canned responder: Provision keys, a FolderSync with only the Inbox, Sync on it;

@@ -37,6 +37,11 @@ _VIEW = memoryview(_READ)
 _WANT_READ = ssl.SSLWantReadError
 _ZERO_RETURN = ssl.SSLZeroReturnError
 _SSL_ERROR = ssl.SSLError
+_BIG = 1024  # a chunk this large through a memory BIO is given back once the BIO is empty (_Native.shrink)
+_BIO_TYPE_MEM = 1 | 0x0400  # include/openssl/bio.h: BIO_TYPE_MEM
+_BIO_CTRL_PENDING = 10
+_BIO_C_SET_BUF_MEM = 114
+_BIO_CLOSE = 1
 
 
 class _Native:
@@ -58,7 +63,15 @@ class _Native:
       i2d/d2i_SSL_SESSION (CPython Modules/_ssl.c, _ssl_session_dup), which parses the server's
       certificate again: measured here (OpenSSL 3.0), ~6 KiB more per resumed connection, and as
       much left allocated after every connection and session were freed; a kept session costs
-      ~6.5 KiB by reference against ~12.6 KiB as the copy."""
+      ~6.5 KiB by reference against ~12.6 KiB as the copy.
+    * ``shrink(bio)``: give an empty ``ssl.MemoryBIO``'s buffer back.  OpenSSL's memory BIO never
+      shrinks: its buffer keeps the largest amount ever written into it at once, a third more
+      (crypto/bio/bss_mem.c mem_write, crypto/buffer/buffer.c BUF_MEM_grow_clean), so each
+      connection kept ~4 KiB from the server's first flight for good, and would keep ~90 KiB after a
+      64 KiB chunk of a large Sync response.  An empty BIO is given a new empty BUF_MEM
+      (BIO_C_SET_BUF_MEM, which frees the old one: public API, BIO_s_mem(3)); a BIO holding data is
+      left as it is.  The BIO pointer is read from CPython's MemoryBIO object (the field after
+      PyObject_HEAD) and its method checked to be BIO_s_mem on every use."""
 
     def __init__(self):
         lib = ctypes.CDLL(ssl._ssl.__file__)  # dlsym also searches its libssl
@@ -69,11 +82,19 @@ class _Native:
         self.set_session = self._fn(lib.SSL_set_session, ctypes.c_int, void, void)
         self.session_free = self._fn(lib.SSL_SESSION_free, None, void)
         self.is_resumable = self._fn(lib.SSL_SESSION_is_resumable, ctypes.c_int, void)
+        self.bio_method_type = self._fn(lib.BIO_method_type, ctypes.c_int, void)
+        self.bio_ctrl = self._fn(lib.BIO_ctrl, ctypes.c_long, void, ctypes.c_int, ctypes.c_long, void)
+        self.buf_mem_new = self._fn(lib.BUF_MEM_new, void)
         self.words = ctypes.POINTER(ctypes.c_void_p)
         probe = ssl.create_default_context()
         sslobj = probe.wrap_bio(ssl.MemoryBIO(), ssl.MemoryBIO(), server_hostname="localhost")
         if not self.ssl_of(sslobj):
             raise OSError("unexpected _ssl layout")
+        bio = ssl.MemoryBIO()
+        bio.write(b"abc")
+        ptr = self._bio_of(bio)
+        if ptr is None or self.bio_ctrl(ptr, _BIO_CTRL_PENDING, 0, None) != 3:
+            raise OSError("unexpected _ssl MemoryBIO layout")
 
     @staticmethod
     def _fn(fn, restype, *argtypes):
@@ -88,6 +109,20 @@ class _Native:
         if ptr and self.get_ctx(ptr) == cast(id(tls.context), words)[2]:
             return ptr
         return 0
+
+    def _bio_of(self, mbio):
+        """The BIO* of an ssl.MemoryBIO if it is a memory BIO, else None."""
+        ptr = ctypes.cast(id(mbio), self.words)[2]
+        if ptr and self.bio_method_type(ptr) == _BIO_TYPE_MEM:
+            return ptr
+        return None
+
+    def shrink(self, mbio):
+        bio = self._bio_of(mbio)
+        if bio is not None and not self.bio_ctrl(bio, _BIO_CTRL_PENDING, 0, None):
+            fresh = self.buf_mem_new()
+            if fresh:
+                self.bio_ctrl(bio, _BIO_C_SET_BUF_MEM, _BIO_CLOSE, fresh)
 
     def release(self, tls):
         ptr = self.ssl_of(tls)
@@ -203,6 +238,9 @@ class TLSConnection(_Connection):
             self._teardown()
             return
         self._send_records()
+        if NATIVE is not None:  # the flights' bytes: a server's certificates are a few KiB
+            NATIVE.shrink(self.incoming)
+            NATIVE.shrink(self.outgoing)
         fut = self.handshake
         self.handshake = None
         if fut is not None and not fut.done():
@@ -246,8 +284,11 @@ class TLSConnection(_Connection):
                 break  # all read: no SSLWantReadError raised (and collected) per response
         if self.outgoing.pending:  # e.g. a KeyUpdate answered (RFC 8446 4.6.3)
             self._send_records()
-        if not plain and NATIVE is not None:
-            NATIVE.release(tls)  # only post-handshake records came (tickets): OpenSSL keeps its read buffer
+        if NATIVE is not None:
+            if not plain:
+                NATIVE.release(tls)  # only post-handshake records came (tickets): OpenSSL keeps its read buffer
+            if len(data) > _BIG:
+                NATIVE.shrink(self.incoming)
 
     def eof_received(self):
         # a TCP end without close_notify (RFC 8446 6.1 calls it a truncation; servers do it): as plain HTTP
@@ -277,6 +318,8 @@ class TLSConnection(_Connection):
             self._fail(ConnectionResetError("TLS write failed"))
             return
         self.raw.write(self.outgoing.read())
+        if len(data) > _BIG and NATIVE is not None:
+            NATIVE.shrink(self.outgoing)
 
     def writelines(self, parts):
         for part in parts:

@@ -295,3 +295,66 @@ def test_accounting_stays_exact_through_reconnects_that_resume():
     summary = stats.to_dict("x")
     assert summary["tls_handshakes"] == dict(stats.tls_handshakes)
     assert summary["timings"]["TLSHandshakeResumed"]["count"] == stats.tls_handshakes["resumed"]
+
+
+def _bio_capacity(mbio):
+    """Bytes allocated by an ssl.MemoryBIO's OpenSSL buffer (BIO_get_mem_ptr: its BUF_MEM's max, a
+    public struct of include/openssl/buffer.h), read through the BIO pointer tlsconn uses."""
+    import ctypes
+
+    from loadgen.wire import tlsconn
+
+    class BufMem(ctypes.Structure):
+        _fields_ = [("length", ctypes.c_size_t), ("data", ctypes.c_void_p), ("max", ctypes.c_size_t),
+                    ("flags", ctypes.c_ulong)]
+
+    bio = tlsconn.NATIVE._bio_of(mbio)
+    out = ctypes.POINTER(BufMem)()
+    tlsconn.NATIVE.bio_ctrl(bio, 115, 0, ctypes.cast(ctypes.byref(out), ctypes.c_void_p))  # BIO_C_GET_BUF_MEM_PTR
+    return out.contents.max
+
+
+class _Big(asyncio.Protocol):
+    """Reads a whole request, then answers with a 300,000-byte body in one write."""
+
+    BODY = bytes(range(256)) * 1172
+
+    def connection_made(self, transport):
+        self.transport, self.buf = transport, b""
+
+    def data_received(self, data):
+        self.buf += data
+        head, _, rest = self.buf.partition(b"\r\n\r\n")
+        if _ and len(rest) >= int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0]):
+            self.buf = b""
+            self.transport.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/vnd.ms-sync.wbxml\r\n"
+                                 b"Content-Length: %d\r\n\r\n" % len(self.BODY) + self.BODY)
+
+
+async def test_a_large_body_does_not_stay_in_the_connection_s_buffers(pki):
+    """OpenSSL's memory BIO keeps the largest chunk ever written into it (bss_mem.c): without giving it
+    back, a connection that carried a 300 KB response and a 200 KB request would hold ~100 KiB or more
+    for the rest of its life.  tlsconn gives an emptied BIO's buffer back (_Native.shrink), and the
+    bytes still arrive intact."""
+    from loadgen.wire import tlsconn
+
+    if tlsconn.NATIVE is None:
+        pytest.skip("no native OpenSSL access here: the ssl module's API only")
+    ctx = server_context(pki["good"].cert, pki["good"].key)
+    server = await asyncio.get_running_loop().create_server(_Big, "127.0.0.1", 0, ssl=ctx)
+    port = server.sockets[0].getsockname()[1]
+    t = _lean(pki)
+    ep = DeviceEndpoint(request_head("https://127.0.0.1:%d%s" % (port, PATH), "user1", "Secret1!", "DEV1",
+                                     "SmartPhone", "14.1", "ContosoPhone/1.0"))
+    try:
+        answer = await t.post(ep, "Sync", b"\x03\x01\x6a\x00" + b"m" * 200_000, "1")
+        assert (answer.status, bytes(answer.body)) == (200, _Big.BODY)
+        conn = ep.conn
+        assert type(conn) is tlsconn.TLSConnection and not conn.closed
+        assert _bio_capacity(conn.incoming) < 4096 and _bio_capacity(conn.outgoing) < 4096
+        answer = await t.post(ep, "Sync", b"\x03\x01\x6a\x00", "1")  # the same connection goes on working
+        assert (answer.status, bytes(answer.body), ep.conn is conn) == (200, _Big.BODY, True)
+    finally:
+        await t.close()
+        server.close()
+        await server.wait_closed()
