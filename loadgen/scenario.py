@@ -332,9 +332,12 @@ class PopulationConfig:
     devices_per_user: int = 2
     versions: dict = field(default_factory=lambda: {"14.1": 1})
     profiles: dict = field(default_factory=lambda: {"modern": 1})
+    # client types by weight without the user-day model (loadgen/device/clients.py: a hanging Sync or the
+    # misbehaving loop instead of the Ping, Android's heartbeat); with [workload], its ``clients`` instead
+    clients: "dict | None" = None
 
     def __post_init__(self):
-        _freeze_fields(self, ("versions", "profiles"))
+        _freeze_fields(self, ("versions", "profiles", "clients"))
 
 
 @_sealed
@@ -712,7 +715,7 @@ _TARGET = {"url", "insecure", "ca_file", "allow_non_provisionable", "no_policy",
            "client_cert", "client_key", "tls", "tls_cert", "tls_key", "tls_resumption", "history_days", "daily_messages",
            "inbox_items"}
 _AUTH = {"user", "password", "password_env", "domain", "users", "first_user", "token_file", "token_command"}
-_POPULATION = {"devices", "devices_per_user", "versions", "profiles"}
+_POPULATION = {"devices", "devices_per_user", "versions", "profiles", "clients"}
 _LOAD = {"ramp_up", "think_time", "timeout", "retry_interval", "graceful_stop", "backoff", "reenrol_after", "transport", "mode",
          "heartbeat", "window_size", "body_truncation", "html_bodies", "quarantine_retry", "sample_interval",
          "model", "arrival_rate", "stages", "max_request_rate", "pool_size", "idle_timeout",
@@ -756,6 +759,7 @@ def parse(text, path="<scenario>", secrets=True):
                                       maximum=MAX_DEVICES_PER_USER, integer=True)),
         versions=r.weights("population", p, "versions", {"14.1": 1}, versions.SIMULATED, "protocol version"),
         profiles=r.weights("population", p, "profiles", {"modern": 1}, tuple(PROFILES), "profile"),
+        clients=r.weights("population", p, "clients", None, _client_names(), "client type"),
     )
     if population.devices > auth.users * population.devices_per_user:
         raise r.fail("population", "devices", "%d devices need more than %d users x %d devices per user"
@@ -780,6 +784,9 @@ def parse(text, path="<scenario>", secrets=True):
 
     mail = _mail(r, r.section(data, "mail", _MAIL))
     workload = _workload(r, r.section(data, "workload", _WORKLOAD), data.get("workload", {}))
+    if workload is not None and population.clients is not None:
+        raise r.fail("population", "clients", "'clients' in [population] and a [workload] table: with [workload] "
+                     "the client types are its 'clients' (one place)")
     if workload is not None:
         for key in data.get("mail", {}):
             if key not in _MAIL_WITH_WORKLOAD:

@@ -70,7 +70,8 @@ def build_population(scenario, base_url, shard=0, shards=1, load=None, planned=F
     pick_profile = _weighted_picker(pop.profiles, rng)
     think_rng = random.Random(scenario.seed ^ 0x5EED)
     workload = getattr(scenario, "workload", None)
-    client_weights = workload.clients if workload is not None else None  # per user (loadgen/device/clients.py)
+    # per user (loadgen/device/clients.py): [workload] clients, or [population] clients without the day model
+    client_weights = workload.clients if workload is not None else pop.clients
     tokens = clients.token_source(auth)  # [auth] token_file / token_command: Bearer (None: Basic)
     minted = None if tokens is not None else scenario.target.bearer_tokens  # the embedded target's, for bearer types
     stats = Stats()

@@ -108,3 +108,57 @@ def test_bearer_devices_on_the_embedded_target_refresh_expired_tokens_and_never_
         repr(sc), repr([d.detail for d in result.devices]), repr(result.devices[0].tokens)))
     assert "eas1." not in shown and state.token_secret.hex() not in shown
     assert not any(t in shown for t in tokens)
+
+
+def _population_text(client, devices, duration):
+    """Client types without the user-day model: [population] clients, no [mail], no [workload]."""
+    return f"""
+name = "{client}-population"
+duration = {duration}
+seed = 11
+[target]
+ping_min = 1
+[auth]
+users = {devices}
+[population]
+devices = {devices}
+devices_per_user = 1
+clients = {{ {client} = 1 }}
+[load]
+ramp_up = 1
+mode = "ping"
+heartbeat = 2
+timeout = 10
+graceful_stop = 2
+"""
+
+
+def test_population_clients_hanging_sync_without_mail_holds_syncs_of_the_inbox_instead_of_pings():
+    """[population] clients reaches the client types without [workload] (which would turn mail on): a
+    hanging-sync device with no [mail] holds a Sync of its Inbox (MS-ASCMD 2.2.3.88.2 HeartbeatInterval)
+    where a device of the same scenario without the client type holds a Ping."""
+    devices = 6
+    sc = scenario.parse(_population_text("hanging-sync", devices, 6), "hanging-pop.toml")
+    assert sc.workload is None and dict(sc.population.clients) == {"hanging-sync": 1}
+    state = TargetState(users=devices, seed=11, ping_min=1)
+    result = asyncio.run(start.run(sc, target_state=state, progress=False))
+    target = result.target
+    assert result.device_errors == {}
+    assert all(d.state == "provisioned" for d in result.devices), [d.detail for d in result.devices]
+    assert not [k for k in target.counters if k[0] == "Ping"], target.counters
+    # held Syncs that expired empty (heartbeat 2 s in a 6 s run): several per device
+    assert target.sync_holds.get("expired", 0) >= devices, target.sync_holds
+
+
+def test_population_clients_misbehaving_without_mail_loops_estimates_and_syncs():
+    devices = 4
+    sc = scenario.parse(_population_text("misbehaving", devices, 6), "misbehaving-pop.toml")
+    state = TargetState(users=devices, seed=11, ping_min=1)
+    result = asyncio.run(start.run(sc, target_state=state, progress=False))
+    target = result.target
+    assert result.device_errors == {}
+    assert not [k for k in target.counters if k[0] == "Ping"], target.counters
+    estimates = sum(n for k, n in target.counters.items() if k[0] == "GetItemEstimate")
+    syncs = sum(n for k, n in target.counters.items() if k[0] == "Sync")
+    # about one request a second per device in a loop of ~4 s after enrolment: far above a Ping's rate
+    assert estimates >= devices and syncs >= 2 * devices, target.counters

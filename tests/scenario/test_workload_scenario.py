@@ -103,12 +103,23 @@ def test_frozen_and_picklable():
     ("[workload]\n[workload.profile.x]\nmeeting_response = { accept = 0.9, decline = 0.5 }\n", ":3:",
      "'meeting_response'"),
     ("[mail]\nsend_per_hour = 3\n[workload]\n", ":2:", "'send_per_hour' in [mail]"),
+    ("[population]\nclients = { iphone = 1 }\n", ":2:", "unknown client type 'iphone'"),
+    ("[population]\nclients = { ios = 1 }\n[workload]\n", ":2:", "'clients' in [population]"),
 ])
 def test_every_mistake_is_one_line_naming_the_key(text, where, words):
     with pytest.raises(sc.ScenarioError) as exc:
         parse(text)
     message = str(exc.value)
     assert "\n" not in message and where in message and words in message, message
+
+
+def test_population_clients_without_the_day_model():
+    """[population] clients: client types by weight for devices without [workload] (none: no client type)."""
+    assert parse("").population.clients is None
+    s = parse('[population]\nclients = { "hanging-sync" = 3, misbehaving = 1 }\n')
+    assert s.workload is None and s.population.clients == {"hanging-sync": 3, "misbehaving": 1}
+    with pytest.raises(TypeError):
+        s.population.clients["ios"] = 1
 
 
 def test_client_types_are_the_known_ones():
