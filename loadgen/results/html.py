@@ -849,7 +849,8 @@ def _tasks_tables(m):
     total = tasks.get("total") or {}
     rows = [row(name, r) for name, r in by_type.items()] + [row("all", total)]
     table = _table("tasks", "Tasks by type (latency in s from the planned time); queued behind a busy device: "
-                   "peak %s" % _fmt(total.get("queued_peak", 0)),
+                   "peak %s%s" % ("at most " if total.get("queued_peak_bound") else "",
+                                  _fmt(total.get("queued_peak", 0))),
                    ("task", "planned", "achieved", "failed", "late", "skipped", "unstarted", "achieved/planned", "p50",
                     "p90", "p99", "max"), rows)
     return '<div class="tables">%s</div>' % table

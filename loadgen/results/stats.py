@@ -217,6 +217,7 @@ class Stats:
         self.tls_handshake_sums = Counter()
         self.tasks_queued = 0
         self.tasks_queued_peak = 0
+        self.tasks_queued_peak_bound = False  # True: the sum of several processes' peaks (an upper bound)
         self._throttle_reasons = {}  # reason the server sent -> its label (THROTTLE_REASONS or OTHER)
         self._eas_keys = {}  # (command, EAS status) -> its eas_statuses key (folded, see EAS_STATUS_CAP)
         self._eas_per_command = {}  # command -> distinct EAS status values kept (a dict: workers ship Counters)
@@ -454,7 +455,7 @@ class Stats:
     def tasks_dict(self):
         """summary.json's ``tasks`` (empty without a workload): see :func:`tasks_summary`."""
         return tasks_summary(self.task_counts, {t: r.histogram() for t, r in self.task_hdr.items()},
-                             self.tasks_queued_peak, self.tasks_queued)
+                             self.tasks_queued_peak, self.tasks_queued, self.tasks_queued_peak_bound)
 
     def provisioning(self, result, ack_status):
         self.provisionings[(result, str(ack_status))] += 1
@@ -673,14 +674,15 @@ def percentiles(hist):
     }
 
 
-def tasks_summary(counts, hists, queued_peak, queued_end=0):
+def tasks_summary(counts, hists, queued_peak, queued_end=0, peak_bound=False):
     """summary.json's ``tasks`` from (type, result) -> n counts and type -> HdrHistogram of the latency from
     the planned time (microseconds); ``{}`` when there was no task at all.
 
     ``by_type``: per type (TASK_TYPES' order, "other" last) planned, achieved, failed, late and the
     latency (count, p50/p90/p99/max in ms, as ``latency``); ``total``: the same counts over the types,
     ``achieved_ratio`` = achieved / planned (None without a plan), ``late_ratio`` = late / done, and the
-    queue's peak and end; ``histograms``: type -> hdrh's encoded form, mergeable exactly."""
+    queue's peak and end (``queued_peak_bound`` true: the peak is the sum of several processes' or shards'
+    peaks, which need not have come at once: an upper bound); ``histograms``: type -> hdrh's encoded form, mergeable exactly."""
     types = [t for t in TASK_LABELS if any(counts.get((t, r)) for r in RESULTS)
              or (t in hists and hists[t].get_total_count())]
     if not types and not queued_peak:
@@ -698,6 +700,7 @@ def tasks_summary(counts, hists, queued_peak, queued_end=0):
         by_type[t] = row
     total.update(_ratios(total))
     total["queued_peak"] = queued_peak
+    total["queued_peak_bound"] = bool(peak_bound)
     total["queued_end"] = queued_end
     return {"total": total, "by_type": by_type,
             "histograms": {t: hists[t].encode().decode("ascii") for t in types

@@ -235,6 +235,7 @@ def _merge_final(stats, finals, queued_peak=None):
     # their peaks, an upper bound (they need not peak together)
     bound = sum(s.get("tasks_queued_peak", 0) for s in finals)
     stats.tasks_queued_peak = bound if queued_peak is None else min(queued_peak, bound)
+    stats.tasks_queued_peak_bound = queued_peak is None and sum(bool(s.get("tasks_queued_peak")) for s in finals) > 1
     stats.started = min(s["started"] for s in finals)
     stats.ended = max(s["ended"] for s in finals)
     stats.interrupted = stats.interrupted or any(s["interrupted"] for s in finals)

@@ -121,6 +121,24 @@ def test_shards_merge_exactly():
     assert send["latency"] == dict(one["tasks"]["by_type"]["send"]["latency"], count=18)
 
 
+def test_the_merged_queue_peak_is_labelled_an_upper_bound_when_it_is_one():
+    """Shards' queues need not peak together: their peaks' sum is an upper bound, said so in the summary
+    and the text; one shard with a queue (the others' empty) gives its peak exactly."""
+    queued, empty = day(), day()
+    queued.task_queued(2)
+    other = day()
+    other.task_queued(1)
+    d = {name: s.to_dict("x") for name, s in (("queued", queued), ("empty", empty), ("other", other))}
+    assert d["queued"]["tasks"]["total"]["queued_peak_bound"] is False
+    stats, _s, _f = merge([dict(d["queued"], shard=[0, 2]), dict(d["empty"], shard=[1, 2])], shards=False)
+    assert (stats.tasks_dict()["total"]["queued_peak"], stats.tasks_dict()["total"]["queued_peak_bound"]) == (2, False)
+    stats, _s, _f = merge([dict(d["queued"], shard=[0, 2]), dict(d["other"], shard=[1, 2])], shards=False)
+    total = stats.tasks_dict()["total"]
+    assert (total["queued_peak"], total["queued_peak_bound"]) == (3, True)
+    assert "peak at most 3 (the sum of" in summary_text(stats, "x", "t", 10)
+    assert "peak at most 3" in html.render([dict(d["queued"], shard=[0, 2]), dict(d["other"], shard=[1, 2])])
+
+
 def test_workers_ship_the_task_histograms():
     from loadgen.run.workers import _merge_final, _snapshot
 

@@ -32,6 +32,7 @@ def test_the_peak_of_the_sum_not_the_sum_of_the_peaks():
     parent = Stats()
     _merge_final(parent, finals(a, b), shared.peak())
     assert parent.tasks_dict()["total"]["queued_peak"] == 3
+    assert parent.tasks_dict()["total"]["queued_peak_bound"] is False  # counted together: exact
     assert parent.tasks_dict()["total"]["queued_end"] == 2
     # without the shared count (a worker killed while holding its lock): the upper bound
     shared.values[2] = 1
@@ -39,6 +40,10 @@ def test_the_peak_of_the_sum_not_the_sum_of_the_peaks():
     parent = Stats()
     _merge_final(parent, finals(a, b), shared.peak())
     assert parent.tasks_dict()["total"]["queued_peak"] == 6
+    assert parent.tasks_dict()["total"]["queued_peak_bound"] is True  # labelled: an upper bound
+    from loadgen.results.text import tasks_text
+
+    assert "peak at most 6" in "\n".join(tasks_text(parent))
 
 
 def _churn(shared, n, start):
