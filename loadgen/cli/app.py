@@ -963,6 +963,15 @@ def _cmd_target(args):
               ping_min=args.ping_min, ping_max=args.ping_max, abq_default=args.abq_default,
               max_concurrency=args.max_concurrency, command_rate=args.command_rate, command_burst=args.command_burst,
               history_days=args.history_days, daily_messages=args.daily_messages, inbox_items=args.inbox_items)
+    if args.token_secret_file:
+        from loadgen.exchange.bearer import SecretFileError, secret_from_file
+
+        try:  # shared with the runs' token command (easload token --secret-file): their Bearer tokens
+            kw["token_secret"] = secret_from_file(args.token_secret_file, create=True)
+        except SecretFileError as exc:
+            raise UsageError("--token-secret-file: %s" % exc) from None
+        print("OAuth Bearer tokens for its users: [auth] token_command = \"easload token --secret-file %s\""
+              % args.token_secret_file, file=sys.stderr)
     try:
         if args.users_csv:
             state = TargetState.from_csv(args.users_csv, **kw)
@@ -985,6 +994,24 @@ def _cmd_target(args):
     finally:
         if pki is not None:  # the throwaway CA's directory, on every way out (Ctrl-C, SIGTERM, an error)
             pki.cleanup()
+
+
+def cmd_token(args):
+    """``easload token --secret-file F USER``: an OAuth Bearer token for USER that a target started with
+    ``--token-secret-file F`` accepts (loadgen/exchange/bearer.py), on stdout: the command a scenario
+    names as ``[auth] token_command`` (the user name is its last argument)."""
+    import time
+
+    from loadgen.exchange.bearer import SecretFileError, mint, secret_from_file
+
+    if not args.user or any(c.isspace() for c in args.user):
+        raise UsageError("token: USER must be one user name, without spaces")
+    try:
+        secret = secret_from_file(args.secret_file)
+    except SecretFileError as exc:
+        raise UsageError("--secret-file: %s" % exc) from None
+    print(mint(secret, args.user, time.time() + args.lifetime))
+    return EXIT_OK
 
 
 def _target_single(args, listens, state, admin, token, tls, given):
@@ -1231,7 +1258,18 @@ def _parser():
                    "tickets, no session ids): every connection a full handshake")
     t.add_argument("--http-port", type=int, help="with TLS, also listen on plain HTTP on this port: the Autodiscover "
                    "redirect probe (GET) gets a 302 to https, anything else 403")
+    t.add_argument("--token-secret-file", help="the secret its OAuth Bearer tokens are signed with, kept in this "
+                   "file (made, 0600, when missing): runs get tokens with [auth] token_command = "
+                   "\"easload token --secret-file FILE\" (default: a random secret, tokens only for runs that "
+                   "start the target themselves)")
     t.set_defaults(func=cmd_target)
+
+    tk = sub.add_parser("token", help="print an OAuth Bearer token for USER that a target started with "
+                        "--token-secret-file accepts (a scenario's [auth] token_command)")
+    tk.add_argument("--secret-file", required=True, help="the target's --token-secret-file")
+    tk.add_argument("--lifetime", type=_duration(), default=3600.0, help="seconds the token is valid (3600, 1h)")
+    tk.add_argument("user", metavar="USER")
+    tk.set_defaults(func=cmd_token)
 
     pr = sub.add_parser("probe", help="one device walks OPTIONS, Provision, Settings, FolderSync, Sync and Ping, "
                         "printing every exchange decoded")

@@ -14,12 +14,17 @@ the device then gets a fresh token (TokenSource ``fresh``) and sends the request
 Bearer client types when ``[auth] token_file`` / ``token_command`` name none): the same interface as
 loadgen/device/clients.py ``TokenSource`` (``cached``, ``get``), minting with the target's secret.
 A token and the secret are never logged, counted or put in a representation.
+
+A target started on its own (``easload target --token-secret-file F``) and the runs against it share
+the secret through a file: :func:`secret_from_file` reads it (or creates it, 0600), and ``easload token
+--secret-file F USER`` prints a token, the command a scenario names as ``[auth] token_command``.
 """
 
 import base64
 import binascii
 import hashlib
 import hmac
+import os
 import time
 
 PREFIX = "eas1"
@@ -60,6 +65,38 @@ def check(secret, token):
     except (ValueError, binascii.Error, UnicodeError):
         return None
     return user, int(parts[2])
+
+
+class SecretFileError(ValueError):
+    """The secret file cannot be read or made (the message names the file, never the secret)."""
+
+
+def secret_from_file(path, create=False):
+    """The token secret kept in ``path`` (64 hex digits: 32 bytes).  ``create``: a missing file is made
+    with a fresh random secret, readable by its owner only (O_EXCL, mode 0600)."""
+    try:
+        with open(path, "rb") as f:
+            text = f.read(200).strip()
+    except FileNotFoundError:
+        if not create:
+            raise SecretFileError("token secret file %s: no such file" % path) from None
+        secret = os.urandom(32)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except OSError as exc:
+            raise SecretFileError("token secret file %s: %s" % (path, exc.strerror or exc)) from None
+        with os.fdopen(fd, "wb") as f:
+            f.write(secret.hex().encode("ascii") + b"\n")
+        return secret
+    except OSError as exc:
+        raise SecretFileError("token secret file %s: %s" % (path, exc.strerror or exc)) from None
+    try:
+        secret = bytes.fromhex(text.decode("ascii"))
+    except (UnicodeDecodeError, ValueError):
+        secret = b""
+    if len(secret) != 32:
+        raise SecretFileError("token secret file %s: not 64 hex digits (32 bytes)" % path)
+    return secret
 
 
 class MintedTokens:
