@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from hdrh.histogram import HdrHistogram
 
 from loadgen.results.outcomes import OK_OUTCOMES
-from loadgen.results.stats import THROTTLE_REASONS, OTHER
+from loadgen.results.stats import THROTTLE_REASONS, TLS_TIMINGS, OTHER
 from loadgen.results.tasks import RESULTS, TASK_LABELS, TOTAL_FIELDS, TYPE_FIELDS
 
 STATS = ("p50", "p90", "p95", "p99", "max", "count", "errors")
@@ -51,7 +51,8 @@ COMMANDS = ("Autodiscover", "Find", "FolderCreate", "FolderDelete", "FolderSync"
             "GetHierarchy", "GetItemEstimate", "ItemOperations", "MeetingResponse", "MoveItems", "Ping", "Provision",
             "ResolveRecipients", "Search", "SendMail", "Settings", "SmartForward", "SmartReply", "Sync",
             "ValidateCert", "OPTIONS")
-TIMINGS = ("Enrolment", "EnrolmentUncorrected", "StartLag")
+# the TLS handshakes' own latencies (from the TCP connection to the handshake's end), full and resumed
+TIMINGS = ("Enrolment", "EnrolmentUncorrected", "StartLag") + tuple(TLS_TIMINGS.values())
 # a device's final states (loadgen/device/states.py; tests/cli/test_task_thresholds.py keeps the two in step)
 DEVICE_STATES = ("new", "provisioning", "provisioned", "no_policy", "unprovisioned", "refused", "blocked",
                  "quarantined", "wiped", "throttled", "failed", "auth_failed", "stopped")

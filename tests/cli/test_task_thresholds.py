@@ -61,6 +61,7 @@ def test_a_metric_that_cannot_exist_is_refused_with_a_hint(metric, words):
 
 def test_the_metrics_runs_have_are_accepted():
     for metric in ("Sync.p99", "Provision.max", "SendMail.errors", "Ping.count", "Enrolment.p99", "StartLag.p90",
+                   "TLSHandshakeFull.p99", "TLSHandshakeResumed.count",
                    "errors.rate", "requests.rate", "devices.provisioned", "devices.no_policy",
                    "provisionings.refused_2", "reprovisions.144", "throttled.OverBudget", "throttled.other"):
         check_metric(metric)
