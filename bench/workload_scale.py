@@ -3,6 +3,7 @@
     python bench/workload_scale.py --devices 10000 --workers 2 --targets 2
     python bench/workload_scale.py --devices 50000 --workers 6 --targets 6 --ramp 1800
     python bench/workload_scale.py --devices 2000 --trace      # where the bytes go (tracemalloc, worker 0)
+    python bench/workload_scale.py --devices 10000 --workers 2 --targets 2 --ramp 250 --tls   # over TLS
 
 The devices: the average profile (``[workload] profiles = {average = 1}``; loadgen/device/user.py
 NAMED_PROFILES, Microsoft's "100 profile": 80 messages received and 20 sent a day), the client mix of
@@ -51,6 +52,7 @@ duration = {duration}
 seed = 20
 [target]
 url = "http://127.0.0.2:9/Microsoft-Server-ActiveSync"
+{ca_line}
 [auth]
 users = {devices}
 [population]
@@ -95,7 +97,8 @@ def _scenario(cfg):
 
     duration = cfg["ramp"] + cfg["settle"] + cfg["window"] + 2
     text = SCENARIO.format(duration=duration, devices=cfg["devices"], ramp=cfg["ramp"], idle=cfg["idle"],
-                           replayed=duration * cfg["speed"])
+                           replayed=duration * cfg["speed"],
+                           ca_line='ca_file = "%s"' % cfg["ca_file"] if cfg.get("ca_file") else "")
     return scenario.parse(text, "workload-scale.toml")
 
 
@@ -305,19 +308,26 @@ def run_size(args, devices):
     token = os.urandom(12).hex()
     with open(token_file, "w") as f:
         f.write(token)
+    tls, scheme, ca_file, pki = [], "http", None, None
+    if args.tls:  # the target over HTTPS with a throwaway CA for its addresses; the devices verify it
+        from loadgen.exchange.tls import TemporaryPKI
+
+        pki = TemporaryPKI(["127.0.0.%d" % (2 + k) for k in range(args.targets)], key_type=args.key_type)
+        tls, scheme, ca_file = ["--tls-cert", pki.pki.cert, "--tls-key", pki.pki.key], "https", pki.pki.ca
     target = _spawn([sys.executable, "-m", "loadgen", "target", "--processes", str(args.targets),
                      "--listen", "127.0.0.2:%d" % port, "--users", str(devices), "--ping-min", "60",
                      "--admin-listen", "127.0.0.1:%d" % admin_port, "--admin-token-file", token_file,
-                     "--max-concurrency", "100", "--command-rate", "100"], env, token_dir, "target", stdout=False)
+                     "--max-concurrency", "100", "--command-rate", "100", *tls], env, token_dir, "target",
+                    stdout=False)
     procs = []
     deliver = None
     try:
         for k in range(args.targets):
             _wait_listening("127.0.0.%d" % (2 + k), port, target, "the target")
         _wait_listening("127.0.0.1", admin_port, target, "the target's admin API")
-        urls = ["http://127.0.0.%d:%d/Microsoft-Server-ActiveSync" % (2 + k, port) for k in range(args.targets)]
+        urls = ["%s://127.0.0.%d:%d/Microsoft-Server-ActiveSync" % (scheme, 2 + k, port) for k in range(args.targets)]
         base = dict(devices=devices, ramp=args.ramp, settle=args.settle, window=args.window, speed=args.speed,
-                    idle=args.idle, urls=urls, workers=args.workers)
+                    idle=args.idle, urls=urls, workers=args.workers, ca_file=ca_file)
         started = time.time()
         for i in range(args.workers):
             cfg = dict(base, index=i, trace=args.trace and i == 0)
@@ -357,6 +367,8 @@ def run_size(args, devices):
         except subprocess.TimeoutExpired:
             target.kill()
         shutil.rmtree(token_dir, ignore_errors=True)
+        if pki is not None:
+            pki.cleanup()
     return reports, delivered, wall
 
 
@@ -403,6 +415,9 @@ def main():
                          "ramp too: keep devices x 22 requests/h x speed well within the target's capacity)")
     ap.add_argument("--idle", type=float, default=110.0, help="idle timeout of the ordinary connection (s)")
     ap.add_argument("--no-external", action="store_true", help="no external mail (only the users' own)")
+    ap.add_argument("--tls", action="store_true", help="the target over HTTPS (TLS 1.3, resumption on; a throwaway "
+                    "CA the devices verify): the workload's memory and CPU over TLS")
+    ap.add_argument("--key-type", choices=("rsa", "ec"), default="rsa", help="with --tls: the certificate's key")
     ap.add_argument("--trace", action="store_true", help="tracemalloc in worker 0: the top allocation sites")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     ap.add_argument("--deliver", help=argparse.SUPPRESS)
@@ -428,7 +443,8 @@ def main():
         s.update(targets=a.targets, ramp=a.ramp, speed=a.speed, window=a.window)
         rows.append(s)
         print(json.dumps({k: v for k, v in s.items() if k not in ("sizes", "traced")}), file=sys.stderr, flush=True)
-    print("average profile, client mix ios 0.4 / android 0.4 / outlook-cloud 0.2, plain HTTP, lean transport;")
+    print("average profile, client mix ios 0.4 / android 0.4 / outlook-cloud 0.2, %s, lean transport;"
+          % ("HTTPS (TLS 1.3, %s certificate, resumption on)" % args.key_type.upper() if args.tls else "plain HTTP"))
     print("window: after the ramp and settle; the day at --speed x; CPU = user + sys of the client workers")
     print("%8s %4s %4s %7s %6s %11s %11s %10s %9s %8s %10s %9s %10s %9s" % (
         "devices", "wrk", "tgt", "ramp s", "speed", "RSS B/dev", "(at mark)", "enrol CPU", "window s",
