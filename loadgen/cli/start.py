@@ -7,7 +7,6 @@ TLS checked once for every https URL, the run context made, then the run (one pr
 
 import asyncio
 import sys
-from collections import Counter
 
 from loadgen.exchange import launch as launch_mod
 from loadgen.results import metrics
@@ -45,8 +44,6 @@ async def run(scenario, *, workers=1, target_state=None, admin=None, parts=None,
             launched = await launch_mod.launch(scenario, state=target_state, admin=admin if workers == 1 else None,
                                                stream=stream)
             scenario = launched.scenario  # with [target] tls: the throwaway CA the devices trust
-            if launched.in_process and scenario.workload is not None:  # the plan's meeting requests
-                launched.deliver_meeting = meeting_deliverer(launched.state)  # (loadgen/run/day.py)
         if attach_metrics and workers == 1:
             # a single embedded target's easload_target_* series on the run's endpoint (a cluster serves
             # its merged ones on its admin endpoint: exchange/cluster.py)
@@ -69,34 +66,6 @@ async def run(scenario, *, workers=1, target_state=None, admin=None, parts=None,
             await launched.close()
     result.tls_problem = problems[0][1] if problems else None
     return result
-
-
-def meeting_deliverer(state):
-    """``deliver(user name)``: a meeting request in the user's Inbox on the embedded target ``state`` (a
-    TargetState in this process): one of the meetings of the user's generated calendar invited again
-    -- the target's store holds a meeting request as an Inbox entry of its generated mail numbers 16k + 5
-    (loadgen/exchange/store.py GenMail.meeting), which its MeetingResponse answers
-    (loadgen/exchange/meeting.py) --, a new item with a new ServerId that wakes the user's held Pings.
-    Raises LookupError for a user the target does not know or a mailbox without meetings."""
-    from loadgen.exchange import store as st
-
-    store = state.store
-    sent = Counter()
-
-    def deliver(user):
-        if user not in state.passwords:
-            raise LookupError(user)
-        box = store.mailbox(user)
-        meetings = (store.counts(box).get(st.INBOX, 0) + 10) // 16  # as the store's calendar_parts counts them
-        if meetings <= 0:
-            raise LookupError(user)
-        n = 16 * (sent[user] % meetings) + 5
-        sent[user] += 1
-        box.add(st.INBOX, (st.INBOX, n, store.clock()))
-        store.count("delivered")
-
-    return deliver
-
 
 
 async def tls_preflight(scenario, urls, stream):

@@ -20,6 +20,7 @@ POST /admin/abq       {"default": "Allow|Block|Quarantine", "rules": [{character
 POST /admin/release   {"device_id": id}                -> state.release (personal Allow exemption)
 POST /admin/remove_device {"device_id": id [, "user": u]}
 POST /admin/mail      {"user": u, "count": n} or {"fraction": f, "count": n, "seed": s}
+                      or {"user": u, "meeting": true} (a meeting request: state.deliver_meeting)
                       or {"users": [u, ...], "count": n}
                       or {"mime": base64, "recipients": [u, ...]} (a message a cluster's parent relays)
 POST /admin/resync    {"fraction": f, "seed": s} or {"devices": [[user, device id], ...]}: their sync state
@@ -234,6 +235,14 @@ class Admin:
             if not isinstance(recipients, list) or not all(isinstance(u, str) for u in recipients):
                 raise BadRequest("recipients must be a list of user names")
             return {"delivered": self.state.store.deliver_to(recipients, mime)}
+        if data.get("meeting") is True:  # the plan's meeting requests (loadgen/run/day.py deliver_external)
+            if not data.get("user"):
+                raise BadRequest("user is required")
+            try:
+                self.state.deliver_meeting(data["user"])
+            except LookupError as exc:  # an unknown user, a mailbox without meetings
+                raise BadRequest("no meeting request for %s: %s" % (data["user"], exc)) from None
+            return {"users": 1}
         count = int(data.get("count", 1))
         if "fraction" in data:
             return {"users": self.state.deliver_mail_fraction(float(data["fraction"]), count, data.get("seed"))}

@@ -460,6 +460,12 @@ class TargetCluster:
             raise KeyError(user)
         await self._call(self.owner(user), "POST", "/admin/mail", {"user": user, "count": int(count)})
 
+    async def deliver_meeting(self, user):
+        """A meeting request for ``user``, by the process that owns the user (TargetState.deliver_meeting)."""
+        if user not in self._index:
+            raise KeyError(user)
+        await self._call(self.owner(user), "POST", "/admin/mail", {"user": user, "meeting": True})
+
     async def deliver_mail_fraction(self, fraction, count=1, seed=None):
         """New mail for ``fraction`` of all users, chosen as TargetState.deliver_mail_fraction does."""
         chosen = pick_fraction(self.state.passwords, fraction, seed)

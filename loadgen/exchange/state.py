@@ -211,6 +211,7 @@ class TargetState:
         self.token_secret = bytes(token_secret) if token_secret is not None else os.urandom(32)
         self.token_lifetime = _number("token_lifetime", token_lifetime, 1, None)
         self._bearer_cache = {}  # Authorization header -> (user, expiry)
+        self._meetings_sent = {}  # user -> meeting requests delivered (deliver_meeting: the calendar's in turn)
 
     # -- authentication
 
@@ -506,6 +507,26 @@ class TargetState:
         if user not in self.passwords:
             raise KeyError(user)
         self.store.deliver_generated(user, int(count))
+
+    def deliver_meeting(self, user):
+        """Admin: a meeting request in ``user``'s Inbox: one of the meetings of the user's generated
+        calendar invited again -- the store holds a meeting request as an Inbox entry of its generated
+        mail numbers 16k + 5 (store.py GenMail.meeting), which its MeetingResponse answers (meeting.py)
+        --, a new item with a new ServerId that wakes the user's held Pings.  KeyError for a user the
+        target does not know, LookupError for a mailbox without meetings (no history)."""
+        from loadgen.exchange import store as st
+
+        if user not in self.passwords:
+            raise KeyError(user)
+        store = self.store
+        box = store.mailbox(user)
+        meetings = (store.counts(box).get(st.INBOX, 0) + 10) // 16  # as the store's calendar_parts counts them
+        if meetings <= 0:
+            raise LookupError("no meetings in %s's mailbox" % user)
+        sent = self._meetings_sent.get(user, 0)
+        self._meetings_sent[user] = sent + 1
+        box.add(st.INBOX, (st.INBOX, 16 * (sent % meetings) + 5, store.clock()))
+        store.count("delivered")
 
     def deliver_mail_fraction(self, fraction, count=1, seed=None):
         """Admin: new mail for a random ``fraction`` of all users; returns how many users got mail."""

@@ -325,7 +325,7 @@ async def deliver_external(planner, deliver, user_name, t0, deadline, stats=None
     times until ``deadline`` (loop times): ``deliver(user name)`` (a TargetState's deliver_mail, or a
     coroutine function: a cluster's).  Each is planned, and achieved when delivered (late if the loop
     was behind).  ``users``: the user indexes (default: every user of the run).  ``meeting(user name)``:
-    delivers a meeting request (loadgen/cli/start.py meeting_deliverer); with it the plan's meeting requests
+    delivers a meeting request (TargetState.deliver_meeting, or a cluster's); with it the plan's meeting requests
     (:meth:`Planner.meeting_times`) are delivered too, each a ``receive`` task as well."""
     import asyncio
 
@@ -400,10 +400,9 @@ def external_delivery(scenario, context, target, t0, deadline, stats, shard=(0, 
     planner = getattr(context, "workload", None)
     if planner is None or target is None:
         return None
-    deliver = target.state.deliver_mail if target.in_process else target.target.deliver_mail
-    # the meeting requests: an in-process target's deliver_meeting (loadgen/cli/start.py meeting_deliverer);
-    # a cluster: none (its stores are in other processes)
-    meeting = getattr(target, "deliver_meeting", None) if target.in_process else None
+    # mail and meeting requests (loadgen/exchange/state.py; a cluster relays them to the user's process)
+    owner = target.state if target.in_process else target.target
+    deliver, meeting = owner.deliver_mail, owner.deliver_meeting
     pattern = scenario.auth.user
     return deliver_external(planner, deliver, lambda u: pattern.format(n=u), t0, deadline, stats,
                             users=run_users(scenario, shard), meeting=meeting)

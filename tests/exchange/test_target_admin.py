@@ -106,6 +106,14 @@ async def test_abq_release_and_mail(admin):
     assert root_status(tree) is None  # a normal Sync answer
     assert (await call("POST", "/admin/mail", {"fraction": 0.5, "count": 1, "seed": 4}))[1] == {"users": 5}
     assert (await call("POST", "/admin/mail", {"user": "nobody"}))[0] == 400
+    # a meeting request (the plan's, loadgen/run/day.py): an Inbox item the MeetingResponse can answer
+    from loadgen.exchange import store as st
+
+    box = tgt.state.store.mailbox("user1")
+    before = box.folder(st.INBOX).next
+    assert (await call("POST", "/admin/mail", {"user": "user1", "meeting": True})) == (200, {"users": 1})
+    assert box.item(st.INBOX, before).message_class == "IPM.Schedule.Meeting.Request"
+    assert (await call("POST", "/admin/mail", {"user": "nobody", "meeting": True}))[0] == 400
 
 
 async def test_metrics_endpoint_without_auth(admin):

@@ -1,12 +1,14 @@
 """How a planned task ends (loadgen/results/tasks.py): achieved, failed, skipped (a meeting answer with no
 request waiting) or unstarted (never started: its device never enrolled, or the run ended first).  The
 plan's meeting requests are delivered by the embedded target before their tasks (loadgen/run/day.py
-meeting_times; loadgen/cli/start.py meeting_deliverer), so that a meeting task usually finds one; the
+meeting_times; loadgen/exchange/state.py TargetState.deliver_meeting), so that a meeting task usually finds one; the
 end-of-run count of the tasks never started (day.count_unstarted) keeps tasks.achieved_ratio honest when devices fail to
 come up."""
 
 import asyncio
 from types import SimpleNamespace
+
+import pytest
 
 from loadgen import scenario as sc
 from loadgen.cli import start
@@ -114,7 +116,7 @@ def test_meeting_requests_are_planned_before_each_meeting_task():
 
 def test_the_meeting_deliverer_puts_an_answerable_request_in_the_inbox():
     state = TargetState(users=2, history_days=2, daily_messages=30)
-    deliver = start.meeting_deliverer(state)
+    deliver = state.deliver_meeting
     box = state.store.mailbox("user1")
     before = box.folder(st.INBOX).next
     deliver("user1")
@@ -123,13 +125,10 @@ def test_the_meeting_deliverer_puts_an_answerable_request_in_the_inbox():
     assert first.message_class == second.message_class == "IPM.Schedule.Meeting.Request"
     assert first.meeting != second.meeting  # meetings of the calendar in turn
     assert state.store.counters["delivered"] == 2
-    for bad in ("nobody",):
-        try:
-            deliver(bad)
-        except LookupError:
-            pass
-        else:
-            raise AssertionError("an unknown user must raise")
+    with pytest.raises(KeyError):
+        deliver("nobody")
+    with pytest.raises(LookupError):  # a mailbox without history has no meeting to invite to again
+        TargetState(users=1, history_days=0).deliver_meeting("user0")
 
 
 _MEETINGS = """
@@ -161,8 +160,23 @@ def test_on_the_embedded_target_meeting_tasks_find_their_requests():
         sum(1 for d in result.devices if d.in_flight == "MeetingResponse")
 
 
+def test_on_a_multi_process_target_meeting_requests_go_to_the_user_s_process():
+    """[target] processes = 2: the users' stores are in other processes; the run's meeting requests go
+    through the cluster to the process that owns each user (admin /admin/mail {"meeting": true}), so the
+    meeting tasks find them there as they do on a target in the run's own process."""
+    s = scenario(users=12, duration=8, workload='profiles = { meetings = 1 }\nday_length = "8h"', extra=_MEETINGS,
+                 target="processes = 2")
+    result = asyncio.run(start.run(s, progress=False))
+    by = result.stats.tasks_dict()["by_type"]
+    meeting, receive = by["meeting"], by["receive"]
+    assert meeting["planned"] >= 20 and meeting["failed"] == 0
+    assert meeting["skipped"] <= 0.15 * meeting["planned"], meeting
+    assert meeting["achieved"] >= 0.7 * meeting["planned"], meeting
+    assert receive["failed"] == 0 and receive["achieved"] >= meeting["achieved"], receive  # delivered by the cluster
+
+
 def test_a_meeting_task_with_no_request_waiting_is_skipped_and_sends_nothing(monkeypatch):
-    monkeypatch.setattr(start, "meeting_deliverer", lambda state: None)  # no request delivered: only the history's
+    monkeypatch.setattr(TargetState, "deliver_meeting", lambda self, user: None)  # none delivered: only the history's
     s = scenario(users=10, duration=4, workload='profiles = { meetings = 1 }\nday_length = "8h"', extra=_MEETINGS)
     state = embedded_state(s)
     result = asyncio.run(start.run(s, target_state=state, progress=False))
