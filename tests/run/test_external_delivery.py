@@ -99,7 +99,7 @@ def test_the_external_mail_goes_only_to_the_users_of_this_runs_devices():
 
     async def main():
         loop = asyncio.get_running_loop()
-        target = SimpleNamespace(in_process=True, state=SimpleNamespace(deliver_mail=deliver))
+        target = SimpleNamespace(in_process=True, state=SimpleNamespace(deliver_mail=deliver, deliver_meeting=deliver))
         planner = day.Planner(sc)
         run = day.external_delivery(sc, SimpleNamespace(workload=planner), target, loop.time() - 60,
                                     loop.time() + 1, None)
