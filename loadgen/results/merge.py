@@ -139,12 +139,12 @@ def merge(summaries, *, shards=True, series=True):
                     stats.task_counts[(task_type, result)] += row[result]
         # the queue's peak of several shards: the sum of theirs, an upper bound (they need not peak
         # together), labelled so when more than one shard had a queue or a shard's was a bound already
-        peak = (tasks.get("total") or {}).get("queued_peak", 0)
-        stats.tasks_queued_peak_bound = bool(
-            stats.tasks_queued_peak_bound or (tasks.get("total") or {}).get("queued_peak_bound")
-            or (peak and stats.tasks_queued_peak))
+        total = tasks.get("total") or {}
+        peak = total.get("queued_peak", 0)
+        stats.tasks_queued_peak_bound = bool(stats.tasks_queued_peak_bound or total.get("queued_peak_bound")
+                                             or (peak and stats.tasks_queued_peak))
         stats.tasks_queued_peak += peak
-        stats.tasks_queued += (tasks.get("total") or {}).get("queued_end", 0)
+        stats.tasks_queued += total.get("queued_end", 0)
         rss = s.get("client_rss", {})
         stats.rss_base += rss.get("base_bytes", 0)
         stats.rss_peak += rss.get("peak_bytes", 0)

@@ -189,10 +189,9 @@ def tasks_text(stats):
            _table(("task", "planned", "achieved", "failed", "late", "skipped", "unstarted", "achieved/planned", "p50",
                    "p90", "p99", "max"),
                   rows),
-           "  tasks queued behind a busy device: peak %s%d%s, at the end %d" % (
-               "at most " if total.get("queued_peak_bound") else "", total["queued_peak"],
-               " (the sum of the shards' or workers' own peaks)" if total.get("queued_peak_bound") else "",
-               total["queued_end"])]
+           "  tasks queued behind a busy device: peak %s, at the end %d" % (
+               "at most %d (the sum of the shards' or workers' own peaks)" % total["queued_peak"]
+               if total.get("queued_peak_bound") else total["queued_peak"], total["queued_end"])]
     return out
 
 

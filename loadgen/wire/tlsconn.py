@@ -37,7 +37,8 @@ _VIEW = memoryview(_READ)
 _WANT_READ = ssl.SSLWantReadError
 _ZERO_RETURN = ssl.SSLZeroReturnError
 _SSL_ERROR = ssl.SSLError
-_BIG = 1024  # a chunk this large through a memory BIO is given back once the BIO is empty (_Native.shrink)
+_BIG = 1024  # a chunk this large through a memory BIO: its buffer is given back (_Native.shrink) once the
+# BIO is empty -- the incoming one's when the response is complete, not after every chunk of a large body
 _BIO_TYPE_MEM = 1 | 0x0400  # include/openssl/bio.h: BIO_TYPE_MEM
 _BIO_CTRL_PENDING = 10
 _BIO_C_SET_BUF_MEM = 114
@@ -196,7 +197,7 @@ class TLSConnection(_Connection):
     ``endpoint``: the device's endpoint a closing connection leaves its session on (None: nowhere,
     e.g. a shared pool's connection or resumption off)."""
 
-    __slots__ = ("raw", "tls", "incoming", "outgoing", "handshake", "endpoint", "t0")
+    __slots__ = ("raw", "tls", "incoming", "outgoing", "handshake", "endpoint", "t0", "grown")
 
     def __init__(self, ctx, server_hostname, session, handshake, endpoint):
         _Connection.__init__(self)
@@ -212,6 +213,7 @@ class TLSConnection(_Connection):
         self.endpoint = endpoint
         self.raw = None
         self.t0 = 0.0
+        self.grown = False  # a chunk above _BIG went into the incoming BIO since it was last shrunk
 
     # the TCP side (asyncio.Protocol)
 
@@ -256,6 +258,8 @@ class TLSConnection(_Connection):
         if tls is None:
             return
         self.incoming.write(data)
+        if len(data) > _BIG:
+            self.grown = True
         if self.handshake is not None:
             self._shake()
             if self.handshake is not None or self.tls is None:
@@ -287,7 +291,8 @@ class TLSConnection(_Connection):
         if NATIVE is not None:
             if not plain:
                 NATIVE.release(tls)  # only post-handshake records came (tickets): OpenSSL keeps its read buffer
-            if len(data) > _BIG:
+            if self.grown and self.waiter is None:  # the response complete: its chunks' buffer given back
+                self.grown = False
                 NATIVE.shrink(self.incoming)
 
     def eof_received(self):
